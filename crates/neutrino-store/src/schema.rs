@@ -1,0 +1,105 @@
+//! Schema migrations, one ordered list per backend; `schema_version` records how far a
+//! database has come. On PostgreSQL an advisory lock keeps two servers starting at once from
+//! migrating concurrently.
+
+use sqlx::{Acquire, Row};
+
+use crate::{Backend, Store, StoreError};
+
+/// Each entry is one migration; never edit a released entry, append a new one.
+const SQLITE: &[&str] = &[r#"
+CREATE TABLE resources (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    project_id TEXT NOT NULL,
+    parent_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX resources_kind_project ON resources (kind, project_id);
+CREATE INDEX resources_kind_parent ON resources (kind, parent_id);
+CREATE TABLE claims (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX claims_owner ON claims (owner);
+CREATE TABLE quotas (
+    project_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    hard_limit BIGINT NOT NULL,
+    PRIMARY KEY (project_id, resource)
+);
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#];
+
+const POSTGRES: &[&str] = &[r#"
+CREATE TABLE resources (
+    seq BIGSERIAL PRIMARY KEY,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    project_id TEXT NOT NULL,
+    parent_id TEXT,
+    body TEXT NOT NULL
+);
+CREATE INDEX resources_kind_project ON resources (kind, project_id);
+CREATE INDEX resources_kind_parent ON resources (kind, parent_id);
+CREATE TABLE claims (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL COLLATE "C",
+    owner TEXT NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX claims_owner ON claims (owner);
+CREATE TABLE quotas (
+    project_id TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    hard_limit BIGINT NOT NULL,
+    PRIMARY KEY (project_id, resource)
+);
+CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#];
+
+/// Arbitrary constant naming the migration lock on PostgreSQL.
+const MIGRATION_LOCK: i64 = 0x6e65_7574_7269_6e6f;
+
+pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {
+    let mut conn = store.pool.acquire().await?;
+    let steps = match store.backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => {
+            sqlx::query(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .execute(&mut *conn)
+                .await?;
+            POSTGRES
+        }
+    };
+    let result = async {
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)")
+            .execute(&mut *conn)
+            .await?;
+        let row = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        let done: Option<i64> = row.try_get("v")?;
+        let done = done.unwrap_or(0) as usize;
+        for (index, step) in steps.iter().enumerate().skip(done) {
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(step).execute(&mut *tx).await?;
+            sqlx::raw_sql(&format!("INSERT INTO schema_version (version) VALUES ({})", index + 1))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            tracing::info!(version = index + 1, "applied schema migration");
+        }
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    if store.backend == Backend::Postgres {
+        sqlx::query(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .execute(&mut *conn)
+            .await?;
+    }
+    result
+}
