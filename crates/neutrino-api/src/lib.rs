@@ -1,1 +1,148 @@
-//! placeholder
+//! The HTTP layer: Neutron v2.0 (`/`, `/v2.0/...`) and the Keystone v3 subset (`/v3/...`)
+//! on one listener. Handlers only translate HTTP to calls on [`neutrino_app::App`] and back:
+//! URL routing, JSON envelopes, pagination links, status codes and error bodies
+//! (`{"NeutronError": ...}` for the network API, `{"error": ...}` for identity).
+
+mod identity;
+mod network;
+mod reply;
+
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use neutrino_app::{App, Context};
+use neutrino_types::ApiError;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How the HTTP layer authenticates callers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Tokens from the built-in identity service are required.
+    Tokens,
+    /// Development only: every caller is the admin of the project named by `X-Project-Id`.
+    NoAuth,
+}
+
+#[derive(Clone)]
+struct ApiState {
+    app: App,
+    auth: AuthMode,
+}
+
+/// Builds the router serving both APIs.
+pub fn router(app: App, auth: AuthMode) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ApiState { app, auth })
+}
+
+/// One parsed request.
+pub(crate) struct Request {
+    pub method: Method,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// `scheme://host[:port]` as the client reached us.
+    pub base: String,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:9696");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
+async fn dispatch(
+    State(state): State<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let path = uri.path().to_string();
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s))
+        .collect();
+    if let Some(last) = segments.last_mut() {
+        if let Some(stripped) = last.strip_suffix(".json") {
+            *last = stripped.to_string();
+        }
+    }
+    let query: Vec<(String, String)> = uri
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let req = Request {
+        method: method.clone(),
+        base: base_url(&headers),
+        segments,
+        query,
+        headers,
+        body,
+    };
+    let response = match req.segments.first().map(String::as_str) {
+        Some("v3") => identity::handle(&state, &req).await,
+        _ => network::handle(&state, &req, path.ends_with('/')).await,
+    };
+    let status = response.status();
+    if status.is_server_error() {
+        tracing::warn!(%method, %path, status = status.as_u16(), "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+    }
+    response
+}
+
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+/// Resolves the caller from `X-Auth-Token` (or the no-auth development mode).
+pub(crate) async fn caller(state: &ApiState, req: &Request) -> Result<Context, ApiError> {
+    match state.auth {
+        AuthMode::NoAuth => {
+            let project = req.header("x-project-id").unwrap_or("admin").to_string();
+            Ok(Context::new("admin", &project, &["admin".to_string()]))
+        }
+        AuthMode::Tokens => {
+            let token = req
+                .header("x-auth-token")
+                .ok_or_else(ApiError::unauthorized)?;
+            state.app.authenticate(token).await
+        }
+    }
+}
+
+pub(crate) fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}

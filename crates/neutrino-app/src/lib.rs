@@ -1,1 +1,117 @@
-//! placeholder
+//! The application layer: every Neutron and Keystone use case, with policy, validation,
+//! IP address management and quotas, each request in one database transaction.
+//!
+//! The HTTP layer parses requests into calls on [`App`] and renders what comes back; it never
+//! touches storage itself. Resources are JSON documents (`serde_json::Map`) holding every
+//! attribute; [`App`] strips what a caller may not see when it renders them.
+
+pub mod context;
+pub mod extensions;
+pub mod identity;
+mod neutron;
+mod token;
+
+use std::sync::Arc;
+
+use neutrino_store::{Store, StoreError, Tx};
+use neutrino_types::ApiError;
+
+pub use context::Context;
+pub use neutron::{validate_tags, Collection, ListResult, COLLECTIONS, QUOTA_RESOURCES};
+
+/// Server settings the application layer needs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Inclusive VXLAN id range for tenant networks.
+    pub vni_range: (u32, u32),
+    /// Physical networks that accept `flat`/`vlan` provider networks.
+    pub physical_networks: Vec<String>,
+    /// MTU of the underlay; VXLAN networks get 50 less.
+    pub global_mtu: u32,
+    /// Token lifetime in seconds.
+    pub token_ttl_secs: i64,
+    /// Region name put in the catalog.
+    pub region: String,
+    /// Fixed public base URL for the catalog (`http://host:port`); `None` = from the request.
+    pub public_url: Option<String>,
+    /// The first three octets of generated MAC addresses.
+    pub base_mac: [u8; 3],
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            vni_range: (1, 16_000_000),
+            physical_networks: vec!["physnet1".to_string()],
+            global_mtu: 1500,
+            token_ttl_secs: 24 * 3600,
+            region: "RegionOne".to_string(),
+            public_url: None,
+            base_mac: [0xfa, 0x16, 0x3e],
+        }
+    }
+}
+
+/// The application: storage plus settings. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: Config,
+    token_key: Vec<u8>,
+}
+
+/// Maps storage failures to the client's view: details go to the log, not the client.
+pub(crate) fn db(err: StoreError) -> ApiError {
+    tracing::error!(error = %err, source = ?std::error::Error::source(&err), "storage failure");
+    ApiError::unavailable("The database is not available; retry the request.")
+}
+
+impl App {
+    /// Opens the application on a store: loads (or creates) the token signing key.
+    pub async fn new(store: Store, config: Config) -> Result<App, ApiError> {
+        let mut tx = store.begin().await.map_err(db)?;
+        let fresh = hex(&rand::random::<[u8; 32]>());
+        let key = tx
+            .setting_or_insert("token_key", &fresh)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(App {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                token_key: key.into_bytes(),
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub(crate) async fn write(&self) -> Result<Tx, ApiError> {
+        self.inner.store.begin().await.map_err(db)
+    }
+
+    pub(crate) async fn read(&self) -> Result<Tx, ApiError> {
+        self.inner.store.read().await.map_err(db)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Current UTC time in Neutron's timestamp format (`2016-10-10T14:35:47Z`).
+pub(crate) fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,1 +1,307 @@
-//! placeholder
+//! `neutrino-bench`: a small load tool measuring throughput (ops/s) and
+//! latency percentiles (p50/p99) of any Neutron v2.0-compatible network API —
+//! Neutrino itself or an upstream `neutron-server` — so that both can be
+//! compared with the same client and the same request bodies.
+//!
+//! It is exposed as `neutrino bench ...` by the `neutrino` binary: the binary
+//! flattens [`BenchArgs`] into its sub-command, calls [`run`] and prints the
+//! returned [`Report`] (`print!("{report}")`: a markdown table, or JSON with
+//! `--json`).
+//!
+//! # Endpoint and credentials
+//!
+//! * `--url` and `--token`: used as given; nothing else is contacted.
+//! * otherwise the `OS_*` variables of an openrc are used: `OS_AUTH_URL`,
+//!   `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`, `OS_USER_DOMAIN_NAME`,
+//!   `OS_PROJECT_DOMAIN_NAME` (the domains default to `Default`). The tool
+//!   POSTs a Keystone v3 password authentication scoped to the project to
+//!   `{OS_AUTH_URL}/auth/tokens` (`/v3` is appended when the URL has no
+//!   version suffix), takes the token from the `X-Subject-Token` header and
+//!   the network endpoint from the `public` endpoint of the `network` entry
+//!   of `token.catalog` (preferring `OS_REGION_NAME` when set). `--url`
+//!   overrides the catalog endpoint; with `--token` alone the token is
+//!   validated at `OS_AUTH_URL` to read its catalog.
+//!
+//! Every request carries `X-Auth-Token`. No HTTP proxy is used.
+//!
+//! # Scenarios
+//!
+//! With N = `--ports` and C = `--concurrency`:
+//!
+//! | scenario | what is measured |
+//! |---|---|
+//! | `network-create` | N/4 sequential `POST /v2.0/networks` |
+//! | `network-delete` | sequential `DELETE` of those networks |
+//! | `subnet-create` | N/10 sequential `POST /v2.0/subnets` (distinct /28s of 10.0.0.0/8) on one network |
+//! | `subnet-delete` | sequential `DELETE` of those subnets |
+//! | `port-create-seq` | N sequential `POST /v2.0/ports` on a network with a /20 subnet |
+//! | `port-create-concurrent` | N `POST /v2.0/ports` by C concurrent clients |
+//! | `port-list` | `--list-repeats` (50) × `GET /v2.0/ports?network_id=X` with ≥ N ports |
+//! | `port-list-fields` | the same with `&fields=id&fields=mac_address&fields=fixed_ips` |
+//! | `port-delete` | `DELETE` of all the ports by C concurrent clients |
+//!
+//! Scenarios run in the order above (whatever the order of `--scenarios`).
+//! The objects a selected scenario needs but that no selected scenario
+//! creates (the networks for `network-delete` alone, the ports for
+//! `port-list`...) are created beforehand, unmeasured. The list scenarios
+//! reuse the ports created by the port-create scenarios and create only the
+//! missing ones; every listing must contain all those ports and the same
+//! total (other ports, e.g. DHCP ones, are allowed) on every repetition.
+//! Each group (networks, subnets, ports) cleans up everything it created —
+//! ports, subnets, networks, with bounded concurrency — also when it fails.
+//!
+//! # Measurements
+//!
+//! Latency is taken with [`std::time::Instant`] around each request, from
+//! sending it to having read the whole response body (client-side JSON
+//! encoding and decoding excluded). Percentiles use the nearest-rank method
+//! over the successful operations. `ops` counts successful operations,
+//! `errors` non-2xx answers, transport errors and inconsistent listings
+//! (the first error of each scenario is printed to stderr); `ops_per_sec` is
+//! `ops` divided by the wall-clock time of the measured phase. Every loop
+//! performs a fixed number of requests, each with a timeout (`--timeout`).
+//!
+//! Upstream Neutron's default quotas (100 networks, 100 subnets, 500 ports)
+//! are lower than what the default N = 1000 needs: raise them for the
+//! benchmark project first, or over-quota answers are counted as errors.
+//!
+//! The HTTP client is built without TLS support of its own: use `http://`
+//! endpoints (such as `http://127.0.0.1:9696`).
+
+mod api;
+mod auth;
+mod error;
+mod report;
+mod scenarios;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use error::BenchError;
+pub use report::{Report, ScenarioResult};
+
+/// A benchmark scenario (`--scenarios` value).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// Sequential network creation (N/4).
+    NetworkCreate,
+    /// Sequential network deletion (N/4).
+    NetworkDelete,
+    /// Sequential /28 subnet creation on one network (N/10).
+    SubnetCreate,
+    /// Sequential subnet deletion (N/10).
+    SubnetDelete,
+    /// Sequential port creation (N).
+    PortCreateSeq,
+    /// Port creation by C concurrent clients (N).
+    PortCreateConcurrent,
+    /// Repeated listing of the ports of a network.
+    PortList,
+    /// Repeated listing with `fields=id,mac_address,fixed_ips`.
+    PortListFields,
+    /// Deletion of all the ports by C concurrent clients.
+    PortDelete,
+}
+
+impl Scenario {
+    /// All scenarios, in execution order.
+    pub const ALL: [Scenario; 9] = [
+        Scenario::NetworkCreate,
+        Scenario::NetworkDelete,
+        Scenario::SubnetCreate,
+        Scenario::SubnetDelete,
+        Scenario::PortCreateSeq,
+        Scenario::PortCreateConcurrent,
+        Scenario::PortList,
+        Scenario::PortListFields,
+        Scenario::PortDelete,
+    ];
+}
+
+/// Arguments of `neutrino bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Network API base URL, e.g. http://127.0.0.1:9696 (/v2.0/... is
+    /// appended). Default: the public `network` endpoint of the Keystone
+    /// catalog (OS_* variables).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Keystone token sent as X-Auth-Token. Default: log in with the OS_*
+    /// variables of an openrc (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD,
+    /// OS_PROJECT_NAME, OS_USER_DOMAIN_NAME, OS_PROJECT_DOMAIN_NAME).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+
+    /// Number of ports (N) for the port-create scenarios and port listing;
+    /// N/4 networks and N/10 subnets are created.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub ports: usize,
+
+    /// Number of concurrent clients (C) for the concurrent scenarios,
+    /// fixtures and cleanup.
+    #[arg(long, value_name = "C", default_value_t = 8)]
+    pub concurrency: usize,
+
+    /// Comma-separated scenarios to run (default: all).
+    #[arg(long, value_name = "SCENARIO,...", value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+
+    /// Print the report as JSON instead of a markdown table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Repetitions of each port-list scenario.
+    #[arg(long, value_name = "COUNT", default_value_t = 50)]
+    pub list_repeats: usize,
+
+    /// Timeout of each HTTP request, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        BenchArgs {
+            url: None,
+            token: None,
+            ports: 1000,
+            concurrency: 8,
+            scenarios: Vec::new(),
+            json: false,
+            list_repeats: 50,
+            timeout: 60,
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The scenarios to run, deduplicated, in execution order.
+    pub fn selected_scenarios(&self) -> Vec<Scenario> {
+        if self.scenarios.is_empty() {
+            return Scenario::ALL.to_vec();
+        }
+        Scenario::ALL
+            .into_iter()
+            .filter(|s| self.scenarios.contains(s))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), BenchError> {
+        if self.ports == 0 {
+            return Err(BenchError::InvalidArgs("--ports must be at least 1".into()));
+        }
+        if self.concurrency == 0 {
+            return Err(BenchError::InvalidArgs(
+                "--concurrency must be at least 1".into(),
+            ));
+        }
+        if self.list_repeats == 0 {
+            return Err(BenchError::InvalidArgs(
+                "--list-repeats must be at least 1".into(),
+            ));
+        }
+        if self.timeout == 0 {
+            return Err(BenchError::InvalidArgs(
+                "--timeout must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a non-empty environment variable.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Runs the selected scenarios against the endpoint and returns their
+/// measurements. Progress and the first error of each scenario go to
+/// stderr; the report itself is not printed (the caller prints it).
+pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
+    args.validate()?;
+    let timeout = Duration::from_secs(args.timeout);
+    let http = api::client_builder(timeout).build()?;
+    let (url, token) =
+        auth::resolve(&http, args.url.as_deref(), args.token.as_deref(), &env_var).await?;
+    eprintln!("neutrino-bench: network endpoint {url}");
+
+    let started = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    let ctx = scenarios::Ctx {
+        api: api::Api::new(&url, &token, timeout)?,
+        ports: args.ports,
+        concurrency: args.concurrency,
+        list_repeats: args.list_repeats,
+        name_prefix: format!("neutrino-bench-{}-{started:x}", std::process::id()),
+    };
+    let results = ctx.run_all(&args.selected_scenarios()).await?;
+    Ok(Report {
+        results,
+        json: args.json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    #[test]
+    fn parses_flags_and_defaults() {
+        let cli = Cli::parse_from(["bench"]);
+        assert_eq!(cli.bench.ports, 1000);
+        assert_eq!(cli.bench.concurrency, 8);
+        assert_eq!(cli.bench.list_repeats, 50);
+        assert!(!cli.bench.json);
+        assert_eq!(cli.bench.selected_scenarios(), Scenario::ALL.to_vec());
+
+        let cli = Cli::parse_from([
+            "bench",
+            "--url",
+            "http://127.0.0.1:9696",
+            "--token",
+            "t",
+            "--ports",
+            "40",
+            "--concurrency",
+            "4",
+            "--scenarios",
+            "port-delete,port-create-seq,port-delete",
+            "--json",
+        ]);
+        assert_eq!(cli.bench.url.as_deref(), Some("http://127.0.0.1:9696"));
+        assert_eq!(cli.bench.ports, 40);
+        assert!(cli.bench.json);
+        assert_eq!(
+            cli.bench.selected_scenarios(),
+            vec![Scenario::PortCreateSeq, Scenario::PortDelete]
+        );
+        assert!(Cli::try_parse_from(["bench", "--scenarios", "nope"]).is_err());
+    }
+
+    #[tokio::test]
+    async fn rejects_invalid_arguments_before_any_request() {
+        let args = BenchArgs {
+            ports: 0,
+            ..BenchArgs::default()
+        };
+        assert!(matches!(run(args).await, Err(BenchError::InvalidArgs(_))));
+        let args = BenchArgs {
+            url: Some("not-a-url".into()),
+            token: Some("t".into()),
+            ..BenchArgs::default()
+        };
+        assert!(matches!(
+            run(args).await,
+            Err(BenchError::InvalidUrl { .. })
+        ));
+    }
+}

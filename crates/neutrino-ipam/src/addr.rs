@@ -130,10 +130,21 @@ mod tests {
     #[test]
     fn parse_ip_rejects_invalid_addresses() {
         for bad in [
-            "", "10.0.0", "10.0.0.256", "010.0.0.1", " 10.0.0.1", "10.0.0.1/32", "fe80::1%eth0",
-            "2001:db8:::1", "abc",
+            "",
+            "10.0.0",
+            "10.0.0.256",
+            "010.0.0.1",
+            " 10.0.0.1",
+            "10.0.0.1/32",
+            "fe80::1%eth0",
+            "2001:db8:::1",
+            "abc",
         ] {
-            assert_eq!(parse_ip(bad), Err(IpamError::InvalidIp(bad.into())), "{bad}");
+            assert_eq!(
+                parse_ip(bad),
+                Err(IpamError::InvalidIp(bad.into())),
+                "{bad}"
+            );
         }
     }
 
@@ -150,22 +161,44 @@ mod tests {
     #[test]
     fn parse_cidr_rejects_invalid() {
         for bad in [
-            "10.0.0.0", "10.0.0.0/", "10.0.0.0/33", "2001:db8::/129", "10.0.0/24", "10.0.0.0/+8",
-            "10.0.0.0/ 8", "10.0.0.0/8/8", "/24", "2001:db8::",
+            "10.0.0.0",
+            "10.0.0.0/",
+            "10.0.0.0/33",
+            "2001:db8::/129",
+            "10.0.0/24",
+            "10.0.0.0/+8",
+            "10.0.0.0/ 8",
+            "10.0.0.0/8/8",
+            "/24",
+            "2001:db8::",
         ] {
-            assert_eq!(parse_cidr(bad), Err(IpamError::InvalidCidr(bad.into())), "{bad}");
+            assert_eq!(
+                parse_cidr(bad),
+                Err(IpamError::InvalidCidr(bad.into())),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn key_roundtrip_and_order() {
         assert_eq!(ip_key(ip("10.0.0.1")), "0000000000000000000000000a000001");
-        assert_eq!(ip_key(ip("2001:db8::1")), "20010db8000000000000000000000001");
-        assert_eq!(ip_key(ip("255.255.255.255")), "000000000000000000000000ffffffff");
+        assert_eq!(
+            ip_key(ip("2001:db8::1")),
+            "20010db8000000000000000000000001"
+        );
+        assert_eq!(
+            ip_key(ip("255.255.255.255")),
+            "000000000000000000000000ffffffff"
+        );
         for s in ["0.0.0.0", "10.0.0.1", "255.255.255.255"] {
             assert_eq!(ip_from_key(&ip_key(ip(s)), false).unwrap(), ip(s));
         }
-        for s in ["::", "2001:db8::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"] {
+        for s in [
+            "::",
+            "2001:db8::1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
             assert_eq!(ip_from_key(&ip_key(ip(s)), true).unwrap(), ip(s));
         }
         assert!(ip_key(ip("10.0.0.9")) < ip_key(ip("10.0.0.10")));
@@ -175,7 +208,10 @@ mod tests {
     #[test]
     fn key_rejects_garbage() {
         let v6key = ip_key(ip("2001:db8::1"));
-        assert!(matches!(ip_from_key(&v6key, false), Err(IpamError::InvalidIpKey(_))));
+        assert!(matches!(
+            ip_from_key(&v6key, false),
+            Err(IpamError::InvalidIpKey(_))
+        ));
         assert!(ip_from_key("0a000001", false).is_err());
         assert!(ip_from_key(&"0".repeat(33), true).is_err());
         assert!(ip_from_key("0000000000000000000000000A000001", false).is_err());
@@ -199,7 +235,10 @@ mod tests {
         assert!(!is_network_or_broadcast(net("10.0.0.0/31"), ip("10.0.0.0")));
         assert!(!is_network_or_broadcast(net("10.0.0.0/31"), ip("10.0.0.1")));
         assert!(!is_network_or_broadcast(net("10.0.0.0/32"), ip("10.0.0.0")));
-        assert!(!is_network_or_broadcast(net("2001:db8::/64"), ip("2001:db8::")));
+        assert!(!is_network_or_broadcast(
+            net("2001:db8::/64"),
+            ip("2001:db8::")
+        ));
     }
 
     #[test]
@@ -208,8 +247,14 @@ mod tests {
         assert_eq!(default_gateway(net("10.0.0.0/30")), Some(ip("10.0.0.1")));
         assert_eq!(default_gateway(net("10.0.0.2/31")), Some(ip("10.0.0.2")));
         assert_eq!(default_gateway(net("10.0.0.2/32")), None);
-        assert_eq!(default_gateway(net("2001:db8::/64")), Some(ip("2001:db8::1")));
-        assert_eq!(default_gateway(net("2001:db8::/127")), Some(ip("2001:db8::")));
+        assert_eq!(
+            default_gateway(net("2001:db8::/64")),
+            Some(ip("2001:db8::1"))
+        );
+        assert_eq!(
+            default_gateway(net("2001:db8::/127")),
+            Some(ip("2001:db8::"))
+        );
         assert_eq!(default_gateway(net("2001:db8::/128")), None);
         assert_eq!(default_gateway(net("10.0.0.5/24")), Some(ip("10.0.0.1")));
     }

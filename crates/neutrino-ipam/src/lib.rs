@@ -18,6 +18,8 @@
 //! All fallible functions report errors as [`IpamError`], whose `Display`
 //! renders Neutron's user-facing messages.
 
+#![warn(missing_docs)]
+
 mod addr;
 mod error;
 mod mac;

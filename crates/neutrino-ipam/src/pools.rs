@@ -35,7 +35,10 @@ impl AllocationPool {
 
     /// True if `ip` lies in the pool (and has the pool's IP version).
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.is_valid() && ip.is_ipv6() == self.start.is_ipv6() && self.start <= ip && ip <= self.end
+        self.is_valid()
+            && ip.is_ipv6() == self.start.is_ipv6()
+            && self.start <= ip
+            && ip <= self.end
     }
 
     /// Number of addresses in the pool; 0 for an invalid pool, saturating
@@ -87,7 +90,12 @@ pub fn default_pools(cidr: IpNet, gateway: Option<IpAddr>) -> Vec<AllocationPool
     }
     ranges
         .into_iter()
-        .filter_map(|(s, e)| Some(AllocationPool::new(ip_from_u128(s, v6)?, ip_from_u128(e, v6)?)))
+        .filter_map(|(s, e)| {
+            Some(AllocationPool::new(
+                ip_from_u128(s, v6)?,
+                ip_from_u128(e, v6)?,
+            ))
+        })
         .collect()
 }
 
@@ -119,7 +127,10 @@ pub fn validate_pools(
             || is_network_or_broadcast(cidr, pool.start)
             || is_network_or_broadcast(cidr, pool.end)
         {
-            return Err(IpamError::OutOfBoundsAllocationPool { pool, subnet_cidr: cidr });
+            return Err(IpamError::OutOfBoundsAllocationPool {
+                pool,
+                subnet_cidr: cidr,
+            });
         }
     }
     let mut sorted = pools.to_vec();
@@ -134,7 +145,10 @@ pub fn validate_pools(
     }
     if let Some(gw) = gateway {
         if let Some(&pool) = sorted.iter().find(|p| p.contains(gw)) {
-            return Err(IpamError::GatewayConflictWithAllocationPools { ip_address: gw, pool });
+            return Err(IpamError::GatewayConflictWithAllocationPools {
+                ip_address: gw,
+                pool,
+            });
         }
     }
     Ok(())
@@ -148,7 +162,9 @@ pub fn pool_contains(pools: &[AllocationPool], ip: IpAddr) -> bool {
 /// Total number of addresses in the pools (invalid pools count 0; the sum
 /// saturates at `u128::MAX`). Overlapping pools are counted twice.
 pub fn pools_size(pools: &[AllocationPool]) -> u128 {
-    pools.iter().fold(0u128, |acc, p| acc.saturating_add(p.size()))
+    pools
+        .iter()
+        .fold(0u128, |acc, p| acc.saturating_add(p.size()))
 }
 
 #[cfg(test)]
@@ -169,39 +185,72 @@ mod tests {
 
     #[test]
     fn display_is_range() {
-        assert_eq!(pool("10.0.0.2", "10.0.0.9").to_string(), "10.0.0.2-10.0.0.9");
+        assert_eq!(
+            pool("10.0.0.2", "10.0.0.9").to_string(),
+            "10.0.0.2-10.0.0.9"
+        );
     }
 
     #[test]
     fn default_v4() {
         let c = net("10.0.0.0/24");
         assert_eq!(default_pools(c, None), vec![pool("10.0.0.1", "10.0.0.254")]);
-        assert_eq!(default_pools(c, Some(ip("10.0.0.1"))), vec![pool("10.0.0.2", "10.0.0.254")]);
-        assert_eq!(default_pools(c, Some(ip("10.0.0.254"))), vec![pool("10.0.0.1", "10.0.0.253")]);
+        assert_eq!(
+            default_pools(c, Some(ip("10.0.0.1"))),
+            vec![pool("10.0.0.2", "10.0.0.254")]
+        );
+        assert_eq!(
+            default_pools(c, Some(ip("10.0.0.254"))),
+            vec![pool("10.0.0.1", "10.0.0.253")]
+        );
         assert_eq!(
             default_pools(c, Some(ip("10.0.0.100"))),
-            vec![pool("10.0.0.1", "10.0.0.99"), pool("10.0.0.101", "10.0.0.254")]
+            vec![
+                pool("10.0.0.1", "10.0.0.99"),
+                pool("10.0.0.101", "10.0.0.254")
+            ]
         );
         // Gateway outside the range, or of the other version: no effect.
-        assert_eq!(default_pools(c, Some(ip("10.0.0.255"))), vec![pool("10.0.0.1", "10.0.0.254")]);
-        assert_eq!(default_pools(c, Some(ip("10.9.0.1"))), vec![pool("10.0.0.1", "10.0.0.254")]);
-        assert_eq!(default_pools(c, Some(ip("::1"))), vec![pool("10.0.0.1", "10.0.0.254")]);
+        assert_eq!(
+            default_pools(c, Some(ip("10.0.0.255"))),
+            vec![pool("10.0.0.1", "10.0.0.254")]
+        );
+        assert_eq!(
+            default_pools(c, Some(ip("10.9.0.1"))),
+            vec![pool("10.0.0.1", "10.0.0.254")]
+        );
+        assert_eq!(
+            default_pools(c, Some(ip("::1"))),
+            vec![pool("10.0.0.1", "10.0.0.254")]
+        );
     }
 
     #[test]
     fn default_v4_small() {
-        assert_eq!(default_pools(net("10.0.0.0/30"), None), vec![pool("10.0.0.1", "10.0.0.2")]);
+        assert_eq!(
+            default_pools(net("10.0.0.0/30"), None),
+            vec![pool("10.0.0.1", "10.0.0.2")]
+        );
         assert_eq!(
             default_pools(net("10.0.0.0/30"), Some(ip("10.0.0.1"))),
             vec![pool("10.0.0.2", "10.0.0.2")]
         );
-        assert_eq!(default_pools(net("10.0.0.0/31"), None), vec![pool("10.0.0.0", "10.0.0.1")]);
+        assert_eq!(
+            default_pools(net("10.0.0.0/31"), None),
+            vec![pool("10.0.0.0", "10.0.0.1")]
+        );
         assert_eq!(
             default_pools(net("10.0.0.0/31"), Some(ip("10.0.0.0"))),
             vec![pool("10.0.0.1", "10.0.0.1")]
         );
-        assert_eq!(default_pools(net("10.0.0.7/32"), None), vec![pool("10.0.0.7", "10.0.0.7")]);
-        assert_eq!(default_pools(net("10.0.0.7/32"), Some(ip("10.0.0.7"))), vec![]);
+        assert_eq!(
+            default_pools(net("10.0.0.7/32"), None),
+            vec![pool("10.0.0.7", "10.0.0.7")]
+        );
+        assert_eq!(
+            default_pools(net("10.0.0.7/32"), Some(ip("10.0.0.7"))),
+            vec![]
+        );
     }
 
     #[test]
@@ -284,7 +333,10 @@ mod tests {
         ] {
             assert_eq!(
                 validate_pools(c, &[p], None),
-                Err(IpamError::OutOfBoundsAllocationPool { pool: p, subnet_cidr: c }),
+                Err(IpamError::OutOfBoundsAllocationPool {
+                    pool: p,
+                    subnet_cidr: c
+                }),
                 "{p}"
             );
         }
@@ -303,7 +355,11 @@ mod tests {
         let b = pool("10.0.0.10", "10.0.0.20");
         assert_eq!(
             validate_pools(c, &[b, a], None),
-            Err(IpamError::OverlappingAllocationPools { pool_1: a, pool_2: b, subnet_cidr: c })
+            Err(IpamError::OverlappingAllocationPools {
+                pool_1: a,
+                pool_2: b,
+                subnet_cidr: c
+            })
         );
         // Adjacent pools do not overlap.
         let adjacent = pool("10.0.0.11", "10.0.0.20");
@@ -332,12 +388,18 @@ mod tests {
         for gw in ["10.0.0.2", "10.0.0.10", "10.0.0.20"] {
             assert_eq!(
                 validate_pools(c, &[p], Some(ip(gw))),
-                Err(IpamError::GatewayConflictWithAllocationPools { ip_address: ip(gw), pool: p })
+                Err(IpamError::GatewayConflictWithAllocationPools {
+                    ip_address: ip(gw),
+                    pool: p
+                })
             );
         }
         assert_eq!(
-            IpamError::GatewayConflictWithAllocationPools { ip_address: ip("10.0.0.2"), pool: p }
-                .to_string(),
+            IpamError::GatewayConflictWithAllocationPools {
+                ip_address: ip("10.0.0.2"),
+                pool: p
+            }
+            .to_string(),
             "Gateway ip 10.0.0.2 conflicts with allocation pool 10.0.0.2-10.0.0.20."
         );
     }
@@ -353,7 +415,10 @@ mod tests {
         assert_eq!(pools_size(&pools), 9);
         assert_eq!(pools_size(&[]), 0);
         assert_eq!(pools_size(&[pool("10.0.0.9", "10.0.0.2")]), 0);
-        assert_eq!(pools_size(&default_pools(net("2001:db8::/64"), None)), (1 << 64) - 1);
+        assert_eq!(
+            pools_size(&default_pools(net("2001:db8::/64"), None)),
+            (1 << 64) - 1
+        );
         let everything = pool("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
         assert_eq!(pools_size(&[everything, everything]), u128::MAX);
     }

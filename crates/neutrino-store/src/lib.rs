@@ -268,7 +268,10 @@ impl Tx {
 
     /// Deletes a resource; false when it did not exist.
     pub async fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let q = sql(self.backend, "DELETE FROM resources WHERE kind = ? AND id = ?");
+        let q = sql(
+            self.backend,
+            "DELETE FROM resources WHERE kind = ? AND id = ?",
+        );
         let done = sqlx::query(&q)
             .bind(kind)
             .bind(id)
@@ -293,8 +296,9 @@ impl Tx {
 
     /// Lists resources of one kind in creation order.
     pub async fn list(&mut self, kind: &str, sel: &Selector) -> Result<Vec<Record>, StoreError> {
-        let mut text =
-            String::from("SELECT kind, id, project_id, parent_id, body FROM resources WHERE kind = ?");
+        let mut text = String::from(
+            "SELECT kind, id, project_id, parent_id, body FROM resources WHERE kind = ?",
+        );
         let mut binds: Vec<&str> = vec![kind];
         for (column, values) in [
             ("id", &sel.ids),
@@ -305,7 +309,10 @@ impl Tx {
                 if values.is_empty() {
                     return Ok(Vec::new());
                 }
-                text.push_str(&format!(" AND {column} IN ({})", placeholders(values.len())));
+                text.push_str(&format!(
+                    " AND {column} IN ({})",
+                    placeholders(values.len())
+                ));
                 binds.extend(values.iter().map(String::as_str));
             }
         }
@@ -365,8 +372,15 @@ impl Tx {
     }
 
     /// The owner of a claim, if the key is held.
-    pub async fn claim_owner(&mut self, scope: &str, key: &str) -> Result<Option<String>, StoreError> {
-        let q = sql(self.backend, "SELECT owner FROM claims WHERE scope = ? AND key = ?");
+    pub async fn claim_owner(
+        &mut self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sql(
+            self.backend,
+            "SELECT owner FROM claims WHERE scope = ? AND key = ?",
+        );
         let row = sqlx::query(&q)
             .bind(scope)
             .bind(key)
@@ -377,7 +391,10 @@ impl Tx {
 
     /// Releases one claim.
     pub async fn release(&mut self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let q = sql(self.backend, "DELETE FROM claims WHERE scope = ? AND key = ?");
+        let q = sql(
+            self.backend,
+            "DELETE FROM claims WHERE scope = ? AND key = ?",
+        );
         sqlx::query(&q)
             .bind(scope)
             .bind(key)
@@ -387,7 +404,11 @@ impl Tx {
     }
 
     /// Releases every claim of `owner` whose scope starts with `scope_prefix`.
-    pub async fn release_owned(&mut self, scope_prefix: &str, owner: &str) -> Result<(), StoreError> {
+    pub async fn release_owned(
+        &mut self,
+        scope_prefix: &str,
+        owner: &str,
+    ) -> Result<(), StoreError> {
         let q = sql(
             self.backend,
             "DELETE FROM claims WHERE owner = ? AND scope LIKE ?",
@@ -426,7 +447,10 @@ impl Tx {
 
     /// Number of keys held in a scope.
     pub async fn count_claims(&mut self, scope: &str) -> Result<i64, StoreError> {
-        let q = sql(self.backend, "SELECT COUNT(*) AS n FROM claims WHERE scope = ?");
+        let q = sql(
+            self.backend,
+            "SELECT COUNT(*) AS n FROM claims WHERE scope = ?",
+        );
         let row = sqlx::query(&q).bind(scope).fetch_one(&mut *self.tx).await?;
         Ok(row.try_get("n")?)
     }
@@ -457,7 +481,12 @@ impl Tx {
     }
 
     /// Sets one explicit quota limit.
-    pub async fn set_quota(&mut self, project_id: &str, resource: &str, limit: i64) -> Result<(), StoreError> {
+    pub async fn set_quota(
+        &mut self,
+        project_id: &str,
+        resource: &str,
+        limit: i64,
+    ) -> Result<(), StoreError> {
         let q = sql(
             self.backend,
             "INSERT INTO quotas (project_id, resource, hard_limit) VALUES (?, ?, ?) \
@@ -475,25 +504,42 @@ impl Tx {
     /// Drops every explicit limit of a project.
     pub async fn delete_quotas(&mut self, project_id: &str) -> Result<(), StoreError> {
         let q = sql(self.backend, "DELETE FROM quotas WHERE project_id = ?");
-        sqlx::query(&q).bind(project_id).execute(&mut *self.tx).await?;
+        sqlx::query(&q)
+            .bind(project_id)
+            .execute(&mut *self.tx)
+            .await?;
         Ok(())
     }
 
     /// Reads a server-wide setting.
     pub async fn setting(&mut self, name: &str) -> Result<Option<String>, StoreError> {
         let q = sql(self.backend, "SELECT value FROM settings WHERE name = ?");
-        let row = sqlx::query(&q).bind(name).fetch_optional(&mut *self.tx).await?;
+        let row = sqlx::query(&q)
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?;
         Ok(row.map(|r| r.try_get("value")).transpose()?)
     }
 
     /// Stores a setting unless it already exists; returns the value in force.
-    pub async fn setting_or_insert(&mut self, name: &str, value: &str) -> Result<String, StoreError> {
+    pub async fn setting_or_insert(
+        &mut self,
+        name: &str,
+        value: &str,
+    ) -> Result<String, StoreError> {
         let q = sql(
             self.backend,
             "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
         );
-        sqlx::query(&q).bind(name).bind(value).execute(&mut *self.tx).await?;
-        Ok(self.setting(name).await?.unwrap_or_else(|| value.to_string()))
+        sqlx::query(&q)
+            .bind(name)
+            .bind(value)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(self
+            .setting(name)
+            .await?
+            .unwrap_or_else(|| value.to_string()))
     }
 }
 

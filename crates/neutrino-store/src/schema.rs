@@ -87,9 +87,12 @@ pub(crate) async fn migrate(store: &Store) -> Result<(), StoreError> {
         for (index, step) in steps.iter().enumerate().skip(done) {
             let mut tx = conn.begin().await?;
             sqlx::raw_sql(step).execute(&mut *tx).await?;
-            sqlx::raw_sql(&format!("INSERT INTO schema_version (version) VALUES ({})", index + 1))
-                .execute(&mut *tx)
-                .await?;
+            sqlx::raw_sql(&format!(
+                "INSERT INTO schema_version (version) VALUES ({})",
+                index + 1
+            ))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::info!(version = index + 1, "applied schema migration");
         }

@@ -18,7 +18,8 @@ async fn stores() -> Vec<(Store, Option<tempfile::TempDir>)> {
 }
 
 fn unique(tag: &str) -> String {
-    format!("{tag}-{}", std::process::id()) + &format!("-{:?}", std::time::Instant::now()).replace([' ', '.', ':'], "")
+    format!("{tag}-{}", std::process::id())
+        + &format!("-{:?}", std::time::Instant::now()).replace([' ', '.', ':'], "")
 }
 
 #[tokio::test]
@@ -43,7 +44,10 @@ async fn insert_get_list_update_delete() {
         let mut tx = store.read().await.unwrap();
         let got = tx.get("network", &net).await.unwrap().unwrap();
         assert_eq!(got.body["n"], 0);
-        let sel = Selector { project_ids: Some(vec![project.clone()]), ..Default::default() };
+        let sel = Selector {
+            project_ids: Some(vec![project.clone()]),
+            ..Default::default()
+        };
         let all = tx.list("network", &sel).await.unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].id, net, "creation order");
@@ -51,7 +55,10 @@ async fn insert_get_list_update_delete() {
         drop(tx);
 
         let mut tx = store.begin().await.unwrap();
-        assert!(tx.update("network", &net, &json!({"id": net, "n": 7})).await.unwrap());
+        assert!(tx
+            .update("network", &net, &json!({"id": net, "n": 7}))
+            .await
+            .unwrap());
         assert!(tx.delete("network", &format!("{net}-b")).await.unwrap());
         assert!(!tx.delete("network", "missing").await.unwrap());
         tx.commit().await.unwrap();
@@ -89,15 +96,30 @@ async fn claims_are_unique_and_ordered() {
         let scope = unique("ip");
         let mut tx = store.begin().await.unwrap();
         assert!(tx.claim(&scope, "0a", "p1").await.unwrap());
-        assert!(!tx.claim(&scope, "0a", "p2").await.unwrap(), "second claim refused");
+        assert!(
+            !tx.claim(&scope, "0a", "p2").await.unwrap(),
+            "second claim refused"
+        );
         assert!(tx.claim(&scope, "0c", "p2").await.unwrap());
         assert!(tx.claim(&scope, "0b", "p2").await.unwrap());
         tx.commit().await.unwrap();
         let mut tx = store.begin().await.unwrap();
-        assert_eq!(tx.claimed_keys(&scope, "0b", None, 10).await.unwrap(), vec!["0b", "0c"]);
-        assert_eq!(tx.claimed_keys(&scope, "0a", Some("0c"), 10).await.unwrap(), vec!["0a", "0b"]);
-        assert_eq!(tx.claimed_keys(&scope, "0a", None, 1).await.unwrap(), vec!["0a"]);
-        assert_eq!(tx.claim_owner(&scope, "0a").await.unwrap().as_deref(), Some("p1"));
+        assert_eq!(
+            tx.claimed_keys(&scope, "0b", None, 10).await.unwrap(),
+            vec!["0b", "0c"]
+        );
+        assert_eq!(
+            tx.claimed_keys(&scope, "0a", Some("0c"), 10).await.unwrap(),
+            vec!["0a", "0b"]
+        );
+        assert_eq!(
+            tx.claimed_keys(&scope, "0a", None, 1).await.unwrap(),
+            vec!["0a"]
+        );
+        assert_eq!(
+            tx.claim_owner(&scope, "0a").await.unwrap().as_deref(),
+            Some("p1")
+        );
         tx.release_owned(&scope, "p2").await.unwrap();
         assert_eq!(tx.count_claims(&scope).await.unwrap(), 1);
         tx.commit().await.unwrap();
@@ -114,7 +136,10 @@ async fn concurrent_claims_have_one_winner() {
             let scope = scope.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tx = store.begin().await.unwrap();
-                let won = tx.claim(&scope, "fa:16:3e:00:00:01", &format!("o{i}")).await.unwrap();
+                let won = tx
+                    .claim(&scope, "fa:16:3e:00:00:01", &format!("o{i}"))
+                    .await
+                    .unwrap();
                 tx.commit().await.unwrap();
                 won
             }));

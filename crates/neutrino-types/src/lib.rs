@@ -1,1 +1,9 @@
-//! placeholder
+//! The Neutron v2.0 resource model as data: attribute specifications, generic body
+//! validation, list-query semantics and the API error type. Pure: no I/O, no async.
+
+pub mod attrs;
+pub mod error;
+pub mod query;
+pub mod resources;
+
+pub use error::{ApiError, ApiResult};

@@ -1,1 +1,210 @@
-fn main() {}
+//! The `neutrino` binary: `neutrino server` (Neutron v2.0 API + built-in Keystone v3 subset)
+//! and `neutrino bench` (a load tool for any Neutron-compatible endpoint).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+use neutrino_api::AuthMode;
+use neutrino_app::{App, Config};
+use neutrino_store::Store;
+
+#[derive(Parser)]
+#[command(
+    name = "neutrino",
+    version,
+    about = "Neutron-compatible network control plane"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Neutron v2.0 API and the built-in identity service.
+    Server(ServerArgs),
+    /// Measure ops/s and latency of a Neutron-compatible endpoint.
+    Bench(neutrino_bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Directory for the embedded database and `admin-openrc`.
+    #[arg(long, env = "NEUTRINO_DATA_DIR", default_value = "./neutrino-data")]
+    data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "NEUTRINO_LISTEN", default_value = "127.0.0.1:9696")]
+    listen: SocketAddr,
+    /// PostgreSQL URL (`postgres://user@host/db`); default: SQLite in the data directory.
+    #[arg(long, env = "NEUTRINO_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Password for the `admin` user when it is created (random otherwise); also written to
+    /// `admin-openrc` when the admin already exists (e.g. a second server on PostgreSQL).
+    #[arg(long, env = "NEUTRINO_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Base URL put in the identity catalog (default: the URL the client used).
+    #[arg(long, env = "NEUTRINO_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// VXLAN id range for tenant networks, `MIN:MAX`.
+    #[arg(long, default_value = "1:16000000")]
+    vni_range: String,
+    /// Physical networks that accept flat and VLAN provider networks (comma separated).
+    #[arg(long, default_value = "physnet1")]
+    physical_networks: String,
+    /// Development only: no authentication, every caller is admin.
+    #[arg(long)]
+    no_auth: bool,
+}
+
+fn parse_range(text: &str) -> anyhow::Result<(u32, u32)> {
+    let (lo, hi) = text.split_once(':').context("range must be MIN:MAX")?;
+    let (lo, hi): (u32, u32) = (lo.parse()?, hi.parse()?);
+    if lo == 0 || lo > hi || hi > 16_777_215 {
+        bail!("VXLAN range must satisfy 1 <= MIN <= MAX <= 16777215");
+    }
+    Ok((lo, hi))
+}
+
+fn write_openrc(
+    dir: &Path,
+    listen: &SocketAddr,
+    public_url: Option<&str>,
+    password: &str,
+) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let host = if listen.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        listen.ip().to_string()
+    };
+    let host = if listen.is_ipv6() && !listen.ip().is_unspecified() {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let base = public_url
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("http://{host}:{}", listen.port()));
+    let path = dir.join("admin-openrc");
+    let text = format!(
+        "# Credentials of the neutrino admin: source this file, then use the openstack CLI.\n\
+         export OS_AUTH_URL={base}/v3\nexport OS_USERNAME=admin\nexport OS_PASSWORD='{password}'\n\
+         export OS_PROJECT_NAME=admin\nexport OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\n\
+         export OS_IDENTITY_API_VERSION=3\nexport OS_REGION_NAME=RegionOne\nexport OS_INTERFACE=public\n"
+    );
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(path)
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let url = match &args.database_url {
+        Some(u) => u.clone(),
+        None => format!("sqlite://{}", args.data_dir.join("neutrino.db").display()),
+    };
+    let store = Store::open(&url).await.with_context(|| {
+        format!(
+            "opening database {}",
+            url.split('@').next_back().unwrap_or("")
+        )
+    })?;
+    let config = Config {
+        vni_range: parse_range(&args.vni_range)?,
+        physical_networks: args
+            .physical_networks
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        public_url: args.public_url.clone(),
+        ..Config::default()
+    };
+    let app = App::new(store, config)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let boot = app
+        .bootstrap(args.admin_password.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let openrc = args.data_dir.join("admin-openrc");
+    match &boot.password {
+        Some(pw) => {
+            write_openrc(&args.data_dir, &args.listen, args.public_url.as_deref(), pw)?;
+        }
+        None if !openrc.exists() => tracing::warn!(
+            "the admin user exists but its password is unknown here: pass --admin-password to write {}",
+            openrc.display()
+        ),
+        None => {}
+    }
+    let auth = if args.no_auth {
+        tracing::warn!("--no-auth: every request is treated as admin; development only");
+        AuthMode::NoAuth
+    } else {
+        AuthMode::Tokens
+    };
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!(
+        "neutrino server listening on http://{}",
+        listener.local_addr()?
+    );
+    println!(
+        "log in with the openstack CLI:  source {} && openstack network list",
+        openrc.display()
+    );
+    tracing::info!(listen = %args.listen, database = if args.database_url.is_some() { "postgresql" } else { "sqlite" }, "serving");
+    axum::serve(listener, neutrino_api::router(app, auth))
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term => {},
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => serve(args).await,
+            Command::Bench(args) => {
+                let report = neutrino_bench::run(args).await?;
+                print!("{report}");
+                Ok(())
+            }
+        }
+    })
+}

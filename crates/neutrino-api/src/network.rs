@@ -1,0 +1,406 @@
+//! `/` and `/v2.0/...`: version documents, extensions, quotas, the resource collections,
+//! their members and `/tags` sub-resources.
+
+use axum::http::Method;
+use axum::response::Response;
+use neutrino_app::{extensions, Collection, Context};
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Map, Value};
+
+use crate::reply::{empty, json, neutron_error};
+use crate::{caller, ApiState, Request};
+
+/// Routes one network API request.
+pub(crate) async fn handle(state: &ApiState, req: &Request, trailing_slash: bool) -> Response {
+    match route(state, req, trailing_slash).await {
+        Ok(r) => r,
+        Err(e) => neutron_error(&e),
+    }
+}
+
+fn not_allowed() -> ApiError {
+    ApiError::new(
+        405,
+        "HTTPMethodNotAllowed",
+        "The method is not allowed for the requested resource.",
+    )
+}
+
+fn versions(base: &str) -> Value {
+    json!({"versions": [{"id": "v2.0", "status": "CURRENT",
+                         "links": [{"rel": "self", "href": format!("{base}/v2.0/")}]}]})
+}
+
+fn resources(base: &str) -> Value {
+    let items: Vec<Value> = ["network", "subnet", "port"]
+        .iter()
+        .map(|r| {
+            json!({"name": r, "collection": format!("{r}s"),
+                   "links": [{"rel": "self", "href": format!("{base}/v2.0/{r}s")}]})
+        })
+        .collect();
+    json!({"resources": items})
+}
+
+async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResult<Response> {
+    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let base = req.base.as_str();
+    match seg.as_slice() {
+        [] => {
+            return match req.method {
+                Method::GET => Ok(json(200, &versions(base))),
+                _ => Err(not_allowed()),
+            }
+        }
+        ["v2.0"] => {
+            let _ = trailing_slash;
+            return match req.method {
+                Method::GET => Ok(json(200, &resources(base))),
+                _ => Err(not_allowed()),
+            };
+        }
+        ["v2.0", ..] => {}
+        _ => return Err(ApiError::no_such_url()),
+    }
+    let ctx = caller(state, req).await?;
+    let rest = &seg[1..];
+    match rest {
+        ["extensions"] => only_get(req, || Ok(json(200, &extensions::list()))),
+        ["extensions", alias] => only_get(req, || {
+            extensions::get(alias)
+                .map(|e| json(200, &e))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        404,
+                        "HTTPNotFound",
+                        format!("Extension with alias {alias} does not exist"),
+                    )
+                })
+        }),
+        ["quotas", ..] => quotas(state, req, &ctx, &rest[1..]).await,
+        [coll, tail @ ..] => {
+            let Some(collection) = Collection::by_path(coll) else {
+                return Err(ApiError::no_such_url());
+            };
+            match tail {
+                [] => collection_request(state, req, &ctx, collection).await,
+                [id] => member_request(state, req, &ctx, collection, id).await,
+                [id, "tags"] if collection.taggable => {
+                    tags(state, req, &ctx, collection, id, None).await
+                }
+                [id, "tags", tag] if collection.taggable => {
+                    tags(state, req, &ctx, collection, id, Some(tag)).await
+                }
+                _ => Err(ApiError::no_such_url()),
+            }
+        }
+        [] => Err(ApiError::no_such_url()),
+    }
+}
+
+fn only_get(req: &Request, f: impl FnOnce() -> ApiResult<Response>) -> ApiResult<Response> {
+    if req.method == Method::GET {
+        f()
+    } else {
+        Err(not_allowed())
+    }
+}
+
+fn parse_body(req: &Request) -> ApiResult<Value> {
+    if req.body.is_empty() {
+        return Err(ApiError::bad_request("Resource body required"));
+    }
+    serde_json::from_slice(&req.body).map_err(|_| {
+        ApiError::bad_request("Malformed request body: The server could not comply with the request since it is either malformed or otherwise incorrect.")
+    })
+}
+
+/// `If-Match: revision_number=N`; other entity tags are ignored.
+fn if_match(req: &Request) -> ApiResult<Option<i64>> {
+    let Some(header) = req.header("if-match") else {
+        return Ok(None);
+    };
+    let mut found = None;
+    for tag in header.split(',').map(str::trim) {
+        if let Some(n) = tag.strip_prefix("revision_number=") {
+            if found.is_some() {
+                return Err(ApiError::bad_request(
+                    "Multiple revision_number etags are not supported.",
+                ));
+            }
+            found = Some(n.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(
+                    "Revision number etag must be in the format of revision_number=<int>",
+                )
+            })?);
+        }
+    }
+    Ok(found)
+}
+
+fn fields(req: &Request) -> Vec<String> {
+    req.query
+        .iter()
+        .filter(|(k, _)| k == "fields")
+        .flat_map(|(_, v)| v.split(',').map(str::to_string))
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
+fn link(req: &Request, path: &str, marker: &str, reverse: bool) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &req.query {
+        if k != "marker" && k != "page_reverse" {
+            q.append_pair(k, v);
+        }
+    }
+    q.append_pair("marker", marker);
+    if reverse {
+        q.append_pair("page_reverse", "True");
+    }
+    format!("{}/v2.0/{path}?{}", req.base, q.finish())
+}
+
+async fn collection_request(
+    state: &ApiState,
+    req: &Request,
+    ctx: &Context,
+    coll: &'static Collection,
+) -> ApiResult<Response> {
+    match req.method {
+        Method::GET => {
+            let page = state.app.list(ctx, coll, &req.query).await?;
+            let mut out = Map::new();
+            let mut links = Vec::new();
+            let id_of = |d: Option<&Map<String, Value>>| {
+                d.and_then(|d| d.get("id"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            };
+            if page.next {
+                if let Some(last) = id_of(page.items.last()) {
+                    links.push(json!({"rel": "next", "href": link(req, coll.path, &last, false)}));
+                }
+            }
+            if page.previous {
+                if let Some(first) = id_of(page.items.first()) {
+                    links.push(
+                        json!({"rel": "previous", "href": link(req, coll.path, &first, true)}),
+                    );
+                }
+            }
+            out.insert(
+                coll.path.to_string(),
+                Value::Array(page.items.into_iter().map(Value::Object).collect()),
+            );
+            if !links.is_empty() {
+                out.insert(format!("{}_links", coll.path), Value::Array(links));
+            }
+            Ok(json(200, &Value::Object(out)))
+        }
+        Method::POST => {
+            let body = parse_body(req)?;
+            let obj = body
+                .as_object()
+                .ok_or_else(|| ApiError::bad_request("Resource body required"))?;
+            let single = coll.resource;
+            let plural = coll.path.replace('-', "_");
+            if let Some(item) = obj.get(single) {
+                let item = item.as_object().cloned().ok_or_else(|| {
+                    ApiError::bad_request(format!("Unable to find '{single}' in request body"))
+                })?;
+                let mut out = state.app.create(ctx, coll, vec![item]).await?;
+                let created = out.pop().ok_or_else(ApiError::internal)?;
+                return Ok(json(201, &json!({ single: created })));
+            }
+            if let Some(items) = obj.get(&plural) {
+                if coll.resource == "rbac_policy" {
+                    return Err(ApiError::bad_request("Bulk operation not supported"));
+                }
+                let list = items
+                    .as_array()
+                    .ok_or_else(|| ApiError::bad_request("Resources required"))?;
+                if list.is_empty() {
+                    return Err(ApiError::bad_request("Resources required"));
+                }
+                let mut bodies = Vec::with_capacity(list.len());
+                for item in list {
+                    let item = item.get(single).unwrap_or(item);
+                    bodies.push(item.as_object().cloned().ok_or_else(|| {
+                        ApiError::bad_request(format!("Unable to find '{single}' in request body"))
+                    })?);
+                }
+                let created = state.app.create(ctx, coll, bodies).await?;
+                return Ok(json(201, &json!({ plural: created })));
+            }
+            if obj.is_empty() {
+                return Err(ApiError::bad_request("Resource body required"));
+            }
+            Err(ApiError::bad_request(format!(
+                "Unable to find '{single}' in request body"
+            )))
+        }
+        _ => Err(not_allowed()),
+    }
+}
+
+async fn member_request(
+    state: &ApiState,
+    req: &Request,
+    ctx: &Context,
+    coll: &'static Collection,
+    id: &str,
+) -> ApiResult<Response> {
+    let single = coll.resource;
+    match req.method {
+        Method::GET => {
+            let doc = state.app.show(ctx, coll, id, &fields(req)).await?;
+            Ok(json(200, &json!({ single: doc })))
+        }
+        Method::PUT => {
+            let body = parse_body(req)?;
+            let item = body
+                .get(single)
+                .and_then(Value::as_object)
+                .cloned()
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("Unable to find '{single}' in request body"))
+                })?;
+            let doc = state
+                .app
+                .update(ctx, coll, id, item, if_match(req)?)
+                .await?;
+            Ok(json(200, &json!({ single: doc })))
+        }
+        Method::DELETE => {
+            state.app.delete(ctx, coll, id, if_match(req)?).await?;
+            Ok(empty(204))
+        }
+        _ => Err(not_allowed()),
+    }
+}
+
+async fn tags(
+    state: &ApiState,
+    req: &Request,
+    ctx: &Context,
+    coll: &'static Collection,
+    id: &str,
+    tag: Option<&str>,
+) -> ApiResult<Response> {
+    let app = &state.app;
+    let body_tags = || -> ApiResult<Vec<String>> {
+        let body = parse_body(req)?;
+        let tags = body.get("tags").ok_or_else(|| {
+            ApiError::bad_request("Invalid input for tags. Reason: tags is required.")
+        })?;
+        neutrino_app::validate_tags(tags)
+    };
+    match (req.method.clone(), tag) {
+        (Method::GET, None) => Ok(json(200, &json!({"tags": app.tags(ctx, coll, id).await?}))),
+        (Method::GET, Some(tag)) => {
+            if app.tags(ctx, coll, id).await?.iter().any(|t| t == tag) {
+                Ok(empty(204))
+            } else {
+                Err(ApiError::new(
+                    404,
+                    "TagNotFound",
+                    format!(
+                        "Tag {tag} could not be found for {single} {id}.",
+                        single = coll.resource
+                    ),
+                ))
+            }
+        }
+        (Method::PUT, Some(tag)) => {
+            let tag = tag.to_string();
+            app.edit_tags(ctx, coll, id, |mut t| {
+                if !t.contains(&tag) {
+                    t.push(tag.clone());
+                }
+                Ok(t)
+            })
+            .await?;
+            Ok(empty(201))
+        }
+        (Method::PUT, None) => {
+            let new = body_tags()?;
+            let out = app.edit_tags(ctx, coll, id, |_| Ok(new)).await?;
+            Ok(json(200, &json!({"tags": out})))
+        }
+        (Method::POST, None) => {
+            let new = body_tags()?;
+            let out = app
+                .edit_tags(ctx, coll, id, |mut t| {
+                    for n in new {
+                        if !t.contains(&n) {
+                            t.push(n);
+                        }
+                    }
+                    Ok(t)
+                })
+                .await?;
+            Ok(json(200, &json!({"tags": out})))
+        }
+        (Method::DELETE, None) => {
+            app.edit_tags(ctx, coll, id, |_| Ok(Vec::new())).await?;
+            Ok(empty(204))
+        }
+        (Method::DELETE, Some(tag)) => {
+            let tag = tag.to_string();
+            let resource = coll.resource;
+            let id_owned = id.to_string();
+            app.edit_tags(ctx, coll, id, |mut t| {
+                let before = t.len();
+                t.retain(|x| *x != tag);
+                if t.len() == before {
+                    return Err(ApiError::new(
+                        404,
+                        "TagNotFound",
+                        format!("Tag {tag} could not be found for {resource} {id_owned}."),
+                    ));
+                }
+                Ok(t)
+            })
+            .await?;
+            Ok(empty(204))
+        }
+        _ => Err(not_allowed()),
+    }
+}
+
+async fn quotas(
+    state: &ApiState,
+    req: &Request,
+    ctx: &Context,
+    rest: &[&str],
+) -> ApiResult<Response> {
+    let app = &state.app;
+    match (req.method.clone(), rest) {
+        (Method::GET, []) => Ok(json(200, &app.quota_list(ctx).await?)),
+        (Method::POST, []) => Err(ApiError::new(501, "NotImplementedError", "Not implemented")),
+        (Method::GET, ["project" | "tenant"]) => {
+            let key = rest[0];
+            Ok(json(
+                200,
+                &json!({ key: {format!("{key}_id"): ctx.project_id} }),
+            ))
+        }
+        (Method::GET, [project]) => Ok(json(200, &app.quota_show(ctx, project).await?)),
+        (Method::GET, [project, "default"]) => {
+            Ok(json(200, &app.quota_defaults(ctx, project).await?))
+        }
+        (Method::GET, [project, "details"]) => {
+            Ok(json(200, &app.quota_details(ctx, project).await?))
+        }
+        (Method::PUT, [project]) => Ok(json(
+            200,
+            &app.quota_update(ctx, project, &parse_body(req)?).await?,
+        )),
+        (Method::DELETE, [project]) => {
+            app.quota_delete(ctx, project).await?;
+            Ok(empty(204))
+        }
+        _ => Err(ApiError::no_such_url()),
+    }
+}

@@ -1,0 +1,50 @@
+//! Response builders: JSON bodies, empty answers and the two error body shapes.
+
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::Response;
+use neutrino_types::ApiError;
+use serde_json::{json, Value};
+
+use crate::status;
+
+/// A JSON response.
+pub fn json(code: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status(code))
+        .header(CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
+}
+
+/// A response without a body (204, or 201 for tag creation).
+pub fn empty(code: u16) -> Response {
+    Response::builder()
+        .status(status(code))
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// Neutron's error body.
+pub fn neutron_error(err: &ApiError) -> Response {
+    json(
+        err.status,
+        &json!({"NeutronError": {"type": err.kind, "message": err.message, "detail": ""}}),
+    )
+}
+
+/// Keystone's error body.
+pub fn keystone_error(err: &ApiError) -> Response {
+    let title = match err.status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        409 => "Conflict",
+        _ => "Internal Server Error",
+    };
+    json(
+        err.status,
+        &json!({"error": {"code": err.status, "message": err.message, "title": title}}),
+    )
+}

@@ -1,0 +1,57 @@
+//! The extensions this server implements, as `GET /v2.0/extensions` lists them: exactly
+//! what the code does, nothing more.
+
+use serde_json::{json, Value};
+
+/// `(alias, name, description)`.
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
+    ("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value"),
+    ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+    ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP."),
+    ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource."),
+    ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
+    ("port-security", "Port Security", "Provides port security"),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
+    ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
+    ("quotas", "Quota management support", "Expose functions for quotas management per project"),
+    ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
+    ("rbac-policies", "RBAC Policies", "Allows creation and modification of policies that control tenant access to resources."),
+    ("rbac-security-groups", "RBAC Security Groups", "Add RBAC support to security groups"),
+    ("revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported."),
+    ("security-group", "security-group", "The security groups extension."),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
+    ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
+    ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
+    ("standard-attr-tag", "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, router, network, policy, subnetpool, port, security_group, floatingip", "Enables to set tag on resources with standard attribute."),
+    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+    ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
+    ("tag-creation", "Tag support for resources during create", "Enables to set tag on resources during create."),
+];
+
+fn render(alias: &str, name: &str, description: &str) -> Value {
+    json!({"alias": alias, "name": name, "description": description,
+           "updated": "2026-11-25T00:00:00-00:00", "links": []})
+}
+
+/// `GET /v2.0/extensions`.
+pub fn list() -> Value {
+    json!({"extensions": EXTENSIONS.iter().map(|(a, n, d)| render(a, n, d)).collect::<Vec<_>>()})
+}
+
+/// `GET /v2.0/extensions/{alias}`.
+pub fn get(alias: &str) -> Option<Value> {
+    EXTENSIONS
+        .iter()
+        .find(|(a, _, _)| *a == alias)
+        .map(|(a, n, d)| json!({"extension": render(a, n, d)}))
+}
+
+/// Whether an extension is implemented.
+pub fn has(alias: &str) -> bool {
+    EXTENSIONS.iter().any(|(a, _, _)| *a == alias)
+}

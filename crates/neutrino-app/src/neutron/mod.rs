@@ -1,0 +1,679 @@
+//! The Neutron resources: one generic request flow (policy, validation, standard attributes,
+//! tags, If-Match, quotas, list queries) and one module per resource for what is its own.
+
+mod networks;
+mod ports;
+mod quotas;
+mod rbac;
+mod secgroups;
+mod subnets;
+
+use std::collections::HashMap;
+
+use neutrino_store::{Record, Selector, Tx};
+use neutrino_types::attrs::{self, Attr, Op};
+use neutrino_types::query::{self, ListQuery};
+use neutrino_types::resources as spec;
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Map, Value};
+
+use crate::{db, new_id, now, App, Context};
+
+pub use quotas::QUOTA_RESOURCES;
+
+/// A JSON object.
+pub type Doc = Map<String, Value>;
+
+/// A collection the API serves.
+#[derive(Debug)]
+pub struct Collection {
+    /// URL segment, e.g. `security-groups`.
+    pub path: &'static str,
+    /// Resource key, e.g. `security_group` (also the storage kind).
+    pub resource: &'static str,
+    /// Attribute specification.
+    pub spec: &'static [Attr],
+    /// Has the `/tags` sub-resource.
+    pub taggable: bool,
+    /// Accepts `If-Match: revision_number=N` and has standard attributes.
+    pub revised: bool,
+    /// Updates allowed at all.
+    pub updatable: bool,
+    /// Filter names the spec does not carry but the resource understands.
+    pub extra_filters: &'static [&'static str],
+}
+
+/// Every collection, in the order `GET /v2.0/` lists the core ones.
+pub const COLLECTIONS: &[Collection] = &[
+    Collection {
+        path: "networks",
+        resource: "network",
+        spec: spec::NETWORK,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "subnets",
+        resource: "subnet",
+        spec: spec::SUBNET,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "ports",
+        resource: "port",
+        spec: spec::PORT,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &["ip_address", "subnet_id"],
+    },
+    Collection {
+        path: "security-groups",
+        resource: "security_group",
+        spec: spec::SECURITY_GROUP,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "security-group-rules",
+        resource: "security_group_rule",
+        spec: spec::SECURITY_GROUP_RULE,
+        taggable: false,
+        revised: true,
+        updatable: false,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "rbac-policies",
+        resource: "rbac_policy",
+        spec: spec::RBAC_POLICY,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
+];
+
+impl Collection {
+    /// Finds a collection by URL segment.
+    pub fn by_path(path: &str) -> Option<&'static Collection> {
+        COLLECTIONS.iter().find(|c| c.path == path)
+    }
+
+    fn quota_resource(&self) -> &'static str {
+        self.resource
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct ListResult {
+    /// The rendered items.
+    pub items: Vec<Doc>,
+    /// A `next` link is due.
+    pub next: bool,
+    /// A `previous` link is due.
+    pub previous: bool,
+}
+
+/// What rendering and visibility checks need beyond the record itself, loaded once per request.
+#[derive(Default)]
+pub(crate) struct View {
+    /// RBAC policies by object id.
+    rbac: HashMap<String, Vec<Doc>>,
+    /// Networks by id (for subnet/port visibility).
+    networks: HashMap<String, Record>,
+    /// Security group rules by group id.
+    rules: HashMap<String, Vec<Doc>>,
+    /// Projects that have a default security group, mapped to its id.
+    default_groups: HashMap<String, String>,
+}
+
+impl View {
+    async fn load(tx: &mut Tx, resource: &str) -> ApiResult<View> {
+        let mut view = View::default();
+        let all = Selector::default();
+        if matches!(resource, "network" | "subnet" | "port" | "security_group") {
+            for p in tx.list("rbac_policy", &all).await.map_err(db)? {
+                let object = p.parent_id.clone().unwrap_or_default();
+                if let Value::Object(doc) = p.body {
+                    view.rbac.entry(object).or_default().push(doc);
+                }
+            }
+        }
+        if matches!(resource, "subnet" | "port") {
+            for n in tx.list("network", &all).await.map_err(db)? {
+                view.networks.insert(n.id.clone(), n);
+            }
+        }
+        if matches!(resource, "security_group" | "security_group_rule") {
+            for r in tx.list("security_group_rule", &all).await.map_err(db)? {
+                if let Value::Object(doc) = r.body {
+                    view.rules
+                        .entry(r.parent_id.unwrap_or_default())
+                        .or_default()
+                        .push(doc);
+                }
+            }
+            for sg in tx.list("security_group", &all).await.map_err(db)? {
+                if sg.body.get("name").and_then(Value::as_str) == Some("default") {
+                    view.default_groups
+                        .insert(sg.project_id.clone(), sg.id.clone());
+                }
+            }
+        }
+        Ok(view)
+    }
+
+    /// Whether an RBAC policy with `action` on `object` grants `project`.
+    pub(crate) fn granted(&self, object: &str, action: &str, project: &str) -> bool {
+        self.rbac.get(object).is_some_and(|ps| {
+            ps.iter().any(|p| {
+                p.get("action").and_then(Value::as_str) == Some(action)
+                    && matches!(p.get("target_tenant").and_then(Value::as_str), Some(t) if t == "*" || t == project)
+            })
+        })
+    }
+
+    fn wildcard(&self, object: &str, action: &str) -> bool {
+        self.granted(object, action, "\u{0}none")
+    }
+
+    /// Whether the caller can read a network.
+    pub(crate) fn network_visible(&self, ctx: &Context, net: &Record) -> bool {
+        ctx.owns(&net.project_id)
+            || self.granted(&net.id, "access_as_shared", &ctx.project_id)
+            || self.granted(&net.id, "access_as_external", &ctx.project_id)
+    }
+}
+
+/// Reads a string attribute.
+pub(crate) fn s<'a>(doc: &'a Value, key: &str) -> &'a str {
+    doc.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Sets `id`, project, timestamps and revision on a new document.
+pub(crate) fn stamp_new(doc: &mut Doc, id: &str, project: &str) {
+    let t = now();
+    doc.insert("id".into(), json!(id));
+    doc.insert("project_id".into(), json!(project));
+    doc.insert("tenant_id".into(), json!(project));
+    doc.insert("created_at".into(), json!(t));
+    doc.insert("updated_at".into(), json!(t));
+    doc.insert("revision_number".into(), json!(1));
+}
+
+/// Records an update: newer `updated_at`, next revision.
+pub(crate) fn bump(doc: &mut Value) {
+    if let Some(obj) = doc.as_object_mut() {
+        let rev = obj
+            .get("revision_number")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        obj.insert("revision_number".into(), json!(rev + 1));
+        obj.insert("updated_at".into(), json!(now()));
+    }
+}
+
+/// Decides the owning project of a new resource from the body and the caller.
+pub(crate) fn owner_project(ctx: &Context, body: &mut Doc, resource: &str) -> ApiResult<String> {
+    let p = body.remove("project_id");
+    let t = body.remove("tenant_id");
+    let project = match (
+        p.as_ref().and_then(Value::as_str),
+        t.as_ref().and_then(Value::as_str),
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(ApiError::bad_request(
+                "'project_id' and 'tenant_id' do not match",
+            ))
+        }
+        (Some(a), _) | (None, Some(a)) => a.to_string(),
+        (None, None) => ctx.project_id.clone(),
+    };
+    if project.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Failed to parse request. Required attribute 'project_id' not specified for {resource}"
+        )));
+    }
+    if project != ctx.project_id && !ctx.is_admin() {
+        return Err(ApiError::forbidden(&format!("create_{resource}")));
+    }
+    Ok(project)
+}
+
+/// The caller must be at least a member to write.
+pub(crate) fn require_member(ctx: &Context, action: &str) -> ApiResult<()> {
+    if ctx.is_member() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(action))
+    }
+}
+
+fn check_if_match(doc: &Value, if_match: Option<i64>) -> ApiResult<()> {
+    if let Some(want) = if_match {
+        let have = doc
+            .get("revision_number")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        if have != want {
+            return Err(ApiError::new(
+                412,
+                "RevisionNumberConstraintFailed",
+                format!("Constrained to {want}, but current revision is {have}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn strip_hidden(coll: &Collection, ctx: &Context, mut doc: Doc) -> Doc {
+    if !ctx.is_admin() {
+        for a in coll.spec.iter().filter(|a| a.admin_only) {
+            doc.remove(a.name);
+        }
+    }
+    doc
+}
+
+impl App {
+    async fn visible(&self, view: &View, ctx: &Context, coll: &Collection, rec: &Record) -> bool {
+        if ctx.is_admin() || rec.project_id == ctx.project_id {
+            return true;
+        }
+        match coll.resource {
+            "network" => view.network_visible(ctx, rec),
+            "subnet" | "port" => {
+                let net = rec.parent_id.as_deref().and_then(|n| view.networks.get(n));
+                match (coll.resource, net) {
+                    (_, None) => false,
+                    ("subnet", Some(net)) => view.network_visible(ctx, net),
+                    (_, Some(net)) => net.project_id == ctx.project_id,
+                }
+            }
+            "security_group" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
+            _ => false,
+        }
+    }
+
+    fn render(&self, view: &View, ctx: &Context, coll: &Collection, rec: &Record) -> Doc {
+        let mut doc = rec.body.as_object().cloned().unwrap_or_default();
+        match coll.resource {
+            "network" => {
+                let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+                doc.insert("shared".into(), json!(shared));
+            }
+            "security_group" => {
+                let rules = view.rules.get(&rec.id).cloned().unwrap_or_default();
+                let default = view.default_groups.get(&rec.project_id) == Some(&rec.id);
+                let rules: Vec<Value> = rules
+                    .into_iter()
+                    .map(|mut r| {
+                        r.insert("belongs_to_default_sg".into(), json!(default));
+                        Value::Object(r)
+                    })
+                    .collect();
+                doc.insert("security_group_rules".into(), json!(rules));
+                doc.insert(
+                    "shared".into(),
+                    json!(view.wildcard(&rec.id, "access_as_shared")),
+                );
+            }
+            "security_group_rule" => {
+                let sg = rec.parent_id.clone().unwrap_or_default();
+                let default = view.default_groups.get(&rec.project_id) == Some(&sg)
+                    || view.default_groups.values().any(|v| *v == sg);
+                doc.insert("belongs_to_default_sg".into(), json!(default));
+            }
+            "rbac_policy" => {
+                let target = doc.get("target_tenant").cloned().unwrap_or(Value::Null);
+                doc.insert("target_project".into(), target);
+            }
+            _ => {}
+        }
+        strip_hidden(coll, ctx, doc)
+    }
+
+    /// `GET /v2.0/{collection}`.
+    pub async fn list(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        pairs: &[(String, String)],
+    ) -> ApiResult<ListResult> {
+        let mut q = query::parse(pairs, coll.spec, coll.extra_filters)?;
+        if !ctx.is_admin() {
+            for a in coll.spec.iter().filter(|a| a.admin_only) {
+                q.filters.retain(|(k, _)| k != a.name);
+            }
+        }
+        if coll.resource == "security_group" && ctx.is_member() {
+            self.ensure_default_group_committed(&ctx.project_id).await?;
+        }
+        let mut tx = self.read().await?;
+        let view = View::load(&mut tx, coll.resource).await?;
+        let mut sel = Selector::default();
+        let strings = |vals: &[Value]| -> Vec<String> {
+            vals.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        if let Some(ids) = q.filter("id") {
+            sel.ids = Some(strings(ids));
+        }
+        if let Some(p) = q.filter("project_id") {
+            sel.project_ids = Some(strings(p));
+        }
+        let parent_key = match coll.resource {
+            "subnet" | "port" => Some("network_id"),
+            "security_group_rule" => Some("security_group_id"),
+            _ => None,
+        };
+        if let Some(parents) = parent_key.and_then(|k| q.filter(k)) {
+            sel.parent_ids = Some(strings(parents));
+        }
+        let records = tx.list(coll.resource, &sel).await.map_err(db)?;
+        drop(tx);
+        let fixed_ip_filters = ports::fixed_ip_filters(&mut q);
+        let mut items = Vec::with_capacity(records.len());
+        for rec in &records {
+            if !self.visible(&view, ctx, coll, rec).await {
+                continue;
+            }
+            if !fixed_ip_filters.is_empty()
+                && !ports::matches_fixed_ips(&rec.body, &fixed_ip_filters)
+            {
+                continue;
+            }
+            let doc = self.render(&view, ctx, coll, rec);
+            if query::matches(&doc, &q) {
+                items.push(doc);
+            }
+        }
+        let page = query::page(items, &q, coll.resource)?;
+        let fields = effective_fields(&q);
+        Ok(ListResult {
+            items: page
+                .items
+                .into_iter()
+                .map(|d| query::project(d, &fields))
+                .collect(),
+            next: page.next,
+            previous: page.previous,
+        })
+    }
+
+    /// `GET /v2.0/{collection}/{id}`.
+    pub async fn show(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        fields: &[String],
+    ) -> ApiResult<Doc> {
+        let mut tx = self.read().await?;
+        let view = View::load(&mut tx, coll.resource).await?;
+        let rec = tx.get(coll.resource, id).await.map_err(db)?;
+        drop(tx);
+        match rec {
+            Some(rec) if self.visible(&view, ctx, coll, &rec).await => {
+                Ok(query::project(self.render(&view, ctx, coll, &rec), fields))
+            }
+            _ => Err(ApiError::not_found(coll.resource, id)),
+        }
+    }
+
+    /// `POST /v2.0/{collection}` with one or several (bulk, all or nothing) bodies.
+    pub async fn create(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        bodies: Vec<Doc>,
+    ) -> ApiResult<Vec<Doc>> {
+        require_member(ctx, &format!("create_{}", coll.resource))?;
+        if matches!(coll.resource, "network" | "port" | "security_group") {
+            self.ensure_default_group_committed(&ctx.project_id).await?;
+        }
+        let mut tx = self.write().await?;
+        let mut ids = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let mut body = attrs::validate(coll.spec, &body, Op::Create)?;
+            let project = owner_project(ctx, &mut body, coll.resource)?;
+            quotas::check(&mut tx, &project, coll.quota_resource(), 1).await?;
+            let id = new_id();
+            stamp_new(&mut body, &id, &project);
+            let parent = match coll.resource {
+                "network" => self.create_network(&mut tx, ctx, &mut body).await?,
+                "subnet" => self.create_subnet(&mut tx, ctx, &mut body).await?,
+                "port" => self.create_port(&mut tx, ctx, &mut body).await?,
+                "security_group" => self.create_security_group(&mut tx, ctx, &mut body).await?,
+                "security_group_rule" => self.create_rule(&mut tx, ctx, &mut body).await?,
+                "rbac_policy" => self.create_rbac(&mut tx, ctx, &mut body).await?,
+                _ => return Err(ApiError::no_such_url()),
+            };
+            if coll.taggable && !body.contains_key("tags") {
+                body.insert("tags".into(), json!([]));
+            }
+            if let Some(tags) = body.get("tags") {
+                let tags = validate_tags(tags)?;
+                body.insert("tags".into(), json!(tags));
+            }
+            if !coll.revised {
+                for k in ["created_at", "updated_at", "revision_number"] {
+                    body.remove(k);
+                }
+            }
+            tx.insert(&Record {
+                kind: coll.resource.to_string(),
+                id: id.clone(),
+                project_id: project,
+                parent_id: parent,
+                body: Value::Object(body),
+            })
+            .await
+            .map_err(db)?;
+            if coll.resource == "security_group" {
+                self.add_default_egress_rules(&mut tx, &id).await?;
+            }
+            ids.push(id);
+        }
+        let view = View::load(&mut tx, coll.resource).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let rec = tx
+                .get(coll.resource, id)
+                .await
+                .map_err(db)?
+                .ok_or_else(ApiError::internal)?;
+            out.push(self.render(&view, ctx, coll, &rec));
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    /// Loads a record the caller may write: 404 if invisible, 403 if only readable.
+    async fn writable(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<(Record, View)> {
+        let view = View::load(tx, coll.resource).await?;
+        let rec = tx
+            .get(coll.resource, id)
+            .await
+            .map_err(db)?
+            .filter(|r| r.kind == coll.resource);
+        let Some(rec) = rec else {
+            return Err(ApiError::not_found(coll.resource, id));
+        };
+        if !self.visible(&view, ctx, coll, &rec).await {
+            return Err(ApiError::not_found(coll.resource, id));
+        }
+        let owner_ok = ctx.is_admin() || (rec.project_id == ctx.project_id && ctx.is_member());
+        if !owner_ok {
+            return Err(ApiError::forbidden(&format!("{action}_{}", coll.resource)));
+        }
+        Ok((rec, view))
+    }
+
+    /// `PUT /v2.0/{collection}/{id}`.
+    pub async fn update(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        body: Doc,
+        if_match: Option<i64>,
+    ) -> ApiResult<Doc> {
+        if !coll.updatable {
+            return Err(ApiError::new(
+                405,
+                "HTTPMethodNotAllowed",
+                "The method is not allowed for the requested resource.",
+            ));
+        }
+        let changes = attrs::validate(coll.spec, &body, Op::Update)?;
+        if changes.contains_key("project_id") || changes.contains_key("tenant_id") {
+            return Err(ApiError::bad_request(
+                "Cannot update read-only attribute project_id",
+            ));
+        }
+        let mut tx = self.write().await?;
+        let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, "update").await?;
+        check_if_match(&rec.body, if_match)?;
+        match coll.resource {
+            "network" => self.update_network(&mut tx, ctx, &mut rec, changes).await?,
+            "subnet" => self.update_subnet(&mut tx, ctx, &mut rec, changes).await?,
+            "port" => self.update_port(&mut tx, ctx, &mut rec, changes).await?,
+            "security_group" => {
+                self.update_security_group(&mut tx, ctx, &mut rec, changes)
+                    .await?
+            }
+            "rbac_policy" => self.update_rbac(&mut tx, ctx, &mut rec, changes).await?,
+            _ => return Err(ApiError::no_such_url()),
+        }
+        if coll.revised {
+            bump(&mut rec.body);
+        }
+        tx.update(coll.resource, id, &rec.body).await.map_err(db)?;
+        let view = View::load(&mut tx, coll.resource).await?;
+        let out = self.render(&view, ctx, coll, &rec);
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    /// `DELETE /v2.0/{collection}/{id}`.
+    pub async fn delete(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> ApiResult<()> {
+        let mut tx = self.write().await?;
+        let (rec, view) = self.writable(&mut tx, ctx, coll, id, "delete").await?;
+        check_if_match(&rec.body, if_match)?;
+        match coll.resource {
+            "network" => self.delete_network(&mut tx, ctx, &rec).await?,
+            "subnet" => self.delete_subnet(&mut tx, ctx, &rec).await?,
+            "port" => self.delete_port(&mut tx, ctx, &rec).await?,
+            "security_group" => {
+                self.delete_security_group(&mut tx, ctx, &rec, &view)
+                    .await?
+            }
+            "security_group_rule" => self.delete_rule(&mut tx, ctx, &rec).await?,
+            "rbac_policy" => self.delete_rbac(&mut tx, ctx, &rec).await?,
+            _ => return Err(ApiError::no_such_url()),
+        }
+        tx.delete(coll.resource, id).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// `GET /v2.0/{collection}/{id}/tags`.
+    pub async fn tags(&self, ctx: &Context, coll: &Collection, id: &str) -> ApiResult<Vec<String>> {
+        let doc = self.show(ctx, coll, id, &[]).await?;
+        Ok(doc
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Changes the tags of a resource: `edit` gets the current list and returns the new one.
+    pub async fn edit_tags<F>(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        edit: F,
+    ) -> ApiResult<Vec<String>>
+    where
+        F: FnOnce(Vec<String>) -> ApiResult<Vec<String>>,
+    {
+        let mut tx = self.write().await?;
+        let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, "update").await?;
+        let current: Vec<String> = rec
+            .body
+            .get("tags")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let new = edit(current.clone())?;
+        let new = validate_tags(&json!(new))?;
+        if new != current {
+            rec.body["tags"] = json!(new);
+            bump(&mut rec.body);
+            tx.update(coll.resource, id, &rec.body).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
+        }
+        Ok(new)
+    }
+}
+
+/// `fields` plus nothing else; an empty list means all.
+fn effective_fields(q: &ListQuery) -> Vec<String> {
+    q.fields.clone()
+}
+
+/// Validates a tag list: strings of at most 255 characters, unique, at most 50.
+pub fn validate_tags(tags: &Value) -> ApiResult<Vec<String>> {
+    let list = tags
+        .as_array()
+        .ok_or_else(|| ApiError::invalid_input("tags must be a list"))?;
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for t in list {
+        let t = t
+            .as_str()
+            .filter(|t| !t.is_empty() && t.chars().count() <= 255 && !t.contains(','))
+            .ok_or_else(|| ApiError::invalid_input(format!("'{t}' is not a valid tag")))?;
+        if !out.iter().any(|o| o == t) {
+            out.push(t.to_string());
+        }
+    }
+    if out.len() > 50 {
+        return Err(ApiError::bad_request(
+            "The number of tags exceed the per-resource limit of 50",
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,190 @@
+//! Quotas: per-project limits with defaults, usage counted from the store inside the request's
+//! transaction (so a bulk create counts its own items), and the `/v2.0/quotas` API.
+
+use neutrino_store::Tx;
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Map, Value};
+
+use crate::{db, App, Context};
+
+/// Quota resources and their default limits (-1 = unlimited).
+pub const QUOTA_RESOURCES: &[(&str, i64)] = &[
+    ("network", 100),
+    ("subnet", 100),
+    ("subnetpool", -1),
+    ("port", 500),
+    ("router", 10),
+    ("floatingip", 50),
+    ("security_group", 10),
+    ("security_group_rule", 100),
+    ("rbac_policy", 10),
+];
+
+async fn limits(tx: &mut Tx, project: &str) -> ApiResult<Vec<(&'static str, i64)>> {
+    let explicit = tx.quotas(project).await.map_err(db)?;
+    Ok(QUOTA_RESOURCES
+        .iter()
+        .map(|(name, default)| {
+            let limit = explicit
+                .iter()
+                .find(|(r, _)| r == name)
+                .map(|(_, l)| *l)
+                .unwrap_or(*default);
+            (*name, limit)
+        })
+        .collect())
+}
+
+/// Refuses a create that would take `project` over its limit for `resource`.
+pub(super) async fn check(
+    tx: &mut Tx,
+    project: &str,
+    resource: &str,
+    adding: i64,
+) -> ApiResult<()> {
+    let Some((_, default)) = QUOTA_RESOURCES.iter().find(|(r, _)| *r == resource) else {
+        return Ok(());
+    };
+    let explicit = tx.quotas(project).await.map_err(db)?;
+    let limit = explicit
+        .iter()
+        .find(|(r, _)| r == resource)
+        .map(|(_, l)| *l)
+        .unwrap_or(*default);
+    if limit < 0 {
+        return Ok(());
+    }
+    let used = tx.count_owned(resource, project).await.map_err(db)?;
+    if used + adding > limit {
+        return Err(ApiError::conflict(
+            "OverQuota",
+            format!("Quota exceeded for resources: ['{resource}']."),
+        ));
+    }
+    Ok(())
+}
+
+fn as_object(limits: &[(&str, i64)]) -> Map<String, Value> {
+    limits
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect()
+}
+
+fn may_read(ctx: &Context, project: &str) -> ApiResult<()> {
+    if ctx.is_admin() || ctx.project_id == project {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("get_quota"))
+    }
+}
+
+impl App {
+    /// `GET /v2.0/quotas`: projects with non-default limits (admin).
+    pub async fn quota_list(&self, ctx: &Context) -> ApiResult<Value> {
+        if !ctx.is_admin() {
+            return Err(ApiError::forbidden("get_quota"));
+        }
+        let mut tx = self.read().await?;
+        let mut out = Vec::new();
+        for project in tx.quota_projects().await.map_err(db)? {
+            let mut q = as_object(&limits(&mut tx, &project).await?);
+            q.insert("project_id".into(), json!(project));
+            q.insert("tenant_id".into(), json!(project));
+            out.push(Value::Object(q));
+        }
+        Ok(json!({"quotas": out}))
+    }
+
+    /// `GET /v2.0/quotas/{project}`.
+    pub async fn quota_show(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
+        may_read(ctx, project)?;
+        let mut tx = self.read().await?;
+        Ok(json!({"quota": as_object(&limits(&mut tx, project).await?)}))
+    }
+
+    /// `GET /v2.0/quotas/{project}/default`.
+    pub async fn quota_defaults(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
+        may_read(ctx, project)?;
+        let defaults: Vec<(&str, i64)> = QUOTA_RESOURCES.to_vec();
+        Ok(json!({"quota": as_object(&defaults)}))
+    }
+
+    /// `GET /v2.0/quotas/{project}/details`: limit, used and reserved per resource.
+    pub async fn quota_details(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
+        may_read(ctx, project)?;
+        let mut tx = self.read().await?;
+        let mut out = Map::new();
+        for (name, limit) in limits(&mut tx, project).await? {
+            let used = tx.count_owned(name, project).await.map_err(db)?;
+            out.insert(
+                name.to_string(),
+                json!({"limit": limit, "used": used, "reserved": 0}),
+            );
+        }
+        Ok(json!({"quota": out}))
+    }
+
+    /// `PUT /v2.0/quotas/{project}` (admin): set limits; lowering below usage needs `force`.
+    pub async fn quota_update(
+        &self,
+        ctx: &Context,
+        project: &str,
+        body: &Value,
+    ) -> ApiResult<Value> {
+        if !ctx.is_admin() {
+            return Err(ApiError::forbidden("update_quota"));
+        }
+        let quota = body
+            .get("quota")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ApiError::bad_request("Unable to find 'quota' in request body"))?;
+        let force = quota
+            .get("force")
+            .map(|v| neutrino_types::attrs::to_bool(v).unwrap_or(false))
+            .unwrap_or(false);
+        let mut tx = self.write().await?;
+        for (name, value) in quota {
+            if name == "force" {
+                continue;
+            }
+            if !QUOTA_RESOURCES.iter().any(|(r, _)| r == name) {
+                return Err(ApiError::bad_request(format!(
+                    "Unrecognized attribute(s) '{name}'"
+                )));
+            }
+            let limit = value
+                .as_i64()
+                .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+                .filter(|l| (-1..=i64::from(i32::MAX)).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "Invalid input for {name}. Reason: '{value}' is not an integer or is out of range [-1, {}].",
+                        i32::MAX
+                    ))
+                })?;
+            if !force && limit >= 0 {
+                let used = tx.count_owned(name, project).await.map_err(db)?;
+                if limit < used {
+                    return Err(ApiError::bad_request(format!(
+                        "Quota limit {limit} for {name} must be greater than or equal to already used {used}"
+                    )));
+                }
+            }
+            tx.set_quota(project, name, limit).await.map_err(db)?;
+        }
+        let out = as_object(&limits(&mut tx, project).await?);
+        tx.commit().await.map_err(db)?;
+        Ok(json!({"quota": out}))
+    }
+
+    /// `DELETE /v2.0/quotas/{project}` (admin): back to defaults.
+    pub async fn quota_delete(&self, ctx: &Context, project: &str) -> ApiResult<()> {
+        if !ctx.is_admin() {
+            return Err(ApiError::forbidden("delete_quota"));
+        }
+        let mut tx = self.write().await?;
+        tx.delete_quotas(project).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+}

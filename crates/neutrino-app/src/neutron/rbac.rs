@@ -1,0 +1,233 @@
+//! RBAC policies: share a network or security group with one project or all (`*`), or make a
+//! network usable as external; removing a grant that a project still depends on is refused.
+
+use neutrino_store::{Record, Selector, Tx};
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Value};
+
+use super::networks::rbac_key;
+use super::{s, Doc, View};
+use crate::{db, App, Context};
+
+/// Object types and the actions each accepts.
+const OBJECT_ACTIONS: &[(&str, &[&str])] = &[
+    ("network", &["access_as_shared", "access_as_external"]),
+    ("security_group", &["access_as_shared"]),
+];
+
+fn in_use(object: &str) -> ApiError {
+    ApiError::conflict(
+        "RbacPolicyInUse",
+        format!(
+            "RBAC policy on object {object} cannot be removed because other objects depend on it."
+        ),
+    )
+}
+
+impl App {
+    pub(super) async fn create_rbac(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        let object_type = s(&json!(body), "object_type").to_ascii_lowercase();
+        let action = s(&json!(body), "action").to_string();
+        let object = s(&json!(body), "object_id").to_string();
+        let target = s(&json!(body), "target_tenant").to_string();
+        let actions = OBJECT_ACTIONS
+            .iter()
+            .find(|(t, _)| *t == object_type)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "Invalid input for object_type. Reason: '{object_type}' is not in {:?}.",
+                    OBJECT_ACTIONS.iter().map(|(t, _)| *t).collect::<Vec<_>>()
+                ))
+            })?;
+        if !actions.contains(&action.as_str()) {
+            return Err(ApiError::invalid_input(format!(
+                "Invalid action '{action}' for object type '{object_type}'. Valid actions: {actions:?}"
+            )));
+        }
+        if target == "*" && !ctx.is_admin() {
+            return Err(ApiError::forbidden("create_rbac_policy:target_tenant"));
+        }
+        let rec = tx.get(&object_type, &object).await.map_err(db)?;
+        let Some(rec) = rec.filter(|r| ctx.owns(&r.project_id)) else {
+            return Err(ApiError::not_found(&object_type, &object));
+        };
+        body.insert("object_type".into(), json!(object_type));
+        let id = s(&json!(body), "id").to_string();
+        let key = rbac_key(&json!(body));
+        if !tx.claim("rbac", &key, &id).await.map_err(db)? {
+            return Err(ApiError::conflict(
+                "DuplicateRbacPolicy",
+                "An RBAC policy already exists with those values.",
+            ));
+        }
+        for k in [
+            "created_at",
+            "updated_at",
+            "revision_number",
+            "target_project",
+        ] {
+            body.remove(k);
+        }
+        if object_type == "network" && action == "access_as_external" && target == "*" {
+            let mut net = rec;
+            net.body["router:external"] = json!(true);
+            tx.update("network", &net.id, &net.body).await.map_err(db)?;
+        }
+        Ok(Some(object))
+    }
+
+    /// Refuses to withdraw `target`'s access to a network while its ports use it (and no
+    /// other policy keeps the access). `except` is the policy being removed.
+    pub(super) async fn check_shared_unused(
+        &self,
+        tx: &mut Tx,
+        network: &str,
+        owner: &str,
+        target: &str,
+        except: Option<&str>,
+    ) -> ApiResult<()> {
+        let sel = Selector {
+            parent_ids: Some(vec![network.to_string()]),
+            ..Default::default()
+        };
+        let others: Vec<Record> = tx
+            .list("rbac_policy", &sel)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|p| Some(p.id.as_str()) != except && s(&p.body, "action") == "access_as_shared")
+            .collect();
+        let still = |project: &str| {
+            others.iter().any(|p| {
+                let t = s(&p.body, "target_tenant");
+                t == "*" || t == project
+            })
+        };
+        for port in self.network_ports(tx, network).await? {
+            let p = port.project_id.as_str();
+            if p != owner && (target == "*" || target == p) && !still(p) {
+                return Err(in_use(network));
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_group_unused(
+        &self,
+        tx: &mut Tx,
+        group: &Record,
+        target: &str,
+        except: &str,
+    ) -> ApiResult<()> {
+        let view = View::load(tx, "security_group").await?;
+        let others_grant = |project: &str| {
+            view.rbac.get(&group.id).is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p.get("id").and_then(Value::as_str) != Some(except)
+                        && matches!(p.get("target_tenant").and_then(Value::as_str), Some(t) if t == "*" || t == project)
+                })
+            })
+        };
+        let users = tx
+            .claimed_keys(&format!("sgport:{}", group.id), "", None, i64::MAX)
+            .await
+            .map_err(db)?;
+        for port_id in users {
+            if let Some(port) = tx.get("port", &port_id).await.map_err(db)? {
+                let p = port.project_id.as_str();
+                if p != group.project_id && (target == "*" || target == p) && !others_grant(p) {
+                    return Err(in_use(&group.id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        let object = s(&rec.body, "object_id").to_string();
+        let target = s(&rec.body, "target_tenant").to_string();
+        match (s(&rec.body, "object_type"), s(&rec.body, "action")) {
+            ("network", "access_as_shared") => {
+                let owner = tx
+                    .get("network", &object)
+                    .await
+                    .map_err(db)?
+                    .map(|n| n.project_id)
+                    .unwrap_or_default();
+                self.check_shared_unused(tx, &object, &owner, &target, Some(&rec.id))
+                    .await
+            }
+            ("security_group", _) => {
+                if let Some(group) = tx.get("security_group", &object).await.map_err(db)? {
+                    self.check_group_unused(tx, &group, &target, &rec.id)
+                        .await?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) async fn update_rbac(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        for (k, v) in changes {
+            if k != "target_tenant" {
+                return Err(ApiError::bad_request(format!(
+                    "Cannot update read-only attribute {k}"
+                )));
+            }
+            let new = v.as_str().unwrap_or_default().to_string();
+            if new == "*" && !ctx.is_admin() {
+                return Err(ApiError::forbidden("update_rbac_policy:target_tenant"));
+            }
+            if new != s(&rec.body, "target_tenant") {
+                self.check_rbac_unused(tx, rec).await?;
+                tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
+                rec.body["target_tenant"] = json!(new);
+                if !tx
+                    .claim("rbac", &rbac_key(&rec.body), &rec.id)
+                    .await
+                    .map_err(db)?
+                {
+                    return Err(ApiError::conflict(
+                        "DuplicateRbacPolicy",
+                        "An RBAC policy already exists with those values.",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_rbac(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        self.check_rbac_unused(tx, rec).await?;
+        tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
+        if s(&rec.body, "action") == "access_as_external" && s(&rec.body, "target_tenant") == "*" {
+            if let Some(mut net) = tx
+                .get("network", s(&rec.body, "object_id"))
+                .await
+                .map_err(db)?
+            {
+                net.body["router:external"] = json!(false);
+                tx.update("network", &net.id, &net.body).await.map_err(db)?;
+            }
+        }
+        Ok(())
+    }
+}

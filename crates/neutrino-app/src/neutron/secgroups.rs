@@ -1,0 +1,525 @@
+//! Security groups and rules: the per-project `default` group (created on first use, once,
+//! even under concurrency: a `default-sg` claim), default egress rules, rule validation and
+//! duplicate detection with Neutron's exception names, in-use checks through `sgport:` claims.
+
+use ipnet::IpNet;
+use neutrino_store::{Record, Selector, Tx};
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Value};
+
+use super::{bump, s, stamp_new, Doc, View};
+use crate::{db, new_id, App, Context};
+
+const PROTOCOLS: &[(&str, u8)] = &[
+    ("ah", 51),
+    ("dccp", 33),
+    ("egp", 8),
+    ("esp", 50),
+    ("gre", 47),
+    ("hopopt", 0),
+    ("icmp", 1),
+    ("igmp", 2),
+    ("ip", 0),
+    ("ipip", 4),
+    ("ipv6-encap", 41),
+    ("ipv6-frag", 44),
+    ("ipv6-icmp", 58),
+    ("icmpv6", 58),
+    ("ipv6-nonxt", 59),
+    ("ipv6-opts", 60),
+    ("ipv6-route", 43),
+    ("ospf", 89),
+    ("pgm", 113),
+    ("rsvp", 46),
+    ("sctp", 132),
+    ("tcp", 6),
+    ("udp", 17),
+    ("udplite", 136),
+    ("vrrp", 112),
+];
+/// Protocols whose rules may carry a port range.
+const PORT_PROTOCOLS: &[u8] = &[6, 17, 132, 33, 136];
+
+fn rule_key(r: &Value) -> String {
+    let f = |k: &str| match r.get(k) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+    };
+    [
+        "direction",
+        "ethertype",
+        "protocol",
+        "port_range_min",
+        "port_range_max",
+        "remote_ip_prefix",
+        "remote_group_id",
+        "remote_address_group_id",
+    ]
+    .iter()
+    .map(|k| f(k))
+    .collect::<Vec<_>>()
+    .join("|")
+}
+
+fn protocol_number(p: &str) -> Option<u8> {
+    PROTOCOLS
+        .iter()
+        .find(|(n, _)| *n == p)
+        .map(|(_, n)| *n)
+        .or_else(|| p.parse().ok())
+}
+
+fn in_use(id: &str) -> ApiError {
+    ApiError::conflict("SecurityGroupInUse", format!("Security Group {id} in use."))
+}
+
+impl App {
+    /// Returns the project's `default` security group, creating it (with Neutron's rules) on
+    /// first use.
+    pub(super) async fn ensure_default_group(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+    ) -> ApiResult<String> {
+        if let Some(id) = tx.claim_owner("default-sg", project).await.map_err(db)? {
+            return Ok(id);
+        }
+        let id = new_id();
+        if !tx.claim("default-sg", project, &id).await.map_err(db)? {
+            return tx
+                .claim_owner("default-sg", project)
+                .await
+                .map_err(db)?
+                .ok_or_else(ApiError::internal);
+        }
+        let mut body = Doc::new();
+        body.insert("name".into(), json!("default"));
+        body.insert("description".into(), json!("Default security group"));
+        body.insert("stateful".into(), json!(true));
+        body.insert("tags".into(), json!([]));
+        stamp_new(&mut body, &id, project);
+        tx.insert(&Record {
+            kind: "security_group".into(),
+            id: id.clone(),
+            project_id: project.to_string(),
+            parent_id: None,
+            body: Value::Object(body),
+        })
+        .await
+        .map_err(db)?;
+        for ethertype in ["IPv4", "IPv6"] {
+            self.insert_rule(tx, project, &id, "ingress", ethertype, Some(&id))
+                .await?;
+            self.insert_rule(tx, project, &id, "egress", ethertype, None)
+                .await?;
+        }
+        Ok(id)
+    }
+
+    /// Makes sure the default group exists, in its own transaction (used before reads).
+    pub(crate) async fn ensure_default_group_committed(&self, project: &str) -> ApiResult<()> {
+        if project.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.read().await?;
+        if tx
+            .claim_owner("default-sg", project)
+            .await
+            .map_err(db)?
+            .is_some()
+        {
+            return Ok(());
+        }
+        drop(tx);
+        let mut tx = self.write().await?;
+        self.ensure_default_group(&mut tx, project).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn insert_rule(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+        group: &str,
+        direction: &str,
+        ethertype: &str,
+        remote_group: Option<&str>,
+    ) -> ApiResult<()> {
+        let id = new_id();
+        let mut body = Doc::new();
+        body.insert("security_group_id".into(), json!(group));
+        body.insert("direction".into(), json!(direction));
+        body.insert("ethertype".into(), json!(ethertype));
+        body.insert("protocol".into(), Value::Null);
+        body.insert("port_range_min".into(), Value::Null);
+        body.insert("port_range_max".into(), Value::Null);
+        body.insert("remote_ip_prefix".into(), Value::Null);
+        body.insert("remote_group_id".into(), json!(remote_group));
+        body.insert("remote_address_group_id".into(), Value::Null);
+        body.insert("description".into(), json!(""));
+        stamp_new(&mut body, &id, project);
+        tx.insert(&Record {
+            kind: "security_group_rule".into(),
+            id,
+            project_id: project.to_string(),
+            parent_id: Some(group.to_string()),
+            body: Value::Object(body),
+        })
+        .await
+        .map_err(db)
+    }
+
+    pub(super) async fn add_default_egress_rules(&self, tx: &mut Tx, group: &str) -> ApiResult<()> {
+        let sg = tx
+            .get("security_group", group)
+            .await
+            .map_err(db)?
+            .ok_or_else(ApiError::internal)?;
+        for ethertype in ["IPv4", "IPv6"] {
+            self.insert_rule(tx, &sg.project_id, group, "egress", ethertype, None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_security_group(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        if body.get("name").and_then(Value::as_str) == Some("default") {
+            let project = s(&json!(body), "project_id").to_string();
+            if tx
+                .claim_owner("default-sg", &project)
+                .await
+                .map_err(db)?
+                .is_some()
+            {
+                return Err(ApiError::conflict(
+                    "SecurityGroupDefaultAlreadyExists",
+                    "Default security group already exists.",
+                ));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn update_security_group(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        let is_default = s(&rec.body, "name") == "default";
+        if let Some(name) = changes.get("name").and_then(Value::as_str) {
+            if is_default && name != "default" {
+                return Err(ApiError::conflict(
+                    "SecurityGroupCannotUpdateDefault",
+                    "Updating default security group not allowed.",
+                ));
+            }
+            if !is_default && name == "default" {
+                return Err(ApiError::conflict(
+                    "SecurityGroupDefaultAlreadyExists",
+                    "Default security group already exists.",
+                ));
+            }
+        }
+        if let Some(stateful) = changes.get("stateful") {
+            if rec.body.get("stateful") != Some(stateful)
+                && tx
+                    .count_claims(&format!("sgport:{}", rec.id))
+                    .await
+                    .map_err(db)?
+                    > 0
+            {
+                return Err(in_use(&rec.id));
+            }
+        }
+        for (k, v) in changes {
+            rec.body[k.as_str()] = v;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_security_group(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        let is_default = tx
+            .claim_owner("default-sg", &rec.project_id)
+            .await
+            .map_err(db)?
+            .as_deref()
+            == Some(rec.id.as_str());
+        if is_default && !ctx.is_admin() {
+            return Err(ApiError::conflict(
+                "SecurityGroupCannotRemoveDefault",
+                "Insufficient rights for removing default security group.",
+            ));
+        }
+        if tx
+            .count_claims(&format!("sgport:{}", rec.id))
+            .await
+            .map_err(db)?
+            > 0
+        {
+            return Err(in_use(&rec.id));
+        }
+        let all = Selector::default();
+        for r in tx.list("security_group_rule", &all).await.map_err(db)? {
+            if r.parent_id.as_deref() == Some(rec.id.as_str())
+                || s(&r.body, "remote_group_id") == rec.id
+            {
+                tx.delete("security_group_rule", &r.id).await.map_err(db)?;
+            }
+        }
+        for p in tx
+            .list(
+                "rbac_policy",
+                &Selector {
+                    parent_ids: Some(vec![rec.id.clone()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(db)?
+        {
+            tx.release("rbac", &super::networks::rbac_key(&p.body))
+                .await
+                .map_err(db)?;
+            tx.delete("rbac_policy", &p.id).await.map_err(db)?;
+        }
+        if is_default {
+            tx.release("default-sg", &rec.project_id)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_rule(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        let group = s(&json!(body), "security_group_id").to_string();
+        let view = View::load(tx, "security_group").await?;
+        let sg = tx.get("security_group", &group).await.map_err(db)?;
+        let Some(mut sg) = sg.filter(|g| {
+            ctx.owns(&g.project_id) || view.granted(&g.id, "access_as_shared", &ctx.project_id)
+        }) else {
+            return Err(ApiError::not_found("security_group", &group));
+        };
+        if !ctx.owns(&sg.project_id) {
+            return Err(ApiError::forbidden("create_security_group_rule"));
+        }
+        let ethertype = match body.get("ethertype") {
+            Some(Value::String(e)) if e.eq_ignore_ascii_case("ipv4") => "IPv4",
+            Some(Value::String(e)) if e.eq_ignore_ascii_case("ipv6") => "IPv6",
+            Some(Value::Null) | None => "IPv4",
+            Some(other) => {
+                return Err(ApiError::bad(
+                    "SecurityGroupRuleInvalidEtherType",
+                    format!("Security group rule for ethertype '{}' not supported. Allowed values are ['IPv4', 'IPv6'].", other.as_str().unwrap_or_default()),
+                ))
+            }
+        };
+        body.insert("ethertype".into(), json!(ethertype));
+        let protocol = match body.get("protocol") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(p)) if p.is_empty() => None,
+            Some(v) => {
+                let text = match v {
+                    Value::String(p) => p.to_ascii_lowercase(),
+                    Value::Number(n) => n.to_string(),
+                    _ => String::new(),
+                };
+                let number = protocol_number(&text);
+                if number.is_none() || text.starts_with('-') {
+                    return Err(ApiError::bad(
+                        "SecurityGroupRuleInvalidProtocol",
+                        format!("Security group rule protocol {text} not supported. Only protocol values {:?} and integer representations [0 to 255] are supported.", PROTOCOLS.iter().map(|p| p.0).collect::<Vec<_>>()),
+                    ));
+                }
+                Some((text, number.unwrap_or(0)))
+            }
+        };
+        body.insert(
+            "protocol".into(),
+            json!(protocol.as_ref().map(|p| p.0.clone())),
+        );
+        if let Some((name, 58)) = &protocol {
+            if ethertype == "IPv4" {
+                return Err(ApiError::bad(
+                    "SecurityGroupEthertypeConflictWithProtocol",
+                    format!("Invalid ethertype {ethertype} for protocol {name}."),
+                ));
+            }
+        }
+        let min = body.get("port_range_min").and_then(Value::as_i64);
+        let max = body.get("port_range_max").and_then(Value::as_i64);
+        validate_ports(protocol.as_ref().map(|p| p.1), min, max)?;
+        match body.get("remote_ip_prefix") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(p)) => {
+                let net: IpNet = p
+                    .parse()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| ApiError::bad_request(format!("Invalid input for remote_ip_prefix. Reason: '{p}' is not a valid IP prefix.")))?;
+                let v6 = matches!(net, IpNet::V6(_));
+                if v6 != (ethertype == "IPv6") {
+                    return Err(ApiError::bad(
+                        "SecurityGroupRuleParameterConflict",
+                        format!("Conflicting value ethertype {ethertype} for CIDR {p}"),
+                    ));
+                }
+                body.insert("remote_ip_prefix".into(), json!(net.trunc().to_string()));
+            }
+            Some(other) => return Err(ApiError::bad_request(format!(
+                "Invalid input for remote_ip_prefix. Reason: '{other}' is not a valid IP prefix."
+            ))),
+        }
+        let remote_group = body
+            .get("remote_group_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if remote_group.is_some() && !body.get("remote_ip_prefix").is_none_or(Value::is_null) {
+            return Err(ApiError::bad(
+                "SecurityGroupRemoteGroupAndRemoteIpPrefix",
+                "Only remote_ip_prefix or remote_group_id may be provided.",
+            ));
+        }
+        if let Some(rg) = &remote_group {
+            let ok = tx
+                .get("security_group", rg)
+                .await
+                .map_err(db)?
+                .is_some_and(|g| {
+                    ctx.owns(&g.project_id) || view.granted(rg, "access_as_shared", &ctx.project_id)
+                });
+            if !ok {
+                return Err(ApiError::not_found("security_group", rg));
+            }
+        }
+        if body
+            .get("remote_address_group_id")
+            .is_some_and(|v| !v.is_null())
+        {
+            let id = s(&json!(body), "remote_address_group_id").to_string();
+            return Err(ApiError::not_found("address_group", &id));
+        }
+        // A rule identical to one of the group's is refused.
+        for r in tx
+            .list(
+                "security_group_rule",
+                &Selector {
+                    parent_ids: Some(vec![group.clone()]),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(db)?
+        {
+            if rule_key(&r.body) == rule_key(&json!(body)) {
+                return Err(ApiError::conflict(
+                    "SecurityGroupRuleExists",
+                    format!("Security group rule already exists. Rule id is {}.", r.id),
+                ));
+            }
+        }
+        bump(&mut sg.body);
+        tx.update("security_group", &sg.id, &sg.body)
+            .await
+            .map_err(db)?;
+        Ok(Some(group))
+    }
+
+    pub(super) async fn delete_rule(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        let group = rec.parent_id.clone().unwrap_or_default();
+        if let Some(mut sg) = tx.get("security_group", &group).await.map_err(db)? {
+            bump(&mut sg.body);
+            tx.update("security_group", &group, &sg.body)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_ports(protocol: Option<u8>, min: Option<i64>, max: Option<i64>) -> ApiResult<()> {
+    if min.is_none() && max.is_none() {
+        return Ok(());
+    }
+    let Some(proto) = protocol else {
+        return Err(ApiError::bad(
+            "SecurityGroupProtocolRequiredWithPorts",
+            "Must also specify protocol if port range is given.",
+        ));
+    };
+    if PORT_PROTOCOLS.contains(&proto) {
+        if min == Some(0) || max == Some(0) {
+            return Err(ApiError::bad(
+                "SecurityGroupInvalidPortValue",
+                "Invalid value for port 0",
+            ));
+        }
+        for v in [min, max].into_iter().flatten() {
+            if !(1..=65535).contains(&v) {
+                return Err(ApiError::bad(
+                    "SecurityGroupInvalidPortValue",
+                    format!("Invalid value for port {v}"),
+                ));
+            }
+        }
+        match (min, max) {
+            (Some(a), Some(b)) if a <= b => Ok(()),
+            _ => Err(ApiError::bad(
+                "SecurityGroupInvalidPortRange",
+                "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+            )),
+        }
+    } else if proto == 1 || proto == 58 {
+        for (v, field, attr) in [
+            (min, "type", "port_range_min"),
+            (max, "code", "port_range_max"),
+        ] {
+            if let Some(v) = v {
+                if !(0..=255).contains(&v) {
+                    return Err(ApiError::bad(
+                        "SecurityGroupInvalidIcmpValue",
+                        format!(
+                            "Invalid value for ICMP {field} ({attr}) {v}. It must be 0 to 255."
+                        ),
+                    ));
+                }
+            }
+        }
+        if min.is_none() {
+            if let Some(m) = max {
+                return Err(ApiError::bad(
+                    "SecurityGroupMissingIcmpType",
+                    format!("ICMP code (port-range-max) {m} is provided but ICMP type (port-range-min) is missing."),
+                ));
+            }
+        }
+        Ok(())
+    } else {
+        Err(ApiError::bad(
+            "SecurityGroupInvalidProtocolForPort",
+            format!("Invalid protocol {proto} for port range, only supported for TCP, UDP, UDPLITE, SCTP and DCCP protocols"),
+        ))
+    }
+}

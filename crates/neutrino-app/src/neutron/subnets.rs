@@ -1,0 +1,489 @@
+//! Subnets: CIDR, gateway, allocation pools, DNS servers, host routes and IPv6 modes, with
+//! Neutron's validation; deleting a subnet whose addresses are still in use is refused.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use neutrino_ipam::{self as ipam, AllocationPool, IpamError};
+use neutrino_store::{Record, Tx};
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Value};
+
+use super::{bump, s, Doc, View};
+use crate::{db, App, Context};
+
+const MAX_DNS: usize = 5;
+const MAX_HOST_ROUTES: usize = 20;
+
+/// The parts of a subnet IP allocation needs.
+#[derive(Clone, Debug)]
+pub(crate) struct SubnetInfo {
+    pub id: String,
+    pub cidr: IpNet,
+    pub pools: Vec<AllocationPool>,
+    pub gateway: Option<IpAddr>,
+    pub ra_mode: Option<String>,
+    pub addr_mode: Option<String>,
+}
+
+impl SubnetInfo {
+    pub fn from_record(rec: &Record) -> Option<SubnetInfo> {
+        let b = &rec.body;
+        let cidr = ipam::parse_cidr(s(b, "cidr")).ok()?;
+        let pools = b
+            .get("allocation_pools")
+            .and_then(Value::as_array)
+            .map(|ps| {
+                ps.iter()
+                    .filter_map(|p| {
+                        Some(AllocationPool {
+                            start: s(p, "start").parse().ok()?,
+                            end: s(p, "end").parse().ok()?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mode = |k: &str| b.get(k).and_then(Value::as_str).map(str::to_string);
+        Some(SubnetInfo {
+            id: rec.id.clone(),
+            cidr,
+            pools,
+            gateway: b
+                .get("gateway_ip")
+                .and_then(Value::as_str)
+                .and_then(|g| g.parse().ok()),
+            ra_mode: mode("ipv6_ra_mode"),
+            addr_mode: mode("ipv6_address_mode"),
+        })
+    }
+
+    pub fn is_v6(&self) -> bool {
+        matches!(self.cidr, IpNet::V6(_))
+    }
+
+    /// SLAAC or DHCPv6-stateless: addresses are derived from the MAC, not allocated.
+    pub fn is_auto_address(&self) -> bool {
+        self.is_v6()
+            && (matches!(
+                self.addr_mode.as_deref(),
+                Some("slaac") | Some("dhcpv6-stateless")
+            ) || matches!(
+                self.ra_mode.as_deref(),
+                Some("slaac") | Some("dhcpv6-stateless")
+            ))
+    }
+}
+
+pub(crate) fn ipam_error(e: IpamError) -> ApiError {
+    match e {
+        IpamError::OverlappingAllocationPools { .. } => {
+            ApiError::conflict("OverlappingAllocationPools", e.to_string())
+        }
+        IpamError::GatewayConflictWithAllocationPools { .. } => {
+            ApiError::conflict("GatewayConflictWithAllocationPools", e.to_string())
+        }
+        IpamError::OutOfBoundsAllocationPool { .. } => {
+            ApiError::bad("OutOfBoundsAllocationPool", e.to_string())
+        }
+        other => ApiError::invalid_input(other),
+    }
+}
+
+fn parse_pools(v: &Value) -> ApiResult<Vec<AllocationPool>> {
+    let list = v.as_array().ok_or_else(|| {
+        ApiError::bad_request(
+            "Invalid input for allocation_pools. Reason: Invalid data format for IP pool.",
+        )
+    })?;
+    list.iter()
+        .map(|p| {
+            let obj = p.as_object().filter(|o| o.len() == 2 && o.contains_key("start") && o.contains_key("end"));
+            let obj = obj.ok_or_else(|| {
+                ApiError::bad_request(format!("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '{p}'."))
+            })?;
+            let ip = |k: &str| {
+                obj.get(k)
+                    .and_then(Value::as_str)
+                    .and_then(|x| ipam::parse_ip(x).ok())
+                    .ok_or_else(|| ApiError::bad_request(format!("Invalid input for allocation_pools. Reason: '{p}' is not a valid IP address.")))
+            };
+            Ok(AllocationPool { start: ip("start")?, end: ip("end")? })
+        })
+        .collect()
+}
+
+fn pools_json(pools: &[AllocationPool]) -> Value {
+    json!(pools
+        .iter()
+        .map(|p| json!({"start": p.start.to_string(), "end": p.end.to_string()}))
+        .collect::<Vec<_>>())
+}
+
+fn check_version(ip: IpAddr, cidr: IpNet) -> bool {
+    ip.is_ipv6() == matches!(cidr, IpNet::V6(_))
+}
+
+fn parse_gateway(v: &Value, cidr: IpNet) -> ApiResult<Option<IpAddr>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::String(g) => {
+            let ip = ipam::parse_ip(g).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input for gateway_ip. Reason: '{g}' is not a valid IP address."
+                ))
+            })?;
+            if !check_version(ip, cidr) {
+                return Err(ApiError::invalid_input(format!(
+                    "Gateway IP version inconsistent with allocation pool version"
+                )));
+            }
+            if ipam::is_network_or_broadcast(cidr, ip)
+                || (cidr.contains(&ip)
+                    && cidr.network() == ip
+                    && ip.is_ipv6()
+                    && cidr.prefix_len() < 127)
+            {
+                return Err(ApiError::invalid_input(format!(
+                    "Gateway is not valid on subnet"
+                )));
+            }
+            Ok(Some(ip))
+        }
+        _ => Err(ApiError::bad_request(
+            "Invalid input for gateway_ip. Reason: not a valid IP address.",
+        )),
+    }
+}
+
+fn validate_dns(v: &Value, cidr: IpNet) -> ApiResult<Value> {
+    let list = v.as_array().ok_or_else(|| {
+        ApiError::bad_request("Invalid input for dns_nameservers. Reason: not a list.")
+    })?;
+    if list.len() > MAX_DNS {
+        return Err(ApiError::bad(
+            "DNSNameServersExhausted",
+            format!("Unable to complete operation for subnet. The number of DNS nameservers exceeds the limit {MAX_DNS}."),
+        ));
+    }
+    let mut seen = Vec::new();
+    for d in list {
+        let text = d.as_str().unwrap_or_default();
+        let ip = ipam::parse_ip(text).map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid input for dns_nameservers. Reason: '{d}' is not a valid nameserver."
+            ))
+        })?;
+        if !check_version(ip, cidr) {
+            return Err(ApiError::invalid_input(format!(
+                "Invalid input for dns_nameservers: {text} has the wrong IP version"
+            )));
+        }
+        if seen.contains(&ip) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for dns_nameservers. Reason: Duplicate nameserver '{text}'."
+            )));
+        }
+        seen.push(ip);
+    }
+    Ok(v.clone())
+}
+
+fn validate_routes(v: &Value, cidr: IpNet) -> ApiResult<Value> {
+    let list = v.as_array().ok_or_else(|| {
+        ApiError::bad_request("Invalid input for host_routes. Reason: not a list.")
+    })?;
+    if list.len() > MAX_HOST_ROUTES {
+        return Err(ApiError::bad(
+            "HostRoutesExhausted",
+            format!("Unable to complete operation for subnet. The number of host routes exceeds the limit {MAX_HOST_ROUTES}."),
+        ));
+    }
+    let mut out = Vec::new();
+    for r in list {
+        let obj = r.as_object().filter(|o| o.len() == 2);
+        let bad = || {
+            ApiError::bad_request(format!(
+                "Invalid input for host_routes. Reason: Invalid data format for hostroute: '{r}'."
+            ))
+        };
+        let obj = obj.ok_or_else(bad)?;
+        let dest = obj
+            .get("destination")
+            .and_then(Value::as_str)
+            .and_then(|d| ipam::parse_cidr(d).ok())
+            .ok_or_else(bad)?;
+        let hop = obj
+            .get("nexthop")
+            .and_then(Value::as_str)
+            .and_then(|d| ipam::parse_ip(d).ok())
+            .ok_or_else(bad)?;
+        if !check_version(hop, cidr) || matches!(dest, IpNet::V6(_)) != matches!(cidr, IpNet::V6(_))
+        {
+            return Err(ApiError::invalid_input(
+                "host_routes must have the subnet's IP version",
+            ));
+        }
+        let route = json!({"destination": dest.to_string(), "nexthop": hop.to_string()});
+        if out.contains(&route) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for host_routes. Reason: Duplicate hostroute '{r}'."
+            )));
+        }
+        out.push(route);
+    }
+    Ok(json!(out))
+}
+
+impl App {
+    pub(super) async fn create_subnet(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        let network_id = s(&json!(body), "network_id").to_string();
+        let view = View::load(tx, "subnet").await?;
+        let network = tx.get("network", &network_id).await.map_err(db)?;
+        let Some(mut network) = network.filter(|n| view.network_visible(ctx, n)) else {
+            return Err(ApiError::not_found("network", &network_id));
+        };
+        if !ctx.owns(&network.project_id) {
+            return Err(ApiError::forbidden("create_subnet"));
+        }
+        if body.get("use_default_subnetpool").and_then(Value::as_bool) == Some(true)
+            || !body.get("subnetpool_id").is_none_or(Value::is_null)
+        {
+            let pool = s(&json!(body), "subnetpool_id").to_string();
+            return Err(ApiError::not_found(
+                "subnetpool",
+                if pool.is_empty() { "default" } else { &pool },
+            ));
+        }
+        body.remove("use_default_subnetpool");
+        let cidr_text = match body.get("cidr") {
+            Some(Value::String(c)) => c.clone(),
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid input for cidr. Reason: '{other}' is not a valid IP subnet."
+                )))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "Failed to parse request. Required attribute 'cidr' not specified",
+                ))
+            }
+        };
+        if body.contains_key("prefixlen") {
+            return Err(ApiError::bad_request(
+                "Cannot specify both cidr and prefixlen",
+            ));
+        }
+        let cidr = ipam::parse_cidr(&cidr_text).map_err(|_| {
+            ApiError::bad_request(format!(
+                "Invalid input for cidr. Reason: '{cidr_text}' is not a valid IP subnet."
+            ))
+        })?;
+        let version = if matches!(cidr, IpNet::V6(_)) { 6 } else { 4 };
+        match body.get("ip_version").and_then(Value::as_i64) {
+            None => {
+                return Err(ApiError::bad_request(
+                    "Failed to parse request. Required attribute 'ip_version' not specified",
+                ))
+            }
+            Some(v) if v != 4 && v != 6 => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid input for ip_version. Reason: '{v}' is not in [4, 6]."
+                )))
+            }
+            Some(v) if v != version => {
+                return Err(ApiError::invalid_input(
+                    "Cidr and ip_version are not compatible",
+                ))
+            }
+            _ => {}
+        }
+        if cidr.prefix_len() == 0 {
+            return Err(ApiError::invalid_input(format!(
+                "0 is not allowed as CIDR prefix length"
+            )));
+        }
+        for other in self.network_subnets(tx, &network_id).await? {
+            if let Some(info) = SubnetInfo::from_record(&other) {
+                if ipam::overlaps(info.cidr, cidr) {
+                    return Err(ApiError::invalid_input(format!(
+                        "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet"
+                    )));
+                }
+            }
+        }
+        let gateway = match body.get("gateway_ip") {
+            Some(v) => parse_gateway(v, cidr)?,
+            None => ipam::default_gateway(cidr),
+        };
+        let pools = match body.get("allocation_pools") {
+            Some(v) if !v.is_null() => {
+                let pools = parse_pools(v)?;
+                ipam::validate_pools(cidr, &pools, gateway).map_err(ipam_error)?;
+                pools
+            }
+            _ => ipam::default_pools(cidr, gateway),
+        };
+        let ra = body
+            .get("ipv6_ra_mode")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let am = body
+            .get("ipv6_address_mode")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if version == 4 && (ra.is_some() || am.is_some()) {
+            return Err(ApiError::invalid_input("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False or ip_version is 4"));
+        }
+        if let (Some(r), Some(a)) = (&ra, &am) {
+            if r != a {
+                return Err(ApiError::invalid_input(format!(
+                    "ipv6_ra_mode set to '{r}' with ipv6_address_mode set to '{a}' is not valid. If both attributes are set, they must be the same value"
+                )));
+            }
+        }
+        let enable_dhcp = body
+            .get("enable_dhcp")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        if !enable_dhcp && (ra.is_some() || am.is_some()) {
+            return Err(ApiError::invalid_input(
+                "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False",
+            ));
+        }
+        let auto = matches!(
+            am.as_deref().or(ra.as_deref()),
+            Some("slaac") | Some("dhcpv6-stateless")
+        );
+        if auto && cidr.prefix_len() != 64 {
+            return Err(ApiError::invalid_input(
+                "Invalid CIDR for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64",
+            ));
+        }
+        let dns = validate_dns(body.get("dns_nameservers").unwrap_or(&json!([])), cidr)?;
+        let routes = validate_routes(body.get("host_routes").unwrap_or(&json!([])), cidr)?;
+        body.insert("cidr".into(), json!(cidr.to_string()));
+        body.insert("ip_version".into(), json!(version));
+        body.insert("gateway_ip".into(), json!(gateway.map(|g| g.to_string())));
+        body.insert("allocation_pools".into(), pools_json(&pools));
+        body.insert("dns_nameservers".into(), dns);
+        body.insert("host_routes".into(), routes);
+        body.insert("subnetpool_id".into(), Value::Null);
+        let id = s(&json!(body), "id").to_string();
+        if let Some(list) = network
+            .body
+            .get_mut("subnets")
+            .and_then(Value::as_array_mut)
+        {
+            list.push(json!(id));
+        }
+        bump(&mut network.body);
+        tx.update("network", &network_id, &network.body)
+            .await
+            .map_err(db)?;
+        Ok(Some(network_id))
+    }
+
+    pub(super) async fn update_subnet(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        let info = SubnetInfo::from_record(rec).ok_or_else(ApiError::internal)?;
+        let mut gateway = info.gateway;
+        if let Some(g) = changes.get("gateway_ip") {
+            gateway = parse_gateway(g, info.cidr)?;
+        }
+        let pools = match changes.get("allocation_pools") {
+            Some(v) => parse_pools(v)?,
+            None => info.pools.clone(),
+        };
+        if changes.contains_key("gateway_ip") || changes.contains_key("allocation_pools") {
+            ipam::validate_pools(info.cidr, &pools, gateway).map_err(ipam_error)?;
+        }
+        for (key, value) in changes {
+            let value = match key.as_str() {
+                "gateway_ip" => json!(gateway.map(|g| g.to_string())),
+                "allocation_pools" => pools_json(&pools),
+                "dns_nameservers" => validate_dns(&value, info.cidr)?,
+                "host_routes" => validate_routes(&value, info.cidr)?,
+                _ => value,
+            };
+            rec.body[key.as_str()] = value;
+        }
+        let _ = tx;
+        Ok(())
+    }
+
+    pub(super) async fn delete_subnet(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        let info = SubnetInfo::from_record(rec).ok_or_else(ApiError::internal)?;
+        let network_id = rec.parent_id.clone().unwrap_or_default();
+        if tx
+            .count_claims(&format!("ip:{}", rec.id))
+            .await
+            .map_err(db)?
+            > 0
+        {
+            // Addresses derived from the MAC (SLAAC) go away with the subnet; others block it.
+            let sel = neutrino_store::Selector {
+                parent_ids: Some(vec![network_id.clone()]),
+                ..Default::default()
+            };
+            for mut port in tx.list("port", &sel).await.map_err(db)? {
+                let uses = port.body["fixed_ips"]
+                    .as_array()
+                    .is_some_and(|ips| ips.iter().any(|ip| s(ip, "subnet_id") == rec.id));
+                if !uses {
+                    continue;
+                }
+                if !info.is_auto_address()
+                    && !s(&port.body, "device_owner").starts_with("network:dhcp")
+                {
+                    return Err(ApiError::conflict(
+                        "SubnetInUse",
+                        format!("Unable to complete operation on subnet {}: One or more ports have an IP allocation from this subnet.", rec.id),
+                    ));
+                }
+                if let Some(ips) = port.body["fixed_ips"].as_array_mut() {
+                    ips.retain(|ip| s(ip, "subnet_id") != rec.id);
+                }
+                bump(&mut port.body);
+                tx.update("port", &port.id, &port.body).await.map_err(db)?;
+            }
+            let scope = format!("ip:{}", rec.id);
+            for key in tx
+                .claimed_keys(&scope, "", None, i64::MAX)
+                .await
+                .map_err(db)?
+            {
+                tx.release(&scope, &key).await.map_err(db)?;
+            }
+        }
+        if let Some(mut network) = tx.get("network", &network_id).await.map_err(db)? {
+            if let Some(list) = network
+                .body
+                .get_mut("subnets")
+                .and_then(Value::as_array_mut)
+            {
+                list.retain(|x| x.as_str() != Some(rec.id.as_str()));
+            }
+            bump(&mut network.body);
+            tx.update("network", &network_id, &network.body)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+}

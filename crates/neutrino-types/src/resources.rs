@@ -1,0 +1,207 @@
+//! The attribute specifications of every resource the API serves.
+
+use crate::attrs::{ro, rw, Attr, Conv, Fill};
+
+/// Longest name or description.
+pub const NAME_LEN: usize = 255;
+
+const VNIC_TYPES: &[&str] = &[
+    "normal",
+    "direct",
+    "macvtap",
+    "baremetal",
+    "direct-physical",
+    "virtio-forwarder",
+    "smart-nic",
+    "vdpa",
+    "accelerator-direct",
+    "accelerator-direct-physical",
+    "remote-managed",
+];
+const IPV6_MODES: &[&str] = &["slaac", "dhcpv6-stateful", "dhcpv6-stateless"];
+
+/// Network: `/v2.0/networks`.
+pub const NETWORK: &[Attr] = &[
+    ro("id"),
+    rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("admin_state_up", Conv::Bool, Fill::Bool(true)),
+    ro("status"),
+    ro("subnets").no_sort(),
+    rw("shared", Conv::Bool, Fill::Bool(false)).no_sort(),
+    rw("router:external", Conv::Bool, Fill::Bool(false)).no_sort(),
+    rw("mtu", Conv::Int(68, 65535), Fill::Absent),
+    rw("provider:network_type", Conv::Str(32), Fill::Absent)
+        .admin()
+        .no_sort(),
+    rw(
+        "provider:physical_network",
+        Conv::NullableStr(64),
+        Fill::Absent,
+    )
+    .admin()
+    .no_sort(),
+    rw(
+        "provider:segmentation_id",
+        Conv::NullableInt(0, 16_777_215),
+        Fill::Absent,
+    )
+    .admin()
+    .no_sort(),
+    rw("port_security_enabled", Conv::Bool, Fill::Bool(true)).no_sort(),
+    rw("availability_zone_hints", Conv::StrList, Fill::EmptyList)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    ro("availability_zones").no_filter().no_sort(),
+    ro("ipv4_address_scope").no_sort(),
+    ro("ipv6_address_scope").no_sort(),
+    ro("tags").no_filter().no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
+];
+
+/// Subnet: `/v2.0/subnets`.
+pub const SUBNET: &[Attr] = &[
+    ro("id"),
+    rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("network_id", Conv::Uuid, Fill::Absent)
+        .required()
+        .create_only(),
+    rw("ip_version", Conv::Int(4, 6), Fill::Absent).create_only(),
+    rw("cidr", Conv::Any, Fill::Absent).create_only(),
+    rw("prefixlen", Conv::Int(0, 128), Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    rw("subnetpool_id", Conv::NullableUuid, Fill::Null).create_only(),
+    rw("use_default_subnetpool", Conv::Bool, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    rw("gateway_ip", Conv::Any, Fill::Absent),
+    rw("allocation_pools", Conv::Any, Fill::Absent)
+        .no_filter()
+        .no_sort(),
+    rw("dns_nameservers", Conv::Any, Fill::EmptyList).no_sort(),
+    rw("host_routes", Conv::Any, Fill::EmptyList)
+        .no_filter()
+        .no_sort(),
+    rw("enable_dhcp", Conv::Bool, Fill::Bool(true)),
+    rw("ipv6_ra_mode", Conv::NullableEnum(IPV6_MODES), Fill::Null).create_only(),
+    rw(
+        "ipv6_address_mode",
+        Conv::NullableEnum(IPV6_MODES),
+        Fill::Null,
+    )
+    .create_only(),
+    rw("service_types", Conv::StrList, Fill::EmptyList).no_sort(),
+    rw("segment_id", Conv::NullableUuid, Fill::Null).create_only(),
+    ro("tags").no_filter().no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
+];
+
+/// Port: `/v2.0/ports`.
+pub const PORT: &[Attr] = &[
+    ro("id"),
+    rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("network_id", Conv::Uuid, Fill::Absent)
+        .required()
+        .create_only(),
+    rw("admin_state_up", Conv::Bool, Fill::Bool(true)),
+    ro("status"),
+    rw("mac_address", Conv::Any, Fill::Absent),
+    rw("fixed_ips", Conv::Any, Fill::Absent).no_sort(),
+    rw("device_id", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("device_owner", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("security_groups", Conv::Any, Fill::Absent).no_sort(),
+    rw("allowed_address_pairs", Conv::Any, Fill::EmptyList)
+        .no_filter()
+        .no_sort(),
+    rw("port_security_enabled", Conv::Bool, Fill::Absent).no_sort(),
+    rw("extra_dhcp_opts", Conv::Any, Fill::EmptyList)
+        .no_filter()
+        .no_sort(),
+    rw("binding:host_id", Conv::Str(NAME_LEN), Fill::Str("")).admin(),
+    rw(
+        "binding:vnic_type",
+        Conv::Enum(VNIC_TYPES),
+        Fill::Str("normal"),
+    ),
+    rw("binding:profile", Conv::Dict, Fill::EmptyDict)
+        .admin()
+        .no_filter()
+        .no_sort(),
+    ro("binding:vif_type").admin(),
+    ro("binding:vif_details").admin().no_filter().no_sort(),
+    ro("ip_allocation").no_sort(),
+    rw("tags", Conv::StrList, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
+];
+
+/// Security group: `/v2.0/security-groups`.
+pub const SECURITY_GROUP: &[Attr] = &[
+    ro("id"),
+    rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("stateful", Conv::Bool, Fill::Bool(true)),
+    ro("shared").no_sort(),
+    ro("security_group_rules").no_filter().no_sort(),
+    ro("tags").no_filter().no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
+];
+
+/// Security group rule: `/v2.0/security-group-rules` (immutable).
+pub const SECURITY_GROUP_RULE: &[Attr] = &[
+    ro("id"),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")).create_only(),
+    rw("security_group_id", Conv::Uuid, Fill::Absent)
+        .required()
+        .create_only(),
+    rw(
+        "direction",
+        Conv::Enum(&["ingress", "egress"]),
+        Fill::Absent,
+    )
+    .required()
+    .create_only(),
+    rw("ethertype", Conv::Any, Fill::Str("IPv4")).create_only(),
+    rw("protocol", Conv::Any, Fill::Null).create_only(),
+    rw("port_range_min", Conv::NullableInt(-1, 65535), Fill::Null).create_only(),
+    rw("port_range_max", Conv::NullableInt(-1, 65535), Fill::Null).create_only(),
+    rw("remote_ip_prefix", Conv::Any, Fill::Null).create_only(),
+    rw("remote_group_id", Conv::NullableUuid, Fill::Null).create_only(),
+    rw("remote_address_group_id", Conv::NullableUuid, Fill::Null).create_only(),
+    ro("belongs_to_default_sg").no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
+];
+
+/// RBAC policy: `/v2.0/rbac-policies`.
+pub const RBAC_POLICY: &[Attr] = &[
+    ro("id"),
+    rw("object_type", Conv::Str(NAME_LEN), Fill::Absent)
+        .required()
+        .create_only(),
+    rw("object_id", Conv::Uuid, Fill::Absent)
+        .required()
+        .create_only(),
+    rw("action", Conv::Str(NAME_LEN), Fill::Absent)
+        .required()
+        .create_only(),
+    rw("target_tenant", Conv::Str(NAME_LEN), Fill::Absent).required(),
+    rw("target_project", Conv::Str(NAME_LEN), Fill::Absent).no_sort(),
+];
