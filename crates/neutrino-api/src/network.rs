@@ -78,6 +78,8 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 })
         }),
         ["quotas", ..] => quotas(state, req, &ctx, &rest[1..]).await,
+        // No host agent has registered yet (the agent API comes with `neutrino agent`).
+        ["agents"] => only_get(req, || Ok(json(200, &json!({"agents": []})))),
         [coll, tail @ ..] => {
             let Some(collection) = Collection::by_path(coll) else {
                 return Err(ApiError::no_such_url());
@@ -147,14 +149,17 @@ fn fields(req: &Request) -> Vec<String> {
         .collect()
 }
 
-fn link(req: &Request, path: &str, marker: &str, reverse: bool) -> String {
+/// A pagination link: the same query with a new marker (none on an empty page).
+fn link(req: &Request, path: &str, marker: Option<&str>, reverse: bool) -> String {
     let mut q = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in &req.query {
         if k != "marker" && k != "page_reverse" {
             q.append_pair(k, v);
         }
     }
-    q.append_pair("marker", marker);
+    if let Some(marker) = marker {
+        q.append_pair("marker", marker);
+    }
     if reverse {
         q.append_pair("page_reverse", "True");
     }
@@ -178,23 +183,20 @@ async fn collection_request(
                     .map(str::to_string)
             };
             if page.next {
-                if let Some(last) = id_of(page.items.last()) {
-                    links.push(json!({"rel": "next", "href": link(req, coll.path, &last, false)}));
-                }
+                let last = id_of(page.items.last());
+                let href = link(req, coll.path, last.as_deref(), false);
+                links.push(json!({"rel": "next", "href": href}));
             }
             if page.previous {
-                if let Some(first) = id_of(page.items.first()) {
-                    links.push(
-                        json!({"rel": "previous", "href": link(req, coll.path, &first, true)}),
-                    );
-                }
+                let first = id_of(page.items.first());
+                let href = link(req, coll.path, first.as_deref(), true);
+                links.push(json!({"rel": "previous", "href": href}));
             }
-            out.insert(
-                coll.path.to_string(),
-                Value::Array(page.items.into_iter().map(Value::Object).collect()),
-            );
+            let plural = coll.path.replace('-', "_");
+            let items = page.items.into_iter().map(Value::Object).collect();
+            out.insert(plural.clone(), Value::Array(items));
             if !links.is_empty() {
-                out.insert(format!("{}_links", coll.path), Value::Array(links));
+                out.insert(format!("{plural}_links"), Value::Array(links));
             }
             Ok(json(200, &Value::Object(out)))
         }

@@ -290,8 +290,6 @@ pub fn page(mut items: Vec<Map<String, Value>>, q: &ListQuery, resource: &str) -
             None => items.len(),
         };
         let start = end.saturating_sub(limit);
-        out.previous = start > 0;
-        out.next = q.marker.is_some();
         out.items = items.drain(start..end).collect();
     } else {
         let start = match &q.marker {
@@ -299,10 +297,12 @@ pub fn page(mut items: Vec<Map<String, Value>>, q: &ListQuery, resource: &str) -
             None => 0,
         };
         let end = (start + limit).min(items.len());
-        out.next = end < items.len();
-        out.previous = q.marker.is_some();
         out.items = items.drain(start..end).collect();
     }
+    // Neutron's rule: links unless a short page shows that end has been reached.
+    let short = out.items.len() < limit;
+    out.next = !(short && !q.page_reverse);
+    out.previous = !(short && q.page_reverse);
     Ok(out)
 }
 
@@ -398,7 +398,7 @@ mod tests {
         .unwrap();
         let p = page(docs(), &q, "network").unwrap();
         assert_eq!(p.items[0]["name"], "n0");
-        assert!(p.next && !p.previous);
+        assert!(p.next && p.previous, "full page: both links");
         let q = parse(
             &pairs(&[
                 ("sort_key", "name"),
@@ -413,7 +413,7 @@ mod tests {
         let p = page(docs(), &q, "network").unwrap();
         assert_eq!(p.items.len(), 1);
         assert_eq!(p.items[0]["id"], "id0");
-        assert!(!p.next && p.previous);
+        assert!(!p.next && p.previous, "short page: no next");
         let q = parse(&pairs(&[("limit", "2"), ("marker", "nope")]), SPEC, &[]).unwrap();
         assert_eq!(page(docs(), &q, "network").unwrap_err().status, 404);
     }

@@ -30,7 +30,7 @@ pub const NETWORK: &[Attr] = &[
     ro("subnets").no_sort(),
     rw("shared", Conv::Bool, Fill::Bool(false)).no_sort(),
     rw("router:external", Conv::Bool, Fill::Bool(false)).no_sort(),
-    rw("mtu", Conv::Int(68, 65535), Fill::Absent),
+    rw("mtu", Conv::Int(0, 65535), Fill::Absent),
     rw("provider:network_type", Conv::Str(32), Fill::Absent)
         .admin()
         .no_sort(),

@@ -61,7 +61,7 @@ pub const COLLECTIONS: &[Collection] = &[
         taggable: true,
         revised: true,
         updatable: true,
-        extra_filters: &[],
+        extra_filters: &["shared"],
     },
     Collection {
         path: "ports",
@@ -244,6 +244,11 @@ pub(crate) fn owner_project(ctx: &Context, body: &mut Doc, resource: &str) -> Ap
         )));
     }
     if project != ctx.project_id && !ctx.is_admin() {
+        if matches!(resource, "port" | "subnet") {
+            return Err(ApiError::bad_request(format!(
+                "Tenant {project} not allowed to create {resource} on this network"
+            )));
+        }
         return Err(ApiError::forbidden(&format!("create_{resource}")));
     }
     Ok(project)
@@ -355,8 +360,19 @@ impl App {
                 q.filters.retain(|(k, _)| k != a.name);
             }
         }
-        if coll.resource == "security_group" && ctx.is_member() {
-            self.ensure_default_group_committed(&ctx.project_id).await?;
+        if coll.resource == "security_group" {
+            // Like Neutron: listing a project's groups creates its default group.
+            let mut projects = vec![ctx.project_id.clone()];
+            if ctx.is_admin() {
+                if let Some(ps) = q.filter("project_id") {
+                    projects.extend(ps.iter().filter_map(|p| p.as_str().map(str::to_string)));
+                }
+            }
+            if ctx.is_member() {
+                for p in projects {
+                    self.ensure_default_group_committed(&p).await?;
+                }
+            }
         }
         let mut tx = self.read().await?;
         let view = View::load(&mut tx, coll.resource).await?;
@@ -383,6 +399,14 @@ impl App {
         let records = tx.list(coll.resource, &sel).await.map_err(db)?;
         drop(tx);
         let fixed_ip_filters = ports::fixed_ip_filters(&mut q);
+        // Subnets have no visible `shared`, but filter on their network's.
+        let subnet_shared = match coll.resource {
+            "subnet" => q.take_filter("shared").map(|v| {
+                v.iter()
+                    .any(|x| neutrino_types::attrs::to_bool(x) == Some(true))
+            }),
+            _ => None,
+        };
         let mut items = Vec::with_capacity(records.len());
         for rec in &records {
             if !self.visible(&view, ctx, coll, rec).await {
@@ -392,6 +416,12 @@ impl App {
                 && !ports::matches_fixed_ips(&rec.body, &fixed_ip_filters)
             {
                 continue;
+            }
+            if let Some(want) = subnet_shared {
+                let net = rec.parent_id.as_deref().unwrap_or_default();
+                if view.granted(net, "access_as_shared", &ctx.project_id) != want {
+                    continue;
+                }
             }
             let doc = self.render(&view, ctx, coll, rec);
             if query::matches(&doc, &q) {

@@ -317,19 +317,9 @@ impl App {
                             "Requested MTU is too big, maximum is {max}"
                         )));
                     }
-                    let has_v6 = self
-                        .network_subnets(tx, &rec.id)
-                        .await?
-                        .iter()
-                        .any(|sn| sn.body.get("ip_version").and_then(Value::as_i64) == Some(6));
-                    if has_v6 && mtu < 1280 {
-                        return Err(ApiError::conflict(
-                            "NetworkMTUSubnetConflict",
-                            format!(
-                                "MTU of {} is not compatible with subnets of network {}.",
-                                mtu, rec.id
-                            ),
-                        ));
+                    for sn in self.network_subnets(tx, &rec.id).await? {
+                        let v6 = sn.body.get("ip_version").and_then(Value::as_i64) == Some(6);
+                        check_mtu_fits(mtu, v6, &rec.id)?;
                     }
                     rec.body["mtu"] = json!(mtu);
                 }
@@ -458,6 +448,18 @@ impl App {
         .map_err(db)?;
         Ok(id)
     }
+}
+
+/// IPv4 needs an MTU of at least 68, IPv6 of at least 1280.
+pub(super) fn check_mtu_fits(mtu: u32, v6: bool, network: &str) -> ApiResult<()> {
+    let min = if v6 { 1280 } else { 68 };
+    if mtu < min {
+        return Err(ApiError::conflict(
+            "NetworkMTUSubnetConflict",
+            format!("MTU of {network} is not compatible with subnets."),
+        ));
+    }
+    Ok(())
 }
 
 /// The uniqueness key of an RBAC policy: object type, object, action, target.

@@ -876,9 +876,11 @@ fn merge_dhcp_opts(current: &[Value], changes: &Value) -> ApiResult<Vec<Value>> 
             Some(Value::String(v)) if !v.is_empty() => {
                 out.push(json!({"opt_name": name, "opt_value": v, "ip_version": version}));
             }
-            Some(other) => return Err(ApiError::bad_request(format!(
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
                 "Invalid input for extra_dhcp_opts. Reason: '{other}' is not a valid opt_value."
-            ))),
+            )))
+            }
         }
     }
     Ok(out)

@@ -6,7 +6,7 @@ use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
 use super::networks::rbac_key;
-use super::{s, Doc, View};
+use super::{bump, s, Doc, View};
 use crate::{db, App, Context};
 
 /// Object types and the actions each accepts.
@@ -53,10 +53,22 @@ impl App {
         if target == "*" && !ctx.is_admin() {
             return Err(ApiError::forbidden("create_rbac_policy:target_tenant"));
         }
+        let view = View::load(tx, &object_type).await?;
         let rec = tx.get(&object_type, &object).await.map_err(db)?;
-        let Some(rec) = rec.filter(|r| ctx.owns(&r.project_id)) else {
+        let visible = |r: &Record| match object_type.as_str() {
+            "network" => view.network_visible(ctx, r),
+            _ => {
+                ctx.owns(&r.project_id) || view.granted(&r.id, "access_as_shared", &ctx.project_id)
+            }
+        };
+        let Some(mut rec) = rec.filter(visible) else {
             return Err(ApiError::not_found(&object_type, &object));
         };
+        if !ctx.owns(&rec.project_id) {
+            return Err(ApiError::invalid_input(format!(
+                "Only admins can manipulate policies on {object_type}s they do not own"
+            )));
+        }
         body.insert("object_type".into(), json!(object_type));
         let id = s(&json!(body), "id").to_string();
         let key = rbac_key(&json!(body));
@@ -75,10 +87,13 @@ impl App {
             body.remove(k);
         }
         if object_type == "network" && action == "access_as_external" && target == "*" {
-            let mut net = rec;
-            net.body["router:external"] = json!(true);
-            tx.update("network", &net.id, &net.body).await.map_err(db)?;
+            rec.body["router:external"] = json!(true);
         }
+        // A policy change is a change of the object (its `shared` and visibility).
+        bump(&mut rec.body);
+        tx.update(&object_type, &rec.id, &rec.body)
+            .await
+            .map_err(db)?;
         Ok(Some(object))
     }
 

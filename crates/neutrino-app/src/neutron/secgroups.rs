@@ -383,9 +383,11 @@ impl App {
                 }
                 body.insert("remote_ip_prefix".into(), json!(net.trunc().to_string()));
             }
-            Some(other) => return Err(ApiError::bad_request(format!(
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
                 "Invalid input for remote_ip_prefix. Reason: '{other}' is not a valid IP prefix."
-            ))),
+            )))
+            }
         }
         let remote_group = body
             .get("remote_group_id")

@@ -303,6 +303,12 @@ impl App {
             }
             _ => {}
         }
+        let mtu = network
+            .body
+            .get("mtu")
+            .and_then(Value::as_u64)
+            .unwrap_or(1500) as u32;
+        super::networks::check_mtu_fits(mtu, version == 6, &network_id)?;
         if cidr.prefix_len() == 0 {
             return Err(ApiError::invalid_input(format!(
                 "0 is not allowed as CIDR prefix length"
