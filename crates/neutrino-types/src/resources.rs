@@ -179,10 +179,10 @@ pub const SECURITY_GROUP_RULE: &[Attr] = &[
     .create_only(),
     rw("ethertype", Conv::Any, Fill::Str("IPv4")).create_only(),
     rw("protocol", Conv::Any, Fill::Null).create_only(),
-    rw("port_range_min", Conv::NullableInt(-1, 65535), Fill::Null).create_only(),
-    rw("port_range_max", Conv::NullableInt(-1, 65535), Fill::Null).create_only(),
+    rw("port_range_min", Conv::Any, Fill::Null).create_only(),
+    rw("port_range_max", Conv::Any, Fill::Null).create_only(),
     rw("remote_ip_prefix", Conv::Any, Fill::Null).create_only(),
-    rw("remote_group_id", Conv::NullableUuid, Fill::Null).create_only(),
+    rw("remote_group_id", Conv::NullableStr(NAME_LEN), Fill::Null).create_only(),
     rw("remote_address_group_id", Conv::NullableUuid, Fill::Null).create_only(),
     ro("belongs_to_default_sg").no_sort(),
     ro("created_at"),
@@ -203,5 +203,4 @@ pub const RBAC_POLICY: &[Attr] = &[
         .required()
         .create_only(),
     rw("target_tenant", Conv::Str(NAME_LEN), Fill::Absent).required(),
-    rw("target_project", Conv::Str(NAME_LEN), Fill::Absent).no_sort(),
 ];

@@ -61,7 +61,7 @@ pub const COLLECTIONS: &[Collection] = &[
         taggable: true,
         revised: true,
         updatable: true,
-        extra_filters: &["shared"],
+        extra_filters: &["shared", "router:external"],
     },
     Collection {
         path: "ports",
@@ -134,6 +134,8 @@ pub(crate) struct View {
     rules: HashMap<String, Vec<Doc>>,
     /// Projects that have a default security group, mapped to its id.
     default_groups: HashMap<String, String>,
+    /// Owner project of every security group.
+    group_owners: HashMap<String, String>,
 }
 
 impl View {
@@ -163,6 +165,8 @@ impl View {
                 }
             }
             for sg in tx.list("security_group", &all).await.map_err(db)? {
+                view.group_owners
+                    .insert(sg.id.clone(), sg.project_id.clone());
                 if sg.body.get("name").and_then(Value::as_str) == Some("default") {
                     view.default_groups
                         .insert(sg.project_id.clone(), sg.id.clone());
@@ -300,11 +304,19 @@ impl App {
                 let net = rec.parent_id.as_deref().and_then(|n| view.networks.get(n));
                 match (coll.resource, net) {
                     (_, None) => false,
-                    ("subnet", Some(net)) => view.network_visible(ctx, net),
+                    ("subnet", Some(net)) => {
+                        net.project_id == ctx.project_id
+                            || view.granted(&net.id, "access_as_shared", &ctx.project_id)
+                    }
                     (_, Some(net)) => net.project_id == ctx.project_id,
                 }
             }
             "security_group" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
+            "security_group_rule" => {
+                let group = rec.parent_id.as_deref().unwrap_or_default();
+                view.group_owners.get(group) == Some(&ctx.project_id)
+                    || view.granted(group, "access_as_shared", &ctx.project_id)
+            }
             _ => false,
         }
     }
@@ -337,10 +349,6 @@ impl App {
                 let default = view.default_groups.get(&rec.project_id) == Some(&sg)
                     || view.default_groups.values().any(|v| *v == sg);
                 doc.insert("belongs_to_default_sg".into(), json!(default));
-            }
-            "rbac_policy" => {
-                let target = doc.get("target_tenant").cloned().unwrap_or(Value::Null);
-                doc.insert("target_project".into(), target);
             }
             _ => {}
         }
@@ -400,13 +408,15 @@ impl App {
         drop(tx);
         let fixed_ip_filters = ports::fixed_ip_filters(&mut q);
         // Subnets have no visible `shared`, but filter on their network's.
-        let subnet_shared = match coll.resource {
-            "subnet" => q.take_filter("shared").map(|v| {
+        let mut network_flag = |name: &str| match coll.resource {
+            "subnet" => q.take_filter(name).map(|v| {
                 v.iter()
                     .any(|x| neutrino_types::attrs::to_bool(x) == Some(true))
             }),
             _ => None,
         };
+        let subnet_shared = network_flag("shared");
+        let subnet_external = network_flag("router:external");
         let mut items = Vec::with_capacity(records.len());
         for rec in &records {
             if !self.visible(&view, ctx, coll, rec).await {
@@ -417,9 +427,18 @@ impl App {
             {
                 continue;
             }
+            let net = rec.parent_id.as_deref().unwrap_or_default();
             if let Some(want) = subnet_shared {
-                let net = rec.parent_id.as_deref().unwrap_or_default();
                 if view.granted(net, "access_as_shared", &ctx.project_id) != want {
+                    continue;
+                }
+            }
+            if let Some(want) = subnet_external {
+                let external = view
+                    .networks
+                    .get(net)
+                    .is_some_and(|n| n.body["router:external"] == true);
+                if external != want {
                     continue;
                 }
             }

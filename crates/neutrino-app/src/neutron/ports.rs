@@ -372,9 +372,26 @@ impl App {
             if !ok {
                 return Err(ApiError::not_found("security_group", id));
             }
-            if !out.iter().any(|o| o == id) {
-                out.push(id.to_string());
+            if out.iter().any(|o| o == id) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid input for security_groups. Reason: Duplicate items in the list: '{id}'."
+                )));
             }
+            out.push(id.to_string());
+        }
+        let stateful: Vec<bool> = {
+            let mut v = Vec::new();
+            for id in &out {
+                let sg = tx.get("security_group", id).await.map_err(db)?;
+                v.push(sg.is_none_or(|g| g.body["stateful"] != false));
+            }
+            v
+        };
+        if stateful.iter().any(|s| *s) && stateful.iter().any(|s| !*s) {
+            return Err(ApiError::conflict(
+                "PortSecurityGroupsStatefulMismatch",
+                "Cannot apply both stateful and stateless security groups on the same port at the same time.",
+            ));
         }
         Ok(out)
     }

@@ -37,6 +37,8 @@ const PROTOCOLS: &[(&str, u8)] = &[
     ("udplite", 136),
     ("vrrp", 112),
 ];
+/// Protocols that only exist for IPv6.
+const V6_ONLY_PROTOCOLS: &[u8] = &[41, 43, 44, 58, 59, 60];
 /// Protocols whose rules may carry a port range.
 const PORT_PROTOCOLS: &[u8] = &[6, 17, 132, 33, 136];
 
@@ -356,16 +358,32 @@ impl App {
             "protocol".into(),
             json!(protocol.as_ref().map(|p| p.0.clone())),
         );
-        if let Some((name, 58)) = &protocol {
-            if ethertype == "IPv4" {
+        if let Some((name, number)) = &protocol {
+            if ethertype == "IPv4" && V6_ONLY_PROTOCOLS.contains(number) {
                 return Err(ApiError::bad(
                     "SecurityGroupEthertypeConflictWithProtocol",
                     format!("Invalid ethertype {ethertype} for protocol {name}."),
                 ));
             }
         }
-        let min = body.get("port_range_min").and_then(Value::as_i64);
-        let max = body.get("port_range_max").and_then(Value::as_i64);
+        let port = |key: &str| -> ApiResult<Option<i64>> {
+            match body.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_i64()
+                    .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        ApiError::bad(
+                            "SecurityGroupInvalidPortValue",
+                            format!("Invalid value for port {v}"),
+                        )
+                    }),
+            }
+        };
+        let (min, max) = (port("port_range_min")?, port("port_range_max")?);
+        body.insert("port_range_min".into(), json!(min));
+        body.insert("port_range_max".into(), json!(max));
         validate_ports(protocol.as_ref().map(|p| p.1), min, max)?;
         match body.get("remote_ip_prefix") {
             None | Some(Value::Null) => {}
@@ -400,13 +418,15 @@ impl App {
             ));
         }
         if let Some(rg) = &remote_group {
-            let ok = tx
-                .get("security_group", rg)
-                .await
-                .map_err(db)?
-                .is_some_and(|g| {
-                    ctx.owns(&g.project_id) || view.granted(rg, "access_as_shared", &ctx.project_id)
-                });
+            let ok = neutrino_types::attrs::is_uuid(rg)
+                && tx
+                    .get("security_group", rg)
+                    .await
+                    .map_err(db)?
+                    .is_some_and(|g| {
+                        ctx.owns(&g.project_id)
+                            || view.granted(rg, "access_as_shared", &ctx.project_id)
+                    });
             if !ok {
                 return Err(ApiError::not_found("security_group", rg));
             }
