@@ -93,6 +93,11 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 [id, "tags", tag] if collection.taggable => {
                     tags(state, req, &ctx, collection, id, Some(tag)).await
                 }
+                [id, action] if req.method == Method::PUT => {
+                    let body = parse_body(req)?;
+                    let out = state.app.action(&ctx, collection, id, action, body).await?;
+                    Ok(json(200, &out))
+                }
                 _ => Err(ApiError::no_such_url()),
             }
         }

@@ -1,11 +1,15 @@
 //! The Neutron resources: one generic request flow (policy, validation, standard attributes,
 //! tags, If-Match, quotas, list queries) and one module per resource for what is its own.
 
+mod address_scopes;
+mod floatingips;
 mod networks;
 mod ports;
 mod quotas;
 mod rbac;
+mod routers;
 mod secgroups;
+mod subnetpools;
 mod subnets;
 
 use std::collections::HashMap;
@@ -91,6 +95,42 @@ pub const COLLECTIONS: &[Collection] = &[
         extra_filters: &[],
     },
     Collection {
+        path: "routers",
+        resource: "router",
+        spec: spec::ROUTER,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "floatingips",
+        resource: "floatingip",
+        spec: spec::FLOATINGIP,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "subnetpools",
+        resource: "subnetpool",
+        spec: spec::SUBNETPOOL,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "address-scopes",
+        resource: "address_scope",
+        spec: spec::ADDRESS_SCOPE,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
         path: "rbac-policies",
         resource: "rbac_policy",
         spec: spec::RBAC_POLICY,
@@ -142,7 +182,10 @@ impl View {
     async fn load(tx: &mut Tx, resource: &str) -> ApiResult<View> {
         let mut view = View::default();
         let all = Selector::default();
-        if matches!(resource, "network" | "subnet" | "port" | "security_group") {
+        if matches!(
+            resource,
+            "network" | "subnet" | "port" | "security_group" | "subnetpool" | "address_scope" | "floatingip" | "router"
+        ) {
             for p in tx.list("rbac_policy", &all).await.map_err(db)? {
                 let object = p.parent_id.clone().unwrap_or_default();
                 if let Value::Object(doc) = p.body {
@@ -317,6 +360,8 @@ impl App {
                 view.group_owners.get(group) == Some(&ctx.project_id)
                     || view.granted(group, "access_as_shared", &ctx.project_id)
             }
+            "subnetpool" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
+            "address_scope" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
             _ => false,
         }
     }
@@ -506,6 +551,10 @@ impl App {
                 "security_group" => self.create_security_group(&mut tx, ctx, &mut body).await?,
                 "security_group_rule" => self.create_rule(&mut tx, ctx, &mut body).await?,
                 "rbac_policy" => self.create_rbac(&mut tx, ctx, &mut body).await?,
+                "router" => self.create_router(&mut tx, ctx, &mut body).await?,
+                "floatingip" => self.create_floatingip(&mut tx, ctx, &mut body).await?,
+                "subnetpool" => self.create_subnetpool(&mut tx, ctx, &mut body).await?,
+                "address_scope" => self.create_address_scope(&mut tx, ctx, &mut body).await?,
                 _ => return Err(ApiError::no_such_url()),
             };
             if coll.taggable && !body.contains_key("tags") {
@@ -610,6 +659,10 @@ impl App {
                     .await?
             }
             "rbac_policy" => self.update_rbac(&mut tx, ctx, &mut rec, changes).await?,
+            "router" => self.update_router(&mut tx, ctx, &mut rec, changes).await?,
+            "floatingip" => self.update_floatingip(&mut tx, ctx, &mut rec, changes).await?,
+            "subnetpool" => self.update_subnetpool(&mut tx, ctx, &mut rec, changes).await?,
+            "address_scope" => self.update_address_scope(&mut tx, ctx, &mut rec, changes).await?,
             _ => return Err(ApiError::no_such_url()),
         }
         if coll.revised {
@@ -643,11 +696,36 @@ impl App {
             }
             "security_group_rule" => self.delete_rule(&mut tx, ctx, &rec).await?,
             "rbac_policy" => self.delete_rbac(&mut tx, ctx, &rec).await?,
+            "router" => self.delete_router(&mut tx, ctx, &rec).await?,
+            "floatingip" => self.delete_floatingip(&mut tx, ctx, &rec).await?,
+            "subnetpool" => self.delete_subnetpool(&mut tx, ctx, &rec).await?,
+            "address_scope" => self.delete_address_scope(&mut tx, ctx, &rec).await?,
             _ => return Err(ApiError::no_such_url()),
         }
         tx.delete(coll.resource, id).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(())
+    }
+
+    /// `PUT /v2.0/{collection}/{id}/{action}`: router interfaces and extra routes, subnet
+    /// pool prefix operations. Returns the action's own body.
+    pub async fn action(&self, ctx: &Context, coll: &Collection, id: &str, action: &str, body: Value) -> ApiResult<Value> {
+        let known = matches!(
+            (coll.resource, action),
+            ("router", "add_router_interface" | "remove_router_interface" | "add_extraroutes" | "remove_extraroutes")
+                | ("subnetpool", "add_prefixes" | "remove_prefixes" | "onboard_network_subnets")
+        );
+        if !known {
+            return Err(ApiError::no_such_url());
+        }
+        let mut tx = self.write().await?;
+        let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, action).await?;
+        let out = match coll.resource {
+            "router" => self.router_action(&mut tx, ctx, &mut rec, action, body).await?,
+            _ => self.subnetpool_action(&mut tx, ctx, &mut rec, action, body).await?,
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(out)
     }
 
     /// `GET /v2.0/{collection}/{id}/tags`.

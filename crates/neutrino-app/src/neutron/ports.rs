@@ -902,3 +902,53 @@ fn merge_dhcp_opts(current: &[Value], changes: &Value) -> ApiResult<Vec<Value>> 
     }
     Ok(out)
 }
+
+impl App {
+    /// Creates a port owned by a service (router interface or gateway, floating IP) with the
+    /// full port rules (addresses, MAC), bypassing caller policy. `fixed_ips` as in the API
+    /// (`None` = automatic). Returns the stored record.
+    pub(super) async fn insert_service_port(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+        network: &str,
+        fixed_ips: Option<Value>,
+        device_owner: &str,
+        device_id: &str,
+    ) -> ApiResult<Record> {
+        let service = Context::new("neutrino", project, &["admin".to_string()]);
+        let id = crate::new_id();
+        let mut body = Doc::new();
+        body.insert("network_id".into(), json!(network));
+        body.insert("name".into(), json!(""));
+        body.insert("description".into(), json!(""));
+        body.insert("admin_state_up".into(), json!(true));
+        body.insert("device_owner".into(), json!(device_owner));
+        body.insert("device_id".into(), json!(device_id));
+        body.insert("binding:host_id".into(), json!(""));
+        body.insert("binding:vnic_type".into(), json!("normal"));
+        body.insert("binding:profile".into(), json!({}));
+        body.insert("tags".into(), json!([]));
+        if let Some(ips) = fixed_ips {
+            body.insert("fixed_ips".into(), ips);
+        }
+        super::stamp_new(&mut body, &id, project);
+        let parent = self.create_port(tx, &service, &mut body).await?;
+        let rec = Record {
+            kind: "port".into(),
+            id,
+            project_id: project.to_string(),
+            parent_id: parent,
+            body: Value::Object(body),
+        };
+        tx.insert(&rec).await.map_err(db)?;
+        Ok(rec)
+    }
+
+    /// Deletes a service port and returns its addresses.
+    pub(super) async fn remove_service_port(&self, tx: &mut Tx, port: &Record) -> ApiResult<()> {
+        self.release_port(tx, port).await?;
+        tx.delete("port", &port.id).await.map_err(db)?;
+        Ok(())
+    }
+}
