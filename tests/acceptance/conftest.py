@@ -220,8 +220,9 @@ class NeutrinoServer:
                "--listen", f"127.0.0.1:{self.port}"]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
+        # No OS_* and no NEUTRINO_* settings (database URL, public URL, ...) leak in.
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("OS_") and k != "NEUTRINO_ADMIN_PASSWORD"}
+               if not k.startswith("OS_") and not k.startswith("NEUTRINO_")}
         env.setdefault("RUST_BACKTRACE", "1")
         if self.admin_password:
             env["NEUTRINO_ADMIN_PASSWORD"] = self.admin_password
