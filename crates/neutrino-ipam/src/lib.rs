@@ -24,6 +24,7 @@ mod addr;
 mod error;
 mod mac;
 mod pools;
+mod prefixes;
 mod search;
 
 pub use addr::{
@@ -33,4 +34,8 @@ pub use addr::{
 pub use error::IpamError;
 pub use mac::{eui64_address, format_mac, parse_mac, random_mac};
 pub use pools::{default_pools, pool_contains, pools_size, validate_pools, AllocationPool};
+pub use prefixes::{
+    any_overlap, contains_all, inside_pool, lowest_free_prefix, normalize_prefixes, prefix_is_free,
+    prefix_quota_units, remove_prefixes, same_version,
+};
 pub use search::{first_free_in, random_start, FreeAddressSearch, SearchStep};

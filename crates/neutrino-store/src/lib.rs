@@ -266,6 +266,22 @@ impl Tx {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Locks a resource row until the end of the transaction (a no-op write: PostgreSQL takes
+    /// the row lock, SQLite already runs one writer at a time). Later reads in the
+    /// transaction see everything committed by whoever held the lock before.
+    pub async fn lock(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let q = sql(
+            self.backend,
+            "UPDATE resources SET seq = seq WHERE kind = ? AND id = ?",
+        );
+        let done = sqlx::query(&q)
+            .bind(kind)
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     /// Deletes a resource; false when it did not exist.
     pub async fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
         let q = sql(

@@ -212,11 +212,19 @@ pub const ROUTER: &[Attr] = &[
     rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
     rw("admin_state_up", Conv::Bool, Fill::Bool(true)),
     ro("status"),
-    rw("external_gateway_info", Conv::Any, Fill::Null).no_filter().no_sort(),
+    rw("external_gateway_info", Conv::Any, Fill::Null)
+        .no_filter()
+        .no_sort(),
     rw("routes", Conv::Any, Fill::Absent).no_filter().no_sort(),
-    rw("availability_zone_hints", Conv::StrList, Fill::EmptyList).create_only().no_filter().no_sort(),
+    rw("availability_zone_hints", Conv::StrList, Fill::EmptyList)
+        .create_only()
+        .no_filter()
+        .no_sort(),
     ro("availability_zones").no_filter().no_sort(),
-    rw("tags", Conv::StrList, Fill::Absent).create_only().no_filter().no_sort(),
+    rw("tags", Conv::StrList, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),
@@ -226,14 +234,22 @@ pub const ROUTER: &[Attr] = &[
 pub const FLOATINGIP: &[Attr] = &[
     ro("id"),
     rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
-    rw("floating_network_id", Conv::Uuid, Fill::Absent).required().create_only(),
+    rw("floating_network_id", Conv::Uuid, Fill::Absent)
+        .required()
+        .create_only(),
     rw("floating_ip_address", Conv::Any, Fill::Absent).create_only(),
-    rw("subnet_id", Conv::NullableUuid, Fill::Absent).create_only().no_filter().no_sort(),
+    rw("subnet_id", Conv::NullableUuid, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
     rw("port_id", Conv::NullableUuid, Fill::Null),
     rw("fixed_ip_address", Conv::Any, Fill::Null),
     ro("router_id"),
     ro("status"),
-    rw("tags", Conv::StrList, Fill::Absent).create_only().no_filter().no_sort(),
+    rw("tags", Conv::StrList, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),
@@ -244,16 +260,26 @@ pub const SUBNETPOOL: &[Attr] = &[
     ro("id"),
     rw("name", Conv::Str(NAME_LEN), Fill::Absent).required(),
     rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
-    rw("prefixes", Conv::Any, Fill::Absent).required().no_filter().no_sort(),
+    rw("prefixes", Conv::Any, Fill::Absent)
+        .required()
+        .no_filter()
+        .no_sort(),
     ro("ip_version"),
     rw("min_prefixlen", Conv::Int(0, 128), Fill::Absent),
     rw("max_prefixlen", Conv::Int(0, 128), Fill::Absent),
     rw("default_prefixlen", Conv::Int(0, 128), Fill::Absent),
-    rw("default_quota", Conv::NullableInt(0, i32::MAX as i64), Fill::Null),
+    rw(
+        "default_quota",
+        Conv::NullableInt(0, i32::MAX as i64),
+        Fill::Null,
+    ),
     rw("is_default", Conv::Bool, Fill::Bool(false)),
     rw("shared", Conv::Bool, Fill::Bool(false)).create_only(),
     rw("address_scope_id", Conv::NullableUuid, Fill::Null),
-    rw("tags", Conv::StrList, Fill::Absent).create_only().no_filter().no_sort(),
+    rw("tags", Conv::StrList, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),
@@ -263,6 +289,8 @@ pub const SUBNETPOOL: &[Attr] = &[
 pub const ADDRESS_SCOPE: &[Attr] = &[
     ro("id"),
     rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
-    rw("ip_version", Conv::Int(4, 6), Fill::Absent).required().create_only(),
+    rw("ip_version", Conv::Int(4, 6), Fill::Absent)
+        .required()
+        .create_only(),
     rw("shared", Conv::Bool, Fill::Bool(false)),
 ];

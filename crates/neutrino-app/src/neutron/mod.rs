@@ -184,7 +184,14 @@ impl View {
         let all = Selector::default();
         if matches!(
             resource,
-            "network" | "subnet" | "port" | "security_group" | "subnetpool" | "address_scope" | "floatingip" | "router"
+            "network"
+                | "subnet"
+                | "port"
+                | "security_group"
+                | "subnetpool"
+                | "address_scope"
+                | "floatingip"
+                | "router"
         ) {
             for p in tx.list("rbac_policy", &all).await.map_err(db)? {
                 let object = p.parent_id.clone().unwrap_or_default();
@@ -229,7 +236,7 @@ impl View {
         })
     }
 
-    fn wildcard(&self, object: &str, action: &str) -> bool {
+    pub(crate) fn wildcard(&self, object: &str, action: &str) -> bool {
         self.granted(object, action, "\u{0}none")
     }
 
@@ -388,6 +395,10 @@ impl App {
                     "shared".into(),
                     json!(view.wildcard(&rec.id, "access_as_shared")),
                 );
+            }
+            "subnetpool" | "address_scope" => {
+                let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+                doc.insert("shared".into(), json!(shared));
             }
             "security_group_rule" => {
                 let sg = rec.parent_id.clone().unwrap_or_default();
@@ -660,9 +671,18 @@ impl App {
             }
             "rbac_policy" => self.update_rbac(&mut tx, ctx, &mut rec, changes).await?,
             "router" => self.update_router(&mut tx, ctx, &mut rec, changes).await?,
-            "floatingip" => self.update_floatingip(&mut tx, ctx, &mut rec, changes).await?,
-            "subnetpool" => self.update_subnetpool(&mut tx, ctx, &mut rec, changes).await?,
-            "address_scope" => self.update_address_scope(&mut tx, ctx, &mut rec, changes).await?,
+            "floatingip" => {
+                self.update_floatingip(&mut tx, ctx, &mut rec, changes)
+                    .await?
+            }
+            "subnetpool" => {
+                self.update_subnetpool(&mut tx, ctx, &mut rec, changes)
+                    .await?
+            }
+            "address_scope" => {
+                self.update_address_scope(&mut tx, ctx, &mut rec, changes)
+                    .await?
+            }
             _ => return Err(ApiError::no_such_url()),
         }
         if coll.revised {
@@ -709,11 +729,26 @@ impl App {
 
     /// `PUT /v2.0/{collection}/{id}/{action}`: router interfaces and extra routes, subnet
     /// pool prefix operations. Returns the action's own body.
-    pub async fn action(&self, ctx: &Context, coll: &Collection, id: &str, action: &str, body: Value) -> ApiResult<Value> {
+    pub async fn action(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
         let known = matches!(
             (coll.resource, action),
-            ("router", "add_router_interface" | "remove_router_interface" | "add_extraroutes" | "remove_extraroutes")
-                | ("subnetpool", "add_prefixes" | "remove_prefixes" | "onboard_network_subnets")
+            (
+                "router",
+                "add_router_interface"
+                    | "remove_router_interface"
+                    | "add_extraroutes"
+                    | "remove_extraroutes"
+            ) | (
+                "subnetpool",
+                "add_prefixes" | "remove_prefixes" | "onboard_network_subnets"
+            )
         );
         if !known {
             return Err(ApiError::no_such_url());
@@ -721,8 +756,14 @@ impl App {
         let mut tx = self.write().await?;
         let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, action).await?;
         let out = match coll.resource {
-            "router" => self.router_action(&mut tx, ctx, &mut rec, action, body).await?,
-            _ => self.subnetpool_action(&mut tx, ctx, &mut rec, action, body).await?,
+            "router" => {
+                self.router_action(&mut tx, ctx, &mut rec, action, body)
+                    .await?
+            }
+            _ => {
+                self.subnetpool_action(&mut tx, ctx, &mut rec, action, body)
+                    .await?
+            }
         };
         tx.commit().await.map_err(db)?;
         Ok(out)

@@ -139,13 +139,16 @@ impl App {
             .get("quota")
             .and_then(Value::as_object)
             .ok_or_else(|| ApiError::bad_request("Unable to find 'quota' in request body"))?;
-        let force = quota
-            .get("force")
-            .map(|v| neutrino_types::attrs::to_bool(v).unwrap_or(false))
-            .unwrap_or(false);
+        let flag = |k: &str| {
+            quota
+                .get(k)
+                .map(|v| neutrino_types::attrs::to_bool(v).unwrap_or(false))
+        };
+        // `force: true` or `check_limit: false` skips the usage check (the CLI sends check_limit).
+        let force = flag("force").unwrap_or(false) || flag("check_limit") == Some(false);
         let mut tx = self.write().await?;
         for (name, value) in quota {
-            if name == "force" {
+            if name == "force" || name == "check_limit" {
                 continue;
             }
             if !QUOTA_RESOURCES.iter().any(|(r, _)| r == name) {

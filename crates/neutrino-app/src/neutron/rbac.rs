@@ -13,6 +13,8 @@ use crate::{db, App, Context};
 const OBJECT_ACTIONS: &[(&str, &[&str])] = &[
     ("network", &["access_as_shared", "access_as_external"]),
     ("security_group", &["access_as_shared"]),
+    ("address_scope", &["access_as_shared"]),
+    ("subnetpool", &["access_as_shared"]),
 ];
 
 fn in_use(object: &str) -> ApiError {
@@ -57,6 +59,9 @@ impl App {
         let rec = tx.get(&object_type, &object).await.map_err(db)?;
         let visible = |r: &Record| match object_type.as_str() {
             "network" => view.network_visible(ctx, r),
+            "address_scope" | "subnetpool" => {
+                ctx.owns(&r.project_id) || view.granted(&r.id, "access_as_shared", &ctx.project_id)
+            }
             _ => {
                 ctx.owns(&r.project_id) || view.granted(&r.id, "access_as_shared", &ctx.project_id)
             }
@@ -185,8 +190,78 @@ impl App {
                 }
                 Ok(())
             }
+            ("address_scope", _) => {
+                let owner = tx
+                    .get("address_scope", &object)
+                    .await
+                    .map_err(db)?
+                    .map(|o| o.project_id)
+                    .unwrap_or_default();
+                let users: Vec<String> = self
+                    .scope_pools(tx, &object)
+                    .await?
+                    .into_iter()
+                    .map(|p| p.project_id)
+                    .collect();
+                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users)
+                    .await
+            }
+            ("subnetpool", _) => {
+                let owner = tx
+                    .get("subnetpool", &object)
+                    .await
+                    .map_err(db)?
+                    .map(|o| o.project_id)
+                    .unwrap_or_default();
+                let users: Vec<String> = tx
+                    .list("subnet", &Selector::default())
+                    .await
+                    .map_err(db)?
+                    .into_iter()
+                    .filter(|sn| s(&sn.body, "subnetpool_id") == object)
+                    .map(|sn| sn.project_id)
+                    .collect();
+                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users)
+                    .await
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Refuses to withdraw `target`'s access to `object` while projects in `users` (other
+    /// than the owner) depend on it and no other policy keeps their access.
+    async fn check_users_keep_access(
+        &self,
+        tx: &mut Tx,
+        object: &str,
+        owner: &str,
+        target: &str,
+        except: &str,
+        users: &[String],
+    ) -> ApiResult<()> {
+        let sel = Selector {
+            parent_ids: Some(vec![object.to_string()]),
+            ..Default::default()
+        };
+        let others: Vec<Record> = tx
+            .list("rbac_policy", &sel)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|p| p.id != except)
+            .collect();
+        for user in users {
+            if user == owner || !(target == "*" || target == user) {
+                continue;
+            }
+            let kept = others.iter().any(|p| {
+                matches!(s(&p.body, "target_tenant"), "*") || s(&p.body, "target_tenant") == user
+            });
+            if !kept {
+                return Err(in_use(object));
+            }
+        }
+        Ok(())
     }
 
     pub(super) async fn update_rbac(

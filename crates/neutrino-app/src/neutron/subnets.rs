@@ -251,57 +251,125 @@ impl App {
         if !ctx.owns(&network.project_id) {
             return Err(ApiError::forbidden("create_subnet"));
         }
-        if body.get("use_default_subnetpool").and_then(Value::as_bool) == Some(true)
-            || !body.get("subnetpool_id").is_none_or(Value::is_null)
-        {
-            let pool = s(&json!(body), "subnetpool_id").to_string();
-            return Err(ApiError::not_found(
-                "subnetpool",
-                if pool.is_empty() { "default" } else { &pool },
+        let id = s(&json!(body), "id").to_string();
+        let project = s(&json!(body), "project_id").to_string();
+        let use_default = body
+            .remove("use_default_subnetpool")
+            .and_then(|v| v.as_bool())
+            == Some(true);
+        let pool_id = body
+            .get("subnetpool_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if use_default && pool_id.is_some() {
+            return Err(ApiError::bad_request(
+                "subnetpool_id and use_default_subnetpool cannot both be specified",
             ));
         }
-        body.remove("use_default_subnetpool");
-        let cidr_text = match body.get("cidr") {
-            Some(Value::String(c)) => c.clone(),
+        let requested: Option<IpNet> = match body.get("cidr") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(c)) => Some(ipam::parse_cidr(c).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid input for cidr. Reason: '{c}' is not a valid IP subnet."
+                ))
+            })?),
             Some(other) => {
                 return Err(ApiError::bad_request(format!(
                     "Invalid input for cidr. Reason: '{other}' is not a valid IP subnet."
                 )))
             }
-            None => {
-                return Err(ApiError::bad_request(
-                    "Failed to parse request. Required attribute 'cidr' not specified",
-                ))
-            }
         };
-        if body.contains_key("prefixlen") {
+        let prefixlen = body.remove("prefixlen").and_then(|v| v.as_i64());
+        if requested.is_some() && prefixlen.is_some() {
             return Err(ApiError::bad_request(
-                "Cannot specify both cidr and prefixlen",
+                "cidr and prefixlen must not be supplied together",
             ));
         }
-        let cidr = ipam::parse_cidr(&cidr_text).map_err(|_| {
-            ApiError::bad_request(format!(
-                "Invalid input for cidr. Reason: '{cidr_text}' is not a valid IP subnet."
-            ))
-        })?;
-        let version = if matches!(cidr, IpNet::V6(_)) { 6 } else { 4 };
-        match body.get("ip_version").and_then(Value::as_i64) {
-            None => {
-                return Err(ApiError::bad_request(
-                    "Failed to parse request. Required attribute 'ip_version' not specified",
-                ))
-            }
-            Some(v) if v != 4 && v != 6 => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid input for ip_version. Reason: '{v}' is not in [4, 6]."
-                )))
-            }
-            Some(v) if v != version => {
+        let asked_version = body.get("ip_version").and_then(Value::as_i64);
+        if let Some(v) = asked_version.filter(|v| *v != 4 && *v != 6) {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for ip_version. Reason: '{v}' is not in [4, 6]."
+            )));
+        }
+        let cidr_version = requested.map(|c| if matches!(c, IpNet::V6(_)) { 6 } else { 4 });
+        if let (Some(a), Some(c)) = (asked_version, cidr_version) {
+            if a != c {
                 return Err(ApiError::invalid_input(
                     "Cidr and ip_version are not compatible",
-                ))
+                ));
             }
-            _ => {}
+        }
+        let pool = if let Some(pid) = &pool_id {
+            let pview = View::load(tx, "subnetpool").await?;
+            let found = tx.get("subnetpool", pid).await.map_err(db)?;
+            Some(
+                found
+                    .filter(|p| {
+                        ctx.owns(&p.project_id)
+                            || pview.granted(&p.id, "access_as_shared", &ctx.project_id)
+                    })
+                    .ok_or_else(|| ApiError::not_found("subnetpool", pid))?,
+            )
+        } else if use_default {
+            let v = cidr_version.or(asked_version).ok_or_else(|| {
+                ApiError::bad_request(
+                    "ip_version must be specified in the absence of cidr and subnetpool_id",
+                )
+            })?;
+            Some(self.default_pool(tx, ctx, v as u8).await?.ok_or_else(|| {
+                ApiError::bad_request(format!("No default subnetpool found for IPv{v}"))
+            })?)
+        } else {
+            None
+        };
+        let pool_version = pool
+            .as_ref()
+            .and_then(|p| p.body.get("ip_version").and_then(Value::as_i64));
+        let version = pool_version
+            .or(cidr_version)
+            .or(asked_version)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "Failed to parse request. Required attribute 'ip_version' not specified",
+                )
+            })?;
+        if let Some(pv) = pool_version {
+            if let Some(v) = cidr_version.or(asked_version).filter(|v| *v != pv) {
+                return Err(ApiError::bad_request(format!(
+                    "Cannot allocate IPv{v} subnet from IPv{pv} subnet pool"
+                )));
+            }
+        }
+        if pool.is_none() && requested.is_none() {
+            return Err(ApiError::bad_request(
+                "a subnetpool must be specified in the absence of a cidr",
+            ));
+        }
+        if pool.is_some()
+            && requested.is_none()
+            && body.get("allocation_pools").is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::bad_request(
+                "allocation_pools allowed only for specific subnet requests.",
+            ));
+        }
+        if let Some(c) = requested.filter(|c| c.prefix_len() == 0) {
+            return Err(ApiError::invalid_input(format!(
+                "0 is not allowed as CIDR prefix length ({c})"
+            )));
+        }
+        for other in self.network_subnets(tx, &network_id).await? {
+            if other.body.get("ip_version").and_then(Value::as_i64) != Some(version) {
+                continue;
+            }
+            let other_pool = s(&other.body, "subnetpool_id").to_string();
+            let mine = pool.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+            if other_pool != mine {
+                return Err(ApiError::bad(
+                    "NetworkSubnetPoolAffinityError",
+                    "Subnets hosted on the same network must be allocated from the same subnet pool.",
+                ));
+            }
         }
         let mtu = network
             .body
@@ -309,11 +377,13 @@ impl App {
             .and_then(Value::as_u64)
             .unwrap_or(1500) as u32;
         super::networks::check_mtu_fits(mtu, version == 6, &network_id)?;
-        if cidr.prefix_len() == 0 {
-            return Err(ApiError::invalid_input(format!(
-                "0 is not allowed as CIDR prefix length"
-            )));
-        }
+        let cidr = match &pool {
+            Some(p) => {
+                self.allocate_from_pool(tx, p, &project, &id, requested, prefixlen)
+                    .await?
+            }
+            None => requested.ok_or_else(ApiError::internal)?,
+        };
         for other in self.network_subnets(tx, &network_id).await? {
             if let Some(info) = SubnetInfo::from_record(&other) {
                 if ipam::overlaps(info.cidr, cidr) {
@@ -379,8 +449,21 @@ impl App {
         body.insert("allocation_pools".into(), pools_json(&pools));
         body.insert("dns_nameservers".into(), dns);
         body.insert("host_routes".into(), routes);
-        body.insert("subnetpool_id".into(), Value::Null);
-        let id = s(&json!(body), "id").to_string();
+        body.insert(
+            "subnetpool_id".into(),
+            json!(pool.as_ref().map(|p| p.id.clone())),
+        );
+        if let Some(scope) = pool
+            .as_ref()
+            .and_then(|p| p.body.get("address_scope_id"))
+            .filter(|v| !v.is_null())
+        {
+            network.body[if version == 6 {
+                "ipv6_address_scope"
+            } else {
+                "ipv4_address_scope"
+            }] = scope.clone();
+        }
         if let Some(list) = network
             .body
             .get_mut("subnets")
