@@ -84,7 +84,7 @@ async fn dispatch(
     let mut segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s))
+        .map(percent_decode)
         .collect();
     if let Some(last) = segments.last_mut() {
         if let Some(stripped) = last.strip_suffix(".json") {

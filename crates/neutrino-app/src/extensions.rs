@@ -5,10 +5,15 @@ use serde_json::{json, Value};
 
 /// `(alias, name, description)`.
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    ("address-scope", "Address scope", "Address scopes extension."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
+    ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default."),
     ("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value"),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
     ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
     ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
@@ -21,8 +26,11 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("rbac-policies", "RBAC Policies", "Allows creation and modification of policies that control tenant access to resources."),
+    ("rbac-address-scope", "Add address_scope type to RBAC", "Add address_scope type to RBAC"),
     ("rbac-security-groups", "RBAC Security Groups", "Add RBAC support to security groups"),
+    ("rbac-subnetpool", "Add subnetpool type to RBAC", "Add subnetpool type to RBAC"),
     ("revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported."),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("security-group", "security-group", "The security groups extension."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
@@ -30,6 +38,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("standard-attr-tag", "Tag support for resources with standard attribute: subnet, trunk, network_segment_range, router, network, policy, subnetpool, port, security_group, floatingip", "Enables to set tag on resources with standard attribute."),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
     ("stateful-security-group", "Stateful security group", "Indicates if the security group is stateful or not"),
+    ("subnet_allocation", "Subnet Allocation", "Enables allocation of subnets from a subnet pool"),
+    ("subnet_onboard", "Subnet Onboard", "Provides support for onboarding subnets into subnet pools"),
+    ("subnetpool-prefix-ops", "Subnet Pool Prefix Operations", "Provides support for adjusting the prefix list of subnet pools"),
     ("tag-creation", "Tag support for resources during create", "Enables to set tag on resources during create."),
 ];
 

@@ -179,11 +179,8 @@ pub fn lowest_free_prefix(pool: &[IpNet], allocated: &[IpNet], prefixlen: u8) ->
     for (ps, pe) in merged_ranges(pool) {
         let mut cursor = ps;
         let mut i = taken.partition_point(|(_, e)| *e < ps);
-        loop {
-            // Align the cursor up to the block size.
-            let Some(aligned) = cursor.checked_add(block).map(|v| v & !block) else {
-                break;
-            };
+        // Align the cursor up to the block size.
+        while let Some(aligned) = cursor.checked_add(block).map(|v| v & !block) {
             let Some(last) = aligned.checked_add(block) else {
                 break;
             };

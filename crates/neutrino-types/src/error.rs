@@ -62,8 +62,11 @@ impl ApiError {
 
     /// 404 `<Resource>NotFound`, e.g. `NetworkNotFound` "Network X could not be found.".
     pub fn not_found(resource: &str, id: &str) -> Self {
-        let camel = camel_case(resource);
-        let words = resource.replace('_', " ");
+        let (camel, words) = match resource {
+            "floatingip" => ("FloatingIP".to_string(), "floating IP".to_string()),
+            "subnetpool" => ("SubnetPool".to_string(), "subnetpool".to_string()),
+            _ => (camel_case(resource), resource.replace('_', " ")),
+        };
         let mut text = words.clone();
         if let Some(first) = text.get_mut(0..1) {
             first.make_ascii_uppercase();

@@ -301,8 +301,8 @@ pub fn page(mut items: Vec<Map<String, Value>>, q: &ListQuery, resource: &str) -
     }
     // Neutron's rule: links unless a short page shows that end has been reached.
     let short = out.items.len() < limit;
-    out.next = !(short && !q.page_reverse);
-    out.previous = !(short && q.page_reverse);
+    out.next = !short || q.page_reverse;
+    out.previous = !short || !q.page_reverse;
     Ok(out)
 }
 

@@ -156,7 +156,7 @@ impl App {
                 let scope = seg_scope("vxlan", None);
                 let vni = match seg_id {
                     Some(v) => {
-                        if v < 1 || v > 16_777_215 {
+                        if !(1..=16_777_215).contains(&v) {
                             return Err(ApiError::invalid_input(
                                 "segmentation_id out of range (1 through 16777215)",
                             ));

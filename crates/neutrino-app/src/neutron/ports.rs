@@ -651,6 +651,7 @@ impl App {
             let fixed = self
                 .assign_fixed_ips(tx, &rec.id, &network_id, Some(req), mac, &owner, &held)
                 .await?;
+            self.check_fip_fixed_ips_kept(tx, &rec.id, &fixed).await?;
             for (subnet, ip) in &held {
                 let kept = fixed
                     .iter()
@@ -745,12 +746,14 @@ impl App {
         rec: &Record,
     ) -> ApiResult<()> {
         let owner = s(&rec.body, "device_owner");
-        if UNDELETABLE_OWNERS.contains(&owner) && !ctx.is_admin() {
+        let _ = ctx;
+        if UNDELETABLE_OWNERS.contains(&owner) {
             return Err(ApiError::conflict(
                 "ServicePortInUse",
                 format!("Port {} cannot be deleted directly via the port API: has device owner {owner}.", rec.id),
             ));
         }
+        self.disassociate_port_fips(tx, &rec.id).await?;
         self.release_port(tx, rec).await
     }
 

@@ -18,6 +18,7 @@ pub const QUOTA_RESOURCES: &[(&str, i64)] = &[
     ("security_group", 10),
     ("security_group_rule", 100),
     ("rbac_policy", 10),
+    ("router_route", 30),
 ];
 
 async fn limits(tx: &mut Tx, project: &str) -> ApiResult<Vec<(&'static str, i64)>> {

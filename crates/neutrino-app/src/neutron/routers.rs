@@ -1,26 +1,1301 @@
 //! Routers: external gateways, interfaces (by subnet or port), extra routes.
+//!
+//! A router's ports are ordinary ports whose `device_id` is the router id: the gateway port
+//! (`network:router_gateway`, project "" like upstream, so it is charged to nobody) on an
+//! external network, and one interface port (`network:router_interface`) per attached
+//! network. `external_gateway_info` is stored in the router document and rewritten whenever
+//! the gateway port changes; `routes` are stored there too.
 
-use neutrino_store::{Record, Tx};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use neutrino_ipam as ipam;
+use neutrino_store::{Record, Selector, Tx};
+use neutrino_types::attrs::{is_uuid, to_bool};
 use neutrino_types::{ApiError, ApiResult};
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::Doc;
-use crate::{App, Context};
+use super::subnets::SubnetInfo;
+use super::{bump, s, Collection, Doc, View};
+use crate::{db, App, Context};
+
+/// Device owner of a router's gateway port.
+pub(super) const GATEWAY_OWNER: &str = "network:router_gateway";
+/// Device owner of a router's interface ports.
+pub(super) const INTERFACE_OWNER: &str = "network:router_interface";
+/// Every device owner that makes a port a router interface (for floating IP reachability).
+pub(super) const INTERFACE_OWNERS: &[&str] = &[
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+];
+/// Default of the `router_route` quota: extra routes per router.
+const DEFAULT_ROUTE_QUOTA: i64 = 30;
+
+/// 400 `BadRequest` the way Neutron words it: "Bad router request: ...".
+pub(super) fn bad_request(resource: &str, msg: impl std::fmt::Display) -> ApiError {
+    ApiError::bad("BadRequest", format!("Bad {resource} request: {msg}."))
+}
+
+fn bad_router(msg: impl std::fmt::Display) -> ApiError {
+    bad_request("router", msg)
+}
+
+/// One extra route, destination canonical.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Route {
+    destination: IpNet,
+    nexthop: IpAddr,
+}
+
+impl Route {
+    fn to_json(&self) -> Value {
+        json!({"destination": self.destination.to_string(), "nexthop": self.nexthop.to_string()})
+    }
+}
+
+fn routes_json(routes: &[Route]) -> Value {
+    Value::Array(routes.iter().map(Route::to_json).collect())
+}
+
+/// The routes list as Python prints it, for `InvalidRoutes` messages.
+fn routes_repr(routes: &[Route]) -> String {
+    let items: Vec<String> = routes
+        .iter()
+        .map(|r| {
+            format!(
+                "{{'destination': '{}', 'nexthop': '{}'}}",
+                r.destination, r.nexthop
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(", "))
+}
+
+fn invalid_routes_input(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!("Invalid input for routes. Reason: {reason}."))
+}
+
+/// Validates a `routes` value (`type:hostroutes`): a list of `{destination, nexthop}` with a
+/// network CIDR and an IP address. `null` means no routes. Duplicates are refused when
+/// `strict`, merged otherwise.
+fn parse_routes(v: &Value, strict: bool) -> ApiResult<Vec<Route>> {
+    let list = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(list) => list,
+        other => {
+            return Err(invalid_routes_input(format!(
+                "Invalid data format for hostroute: '{other}'"
+            )))
+        }
+    };
+    let mut out: Vec<Route> = Vec::with_capacity(list.len());
+    for item in list {
+        let obj = item.as_object().ok_or_else(|| {
+            invalid_routes_input(format!(
+                "Invalid input. '{item}' must be a dictionary with keys: ['destination', 'nexthop']"
+            ))
+        })?;
+        if obj.len() != 2 || !obj.contains_key("destination") || !obj.contains_key("nexthop") {
+            let provided: Vec<String> = obj.keys().map(|k| format!("'{k}'")).collect();
+            return Err(invalid_routes_input(format!(
+                "Validation of dictionary's keys failed. Expected keys: {{'destination', 'nexthop'}} Provided keys: {{{}}}",
+                provided.join(", ")
+            )));
+        }
+        let dest_text = obj["destination"].as_str().unwrap_or_default();
+        let destination = match dest_text.parse::<IpNet>() {
+            Ok(net) if net.addr() == net.network() => net,
+            _ => {
+                return Err(invalid_routes_input(format!(
+                    "'{}' is not a valid CIDR",
+                    value_text(&obj["destination"])
+                )))
+            }
+        };
+        if destination.network().is_loopback() {
+            return Err(invalid_routes_input(format!(
+                "'{dest_text}' is not a routable CIDR"
+            )));
+        }
+        let nexthop = obj["nexthop"]
+            .as_str()
+            .and_then(|t| ipam::parse_ip(t).ok())
+            .ok_or_else(|| {
+                invalid_routes_input(format!(
+                    "'{}' is not a valid IP address",
+                    value_text(&obj["nexthop"])
+                ))
+            })?;
+        let route = Route {
+            destination,
+            nexthop,
+        };
+        if out.contains(&route) {
+            if strict {
+                return Err(invalid_routes_input(format!(
+                    "Duplicate hostroute '{}'",
+                    routes_repr(&[route])
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                )));
+            }
+            continue;
+        }
+        out.push(route);
+    }
+    Ok(out)
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(t) => t.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Routes already stored in a router document.
+fn stored_routes(body: &Value) -> Vec<Route> {
+    parse_routes(body.get("routes").unwrap_or(&Value::Null), false).unwrap_or_default()
+}
+
+/// A validated `external_gateway_info` request.
+#[derive(Debug)]
+struct GatewayRequest {
+    network: String,
+    enable_snat: Option<bool>,
+    fixed_ips: Option<Vec<Value>>,
+}
+
+fn invalid_gateway(reason: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "Invalid input for external_gateway_info. Reason: {reason}."
+    ))
+}
+
+/// `type:dict_or_nodata` with `network_id` (required), `enable_snat`, `external_fixed_ips`.
+/// No data (`null`, `{}`, any empty value) clears the gateway.
+fn parse_gateway(v: &Value) -> ApiResult<Option<GatewayRequest>> {
+    let empty = match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(t) => t.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(n) => n.as_f64() == Some(0.0),
+    };
+    if empty {
+        return Ok(None);
+    }
+    let obj = v
+        .as_object()
+        .ok_or_else(|| invalid_gateway(format!("'{v}' is not a dictionary")))?;
+    let Some(network) = obj.get("network_id") else {
+        let provided: Vec<String> = obj.keys().map(|k| format!("'{k}'")).collect();
+        return Err(invalid_gateway(format!(
+            "Validation of dictionary's keys failed. Expected keys: {{'network_id'}} Provided keys: {{{}}}",
+            provided.join(", ")
+        )));
+    };
+    let unexpected: Vec<&str> = obj
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !matches!(*k, "network_id" | "enable_snat" | "external_fixed_ips"))
+        .collect();
+    if !unexpected.is_empty() {
+        return Err(invalid_gateway(format!(
+            "Unexpected keys supplied: {}",
+            unexpected.join(", ")
+        )));
+    }
+    let network = network
+        .as_str()
+        .filter(|t| is_uuid(t))
+        .ok_or_else(|| invalid_gateway(format!("'{}' is not a valid UUID", value_text(network))))?
+        .to_string();
+    let enable_snat = match obj.get("enable_snat") {
+        None => None,
+        Some(b) => Some(to_bool(b).ok_or_else(|| {
+            invalid_gateway(format!(
+                "'{}' cannot be converted to boolean",
+                value_text(b)
+            ))
+        })?),
+    };
+    let fixed_ips = match obj.get("external_fixed_ips") {
+        None => None,
+        Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Array(list)) => {
+            let mut seen: Vec<&str> = Vec::new();
+            for ip in list {
+                let o = ip.as_object().ok_or_else(|| {
+                    invalid_gateway(format!("Invalid data format for fixed IP: '{ip}'"))
+                })?;
+                if let Some(addr) = o.get("ip_address") {
+                    let text = addr.as_str().unwrap_or_default();
+                    if ipam::parse_ip(text).is_err() {
+                        return Err(invalid_gateway(format!(
+                            "'{}' is not a valid IP address",
+                            value_text(addr)
+                        )));
+                    }
+                    if seen.contains(&text) {
+                        return Err(invalid_gateway(format!("Duplicate IP address '{text}'")));
+                    }
+                    seen.push(text);
+                }
+                if let Some(sn) = o.get("subnet_id") {
+                    if !sn.as_str().is_some_and(is_uuid) {
+                        return Err(invalid_gateway(format!(
+                            "'{}' is not a valid UUID",
+                            value_text(sn)
+                        )));
+                    }
+                }
+            }
+            Some(list.clone())
+        }
+        Some(other) => {
+            return Err(invalid_gateway(format!(
+                "Invalid data format for fixed IP: '{other}'"
+            )))
+        }
+    };
+    Ok(Some(GatewayRequest {
+        network,
+        enable_snat,
+        fixed_ips,
+    }))
+}
+
+/// `external_gateway_info` as shown: the gateway port's addresses.
+fn gateway_info(network: &str, enable_snat: bool, port: &Record) -> Value {
+    let ips: Vec<Value> = port.body["fixed_ips"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|ip| {
+                    json!({"subnet_id": s(ip, "subnet_id"), "ip_address": s(ip, "ip_address")})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({"network_id": network, "enable_snat": enable_snat, "external_fixed_ips": ips})
+}
+
+fn fixed_ips(port: &Record) -> Vec<Value> {
+    port.body["fixed_ips"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn port_subnet_ids(port: &Record) -> Vec<String> {
+    fixed_ips(port)
+        .iter()
+        .map(|ip| s(ip, "subnet_id").to_string())
+        .collect()
+}
+
+fn has_v6_address(port: &Record) -> bool {
+    fixed_ips(port).iter().any(|ip| {
+        s(ip, "ip_address")
+            .parse::<IpAddr>()
+            .is_ok_and(|a| a.is_ipv6())
+    })
+}
+
+fn subnet_cidr(rec: &Record) -> Option<IpNet> {
+    ipam::parse_cidr(s(&rec.body, "cidr")).ok()
+}
+
+/// An IPv6 subnet whose RAs come from an outside router cannot be attached.
+fn check_address_mode(subnet: &Record) -> ApiResult<()> {
+    let b = &subnet.body;
+    if b["ip_version"].as_i64() == Some(6)
+        && b["ipv6_ra_mode"].is_null()
+        && !b["ipv6_address_mode"].is_null()
+    {
+        return Err(bad_router(format!(
+            "IPv6 subnet {} configured to receive RAs from an external router cannot be added to Neutron Router",
+            subnet.id
+        )));
+    }
+    Ok(())
+}
+
+/// The body of `add_router_interface` / `remove_router_interface` answers.
+fn interface_info(
+    router: &str,
+    project: &str,
+    port: &str,
+    network: &str,
+    subnet: &str,
+    subnets: &[String],
+) -> Value {
+    json!({
+        "id": router,
+        "tenant_id": project,
+        "project_id": project,
+        "subnet_id": subnet,
+        "subnet_ids": subnets,
+        "port_id": port,
+        "network_id": network,
+    })
+}
+
+fn collection(resource: &str) -> ApiResult<&'static Collection> {
+    super::COLLECTIONS
+        .iter()
+        .find(|c| c.resource == resource)
+        .ok_or_else(ApiError::internal)
+}
+
+fn service_context() -> Context {
+    Context::new("neutrino", "", &["admin".to_string()])
+}
 
 impl App {
-    pub(super) async fn create_router(&self, _tx: &mut Tx, _ctx: &Context, _body: &mut Doc) -> ApiResult<Option<String>> {
-        Err(ApiError::no_such_url())
+    /// Loads a network for use as an external network: 404 when the caller cannot see it;
+    /// the flag says whether it is external (`router:external` or an `access_as_external`
+    /// policy).
+    pub(super) async fn external_network(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        id: &str,
+    ) -> ApiResult<(Record, bool)> {
+        let view = View::load(tx, "router").await?;
+        let net = tx
+            .get("network", id)
+            .await
+            .map_err(db)?
+            .filter(|n| view.network_visible(ctx, n))
+            .ok_or_else(|| ApiError::not_found("network", id))?;
+        let external = net.body["router:external"] == true
+            || view.rbac.get(id).is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.get("action").and_then(Value::as_str) == Some("access_as_external"))
+            });
+        Ok((net, external))
     }
 
-    pub(super) async fn update_router(&self, _tx: &mut Tx, _ctx: &Context, _rec: &mut Record, _changes: Doc) -> ApiResult<()> {
-        Err(ApiError::no_such_url())
+    /// Ports whose device is the router: interfaces and gateway.
+    async fn router_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
+        let all = tx.list("port", &Selector::default()).await.map_err(db)?;
+        Ok(all
+            .into_iter()
+            .filter(|p| {
+                s(&p.body, "device_id") == router
+                    && (INTERFACE_OWNERS.contains(&s(&p.body, "device_owner"))
+                        || s(&p.body, "device_owner") == GATEWAY_OWNER)
+            })
+            .collect())
     }
 
-    pub(super) async fn delete_router(&self, _tx: &mut Tx, _ctx: &Context, _rec: &Record) -> ApiResult<()> {
-        Err(ApiError::no_such_url())
+    /// The router's interface ports.
+    async fn interface_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
+        Ok(self
+            .router_ports(tx, router)
+            .await?
+            .into_iter()
+            .filter(|p| s(&p.body, "device_owner") == INTERFACE_OWNER)
+            .collect())
     }
 
-    pub(super) async fn router_action(&self, _tx: &mut Tx, _ctx: &Context, _rec: &mut Record, _action: &str, _body: Value) -> ApiResult<Value> {
-        Err(ApiError::no_such_url())
+    /// The router's gateway port on `network`, if any.
+    async fn gateway_port(
+        &self,
+        tx: &mut Tx,
+        router: &str,
+        network: &str,
+    ) -> ApiResult<Option<Record>> {
+        Ok(self
+            .network_ports(tx, network)
+            .await?
+            .into_iter()
+            .find(|p| {
+                s(&p.body, "device_id") == router && s(&p.body, "device_owner") == GATEWAY_OWNER
+            }))
+    }
+
+    /// Floating IPs whose traffic goes through the router.
+    async fn router_floatingips(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
+        let all = tx
+            .list("floatingip", &Selector::default())
+            .await
+            .map_err(db)?;
+        Ok(all
+            .into_iter()
+            .filter(|f| s(&f.body, "router_id") == router)
+            .collect())
+    }
+
+    /// Locks the router row and reloads it, so concurrent changes to one router serialise.
+    async fn lock_router(&self, tx: &mut Tx, rec: &mut Record) -> ApiResult<()> {
+        tx.lock("router", &rec.id).await.map_err(db)?;
+        match tx.get("router", &rec.id).await.map_err(db)? {
+            Some(fresh) => {
+                *rec = fresh;
+                Ok(())
+            }
+            None => Err(ApiError::not_found("router", &rec.id)),
+        }
+    }
+
+    /// Refuses subnets the router is already on, and subnets overlapping the router's
+    /// (its interfaces' subnets and every subnet of its gateway network).
+    async fn check_router_subnets(
+        &self,
+        tx: &mut Tx,
+        router: &str,
+        new_subnets: &[Record],
+    ) -> ApiResult<()> {
+        let mut router_subnets: Vec<String> = Vec::new();
+        for port in self.router_ports(tx, router).await? {
+            let gateway = s(&port.body, "device_owner") == GATEWAY_OWNER;
+            for sid in port_subnet_ids(&port) {
+                if new_subnets.iter().any(|n| n.id == sid) {
+                    return Err(bad_router(format!(
+                        "Router already has a port on subnet {sid}"
+                    )));
+                }
+                if gateway {
+                    let net = port.parent_id.clone().unwrap_or_default();
+                    for sn in self.network_subnets(tx, &net).await? {
+                        router_subnets.push(sn.id);
+                    }
+                } else {
+                    router_subnets.push(sid);
+                }
+            }
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for sid in router_subnets {
+            if seen.contains(&sid) {
+                continue;
+            }
+            seen.push(sid.clone());
+            let Some(sub) = tx.get("subnet", &sid).await.map_err(db)? else {
+                continue;
+            };
+            let Some(cidr) = subnet_cidr(&sub) else {
+                continue;
+            };
+            for new in new_subnets {
+                let Some(new_cidr) = subnet_cidr(new) else {
+                    continue;
+                };
+                if ipam::overlaps(cidr, new_cidr) {
+                    return Err(bad_router(format!(
+                        "Cidr {} of subnet {} overlaps with cidr {} of subnet {}",
+                        s(&new.body, "cidr"),
+                        new.id,
+                        s(&sub.body, "cidr"),
+                        sub.id
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Subnet CIDRs and addresses of the given ports.
+    async fn port_networks(
+        &self,
+        tx: &mut Tx,
+        ports: &[Record],
+    ) -> ApiResult<(Vec<IpNet>, Vec<IpAddr>)> {
+        let mut cidrs = Vec::new();
+        let mut ips = Vec::new();
+        for port in ports {
+            for ip in fixed_ips(port) {
+                if let Some(sub) = tx.get("subnet", s(&ip, "subnet_id")).await.map_err(db)? {
+                    cidrs.extend(subnet_cidr(&sub));
+                }
+                ips.extend(s(&ip, "ip_address").parse::<IpAddr>().ok());
+            }
+        }
+        Ok((cidrs, ips))
+    }
+
+    /// Every nexthop must be on a subnet the router is connected to, and not be one of the
+    /// router's own addresses.
+    fn check_nexthops(routes: &[Route], cidrs: &[IpNet], ips: &[IpAddr]) -> ApiResult<()> {
+        for route in routes {
+            let reason = if !cidrs.iter().any(|c| c.contains(&route.nexthop)) {
+                "the nexthop is not connected with router"
+            } else if ips.contains(&route.nexthop) {
+                "the nexthop is used by router"
+            } else {
+                continue;
+            };
+            return Err(ApiError::bad(
+                "InvalidRoutes",
+                format!(
+                    "Invalid format for routes: {}, {reason}",
+                    routes_repr(routes)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates a new route set against the router's current ports and the `router_route`
+    /// quota of its project.
+    async fn check_routes(&self, tx: &mut Tx, router: &Record, routes: &[Route]) -> ApiResult<()> {
+        let ports = self.router_ports(tx, &router.id).await?;
+        let (cidrs, ips) = self.port_networks(tx, &ports).await?;
+        Self::check_nexthops(routes, &cidrs, &ips)?;
+        let limit = tx
+            .quotas(&router.project_id)
+            .await
+            .map_err(db)?
+            .into_iter()
+            .find(|(r, _)| r == "router_route")
+            .map(|(_, l)| l)
+            .unwrap_or(DEFAULT_ROUTE_QUOTA);
+        if limit >= 0 && routes.len() as i64 > limit {
+            return Err(ApiError::conflict(
+                "OverQuota",
+                "Quota exceeded for resources: ['router_route'].",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Applies an `external_gateway_info` request: creates, moves, re-addresses or removes
+    /// the gateway port. Returns the new `external_gateway_info`.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_gateway(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        router: &str,
+        current: &Value,
+        routes: &[Route],
+        requested: &Value,
+        op: &str,
+    ) -> ApiResult<Value> {
+        let req = parse_gateway(requested)?;
+        if let Some(r) = &req {
+            if !ctx.is_admin() {
+                if r.enable_snat.is_some() {
+                    return Err(ApiError::forbidden(&format!(
+                        "{op}_router:external_gateway_info:enable_snat"
+                    )));
+                }
+                if r.fixed_ips.is_some() {
+                    return Err(ApiError::forbidden(&format!(
+                        "{op}_router:external_gateway_info:external_fixed_ips"
+                    )));
+                }
+            }
+        }
+        let current_net = current
+            .get("network_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let current_port = match &current_net {
+            Some(net) => self.gateway_port(tx, router, net).await?,
+            None => None,
+        };
+        let interfaces = self.interface_ports(tx, router).await?;
+        let Some(req) = req else {
+            if let Some(port) = current_port {
+                self.check_gateway_unused(tx, router, current_net.as_deref().unwrap_or(""))
+                    .await?;
+                if !routes.is_empty() {
+                    let (cidrs, ips) = self.port_networks(tx, &interfaces).await?;
+                    Self::check_nexthops(routes, &cidrs, &ips)?;
+                }
+                self.remove_service_port(tx, &port).await?;
+            }
+            return Ok(Value::Null);
+        };
+        let (_, external) = self.external_network(tx, ctx, &req.network).await?;
+        if !external {
+            return Err(bad_router(format!(
+                "Network {} is not an external network",
+                req.network
+            )));
+        }
+        let subnets = self.network_subnets(tx, &req.network).await?;
+        let ext_ips = req.fixed_ips.clone().unwrap_or_default();
+        for ip in &ext_ips {
+            let addr = s(ip, "ip_address");
+            if !addr.is_empty() && subnets.iter().any(|sn| s(&sn.body, "gateway_ip") == addr) {
+                return Err(bad_router(format!(
+                    "External IP {addr} is the same as the gateway IP"
+                )));
+            }
+        }
+        if !routes.is_empty() {
+            let (mut cidrs, ips) = self.port_networks(tx, &interfaces).await?;
+            cidrs.extend(subnets.iter().filter_map(subnet_cidr));
+            Self::check_nexthops(routes, &cidrs, &ips)?;
+        }
+        let same_network = current_net.as_deref() == Some(req.network.as_str());
+        let port = match current_port {
+            Some(mut port) if same_network => {
+                if gateway_ips_change(&port, &ext_ips) {
+                    let mut changes = Doc::new();
+                    changes.insert("fixed_ips".into(), json!(ext_ips));
+                    self.update_port(tx, &service_context(), &mut port, changes)
+                        .await?;
+                    bump(&mut port.body);
+                    tx.update("port", &port.id, &port.body).await.map_err(db)?;
+                }
+                port
+            }
+            old => {
+                if let Some(old) = old {
+                    self.check_gateway_unused(tx, router, current_net.as_deref().unwrap_or(""))
+                        .await?;
+                    self.remove_service_port(tx, &old).await?;
+                }
+                self.check_router_subnets(tx, router, &subnets).await?;
+                let ips = (!ext_ips.is_empty()).then(|| json!(ext_ips));
+                self.insert_service_port(tx, "", &req.network, ips, GATEWAY_OWNER, router)
+                    .await?
+            }
+        };
+        Ok(gateway_info(
+            &req.network,
+            req.enable_snat.unwrap_or(true),
+            &port,
+        ))
+    }
+
+    /// The gateway cannot go while floating IPs are routed through it.
+    async fn check_gateway_unused(
+        &self,
+        tx: &mut Tx,
+        router: &str,
+        network: &str,
+    ) -> ApiResult<()> {
+        if !self.router_floatingips(tx, router).await?.is_empty() {
+            return Err(ApiError::conflict(
+                "RouterExternalGatewayInUseByFloatingIp",
+                format!("Gateway cannot be updated for router {router}, since a gateway to external network {network} is required by one or more floating IPs."),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) async fn create_router(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        if body.contains_key("routes") {
+            return Err(ApiError::bad_request(
+                "Attribute 'routes' not allowed in POST",
+            ));
+        }
+        let id = body
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let requested = body
+            .get("external_gateway_info")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let gateway = self
+            .apply_gateway(tx, ctx, &id, &Value::Null, &[], &requested, "create")
+            .await?;
+        body.insert("external_gateway_info".into(), gateway);
+        body.insert("status".into(), json!("ACTIVE"));
+        body.insert("routes".into(), json!([]));
+        body.insert("availability_zones".into(), json!([]));
+        if !body.contains_key("availability_zone_hints") {
+            body.insert("availability_zone_hints".into(), json!([]));
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn update_router(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        self.lock_router(tx, rec).await?;
+        let mut routes = stored_routes(&rec.body);
+        if let Some(v) = changes.get("routes") {
+            let new = parse_routes(v, true)?;
+            self.check_routes(tx, rec, &new).await?;
+            routes = new;
+            rec.body["routes"] = routes_json(&routes);
+        }
+        if let Some(v) = changes.get("external_gateway_info") {
+            let current = rec.body["external_gateway_info"].clone();
+            let gateway = self
+                .apply_gateway(tx, ctx, &rec.id, &current, &routes, v, "update")
+                .await?;
+            rec.body["external_gateway_info"] = gateway;
+        }
+        for (key, value) in changes {
+            if matches!(key.as_str(), "routes" | "external_gateway_info") {
+                continue;
+            }
+            rec.body[key.as_str()] = value;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn delete_router(
+        &self,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        let mut rec = rec.clone();
+        self.lock_router(tx, &mut rec).await?;
+        let interfaces = self.interface_ports(tx, &rec.id).await?;
+        if !interfaces.is_empty() {
+            let ids: Vec<&str> = interfaces.iter().map(|p| p.id.as_str()).collect();
+            return Err(ApiError::conflict(
+                "RouterInUse",
+                format!(
+                    "Router {} has ports still attached: {}",
+                    rec.id,
+                    ids.join(", ")
+                ),
+            ));
+        }
+        if let Some(net) = rec.body["external_gateway_info"]
+            .get("network_id")
+            .and_then(Value::as_str)
+        {
+            let net = net.to_string();
+            if let Some(port) = self.gateway_port(tx, &rec.id, &net).await? {
+                self.check_gateway_unused(tx, &rec.id, &net).await?;
+                self.remove_service_port(tx, &port).await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn router_action(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
+        self.lock_router(tx, rec).await?;
+        let out = match action {
+            "add_router_interface" => {
+                let (port, subnet) = interface_request(&body, false)?;
+                match port {
+                    Some(port) => self.add_interface_by_port(tx, ctx, rec, &port).await?,
+                    None => {
+                        let subnet = subnet.unwrap_or_default();
+                        self.add_interface_by_subnet(tx, ctx, rec, &subnet).await?
+                    }
+                }
+            }
+            "remove_router_interface" => {
+                let (port, subnet) = interface_request(&body, true)?;
+                match port {
+                    Some(port) => {
+                        self.remove_interface_by_port(tx, rec, &port, subnet.as_deref())
+                            .await?
+                    }
+                    None => {
+                        let subnet = subnet.unwrap_or_default();
+                        self.remove_interface_by_subnet(tx, ctx, rec, &subnet)
+                            .await?
+                    }
+                }
+            }
+            "add_extraroutes" | "remove_extraroutes" => {
+                let requested = body
+                    .get("router")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| {
+                        ApiError::bad_request("Unable to find 'router' in request body")
+                    })?
+                    .get("routes")
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "Failed to parse request. Required attribute 'routes' not specified",
+                        )
+                    })?;
+                let requested = parse_routes(requested, false)?;
+                let mut routes = stored_routes(&rec.body);
+                if action == "add_extraroutes" {
+                    for r in requested {
+                        if !routes.contains(&r) {
+                            routes.push(r);
+                        }
+                    }
+                } else {
+                    routes.retain(|r| !requested.contains(r));
+                }
+                self.check_routes(tx, rec, &routes).await?;
+                rec.body["routes"] = routes_json(&routes);
+                Value::Null
+            }
+            _ => return Err(ApiError::no_such_url()),
+        };
+        bump(&mut rec.body);
+        tx.update("router", &rec.id, &rec.body).await.map_err(db)?;
+        if out.is_null() {
+            return Ok(json!({"router": rec.body}));
+        }
+        Ok(out)
+    }
+
+    /// Loads a subnet the caller can see (404 otherwise).
+    async fn visible_subnet(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        id: &str,
+    ) -> ApiResult<(Record, View)> {
+        let view = View::load(tx, "subnet").await?;
+        let coll = collection("subnet")?;
+        match tx.get("subnet", id).await.map_err(db)? {
+            Some(sub) if self.visible(&view, ctx, coll, &sub).await => Ok((sub, view)),
+            _ => Err(ApiError::not_found("subnet", id)),
+        }
+    }
+
+    async fn add_interface_by_subnet(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        router: &Record,
+        subnet_id: &str,
+    ) -> ApiResult<Value> {
+        let (sub, view) = self.visible_subnet(tx, ctx, subnet_id).await?;
+        let info = SubnetInfo::from_record(&sub).ok_or_else(ApiError::internal)?;
+        let Some(gateway) = info.gateway else {
+            return Err(bad_router(
+                "Subnet for router interface must have a gateway IP",
+            ));
+        };
+        let network = sub.parent_id.clone().unwrap_or_default();
+        if !ctx.owns(&sub.project_id) {
+            // Globally shared networks may not be attached by others (LP 1757482); networks
+            // shared with the caller's project explicitly may (LP 1975603).
+            let granted = view.rbac.get(&network).is_some_and(|ps| {
+                ps.iter().any(|p| {
+                    p.get("action").and_then(Value::as_str) == Some("access_as_shared")
+                        && p.get("target_tenant").and_then(Value::as_str)
+                            == Some(ctx.project_id.as_str())
+                })
+            });
+            if !granted {
+                return Err(bad_router(format!(
+                    "Cannot add interface to router because subnet {subnet_id} is not owned by project making the request"
+                )));
+            }
+        }
+        check_address_mode(&sub)?;
+        self.check_router_subnets(tx, &router.id, std::slice::from_ref(&sub))
+            .await?;
+        let fixed_ip = json!({"subnet_id": sub.id, "ip_address": gateway.to_string()});
+        if info.is_v6() {
+            // Another IPv6 prefix of a network already attached joins the existing port.
+            let existing = self
+                .interface_ports(tx, &router.id)
+                .await?
+                .into_iter()
+                .find(|p| p.parent_id.as_deref() == Some(network.as_str()) && has_v6_address(p));
+            if let Some(mut port) = existing {
+                let mut ips = fixed_ips(&port);
+                ips.push(fixed_ip);
+                let mut changes = Doc::new();
+                changes.insert("fixed_ips".into(), json!(ips));
+                self.update_port(tx, &service_context(), &mut port, changes)
+                    .await?;
+                bump(&mut port.body);
+                tx.update("port", &port.id, &port.body).await.map_err(db)?;
+                return Ok(interface_info(
+                    &router.id,
+                    &port.project_id,
+                    &port.id,
+                    &network,
+                    &sub.id,
+                    std::slice::from_ref(&sub.id),
+                ));
+            }
+        }
+        let port = self
+            .insert_service_port(
+                tx,
+                &router.project_id,
+                &network,
+                Some(json!([fixed_ip])),
+                INTERFACE_OWNER,
+                &router.id,
+            )
+            .await?;
+        Ok(interface_info(
+            &router.id,
+            &port.project_id,
+            &port.id,
+            &network,
+            &sub.id,
+            std::slice::from_ref(&sub.id),
+        ))
+    }
+
+    async fn add_interface_by_port(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        router: &Record,
+        port_id: &str,
+    ) -> ApiResult<Value> {
+        let view = View::load(tx, "port").await?;
+        let coll = collection("port")?;
+        let mut port = match tx.get("port", port_id).await.map_err(db)? {
+            Some(p) if self.visible(&view, ctx, coll, &p).await => p,
+            _ => return Err(ApiError::not_found("port", port_id)),
+        };
+        let network = port.parent_id.clone().unwrap_or_default();
+        let device = s(&port.body, "device_id");
+        if !device.is_empty() {
+            return Err(ApiError::conflict(
+                "PortInUse",
+                format!("Unable to complete operation on port {port_id} for network {network}. Port already has an attached device {device}."),
+            ));
+        }
+        if fixed_ips(&port).is_empty() {
+            return Err(bad_router("Router port must have at least one fixed IP"));
+        }
+        let mut subnets: Vec<Record> = Vec::new();
+        for sid in port_subnet_ids(&port) {
+            if subnets.iter().any(|sn| sn.id == sid) {
+                continue;
+            }
+            if let Some(sub) = tx.get("subnet", &sid).await.map_err(db)? {
+                check_address_mode(&sub)?;
+                subnets.push(sub);
+            }
+        }
+        if has_v6_address(&port) {
+            for existing in self.router_ports(tx, &router.id).await? {
+                if existing.id != port.id
+                    && existing.parent_id == port.parent_id
+                    && has_v6_address(&existing)
+                {
+                    return Err(bad_router(format!(
+                        "Router already contains IPv6 port {} belonging to network id {network}. Only one IPv6 port from the same network subnet can be connected to a router",
+                        existing.id
+                    )));
+                }
+            }
+        }
+        self.check_router_subnets(tx, &router.id, &subnets).await?;
+        if subnets
+            .iter()
+            .filter(|sn| sn.body["ip_version"].as_i64() == Some(4))
+            .count()
+            > 1
+        {
+            return Err(bad_router(
+                "Cannot have multiple IPv4 subnets on router port",
+            ));
+        }
+        if !ctx.is_admin() {
+            for ip in fixed_ips(&port) {
+                let Some(sub) = subnets.iter().find(|sn| sn.id == s(&ip, "subnet_id")) else {
+                    continue;
+                };
+                let in_pools = SubnetInfo::from_record(sub).is_some_and(|info| {
+                    s(&ip, "ip_address")
+                        .parse::<IpAddr>()
+                        .is_ok_and(|a| ipam::pool_contains(&info.pools, a))
+                });
+                if !in_pools && sub.project_id != ctx.project_id {
+                    return Err(bad_router(format!(
+                        "Cannot add interface to router because specified port {port_id} has an IP address out of the allocation pool of subnet {}, which is not owned by the project making the request",
+                        sub.id
+                    )));
+                }
+            }
+        }
+        port.body["device_id"] = json!(router.id);
+        port.body["device_owner"] = json!(INTERFACE_OWNER);
+        bump(&mut port.body);
+        tx.update("port", &port.id, &port.body).await.map_err(db)?;
+        let ids: Vec<String> = subnets.iter().map(|sn| sn.id.clone()).collect();
+        Ok(interface_info(
+            &router.id,
+            &port.project_id,
+            &port.id,
+            &network,
+            ids.last().map(String::as_str).unwrap_or_default(),
+            &ids,
+        ))
+    }
+
+    /// Refuses to detach a subnet that floating IPs or extra routes of the router still use.
+    async fn check_interface_unused(
+        &self,
+        tx: &mut Tx,
+        router: &Record,
+        subnet: &Record,
+    ) -> ApiResult<()> {
+        let Some(cidr) = subnet_cidr(subnet) else {
+            return Ok(());
+        };
+        let fips = self.router_floatingips(tx, &router.id).await?;
+        if !fips.is_empty() {
+            let network = subnet.parent_id.clone().unwrap_or_default();
+            let on_subnet: Vec<String> = self
+                .network_ports(tx, &network)
+                .await?
+                .into_iter()
+                .filter(|p| port_subnet_ids(p).contains(&subnet.id))
+                .map(|p| p.id)
+                .collect();
+            for fip in &fips {
+                let fixed = s(&fip.body, "fixed_ip_address").parse::<IpAddr>();
+                if fixed.is_ok_and(|a| cidr.contains(&a))
+                    && on_subnet.iter().any(|p| p == s(&fip.body, "port_id"))
+                {
+                    return Err(ApiError::conflict(
+                        "RouterInterfaceInUseByFloatingIP",
+                        format!("Router interface for subnet {} on router {} cannot be deleted, as it is required by one or more floating IPs.", subnet.id, router.id),
+                    ));
+                }
+            }
+        }
+        if stored_routes(&router.body)
+            .iter()
+            .any(|r| cidr.contains(&r.nexthop))
+        {
+            return Err(ApiError::conflict(
+                "RouterInterfaceInUseByRoute",
+                format!("Router interface for subnet {} on router {} cannot be deleted, as it is required by one or more routes.", subnet.id, router.id),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn remove_interface_by_port(
+        &self,
+        tx: &mut Tx,
+        router: &Record,
+        port_id: &str,
+        subnet_id: Option<&str>,
+    ) -> ApiResult<Value> {
+        let port = self
+            .interface_ports(tx, &router.id)
+            .await?
+            .into_iter()
+            .find(|p| p.id == port_id)
+            .ok_or_else(|| {
+                ApiError::new(
+                    404,
+                    "RouterInterfaceNotFound",
+                    format!(
+                        "Router {} does not have an interface with id {port_id}",
+                        router.id
+                    ),
+                )
+            })?;
+        let mut ids = port_subnet_ids(&port);
+        ids.dedup();
+        if let Some(sid) = subnet_id {
+            if !ids.iter().any(|i| i == sid) {
+                return Err(ApiError::bad(
+                    "SubnetMismatchForPort",
+                    format!("Subnet on port {port_id} does not match the requested subnet {sid}."),
+                ));
+            }
+        }
+        for sid in &ids {
+            if let Some(sub) = tx.get("subnet", sid).await.map_err(db)? {
+                self.check_interface_unused(tx, router, &sub).await?;
+            }
+        }
+        self.remove_service_port(tx, &port).await?;
+        let network = port.parent_id.clone().unwrap_or_default();
+        Ok(interface_info(
+            &router.id,
+            &port.project_id,
+            &port.id,
+            &network,
+            ids.first().map(String::as_str).unwrap_or_default(),
+            &ids,
+        ))
+    }
+
+    async fn remove_interface_by_subnet(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        router: &Record,
+        subnet_id: &str,
+    ) -> ApiResult<Value> {
+        let (sub, _) = self.visible_subnet(tx, ctx, subnet_id).await?;
+        let network = sub.parent_id.clone().unwrap_or_default();
+        let ports: Vec<Record> = self
+            .interface_ports(tx, &router.id)
+            .await?
+            .into_iter()
+            .filter(|p| p.parent_id.as_deref() == Some(network.as_str()))
+            .collect();
+        if !ports.is_empty() {
+            self.check_interface_unused(tx, router, &sub).await?;
+        }
+        for mut port in ports {
+            let ids = port_subnet_ids(&port);
+            if !ids.iter().any(|i| i == subnet_id) {
+                continue;
+            }
+            if ids.len() > 1 {
+                // A multi-prefix IPv6 port loses only this prefix.
+                let keep: Vec<Value> = fixed_ips(&port)
+                    .into_iter()
+                    .filter(|ip| s(ip, "subnet_id") != subnet_id)
+                    .collect();
+                let mut changes = Doc::new();
+                changes.insert("fixed_ips".into(), json!(keep));
+                self.update_port(tx, &service_context(), &mut port, changes)
+                    .await?;
+                bump(&mut port.body);
+                tx.update("port", &port.id, &port.body).await.map_err(db)?;
+            } else {
+                self.remove_service_port(tx, &port).await?;
+            }
+            return Ok(interface_info(
+                &router.id,
+                &port.project_id,
+                &port.id,
+                &network,
+                subnet_id,
+                &[subnet_id.to_string()],
+            ));
+        }
+        Err(ApiError::new(
+            404,
+            "RouterInterfaceNotFoundForSubnet",
+            format!(
+                "Router {} has no interface on subnet {subnet_id}",
+                router.id
+            ),
+        ))
+    }
+}
+
+/// Whether requested gateway addresses differ from the port's (by subnet set, then by
+/// address set), as upstream decides whether to re-address the gateway port.
+fn gateway_ips_change(port: &Record, requested: &[Value]) -> bool {
+    if requested.is_empty() {
+        return false;
+    }
+    let current = fixed_ips(port);
+    let set = |list: &[Value], key: &str| {
+        let mut v: Vec<String> = list
+            .iter()
+            .map(|ip| s(ip, key).to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    set(&current, "subnet_id") != set(requested, "subnet_id")
+        || set(&current, "ip_address") != set(requested, "ip_address")
+}
+
+/// `{"subnet_id": ...}` / `{"port_id": ...}` of the interface actions: (port, subnet).
+fn interface_request(body: &Value, removal: bool) -> ApiResult<(Option<String>, Option<String>)> {
+    let port = body.get("port_id");
+    let subnet = body.get("subnet_id");
+    if port.is_none() && subnet.is_none() {
+        return Err(bad_router("Either subnet_id or port_id must be specified"));
+    }
+    let uuid = |v: Option<&Value>| -> ApiResult<Option<String>> {
+        match v {
+            None => Ok(None),
+            Some(Value::String(t)) if is_uuid(t) => Ok(Some(t.clone())),
+            Some(other) => Err(bad_router(format!(
+                "'{}' is not a valid UUID",
+                match other {
+                    Value::Null => "None".to_string(),
+                    o => value_text(o),
+                }
+            ))),
+        }
+    };
+    let port = uuid(port)?;
+    let subnet = uuid(subnet)?;
+    if !removal && port.is_some() && subnet.is_some() {
+        return Err(bad_router("Cannot specify both subnet-id and port-id"));
+    }
+    Ok((port, subnet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_validated_and_canonical() {
+        let r = parse_routes(
+            &json!([{"destination": "2001:DB8::/32", "nexthop": "10.0.0.5"}]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            routes_json(&r),
+            json!([{"destination": "2001:db8::/32", "nexthop": "10.0.0.5"}])
+        );
+        let e = parse_routes(
+            &json!([{"destination": "10.0.0.1/24", "nexthop": "10.0.0.5"}]),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("is not a valid CIDR"));
+        let dup = json!([
+            {"destination": "10.0.0.0/24", "nexthop": "10.0.0.5"},
+            {"destination": "10.0.0.0/24", "nexthop": "10.0.0.5"}
+        ]);
+        assert!(parse_routes(&dup, true).is_err());
+        assert_eq!(parse_routes(&dup, false).unwrap().len(), 1);
+        assert!(parse_routes(&json!([{"destination": "10.0.0.0/24"}]), true).is_err());
+        assert!(parse_routes(&json!(null), true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn gateway_requests() {
+        assert!(parse_gateway(&json!(null)).unwrap().is_none());
+        assert!(parse_gateway(&json!({})).unwrap().is_none());
+        let e = parse_gateway(&json!({"enable_snat": true})).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = parse_gateway(&json!({"network_id": "x"})).unwrap_err();
+        assert!(e.message.contains("not a valid UUID"));
+        let id = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
+        let e = parse_gateway(&json!({"network_id": id, "bogus": 1})).unwrap_err();
+        assert!(e.message.contains("Unexpected keys supplied: bogus"));
+        let g = parse_gateway(&json!({"network_id": id, "enable_snat": "false"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(g.enable_snat, Some(false));
+    }
+
+    #[test]
+    fn interface_bodies() {
+        let id = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
+        assert!(interface_request(&json!({}), false).is_err());
+        assert!(interface_request(&json!({"port_id": id, "subnet_id": id}), false).is_err());
+        assert!(interface_request(&json!({"port_id": id, "subnet_id": id}), true).is_ok());
+        let e = interface_request(&json!({"subnet_id": "nope"}), false).unwrap_err();
+        assert_eq!(e.kind, "BadRequest");
+        assert_eq!(e.message, "Bad router request: 'nope' is not a valid UUID.");
     }
 }

@@ -164,9 +164,7 @@ impl App {
                 .await
                 .map_err(db)?;
             if owner.as_deref() != Some(pool) {
-                return Err(ApiError::invalid_input(format!(
-                    "A default subnetpool for this IP family has already been set. Only one default may exist per IP family"
-                )));
+                return Err(ApiError::invalid_input("A default subnetpool for this IP family has already been set. Only one default may exist per IP family"));
             }
         }
         Ok(())

@@ -134,9 +134,9 @@ fn parse_gateway(v: &Value, cidr: IpNet) -> ApiResult<Option<IpAddr>> {
                 ))
             })?;
             if !check_version(ip, cidr) {
-                return Err(ApiError::invalid_input(format!(
-                    "Gateway IP version inconsistent with allocation pool version"
-                )));
+                return Err(ApiError::invalid_input(
+                    "Gateway IP version inconsistent with allocation pool version",
+                ));
             }
             if ipam::is_network_or_broadcast(cidr, ip)
                 || (cidr.contains(&ip)
@@ -144,9 +144,7 @@ fn parse_gateway(v: &Value, cidr: IpNet) -> ApiResult<Option<IpAddr>> {
                     && ip.is_ipv6()
                     && cidr.prefix_len() < 127)
             {
-                return Err(ApiError::invalid_input(format!(
-                    "Gateway is not valid on subnet"
-                )));
+                return Err(ApiError::invalid_input("Gateway is not valid on subnet"));
             }
             Ok(Some(ip))
         }
