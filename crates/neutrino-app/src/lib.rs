@@ -17,6 +17,7 @@ use neutrino_store::{Store, StoreError, Tx};
 use neutrino_types::ApiError;
 
 pub use context::Context;
+pub use neutrino_l3::RouterRules;
 pub use neutron::{validate_tags, Collection, ListResult, COLLECTIONS, QUOTA_RESOURCES};
 
 /// Server settings the application layer needs.

@@ -1588,3 +1588,105 @@ async fn shared_network_subnets() {
         .await;
     assert_eq!(p.unwrap()["project_id"], "project-a");
 }
+
+/// The server's address-scope rules for a router: subnets from pools of one scope route to
+/// each other and to a same-scope external network without NAT; other subnets are blocked
+/// from them and SNATed outward.
+#[tokio::test]
+async fn router_rules_follow_address_scopes() {
+    let env = env().await;
+    let a = admin();
+    let scope = env
+        .ok(
+            &a,
+            "address-scopes",
+            json!({"name": "s", "ip_version": 4, "shared": true}),
+        )
+        .await;
+    let pool = env
+        .ok(&a, "subnetpools", json!({"name": "p", "prefixes": ["10.100.0.0/16"], "address_scope_id": id(&scope), "shared": true}))
+        .await;
+    let ext_pool = env
+        .ok(
+            &a,
+            "subnetpools",
+            json!({"name": "e", "prefixes": ["172.30.0.0/16"], "address_scope_id": id(&scope)}),
+        )
+        .await;
+    let ext = env
+        .ok(
+            &a,
+            "networks",
+            json!({"name": "ext", "router:external": true}),
+        )
+        .await;
+    env.ok(&a, "subnets", json!({"network_id": id(&ext), "ip_version": 4, "subnetpool_id": id(&ext_pool), "prefixlen": 24}))
+        .await;
+    let mut subnets = Vec::new();
+    for (name, from_pool) in [("in1", true), ("in2", true), ("plain", false)] {
+        let net = env.ok(&a, "networks", json!({"name": name})).await;
+        let body = if from_pool {
+            json!({"network_id": id(&net), "ip_version": 4, "subnetpool_id": id(&pool), "prefixlen": 24})
+        } else {
+            json!({"network_id": id(&net), "ip_version": 4, "cidr": "192.168.50.0/24"})
+        };
+        subnets.push(id(&env.ok(&a, "subnets", body).await));
+    }
+    let router = env
+        .ok(
+            &a,
+            "routers",
+            json!({"name": "r", "external_gateway_info": {"network_id": id(&ext)}}),
+        )
+        .await;
+    for sn in &subnets {
+        env.app
+            .action(
+                &a,
+                coll("routers"),
+                &id(&router),
+                "add_router_interface",
+                json!({"subnet_id": sn}),
+            )
+            .await
+            .unwrap();
+    }
+    let rules = env.app.router_rules(&a, &id(&router)).await.unwrap();
+    let between = |f: &str, t: &str| {
+        rules
+            .internal
+            .iter()
+            .find(|r| r.from == f && r.to == t)
+            .unwrap()
+            .between
+            .clone()
+    };
+    assert_eq!(
+        between(&subnets[0], &subnets[1]),
+        neutrino_l3::Between::Route
+    );
+    assert_eq!(
+        between(&subnets[0], &subnets[2]),
+        neutrino_l3::Between::Block
+    );
+    let out = |f: &str| {
+        rules
+            .external
+            .iter()
+            .find(|r| r.from == f)
+            .unwrap()
+            .outbound
+            .clone()
+    };
+    assert_eq!(out(&subnets[0]), neutrino_l3::Outbound::Route);
+    assert!(matches!(
+        out(&subnets[2]),
+        neutrino_l3::Outbound::Snat { .. }
+    ));
+    // Another project cannot read the rules of a router it cannot see.
+    assert_err(
+        env.app.router_rules(&tenant(), &id(&router)).await,
+        404,
+        "RouterNotFound",
+    );
+}

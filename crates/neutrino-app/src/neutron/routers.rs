@@ -1299,3 +1299,82 @@ mod tests {
         assert_eq!(e.message, "Bad router request: 'nope' is not a valid UUID.");
     }
 }
+
+impl App {
+    /// The address-scope routing rules of a router (see `neutrino-l3`): what the host agent
+    /// renders in the router's namespace. Computed from the stored state on every call.
+    pub async fn router_rules(
+        &self,
+        ctx: &Context,
+        router: &str,
+    ) -> ApiResult<neutrino_l3::RouterRules> {
+        let coll = collection("router")?;
+        self.show(ctx, coll, router, &[]).await?;
+        let mut tx = self.read().await?;
+        let model = self.router_model(&mut tx, router).await?;
+        Ok(neutrino_l3::compute(&model))
+    }
+
+    async fn router_model(&self, tx: &mut Tx, router: &str) -> ApiResult<neutrino_l3::RouterModel> {
+        let rec = tx
+            .get("router", router)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| ApiError::not_found("router", router))?;
+        let mut model = neutrino_l3::RouterModel {
+            enable_snat: rec.body["external_gateway_info"]["enable_snat"]
+                .as_bool()
+                .unwrap_or(true),
+            ..Default::default()
+        };
+        for port in self.router_ports(tx, router).await? {
+            let gateway = s(&port.body, "device_owner") == GATEWAY_OWNER;
+            for ip in fixed_ips(&port) {
+                let Some(subnet) = tx.get("subnet", s(&ip, "subnet_id")).await.map_err(db)? else {
+                    continue;
+                };
+                let (Some(cidr), Ok(address)) =
+                    (subnet_cidr(&subnet), s(&ip, "ip_address").parse::<IpAddr>())
+                else {
+                    continue;
+                };
+                let pool = s(&subnet.body, "subnetpool_id");
+                let scope = if pool.is_empty() {
+                    None
+                } else {
+                    tx.get("subnetpool", pool).await.map_err(db)?.and_then(|p| {
+                        p.body
+                            .get("address_scope_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    })
+                };
+                let attachment = neutrino_l3::Attachment {
+                    subnet_id: subnet.id.clone(),
+                    cidr,
+                    address,
+                    scope,
+                };
+                if gateway {
+                    model.gateway.push(attachment);
+                } else {
+                    model.interfaces.push(attachment);
+                }
+            }
+        }
+        for fip in self.router_floatingips(tx, router).await? {
+            let (Ok(floating_ip), Ok(fixed_ip)) = (
+                s(&fip.body, "floating_ip_address").parse::<IpAddr>(),
+                s(&fip.body, "fixed_ip_address").parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            model.floating_ips.push(neutrino_l3::FloatingIp {
+                id: fip.id.clone(),
+                floating_ip,
+                fixed_ip,
+            });
+        }
+        Ok(model)
+    }
+}

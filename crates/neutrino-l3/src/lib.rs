@@ -1,0 +1,317 @@
+//! Address-scope routing rules of a router, computed from its interfaces, gateway and
+//! floating IPs. Pure data in, pure data out: the server computes it, the host agent renders
+//! it into the kernel (routes, nftables marks, NAT).
+//!
+//! The rules (Neutron's address-scope semantics):
+//! - two internal subnets of one IP version in the same scope (both unscoped counts as the
+//!   same) are routed to each other without NAT; in different scopes they are blocked;
+//! - internal → external: same scope as the external subnet → routed without NAT; otherwise
+//!   IPv4 with SNAT enabled → SNAT to the gateway address; otherwise blocked (IPv6 never NATs);
+//! - a floating IP is DNATed to its fixed IP and the fixed IP SNATed to it, whatever the
+//!   scopes; through it the fixed IP reaches the external network and every internal subnet
+//!   that shares the external network's scope.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// One subnet a router is attached to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Subnet id.
+    pub subnet_id: String,
+    /// Subnet CIDR.
+    pub cidr: IpNet,
+    /// The router's address on the subnet.
+    pub address: IpAddr,
+    /// Address scope of the subnet (through its subnet pool); `None` = no scope.
+    pub scope: Option<String>,
+}
+
+impl Attachment {
+    fn v6(&self) -> bool {
+        matches!(self.cidr, IpNet::V6(_))
+    }
+}
+
+/// A floating IP associated through this router.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloatingIp {
+    /// Floating IP id.
+    pub id: String,
+    /// The public address.
+    pub floating_ip: IpAddr,
+    /// The internal address it maps to.
+    pub fixed_ip: IpAddr,
+}
+
+/// Everything the rules depend on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterModel {
+    /// Internal interfaces.
+    pub interfaces: Vec<Attachment>,
+    /// Subnets of the gateway port on the external network (empty without a gateway).
+    pub gateway: Vec<Attachment>,
+    /// SNAT enabled on the gateway.
+    pub enable_snat: bool,
+    /// Associated floating IPs.
+    pub floating_ips: Vec<FloatingIp>,
+}
+
+/// How traffic between two internal subnets is treated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Between {
+    /// Routed with the original addresses.
+    Route,
+    /// Dropped: different address scopes.
+    Block,
+}
+
+/// How traffic from an internal subnet toward the external network is treated.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Outbound {
+    /// Routed without NAT (same scope as the external subnet).
+    Route,
+    /// Source-NATed to the gateway address.
+    Snat {
+        /// The gateway address used as source.
+        to: IpAddr,
+    },
+    /// Dropped.
+    Block,
+}
+
+/// A rule between two internal subnets (one direction; the reverse is symmetric).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InternalRule {
+    /// Source subnet.
+    pub from: String,
+    /// Destination subnet.
+    pub to: String,
+    /// Treatment.
+    #[serde(flatten)]
+    pub between: Between,
+}
+
+/// A rule from an internal subnet toward one external subnet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalRule {
+    /// Internal subnet.
+    pub from: String,
+    /// External subnet.
+    pub to: String,
+    /// Treatment.
+    #[serde(flatten)]
+    pub outbound: Outbound,
+}
+
+/// The 1:1 NAT of a floating IP and what its fixed IP may reach through it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FloatingRule {
+    /// Floating IP id.
+    pub id: String,
+    /// Public address (DNAT from, SNAT to).
+    pub floating_ip: IpAddr,
+    /// Internal address (DNAT to, SNAT from).
+    pub fixed_ip: IpAddr,
+    /// Internal subnets reachable through the floating IP (they share the external scope).
+    pub reaches: Vec<String>,
+}
+
+/// The rules of one router.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterRules {
+    /// Internal subnet pairs, both directions, same IP version only.
+    pub internal: Vec<InternalRule>,
+    /// Internal subnet → external subnet, same IP version only.
+    pub external: Vec<ExternalRule>,
+    /// Floating IPs.
+    pub floating: Vec<FloatingRule>,
+}
+
+/// Computes the rules of a router.
+pub fn compute(router: &RouterModel) -> RouterRules {
+    let mut rules = RouterRules::default();
+    for a in &router.interfaces {
+        for b in &router.interfaces {
+            if a.subnet_id == b.subnet_id || a.v6() != b.v6() {
+                continue;
+            }
+            let between = if a.scope == b.scope {
+                Between::Route
+            } else {
+                Between::Block
+            };
+            rules.internal.push(InternalRule {
+                from: a.subnet_id.clone(),
+                to: b.subnet_id.clone(),
+                between,
+            });
+        }
+        for ext in router.gateway.iter().filter(|e| e.v6() == a.v6()) {
+            let outbound = if a.scope == ext.scope {
+                Outbound::Route
+            } else if !a.v6() && router.enable_snat {
+                Outbound::Snat { to: ext.address }
+            } else {
+                Outbound::Block
+            };
+            rules.external.push(ExternalRule {
+                from: a.subnet_id.clone(),
+                to: ext.subnet_id.clone(),
+                outbound,
+            });
+        }
+    }
+    for fip in &router.floating_ips {
+        let ext_scopes: Vec<&Option<String>> = router
+            .gateway
+            .iter()
+            .filter(|g| g.cidr.contains(&fip.floating_ip))
+            .map(|g| &g.scope)
+            .collect();
+        let reaches = router
+            .interfaces
+            .iter()
+            .filter(|i| i.v6() == fip.fixed_ip.is_ipv6() && !i.cidr.contains(&fip.fixed_ip))
+            .filter(|i| ext_scopes.contains(&&i.scope))
+            .map(|i| i.subnet_id.clone())
+            .collect();
+        rules.floating.push(FloatingRule {
+            id: fip.id.clone(),
+            floating_ip: fip.floating_ip,
+            fixed_ip: fip.fixed_ip,
+            reaches,
+        });
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn att(id: &str, cidr: &str, scope: Option<&str>) -> Attachment {
+        let cidr: IpNet = cidr.parse().unwrap();
+        let address = match cidr {
+            IpNet::V4(n) => IpAddr::V4(n.hosts().next().unwrap()),
+            IpNet::V6(n) => IpAddr::V6(n.hosts().nth(1).unwrap()),
+        };
+        Attachment {
+            subnet_id: id.into(),
+            cidr,
+            address,
+            scope: scope.map(str::to_string),
+        }
+    }
+
+    fn between(r: &RouterRules, from: &str, to: &str) -> Between {
+        r.internal
+            .iter()
+            .find(|x| x.from == from && x.to == to)
+            .unwrap()
+            .between
+            .clone()
+    }
+
+    fn outbound(r: &RouterRules, from: &str) -> Outbound {
+        r.external
+            .iter()
+            .find(|x| x.from == from)
+            .unwrap()
+            .outbound
+            .clone()
+    }
+
+    fn router() -> RouterModel {
+        RouterModel {
+            interfaces: vec![
+                att("a1", "10.1.0.0/24", Some("A")),
+                att("a2", "10.2.0.0/24", Some("A")),
+                att("b1", "10.3.0.0/24", Some("B")),
+                att("n1", "10.4.0.0/24", None),
+                att("n2", "10.5.0.0/24", None),
+                att("a6", "2001:db8:1::/64", Some("A6")),
+                att("x6", "2001:db8:2::/64", None),
+            ],
+            gateway: vec![
+                att("ext", "172.24.4.0/24", Some("A")),
+                att("ext6", "2001:db8:ff::/64", Some("A6")),
+            ],
+            enable_snat: true,
+            floating_ips: vec![FloatingIp {
+                id: "f".into(),
+                floating_ip: "172.24.4.10".parse().unwrap(),
+                fixed_ip: "10.3.0.5".parse().unwrap(),
+            }],
+        }
+    }
+
+    #[test]
+    fn same_scope_routes_different_scopes_block() {
+        let r = compute(&router());
+        assert_eq!(between(&r, "a1", "a2"), Between::Route);
+        assert_eq!(between(&r, "a2", "a1"), Between::Route);
+        assert_eq!(between(&r, "a1", "b1"), Between::Block);
+        assert_eq!(
+            between(&r, "n1", "n2"),
+            Between::Route,
+            "unscoped subnets share the null scope"
+        );
+        assert_eq!(between(&r, "n1", "a1"), Between::Block);
+        assert_eq!(between(&r, "a6", "x6"), Between::Block);
+        assert!(
+            r.internal.iter().all(|x| !(x.from == "a1" && x.to == "a6")),
+            "no cross-version pairs"
+        );
+        assert_eq!(r.internal.len(), 5 * 4 + 2);
+    }
+
+    #[test]
+    fn external_no_nat_in_scope_snat_otherwise() {
+        let r = compute(&router());
+        assert_eq!(outbound(&r, "a1"), Outbound::Route);
+        assert_eq!(
+            outbound(&r, "b1"),
+            Outbound::Snat {
+                to: "172.24.4.1".parse().unwrap()
+            }
+        );
+        assert_eq!(
+            outbound(&r, "n1"),
+            Outbound::Snat {
+                to: "172.24.4.1".parse().unwrap()
+            }
+        );
+        assert_eq!(outbound(&r, "a6"), Outbound::Route);
+        assert_eq!(outbound(&r, "x6"), Outbound::Block, "IPv6 never NATs");
+        let mut no_snat = router();
+        no_snat.enable_snat = false;
+        let r = compute(&no_snat);
+        assert_eq!(outbound(&r, "b1"), Outbound::Block);
+        assert_eq!(outbound(&r, "a1"), Outbound::Route);
+    }
+
+    #[test]
+    fn floating_ip_crosses_into_the_external_scope() {
+        let r = compute(&router());
+        let f = &r.floating[0];
+        assert_eq!(f.fixed_ip, "10.3.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(f.reaches, vec!["a1".to_string(), "a2".to_string()]);
+        let b1 = r.external.iter().find(|x| x.from == "b1").unwrap();
+        let json = serde_json::to_value(b1).unwrap();
+        assert_eq!(json["verdict"], "snat");
+    }
+
+    #[test]
+    fn no_gateway_no_external_rules() {
+        let mut m = router();
+        m.gateway.clear();
+        let r = compute(&m);
+        assert!(r.external.is_empty());
+        assert!(r.floating[0].reaches.is_empty());
+    }
+}
