@@ -1239,67 +1239,6 @@ fn interface_request(body: &Value, removal: bool) -> ApiResult<(Option<String>, 
     Ok((port, subnet))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_are_validated_and_canonical() {
-        let r = parse_routes(
-            &json!([{"destination": "2001:DB8::/32", "nexthop": "10.0.0.5"}]),
-            true,
-        )
-        .unwrap();
-        assert_eq!(
-            routes_json(&r),
-            json!([{"destination": "2001:db8::/32", "nexthop": "10.0.0.5"}])
-        );
-        let e = parse_routes(
-            &json!([{"destination": "10.0.0.1/24", "nexthop": "10.0.0.5"}]),
-            true,
-        )
-        .unwrap_err();
-        assert_eq!(e.status, 400);
-        assert!(e.message.contains("is not a valid CIDR"));
-        let dup = json!([
-            {"destination": "10.0.0.0/24", "nexthop": "10.0.0.5"},
-            {"destination": "10.0.0.0/24", "nexthop": "10.0.0.5"}
-        ]);
-        assert!(parse_routes(&dup, true).is_err());
-        assert_eq!(parse_routes(&dup, false).unwrap().len(), 1);
-        assert!(parse_routes(&json!([{"destination": "10.0.0.0/24"}]), true).is_err());
-        assert!(parse_routes(&json!(null), true).unwrap().is_empty());
-    }
-
-    #[test]
-    fn gateway_requests() {
-        assert!(parse_gateway(&json!(null)).unwrap().is_none());
-        assert!(parse_gateway(&json!({})).unwrap().is_none());
-        let e = parse_gateway(&json!({"enable_snat": true})).unwrap_err();
-        assert_eq!(e.status, 400);
-        let e = parse_gateway(&json!({"network_id": "x"})).unwrap_err();
-        assert!(e.message.contains("not a valid UUID"));
-        let id = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
-        let e = parse_gateway(&json!({"network_id": id, "bogus": 1})).unwrap_err();
-        assert!(e.message.contains("Unexpected keys supplied: bogus"));
-        let g = parse_gateway(&json!({"network_id": id, "enable_snat": "false"}))
-            .unwrap()
-            .unwrap();
-        assert_eq!(g.enable_snat, Some(false));
-    }
-
-    #[test]
-    fn interface_bodies() {
-        let id = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
-        assert!(interface_request(&json!({}), false).is_err());
-        assert!(interface_request(&json!({"port_id": id, "subnet_id": id}), false).is_err());
-        assert!(interface_request(&json!({"port_id": id, "subnet_id": id}), true).is_ok());
-        let e = interface_request(&json!({"subnet_id": "nope"}), false).unwrap_err();
-        assert_eq!(e.kind, "BadRequest");
-        assert_eq!(e.message, "Bad router request: 'nope' is not a valid UUID.");
-    }
-}
-
 impl App {
     /// The address-scope routing rules of a router (see `neutrino-l3`): what the host agent
     /// renders in the router's namespace. Computed from the stored state on every call.
@@ -1376,5 +1315,66 @@ impl App {
             });
         }
         Ok(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_validated_and_canonical() {
+        let r = parse_routes(
+            &json!([{"destination": "2001:DB8::/32", "nexthop": "10.0.0.5"}]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            routes_json(&r),
+            json!([{"destination": "2001:db8::/32", "nexthop": "10.0.0.5"}])
+        );
+        let e = parse_routes(
+            &json!([{"destination": "10.0.0.1/24", "nexthop": "10.0.0.5"}]),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(e.message.contains("is not a valid CIDR"));
+        let dup = json!([
+            {"destination": "10.0.0.0/24", "nexthop": "10.0.0.5"},
+            {"destination": "10.0.0.0/24", "nexthop": "10.0.0.5"}
+        ]);
+        assert!(parse_routes(&dup, true).is_err());
+        assert_eq!(parse_routes(&dup, false).unwrap().len(), 1);
+        assert!(parse_routes(&json!([{"destination": "10.0.0.0/24"}]), true).is_err());
+        assert!(parse_routes(&json!(null), true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn gateway_requests() {
+        assert!(parse_gateway(&json!(null)).unwrap().is_none());
+        assert!(parse_gateway(&json!({})).unwrap().is_none());
+        let e = parse_gateway(&json!({"enable_snat": true})).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = parse_gateway(&json!({"network_id": "x"})).unwrap_err();
+        assert!(e.message.contains("not a valid UUID"));
+        let id = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
+        let e = parse_gateway(&json!({"network_id": id, "bogus": 1})).unwrap_err();
+        assert!(e.message.contains("Unexpected keys supplied: bogus"));
+        let g = parse_gateway(&json!({"network_id": id, "enable_snat": "false"}))
+            .unwrap()
+            .unwrap();
+        assert_eq!(g.enable_snat, Some(false));
+    }
+
+    #[test]
+    fn interface_bodies() {
+        let id = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
+        assert!(interface_request(&json!({}), false).is_err());
+        assert!(interface_request(&json!({"port_id": id, "subnet_id": id}), false).is_err());
+        assert!(interface_request(&json!({"port_id": id, "subnet_id": id}), true).is_ok());
+        let e = interface_request(&json!({"subnet_id": "nope"}), false).unwrap_err();
+        assert_eq!(e.kind, "BadRequest");
+        assert_eq!(e.message, "Bad router request: 'nope' is not a valid UUID.");
     }
 }
