@@ -83,12 +83,12 @@ def test_restart_keeps_everything(tmp_path):
 
 
 def test_sigkill_during_bulk_create_leaves_all_or_nothing(tmp_path):
-    bulk = 1500
+    bulk = 6000
     server = NeutrinoServer(_server_binary(), tmp_path / "k").start()
     try:
         token, project = _token_and_project(server)
         _call(server, token, "PUT", f"/v2.0/quotas/{project}", {"quota": {"port": -1}})
-        net_id, _ = _network_with_subnet(server, token, "10.78.0.0/20")
+        net_id, _ = _network_with_subnet(server, token, "10.78.0.0/19")
         outcome = {}
 
         def send():
@@ -113,6 +113,7 @@ def test_sigkill_during_bulk_create_leaves_all_or_nothing(tmp_path):
         assert status == 200
         count = len(ports["ports"])
         assert count in (0, bulk), f"partial bulk after SIGKILL: {count} of {bulk} ports ({outcome})"
+        print(f"bulk of {bulk} after SIGKILL: {count} ports, client saw {outcome}")
         if outcome.get("status") == 201:
             assert count == bulk, "a bulk acknowledged with 201 must survive"
     finally:
@@ -168,3 +169,51 @@ def test_two_servers_never_hand_out_the_same_address(neutrino_pg_pair):
     for p in ports:
         _call(servers[0], token, "DELETE", f"/v2.0/ports/{p['id']}")
     _call(servers[0], token, "DELETE", f"/v2.0/networks/{net_id}")
+
+
+def test_two_servers_allocate_pool_prefixes_without_overlap(neutrino_pg_pair):
+    """8 clients through two servers allocate /28s from one pool until it is exhausted."""
+    import ipaddress
+
+    servers = neutrino_pg_pair.servers
+    token, _ = _token_and_project(servers[0])
+    status, pool = _call(servers[0], token, "POST", "/v2.0/subnetpools", {"subnetpool": {
+        "name": unique("pgpool"), "prefixes": ["10.95.0.0/24"], "default_prefixlen": 28}})
+    assert status == 201, pool
+    pool_id = pool["subnetpool"]["id"]
+    status, net = _call(servers[1], token, "POST", "/v2.0/networks", {"network": {"name": unique("pgpn")}})
+    net_id = net["network"]["id"]
+    attempts = 40
+    counter = iter(range(attempts))
+    lock = threading.Lock()
+    statuses = collections.Counter()
+    kinds = collections.Counter()
+    cidrs = []
+
+    def client(n: int):
+        server = servers[n % 2]
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            status, body = _call(server, token, "POST", "/v2.0/subnets", {"subnet": {
+                "network_id": net_id, "ip_version": 4, "subnetpool_id": pool_id, "prefixlen": 28}})
+            with lock:
+                statuses[status] += 1
+                if status == 201:
+                    cidrs.append(ipaddress.ip_network(body["subnet"]["cidr"]))
+                else:
+                    kinds[body.get("NeutronError", {}).get("type")] += 1
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool_exec:
+        list(pool_exec.map(client, range(8)))
+    assert not any(s >= 500 for s in statuses), statuses
+    assert statuses[201] == 16 and statuses[409] == attempts - 16, (statuses, kinds)
+    assert set(kinds) == {"SubnetAllocationError"}, kinds
+    for i, a in enumerate(cidrs):
+        assert a.subnet_of(ipaddress.ip_network("10.95.0.0/24"))
+        for b in cidrs[i + 1:]:
+            assert not a.overlaps(b), f"{a} overlaps {b}"
+    _call(servers[0], token, "DELETE", f"/v2.0/networks/{net_id}")
+    assert _call(servers[0], token, "DELETE", f"/v2.0/subnetpools/{pool_id}")[0] == 204

@@ -408,6 +408,7 @@ impl App {
             tx.delete("port", &p.id).await.map_err(db)?;
         }
         for sn in self.network_subnets(tx, &rec.id).await? {
+            self.release_pool_prefix(tx, &sn).await?;
             tx.delete("subnet", &sn.id).await.map_err(db)?;
         }
         for p in tx.list("rbac_policy", &sel).await.map_err(db)? {

@@ -606,6 +606,17 @@ impl App {
         Ok(cidr)
     }
 
+    /// Returns a subnet's prefix to its pool (no-op for subnets not from a pool).
+    pub(super) async fn release_pool_prefix(&self, tx: &mut Tx, subnet: &Record) -> ApiResult<()> {
+        let pool = s(&subnet.body, "subnetpool_id");
+        if let (false, Ok(cidr)) = (pool.is_empty(), s(&subnet.body, "cidr").parse::<IpNet>()) {
+            tx.release(&pool_scope(pool), &prefix_key(cidr))
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
     /// The default pool of an IP version visible to the caller.
     pub(super) async fn default_pool(
         &self,

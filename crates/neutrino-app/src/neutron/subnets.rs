@@ -571,6 +571,12 @@ impl App {
                 .await
                 .map_err(db)?;
         }
+        if !s(&rec.body, "subnetpool_id").is_empty() {
+            self.release_pool_prefix(tx, rec).await?;
+            // The network's address scope may change with this subnet gone.
+            tx.delete("subnet", &rec.id).await.map_err(db)?;
+            self.refresh_network_scopes(tx, &network_id).await?;
+        }
         Ok(())
     }
 }
