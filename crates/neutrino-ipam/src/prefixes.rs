@@ -239,12 +239,9 @@ pub fn lowest_free_prefix(pool: &[IpNet], allocated: &[IpNet], prefixlen: u8) ->
         // The first allocation that does not end before this pool range.
         let mut next = taken.partition_point(|&(_, last)| last < pool_first);
         let mut cursor = pool_first;
-        loop {
-            // Align up to the block size; `None` means no aligned block is
-            // left below the top of the address space.
-            let Some(first) = cursor.checked_add(mask).map(|a| a & !mask) else {
-                break;
-            };
+        // Align the cursor up to the block size; `None` means no aligned
+        // block is left below the top of the address space.
+        while let Some(first) = cursor.checked_add(mask).map(|a| a & !mask) {
             // `first` is aligned, so this cannot overflow.
             let last = first + mask;
             if last > pool_last {

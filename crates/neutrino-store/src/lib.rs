@@ -27,9 +27,9 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 /// Per-connection SQLite settings: write-ahead log (readers never block the writer), fsync at
 /// checkpoints only, and a wait instead of an error when the file is locked.
 const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA busy_timeout=10000",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=10000",
     "PRAGMA foreign_keys=ON",
 ];
 
@@ -152,7 +152,13 @@ impl Store {
             Some(lock) => Some(lock.clone().lock_owned().await),
             None => None,
         };
-        let tx = self.pool.begin().await?;
+        // On SQLite take the write lock at BEGIN: a transaction that read first and then
+        // wants to write could otherwise fail at once with SQLITE_BUSY while the rollback
+        // of a previous (dropped) writer is still finishing on another connection.
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         Ok(Tx {
             tx,
             backend: self.backend,

@@ -187,3 +187,21 @@ async fn reopen_keeps_data_and_schema() {
     let mut tx = store.read().await.unwrap();
     assert_eq!(tx.quotas("p").await.unwrap().len(), 1);
 }
+
+/// A writer dropped after writing must not make the next writer (which reads first, then
+/// writes) fail with "database is locked" while its rollback finishes.
+#[tokio::test]
+async fn dropped_writer_does_not_break_the_next_one() {
+    for (store, _dir) in stores().await {
+        for round in 0..50 {
+            let scope = unique(&format!("drop{round}"));
+            let mut tx = store.begin().await.unwrap();
+            tx.claim(&scope, "a", "o").await.unwrap();
+            drop(tx);
+            let mut tx = store.begin().await.unwrap();
+            assert_eq!(tx.count_claims(&scope).await.unwrap(), 0);
+            assert!(tx.claim(&scope, "a", "o").await.unwrap());
+            tx.commit().await.unwrap();
+        }
+    }
+}

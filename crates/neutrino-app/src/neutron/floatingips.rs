@@ -254,12 +254,13 @@ impl App {
                 return Ok(Association::none());
             }
         };
-        let view = View::load(tx, "port").await?;
         let port_coll = super::COLLECTIONS
             .iter()
             .find(|c| c.resource == "port")
             .ok_or_else(ApiError::internal)?;
-        let port = match tx.get("port", &port_id).await.map_err(db)? {
+        let found = tx.get("port", &port_id).await.map_err(db)?;
+        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        let port = match found {
             Some(p) if self.visible(&view, ctx, port_coll, &p).await => p,
             _ => return Err(ApiError::not_found("port", &port_id)),
         };

@@ -179,21 +179,73 @@ pub(crate) struct View {
 }
 
 impl View {
-    async fn load(tx: &mut Tx, resource: &str) -> ApiResult<View> {
+    /// Loads every RBAC policy: enough to decide the visibility of networks, security
+    /// groups, subnet pools and address scopes. (Subnets, ports and rules need
+    /// [`View::for_records`].)
+    async fn load(tx: &mut Tx, _resource: &str) -> ApiResult<View> {
         let mut view = View::default();
-        let all = Selector::default();
-        if matches!(
-            resource,
-            "network"
-                | "subnet"
-                | "port"
-                | "security_group"
-                | "subnetpool"
-                | "address_scope"
-                | "floatingip"
-                | "router"
-        ) {
-            for p in tx.list("rbac_policy", &all).await.map_err(db)? {
+        for p in tx
+            .list("rbac_policy", &Selector::default())
+            .await
+            .map_err(db)?
+        {
+            let object = p.parent_id.clone().unwrap_or_default();
+            if let Value::Object(doc) = p.body {
+                view.rbac.entry(object).or_default().push(doc);
+            }
+        }
+        Ok(view)
+    }
+
+    /// Loads only what rendering (not checking) `records` needs: nothing for resources whose
+    /// rendering depends on no other row.
+    pub(crate) async fn for_render(
+        tx: &mut Tx,
+        resource: &str,
+        records: &[Record],
+    ) -> ApiResult<View> {
+        if matches!(resource, "subnet" | "port" | "router" | "floatingip") {
+            return Ok(View::default());
+        }
+        View::for_records(tx, resource, records).await
+    }
+
+    /// Loads only what checking and rendering `records` needs: the RBAC policies of the
+    /// objects concerned, the parent networks of subnets and ports, the rules and default
+    /// groups of security groups. (Very wide listings fall back to loading a whole kind.)
+    pub(crate) async fn for_records(
+        tx: &mut Tx,
+        resource: &str,
+        records: &[Record],
+    ) -> ApiResult<View> {
+        const WIDE: usize = 256;
+        let narrow = |mut ids: Vec<String>| -> Option<Vec<String>> {
+            ids.sort();
+            ids.dedup();
+            (ids.len() <= WIDE).then_some(ids)
+        };
+        let own_ids = || records.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let parent_ids = || {
+            records
+                .iter()
+                .filter_map(|r| r.parent_id.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut view = View::default();
+        if records.is_empty() {
+            return Ok(view);
+        }
+        let rbac_objects = match resource {
+            "network" | "security_group" | "subnetpool" | "address_scope" => Some(own_ids()),
+            "subnet" | "port" | "security_group_rule" => Some(parent_ids()),
+            _ => None,
+        };
+        if let Some(objects) = rbac_objects {
+            let sel = Selector {
+                parent_ids: narrow(objects),
+                ..Default::default()
+            };
+            for p in tx.list("rbac_policy", &sel).await.map_err(db)? {
                 let object = p.parent_id.clone().unwrap_or_default();
                 if let Value::Object(doc) = p.body {
                     view.rbac.entry(object).or_default().push(doc);
@@ -201,12 +253,21 @@ impl View {
             }
         }
         if matches!(resource, "subnet" | "port") {
-            for n in tx.list("network", &all).await.map_err(db)? {
+            let sel = Selector {
+                ids: narrow(parent_ids()),
+                ..Default::default()
+            };
+            for n in tx.list("network", &sel).await.map_err(db)? {
                 view.networks.insert(n.id.clone(), n);
             }
         }
-        if matches!(resource, "security_group" | "security_group_rule") {
-            for r in tx.list("security_group_rule", &all).await.map_err(db)? {
+        let mut owners: Vec<String> = Vec::new();
+        if resource == "security_group" {
+            let sel = Selector {
+                parent_ids: narrow(own_ids()),
+                ..Default::default()
+            };
+            for r in tx.list("security_group_rule", &sel).await.map_err(db)? {
                 if let Value::Object(doc) = r.body {
                     view.rules
                         .entry(r.parent_id.unwrap_or_default())
@@ -214,13 +275,27 @@ impl View {
                         .push(doc);
                 }
             }
-            for sg in tx.list("security_group", &all).await.map_err(db)? {
+            for sg in records {
                 view.group_owners
                     .insert(sg.id.clone(), sg.project_id.clone());
-                if sg.body.get("name").and_then(Value::as_str) == Some("default") {
-                    view.default_groups
-                        .insert(sg.project_id.clone(), sg.id.clone());
-                }
+                owners.push(sg.project_id.clone());
+            }
+        }
+        if resource == "security_group_rule" {
+            let sel = Selector {
+                ids: narrow(parent_ids()),
+                ..Default::default()
+            };
+            for sg in tx.list("security_group", &sel).await.map_err(db)? {
+                owners.push(sg.project_id.clone());
+                view.group_owners.insert(sg.id, sg.project_id);
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        for project in owners {
+            if let Some(id) = tx.claim_owner("default-sg", &project).await.map_err(db)? {
+                view.default_groups.insert(project, id);
             }
         }
         Ok(view)
@@ -374,7 +449,19 @@ impl App {
     }
 
     fn render(&self, view: &View, ctx: &Context, coll: &Collection, rec: &Record) -> Doc {
-        let mut doc = rec.body.as_object().cloned().unwrap_or_default();
+        let doc = rec.body.as_object().cloned().unwrap_or_default();
+        self.render_doc(view, ctx, coll, rec, doc)
+    }
+
+    /// Renders `doc` (the body of `rec`, taken out of it) for the caller.
+    fn render_doc(
+        &self,
+        view: &View,
+        ctx: &Context,
+        coll: &Collection,
+        rec: &Record,
+        mut doc: Doc,
+    ) -> Doc {
         match coll.resource {
             "network" => {
                 let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
@@ -439,7 +526,6 @@ impl App {
             }
         }
         let mut tx = self.read().await?;
-        let view = View::load(&mut tx, coll.resource).await?;
         let mut sel = Selector::default();
         let strings = |vals: &[Value]| -> Vec<String> {
             vals.iter()
@@ -461,6 +547,7 @@ impl App {
             sel.parent_ids = Some(strings(parents));
         }
         let records = tx.list(coll.resource, &sel).await.map_err(db)?;
+        let view = View::for_records(&mut tx, coll.resource, &records).await?;
         drop(tx);
         let fixed_ip_filters = ports::fixed_ip_filters(&mut q);
         // Subnets have no visible `shared`, but filter on their network's.
@@ -474,7 +561,8 @@ impl App {
         let subnet_shared = network_flag("shared");
         let subnet_external = network_flag("router:external");
         let mut items = Vec::with_capacity(records.len());
-        for rec in &records {
+        for mut record in records {
+            let rec = &record;
             if !self.visible(&view, ctx, coll, rec).await {
                 continue;
             }
@@ -498,7 +586,11 @@ impl App {
                     continue;
                 }
             }
-            let doc = self.render(&view, ctx, coll, rec);
+            let body = match std::mem::take(&mut record.body) {
+                Value::Object(doc) => doc,
+                _ => Doc::new(),
+            };
+            let doc = self.render_doc(&view, ctx, coll, &record, body);
             if query::matches(&doc, &q) {
                 items.push(doc);
             }
@@ -525,8 +617,8 @@ impl App {
         fields: &[String],
     ) -> ApiResult<Doc> {
         let mut tx = self.read().await?;
-        let view = View::load(&mut tx, coll.resource).await?;
         let rec = tx.get(coll.resource, id).await.map_err(db)?;
+        let view = View::for_records(&mut tx, coll.resource, rec.as_slice()).await?;
         drop(tx);
         match rec {
             Some(rec) if self.visible(&view, ctx, coll, &rec).await => {
@@ -544,11 +636,12 @@ impl App {
         bodies: Vec<Doc>,
     ) -> ApiResult<Vec<Doc>> {
         require_member(ctx, &format!("create_{}", coll.resource))?;
-        if matches!(coll.resource, "network" | "port" | "security_group") {
-            self.ensure_default_group_committed(&ctx.project_id).await?;
-        }
         let mut tx = self.write().await?;
-        let mut ids = Vec::with_capacity(bodies.len());
+        if matches!(coll.resource, "network" | "security_group") {
+            // Like Neutron: a project's first network or group brings its default group.
+            self.ensure_default_group(&mut tx, &ctx.project_id).await?;
+        }
+        let mut created = Vec::with_capacity(bodies.len());
         for body in bodies {
             let mut body = attrs::validate(coll.spec, &body, Op::Create)?;
             let project = owner_project(ctx, &mut body, coll.resource)?;
@@ -580,30 +673,39 @@ impl App {
                     body.remove(k);
                 }
             }
-            tx.insert(&Record {
+            let record = Record {
                 kind: coll.resource.to_string(),
                 id: id.clone(),
                 project_id: project,
                 parent_id: parent,
                 body: Value::Object(body),
-            })
-            .await
-            .map_err(db)?;
+            };
+            tx.insert(&record).await.map_err(db)?;
             if coll.resource == "security_group" {
                 self.add_default_egress_rules(&mut tx, &id).await?;
             }
-            ids.push(id);
+            created.push(record);
         }
-        let view = View::load(&mut tx, coll.resource).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let rec = tx
-                .get(coll.resource, id)
-                .await
-                .map_err(db)?
-                .ok_or_else(ApiError::internal)?;
-            out.push(self.render(&view, ctx, coll, &rec));
-        }
+        // Resource code may have written more into the row (e.g. RBAC side effects).
+        let records = if matches!(coll.resource, "rbac_policy" | "network") {
+            let ids = created.iter().map(|r| r.id.clone()).collect();
+            tx.list(
+                coll.resource,
+                &Selector {
+                    ids: Some(ids),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(db)?
+        } else {
+            created
+        };
+        let view = View::for_render(&mut tx, coll.resource, &records).await?;
+        let out = records
+            .iter()
+            .map(|rec| self.render(&view, ctx, coll, rec))
+            .collect();
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -617,7 +719,6 @@ impl App {
         id: &str,
         action: &str,
     ) -> ApiResult<(Record, View)> {
-        let view = View::load(tx, coll.resource).await?;
         let rec = tx
             .get(coll.resource, id)
             .await
@@ -626,6 +727,7 @@ impl App {
         let Some(rec) = rec else {
             return Err(ApiError::not_found(coll.resource, id));
         };
+        let view = View::for_records(tx, coll.resource, std::slice::from_ref(&rec)).await?;
         if !self.visible(&view, ctx, coll, &rec).await {
             return Err(ApiError::not_found(coll.resource, id));
         }
@@ -689,7 +791,7 @@ impl App {
             bump(&mut rec.body);
         }
         tx.update(coll.resource, id, &rec.body).await.map_err(db)?;
-        let view = View::load(&mut tx, coll.resource).await?;
+        let view = View::for_render(&mut tx, coll.resource, std::slice::from_ref(&rec)).await?;
         let out = self.render(&view, ctx, coll, &rec);
         tx.commit().await.map_err(db)?;
         Ok(out)

@@ -416,11 +416,9 @@ impl App {
         let id = s(&doc, "id").to_string();
         let project = s(&doc, "project_id").to_string();
         let network_id = s(&doc, "network_id").to_string();
-        let view = View::load(tx, "port").await?;
-        let network = tx
-            .get("network", &network_id)
-            .await
-            .map_err(db)?
+        let found = tx.get("network", &network_id).await.map_err(db)?;
+        let view = View::for_records(tx, "network", found.as_slice()).await?;
+        let network = found
             .filter(|n| view.network_visible(ctx, n))
             .ok_or_else(|| ApiError::not_found("network", &network_id))?;
         let net_owner = ctx.owns(&network.project_id);

@@ -859,9 +859,10 @@ impl App {
         ctx: &Context,
         id: &str,
     ) -> ApiResult<(Record, View)> {
-        let view = View::load(tx, "subnet").await?;
         let coll = collection("subnet")?;
-        match tx.get("subnet", id).await.map_err(db)? {
+        let found = tx.get("subnet", id).await.map_err(db)?;
+        let view = View::for_records(tx, "subnet", found.as_slice()).await?;
+        match found {
             Some(sub) if self.visible(&view, ctx, coll, &sub).await => Ok((sub, view)),
             _ => Err(ApiError::not_found("subnet", id)),
         }
@@ -955,9 +956,10 @@ impl App {
         router: &Record,
         port_id: &str,
     ) -> ApiResult<Value> {
-        let view = View::load(tx, "port").await?;
         let coll = collection("port")?;
-        let mut port = match tx.get("port", port_id).await.map_err(db)? {
+        let found = tx.get("port", port_id).await.map_err(db)?;
+        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        let mut port = match found {
             Some(p) if self.visible(&view, ctx, coll, &p).await => p,
             _ => return Err(ApiError::not_found("port", port_id)),
         };
