@@ -188,20 +188,34 @@ async fn reopen_keeps_data_and_schema() {
     assert_eq!(tx.quotas("p").await.unwrap().len(), 1);
 }
 
-/// A writer dropped after writing must not make the next writer (which reads first, then
-/// writes) fail with "database is locked" while its rollback finishes.
-#[tokio::test]
-async fn dropped_writer_does_not_break_the_next_one() {
+/// Writers dropped after writing (rolled back) must not make concurrent writers that read
+/// first and then write fail with "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_writers_do_not_break_concurrent_ones() {
     for (store, _dir) in stores().await {
-        for round in 0..50 {
-            let scope = unique(&format!("drop{round}"));
-            let mut tx = store.begin().await.unwrap();
-            tx.claim(&scope, "a", "o").await.unwrap();
-            drop(tx);
-            let mut tx = store.begin().await.unwrap();
-            assert_eq!(tx.count_claims(&scope).await.unwrap(), 0);
-            assert!(tx.claim(&scope, "a", "o").await.unwrap());
-            tx.commit().await.unwrap();
+        let scope = unique("drop");
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            let scope = scope.clone();
+            tasks.push(tokio::spawn(async move {
+                for round in 0..40 {
+                    let key = format!("{t}-{round}");
+                    let mut tx = store.begin().await.unwrap();
+                    tx.count_claims(&scope).await.unwrap();
+                    tx.claim(&scope, &key, "o").await.unwrap();
+                    if round % 2 == 0 {
+                        drop(tx);
+                    } else {
+                        tx.commit().await.unwrap();
+                    }
+                }
+            }));
         }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut tx = store.read().await.unwrap();
+        assert_eq!(tx.count_claims(&scope).await.unwrap(), 8 * 20);
     }
 }
