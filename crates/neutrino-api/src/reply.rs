@@ -13,7 +13,7 @@ pub fn json(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(status(code))
         .header(CONTENT_TYPE, "application/json")
-        .body(Body::from(body.to_string()))
+        .body(Body::from(serde_json::to_vec(body).unwrap_or_default()))
         .unwrap_or_default()
 }
 
