@@ -636,15 +636,20 @@ impl App {
         bodies: Vec<Doc>,
     ) -> ApiResult<Vec<Doc>> {
         require_member(ctx, &format!("create_{}", coll.resource))?;
+        // Checks that need no database run before the write transaction starts.
+        let mut checked = Vec::with_capacity(bodies.len());
+        for body in bodies {
+            let mut body = attrs::validate(coll.spec, &body, Op::Create)?;
+            let project = owner_project(ctx, &mut body, coll.resource)?;
+            checked.push((body, project));
+        }
         let mut tx = self.write().await?;
         if matches!(coll.resource, "network" | "security_group") {
             // Like Neutron: a project's first network or group brings its default group.
             self.ensure_default_group(&mut tx, &ctx.project_id).await?;
         }
-        let mut created = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let mut body = attrs::validate(coll.spec, &body, Op::Create)?;
-            let project = owner_project(ctx, &mut body, coll.resource)?;
+        let mut created = Vec::with_capacity(checked.len());
+        for (mut body, project) in checked {
             quotas::check(&mut tx, &project, coll.quota_resource(), 1).await?;
             let id = new_id();
             stamp_new(&mut body, &id, &project);

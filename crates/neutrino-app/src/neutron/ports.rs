@@ -417,7 +417,13 @@ impl App {
         let project = s(&doc, "project_id").to_string();
         let network_id = s(&doc, "network_id").to_string();
         let found = tx.get("network", &network_id).await.map_err(db)?;
-        let view = View::for_records(tx, "network", found.as_slice()).await?;
+        // RBAC decides only for callers that neither own the network nor are admin.
+        let needs_rbac = found.as_ref().is_some_and(|n| !ctx.owns(&n.project_id));
+        let view = if needs_rbac {
+            View::for_records(tx, "network", found.as_slice()).await?
+        } else {
+            View::default()
+        };
         let network = found
             .filter(|n| view.network_visible(ctx, n))
             .ok_or_else(|| ApiError::not_found("network", &network_id))?;
@@ -496,7 +502,11 @@ impl App {
                 "Port security must be enabled and port must have an IP address in order to use security groups.",
             ));
         }
-        self.claim_groups(tx, &id, &groups).await?;
+        for g in &groups {
+            tx.claim(&format!("sgport:{g}"), &id, &id)
+                .await
+                .map_err(db)?;
+        }
         body.insert("security_groups".into(), json!(groups));
         let pairs =
             validate_address_pairs(doc.get("allowed_address_pairs").unwrap_or(&json!([])), mac)?;
