@@ -79,6 +79,13 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         }),
         ["quotas", ..] => quotas(state, req, &ctx, &rest[1..]).await,
         // No host agent has registered yet (the agent API comes with `neutrino agent`).
+        ["network-ip-availabilities"] if req.method == Method::GET => Ok(json(
+            200,
+            &state.app.ip_availabilities(&ctx, &req.query).await?,
+        )),
+        ["network-ip-availabilities", id] if req.method == Method::GET => {
+            Ok(json(200, &state.app.ip_availability(&ctx, id).await?))
+        }
         ["agents"] => only_get(req, || Ok(json(200, &json!({"agents": []})))),
         [coll, tail @ ..] => {
             let Some(collection) = Collection::by_path(coll) else {

@@ -265,9 +265,9 @@ pub const SUBNETPOOL: &[Attr] = &[
         .no_filter()
         .no_sort(),
     ro("ip_version"),
-    rw("min_prefixlen", Conv::Int(0, 128), Fill::Absent),
-    rw("max_prefixlen", Conv::Int(0, 128), Fill::Absent),
-    rw("default_prefixlen", Conv::Int(0, 128), Fill::Absent),
+    rw("min_prefixlen", Conv::Any, Fill::Absent),
+    rw("max_prefixlen", Conv::Any, Fill::Absent),
+    rw("default_prefixlen", Conv::Any, Fill::Absent),
     rw(
         "default_quota",
         Conv::NullableInt(0, i32::MAX as i64),

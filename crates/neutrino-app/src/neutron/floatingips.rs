@@ -192,7 +192,11 @@ impl App {
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
-        if changes.contains_key("port_id") || changes.contains_key("fixed_ip_address") {
+        // An empty update clears the association (upstream's historic meaning).
+        if changes.is_empty()
+            || changes.contains_key("port_id")
+            || changes.contains_key("fixed_ip_address")
+        {
             let port_req = changes.get("port_id").cloned().unwrap_or(Value::Null);
             let fixed_req = changes
                 .get("fixed_ip_address")

@@ -3,6 +3,7 @@
 
 mod address_scopes;
 mod floatingips;
+mod ip_availability;
 mod networks;
 mod ports;
 mod quotas;
@@ -736,7 +737,16 @@ impl App {
         if !self.visible(&view, ctx, coll, &rec).await {
             return Err(ApiError::not_found(coll.resource, id));
         }
-        let owner_ok = ctx.is_admin() || (rec.project_id == ctx.project_id && ctx.is_member());
+        // The owner of a network may also delete other projects' ports on it.
+        let network_owner = coll.resource == "port"
+            && action == "delete"
+            && rec
+                .parent_id
+                .as_deref()
+                .and_then(|n| view.networks.get(n))
+                .is_some_and(|n| n.project_id == ctx.project_id);
+        let owner_ok = ctx.is_admin()
+            || ((rec.project_id == ctx.project_id || network_owner) && ctx.is_member());
         if !owner_ok {
             return Err(ApiError::forbidden(&format!("{action}_{}", coll.resource)));
         }

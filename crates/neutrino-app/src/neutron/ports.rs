@@ -444,6 +444,12 @@ impl App {
                     doc.get("port_security_enabled").is_some(),
                     "create_port:port_security_enabled",
                 ),
+                (
+                    doc["allowed_address_pairs"]
+                        .as_array()
+                        .is_some_and(|p| !p.is_empty()),
+                    "create_port:allowed_address_pairs",
+                ),
             ] {
                 if denied {
                     return Err(ApiError::forbidden(what));
@@ -591,7 +597,11 @@ impl App {
             }
         }
         if !net_owner {
-            for key in ["fixed_ips", "port_security_enabled"] {
+            for key in [
+                "fixed_ips",
+                "port_security_enabled",
+                "allowed_address_pairs",
+            ] {
                 if changes.contains_key(key) {
                     return Err(ApiError::forbidden(&format!("update_port:{key}")));
                 }

@@ -57,8 +57,27 @@ fn prefixes_json(list: &[IpNet]) -> Value {
     json!(list.iter().map(|p| p.to_string()).collect::<Vec<_>>())
 }
 
+/// An integer attribute; prefix lengths keep the JSON type the client sent (upstream
+/// echoes `"24"` as given), so strings holding integers count too.
 fn int(pool: &Value, key: &str) -> Option<i64> {
-    pool.get(key).and_then(Value::as_i64)
+    match pool.get(key)? {
+        Value::String(t) => t.trim().parse().ok(),
+        v => v.as_i64(),
+    }
+}
+
+/// Checks the prefix-length attributes of a body: non-negative integers (or their strings).
+fn check_prefixlens(body: &Value) -> ApiResult<()> {
+    for key in ["min_prefixlen", "max_prefixlen", "default_prefixlen"] {
+        if let Some(v) = body.get(key) {
+            if int(body, key).is_none_or(|n| n < 0) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid input for {key}. Reason: '{v}' is not a non-negative integer."
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks `min <= default <= max <= 32/128` and returns the three values.
@@ -199,6 +218,7 @@ impl App {
         })?;
         let prefixes = ipam::normalize_prefixes(&prefixes);
         let (dmin, dmax) = if version == 6 { (64, 128) } else { (8, 32) };
+        check_prefixlens(&doc)?;
         let min = int(&doc, "min_prefixlen").unwrap_or(dmin);
         let max = int(&doc, "max_prefixlen").unwrap_or(dmax);
         let default = int(&doc, "default_prefixlen").unwrap_or(min);
@@ -228,9 +248,14 @@ impl App {
         }
         body.insert("prefixes".into(), prefixes_json(&prefixes));
         body.insert("ip_version".into(), json!(version));
-        body.insert("min_prefixlen".into(), json!(min));
-        body.insert("max_prefixlen".into(), json!(max));
-        body.insert("default_prefixlen".into(), json!(default));
+        let keep = |key: &str, n: i64| doc.get(key).cloned().unwrap_or(json!(n));
+        body.insert("min_prefixlen".into(), keep("min_prefixlen", min));
+        body.insert("max_prefixlen".into(), keep("max_prefixlen", max));
+        let default_value = match doc.get("default_prefixlen") {
+            Some(v) => v.clone(),
+            None => keep("min_prefixlen", min),
+        };
+        body.insert("default_prefixlen".into(), default_value);
         Ok(None)
     }
 
@@ -266,13 +291,9 @@ impl App {
             }
             prefixes = new;
         }
-        let get = |k: &str| {
-            changes
-                .get(k)
-                .and_then(Value::as_i64)
-                .or_else(|| int(&rec.body, k))
-                .unwrap_or(0)
-        };
+        check_prefixlens(&json!(changes))?;
+        let changed = json!(changes);
+        let get = |k: &str| int(&changed, k).or_else(|| int(&rec.body, k)).unwrap_or(0);
         check_bounds(
             version,
             get("min_prefixlen"),
