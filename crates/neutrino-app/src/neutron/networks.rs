@@ -394,14 +394,36 @@ impl App {
             ..Default::default()
         };
         let ports = tx.list("port", &sel).await.map_err(db)?;
-        if ports
-            .iter()
-            .any(|p| !s(&p.body, "device_owner").starts_with("network:dhcp"))
-        {
+        // DHCP ports and unassociated floating IPs go with the network; anything else keeps it.
+        let mut unused_fips = Vec::new();
+        let mut in_use = false;
+        for p in &ports {
+            match s(&p.body, "device_owner") {
+                o if o.starts_with("network:dhcp") => {}
+                "network:floatingip" => {
+                    let fip = tx
+                        .get("floatingip", s(&p.body, "device_id"))
+                        .await
+                        .map_err(db)?;
+                    match fip {
+                        Some(f) if f.body.get("port_id").is_none_or(Value::is_null) => {
+                            unused_fips.push(f.id)
+                        }
+                        _ => in_use = true,
+                    }
+                }
+                _ => in_use = true,
+            }
+        }
+        if in_use {
             return Err(ApiError::conflict(
                 "NetworkInUse",
                 format!("Unable to complete operation on network {}. There are one or more ports still in use on the network.", rec.id),
             ));
+        }
+        for fip in unused_fips {
+            tx.release_owned("fip:", &fip).await.map_err(db)?;
+            tx.delete("floatingip", &fip).await.map_err(db)?;
         }
         for p in ports {
             self.release_port(tx, &p).await?;

@@ -74,6 +74,28 @@ impl App {
                 "Only admins can manipulate policies on {object_type}s they do not own"
             )));
         }
+        if object_type == "subnetpool" {
+            // Sharing a pool needs the target to reach the pool's address scope as well.
+            let scope = s(&rec.body, "address_scope_id").to_string();
+            if !scope.is_empty() {
+                let scope_owner = tx
+                    .get("address_scope", &scope)
+                    .await
+                    .map_err(db)?
+                    .map(|r| r.project_id)
+                    .unwrap_or_default();
+                let reachable = if target == "*" {
+                    view.wildcard(&scope, "access_as_shared")
+                } else {
+                    scope_owner == target || view.granted(&scope, "access_as_shared", &target)
+                };
+                if !reachable {
+                    return Err(ApiError::invalid_input(format!(
+                        "Subnet pool {object} is associated with address scope {scope}, which project {target} cannot access"
+                    )));
+                }
+            }
+        }
         body.insert("object_type".into(), json!(object_type));
         let id = s(&json!(body), "id").to_string();
         let key = rbac_key(&json!(body));
@@ -91,7 +113,7 @@ impl App {
         ] {
             body.remove(k);
         }
-        if object_type == "network" && action == "access_as_external" && target == "*" {
+        if object_type == "network" && action == "access_as_external" {
             rec.body["router:external"] = json!(true);
         }
         // A policy change is a change of the object (its `shared` and visibility).
@@ -183,6 +205,25 @@ impl App {
                 self.check_shared_unused(tx, &object, &owner, &target, Some(&rec.id))
                     .await
             }
+            ("network", "access_as_external") => {
+                let owner = tx
+                    .get("network", &object)
+                    .await
+                    .map_err(db)?
+                    .map(|n| n.project_id)
+                    .unwrap_or_default();
+                let users = self.external_network_users(tx, &object).await?;
+                self.check_users_keep_access(
+                    tx,
+                    &object,
+                    &owner,
+                    &target,
+                    &rec.id,
+                    &users,
+                    Some("access_as_external"),
+                )
+                .await
+            }
             ("security_group", _) => {
                 if let Some(group) = tx.get("security_group", &object).await.map_err(db)? {
                     self.check_group_unused(tx, &group, &target, &rec.id)
@@ -203,7 +244,7 @@ impl App {
                     .into_iter()
                     .map(|p| p.project_id)
                     .collect();
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users)
+                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
                     .await
             }
             ("subnetpool", _) => {
@@ -221,7 +262,7 @@ impl App {
                     .filter(|sn| s(&sn.body, "subnetpool_id") == object)
                     .map(|sn| sn.project_id)
                     .collect();
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users)
+                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
                     .await
             }
             _ => Ok(()),
@@ -238,6 +279,7 @@ impl App {
         target: &str,
         except: &str,
         users: &[String],
+        action: Option<&str>,
     ) -> ApiResult<()> {
         let sel = Selector {
             parent_ids: Some(vec![object.to_string()]),
@@ -248,7 +290,7 @@ impl App {
             .await
             .map_err(db)?
             .into_iter()
-            .filter(|p| p.id != except)
+            .filter(|p| p.id != except && action.is_none_or(|a| s(&p.body, "action") == a))
             .collect();
         for user in users {
             if user == owner || !(target == "*" || target == user) {
@@ -300,6 +342,24 @@ impl App {
         Ok(())
     }
 
+    /// Projects using a network as external: owners of routers with a gateway on it and of
+    /// floating IPs from it.
+    async fn external_network_users(&self, tx: &mut Tx, network: &str) -> ApiResult<Vec<String>> {
+        let mut users = Vec::new();
+        for port in self.network_ports(tx, network).await? {
+            let device = s(&port.body, "device_id").to_string();
+            let kind = match s(&port.body, "device_owner") {
+                "network:router_gateway" => "router",
+                "network:floatingip" => "floatingip",
+                _ => continue,
+            };
+            if let Some(owner) = tx.get(kind, &device).await.map_err(db)? {
+                users.push(owner.project_id);
+            }
+        }
+        Ok(users)
+    }
+
     pub(super) async fn delete_rbac(
         &self,
         tx: &mut Tx,
@@ -308,15 +368,27 @@ impl App {
     ) -> ApiResult<()> {
         self.check_rbac_unused(tx, rec).await?;
         tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
-        if s(&rec.body, "action") == "access_as_external" && s(&rec.body, "target_tenant") == "*" {
-            if let Some(mut net) = tx
-                .get("network", s(&rec.body, "object_id"))
-                .await
-                .map_err(db)?
-            {
-                net.body["router:external"] = json!(false);
-                tx.update("network", &net.id, &net.body).await.map_err(db)?;
+        let kind = s(&rec.body, "object_type").to_string();
+        let object_id = s(&rec.body, "object_id").to_string();
+        if let Some(mut object) = tx.get(&kind, &object_id).await.map_err(db)? {
+            if kind == "network" && s(&rec.body, "action") == "access_as_external" {
+                // External as long as any access_as_external policy remains.
+                let sel = Selector {
+                    parent_ids: Some(vec![object_id.clone()]),
+                    ..Default::default()
+                };
+                let remaining = tx
+                    .list("rbac_policy", &sel)
+                    .await
+                    .map_err(db)?
+                    .iter()
+                    .any(|p| p.id != rec.id && s(&p.body, "action") == "access_as_external");
+                object.body["router:external"] = json!(remaining);
             }
+            bump(&mut object.body);
+            tx.update(&kind, &object_id, &object.body)
+                .await
+                .map_err(db)?;
         }
         Ok(())
     }

@@ -267,6 +267,20 @@ impl App {
         changes: Doc,
     ) -> ApiResult<()> {
         let version = int(&rec.body, "ip_version").unwrap_or(4) as u8;
+        let scope_now = s(&rec.body, "address_scope_id").to_string();
+        if !ctx.is_admin() && !scope_now.is_empty() && changes.contains_key("prefixes") {
+            let owner = tx
+                .get("address_scope", &scope_now)
+                .await
+                .map_err(db)?
+                .map(|r| r.project_id);
+            if owner.as_deref() != Some(ctx.project_id.as_str()) {
+                return Err(ApiError::bad(
+                    "IllegalSubnetPoolUpdate",
+                    format!("Illegal update to subnet pool {}: prefixes of a pool in a shared address scope owned by another project cannot be changed", rec.id),
+                ));
+            }
+        }
         let mut prefixes = prefixes_of(&rec.body);
         if let Some(v) = changes.get("prefixes") {
             let new = parse_prefixes(v)?;
