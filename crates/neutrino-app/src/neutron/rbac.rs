@@ -271,6 +271,7 @@ impl App {
 
     /// Refuses to withdraw `target`'s access to `object` while projects in `users` (other
     /// than the owner) depend on it and no other policy keeps their access.
+    #[allow(clippy::too_many_arguments)]
     async fn check_users_keep_access(
         &self,
         tx: &mut Tx,
