@@ -81,13 +81,15 @@ impl App {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
-        Ok(App {
+        let app = App {
             inner: Arc::new(Inner {
                 store,
                 config,
                 token_key: key.into_bytes(),
             }),
-        })
+        };
+        app.ensure_rule_templates().await?;
+        Ok(app)
     }
 
     /// The settings in force.

@@ -294,3 +294,25 @@ pub const ADDRESS_SCOPE: &[Attr] = &[
         .create_only(),
     rw("shared", Conv::Bool, Fill::Bool(false)),
 ];
+
+/// Security group rule template: `/v2.0/default-security-group-rules` (admin writes, all read).
+pub const DEFAULT_SECURITY_GROUP_RULE: &[Attr] = &[
+    ro("id"),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")).create_only(),
+    rw(
+        "direction",
+        Conv::Enum(&["ingress", "egress"]),
+        Fill::Absent,
+    )
+    .required()
+    .create_only(),
+    rw("ethertype", Conv::Any, Fill::Str("IPv4")).create_only(),
+    rw("protocol", Conv::Any, Fill::Null).create_only(),
+    rw("port_range_min", Conv::Any, Fill::Null).create_only(),
+    rw("port_range_max", Conv::Any, Fill::Null).create_only(),
+    rw("remote_ip_prefix", Conv::Any, Fill::Null).create_only(),
+    rw("remote_group_id", Conv::NullableStr(NAME_LEN), Fill::Null).create_only(),
+    rw("remote_address_group_id", Conv::NullableUuid, Fill::Null).create_only(),
+    rw("used_in_default_sg", Conv::Bool, Fill::Bool(false)).create_only(),
+    rw("used_in_non_default_sg", Conv::Bool, Fill::Bool(true)).create_only(),
+];

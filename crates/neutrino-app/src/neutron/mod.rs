@@ -132,6 +132,15 @@ pub const COLLECTIONS: &[Collection] = &[
         extra_filters: &[],
     },
     Collection {
+        path: "default-security-group-rules",
+        resource: "default_security_group_rule",
+        spec: spec::DEFAULT_SECURITY_GROUP_RULE,
+        taggable: false,
+        revised: false,
+        updatable: false,
+        extra_filters: &[],
+    },
+    Collection {
         path: "rbac-policies",
         resource: "rbac_policy",
         spec: spec::RBAC_POLICY,
@@ -444,6 +453,7 @@ impl App {
                     || view.granted(group, "access_as_shared", &ctx.project_id)
             }
             "subnetpool" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
+            "default_security_group_rule" => true,
             "address_scope" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
             _ => false,
         }
@@ -665,6 +675,9 @@ impl App {
                 "floatingip" => self.create_floatingip(&mut tx, ctx, &mut body).await?,
                 "subnetpool" => self.create_subnetpool(&mut tx, ctx, &mut body).await?,
                 "address_scope" => self.create_address_scope(&mut tx, ctx, &mut body).await?,
+                "default_security_group_rule" => {
+                    self.create_rule_template(&mut tx, ctx, &mut body).await?
+                }
                 _ => return Err(ApiError::no_such_url()),
             };
             if coll.taggable && !body.contains_key("tags") {
@@ -837,6 +850,7 @@ impl App {
             "floatingip" => self.delete_floatingip(&mut tx, ctx, &rec).await?,
             "subnetpool" => self.delete_subnetpool(&mut tx, ctx, &rec).await?,
             "address_scope" => self.delete_address_scope(&mut tx, ctx, &rec).await?,
+            "default_security_group_rule" if ctx.is_admin() => {}
             _ => return Err(ApiError::no_such_url()),
         }
         tx.delete(coll.resource, id).await.map_err(db)?;

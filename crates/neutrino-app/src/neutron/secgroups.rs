@@ -37,6 +37,21 @@ const PROTOCOLS: &[(&str, u8)] = &[
     ("udplite", 136),
     ("vrrp", 112),
 ];
+/// Storage kind of the rule templates.
+const TEMPLATE: &str = "default_security_group_rule";
+/// The fields a template gives to the rules made from it.
+const RULE_FIELDS: &[&str] = &[
+    "direction",
+    "ethertype",
+    "protocol",
+    "port_range_min",
+    "port_range_max",
+    "remote_ip_prefix",
+    "remote_group_id",
+    "remote_address_group_id",
+    "description",
+];
+
 /// Protocols that only exist for IPv6.
 const V6_ONLY_PROTOCOLS: &[u8] = &[41, 43, 44, 58, 59, 60];
 /// Protocols whose rules may carry a port range.
@@ -110,13 +125,145 @@ impl App {
         })
         .await
         .map_err(db)?;
-        for ethertype in ["IPv4", "IPv6"] {
-            self.insert_rule(tx, project, &id, "ingress", ethertype, Some(&id))
-                .await?;
-            self.insert_rule(tx, project, &id, "egress", ethertype, None)
-                .await?;
-        }
+        self.rules_from_templates(tx, project, &id, "used_in_default_sg")
+            .await?;
         Ok(id)
+    }
+
+    /// Creates the legacy rule templates on a fresh database (at start-up).
+    pub(crate) async fn ensure_rule_templates(&self) -> ApiResult<()> {
+        let mut tx = self.write().await?;
+        self.rule_templates(&mut tx).await?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// The rule templates (`/v2.0/default-security-group-rules`); a fresh database gets
+    /// Neutron's legacy four: ingress from the group itself, egress anywhere.
+    async fn rule_templates(&self, tx: &mut Tx) -> ApiResult<Vec<Record>> {
+        let all = tx.list(TEMPLATE, &Selector::default()).await.map_err(db)?;
+        if !all.is_empty()
+            || tx
+                .claim_owner("sg-templates", "legacy")
+                .await
+                .map_err(db)?
+                .is_some()
+        {
+            return Ok(all);
+        }
+        if !tx
+            .claim("sg-templates", "legacy", "legacy")
+            .await
+            .map_err(db)?
+        {
+            // Another server seeded them concurrently.
+            return tx.list(TEMPLATE, &Selector::default()).await.map_err(db);
+        }
+        for (direction, ethertype, parent, in_non_default) in [
+            ("egress", "IPv4", false, true),
+            ("egress", "IPv6", false, true),
+            ("ingress", "IPv4", true, false),
+            ("ingress", "IPv6", true, false),
+        ] {
+            let id = new_id();
+            let description = format!("Legacy default SG rule for {direction} traffic");
+            let body = json!({"id": id, "project_id": "", "tenant_id": "", "direction": direction,
+                "ethertype": ethertype, "protocol": null, "port_range_min": null, "port_range_max": null,
+                "remote_ip_prefix": null, "remote_group_id": if parent { json!("PARENT") } else { Value::Null },
+                "remote_address_group_id": null, "description": description,
+                "used_in_default_sg": true, "used_in_non_default_sg": in_non_default});
+            tx.insert(&Record {
+                kind: TEMPLATE.into(),
+                id,
+                project_id: String::new(),
+                parent_id: None,
+                body,
+            })
+            .await
+            .map_err(db)?;
+        }
+        tx.list(TEMPLATE, &Selector::default()).await.map_err(db)
+    }
+
+    /// Adds to a new group the rules of every template flagged with `flag`
+    /// (`used_in_default_sg` or `used_in_non_default_sg`); `PARENT` becomes the group.
+    async fn rules_from_templates(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+        group: &str,
+        flag: &str,
+    ) -> ApiResult<usize> {
+        let mut added = 0;
+        for t in self.rule_templates(tx).await? {
+            if t.body[flag] != true {
+                continue;
+            }
+            let id = new_id();
+            let mut body = Doc::new();
+            for k in RULE_FIELDS {
+                body.insert(k.to_string(), t.body.get(k).cloned().unwrap_or(Value::Null));
+            }
+            if body["remote_group_id"] == "PARENT" {
+                body.insert("remote_group_id".into(), json!(group));
+            }
+            body.insert("security_group_id".into(), json!(group));
+            stamp_new(&mut body, &id, project);
+            tx.insert(&Record {
+                kind: "security_group_rule".into(),
+                id,
+                project_id: project.to_string(),
+                parent_id: Some(group.to_string()),
+                body: Value::Object(body),
+            })
+            .await
+            .map_err(db)?;
+            added += 1;
+        }
+        Ok(added)
+    }
+
+    pub(super) async fn create_rule_template(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        if !ctx.is_admin() {
+            return Err(ApiError::forbidden("create_default_security_group_rule"));
+        }
+        for k in ["created_at", "updated_at", "revision_number"] {
+            body.remove(k);
+        }
+        body.insert("project_id".into(), json!(""));
+        body.insert("tenant_id".into(), json!(""));
+        normalize_rule(body)?;
+        let remote_group = body
+            .get("remote_group_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let Some(rg) = remote_group.filter(|rg| rg != "PARENT") {
+            if tx.get("security_group", &rg).await.map_err(db)?.is_none() {
+                return Err(ApiError::not_found("security_group", &rg));
+            }
+        }
+        let new = json!(body);
+        for t in self.rule_templates(tx).await? {
+            let same = rule_key(&t.body) == rule_key(&new);
+            let overlap = (t.body["used_in_default_sg"] == true
+                && new["used_in_default_sg"] == true)
+                || (t.body["used_in_non_default_sg"] == true
+                    && new["used_in_non_default_sg"] == true);
+            if same && overlap {
+                return Err(ApiError::conflict(
+                    "DuplicateDefaultSgRule",
+                    format!(
+                        "Security group default rule already exists. Rule id is {}.",
+                        t.id
+                    ),
+                ));
+            }
+        }
+        Ok(None)
     }
 
     /// Makes sure the default group exists, in its own transaction (used before reads).
@@ -139,49 +286,21 @@ impl App {
         tx.commit().await.map_err(db)
     }
 
-    async fn insert_rule(
-        &self,
-        tx: &mut Tx,
-        project: &str,
-        group: &str,
-        direction: &str,
-        ethertype: &str,
-        remote_group: Option<&str>,
-    ) -> ApiResult<()> {
-        let id = new_id();
-        let mut body = Doc::new();
-        body.insert("security_group_id".into(), json!(group));
-        body.insert("direction".into(), json!(direction));
-        body.insert("ethertype".into(), json!(ethertype));
-        body.insert("protocol".into(), Value::Null);
-        body.insert("port_range_min".into(), Value::Null);
-        body.insert("port_range_max".into(), Value::Null);
-        body.insert("remote_ip_prefix".into(), Value::Null);
-        body.insert("remote_group_id".into(), json!(remote_group));
-        body.insert("remote_address_group_id".into(), Value::Null);
-        body.insert("description".into(), json!(""));
-        stamp_new(&mut body, &id, project);
-        tx.insert(&Record {
-            kind: "security_group_rule".into(),
-            id,
-            project_id: project.to_string(),
-            parent_id: Some(group.to_string()),
-            body: Value::Object(body),
-        })
-        .await
-        .map_err(db)
-    }
-
     pub(super) async fn add_default_egress_rules(&self, tx: &mut Tx, group: &str) -> ApiResult<()> {
         let sg = tx
             .get("security_group", group)
             .await
             .map_err(db)?
             .ok_or_else(ApiError::internal)?;
-        for ethertype in ["IPv4", "IPv6"] {
-            self.insert_rule(tx, &sg.project_id, group, "egress", ethertype, None)
-                .await?;
-        }
+        let wanted = self
+            .rule_templates(tx)
+            .await?
+            .iter()
+            .filter(|t| t.body["used_in_non_default_sg"] == true)
+            .count();
+        super::quotas::check(tx, &sg.project_id, "security_group_rule", wanted as i64).await?;
+        self.rules_from_templates(tx, &sg.project_id, group, "used_in_non_default_sg")
+            .await?;
         Ok(())
     }
 
@@ -323,90 +442,7 @@ impl App {
         if !ctx.owns(&sg.project_id) {
             return Err(ApiError::forbidden("create_security_group_rule"));
         }
-        let ethertype = match body.get("ethertype") {
-            Some(Value::String(e)) if e.eq_ignore_ascii_case("ipv4") => "IPv4",
-            Some(Value::String(e)) if e.eq_ignore_ascii_case("ipv6") => "IPv6",
-            Some(Value::Null) | None => "IPv4",
-            Some(other) => {
-                return Err(ApiError::bad(
-                    "SecurityGroupRuleInvalidEtherType",
-                    format!("Security group rule for ethertype '{}' not supported. Allowed values are ['IPv4', 'IPv6'].", other.as_str().unwrap_or_default()),
-                ))
-            }
-        };
-        body.insert("ethertype".into(), json!(ethertype));
-        let protocol = match body.get("protocol") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(p)) if p.is_empty() => None,
-            Some(v) => {
-                let text = match v {
-                    Value::String(p) => p.to_ascii_lowercase(),
-                    Value::Number(n) => n.to_string(),
-                    _ => String::new(),
-                };
-                let number = protocol_number(&text);
-                if number.is_none() || text.starts_with('-') {
-                    return Err(ApiError::bad(
-                        "SecurityGroupRuleInvalidProtocol",
-                        format!("Security group rule protocol {text} not supported. Only protocol values {:?} and integer representations [0 to 255] are supported.", PROTOCOLS.iter().map(|p| p.0).collect::<Vec<_>>()),
-                    ));
-                }
-                Some((text, number.unwrap_or(0)))
-            }
-        };
-        body.insert(
-            "protocol".into(),
-            json!(protocol.as_ref().map(|p| p.0.clone())),
-        );
-        if let Some((name, number)) = &protocol {
-            if ethertype == "IPv4" && V6_ONLY_PROTOCOLS.contains(number) {
-                return Err(ApiError::bad(
-                    "SecurityGroupEthertypeConflictWithProtocol",
-                    format!("Invalid ethertype {ethertype} for protocol {name}."),
-                ));
-            }
-        }
-        let port = |key: &str| -> ApiResult<Option<i64>> {
-            match body.get(key) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_i64()
-                    .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
-                    .map(Some)
-                    .ok_or_else(|| {
-                        ApiError::bad(
-                            "SecurityGroupInvalidPortValue",
-                            format!("Invalid value for port {v}"),
-                        )
-                    }),
-            }
-        };
-        let (min, max) = (port("port_range_min")?, port("port_range_max")?);
-        body.insert("port_range_min".into(), json!(min));
-        body.insert("port_range_max".into(), json!(max));
-        validate_ports(protocol.as_ref().map(|p| p.1), min, max)?;
-        match body.get("remote_ip_prefix") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(p)) => {
-                let net: IpNet = p
-                    .parse()
-                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| ApiError::bad_request(format!("Invalid input for remote_ip_prefix. Reason: '{p}' is not a valid IP prefix.")))?;
-                let v6 = matches!(net, IpNet::V6(_));
-                if v6 != (ethertype == "IPv6") {
-                    return Err(ApiError::bad(
-                        "SecurityGroupRuleParameterConflict",
-                        format!("Conflicting value ethertype {ethertype} for CIDR {p}"),
-                    ));
-                }
-                body.insert("remote_ip_prefix".into(), json!(net.trunc().to_string()));
-            }
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                "Invalid input for remote_ip_prefix. Reason: '{other}' is not a valid IP prefix."
-            )))
-            }
-        }
+        normalize_rule(body)?;
         let remote_group = body
             .get("remote_group_id")
             .and_then(Value::as_str)
@@ -479,6 +515,96 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// Validates and normalises the match fields of a rule (or rule template): ethertype,
+/// protocol, port range / ICMP type and code, remote prefix.
+fn normalize_rule(body: &mut Doc) -> ApiResult<()> {
+    let ethertype = match body.get("ethertype") {
+            Some(Value::String(e)) if e.eq_ignore_ascii_case("ipv4") => "IPv4",
+            Some(Value::String(e)) if e.eq_ignore_ascii_case("ipv6") => "IPv6",
+            Some(Value::Null) | None => "IPv4",
+            Some(other) => {
+                return Err(ApiError::bad(
+                    "SecurityGroupRuleInvalidEtherType",
+                    format!("Security group rule for ethertype '{}' not supported. Allowed values are ['IPv4', 'IPv6'].", other.as_str().unwrap_or_default()),
+                ))
+            }
+        };
+    body.insert("ethertype".into(), json!(ethertype));
+    let protocol = match body.get("protocol") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p.is_empty() => None,
+        Some(v) => {
+            let text = match v {
+                Value::String(p) => p.to_ascii_lowercase(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            let number = protocol_number(&text);
+            if number.is_none() || text.starts_with('-') {
+                return Err(ApiError::bad(
+                        "SecurityGroupRuleInvalidProtocol",
+                        format!("Security group rule protocol {text} not supported. Only protocol values {:?} and integer representations [0 to 255] are supported.", PROTOCOLS.iter().map(|p| p.0).collect::<Vec<_>>()),
+                    ));
+            }
+            Some((text, number.unwrap_or(0)))
+        }
+    };
+    body.insert(
+        "protocol".into(),
+        json!(protocol.as_ref().map(|p| p.0.clone())),
+    );
+    if let Some((name, number)) = &protocol {
+        if ethertype == "IPv4" && V6_ONLY_PROTOCOLS.contains(number) {
+            return Err(ApiError::bad(
+                "SecurityGroupEthertypeConflictWithProtocol",
+                format!("Invalid ethertype {ethertype} for protocol {name}."),
+            ));
+        }
+    }
+    let port = |key: &str| -> ApiResult<Option<i64>> {
+        match body.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|t| t.trim().parse().ok()))
+                .map(Some)
+                .ok_or_else(|| {
+                    ApiError::bad(
+                        "SecurityGroupInvalidPortValue",
+                        format!("Invalid value for port {v}"),
+                    )
+                }),
+        }
+    };
+    let (min, max) = (port("port_range_min")?, port("port_range_max")?);
+    body.insert("port_range_min".into(), json!(min));
+    body.insert("port_range_max".into(), json!(max));
+    validate_ports(protocol.as_ref().map(|p| p.1), min, max)?;
+    match body.get("remote_ip_prefix") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(p)) => {
+            let net: IpNet = p
+                    .parse()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| ApiError::bad_request(format!("Invalid input for remote_ip_prefix. Reason: '{p}' is not a valid IP prefix.")))?;
+            let v6 = matches!(net, IpNet::V6(_));
+            if v6 != (ethertype == "IPv6") {
+                return Err(ApiError::bad(
+                    "SecurityGroupRuleParameterConflict",
+                    format!("Conflicting value ethertype {ethertype} for CIDR {p}"),
+                ));
+            }
+            body.insert("remote_ip_prefix".into(), json!(net.trunc().to_string()));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid input for remote_ip_prefix. Reason: '{other}' is not a valid IP prefix."
+            )))
+        }
+    }
+    Ok(())
 }
 
 fn validate_ports(protocol: Option<u8>, min: Option<i64>, max: Option<i64>) -> ApiResult<()> {

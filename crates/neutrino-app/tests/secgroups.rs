@@ -1,0 +1,82 @@
+//! Security group rule templates (`default-security-group-rules`) and the rules new groups get.
+
+use neutrino_app::{App, Collection, Config, Context};
+use neutrino_store::Store;
+use serde_json::{json, Map, Value};
+
+fn doc(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[tokio::test]
+async fn groups_get_their_rules_from_the_templates() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
+    let app = App::new(store, Config::default()).await.unwrap();
+    let admin = Context::new("admin", "p-admin", &["admin".into()]);
+    let member = Context::new("alice", "p-alice", &["member".into()]);
+    let templates = Collection::by_path("default-security-group-rules").unwrap();
+    let groups = Collection::by_path("security-groups").unwrap();
+
+    let legacy = app.list(&member, templates, &[]).await.unwrap().items;
+    assert_eq!(
+        legacy.len(),
+        4,
+        "the legacy templates exist and everyone may read them"
+    );
+
+    let tcp22 = json!({"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+        "port_range_min": 22, "port_range_max": 22, "used_in_default_sg": false, "used_in_non_default_sg": true});
+    let e = app
+        .create(&member, templates, vec![doc(tcp22.clone())])
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 403);
+    app.create(&admin, templates, vec![doc(tcp22.clone())])
+        .await
+        .unwrap();
+    let mut dup = tcp22.clone();
+    dup["used_in_default_sg"] = json!(true);
+    let e = app
+        .create(&admin, templates, vec![doc(dup)])
+        .await
+        .unwrap_err();
+    assert_eq!((e.status, e.kind.as_str()), (409, "DuplicateDefaultSgRule"));
+
+    let sg = app
+        .create(&member, groups, vec![doc(json!({"name": "web"}))])
+        .await
+        .unwrap()
+        .remove(0);
+    let rules = sg["security_group_rules"].as_array().unwrap();
+    assert_eq!(
+        rules.len(),
+        3,
+        "two egress rules and the tcp/22 template: {rules:?}"
+    );
+    assert!(rules
+        .iter()
+        .any(|r| r["protocol"] == "tcp" && r["port_range_min"] == 22));
+
+    let all = app
+        .list(&member, groups, &[("name".into(), "default".into())])
+        .await
+        .unwrap()
+        .items;
+    let default = &all[0];
+    let rules = default["security_group_rules"].as_array().unwrap();
+    assert_eq!(
+        rules.len(),
+        4,
+        "the default group: legacy ingress + egress only"
+    );
+    assert!(
+        rules
+            .iter()
+            .filter(|r| r["direction"] == "ingress")
+            .all(|r| r["remote_group_id"] == default["id"]),
+        "PARENT becomes the group itself"
+    );
+}
