@@ -36,6 +36,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("security-groups-default-rules", "Default rules for security groups", "Configure set of security group rules used as default rules for every new security group"),
+    ("security-groups-normalized-cidr", "Normalized CIDR field for security group rules", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
     ("security-group", "security-group", "The security groups extension."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
@@ -47,6 +48,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("subnet_onboard", "Subnet Onboard", "Provides support for onboarding subnets into subnet pools"),
     ("subnetpool-prefix-ops", "Subnet Pool Prefix Operations", "Provides support for adjusting the prefix list of subnet pools"),
     ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
+    ("subnet-service-types", "Subnet service types", "Provides ability to set the subnet service_types field"),
+    ("tag", "Tag support", "Enables to set tag on resources."),
     ("tag-creation", "Tag support for resources during create", "Enables to set tag on resources during create."),
 ];
 

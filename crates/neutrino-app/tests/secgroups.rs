@@ -84,15 +84,24 @@ async fn groups_get_their_rules_from_the_templates() {
 #[tokio::test]
 async fn a_group_needs_room_for_its_default_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display())).await.unwrap();
+    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display()))
+        .await
+        .unwrap();
     let app = App::new(store, Config::default()).await.unwrap();
     let admin = Context::new("admin", "p-admin", &["admin".into()]);
     let member = Context::new("alice", "p-alice", &["member".into()]);
     let groups = Collection::by_path("security-groups").unwrap();
     app.list(&member, groups, &[]).await.unwrap();
-    app.quota_update(&admin, "p-alice", &json!({"quota": {"security_group_rule": 0, "force": true}}))
+    app.quota_update(
+        &admin,
+        "p-alice",
+        &json!({"quota": {"security_group_rule": 0, "force": true}}),
+    )
+    .await
+    .unwrap();
+    let e = app
+        .create(&member, groups, vec![doc(json!({"name": "web"}))])
         .await
-        .unwrap();
-    let e = app.create(&member, groups, vec![doc(json!({"name": "web"}))]).await.unwrap_err();
+        .unwrap_err();
     assert_eq!((e.status, e.kind.as_str()), (409, "OverQuota"), "{e}");
 }

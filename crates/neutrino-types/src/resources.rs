@@ -184,6 +184,7 @@ pub const SECURITY_GROUP_RULE: &[Attr] = &[
     rw("remote_ip_prefix", Conv::Any, Fill::Null).create_only(),
     rw("remote_group_id", Conv::NullableStr(NAME_LEN), Fill::Null).create_only(),
     rw("remote_address_group_id", Conv::NullableUuid, Fill::Null).create_only(),
+    ro("normalized_cidr").no_sort(),
     ro("belongs_to_default_sg").no_sort(),
     ro("created_at"),
     ro("updated_at"),

@@ -301,9 +301,30 @@ impl App {
         }
         if !explicit {
             for v6 in [false, true] {
-                let candidates: Vec<usize> = (0..subnets.len())
+                let of_version: Vec<usize> = (0..subnets.len())
                     .filter(|&i| subnets[i].is_v6() == v6 && !subnets[i].is_auto_address())
                     .collect();
+                // Subnets reserved for this device owner first; else the unreserved ones.
+                let reserved: Vec<usize> = of_version
+                    .iter()
+                    .copied()
+                    .filter(|&i| subnets[i].service_types.iter().any(|t| t == device_owner))
+                    .collect();
+                let candidates: Vec<usize> = if reserved.is_empty() {
+                    of_version
+                        .iter()
+                        .copied()
+                        .filter(|&i| subnets[i].service_types.is_empty())
+                        .collect()
+                } else {
+                    reserved
+                };
+                if candidates.is_empty() && !of_version.is_empty() {
+                    return Err(ApiError::conflict(
+                        "IpAddressGenerationFailureNoMatchingSubnet",
+                        format!("No valid service subnet for the given device owner, network {network}, device owner {device_owner}."),
+                    ));
+                }
                 if candidates.is_empty() {
                     continue;
                 }

@@ -41,6 +41,7 @@ const PROTOCOLS: &[(&str, u8)] = &[
 const TEMPLATE: &str = "default_security_group_rule";
 /// The fields a template gives to the rules made from it.
 const RULE_FIELDS: &[&str] = &[
+    "normalized_cidr",
     "direction",
     "ethertype",
     "protocol",
@@ -69,7 +70,7 @@ fn rule_key(r: &Value) -> String {
         "protocol",
         "port_range_min",
         "port_range_max",
-        "remote_ip_prefix",
+        "normalized_cidr",
         "remote_group_id",
         "remote_address_group_id",
     ]
@@ -582,7 +583,8 @@ fn normalize_rule(body: &mut Doc) -> ApiResult<()> {
     body.insert("port_range_min".into(), json!(min));
     body.insert("port_range_max".into(), json!(max));
     validate_ports(protocol.as_ref().map(|p| p.1), min, max)?;
-    match body.get("remote_ip_prefix") {
+    body.insert("normalized_cidr".into(), Value::Null);
+    match body.get("remote_ip_prefix").cloned() {
         None | Some(Value::Null) => {}
         Some(Value::String(p)) => {
             let net: IpNet = p
@@ -596,7 +598,14 @@ fn normalize_rule(body: &mut Doc) -> ApiResult<()> {
                     format!("Conflicting value ethertype {ethertype} for CIDR {p}"),
                 ));
             }
-            body.insert("remote_ip_prefix".into(), json!(net.trunc().to_string()));
+            // Kept as given; `normalized_cidr` holds the network it denotes.
+            let cidr = if p.contains('/') {
+                p.clone()
+            } else {
+                net.to_string()
+            };
+            body.insert("remote_ip_prefix".into(), json!(cidr));
+            body.insert("normalized_cidr".into(), json!(net.trunc().to_string()));
         }
         Some(other) => {
             return Err(ApiError::bad_request(format!(

@@ -24,6 +24,8 @@ pub(crate) struct SubnetInfo {
     pub gateway: Option<IpAddr>,
     pub ra_mode: Option<String>,
     pub addr_mode: Option<String>,
+    /// Device owners this subnet is reserved for (empty = any port).
+    pub service_types: Vec<String>,
 }
 
 impl SubnetInfo {
@@ -54,6 +56,15 @@ impl SubnetInfo {
                 .and_then(Value::as_str)
                 .and_then(|g| g.parse().ok()),
             ra_mode: mode("ipv6_ra_mode"),
+            service_types: b
+                .get("service_types")
+                .and_then(Value::as_array)
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|t| t.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
             addr_mode: mode("ipv6_address_mode"),
         })
     }
