@@ -325,7 +325,7 @@ impl App {
                 return Err(ApiError::forbidden("update_rbac_policy:target_tenant"));
             }
             if new != s(&rec.body, "target_tenant") {
-                self.check_rbac_unused(tx, rec).await?;
+                let before = rec.clone();
                 tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
                 rec.body["target_tenant"] = json!(new);
                 if !tx
@@ -338,6 +338,16 @@ impl App {
                         "An RBAC policy already exists with those values.",
                     ));
                 }
+                // Withdrawing the old target is fine if the updated policy (now stored) or
+                // another one still grants every project that depends on the object.
+                tx.update("rbac_policy", &rec.id, &rec.body)
+                    .await
+                    .map_err(db)?;
+                let withdrawn = Record {
+                    id: String::from("-"),
+                    ..before
+                };
+                self.check_rbac_unused(tx, &withdrawn).await?;
             }
         }
         Ok(())
