@@ -456,6 +456,13 @@ impl Tx {
         Ok(())
     }
 
+    /// Releases every claim of a scope.
+    pub async fn release_scope(&mut self, scope: &str) -> Result<(), StoreError> {
+        let q = sql(self.backend, "DELETE FROM claims WHERE scope = ?");
+        sqlx::query(&q).bind(scope).execute(&mut *self.tx).await?;
+        Ok(())
+    }
+
     /// Releases every claim of `owner` whose scope starts with `scope_prefix`.
     pub async fn release_owned(
         &mut self,
@@ -495,6 +502,52 @@ impl Tx {
         let rows = query.bind(limit).fetch_all(&mut *self.tx).await?;
         rows.iter()
             .map(|r| r.try_get("key").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// The greatest held key of a scope that is `< below`, if any.
+    pub async fn claimed_key_before(
+        &mut self,
+        scope: &str,
+        below: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sql(
+            self.backend,
+            "SELECT key FROM claims WHERE scope = ? AND key < ? ORDER BY key DESC LIMIT 1",
+        );
+        let row = sqlx::query(&q)
+            .bind(scope)
+            .bind(below)
+            .fetch_optional(&mut *self.tx)
+            .await?;
+        Ok(row.map(|r| r.try_get("key")).transpose()?)
+    }
+
+    /// `(parent_id, id)` of the resources of one kind under the given parents (all parents
+    /// when `None`), in creation order; no documents are read.
+    pub async fn child_ids(
+        &mut self,
+        kind: &str,
+        parents: Option<&[String]>,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut text = String::from(
+            "SELECT parent_id, id FROM resources WHERE kind = ? AND parent_id IS NOT NULL",
+        );
+        if let Some(p) = parents {
+            if p.is_empty() {
+                return Ok(Vec::new());
+            }
+            text.push_str(&format!(" AND parent_id IN ({})", placeholders(p.len())));
+        }
+        text.push_str(" ORDER BY seq");
+        let q = sql(self.backend, &text);
+        let mut query = sqlx::query(&q).bind(kind);
+        for id in parents.unwrap_or_default() {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("parent_id")?, r.try_get("id")?)))
             .collect()
     }
 

@@ -186,6 +186,8 @@ pub(crate) struct View {
     default_groups: HashMap<String, String>,
     /// Owner project of every security group.
     group_owners: HashMap<String, String>,
+    /// Subnet ids of each network (rendered as the network's `subnets`).
+    subnet_ids: HashMap<String, Vec<String>>,
 }
 
 impl View {
@@ -260,6 +262,12 @@ impl View {
                 if let Value::Object(doc) = p.body {
                     view.rbac.entry(object).or_default().push(doc);
                 }
+            }
+        }
+        if resource == "network" {
+            let ids = narrow(own_ids());
+            for (network, subnet) in tx.child_ids("subnet", ids.as_deref()).await.map_err(db)? {
+                view.subnet_ids.entry(network).or_default().push(subnet);
             }
         }
         if matches!(resource, "subnet" | "port") {
@@ -477,6 +485,8 @@ impl App {
             "network" => {
                 let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
                 doc.insert("shared".into(), json!(shared));
+                let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
+                doc.insert("subnets".into(), json!(subnets));
             }
             "security_group" => {
                 let rules = view.rules.get(&rec.id).cloned().unwrap_or_default();

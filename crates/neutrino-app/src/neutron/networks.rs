@@ -249,7 +249,6 @@ impl App {
         body.insert("provider:physical_network".into(), json!(physnet));
         body.insert("provider:segmentation_id".into(), json!(seg));
         body.insert("status".into(), json!("ACTIVE"));
-        body.insert("subnets".into(), json!([]));
         body.insert("availability_zones".into(), json!([]));
         body.insert("ipv4_address_scope".into(), Value::Null);
         body.insert("ipv6_address_scope".into(), Value::Null);
@@ -429,6 +428,12 @@ impl App {
             self.release_port(tx, &p).await?;
             tx.delete("port", &p.id).await.map_err(db)?;
         }
+        tx.release_scope(&super::subnets::network_cidr_scope(&rec.id, 4))
+            .await
+            .map_err(db)?;
+        tx.release_scope(&super::subnets::network_cidr_scope(&rec.id, 6))
+            .await
+            .map_err(db)?;
         for sn in self.network_subnets(tx, &rec.id).await? {
             self.release_pool_prefix(tx, &sn).await?;
             tx.delete("subnet", &sn.id).await.map_err(db)?;

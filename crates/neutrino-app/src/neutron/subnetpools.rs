@@ -488,6 +488,11 @@ impl App {
                 .map_err(db)?;
             prefixes.push(cidr);
             sn.body["subnetpool_id"] = json!(rec.id);
+            let scope = super::subnets::network_cidr_scope(network, i64::from(version));
+            tx.release(&scope, &prefix_key(cidr)).await.map_err(db)?;
+            tx.claim(&scope, &prefix_key(cidr), &format!("{}|{}", sn.id, rec.id))
+                .await
+                .map_err(db)?;
             bump(&mut sn.body);
             tx.update("subnet", &sn.id, &sn.body).await.map_err(db)?;
             moved.push(json!({"id": sn.id, "cidr": cidr.to_string()}));

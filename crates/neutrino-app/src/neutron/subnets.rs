@@ -244,7 +244,67 @@ fn validate_routes(v: &Value, cidr: IpNet) -> ApiResult<Value> {
     Ok(json!(out))
 }
 
+/// Claim scope of the CIDRs of one IP version on a network (key: sortable prefix, owner:
+/// `subnet|pool`): overlap and pool-affinity checks read a couple of keys instead of every
+/// subnet of the network.
+pub(super) fn network_cidr_scope(network: &str, version: i64) -> String {
+    format!("netcidr:{network}:{version}")
+}
+
 impl App {
+    /// Whether `cidr` overlaps a subnet of the network (whose subnets never overlap each
+    /// other, so only the nearest prefix below it can contain it).
+    async fn network_overlap(&self, tx: &mut Tx, scope: &str, cidr: IpNet) -> ApiResult<bool> {
+        let from = ipam::ip_key(cidr.network());
+        let below = format!("{}0", ipam::ip_key(cidr.broadcast()));
+        if !tx
+            .claimed_keys(scope, &from, Some(&below), 1)
+            .await
+            .map_err(db)?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        let before = tx.claimed_key_before(scope, &from).await.map_err(db)?;
+        let contains = before
+            .and_then(|k| {
+                let (addr, len) = k.split_once('/')?;
+                let addr = ipam::ip_from_key(addr, cidr.network().is_ipv6()).ok()?;
+                IpNet::new(addr, len.parse().ok()?).ok()
+            })
+            .is_some_and(|p| p.contains(&cidr.network()));
+        Ok(contains)
+    }
+
+    /// The pool ("" for none) of the network's existing subnets of one version, if any.
+    async fn network_pool(
+        &self,
+        tx: &mut Tx,
+        network: &str,
+        version: i64,
+    ) -> ApiResult<Option<String>> {
+        let scope = network_cidr_scope(network, version);
+        let Some(key) = tx
+            .claimed_keys(&scope, "", None, 1)
+            .await
+            .map_err(db)?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let owner = tx
+            .claim_owner(&scope, &key)
+            .await
+            .map_err(db)?
+            .unwrap_or_default();
+        Ok(Some(
+            owner
+                .split_once('|')
+                .map(|(_, p)| p.to_string())
+                .unwrap_or_default(),
+        ))
+    }
+
     pub(super) async fn create_subnet(
         &self,
         tx: &mut Tx,
@@ -367,12 +427,8 @@ impl App {
                 "0 is not allowed as CIDR prefix length ({c})"
             )));
         }
-        for other in self.network_subnets(tx, &network_id).await? {
-            if other.body.get("ip_version").and_then(Value::as_i64) != Some(version) {
-                continue;
-            }
-            let other_pool = s(&other.body, "subnetpool_id").to_string();
-            let mine = pool.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        let mine = pool.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+        if let Some(other_pool) = self.network_pool(tx, &network_id, version).await? {
             if other_pool != mine {
                 return Err(ApiError::bad(
                     "NetworkSubnetPoolAffinityError",
@@ -393,15 +449,19 @@ impl App {
             }
             None => requested.ok_or_else(ApiError::internal)?,
         };
-        for other in self.network_subnets(tx, &network_id).await? {
-            if let Some(info) = SubnetInfo::from_record(&other) {
-                if ipam::overlaps(info.cidr, cidr) {
-                    return Err(ApiError::invalid_input(format!(
-                        "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet"
-                    )));
-                }
-            }
+        let cidr_scope = network_cidr_scope(&network_id, version);
+        if self.network_overlap(tx, &cidr_scope, cidr).await? {
+            return Err(ApiError::invalid_input(format!(
+                "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet"
+            )));
         }
+        tx.claim(
+            &cidr_scope,
+            &super::subnetpools::prefix_key(cidr),
+            &format!("{id}|{mine}"),
+        )
+        .await
+        .map_err(db)?;
         let gateway = match body.get("gateway_ip") {
             Some(v) => parse_gateway(v, cidr)?,
             None => ipam::default_gateway(cidr),
@@ -473,12 +533,9 @@ impl App {
                 "ipv4_address_scope"
             }] = scope.clone();
         }
-        if let Some(list) = network
-            .body
-            .get_mut("subnets")
-            .and_then(Value::as_array_mut)
-        {
-            list.push(json!(id));
+        // The network's `subnets` is rendered from the subnet rows; its revision moves.
+        if let Some(o) = network.body.as_object_mut() {
+            o.remove("subnets");
         }
         bump(&mut network.body);
         tx.update("network", &network_id, &network.body)
@@ -569,13 +626,16 @@ impl App {
                 tx.release(&scope, &key).await.map_err(db)?;
             }
         }
+        let version = if info.is_v6() { 6 } else { 4 };
+        tx.release(
+            &network_cidr_scope(&network_id, version),
+            &super::subnetpools::prefix_key(info.cidr),
+        )
+        .await
+        .map_err(db)?;
         if let Some(mut network) = tx.get("network", &network_id).await.map_err(db)? {
-            if let Some(list) = network
-                .body
-                .get_mut("subnets")
-                .and_then(Value::as_array_mut)
-            {
-                list.retain(|x| x.as_str() != Some(rec.id.as_str()));
+            if let Some(o) = network.body.as_object_mut() {
+                o.remove("subnets");
             }
             bump(&mut network.body);
             tx.update("network", &network_id, &network.body)
