@@ -518,14 +518,17 @@ impl App {
         let Some(mut net) = tx.get("network", network).await.map_err(db)? else {
             return Ok(());
         };
+        // All subnets of one version on a network come from one pool (or none).
         let mut scopes = [Value::Null, Value::Null];
-        for sn in self.network_subnets(tx, network).await? {
-            let pool = s(&sn.body, "subnetpool_id");
+        for (slot, version) in [(0, 4), (1, 6)] {
+            let pool = self
+                .network_pool(tx, network, version)
+                .await?
+                .unwrap_or_default();
             if pool.is_empty() {
                 continue;
             }
-            if let Some(p) = tx.get("subnetpool", pool).await.map_err(db)? {
-                let slot = usize::from(int(&sn.body, "ip_version") == Some(6));
+            if let Some(p) = tx.get("subnetpool", &pool).await.map_err(db)? {
                 scopes[slot] = p
                     .body
                     .get("address_scope_id")

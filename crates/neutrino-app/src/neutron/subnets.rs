@@ -277,7 +277,7 @@ impl App {
     }
 
     /// The pool ("" for none) of the network's existing subnets of one version, if any.
-    async fn network_pool(
+    pub(super) async fn network_pool(
         &self,
         tx: &mut Tx,
         network: &str,
