@@ -82,8 +82,14 @@ impl Reply {
 
     /// `body[key]["id"]` of a create response such as `{"port": {"id": ..}}`.
     pub fn created_id(&self, key: &str) -> Option<String> {
+        self.created_field(key, "id")
+    }
+
+    /// `body[key][field]` (a string) of a create response, e.g. the
+    /// `project_id` of `{"router": {"id": .., "project_id": ..}}`.
+    pub fn created_field(&self, key: &str, field: &str) -> Option<String> {
         let v: Value = serde_json::from_slice(&self.body).ok()?;
-        v.get(key)?.get("id")?.as_str().map(str::to_string)
+        v.get(key)?.get(field)?.as_str().map(str::to_string)
     }
 }
 
@@ -164,6 +170,8 @@ mod tests {
         assert!(reply.is_success());
         assert_eq!(reply.created_id("port").as_deref(), Some("abc"));
         assert_eq!(reply.created_id("network"), None);
+        assert_eq!(reply.created_field("port", "name").as_deref(), Some(""));
+        assert_eq!(reply.created_field("port", "project_id"), None);
         let reply = Reply {
             status: StatusCode::CONFLICT,
             body: b"{\"NeutronError\": {}}".to_vec(),

@@ -40,6 +40,32 @@
 //! | `port-list-fields` | the same with `&fields=id&fields=mac_address&fields=fixed_ips` |
 //! | `port-delete` | `DELETE` of all the ports by C concurrent clients |
 //!
+//! Two more scenarios are not part of the default set and run only when
+//! named in `--scenarios` (so the default run is unchanged), after the ones
+//! above:
+//!
+//! | scenario | what is measured |
+//! |---|---|
+//! | `pool-subnet-create` | N/4 sequential `POST /v2.0/subnets` allocating a /28 (`subnetpool_id`, `prefixlen`) from a subnet pool (10.128.0.0/9) that already has `--pool-prefill` (10000) allocations; reported as `pool-subnet-create (prefill P)` |
+//! | `router-interface` | with one router and N/4 networks with one /28 of 10.200.0.0/16 each: sequential `PUT /v2.0/routers/{id}/add_router_interface` of every subnet (`router-interface-add`), then `remove_router_interface` of every attached one (`router-interface-remove`) |
+//!
+//! Their set-up is unmeasured: `pool-subnet-create` creates the pool and one
+//! network and prefills the pool with sequential bulk `POST /v2.0/subnets`
+//! of up to 500 subnets (50 in the first one), each next one sized to take
+//! about a quarter of `--timeout` at the rate of the previous one
+//! (allocation may slow down as the pool fills); after a failed bulk
+//! request, the rest are created one by one, C at a time.
+//! `router-interface` creates the router, networks and subnets C at a time.
+//!
+//! Both first try to make the network, subnet and port quotas of the
+//! caller's project (the `project_id` of the pool or router created)
+//! unlimited with `PUT /v2.0/quotas/{project_id}`: when that is refused
+//! (not an admin) a warning is printed and the scenario goes on with the
+//! current quotas; otherwise the previous limits are put back after the
+//! cleanup. Their cleanup detaches remaining router interfaces, then deletes
+//! the router, the subnets (also any other subnet allocated from the pool),
+//! the networks and the pool.
+//!
 //! Scenarios run in the order above (whatever the order of `--scenarios`).
 //! The objects a selected scenario needs but that no selected scenario
 //! creates (the networks for `network-delete` alone, the ports for
@@ -63,7 +89,9 @@
 //!
 //! Upstream Neutron's default quotas (100 networks, 100 subnets, 500 ports)
 //! are lower than what the default N = 1000 needs: raise them for the
-//! benchmark project first, or over-quota answers are counted as errors.
+//! benchmark project first, or over-quota answers are counted as errors
+//! (`pool-subnet-create` and `router-interface` try to raise them
+//! themselves, see above).
 //!
 //! The HTTP client is built without TLS support of its own: use `http://`
 //! endpoints (such as `http://127.0.0.1:9696`).
@@ -100,10 +128,17 @@ pub enum Scenario {
     PortListFields,
     /// Deletion of all the ports by C concurrent clients.
     PortDelete,
+    /// Sequential /28 allocation from a subnet pool with many allocations
+    /// (N/4; not in the default set).
+    PoolSubnetCreate,
+    /// Sequential add, then remove, of N/4 router interfaces (not in the
+    /// default set).
+    RouterInterface,
 }
 
 impl Scenario {
-    /// All scenarios, in execution order.
+    /// The default scenarios (run when `--scenarios` is not given), in
+    /// execution order.
     pub const ALL: [Scenario; 9] = [
         Scenario::NetworkCreate,
         Scenario::NetworkDelete,
@@ -115,6 +150,10 @@ impl Scenario {
         Scenario::PortListFields,
         Scenario::PortDelete,
     ];
+
+    /// The scenarios that run only when named in `--scenarios`, in execution
+    /// order (after [`Scenario::ALL`]).
+    pub const OPTIONAL: [Scenario; 2] = [Scenario::PoolSubnetCreate, Scenario::RouterInterface];
 }
 
 /// Arguments of `neutrino bench`.
@@ -142,7 +181,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "C", default_value_t = 8)]
     pub concurrency: usize,
 
-    /// Comma-separated scenarios to run (default: all).
+    /// Comma-separated scenarios to run (default: all but pool-subnet-create
+    /// and router-interface).
     #[arg(long, value_name = "SCENARIO,...", value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
 
@@ -157,6 +197,11 @@ pub struct BenchArgs {
     /// Timeout of each HTTP request, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
+
+    /// Subnets allocated from the subnet pool (in bulk, unmeasured) before
+    /// pool-subnet-create measures N/4 more.
+    #[arg(long, value_name = "N", default_value_t = 10000)]
+    pub pool_prefill: usize,
 }
 
 impl Default for BenchArgs {
@@ -170,6 +215,7 @@ impl Default for BenchArgs {
             json: false,
             list_repeats: 50,
             timeout: 60,
+            pool_prefill: 10000,
         }
     }
 }
@@ -182,6 +228,7 @@ impl BenchArgs {
         }
         Scenario::ALL
             .into_iter()
+            .chain(Scenario::OPTIONAL)
             .filter(|s| self.scenarios.contains(s))
             .collect()
     }
@@ -204,6 +251,26 @@ impl BenchArgs {
             return Err(BenchError::InvalidArgs(
                 "--timeout must be at least 1".into(),
             ));
+        }
+        let selected = self.selected_scenarios();
+        let quarter = (self.ports / 4).max(1);
+        if selected.contains(&Scenario::PoolSubnetCreate)
+            && self.pool_prefill.saturating_add(quarter) > scenarios::POOL_CAPACITY
+        {
+            return Err(BenchError::InvalidArgs(format!(
+                "pool-subnet-create: --pool-prefill {} plus --ports/4 = {quarter} subnets do not \
+                 fit as /28s in 10.128.0.0/9 ({} at most)",
+                self.pool_prefill,
+                scenarios::POOL_CAPACITY
+            )));
+        }
+        if selected.contains(&Scenario::RouterInterface) && quarter > scenarios::ROUTER_SUBNETS_MAX
+        {
+            return Err(BenchError::InvalidArgs(format!(
+                "router-interface: --ports/4 = {quarter} subnets do not fit as /28s in \
+                 10.200.0.0/16 ({} at most)",
+                scenarios::ROUTER_SUBNETS_MAX
+            )));
         }
         Ok(())
     }
@@ -235,6 +302,8 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
         concurrency: args.concurrency,
         list_repeats: args.list_repeats,
         name_prefix: format!("neutrino-bench-{}-{started:x}", std::process::id()),
+        pool_prefill: args.pool_prefill,
+        timeout,
     };
     let results = ctx.run_all(&args.selected_scenarios()).await?;
     Ok(Report {
@@ -285,6 +354,58 @@ mod tests {
             vec![Scenario::PortCreateSeq, Scenario::PortDelete]
         );
         assert!(Cli::try_parse_from(["bench", "--scenarios", "nope"]).is_err());
+    }
+
+    #[test]
+    fn optional_scenarios_run_only_when_named() {
+        let cli = Cli::parse_from(["bench"]);
+        assert_eq!(cli.bench.pool_prefill, 10000);
+        let default = cli.bench.selected_scenarios();
+        assert!(!default.contains(&Scenario::PoolSubnetCreate));
+        assert!(!default.contains(&Scenario::RouterInterface));
+
+        let cli = Cli::parse_from([
+            "bench",
+            "--scenarios",
+            "router-interface,pool-subnet-create,port-list",
+            "--pool-prefill",
+            "500",
+        ]);
+        assert_eq!(cli.bench.pool_prefill, 500);
+        assert_eq!(
+            cli.bench.selected_scenarios(),
+            vec![
+                Scenario::PortList,
+                Scenario::PoolSubnetCreate,
+                Scenario::RouterInterface
+            ]
+        );
+        assert!(cli.bench.validate().is_ok());
+    }
+
+    #[test]
+    fn optional_scenario_sizes_are_validated() {
+        let args = |scenario, ports, pool_prefill| BenchArgs {
+            scenarios: vec![scenario],
+            ports,
+            pool_prefill,
+            ..BenchArgs::default()
+        };
+        let pool = Scenario::PoolSubnetCreate;
+        assert!(args(pool, 1000, 10000).validate().is_ok());
+        assert!(args(pool, 1000, 0).validate().is_ok());
+        assert!(args(pool, 4, (1 << 19) - 1).validate().is_ok());
+        assert!(matches!(
+            args(pool, 8, (1 << 19) - 1).validate(),
+            Err(BenchError::InvalidArgs(_))
+        ));
+        let router = Scenario::RouterInterface;
+        assert!(args(router, 4 * 4096 + 3, 10000).validate().is_ok());
+        assert!(args(router, 4 * 4097, 10000).validate().is_err());
+        // Sizes of unselected scenarios are not checked.
+        assert!(args(Scenario::PortList, 4 * 4097, usize::MAX)
+            .validate()
+            .is_ok());
     }
 
     #[tokio::test]

@@ -1,5 +1,7 @@
 //! The scenarios, their fixtures and the bounded request loops.
 
+mod extra;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -12,6 +14,8 @@ use serde_json::{json, Value};
 use crate::api::{Api, Reply};
 use crate::{BenchError, Scenario, ScenarioResult};
 
+pub(crate) use extra::{POOL_CAPACITY, ROUTER_SUBNETS_MAX};
+
 /// Run parameters shared by all scenarios.
 pub(crate) struct Ctx {
     pub api: Api,
@@ -23,6 +27,10 @@ pub(crate) struct Ctx {
     pub list_repeats: usize,
     /// Prefix of every object name, unique per run.
     pub name_prefix: String,
+    /// Subnets allocated from the pool before `pool-subnet-create` measures.
+    pub pool_prefill: usize,
+    /// Per-request timeout (`--timeout`): sizes the prefill bulk requests.
+    pub timeout: Duration,
 }
 
 /// Objects created during a scenario group, deleted at the end of it.
@@ -31,6 +39,13 @@ struct Created {
     networks: Vec<String>,
     subnets: Vec<String>,
     ports: Vec<String>,
+    routers: Vec<String>,
+    subnetpools: Vec<String>,
+    /// `(router id, subnet id)` interfaces that may still be attached.
+    interfaces: Vec<(String, String)>,
+    /// Project and `PUT /v2.0/quotas/{project}` body putting back the quotas
+    /// the benchmark raised.
+    quota_restore: Option<(String, Value)>,
 }
 
 /// Outcome of one operation.
@@ -324,6 +339,22 @@ fn check_list(
     Ok(())
 }
 
+/// `a, b, c` — at most 20 ids, then `and N more` (a failed cleanup of the
+/// pool scenario may leave thousands).
+fn id_list(ids: &[String]) -> String {
+    const SHOWN: usize = 20;
+    let mut text = ids
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if ids.len() > SHOWN {
+        text.push_str(&format!(" and {} more", ids.len() - SHOWN));
+    }
+    text
+}
+
 fn announce(name: &str) {
     eprintln!("neutrino-bench: running {name}");
 }
@@ -366,6 +397,20 @@ impl Ctx {
         if port_scenarios.iter().any(|s| has(*s)) {
             let mut created = Created::default();
             let result = self.port_group(&mut created, &mut out, &has).await;
+            self.cleanup(&mut created).await;
+            result?;
+        }
+
+        // Optional scenarios (not in the default set).
+        if has(Scenario::PoolSubnetCreate) {
+            let mut created = Created::default();
+            let result = self.pool_group(&mut created, &mut out).await;
+            self.cleanup(&mut created).await;
+            result?;
+        }
+        if has(Scenario::RouterInterface) {
+            let mut created = Created::default();
+            let result = self.router_group(&mut created, &mut out).await;
             self.cleanup(&mut created).await;
             result?;
         }
@@ -714,12 +759,21 @@ impl Ctx {
         Ok(result)
     }
 
-    /// Deletes everything in `created` (ports, then subnets, then networks)
-    /// with bounded concurrency; a 404 counts as already deleted. Failures
-    /// are reported on stderr only.
+    /// Deletes everything in `created` (router interfaces, ports, routers,
+    /// subnets, networks, then subnet pools) with bounded concurrency; a 404
+    /// counts as already deleted; then puts back the quotas the benchmark
+    /// raised. Failures are reported on stderr only.
     async fn cleanup(&self, created: &mut Created) {
+        self.remove_interfaces(std::mem::take(&mut created.interfaces))
+            .await;
+        self.collect_pool_subnets(created).await;
         let groups = [
             ("port", "/v2.0/ports", std::mem::take(&mut created.ports)),
+            (
+                "router",
+                "/v2.0/routers",
+                std::mem::take(&mut created.routers),
+            ),
             (
                 "subnet",
                 "/v2.0/subnets",
@@ -729,6 +783,11 @@ impl Ctx {
                 "network",
                 "/v2.0/networks",
                 std::mem::take(&mut created.networks),
+            ),
+            (
+                "subnet pool",
+                "/v2.0/subnetpools",
+                std::mem::take(&mut created.subnetpools),
             ),
         ];
         for (kind, collection, ids) in groups {
@@ -743,13 +802,14 @@ impl Ctx {
                 eprintln!(
                     "neutrino-bench: warning: {} {kind}(s) could not be deleted: {}",
                     left.len(),
-                    left.join(", ")
+                    id_list(&left)
                 );
             }
             if let Some(e) = batch.failure {
                 eprintln!("neutrino-bench: warning: {label}: {e}");
             }
         }
+        self.restore_quotas(created.quota_restore.take()).await;
     }
 }
 
@@ -766,6 +826,16 @@ mod tests {
         assert!(slash28_cidr(1 << 20).is_none());
         let all: HashSet<String> = (0..1000).filter_map(slash28_cidr).collect();
         assert_eq!(all.len(), 1000);
+    }
+
+    #[test]
+    fn id_lists_are_capped() {
+        let ids: Vec<String> = (0..3).map(|i| i.to_string()).collect();
+        assert_eq!(id_list(&ids), "0, 1, 2");
+        let ids: Vec<String> = (0..25).map(|i| i.to_string()).collect();
+        let text = id_list(&ids);
+        assert!(text.starts_with("0, 1, "));
+        assert!(text.ends_with("19 and 5 more"));
     }
 
     #[test]
