@@ -134,30 +134,23 @@ impl App {
         target: &str,
         except: Option<&str>,
     ) -> ApiResult<()> {
-        let sel = Selector {
-            parent_ids: Some(vec![network.to_string()]),
-            ..Default::default()
-        };
-        let others: Vec<Record> = tx
-            .list("rbac_policy", &sel)
-            .await
-            .map_err(db)?
+        let users: Vec<String> = self
+            .network_ports(tx, network)
+            .await?
             .into_iter()
-            .filter(|p| Some(p.id.as_str()) != except && s(&p.body, "action") == "access_as_shared")
+            .map(|p| p.project_id)
             .collect();
-        let still = |project: &str| {
-            others.iter().any(|p| {
-                let t = s(&p.body, "target_tenant");
-                t == "*" || t == project
-            })
-        };
-        for port in self.network_ports(tx, network).await? {
-            let p = port.project_id.as_str();
-            if p != owner && (target == "*" || target == p) && !still(p) {
-                return Err(in_use(network));
-            }
-        }
-        Ok(())
+        let except = except.unwrap_or("-");
+        self.check_users_keep_access(
+            tx,
+            network,
+            owner,
+            target,
+            except,
+            &users,
+            Some("access_as_shared"),
+        )
+        .await
     }
 
     async fn check_group_unused(
