@@ -9,11 +9,17 @@
 //!   is what makes two servers on one PostgreSQL unable to hand out the same address;
 //! - `quotas` and `settings`: per-project limits and server-wide values (the token key).
 //!
+//! - `changes`: the change feed. Every commit that wrote resources appends one row with the
+//!   next revision and the `(kind, id)` pairs it touched; host agents follow it (see [`Feed`]).
+//!
 //! Every API request runs in one [`Tx`]; dropping it without [`Tx::commit`] rolls back.
 //! SQLite allows one writer at a time, so write transactions on SQLite are serialised by an
 //! in-process lock instead of failing with `SQLITE_BUSY`.
 
+mod feed;
 mod schema;
+
+pub use feed::{Change, ChangePage, Feed, Snapshot};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -95,6 +101,7 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     writer: Option<Arc<Mutex<()>>>,
+    feed: Feed,
 }
 
 impl Store {
@@ -136,8 +143,10 @@ impl Store {
             pool,
             backend,
             writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            feed: Feed::new(),
         };
         schema::migrate(&store).await?;
+        store.feed.start(&store, &url).await?;
         Ok(store)
     }
 
@@ -163,6 +172,8 @@ impl Store {
             tx,
             backend: self.backend,
             _writer: guard,
+            touched: Vec::new(),
+            feed: Some(self.feed.clone()),
         })
     }
 
@@ -173,6 +184,8 @@ impl Store {
             tx,
             backend: self.backend,
             _writer: None,
+            touched: Vec::new(),
+            feed: None,
         })
     }
 
@@ -187,6 +200,10 @@ pub struct Tx {
     tx: sqlx::Transaction<'static, Any>,
     backend: Backend,
     _writer: Option<OwnedMutexGuard<()>>,
+    /// `(kind, id)` of every resource written so far, for the change feed.
+    touched: Vec<(String, String)>,
+    /// Where to announce the revision of this transaction's commit (writers only).
+    feed: Option<Feed>,
 }
 
 /// Rewrites `?` placeholders to `$n` for PostgreSQL.
@@ -234,10 +251,29 @@ impl Tx {
         self.backend
     }
 
-    /// Commits the transaction.
+    /// Commits the transaction; if it wrote resources, appends them to the change feed under
+    /// the next revision first.
     pub async fn commit(self) -> Result<(), StoreError> {
+        self.commit_revision().await.map(drop)
+    }
+
+    /// Like [`Tx::commit`]; returns the feed revision of the commit (`None` when it wrote no
+    /// resources).
+    pub async fn commit_revision(mut self) -> Result<Option<i64>, StoreError> {
+        let revision = if self.touched.is_empty() {
+            None
+        } else {
+            Some(feed::append(&mut self).await?)
+        };
         self.tx.commit().await?;
-        Ok(())
+        if let (Some(revision), Some(feed)) = (revision, &self.feed) {
+            feed.announce(revision);
+        }
+        Ok(revision)
+    }
+
+    fn touch(&mut self, kind: &str, id: &str) {
+        self.touched.push((kind.to_string(), id.to_string()));
     }
 
     /// Inserts a new resource.
@@ -254,6 +290,7 @@ impl Tx {
             .bind(rec.body.to_string())
             .execute(&mut *self.tx)
             .await?;
+        self.touch(&rec.kind, &rec.id);
         Ok(())
     }
 
@@ -269,6 +306,9 @@ impl Tx {
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
+        if done.rows_affected() > 0 {
+            self.touch(kind, id);
+        }
         Ok(done.rows_affected() > 0)
     }
 
@@ -299,6 +339,9 @@ impl Tx {
             .bind(id)
             .execute(&mut *self.tx)
             .await?;
+        if done.rows_affected() > 0 {
+            self.touch(kind, id);
+        }
         Ok(done.rows_affected() > 0)
     }
 

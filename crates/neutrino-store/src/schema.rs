@@ -7,7 +7,8 @@ use sqlx::{Acquire, Row};
 use crate::{Backend, Store, StoreError};
 
 /// Each entry is one migration; never edit a released entry, append a new one.
-const SQLITE: &[&str] = &[r#"
+const SQLITE: &[&str] = &[
+    r#"
 CREATE TABLE resources (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -32,9 +33,21 @@ CREATE TABLE quotas (
     PRIMARY KEY (project_id, resource)
 );
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"#];
+"#,
+    r#"
+CREATE TABLE changes (
+    revision INTEGER PRIMARY KEY,
+    items TEXT NOT NULL
+);
+CREATE TABLE heartbeats (
+    host TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+"#,
+];
 
-const POSTGRES: &[&str] = &[r#"
+const POSTGRES: &[&str] = &[
+    r#"
 CREATE TABLE resources (
     seq BIGSERIAL PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -59,7 +72,20 @@ CREATE TABLE quotas (
     PRIMARY KEY (project_id, resource)
 );
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"#];
+"#,
+    r#"
+CREATE TABLE changes (
+    revision BIGINT PRIMARY KEY,
+    items TEXT NOT NULL
+);
+CREATE TABLE feed_counter (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE, revision BIGINT NOT NULL);
+INSERT INTO feed_counter (revision) VALUES (0);
+CREATE TABLE heartbeats (
+    host TEXT PRIMARY KEY,
+    at BIGINT NOT NULL
+);
+"#,
+];
 
 /// Arbitrary constant naming the migration lock on PostgreSQL.
 const MIGRATION_LOCK: i64 = 0x6e65_7574_7269_6e6f;
