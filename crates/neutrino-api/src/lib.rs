@@ -3,6 +3,7 @@
 //! URL routing, JSON envelopes, pagination links, status codes and error bodies
 //! (`{"NeutronError": ...}` for the network API, `{"error": ...}` for identity).
 
+mod feed;
 mod identity;
 mod network;
 mod reply;
@@ -109,6 +110,7 @@ async fn dispatch(
     };
     let response = match req.segments.first().map(String::as_str) {
         Some("v3") => identity::handle(&state, &req).await,
+        Some("neutrino") => feed::handle(&state, &req).await,
         _ => network::handle(&state, &req, path.ends_with('/')).await,
     };
     let status = response.status();

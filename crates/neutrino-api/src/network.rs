@@ -78,7 +78,6 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 })
         }),
         ["quotas", ..] => quotas(state, req, &ctx, &rest[1..]).await,
-        // No host agent has registered yet (the agent API comes with `neutrino agent`).
         ["network-ip-availabilities"] if req.method == Method::GET => Ok(json(
             200,
             &state.app.ip_availabilities(&ctx, &req.query).await?,
@@ -86,7 +85,24 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         ["network-ip-availabilities", id] if req.method == Method::GET => {
             Ok(json(200, &state.app.ip_availability(&ctx, id).await?))
         }
-        ["agents"] => only_get(req, || Ok(json(200, &json!({"agents": []})))),
+        ["agents"] if req.method == Method::GET => {
+            let page = state.app.list_agents(&ctx, &req.query).await?;
+            let items: Vec<Value> = page.items.into_iter().map(Value::Object).collect();
+            Ok(json(200, &json!({"agents": items})))
+        }
+        ["agents"] => Err(not_allowed()),
+        ["agents", id] => match req.method {
+            Method::GET => Ok(json(200, &state.app.show_agent(&ctx, id).await?)),
+            Method::PUT => {
+                let body = parse_body(req)?;
+                Ok(json(200, &state.app.update_agent(&ctx, id, body).await?))
+            }
+            Method::DELETE => {
+                state.app.delete_agent(&ctx, id).await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
         [coll, tail @ ..] => {
             let Some(collection) = Collection::by_path(coll) else {
                 return Err(ApiError::no_such_url());
@@ -120,7 +136,7 @@ fn only_get(req: &Request, f: impl FnOnce() -> ApiResult<Response>) -> ApiResult
     }
 }
 
-fn parse_body(req: &Request) -> ApiResult<Value> {
+pub(crate) fn parse_body(req: &Request) -> ApiResult<Value> {
     if req.body.is_empty() {
         return Err(ApiError::bad_request("Resource body required"));
     }

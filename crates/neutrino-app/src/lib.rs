@@ -5,6 +5,7 @@
 //! touches storage itself. Resources are JSON documents (`serde_json::Map`) holding every
 //! attribute; [`App`] strips what a caller may not see when it renders them.
 
+pub mod agents;
 pub mod context;
 pub mod extensions;
 pub mod identity;

@@ -296,6 +296,24 @@ pub const ADDRESS_SCOPE: &[Attr] = &[
     rw("shared", Conv::Bool, Fill::Bool(false)),
 ];
 
+/// Host agent: `/v2.0/agents` (admin only; agents register themselves through the feed API).
+pub const AGENT: &[Attr] = &[
+    ro("id"),
+    ro("agent_type"),
+    ro("binary"),
+    ro("host"),
+    ro("topic"),
+    rw("admin_state_up", Conv::Bool, Fill::Bool(true)),
+    rw("description", Conv::NullableStr(NAME_LEN), Fill::Null),
+    ro("alive"),
+    ro("heartbeat_timestamp"),
+    ro("started_at"),
+    ro("created_at").no_filter(),
+    ro("configurations").no_filter().no_sort(),
+    ro("availability_zone"),
+    ro("resources_synced"),
+];
+
 /// Security group rule template: `/v2.0/default-security-group-rules` (admin writes, all read).
 pub const DEFAULT_SECURITY_GROUP_RULE: &[Attr] = &[
     ro("id"),

@@ -171,9 +171,33 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         openrc.display()
     );
     tracing::info!(listen = %args.listen, database = if args.database_url.is_some() { "postgresql" } else { "sqlite" }, "serving");
-    axum::serve(listener, neutrino_api::router(app, auth))
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    // Keep the change feed to its newest 100,000 commits; agents further behind resync.
+    let compactor = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            if let Err(e) = compactor.compact_feed(100_000).await {
+                tracing::warn!(error = %e.message, "feed compaction failed");
+            }
+        }
+    });
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = stopping.clone();
+    let server =
+        axum::serve(listener, neutrino_api::router(app, auth)).with_graceful_shutdown(async move {
+            shutdown().await;
+            signal.notify_waiters();
+        });
+    // Agents' watch streams never end by themselves: give open requests a moment, then go.
+    let grace = async {
+        stopping.notified().await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = grace => tracing::info!("stopped with watch streams still open"),
+    }
     Ok(())
 }
 

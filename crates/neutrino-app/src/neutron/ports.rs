@@ -754,6 +754,14 @@ impl App {
                 .unwrap_or_default();
             rec.body["extra_dhcp_opts"] = json!(merge_dhcp_opts(&current, opts)?);
         }
+        if let Some(host) = changes.get("binding:host_id") {
+            if host.as_str().unwrap_or_default() != s(&rec.body, "binding:host_id") {
+                // Moved or unbound: down until the new host's agent plugs it.
+                rec.body["status"] = json!("DOWN");
+                rec.body["binding:vif_type"] = json!("unbound");
+                rec.body["binding:vif_details"] = json!({});
+            }
+        }
         for (key, value) in changes {
             if matches!(
                 key.as_str(),

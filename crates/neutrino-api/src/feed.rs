@@ -1,0 +1,145 @@
+//! `/neutrino/v1/...`: what host agents call (not part of the Neutron API): report in, fetch
+//! the snapshot, follow the change feed (one page at a time, or as a stream of JSON lines
+//! that stays open), report port status.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::Method;
+use axum::response::Response;
+use neutrino_app::agents::FeedPage;
+use neutrino_app::{App, Context};
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::network::parse_body;
+use crate::reply::{json, neutron_error};
+use crate::{caller, status, ApiState, Request};
+
+/// How long an idle watch waits before sending a bookmark line (keeps proxies and the
+/// agent's dead-connection detection happy).
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+/// Changes per page or stream line.
+const PAGE: i64 = 1000;
+
+pub(crate) async fn handle(state: &ApiState, req: &Request) -> Response {
+    match route(state, req).await {
+        Ok(r) => r,
+        Err(e) => neutron_error(&e),
+    }
+}
+
+fn since(req: &Request) -> ApiResult<i64> {
+    let raw = req
+        .query
+        .iter()
+        .find(|(k, _)| k == "since")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("0");
+    raw.parse::<i64>()
+        .ok()
+        .filter(|s| *s >= 0)
+        .ok_or_else(|| ApiError::bad_request(format!("Invalid revision {raw:?}")))
+}
+
+fn compacted(revision: i64) -> ApiError {
+    ApiError::new(
+        410,
+        "RevisionCompacted",
+        format!("Changes up to revision {revision} are no longer kept; fetch a snapshot."),
+    )
+}
+
+async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
+    let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
+    let ctx = caller(state, req).await?;
+    let app = &state.app;
+    match (&req.method, &seg[..]) {
+        (&Method::POST, ["neutrino", "v1", "agents"]) => {
+            Ok(json(200, &app.report_agent(&ctx, parse_body(req)?).await?))
+        }
+        (&Method::PUT, ["neutrino", "v1", "port-status"]) => Ok(json(
+            200,
+            &app.report_port_status(&ctx, parse_body(req)?).await?,
+        )),
+        (&Method::GET, ["neutrino", "v1", "snapshot"]) => {
+            Ok(json(200, &app.feed_snapshot(&ctx).await?))
+        }
+        (&Method::GET, ["neutrino", "v1", "changes"]) => {
+            match app.feed_changes(&ctx, since(req)?, PAGE).await? {
+                FeedPage::Changes(page) => Ok(json(200, &page)),
+                FeedPage::Resync { compacted: c } => Err(compacted(c)),
+            }
+        }
+        (&Method::GET, ["neutrino", "v1", "watch"]) => watch(app, ctx, since(req)?).await,
+        _ => Err(ApiError::no_such_url()),
+    }
+}
+
+/// A stream of JSON lines: `{"revision", "changes": [...]}` for every page of changes after
+/// `since`, then one per new commit, and a bookmark (no changes) after every idle interval.
+/// A reader that fell behind the compaction point gets 410 before the stream starts.
+async fn watch(app: &App, ctx: Context, since: i64) -> ApiResult<Response> {
+    // Subscribe before reading, so a commit right after the read still wakes us.
+    let mut wake = app.feed_subscribe();
+    wake.borrow_and_update();
+    let first = match app.feed_changes(&ctx, since, PAGE).await? {
+        FeedPage::Changes(page) => page,
+        FeedPage::Resync { compacted: c } => return Err(compacted(c)),
+    };
+    let (lines, rx) = mpsc::channel::<Bytes>(4);
+    let app = app.clone();
+    tokio::spawn(async move {
+        let mut page = first;
+        loop {
+            let revision = page["revision"].as_i64().unwrap_or(since);
+            let has_changes = page["changes"].as_array().is_some_and(|c| !c.is_empty());
+            if has_changes && lines.send(line(&page)).await.is_err() {
+                return;
+            }
+            if page["more"] != true {
+                match tokio::time::timeout(BOOKMARK_EVERY, wake.changed()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let bookmark = json!({"revision": revision, "changes": []});
+                        if lines.send(line(&bookmark)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            wake.borrow_and_update();
+            page = match app.feed_changes(&ctx, revision, PAGE).await {
+                Ok(FeedPage::Changes(page)) => page,
+                Ok(FeedPage::Resync { compacted: c }) => {
+                    let _ = lines
+                        .send(line(&json!({"resync": true, "compacted": c})))
+                        .await;
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err.message, "watch stopped");
+                    return;
+                }
+            };
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Ok(Response::builder()
+        .status(status(200))
+        .header(CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_default())
+}
+
+fn line(v: &Value) -> Bytes {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    Bytes::from(out)
+}

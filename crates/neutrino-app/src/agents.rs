@@ -1,0 +1,389 @@
+//! Host agents and what they consume: registration and heartbeats (`GET /v2.0/agents` shows
+//! them, `alive` from the last heartbeat), the desired-state snapshot and the change feed they
+//! follow, and the port status they report back (DOWN → ACTIVE once plugged).
+//!
+//! Every call here is admin-only: agents log in with the cloud's admin (or a service) account.
+
+use neutrino_store::{ChangePage, Record, Selector};
+use neutrino_types::attrs::{self, Op};
+use neutrino_types::query;
+use neutrino_types::resources::AGENT;
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Map, Value};
+use tokio::sync::watch;
+
+use crate::{db, new_id, now, App, Context};
+
+/// `agent_type` of `neutrino agent`.
+pub const AGENT_TYPE: &str = "Neutrino agent";
+/// Seconds without a heartbeat after which an agent is shown dead (Neutron's default).
+pub const AGENT_DOWN_SECS: i64 = 75;
+/// Resource kinds a host agent mirrors: the snapshot holds them and the feed carries them.
+pub const FEED_KINDS: &[&str] = &[
+    "agent",
+    "network",
+    "subnet",
+    "subnetpool",
+    "address_scope",
+    "port",
+    "security_group",
+    "security_group_rule",
+    "router",
+    "floatingip",
+];
+/// Port statuses an agent may report.
+const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];
+
+/// A change page with the documents as JSON, or a sign that the reader must resync.
+pub enum FeedPage {
+    /// The changes after the reader's revision.
+    Changes(Value),
+    /// The reader's revision is compacted away (or from another database): snapshot again.
+    Resync {
+        /// The oldest revision the feed can still continue from.
+        compacted: i64,
+    },
+}
+
+fn admin(ctx: &Context, action: &str) -> ApiResult<()> {
+    if ctx.is_admin() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(action))
+    }
+}
+
+fn epoch_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn timestamp(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+fn page_json(page: ChangePage) -> Value {
+    let changes: Vec<Value> = page
+        .changes
+        .into_iter()
+        .map(|c| {
+            json!({"revision": c.revision, "kind": c.kind, "id": c.id,
+                        "body": c.record.map(|r| r.body)})
+        })
+        .collect();
+    json!({"revision": page.revision, "more": page.more, "changes": changes})
+}
+
+impl App {
+    /// An agent reports in: registers it (or refreshes its configuration) and records a
+    /// heartbeat. Only a changed registration is a write the feed carries.
+    pub async fn report_agent(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
+        admin(ctx, "report_agent")?;
+        let doc = body
+            .get("agent")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ApiError::bad_request("Resource body required: agent"))?;
+        let text = |key: &str| -> ApiResult<String> {
+            match doc.get(key) {
+                Some(Value::String(v)) if !v.is_empty() && v.len() <= 255 => Ok(v.clone()),
+                _ => Err(ApiError::bad_request(format!(
+                    "Invalid input for {key}: a non-empty string is required"
+                ))),
+            }
+        };
+        let host = text("host")?;
+        let agent_type = doc
+            .get("agent_type")
+            .and_then(Value::as_str)
+            .unwrap_or(AGENT_TYPE)
+            .to_string();
+        let binary = doc
+            .get("binary")
+            .and_then(Value::as_str)
+            .unwrap_or("neutrino-agent")
+            .to_string();
+        let configurations = match doc.get("configurations") {
+            None => json!({}),
+            Some(Value::Object(c)) => Value::Object(c.clone()),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "Invalid input for configurations: a dictionary is required",
+                ))
+            }
+        };
+        let started_at = doc
+            .get("started_at")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let mut tx = self.write().await?;
+        let scope = format!("agent:{agent_type}");
+        let existing = match tx.claim_owner(&scope, &host).await.map_err(db)? {
+            Some(id) => tx.get("agent", &id).await.map_err(db)?,
+            None => None,
+        };
+        let rec = match existing {
+            Some(mut rec) => {
+                let same = rec.body["configurations"] == configurations
+                    && rec.body["binary"] == json!(binary)
+                    && started_at
+                        .as_ref()
+                        .is_none_or(|s| rec.body["started_at"] == json!(s));
+                if !same {
+                    rec.body["configurations"] = configurations;
+                    rec.body["binary"] = json!(binary);
+                    if let Some(s) = &started_at {
+                        rec.body["started_at"] = json!(s);
+                    }
+                    tx.update("agent", &rec.id, &rec.body).await.map_err(db)?;
+                }
+                rec
+            }
+            None => {
+                let id = new_id();
+                tx.claim(&scope, &host, &id).await.map_err(db)?;
+                let t = now();
+                let body = json!({
+                    "id": id, "agent_type": agent_type, "binary": binary, "host": host,
+                    "topic": "N/A", "admin_state_up": true, "description": null,
+                    "configurations": configurations, "availability_zone": null,
+                    "resources_synced": null, "created_at": t,
+                    "started_at": started_at.unwrap_or(t),
+                });
+                let rec = Record {
+                    kind: "agent".into(),
+                    id,
+                    project_id: String::new(),
+                    parent_id: None,
+                    body,
+                };
+                tx.insert(&rec).await.map_err(db)?;
+                rec
+            }
+        };
+        tx.commit().await.map_err(db)?;
+        let at = epoch_secs();
+        self.inner.store.heartbeat(&host, at).await.map_err(db)?;
+        Ok(json!({"agent": self.render_agent(rec.body, Some(at))}))
+    }
+
+    fn render_agent(&self, mut body: Value, heartbeat: Option<i64>) -> Value {
+        let at = heartbeat.unwrap_or(0);
+        body["heartbeat_timestamp"] = json!(timestamp(at));
+        body["alive"] = json!(epoch_secs() - at <= AGENT_DOWN_SECS);
+        body
+    }
+
+    async fn agents_rendered(&self) -> ApiResult<Vec<Map<String, Value>>> {
+        let beats = self.inner.store.heartbeats().await.map_err(db)?;
+        let mut tx = self.read().await?;
+        let records = tx.list("agent", &Selector::default()).await.map_err(db)?;
+        Ok(records
+            .into_iter()
+            .map(|r| {
+                let host = r.body["host"].as_str().unwrap_or_default().to_string();
+                let beat = beats.iter().find(|(h, _)| *h == host).map(|(_, at)| *at);
+                match self.render_agent(r.body, beat) {
+                    Value::Object(doc) => doc,
+                    _ => Map::new(),
+                }
+            })
+            .collect())
+    }
+
+    /// `GET /v2.0/agents` (admin only; others see an empty list, as in Neutron).
+    pub async fn list_agents(
+        &self,
+        ctx: &Context,
+        pairs: &[(String, String)],
+    ) -> ApiResult<crate::ListResult> {
+        let q = query::parse(pairs, AGENT, &[])?;
+        let items = if ctx.is_admin() {
+            self.agents_rendered()
+                .await?
+                .into_iter()
+                .filter(|d| query::matches(d, &q))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let page = query::page(items, &q, "agent")?;
+        let fields: Vec<String> = q.fields.clone();
+        Ok(crate::ListResult {
+            items: page
+                .items
+                .into_iter()
+                .map(|d| query::project(d, &fields))
+                .collect(),
+            next: page.next,
+            previous: page.previous,
+        })
+    }
+
+    /// `GET /v2.0/agents/{id}`.
+    pub async fn show_agent(&self, ctx: &Context, id: &str) -> ApiResult<Value> {
+        if !ctx.is_admin() {
+            return Err(ApiError::not_found("agent", id));
+        }
+        self.agents_rendered()
+            .await?
+            .into_iter()
+            .find(|d| d.get("id").and_then(Value::as_str) == Some(id))
+            .map(|d| json!({"agent": d}))
+            .ok_or_else(|| ApiError::not_found("agent", id))
+    }
+
+    /// `PUT /v2.0/agents/{id}`: `admin_state_up` and `description`.
+    pub async fn update_agent(&self, ctx: &Context, id: &str, body: Value) -> ApiResult<Value> {
+        if !ctx.is_admin() {
+            return Err(ApiError::not_found("agent", id));
+        }
+        let doc = body
+            .get("agent")
+            .and_then(Value::as_object)
+            .ok_or_else(|| ApiError::bad_request("Resource body required: agent"))?;
+        let changes = attrs::validate(AGENT, doc, Op::Update)?;
+        let mut tx = self.write().await?;
+        let mut rec = tx
+            .get("agent", id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| ApiError::not_found("agent", id))?;
+        for (k, v) in changes {
+            rec.body[k.as_str()] = v;
+        }
+        tx.update("agent", id, &rec.body).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.show_agent(ctx, id).await
+    }
+
+    /// `DELETE /v2.0/agents/{id}`: forgets an agent (it registers again if it reports).
+    pub async fn delete_agent(&self, ctx: &Context, id: &str) -> ApiResult<()> {
+        if !ctx.is_admin() {
+            return Err(ApiError::not_found("agent", id));
+        }
+        let mut tx = self.write().await?;
+        let rec = tx
+            .get("agent", id)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| ApiError::not_found("agent", id))?;
+        let agent_type = rec.body["agent_type"].as_str().unwrap_or(AGENT_TYPE);
+        let host = rec.body["host"].as_str().unwrap_or_default();
+        tx.release(&format!("agent:{agent_type}"), host)
+            .await
+            .map_err(db)?;
+        tx.delete("agent", id).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// Every resource a host agent mirrors, and the revision to follow the feed from.
+    pub async fn feed_snapshot(&self, ctx: &Context) -> ApiResult<Value> {
+        admin(ctx, "get_feed")?;
+        let snap = self.inner.store.snapshot(FEED_KINDS).await.map_err(db)?;
+        let resources: Map<String, Value> = snap
+            .records
+            .into_iter()
+            .map(|(kind, recs)| {
+                (
+                    kind,
+                    Value::from(recs.into_iter().map(|r| r.body).collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        Ok(json!({"revision": snap.revision, "resources": resources}))
+    }
+
+    /// Up to `limit` changes after `since` of the mirrored kinds.
+    pub async fn feed_changes(&self, ctx: &Context, since: i64, limit: i64) -> ApiResult<FeedPage> {
+        admin(ctx, "get_feed")?;
+        let page = self
+            .inner
+            .store
+            .changes_since(since, FEED_KINDS, limit.clamp(1, 10_000))
+            .await
+            .map_err(db)?;
+        Ok(match page {
+            Ok(page) => FeedPage::Changes(page_json(page)),
+            Err(c) => FeedPage::Resync {
+                compacted: c.compacted,
+            },
+        })
+    }
+
+    /// Wakes whenever a newer revision is committed (by this server or, on PostgreSQL,
+    /// another one).
+    pub fn feed_subscribe(&self) -> watch::Receiver<i64> {
+        self.inner.store.feed().subscribe()
+    }
+
+    /// Drops old feed entries, keeping the newest `keep`.
+    pub async fn compact_feed(&self, keep: i64) -> ApiResult<i64> {
+        self.inner.store.compact_feed(keep).await.map_err(db)
+    }
+
+    /// An agent reports the state of ports bound to its host:
+    /// `{"host": H, "ports": [{"id", "status", "vif_type"?}]}`. Reports for ports bound
+    /// elsewhere (a stale agent after a move) or gone are skipped; returns how many changed.
+    pub async fn report_port_status(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
+        admin(ctx, "update_port:status")?;
+        let host = body
+            .get("host")
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+        let reports = body
+            .get("ports")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::bad_request("Invalid input for ports: a list is required"))?;
+        let mut wanted = Vec::with_capacity(reports.len());
+        for r in reports {
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+            let status = r.get("status").and_then(Value::as_str).unwrap_or_default();
+            if !attrs::is_uuid(id) || !PORT_STATUSES.contains(&status) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid port status report: {r}"
+                )));
+            }
+            let vif = r
+                .get("vif_type")
+                .and_then(Value::as_str)
+                .unwrap_or("bridge")
+                .to_string();
+            wanted.push((id.to_string(), status.to_string(), vif));
+        }
+        let mut tx = self.write().await?;
+        let mut changed = 0;
+        for chunk in wanted.chunks(500) {
+            let sel = Selector {
+                ids: Some(chunk.iter().map(|w| w.0.clone()).collect()),
+                ..Default::default()
+            };
+            for mut rec in tx.list("port", &sel).await.map_err(db)? {
+                if rec.body["binding:host_id"].as_str() != Some(host) {
+                    continue;
+                }
+                let Some((_, status, vif)) = chunk.iter().find(|w| w.0 == rec.id) else {
+                    continue;
+                };
+                if rec.body["status"] == json!(status) && rec.body["binding:vif_type"] == json!(vif)
+                {
+                    continue;
+                }
+                rec.body["status"] = json!(status);
+                rec.body["binding:vif_type"] = json!(vif);
+                rec.body["binding:vif_details"] = if vif == "unbound" {
+                    json!({})
+                } else {
+                    json!({"port_filter": true, "connectivity": "l2"})
+                };
+                crate::neutron::bump(&mut rec.body);
+                tx.update("port", &rec.id, &rec.body).await.map_err(db)?;
+                changed += 1;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(json!({"updated": changed}))
+    }
+}
