@@ -1,0 +1,239 @@
+//! What one host's kernel should hold, computed from the cluster mirror.
+//!
+//! - Every network with a port bound to this host gets a bridge and, for VXLAN networks, a
+//!   VXLAN device with this host's tunnel address, enslaved to the bridge.
+//! - Every port bound here (instance ports: not `network:*` owners) gets a veth pair: the
+//!   `tap…` end on the bridge, the other end in the instance's namespace with the port's MAC,
+//!   MTU, fixed IPs (prefix length from the subnet), default routes through the subnets'
+//!   gateways and the subnets' host routes.
+//! - Toward every other host that has ports on the same network: a flooding entry (broadcast
+//!   and ARP go to those hosts only) and a static entry per remote MAC; no flood-and-learn.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::cluster::{text, Cluster};
+use crate::names;
+use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Vxlan, FLOOD_MAC};
+
+/// This host's settings.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// The host name ports are bound to (`binding:host_id`).
+    pub host: String,
+    /// This host's VXLAN tunnel endpoint.
+    pub tunnel_ip: IpAddr,
+    /// UDP port of VXLAN.
+    pub vxlan_port: u16,
+    /// Prefix of the namespace names this agent owns (lets several agents share one machine).
+    pub netns_prefix: String,
+}
+
+/// What should happen to one port bound to this host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortOutcome {
+    /// Plugged as this veth pair: `(tap, namespace, interface)`; `up` is its admin state.
+    Plug {
+        /// Host-side interface.
+        tap: String,
+        /// Instance namespace.
+        netns: String,
+        /// Interface name inside the namespace.
+        ifname: String,
+        /// `admin_state_up`.
+        up: bool,
+    },
+    /// Cannot be plugged here (the reason is logged and the port reported in ERROR).
+    Fail(String),
+}
+
+/// The desired state and the fate of every port bound to the host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Kernel state to reach.
+    pub state: HostState,
+    /// Ports bound here, by id.
+    pub ports: BTreeMap<String, PortOutcome>,
+}
+
+/// Whether a port is plugged by the instance path (routers and DHCP have their own).
+fn is_instance_port(port: &Value) -> bool {
+    !text(port, "device_owner").starts_with("network:")
+}
+
+/// Tunnel endpoints of the registered agents, by host.
+fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
+    cluster
+        .all("agent")
+        .filter_map(|a| {
+            let ip = a["configurations"]["tunnel_ip"].as_str()?.parse().ok()?;
+            Some((text(a, "host").to_string(), ip))
+        })
+        .collect()
+}
+
+/// The VNI of a VXLAN network, or why the network cannot be realised here.
+fn segment(net: &Value) -> Result<u32, String> {
+    match text(net, "provider:network_type") {
+        "vxlan" => net["provider:segmentation_id"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .ok_or_else(|| "VXLAN network without a segmentation id".to_string()),
+        other => Err(format!(
+            "network type {other:?} is not supported by this agent (VXLAN only)"
+        )),
+    }
+}
+
+fn mtu(net: &Value) -> u32 {
+    net["mtu"]
+        .as_u64()
+        .and_then(|m| u32::try_from(m).ok())
+        .filter(|m| *m >= 576)
+        .unwrap_or(1450)
+}
+
+/// Computes the desired state of `cfg.host`.
+pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
+    let tunnels = tunnel_endpoints(cluster);
+    let mut out = Desired::default();
+    // Ports bound here, grouped by instance namespace in creation order (interface names
+    // eth0, eth1, ... follow that order).
+    let mut local: Vec<&Value> = cluster
+        .all("port")
+        .filter(|p| text(p, "binding:host_id") == cfg.host && is_instance_port(p))
+        .collect();
+    local.sort_by_key(|p| (text(p, "created_at"), text(p, "id")));
+    let mut next_if: BTreeMap<String, usize> = BTreeMap::new();
+    let mut local_networks: BTreeMap<String, String> = BTreeMap::new();
+    for port in local {
+        let id = text(port, "id");
+        let net_id = text(port, "network_id");
+        let Some(net) = cluster.get("network", net_id) else {
+            out.ports.insert(
+                id.to_string(),
+                PortOutcome::Fail(format!("network {net_id} unknown")),
+            );
+            continue;
+        };
+        let vni = match segment(net) {
+            Ok(v) => v,
+            Err(reason) => {
+                out.ports.insert(id.to_string(), PortOutcome::Fail(reason));
+                continue;
+            }
+        };
+        let mtu = mtu(net);
+        let bridge = names::bridge(net_id);
+        let vxlan = names::vxlan(vni);
+        out.state.bridges.insert(bridge.clone(), Bridge { mtu });
+        out.state.vxlans.insert(
+            vxlan.clone(),
+            Vxlan {
+                vni,
+                local: cfg.tunnel_ip,
+                port: cfg.vxlan_port,
+                mtu,
+                master: Some(bridge.clone()),
+            },
+        );
+        local_networks.insert(net_id.to_string(), vxlan);
+        let netns = names::instance_netns(&cfg.netns_prefix, text(port, "device_id"), id);
+        let n = next_if.entry(netns.clone()).or_default();
+        let ifname = format!("eth{n}");
+        *n += 1;
+        let tap = names::tap(id);
+        let up = port["admin_state_up"].as_bool().unwrap_or(true);
+        out.state.taps.insert(
+            tap.clone(),
+            Tap {
+                mtu,
+                master: Some(bridge),
+                peer: (netns.clone(), ifname.clone()),
+            },
+        );
+        let ns = out.state.namespaces.entry(netns.clone()).or_default();
+        ns.links.insert(
+            ifname.clone(),
+            NsLink {
+                mac: text(port, "mac_address").to_ascii_lowercase(),
+                mtu,
+                up,
+            },
+        );
+        let mut default_route: BTreeSet<bool> = BTreeSet::new();
+        for fixed in port["fixed_ips"].as_array().into_iter().flatten() {
+            let Some(subnet) = cluster.get("subnet", text(fixed, "subnet_id")) else {
+                continue;
+            };
+            let (Ok(ip), Ok(cidr)) = (
+                text(fixed, "ip_address").parse::<IpAddr>(),
+                text(subnet, "cidr").parse::<IpNet>(),
+            ) else {
+                continue;
+            };
+            if let Ok(addr) = IpNet::new(ip, cidr.prefix_len()) {
+                ns.addrs.insert((ifname.clone(), addr));
+            }
+            if let Ok(gw) = text(subnet, "gateway_ip").parse::<IpAddr>() {
+                if default_route.insert(gw.is_ipv4()) {
+                    let any = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
+                    ns.routes.insert(Route {
+                        dst: any.parse().expect("literal"),
+                        via: gw,
+                        dev: ifname.clone(),
+                    });
+                }
+            }
+            for hr in subnet["host_routes"].as_array().into_iter().flatten() {
+                if let (Ok(dst), Ok(via)) = (
+                    text(hr, "destination").parse::<IpNet>(),
+                    text(hr, "nexthop").parse::<IpAddr>(),
+                ) {
+                    if dst.addr().is_ipv4() == via.is_ipv4() {
+                        ns.routes.insert(Route {
+                            dst: dst.trunc(),
+                            via,
+                            dev: ifname.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out.ports.insert(
+            id.to_string(),
+            PortOutcome::Plug {
+                tap,
+                netns,
+                ifname,
+                up,
+            },
+        );
+    }
+    // Toward the other hosts with ports on our networks.
+    for port in cluster.all("port") {
+        let host = text(port, "binding:host_id");
+        if host.is_empty() || host == cfg.host {
+            continue;
+        }
+        let Some(vxlan) = local_networks.get(text(port, "network_id")) else {
+            continue;
+        };
+        let Some(dst) = tunnels.get(host).copied().filter(|ip| *ip != cfg.tunnel_ip) else {
+            continue;
+        };
+        for mac in [FLOOD_MAC, text(port, "mac_address")] {
+            if !mac.is_empty() {
+                out.state.fdb.insert(FdbEntry {
+                    dev: vxlan.clone(),
+                    mac: mac.to_ascii_lowercase(),
+                    dst,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,20 @@
+//! Pure dataplane planning for one host: no I/O, no async, no kernel.
+//!
+//! The host agent keeps a [`Cluster`] (its mirror of the server's resources, fed by the
+//! snapshot and the change feed), computes the [`HostState`] this host should have
+//! ([`desired`]), parses what the kernel has into the same shape ([`observe`]), and turns
+//! the difference into a list of typed operations ([`plan`]) that it then executes. Applying
+//! a plan and planning again yields an empty plan; that is what makes the agent idempotent
+//! and lets it adopt what an earlier run left behind instead of flushing it.
+
+pub mod cluster;
+pub mod desired;
+pub mod names;
+pub mod observe;
+pub mod plan;
+pub mod state;
+
+pub use cluster::Cluster;
+pub use desired::{desired, HostConfig};
+pub use plan::{plan, Op, Target};
+pub use state::HostState;

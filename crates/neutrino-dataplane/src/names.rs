@@ -1,0 +1,77 @@
+//! Kernel object names (interface names are at most 15 bytes). They follow the Linux bridge
+//! agent's conventions, so an operator who knows Neutron recognises them, and each kind has a
+//! prefix that marks it as the agent's own: anything else on the host is never touched.
+
+/// Bridge of a network: `brq` + the first 11 characters of the network id.
+pub fn bridge(network_id: &str) -> String {
+    format!("brq{}", short(network_id))
+}
+
+/// VXLAN device of a segment.
+pub fn vxlan(vni: u32) -> String {
+    format!("vxlan-{vni}")
+}
+
+/// Host-side end of a port's veth pair: `tap` + the first 11 characters of the port id.
+pub fn tap(port_id: &str) -> String {
+    format!("tap{}", short(port_id))
+}
+
+/// Network namespace standing for an instance (`device_id`); ports without a device get one
+/// of their own.
+pub fn instance_netns(prefix: &str, device_id: &str, port_id: &str) -> String {
+    let raw = if device_id.is_empty() {
+        format!("port-{port_id}")
+    } else {
+        device_id.to_string()
+    };
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(200)
+        .collect();
+    format!("{prefix}vm-{clean}")
+}
+
+/// Whether a namespace name is one this agent manages.
+pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with("vm-"))
+}
+
+/// Whether a host interface name is one this agent manages.
+pub fn is_managed_link(name: &str) -> bool {
+    ["brq", "vxlan-", "tap"].iter().any(|p| name.starts_with(p))
+}
+
+fn short(id: &str) -> &str {
+    let end = id
+        .char_indices()
+        .nth(11)
+        .map(|(i, _)| i)
+        .unwrap_or(id.len());
+    &id[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_in_ifnamsiz() {
+        let id = "3f2a9c1e-4b7d-4c1e-9a0b-123456789abc";
+        for name in [bridge(id), tap(id), vxlan(16_777_215)] {
+            assert!(name.len() <= 15, "{name}");
+        }
+        assert_eq!(tap(id), "tap3f2a9c1e-4b");
+        assert_eq!(instance_netns("h1-", "vm 1/x", id), "h1-vm-vm_1_x");
+        assert!(is_managed_netns("h1-", "h1-vm-a"));
+        assert!(!is_managed_netns("h1-", "h2-vm-a"));
+    }
+}

@@ -1,0 +1,168 @@
+//! What the kernel holds, from iproute2's JSON output (`ip -d -j link show`,
+//! `bridge -j fdb show`, and per namespace `ip -d -j link/addr/route show`), in the shape of
+//! [`HostState`]. Only the agent's own objects are kept (by name prefix); kernel-made routes
+//! and link-local addresses are left out, as the desired state never holds them.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::cluster::text;
+use crate::names;
+use crate::state::{Bridge, FdbEntry, HostState, Namespace, NsLink, Route, Tap, Vxlan};
+
+/// Raw command output of the agent's own namespace.
+#[derive(Clone, Debug, Default)]
+pub struct RawHost {
+    /// `ip -d -j link show`.
+    pub links: Value,
+    /// `bridge -j fdb show` (all devices).
+    pub fdb: Value,
+    /// The managed instance namespaces.
+    pub namespaces: Vec<RawNamespace>,
+}
+
+/// Raw command output of one namespace.
+#[derive(Clone, Debug, Default)]
+pub struct RawNamespace {
+    /// Its name.
+    pub name: String,
+    /// `ip -d -j link show`.
+    pub links: Value,
+    /// `ip -j addr show`.
+    pub addrs: Value,
+    /// `ip -j -4 route show` and `ip -j -6 route show`, concatenated.
+    pub routes: Vec<Value>,
+}
+
+fn items(v: &Value) -> impl Iterator<Item = &Value> {
+    v.as_array().into_iter().flatten()
+}
+
+fn kind(link: &Value) -> &str {
+    link["linkinfo"]["info_kind"].as_str().unwrap_or_default()
+}
+
+fn u32_of(v: &Value) -> u32 {
+    v.as_u64().and_then(|m| u32::try_from(m).ok()).unwrap_or(0)
+}
+
+/// Parses the raw output into the managed part of the host's state.
+pub fn observe(raw: &RawHost) -> HostState {
+    let mut state = HostState::default();
+    // Peers of host veths, by the host-side ifindex they point at.
+    let mut peers: BTreeMap<u64, (String, String)> = BTreeMap::new();
+    for ns in &raw.namespaces {
+        let mut parsed = Namespace::default();
+        for link in items(&ns.links) {
+            let name = text(link, "ifname");
+            if name == "lo" || name.is_empty() {
+                continue;
+            }
+            if kind(link) == "veth" {
+                if let Some(index) = link["link_index"].as_u64() {
+                    peers.insert(index, (ns.name.clone(), name.to_string()));
+                }
+            }
+            let flags = link["flags"].as_array().cloned().unwrap_or_default();
+            parsed.links.insert(
+                name.to_string(),
+                NsLink {
+                    mac: text(link, "address").to_ascii_lowercase(),
+                    mtu: u32_of(&link["mtu"]),
+                    up: flags.iter().any(|f| f == "UP"),
+                },
+            );
+        }
+        for link in items(&ns.addrs) {
+            let dev = text(link, "ifname");
+            for a in items(&link["addr_info"]) {
+                if text(a, "scope") == "link" || dev == "lo" {
+                    continue;
+                }
+                let (Ok(ip), Some(len)) =
+                    (text(a, "local").parse::<IpAddr>(), a["prefixlen"].as_u64())
+                else {
+                    continue;
+                };
+                if let Ok(net) = IpNet::new(ip, len as u8) {
+                    parsed.addrs.insert((dev.to_string(), net));
+                }
+            }
+        }
+        for r in ns.routes.iter().flat_map(items) {
+            let (Ok(via), dev) = (text(r, "gateway").parse::<IpAddr>(), text(r, "dev")) else {
+                continue;
+            };
+            let dst = match text(r, "dst") {
+                "default" if via.is_ipv4() => "0.0.0.0/0".parse().ok(),
+                "default" => "::/0".parse().ok(),
+                d if d.contains('/') => d.parse().ok(),
+                d => d.parse::<IpAddr>().ok().map(IpNet::from),
+            };
+            if let Some(dst) = dst {
+                parsed.routes.insert(Route {
+                    dst,
+                    via,
+                    dev: dev.to_string(),
+                });
+            }
+        }
+        state.namespaces.insert(ns.name.clone(), parsed);
+    }
+    for link in items(&raw.links) {
+        let name = text(link, "ifname");
+        if !names::is_managed_link(name) {
+            continue;
+        }
+        let mtu = u32_of(&link["mtu"]);
+        let master = link["master"].as_str().map(str::to_string);
+        match kind(link) {
+            "bridge" if name.starts_with("brq") => {
+                state.bridges.insert(name.to_string(), Bridge { mtu });
+            }
+            "vxlan" if name.starts_with("vxlan-") => {
+                let data = &link["linkinfo"]["info_data"];
+                let Ok(local) = text(data, "local").parse() else {
+                    continue;
+                };
+                state.vxlans.insert(
+                    name.to_string(),
+                    Vxlan {
+                        vni: u32_of(&data["id"]),
+                        local,
+                        port: data["port"].as_u64().unwrap_or(0) as u16,
+                        mtu,
+                        master,
+                    },
+                );
+            }
+            "veth" if name.starts_with("tap") => {
+                let peer = link["ifindex"]
+                    .as_u64()
+                    .and_then(|i| peers.get(&i).cloned())
+                    .unwrap_or_default();
+                state
+                    .taps
+                    .insert(name.to_string(), Tap { mtu, master, peer });
+            }
+            _ => {}
+        }
+    }
+    for e in items(&raw.fdb) {
+        let dev = text(e, "ifname");
+        if !state.vxlans.contains_key(dev) {
+            continue;
+        }
+        if let Ok(dst) = text(e, "dst").parse() {
+            state.fdb.insert(FdbEntry {
+                dev: dev.to_string(),
+                mac: text(e, "mac").to_ascii_lowercase(),
+                dst,
+            });
+        }
+    }
+    state
+}

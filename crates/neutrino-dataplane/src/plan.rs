@@ -1,0 +1,438 @@
+//! The plan: typed operations that take a host from the observed state to the desired one,
+//! in an order the kernel accepts (removals first, then namespaces, bridges, tunnels,
+//! forwarding entries, veth pairs, and what is inside each instance). Each operation renders
+//! as one iproute2 batch line for the tool and namespace named by its [`Target`].
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::state::{FdbEntry, HostState, Namespace, Route, FLOOD_MAC};
+
+/// Where an operation runs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Target {
+    /// `ip` in the agent's own namespace.
+    Host,
+    /// `bridge` (forwarding database) in the agent's own namespace.
+    Bridge,
+    /// `ip` inside the named namespace.
+    Netns(String),
+}
+
+/// One change to the kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// Create a network namespace (and bring its loopback up).
+    AddNetns(String),
+    /// Delete a network namespace with everything in it.
+    DelNetns(String),
+    /// Bring a namespace's loopback up.
+    LoUp(String),
+    /// Create a bridge.
+    AddBridge {
+        /// Name.
+        name: String,
+        /// MTU.
+        mtu: u32,
+    },
+    /// Create a VXLAN device (no learning: the forwarding entries are static).
+    AddVxlan {
+        /// Name.
+        name: String,
+        /// Segment id.
+        vni: u32,
+        /// Local tunnel address.
+        local: IpAddr,
+        /// UDP port.
+        port: u16,
+        /// MTU.
+        mtu: u32,
+    },
+    /// Create a veth pair: `tap` here, `peer` in `netns` with the instance's MAC.
+    AddVeth {
+        /// Host-side name.
+        tap: String,
+        /// Namespace of the other end.
+        netns: String,
+        /// Name of the other end.
+        peer: String,
+        /// MAC of the other end.
+        mac: String,
+        /// MTU of both ends.
+        mtu: u32,
+    },
+    /// Enslave a host interface to a bridge.
+    SetMaster {
+        /// Interface.
+        name: String,
+        /// Bridge.
+        master: String,
+    },
+    /// Set a host interface's MTU.
+    SetMtu {
+        /// Interface.
+        name: String,
+        /// MTU.
+        mtu: u32,
+    },
+    /// Bring a host interface up.
+    SetUp(String),
+    /// Delete a host interface (a veth pair goes as a whole).
+    DelLink(String),
+    /// Add a static forwarding entry.
+    AddFdb(FdbEntry),
+    /// Remove a static forwarding entry.
+    DelFdb(FdbEntry),
+    /// Set an instance interface's MAC, MTU and admin state.
+    SetNsLink {
+        /// Namespace.
+        netns: String,
+        /// Interface.
+        name: String,
+        /// MAC.
+        mac: String,
+        /// MTU.
+        mtu: u32,
+        /// Up or down.
+        up: bool,
+    },
+    /// Add an address inside a namespace.
+    AddAddr {
+        /// Namespace.
+        netns: String,
+        /// Interface.
+        dev: String,
+        /// Address with prefix length.
+        addr: IpNet,
+    },
+    /// Remove an address inside a namespace.
+    DelAddr {
+        /// Namespace.
+        netns: String,
+        /// Interface.
+        dev: String,
+        /// Address with prefix length.
+        addr: IpNet,
+    },
+    /// Add (or replace) a route inside a namespace.
+    AddRoute {
+        /// Namespace.
+        netns: String,
+        /// The route.
+        route: Route,
+    },
+    /// Remove a route inside a namespace.
+    DelRoute {
+        /// Namespace.
+        netns: String,
+        /// The route.
+        route: Route,
+    },
+}
+
+impl Op {
+    /// The tool and namespace that run this operation.
+    pub fn target(&self) -> Target {
+        match self {
+            Op::AddFdb(_) | Op::DelFdb(_) => Target::Bridge,
+            Op::LoUp(netns)
+            | Op::SetNsLink { netns, .. }
+            | Op::AddAddr { netns, .. }
+            | Op::DelAddr { netns, .. }
+            | Op::AddRoute { netns, .. }
+            | Op::DelRoute { netns, .. } => Target::Netns(netns.clone()),
+            _ => Target::Host,
+        }
+    }
+
+    /// The operation as one line of `ip -batch` / `bridge -batch` input.
+    pub fn command(&self) -> String {
+        match self {
+            Op::AddNetns(n) => format!("netns add {n}"),
+            Op::DelNetns(n) => format!("netns del {n}"),
+            Op::LoUp(_) => "link set lo up".to_string(),
+            Op::AddBridge { name, mtu } => format!("link add {name} mtu {mtu} type bridge"),
+            Op::AddVxlan {
+                name,
+                vni,
+                local,
+                port,
+                mtu,
+            } => format!(
+                "link add {name} mtu {mtu} type vxlan id {vni} local {local} dstport {port} nolearning"
+            ),
+            Op::AddVeth {
+                tap,
+                netns,
+                peer,
+                mac,
+                mtu,
+            } => format!(
+                "link add {tap} mtu {mtu} type veth peer name {peer} address {mac} mtu {mtu} netns {netns}"
+            ),
+            Op::SetMaster { name, master } => format!("link set {name} master {master}"),
+            Op::SetMtu { name, mtu } => format!("link set {name} mtu {mtu}"),
+            Op::SetUp(name) => format!("link set {name} up"),
+            Op::DelLink(name) => format!("link del {name}"),
+            Op::AddFdb(e) if e.mac == FLOOD_MAC => {
+                format!("fdb append {} dev {} dst {} self permanent", e.mac, e.dev, e.dst)
+            }
+            Op::AddFdb(e) => {
+                format!("fdb replace {} dev {} dst {} self permanent", e.mac, e.dev, e.dst)
+            }
+            Op::DelFdb(e) => format!("fdb del {} dev {} dst {} self", e.mac, e.dev, e.dst),
+            Op::SetNsLink {
+                name,
+                mac,
+                mtu,
+                up,
+                ..
+            } => format!(
+                "link set {name} address {mac} mtu {mtu} {}",
+                if *up { "up" } else { "down" }
+            ),
+            Op::AddAddr { dev, addr, .. } if addr.addr().is_ipv6() => {
+                format!("addr replace {addr} dev {dev} nodad")
+            }
+            Op::AddAddr { dev, addr, .. } => format!("addr replace {addr} dev {dev}"),
+            Op::DelAddr { dev, addr, .. } => format!("addr del {addr} dev {dev}"),
+            Op::AddRoute { route, .. } => format!(
+                "route replace {} via {} dev {}",
+                route.dst, route.via, route.dev
+            ),
+            Op::DelRoute { route, .. } => {
+                format!("route del {} via {} dev {}", route.dst, route.via, route.dev)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.target() {
+            Target::Host => write!(f, "ip {}", self.command()),
+            Target::Bridge => write!(f, "bridge {}", self.command()),
+            Target::Netns(ns) => write!(f, "ip -n {ns} {}", self.command()),
+        }
+    }
+}
+
+/// The operations that turn `observed` into `desired`; empty when they already agree.
+pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
+    let mut ops = Vec::new();
+    // What is left of the observed state after the removals below.
+    let mut obs = observed.clone();
+
+    // Removals: ports, forwarding entries, tunnels, bridges, namespaces.
+    for (name, tap) in &observed.taps {
+        if desired.taps.get(name).is_none_or(|d| d.peer != tap.peer) {
+            ops.push(Op::DelLink(name.clone()));
+            obs.taps.remove(name);
+            let (netns, peer) = &tap.peer;
+            if let Some(ns) = obs.namespaces.get_mut(netns) {
+                forget_link(ns, peer);
+            }
+        }
+    }
+    let replaced_vxlans: Vec<String> = observed
+        .vxlans
+        .iter()
+        .filter(|(name, v)| {
+            desired
+                .vxlans
+                .get(*name)
+                .is_none_or(|d| (d.vni, d.local, d.port) != (v.vni, v.local, v.port))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for e in &observed.fdb {
+        if !desired.fdb.contains(e) && !replaced_vxlans.contains(&e.dev) {
+            ops.push(Op::DelFdb(e.clone()));
+            obs.fdb.remove(e);
+        }
+    }
+    for name in &replaced_vxlans {
+        ops.push(Op::DelLink(name.clone()));
+        obs.vxlans.remove(name);
+        obs.fdb.retain(|e| e.dev != *name);
+    }
+    for name in observed.bridges.keys() {
+        if !desired.bridges.contains_key(name) {
+            ops.push(Op::DelLink(name.clone()));
+            obs.bridges.remove(name);
+        }
+    }
+    for name in observed.namespaces.keys() {
+        if !desired.namespaces.contains_key(name) {
+            ops.push(Op::DelNetns(name.clone()));
+            obs.namespaces.remove(name);
+        }
+    }
+
+    // Creations and fixes, outside in.
+    for name in desired.namespaces.keys() {
+        if !obs.namespaces.contains_key(name) {
+            ops.push(Op::AddNetns(name.clone()));
+            ops.push(Op::LoUp(name.clone()));
+        }
+    }
+    for (name, bridge) in &desired.bridges {
+        match obs.bridges.get(name) {
+            None => {
+                ops.push(Op::AddBridge {
+                    name: name.clone(),
+                    mtu: bridge.mtu,
+                });
+                ops.push(Op::SetUp(name.clone()));
+            }
+            Some(have) if have.mtu != bridge.mtu => ops.push(Op::SetMtu {
+                name: name.clone(),
+                mtu: bridge.mtu,
+            }),
+            Some(_) => {}
+        }
+    }
+    for (name, v) in &desired.vxlans {
+        let have = obs.vxlans.get(name);
+        if have.is_none() {
+            ops.push(Op::AddVxlan {
+                name: name.clone(),
+                vni: v.vni,
+                local: v.local,
+                port: v.port,
+                mtu: v.mtu,
+            });
+        }
+        if have.is_some_and(|h| h.mtu != v.mtu) {
+            ops.push(Op::SetMtu {
+                name: name.clone(),
+                mtu: v.mtu,
+            });
+        }
+        if let Some(master) = &v.master {
+            if have.is_none_or(|h| h.master.as_ref() != Some(master)) {
+                ops.push(Op::SetMaster {
+                    name: name.clone(),
+                    master: master.clone(),
+                });
+            }
+        }
+        if have.is_none() {
+            ops.push(Op::SetUp(name.clone()));
+        }
+    }
+    for e in &desired.fdb {
+        if !obs.fdb.contains(e) {
+            ops.push(Op::AddFdb(e.clone()));
+        }
+    }
+    for (name, tap) in &desired.taps {
+        let have = obs.taps.get(name);
+        let (netns, peer) = &tap.peer;
+        if have.is_none() {
+            let mac = desired
+                .namespaces
+                .get(netns)
+                .and_then(|ns| ns.links.get(peer))
+                .map(|l| l.mac.clone())
+                .unwrap_or_default();
+            ops.push(Op::AddVeth {
+                tap: name.clone(),
+                netns: netns.clone(),
+                peer: peer.clone(),
+                mac,
+                mtu: tap.mtu,
+            });
+        }
+        if have.is_some_and(|h| h.mtu != tap.mtu) {
+            ops.push(Op::SetMtu {
+                name: name.clone(),
+                mtu: tap.mtu,
+            });
+        }
+        if let Some(master) = &tap.master {
+            if have.is_none_or(|h| h.master.as_ref() != Some(master)) {
+                ops.push(Op::SetMaster {
+                    name: name.clone(),
+                    master: master.clone(),
+                });
+            }
+        }
+        if have.is_none() {
+            ops.push(Op::SetUp(name.clone()));
+        }
+    }
+    let empty = Namespace::default();
+    for (netns, want) in &desired.namespaces {
+        let have = obs.namespaces.get(netns).unwrap_or(&empty);
+        for (name, link) in &want.links {
+            if have.links.get(name) != Some(link) {
+                ops.push(Op::SetNsLink {
+                    netns: netns.clone(),
+                    name: name.clone(),
+                    mac: link.mac.clone(),
+                    mtu: link.mtu,
+                    up: link.up,
+                });
+            }
+        }
+        for route in &have.routes {
+            if !want.routes.contains(route) && want.links.contains_key(&route.dev) {
+                ops.push(Op::DelRoute {
+                    netns: netns.clone(),
+                    route: route.clone(),
+                });
+            }
+        }
+        for (dev, addr) in &have.addrs {
+            if !want.addrs.contains(&(dev.clone(), *addr)) && want.links.contains_key(dev) {
+                ops.push(Op::DelAddr {
+                    netns: netns.clone(),
+                    dev: dev.clone(),
+                    addr: *addr,
+                });
+            }
+        }
+        for (dev, addr) in &want.addrs {
+            if !have.addrs.contains(&(dev.clone(), *addr)) {
+                ops.push(Op::AddAddr {
+                    netns: netns.clone(),
+                    dev: dev.clone(),
+                    addr: *addr,
+                });
+            }
+        }
+        for route in &want.routes {
+            if !have.routes.contains(route) {
+                ops.push(Op::AddRoute {
+                    netns: netns.clone(),
+                    route: route.clone(),
+                });
+            }
+        }
+    }
+    ops
+}
+
+/// Drops an interface and what hangs off it from an observed namespace.
+fn forget_link(ns: &mut Namespace, name: &str) {
+    ns.links.remove(name);
+    ns.addrs.retain(|(dev, _)| dev != name);
+    ns.routes.retain(|r| r.dev != name);
+}
+
+/// Groups consecutive operations with the same target, keeping their order: each group is
+/// one batch for one tool.
+pub fn batches(ops: &[Op]) -> Vec<(Target, Vec<String>)> {
+    let mut out: Vec<(Target, Vec<String>)> = Vec::new();
+    for op in ops {
+        let target = op.target();
+        match out.last_mut() {
+            Some((t, lines)) if *t == target => lines.push(op.command()),
+            _ => out.push((target, vec![op.command()])),
+        }
+    }
+    out
+}

@@ -1,0 +1,104 @@
+//! The kernel state of one host that the agent manages, in one shape for both what should be
+//! ([`crate::desired`]) and what is ([`crate::observe`]). Only what the agent sets is
+//! represented, so comparing the two says exactly what to change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Everything the agent manages on one host.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostState {
+    /// Linux bridges, by name.
+    pub bridges: BTreeMap<String, Bridge>,
+    /// VXLAN devices, by name.
+    pub vxlans: BTreeMap<String, Vxlan>,
+    /// Static forwarding entries on VXLAN devices.
+    pub fdb: BTreeSet<FdbEntry>,
+    /// Host-side ends of port veth pairs, by name.
+    pub taps: BTreeMap<String, Tap>,
+    /// Network namespaces (instances), by name.
+    pub namespaces: BTreeMap<String, Namespace>,
+}
+
+/// A Linux bridge (one per network present on the host).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bridge {
+    /// MTU.
+    pub mtu: u32,
+}
+
+/// A VXLAN device enslaved to its network's bridge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vxlan {
+    /// Segment id.
+    pub vni: u32,
+    /// This host's tunnel address.
+    pub local: IpAddr,
+    /// UDP destination port.
+    pub port: u16,
+    /// MTU.
+    pub mtu: u32,
+    /// The bridge it is a port of.
+    pub master: Option<String>,
+}
+
+/// One static forwarding entry: frames to `mac` go to the tunnel endpoint `dst`; the all-zero
+/// MAC marks a flooding destination (broadcast, unknown unicast, multicast).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FdbEntry {
+    /// VXLAN device.
+    pub dev: String,
+    /// Destination MAC (`00:00:00:00:00:00` for flooding).
+    pub mac: String,
+    /// Remote tunnel endpoint.
+    pub dst: IpAddr,
+}
+
+/// The all-zero MAC of flooding entries.
+pub const FLOOD_MAC: &str = "00:00:00:00:00:00";
+
+/// Host-side end of a port's veth pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tap {
+    /// MTU.
+    pub mtu: u32,
+    /// The bridge it is a port of.
+    pub master: Option<String>,
+    /// Where the other end lives: `(namespace, interface name)`.
+    pub peer: (String, String),
+}
+
+/// An instance's network namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Namespace {
+    /// Interfaces (the instance ends of veth pairs), by name.
+    pub links: BTreeMap<String, NsLink>,
+    /// Addresses: `(interface, address/prefix)`.
+    pub addrs: BTreeSet<(String, IpNet)>,
+    /// Routes that are not the kernel's own connected routes.
+    pub routes: BTreeSet<Route>,
+}
+
+/// An instance's interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsLink {
+    /// MAC address, lower case.
+    pub mac: String,
+    /// MTU.
+    pub mtu: u32,
+    /// Administratively up.
+    pub up: bool,
+}
+
+/// A route inside an instance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Route {
+    /// Destination prefix (`0.0.0.0/0` / `::/0` for the default route).
+    pub dst: IpNet,
+    /// Next hop.
+    pub via: IpAddr,
+    /// Outgoing interface.
+    pub dev: String,
+}

@@ -1,0 +1,104 @@
+//! Golden tests: the plan for fixed desired states, compared with files under
+//! `tests/golden/` (run with `UPDATE_GOLDEN=1` to rewrite them after an intended change).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use neutrino_dataplane::desired::PortOutcome;
+use neutrino_dataplane::{desired, plan, Cluster, HostConfig, HostState};
+
+fn cluster() -> Cluster {
+    let text = include_str!("fixtures.json");
+    Cluster::from_snapshot(&serde_json::from_str(text).unwrap())
+}
+
+fn host(name: &str, ip: &str) -> HostConfig {
+    HostConfig {
+        host: name.into(),
+        tunnel_ip: ip.parse::<IpAddr>().unwrap(),
+        vxlan_port: 4789,
+        netns_prefix: format!("{name}-"),
+    }
+}
+
+fn golden(name: &str, actual: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(actual, expected, "golden file {name} differs");
+}
+
+fn render(ops: &[neutrino_dataplane::Op]) -> String {
+    ops.iter().map(|op| format!("{op}\n")).collect()
+}
+
+#[test]
+fn fresh_host_plan() {
+    let d = desired(&cluster(), &host("h1", "192.0.2.1"));
+    golden(
+        "h1-fresh.plan",
+        &render(&plan(&d.state, &HostState::default())),
+    );
+}
+
+#[test]
+fn port_outcomes() {
+    let d = desired(&cluster(), &host("h1", "192.0.2.1"));
+    let text: String = d
+        .ports
+        .iter()
+        .map(|(id, o)| match o {
+            PortOutcome::Plug {
+                tap,
+                netns,
+                ifname,
+                up,
+            } => format!("{id} plug {tap} {netns} {ifname} up={up}\n"),
+            PortOutcome::Fail(why) => format!("{id} fail {why}\n"),
+        })
+        .collect();
+    golden("h1-ports.txt", &text);
+}
+
+#[test]
+fn converged_host_plans_nothing() {
+    let d = desired(&cluster(), &host("h1", "192.0.2.1"));
+    assert!(plan(&d.state, &d.state).is_empty());
+}
+
+#[test]
+fn changes_plan_only_the_difference() {
+    let before = desired(&cluster(), &host("h1", "192.0.2.1")).state;
+    let mut c = cluster();
+    // The port on h3 goes away, a new one appears on h2, p1 moves to a new address.
+    c.put("port", "p4aaaaaa-0000-4000-8000-000000000004", None);
+    let mut p1 = c
+        .get("port", "p1aaaaaa-0000-4000-8000-000000000001")
+        .unwrap()
+        .clone();
+    p1["fixed_ips"][0]["ip_address"] = "10.1.0.21".into();
+    c.put("port", "p1aaaaaa-0000-4000-8000-000000000001", Some(&p1));
+    let mut p8 = c
+        .get("port", "p3aaaaaa-0000-4000-8000-000000000003")
+        .unwrap()
+        .clone();
+    p8["id"] = "p8aaaaaa-0000-4000-8000-000000000008".into();
+    p8["mac_address"] = "fa:16:3e:00:00:08".into();
+    c.put("port", "p8aaaaaa-0000-4000-8000-000000000008", Some(&p8));
+    let after = desired(&c, &host("h1", "192.0.2.1")).state;
+    golden("h1-change.plan", &render(&plan(&after, &before)));
+}
+
+#[test]
+fn everything_unbound_tears_down() {
+    let before = desired(&cluster(), &host("h1", "192.0.2.1")).state;
+    golden(
+        "h1-teardown.plan",
+        &render(&plan(&HostState::default(), &before)),
+    );
+}
