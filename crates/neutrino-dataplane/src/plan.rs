@@ -13,7 +13,9 @@ use crate::state::{FdbEntry, HostState, Namespace, Route, FLOOD_MAC};
 /// Where an operation runs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Target {
-    /// `ip` in the agent's own namespace.
+    /// `ip netns` in the agent's own namespace (namespaces are named globally).
+    Namespaces,
+    /// `ip` in the host's dataplane namespace.
     Host,
     /// `bridge` (forwarding database) in the agent's own namespace.
     Bridge,
@@ -137,6 +139,7 @@ impl Op {
     pub fn target(&self) -> Target {
         match self {
             Op::AddFdb(_) | Op::DelFdb(_) => Target::Bridge,
+            Op::AddNetns(_) | Op::DelNetns(_) => Target::Namespaces,
             Op::LoUp(netns)
             | Op::SetNsLink { netns, .. }
             | Op::AddAddr { netns, .. }
@@ -212,7 +215,7 @@ impl Op {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.target() {
-            Target::Host => write!(f, "ip {}", self.command()),
+            Target::Host | Target::Namespaces => write!(f, "ip {}", self.command()),
             Target::Bridge => write!(f, "bridge {}", self.command()),
             Target::Netns(ns) => write!(f, "ip -n {ns} {}", self.command()),
         }

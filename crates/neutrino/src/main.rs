@@ -1,5 +1,6 @@
-//! The `neutrino` binary: `neutrino server` (Neutron v2.0 API + built-in Keystone v3 subset)
-//! and `neutrino bench` (a load tool for any Neutron-compatible endpoint).
+//! The `neutrino` binary: `neutrino server` (Neutron v2.0 API + built-in Keystone v3 subset),
+//! `neutrino agent` (one per host: realises the host's networks in the kernel) and
+//! `neutrino bench` (a load tool for any Neutron-compatible endpoint).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,8 +31,66 @@ struct Cli {
 enum Command {
     /// Serve the Neutron v2.0 API and the built-in identity service.
     Server(ServerArgs),
+    /// Run the host agent: realise this host's ports and networks in the kernel.
+    Agent(AgentArgs),
     /// Measure ops/s and latency of a Neutron-compatible endpoint.
     Bench(neutrino_bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct AgentArgs {
+    /// This host's name: ports with this `binding:host_id` are plugged here.
+    #[arg(long, env = "NEUTRINO_HOST")]
+    host: String,
+    /// This host's VXLAN tunnel endpoint address.
+    #[arg(long, env = "NEUTRINO_TUNNEL_IP")]
+    tunnel_ip: std::net::IpAddr,
+    /// Server URL (default: the network endpoint of the identity catalog). Credentials come
+    /// from the `OS_*` variables of an openrc file.
+    #[arg(long, env = "NEUTRINO_SERVER")]
+    server: Option<String>,
+    /// Prefix of the instance namespaces this agent owns (lets several agents share a machine).
+    #[arg(long, default_value = "")]
+    netns_prefix: String,
+    /// UDP port of VXLAN.
+    #[arg(long, default_value_t = 4789)]
+    vxlan_port: u16,
+    /// Heartbeat interval in seconds.
+    #[arg(long, default_value_t = 10)]
+    report_interval: u64,
+    /// Full reconcile interval in seconds (repairs drift even without changes).
+    #[arg(long, default_value_t = 60)]
+    resync_interval: u64,
+    /// Write a JSON status (revision, reconciles, operations applied) here after each reconcile.
+    #[arg(long)]
+    status_file: Option<PathBuf>,
+    /// Manage bridges, tunnels and taps inside this network namespace instead of the agent's
+    /// own (several "hosts" on one machine, each a namespace; the agent keeps talking to the
+    /// server from where it runs).
+    #[arg(long)]
+    dataplane_netns: Option<String>,
+}
+
+async fn agent(args: AgentArgs) -> anyhow::Result<()> {
+    let creds = neutrino_agent::Credentials::from_env(|k| std::env::var(k).ok())?;
+    let client = neutrino_agent::ServerClient::new(creds, args.server);
+    let cfg = neutrino_agent::AgentConfig {
+        host: neutrino_dataplane::HostConfig {
+            host: args.host,
+            tunnel_ip: args.tunnel_ip,
+            vxlan_port: args.vxlan_port,
+            netns_prefix: args.netns_prefix,
+        },
+        report_every: std::time::Duration::from_secs(args.report_interval.max(1)),
+        resync_every: std::time::Duration::from_secs(args.resync_interval.max(1)),
+        status_file: args.status_file,
+    };
+    tracing::info!(host = %cfg.host.host, tunnel_ip = %cfg.host.tunnel_ip, "agent starting");
+    let kernel = std::sync::Arc::new(neutrino_agent::IpRoute2 {
+        dataplane_netns: args.dataplane_netns,
+    });
+    neutrino_agent::run(cfg, client, kernel, shutdown()).await?;
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -229,6 +288,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         match cli.command {
             Command::Server(args) => serve(args).await,
+            Command::Agent(args) => agent(args).await,
             Command::Bench(args) => {
                 let report = neutrino_bench::run(args).await?;
                 print!("{report}");

@@ -1,0 +1,303 @@
+//! The agent's main loop: report in, snapshot, follow the feed, reconcile.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use neutrino_dataplane::cluster::text;
+use neutrino_dataplane::desired::PortOutcome;
+use neutrino_dataplane::observe::observe;
+use neutrino_dataplane::{desired, plan, Cluster, HostConfig, HostState};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::client::{ServerClient, WatchEvent};
+use crate::kernel::Kernel;
+use crate::AgentError;
+
+/// Settings of one agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Host identity and dataplane settings.
+    pub host: HostConfig,
+    /// Heartbeat interval.
+    pub report_every: Duration,
+    /// Full reconcile interval even without changes (repairs drift in the kernel).
+    pub resync_every: Duration,
+    /// Where to write a small JSON status after every reconcile (for operators and tests).
+    pub status_file: Option<PathBuf>,
+}
+
+/// Counters the status file shows.
+#[derive(Default)]
+struct Stats {
+    reconciles: u64,
+    ops_total: u64,
+    last_ops: usize,
+    errors_total: u64,
+}
+
+struct Agent {
+    cfg: AgentConfig,
+    client: Arc<ServerClient>,
+    kernel: Arc<dyn Kernel>,
+    stats: Stats,
+}
+
+/// Runs the agent until `stop` resolves.
+pub async fn run(
+    cfg: AgentConfig,
+    client: ServerClient,
+    kernel: Arc<dyn Kernel>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let client = Arc::new(client);
+    let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone()));
+    let mut agent = Agent {
+        cfg,
+        client,
+        kernel,
+        stats: Stats::default(),
+    };
+    tokio::select! {
+        _ = agent.follow() => {}
+        _ = stop => tracing::info!("agent stopping"),
+    }
+    heartbeat.abort();
+    Ok(())
+}
+
+fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
+    json!({
+        "host": cfg.host.host,
+        "agent_type": "Neutrino agent",
+        "binary": "neutrino-agent",
+        "started_at": started_at,
+        "configurations": {
+            "tunnel_ip": cfg.host.tunnel_ip.to_string(),
+            "tunnel_types": ["vxlan"],
+            "vxlan_port": cfg.host.vxlan_port,
+            "netns_prefix": cfg.host.netns_prefix,
+        },
+    })
+}
+
+async fn heartbeats(cfg: AgentConfig, client: Arc<ServerClient>) {
+    let started = now();
+    let doc = agent_doc(&cfg, &started);
+    loop {
+        if let Err(e) = client.report(&doc).await {
+            tracing::warn!(error = %e, "heartbeat failed");
+        }
+        tokio::time::sleep(cfg.report_every).await;
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Retries `f` with a growing pause until it succeeds.
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, AgentError>>,
+{
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl Agent {
+    /// Snapshot, then follow the feed; resume from the last revision after a broken stream,
+    /// snapshot again only when the server says the revision is gone.
+    async fn follow(&mut self) {
+        loop {
+            let client = self.client.clone();
+            let snap = retry("snapshot", || client.snapshot()).await;
+            let mut cluster = Cluster::from_snapshot(&snap);
+            tracing::info!(revision = cluster.revision, "snapshot loaded");
+            self.reconcile(&cluster).await;
+            loop {
+                match self.watch(&mut cluster).await {
+                    Ok(true) => break,
+                    Ok(false) => {
+                        tracing::info!(revision = cluster.revision, "watch ended; resuming")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, revision = cluster.revision, "watch failed; resuming");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+            tracing::info!("revision compacted on the server: fetching a new snapshot");
+        }
+    }
+
+    /// Follows one watch stream. Ok(true): a new snapshot is needed.
+    async fn watch(&mut self, cluster: &mut Cluster) -> Result<bool, AgentError> {
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let client = self.client.clone();
+        let since = cluster.revision;
+        let stream = tokio::spawn(async move {
+            client
+                .watch(since, Duration::from_secs(35), move |ev| {
+                    events.send(ev).is_ok()
+                })
+                .await
+        });
+        let debounce = Duration::from_millis(30);
+        let mut dirty = false;
+        let mut periodic = tokio::time::interval(self.cfg.resync_every);
+        periodic.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(WatchEvent::Page(page)) => dirty |= cluster.apply_page(&page),
+                    Some(WatchEvent::Resync) => break Ok(true),
+                    None => break Ok(false),
+                },
+                _ = tokio::time::sleep(debounce), if dirty => {
+                    self.reconcile(cluster).await;
+                    dirty = false;
+                }
+                _ = periodic.tick() => self.reconcile(cluster).await,
+            }
+        };
+        if dirty {
+            self.reconcile(cluster).await;
+        }
+        match stream.await {
+            Ok(Err(e)) if outcome.as_ref().is_ok_and(|resync| !resync) => Err(e),
+            _ => outcome,
+        }
+    }
+
+    async fn observe(&self) -> Result<HostState, AgentError> {
+        let kernel = self.kernel.clone();
+        let prefix = self.cfg.host.netns_prefix.clone();
+        let raw = tokio::task::spawn_blocking(move || kernel.observe(&prefix))
+            .await
+            .map_err(|e| AgentError::Command {
+                command: "observe".into(),
+                message: e.to_string(),
+            })??;
+        Ok(observe(&raw))
+    }
+
+    /// Brings the kernel to the desired state of `cluster` and reports port status.
+    async fn reconcile(&mut self, cluster: &Cluster) {
+        let want = desired(cluster, &self.cfg.host);
+        let mut have = match self.observe().await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot observe the kernel");
+                return;
+            }
+        };
+        let ops = plan(&want.state, &have);
+        self.stats.reconciles += 1;
+        self.stats.last_ops = ops.len();
+        if !ops.is_empty() {
+            self.stats.ops_total += ops.len() as u64;
+            tracing::info!(
+                revision = cluster.revision,
+                ops = ops.len(),
+                "applying plan"
+            );
+            for op in &ops {
+                tracing::debug!(%op, "op");
+            }
+            let kernel = self.kernel.clone();
+            let applied = tokio::task::spawn_blocking(move || kernel.apply(&ops)).await;
+            match applied {
+                Ok(Ok(errors)) => {
+                    self.stats.errors_total += errors.len() as u64;
+                    for e in errors {
+                        tracing::warn!(error = %e, "kernel refused an operation");
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "applying the plan failed"),
+                Err(e) => tracing::warn!(error = %e, "applying the plan panicked"),
+            }
+            match self.observe().await {
+                Ok(h) => have = h,
+                Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
+            }
+        }
+        self.report_ports(cluster, &want.ports, &have).await;
+        self.write_status(cluster);
+    }
+
+    async fn report_ports(
+        &self,
+        cluster: &Cluster,
+        ports: &BTreeMap<String, PortOutcome>,
+        have: &HostState,
+    ) {
+        let mut reports = Vec::new();
+        for (id, outcome) in ports {
+            let (status, vif) = match outcome {
+                PortOutcome::Plug {
+                    tap,
+                    netns,
+                    ifname,
+                    up,
+                } => {
+                    let plugged = have
+                        .taps
+                        .get(tap)
+                        .is_some_and(|t| t.peer == (netns.clone(), ifname.clone()));
+                    match (plugged, up) {
+                        (true, true) => ("ACTIVE", "bridge"),
+                        (true, false) => ("DOWN", "bridge"),
+                        (false, _) => ("BUILD", "bridge"),
+                    }
+                }
+                PortOutcome::Fail(reason) => {
+                    tracing::warn!(port = %id, %reason, "cannot plug port");
+                    ("ERROR", "binding_failed")
+                }
+            };
+            let Some(port) = cluster.get("port", id) else {
+                continue;
+            };
+            if text(port, "status") != status || text(port, "binding:vif_type") != vif {
+                reports.push(json!({"id": id, "status": status, "vif_type": vif}));
+            }
+        }
+        if reports.is_empty() {
+            return;
+        }
+        match self.client.port_status(&self.cfg.host.host, &reports).await {
+            Ok(_) => tracing::info!(ports = reports.len(), "reported port status"),
+            Err(e) => tracing::warn!(error = %e, "port status report failed"),
+        }
+    }
+
+    fn write_status(&self, cluster: &Cluster) {
+        let Some(path) = &self.cfg.status_file else {
+            return;
+        };
+        let doc = json!({
+            "revision": cluster.revision,
+            "reconciles": self.stats.reconciles,
+            "ops_total": self.stats.ops_total,
+            "last_ops": self.stats.last_ops,
+            "errors_total": self.stats.errors_total,
+        });
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, doc.to_string()).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The agent's side of the server API: Keystone password login (the `OS_*` variables of an
+//! openrc), agent reports, the snapshot, the change feed (a JSON-lines watch stream), and
+//! port status reports. A token that expires or is rejected is renewed transparently.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use crate::AgentError;
+
+/// Password credentials, as in an openrc file.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    /// `OS_AUTH_URL`.
+    pub auth_url: String,
+    /// `OS_USERNAME`.
+    pub username: String,
+    /// `OS_PASSWORD`.
+    pub password: String,
+    /// `OS_PROJECT_NAME`.
+    pub project: String,
+    /// `OS_USER_DOMAIN_NAME` (default `Default`).
+    pub user_domain: String,
+    /// `OS_PROJECT_DOMAIN_NAME` (default `Default`).
+    pub project_domain: String,
+}
+
+impl Credentials {
+    /// Reads the `OS_*` variables through `env`.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Credentials, AgentError> {
+        let need = |k: &'static str| env(k).ok_or(AgentError::MissingEnv(k));
+        Ok(Credentials {
+            auth_url: need("OS_AUTH_URL")?,
+            username: need("OS_USERNAME")?,
+            password: need("OS_PASSWORD")?,
+            project: env("OS_PROJECT_NAME")
+                .or_else(|| env("OS_TENANT_NAME"))
+                .ok_or(AgentError::MissingEnv("OS_PROJECT_NAME"))?,
+            user_domain: env("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+            project_domain: env("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+        })
+    }
+}
+
+/// What a watch stream yields.
+pub enum WatchEvent {
+    /// A page of changes (possibly empty: a bookmark).
+    Page(Value),
+    /// The agent's revision is no longer available: fetch a snapshot.
+    Resync,
+}
+
+/// A logged-in connection to the server.
+pub struct ServerClient {
+    http: Client,
+    creds: Credentials,
+    /// Network endpoint base (`http://host:port`), from `--server` or the catalog.
+    server: Mutex<Option<String>>,
+    token: Mutex<Option<String>>,
+}
+
+fn identity_url(auth_url: &str) -> String {
+    let base = auth_url.trim_end_matches('/');
+    if base.ends_with("/v3") {
+        base.to_string()
+    } else {
+        format!("{base}/v3")
+    }
+}
+
+impl ServerClient {
+    /// A client; nothing is contacted until the first call.
+    pub fn new(creds: Credentials, server: Option<String>) -> ServerClient {
+        ServerClient {
+            http: Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_keepalive(Duration::from_secs(15))
+                .build()
+                .unwrap_or_default(),
+            creds,
+            server: Mutex::new(server.map(|s| s.trim_end_matches('/').to_string())),
+            token: Mutex::new(None),
+        }
+    }
+
+    async fn login(&self) -> Result<(String, String), AgentError> {
+        let c = &self.creds;
+        let body = json!({"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": c.username, "domain": {"name": c.user_domain}, "password": c.password}}},
+            "scope": {"project": {"name": c.project, "domain": {"name": c.project_domain}}}}});
+        let url = format!("{}/auth/tokens", identity_url(&c.auth_url));
+        let resp = self.http.post(&url).json(&body).send().await?;
+        let status = resp.status();
+        let token = resp
+            .headers()
+            .get("x-subject-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let doc: Value = resp.json().await.unwrap_or_default();
+        let token = match (status.is_success(), token) {
+            (true, Some(t)) => t,
+            _ => return Err(AgentError::Auth(format!("POST {url}: HTTP {status}"))),
+        };
+        let mut server = self.server.lock().await;
+        if server.is_none() {
+            let endpoint = doc["token"]["catalog"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["type"] == "network")
+                .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
+                .find(|e| e["interface"] == "public")
+                .and_then(|e| e["url"].as_str())
+                .ok_or_else(|| AgentError::Auth("no network endpoint in the catalog".into()))?;
+            *server = Some(endpoint.trim_end_matches('/').to_string());
+        }
+        *self.token.lock().await = Some(token.clone());
+        Ok((token, server.clone().unwrap_or_default()))
+    }
+
+    async fn credentials(&self) -> Result<(String, String), AgentError> {
+        let token = self.token.lock().await.clone();
+        let server = self.server.lock().await.clone();
+        match (token, server) {
+            (Some(t), Some(s)) => Ok((t, s)),
+            _ => self.login().await,
+        }
+    }
+
+    /// Sends a request, logging in again once if the token is refused.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, AgentError> {
+        for attempt in 0..2 {
+            let (token, server) = if attempt == 0 {
+                self.credentials().await?
+            } else {
+                self.login().await?
+            };
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{server}{path}"))
+                .header("x-auth-token", token);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let resp = req.send().await?;
+            if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                continue;
+            }
+            return Ok(resp);
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, AgentError> {
+        let resp = self.send(method, path, body).await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        if !status.is_success() {
+            return Err(AgentError::Server {
+                status: status.as_u16(),
+                body: text,
+            });
+        }
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Registers the agent / heartbeats.
+    pub async fn report(&self, agent: &Value) -> Result<Value, AgentError> {
+        self.call(
+            Method::POST,
+            "/neutrino/v1/agents",
+            Some(&json!({"agent": agent})),
+        )
+        .await
+    }
+
+    /// Everything the agent mirrors, with the revision to follow from.
+    pub async fn snapshot(&self) -> Result<Value, AgentError> {
+        self.call(Method::GET, "/neutrino/v1/snapshot", None).await
+    }
+
+    /// Reports port status: `[{"id", "status", "vif_type"}]`.
+    pub async fn port_status(&self, host: &str, ports: &[Value]) -> Result<Value, AgentError> {
+        let body = json!({"host": host, "ports": ports});
+        self.call(Method::PUT, "/neutrino/v1/port-status", Some(&body))
+            .await
+    }
+
+    /// Opens the watch stream from `since`; `on_event` gets every line until the stream ends
+    /// (server gone, network error, idle beyond `idle`) or asks to stop by returning false.
+    pub async fn watch(
+        &self,
+        since: i64,
+        idle: Duration,
+        mut on_event: impl FnMut(WatchEvent) -> bool,
+    ) -> Result<(), AgentError> {
+        let resp = self
+            .send(
+                Method::GET,
+                &format!("/neutrino/v1/watch?since={since}"),
+                None,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::GONE => {
+                on_event(WatchEvent::Resync);
+                return Ok(());
+            }
+            s if !s.is_success() => {
+                return Err(AgentError::Server {
+                    status: s.as_u16(),
+                    body: resp.text().await.unwrap_or_default(),
+                })
+            }
+            _ => {}
+        }
+        let mut stream = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let chunk = match tokio::time::timeout(idle, stream.next()).await {
+                Err(_) => return Err(AgentError::Stalled),
+                Ok(None) => return Ok(()),
+                Ok(Some(chunk)) => chunk?,
+            };
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                let Ok(doc) = serde_json::from_slice::<Value>(&line) else {
+                    continue;
+                };
+                let event = if doc["resync"] == true {
+                    WatchEvent::Resync
+                } else {
+                    WatchEvent::Page(doc)
+                };
+                if !on_event(event) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The kernel, through iproute2: observation with `ip -j` / `bridge -j` (netlink underneath)
+//! and application of a plan as `ip -batch` / `bridge -batch` runs, one process per batch.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use neutrino_dataplane::observe::{RawHost, RawNamespace};
+use neutrino_dataplane::plan::batches;
+use neutrino_dataplane::{names, Op, Target};
+use serde_json::Value;
+
+use crate::AgentError;
+
+/// What the agent needs from the kernel (a fake stands in for unit tests).
+pub trait Kernel: Send + Sync {
+    /// Reads the managed state (namespaces named with `netns_prefix`).
+    fn observe(&self, netns_prefix: &str) -> Result<RawHost, AgentError>;
+    /// Applies operations in order; returns the error lines of failed commands (the next
+    /// reconcile retries what did not take).
+    fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError>;
+}
+
+/// The real kernel via iproute2.
+#[derive(Clone, Debug, Default)]
+pub struct IpRoute2 {
+    /// Namespace holding the host's bridges, tunnels and taps (`None`: the agent's own).
+    /// Lets tests run several "hosts" on one machine, each a namespace.
+    pub dataplane_netns: Option<String>,
+}
+
+impl IpRoute2 {
+    /// Arguments that put `ip` / `bridge` into the dataplane namespace.
+    fn host_args<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
+        let mut args = Vec::new();
+        if let Some(ns) = &self.dataplane_netns {
+            args.extend(["-n", ns.as_str()]);
+        }
+        args.extend_from_slice(rest);
+        args
+    }
+}
+
+fn run(
+    program: &str,
+    args: &[&str],
+    input: Option<&str>,
+) -> Result<(bool, String, String), AgentError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| AgentError::Command {
+        command: format!("{program} {}", args.join(" ")),
+        message: e.to_string(),
+    })?;
+    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| AgentError::Command {
+                command: program.to_string(),
+                message: e.to_string(),
+            })?;
+    }
+    let out = child.wait_with_output().map_err(|e| AgentError::Command {
+        command: program.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Runs a command that prints JSON; a failure or empty output reads as `[]`.
+fn json_of(program: &str, args: &[&str]) -> Result<Value, AgentError> {
+    let (ok, out, err) = run(program, args, None)?;
+    if !ok {
+        return Err(AgentError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            message: err.trim().to_string(),
+        });
+    }
+    Ok(serde_json::from_str(out.trim()).unwrap_or(Value::Array(Vec::new())))
+}
+
+/// Several JSON documents printed one after another (an `ip -batch` run).
+fn json_documents(text: &str) -> Vec<Value> {
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<Value>()
+        .map_while(Result::ok)
+        .collect()
+}
+
+impl Kernel for IpRoute2 {
+    fn observe(&self, netns_prefix: &str) -> Result<RawHost, AgentError> {
+        let links = json_of("ip", &self.host_args(&["-d", "-j", "link", "show"]))?;
+        let fdb = json_of("bridge", &self.host_args(&["-j", "fdb", "show"]))?;
+        let list = json_of("ip", &["-j", "netns", "list"])?;
+        let mut namespaces = Vec::new();
+        for ns in list.as_array().into_iter().flatten() {
+            let Some(name) = ns["name"].as_str() else {
+                continue;
+            };
+            if !names::is_managed_netns(netns_prefix, name) {
+                continue;
+            }
+            let (ok, out, _) = run(
+                "ip",
+                &["-n", name, "-d", "-j", "-batch", "-"],
+                Some("link show\naddr show\nroute show\n"),
+            )?;
+            if !ok {
+                // Vanished between the listing and now.
+                continue;
+            }
+            let docs = json_documents(&out);
+            let v6 = json_of("ip", &["-n", name, "-j", "-6", "route", "show"])
+                .unwrap_or(Value::Array(Vec::new()));
+            namespaces.push(RawNamespace {
+                name: name.to_string(),
+                links: docs.first().cloned().unwrap_or_default(),
+                addrs: docs.get(1).cloned().unwrap_or_default(),
+                routes: vec![docs.get(2).cloned().unwrap_or_default(), v6],
+            });
+        }
+        Ok(RawHost {
+            links,
+            fdb,
+            namespaces,
+        })
+    }
+
+    fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError> {
+        let mut errors = Vec::new();
+        for (target, lines) in batches(ops) {
+            let input = lines.join("\n") + "\n";
+            let (program, args): (&str, Vec<&str>) = match &target {
+                Target::Namespaces => ("ip", vec!["-force", "-batch", "-"]),
+                Target::Host => ("ip", self.host_args(&["-force", "-batch", "-"])),
+                Target::Bridge => ("bridge", self.host_args(&["-force", "-batch", "-"])),
+                Target::Netns(ns) => ("ip", vec!["-n", ns, "-force", "-batch", "-"]),
+            };
+            let (ok, _, err) = run(program, &args, Some(&input))?;
+            if !ok {
+                errors.extend(
+                    err.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| format!("{program} {args:?}: {l}")),
+                );
+            }
+        }
+        Ok(errors)
+    }
+}

@@ -1,0 +1,47 @@
+//! `neutrino agent`: one per host. It registers with the server, mirrors the resources it
+//! needs (a snapshot, then the change feed from that revision on), and after every change
+//! observes the kernel, plans the difference to the desired state (pure code in
+//! `neutrino-dataplane`) and applies it. Port status goes back to the server (ACTIVE once
+//! plugged). A lost connection resumes from the last revision; a compacted one refetches the
+//! snapshot; a restart adopts what is in the kernel instead of flushing it.
+
+mod agent;
+pub mod client;
+pub mod kernel;
+
+pub use agent::{run, AgentConfig};
+pub use client::{Credentials, ServerClient};
+pub use kernel::{IpRoute2, Kernel};
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A required environment variable is missing.
+    #[error("{0} is not set (source an openrc file)")]
+    MissingEnv(&'static str),
+    /// Login failed.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The server could not be reached.
+    #[error("server unreachable")]
+    Http(#[from] reqwest::Error),
+    /// The server refused a call.
+    #[error("server answered {status}: {body}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// The watch stream went quiet for longer than the server's bookmark interval.
+    #[error("watch stream stalled")]
+    Stalled,
+    /// A kernel command could not run.
+    #[error("{command}: {message}")]
+    Command {
+        /// The command.
+        command: String,
+        /// What went wrong.
+        message: String,
+    },
+}
