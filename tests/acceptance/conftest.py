@@ -214,7 +214,8 @@ class NeutrinoServer:
             pytest.exit(f"server binary {self.binary} is missing: build it with "
                         "`cargo build --release -p neutrino` or set NEUTRINO_BIN", returncode=3)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        # A restart keeps the port, so clients (and host agents) find the server again.
+        self.port = self.port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [self.binary, "server", "--data-dir", str(self.data_dir),
                "--listen", f"127.0.0.1:{self.port}"]

@@ -1,0 +1,308 @@
+"""Host agents make networks real: packets between instance namespaces on several "hosts".
+
+Each host is a network namespace on one underlay bridge (its own namespace too), with its own
+``neutrino agent`` (``--dataplane-netns`` puts the host's bridges, VXLAN devices and taps in
+that namespace; the agent process talks to the server on 127.0.0.1). Instances are the
+namespaces the agents create for the ports bound to their host. Needs root, iproute2 and
+ping; every namespace a test creates is deleted afterwards, and traffic never leaves them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import NeutrinoServer, _server_binary, osc
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("ping"),
+    reason="needs root, iproute2 and ping (kernel dataplane tests)")
+
+WAIT = 30.0
+
+
+def sh(*args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=timeout)
+
+
+def wait_for(what: str, predicate, timeout: float = WAIT, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Lab:
+    """An underlay, hosts on it, one agent per host, all against one server."""
+
+    def __init__(self, server: NeutrinoServer, tmp: Path, hosts: tuple[str, ...]):
+        self.server = server
+        self.tmp = tmp
+        self.tag = uuid.uuid4().hex[:5]
+        self.underlay = f"nt{self.tag}-ul"
+        self.hosts = hosts
+        self.agents: dict[str, subprocess.Popen] = {}
+
+    def host_ns(self, host: str) -> str:
+        return f"nt{self.tag}-{host}"
+
+    def prefix(self, host: str) -> str:
+        return f"nt{self.tag}{host}-"
+
+    def tunnel_ip(self, host: str) -> str:
+        return f"198.18.0.{self.hosts.index(host) + 1}"
+
+    def instance(self, host: str, device: str) -> str:
+        return f"{self.prefix(host)}vm-{device}"
+
+    def setup(self) -> "Lab":
+        sh("ip", "netns", "add", self.underlay)
+        sh("ip", "-n", self.underlay, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", self.underlay, "link", "set", "br0", "up")
+        for i, host in enumerate(self.hosts):
+            ns = self.host_ns(host)
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", f"ul{i}", "netns", self.underlay, "type", "veth",
+               "peer", "name", "uplink", "netns", ns)
+            sh("ip", "-n", self.underlay, "link", "set", f"ul{i}", "master", "br0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{self.tunnel_ip(host)}/24", "dev", "uplink")
+            sh("ip", "-n", ns, "link", "set", "uplink", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        for host in self.hosts:
+            self.start_agent(host)
+        return self
+
+    def status_path(self, host: str) -> Path:
+        return self.tmp / f"agent-{host}.json"
+
+    def status(self, host: str) -> dict:
+        try:
+            return json.loads(self.status_path(host).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def start_agent(self, host: str) -> None:
+        self.status_path(host).unlink(missing_ok=True)
+        log = open(self.tmp / f"agent-{host}.log", "ab")
+        env = dict(self.server.env)
+        env["RUST_LOG"] = "info"
+        self.agents[host] = subprocess.Popen(
+            [_server_binary(), "agent", "--host", host, "--tunnel-ip", self.tunnel_ip(host),
+             "--netns-prefix", self.prefix(host), "--dataplane-netns", self.host_ns(host),
+             "--status-file", str(self.status_path(host)), "--report-interval", "2",
+             "--server", self.server.url],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True)
+        log.close()
+        wait_for(f"agent {host} to reconcile", lambda: self.status(host).get("reconciles"))
+
+    def stop_agent(self, host: str) -> None:
+        proc = self.agents.pop(host)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def teardown(self) -> None:
+        for host in list(self.agents):
+            self.stop_agent(host)
+        names = sh("ip", "netns", "list", check=False).stdout.split()
+        for name in names:
+            if name.startswith(f"nt{self.tag}"):
+                sh("ip", "netns", "del", name, check=False)
+
+    def exec(self, ns: str, *cmd: str, check: bool = True, timeout: float = 30):
+        return sh("ip", "netns", "exec", ns, *cmd, check=check, timeout=timeout)
+
+    def pings(self, ns: str, address: str, count: int = 1) -> bool:
+        r = self.exec(ns, "ping", "-c", str(count), "-W", "1", address, check=False)
+        return r.returncode == 0
+
+    def kernel_dump(self, host: str) -> str:
+        """Links, addresses, routes and forwarding entries of a host and its instances."""
+        out = []
+        ns = self.host_ns(host)
+        out.append(sh("ip", "-n", ns, "-d", "link", "show").stdout)
+        out.append(sh("bridge", "-n", ns, "fdb", "show").stdout)
+        for name in sorted(sh("ip", "netns", "list").stdout.split()):
+            if name.startswith(self.prefix(host)):
+                out.append(f"== {name}")
+                for what in (["-d", "link", "show"], ["addr", "show"], ["route", "show"],
+                             ["-6", "route", "show"]):
+                    out.append(sh("ip", "-n", name, *what).stdout)
+        # Timers count down by themselves; everything else must stay as it was.
+        return re.sub(r"(\w*timer)\s+[\d.]+", r"\1 -", "\n".join(out))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    server = NeutrinoServer(_server_binary(), tmp_path / "server").start()
+    lab = Lab(server, tmp_path, ("h1", "h2"))
+    try:
+        yield lab.setup()
+    finally:
+        lab.teardown()
+        server.stop()
+
+
+def network_with_subnet(env, cidr: str) -> tuple[str, str]:
+    net = osc("network", "create", f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
+    sub = osc("subnet", "create", "--network", net, "--subnet-range", cidr,
+              f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
+    return net, sub
+
+
+def bound_port(env, net: str, host: str, device: str, *extra: str) -> dict:
+    return osc("port", "create", "--network", net, "--host", host, "--device", device,
+               *extra, f"dp-{device}", env=env)
+
+
+def wait_active(env, port_id: str) -> dict:
+    def active():
+        p = osc("port", "show", port_id, env=env)
+        return p if p["status"] == "ACTIVE" else None
+    return wait_for(f"port {port_id} ACTIVE", active)
+
+
+def ip_of(port: dict) -> str:
+    return port["fixed_ips"][0]["ip_address"]
+
+
+def tcp_exchange(lab: Lab, server_ns: str, server_ip: str, client_ns: str) -> str:
+    """Sends a line over TCP from one instance to another; returns what the server got."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", server_ns, "python3", "-c",
+         "import socket,sys\n"
+         "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('{server_ip}', 5001)); s.listen(1); s.settimeout(15)\n"
+         "c,_=s.accept(); print(c.recv(100).decode(), flush=True)"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    lab.exec(client_ns, "python3", "-c",
+             "import socket\n"
+             f"s=socket.create_connection(('{server_ip}', 5001), timeout=5); s.sendall(b'hello-tcp')")
+    out, _ = listener.communicate(timeout=20)
+    return out.strip()
+
+
+def test_two_hosts_ping_and_tcp(lab):
+    env = lab.server.env
+    net, _ = network_with_subnet(env, "10.61.0.0/24")
+    a = bound_port(env, net, "h1", "a")
+    b = bound_port(env, net, "h2", "b")
+    a, b = wait_active(env, a["id"]), wait_active(env, b["id"])
+    assert a["binding_vif_type"] == "bridge"
+    ns_a, ns_b = lab.instance("h1", "a"), lab.instance("h2", "b")
+    assert lab.pings(ns_a, ip_of(b), count=2)
+    assert lab.pings(ns_b, ip_of(a))
+    assert tcp_exchange(lab, ns_b, ip_of(b), ns_a) == "hello-tcp"
+    # The instance has the port's MAC and the subnet's default route.
+    link = json.loads(sh("ip", "-n", ns_a, "-j", "link", "show", "eth0").stdout)[0]
+    assert link["address"] == a["mac_address"]
+    routes = sh("ip", "-n", ns_a, "route", "show", "default").stdout
+    assert "via 10.61.0.1 dev eth0" in routes
+    # Deleting a port unplugs it and removes its instance namespace.
+    osc("port", "delete", b["id"], env=env, json_output=False)
+    wait_for("instance b removed", lambda: ns_b not in sh("ip", "netns", "list").stdout)
+    assert not lab.pings(ns_a, ip_of(b))
+
+
+def test_networks_are_isolated(lab):
+    env = lab.server.env
+    net_x, sub_x = network_with_subnet(env, "10.62.0.0/24")
+    net_y, sub_y = network_with_subnet(env, "10.62.0.0/24")
+    c = bound_port(env, net_x, "h1", "c", "--fixed-ip", f"subnet={sub_x},ip-address=10.62.0.10")
+    d = bound_port(env, net_y, "h2", "d", "--fixed-ip", f"subnet={sub_y},ip-address=10.62.0.20")
+    e = bound_port(env, net_x, "h2", "e", "--fixed-ip", f"subnet={sub_x},ip-address=10.62.0.30")
+    for p in (c, d, e):
+        wait_active(env, p["id"])
+    ns_c = lab.instance("h1", "c")
+    assert lab.pings(ns_c, "10.62.0.30"), "same network, other host"
+    assert not lab.pings(ns_c, "10.62.0.20", count=2), "other network must not be reachable"
+
+
+def test_agent_restart_keeps_streams_and_kernel_state(lab):
+    env = lab.server.env
+    net, _ = network_with_subnet(env, "10.63.0.0/24")
+    a = wait_active(env, bound_port(env, net, "h1", "a")["id"])
+    b = wait_active(env, bound_port(env, net, "h2", "b")["id"])
+    ns_a, ns_b = lab.instance("h1", "a"), lab.instance("h2", "b")
+    before = {h: lab.kernel_dump(h) for h in lab.hosts}
+    # A TCP stream from a to b: 120 numbered lines, 50 ms apart, over one connection.
+    receiver = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, "python3", "-c",
+         "import socket\n"
+         "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('{ip_of(b)}', 5002)); s.listen(1); s.settimeout(20)\n"
+         "c,_=s.accept(); c.settimeout(20); data=b''\n"
+         "while True:\n"
+         "    chunk=c.recv(4096)\n"
+         "    if not chunk: break\n"
+         "    data+=chunk\n"
+         "print(len(data.splitlines()), flush=True)"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    sender = subprocess.Popen(
+        ["ip", "netns", "exec", ns_a, "python3", "-c",
+         "import socket,time\n"
+         f"s=socket.create_connection(('{ip_of(b)}', 5002), timeout=5)\n"
+         "for i in range(120):\n"
+         "    s.sendall(b'line %d\\n' % i); time.sleep(0.05)\n"
+         "s.close()"])
+    time.sleep(1.0)
+    lab.stop_agent("h1")
+    lab.start_agent("h1")
+    assert sender.wait(timeout=30) == 0
+    out, _ = receiver.communicate(timeout=30)
+    assert out.strip() == "120", "the stream lost data across the agent restart"
+    for h in lab.hosts:
+        after = lab.kernel_dump(h)
+        diff = "\n".join(difflib.unified_diff(before[h].splitlines(), after.splitlines(),
+                                              lineterm="", n=1))
+        assert not diff, f"the restarted agent changed the kernel of {h}:\n{diff}"
+    assert lab.status("h1")["ops_total"] == 0
+
+
+def test_server_restart_and_changes_while_an_agent_is_down(lab):
+    env = lab.server.env
+    net, sub = network_with_subnet(env, "10.64.0.0/24")
+    a = wait_active(env, bound_port(env, net, "h1", "a")["id"])
+    b = wait_active(env, bound_port(env, net, "h2", "b")["id"])
+    ops = {h: lab.status(h)["ops_total"] for h in lab.hosts}
+    # The server goes away and comes back with nothing changed: agents resume their watch
+    # from the revision they had and touch nothing.
+    lab.server.stop()
+    time.sleep(1.0)
+    lab.server.start()
+    osc("network", "show", net, env=env)
+    revision = max(lab.status(h)["revision"] for h in lab.hosts)
+    osc("network", "create", f"dp-bump-{uuid.uuid4().hex[:6]}", env=env)
+    for h in lab.hosts:
+        wait_for(f"agent {h} to follow the restarted server",
+                 lambda h=h: lab.status(h).get("revision", 0) > revision)
+        assert lab.status(h)["ops_total"] == ops[h], f"agent {h} touched the kernel"
+    # A change while h2's agent is down converges when it starts.
+    lab.stop_agent("h2")
+    osc("port", "set", b["id"], "--no-fixed-ip", "--fixed-ip",
+        f"subnet={sub},ip-address=10.64.0.99", env=env, json_output=False)
+    lab.start_agent("h2")
+    wait_for("b's new address", lambda: lab.pings(lab.instance("h1", "a"), "10.64.0.99"))
+    addrs = sh("ip", "-n", lab.instance("h2", "b"), "addr", "show", "eth0").stdout
+    assert "10.64.0.99/24" in addrs and ip_of(b) not in addrs
+    assert osc("port", "show", a["id"], env=env)["status"] == "ACTIVE"
