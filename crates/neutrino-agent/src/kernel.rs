@@ -5,7 +5,6 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use neutrino_dataplane::observe::{RawHost, RawNamespace};
-use neutrino_dataplane::plan::batches;
 use neutrino_dataplane::{names, Op, Target};
 use serde_json::Value;
 
@@ -122,11 +121,24 @@ impl Kernel for IpRoute2 {
             let docs = json_documents(&out);
             let v6 = json_of("ip", &["-n", name, "-j", "-6", "route", "show"])
                 .unwrap_or(Value::Array(Vec::new()));
+            let (mut ip_forward, mut nft) = (None, None);
+            if names::is_router_netns(netns_prefix, name) {
+                let script = format!(
+                    "cat /proc/sys/net/ipv4/ip_forward; nft -j list table inet {} 2>/dev/null || true",
+                    neutrino_dataplane::router::TABLE
+                );
+                let (_, out, _) = run("ip", &["netns", "exec", name, "sh", "-c", &script], None)?;
+                let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
+                ip_forward = Some(first.to_string());
+                nft = serde_json::from_str(rest.trim()).ok();
+            }
             namespaces.push(RawNamespace {
                 name: name.to_string(),
                 links: docs.first().cloned().unwrap_or_default(),
                 addrs: docs.get(1).cloned().unwrap_or_default(),
                 routes: vec![docs.get(2).cloned().unwrap_or_default(), v6],
+                ip_forward,
+                nft,
             });
         }
         Ok(RawHost {
@@ -138,21 +150,56 @@ impl Kernel for IpRoute2 {
 
     fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError> {
         let mut errors = Vec::new();
-        for (target, lines) in batches(ops) {
-            let input = lines.join("\n") + "\n";
+        let mut report = |program: &str, args: &[&str], err: &str| {
+            errors.extend(
+                err.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{program} {args:?}: {l}")),
+            );
+        };
+        // Consecutive operations with one target run as one batch.
+        for chunk in ops.chunk_by(|a, b| a.target() == b.target()) {
+            let target = chunk[0].target();
+            if let Target::Exec(ns) = &target {
+                // Commands of their own, one at a time, in order.
+                for op in chunk {
+                    let (args, input): (Vec<&str>, Option<&str>) = match op {
+                        Op::Forwarding(_) => (
+                            vec![
+                                "netns",
+                                "exec",
+                                ns,
+                                "sysctl",
+                                "-qw",
+                                "net.ipv4.ip_forward=1",
+                                "net.ipv6.conf.all.forwarding=1",
+                            ],
+                            None,
+                        ),
+                        Op::LoadNft { script, .. } => (
+                            vec!["netns", "exec", ns, "nft", "-f", "-"],
+                            Some(script.as_str()),
+                        ),
+                        _ => continue,
+                    };
+                    let (ok, _, err) = run("ip", &args, input)?;
+                    if !ok {
+                        report("ip", &args, &err);
+                    }
+                }
+                continue;
+            }
+            let input: String = chunk.iter().map(|op| op.command() + "\n").collect();
             let (program, args): (&str, Vec<&str>) = match &target {
                 Target::Namespaces => ("ip", vec!["-force", "-batch", "-"]),
                 Target::Host => ("ip", self.host_args(&["-force", "-batch", "-"])),
                 Target::Bridge => ("bridge", self.host_args(&["-force", "-batch", "-"])),
                 Target::Netns(ns) => ("ip", vec!["-n", ns, "-force", "-batch", "-"]),
+                Target::Exec(_) => continue,
             };
             let (ok, _, err) = run(program, &args, Some(&input))?;
             if !ok {
-                errors.extend(
-                    err.lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .map(|l| format!("{program} {args:?}: {l}")),
-                );
+                report(program, &args, &err);
             }
         }
         Ok(errors)

@@ -123,6 +123,7 @@ impl App {
             Some(id) => tx.get("agent", &id).await.map_err(db)?,
             None => None,
         };
+        let mut fresh = false;
         let rec = match existing {
             Some(mut rec) => {
                 let same = rec.body["configurations"] == configurations
@@ -141,6 +142,7 @@ impl App {
                 rec
             }
             None => {
+                fresh = true;
                 let id = new_id();
                 tx.claim(&scope, &host, &id).await.map_err(db)?;
                 let t = now();
@@ -165,6 +167,12 @@ impl App {
         tx.commit().await.map_err(db)?;
         let at = epoch_secs();
         self.inner.store.heartbeat(&host, at).await.map_err(db)?;
+        if fresh {
+            let bound = self.schedule_unhosted_routers().await?;
+            if bound > 0 {
+                tracing::info!(%host, ports = bound, "scheduled routers on the new agent");
+            }
+        }
         Ok(json!({"agent": self.render_agent(rec.body, Some(at))}))
     }
 
@@ -190,6 +198,30 @@ impl App {
                 }
             })
             .collect())
+    }
+
+    /// Hosts that can run routers: alive, enabled agents, sorted.
+    pub(crate) async fn l3_hosts(&self, tx: &mut neutrino_store::Tx) -> ApiResult<Vec<String>> {
+        let beats = self.inner.store.heartbeats().await.map_err(db)?;
+        let now = epoch_secs();
+        let mut hosts: Vec<String> = tx
+            .list("agent", &Selector::default())
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|a| {
+                a.body["admin_state_up"] != false && a.body["configurations"]["l3"] != false
+            })
+            .filter_map(|a| a.body["host"].as_str().map(str::to_string))
+            .filter(|h| {
+                beats
+                    .iter()
+                    .any(|(bh, at)| bh == h && now - at <= AGENT_DOWN_SECS)
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        Ok(hosts)
     }
 
     /// `GET /v2.0/agents` (admin only; others see an empty list, as in Neutron).

@@ -6,6 +6,9 @@
 //!   `tap…` end on the bridge, the other end in the instance's namespace with the port's MAC,
 //!   MTU, fixed IPs (prefix length from the subnet), default routes through the subnets'
 //!   gateways and the subnets' host routes.
+//! - Router ports bound here (the server schedules each router on one host) are plugged the
+//!   same way into the router's namespace (`qr-…` inside, `qg-…` for the gateway), which also
+//!   gets forwarding, extra routes, floating IPs and the scope/NAT table ([`crate::router`]).
 //! - Toward every other host that has ports on the same network: a flooding entry (broadcast
 //!   and ARP go to those hosts only) and a static entry per remote MAC; no flood-and-learn.
 
@@ -17,6 +20,7 @@ use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
 use crate::names;
+use crate::router::{add_router, RouterPort};
 use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Vxlan, FLOOD_MAC};
 
 /// This host's settings.
@@ -59,9 +63,29 @@ pub struct Desired {
     pub ports: BTreeMap<String, PortOutcome>,
 }
 
-/// Whether a port is plugged by the instance path (routers and DHCP have their own).
-fn is_instance_port(port: &Value) -> bool {
-    !text(port, "device_owner").starts_with("network:")
+/// What a port bound to a host is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// An instance's interface.
+    Instance,
+    /// A router's interface on an internal subnet.
+    RouterInterface,
+    /// A router's gateway on the external network.
+    RouterGateway,
+}
+
+fn role(port: &Value) -> Option<Role> {
+    let owner = text(port, "device_owner");
+    if owner == "network:router_gateway" {
+        Some(Role::RouterGateway)
+    } else if owner.starts_with("network:router_interface") {
+        Some(Role::RouterInterface)
+    } else if owner.starts_with("network:") {
+        // DHCP and floating IP ports are not plugged as interfaces.
+        None
+    } else {
+        Some(Role::Instance)
+    }
 }
 
 /// Tunnel endpoints of the registered agents, by host.
@@ -104,8 +128,9 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     // eth0, eth1, ... follow that order).
     let mut local: Vec<&Value> = cluster
         .all("port")
-        .filter(|p| text(p, "binding:host_id") == cfg.host && is_instance_port(p))
+        .filter(|p| text(p, "binding:host_id") == cfg.host && role(p).is_some())
         .collect();
+    let mut routers: BTreeMap<String, Vec<RouterPort<'_>>> = BTreeMap::new();
     local.sort_by_key(|p| (text(p, "created_at"), text(p, "id")));
     let mut next_if: BTreeMap<String, usize> = BTreeMap::new();
     let mut local_networks: BTreeMap<String, String> = BTreeMap::new();
@@ -141,10 +166,30 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             },
         );
         local_networks.insert(net_id.to_string(), vxlan);
-        let netns = names::instance_netns(&cfg.netns_prefix, text(port, "device_id"), id);
-        let n = next_if.entry(netns.clone()).or_default();
-        let ifname = format!("eth{n}");
-        *n += 1;
+        let role = role(port).unwrap_or(Role::Instance);
+        let (netns, ifname) = match role {
+            Role::Instance => {
+                let netns = names::instance_netns(&cfg.netns_prefix, text(port, "device_id"), id);
+                let n = next_if.entry(netns.clone()).or_default();
+                let ifname = format!("eth{n}");
+                *n += 1;
+                (netns, ifname)
+            }
+            Role::RouterInterface | Role::RouterGateway => {
+                let router = text(port, "device_id");
+                let gateway = role == Role::RouterGateway;
+                let ifname = names::router_interface(id, gateway);
+                routers
+                    .entry(router.to_string())
+                    .or_default()
+                    .push(RouterPort {
+                        port,
+                        ifname: ifname.clone(),
+                        gateway,
+                    });
+                (names::router_netns(&cfg.netns_prefix, router), ifname)
+            }
+        };
         let tap = names::tap(id);
         let up = port["admin_state_up"].as_bool().unwrap_or(true);
         out.state.taps.insert(
@@ -178,8 +223,11 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             if let Ok(addr) = IpNet::new(ip, cidr.prefix_len()) {
                 ns.addrs.insert((ifname.clone(), addr));
             }
+            // Instances route through their subnets' gateways, a router through the external
+            // subnet's; a router's own interfaces are the gateways of internal subnets.
+            let routed = role == Role::Instance || role == Role::RouterGateway;
             if let Ok(gw) = text(subnet, "gateway_ip").parse::<IpAddr>() {
-                if default_route.insert(gw.is_ipv4()) {
+                if routed && gw != ip && default_route.insert(gw.is_ipv4()) {
                     let any = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
                     ns.routes.insert(Route {
                         dst: any.parse().expect("literal"),
@@ -188,7 +236,12 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     });
                 }
             }
-            for hr in subnet["host_routes"].as_array().into_iter().flatten() {
+            let host_routes = if role == Role::Instance {
+                subnet["host_routes"].as_array()
+            } else {
+                None
+            };
+            for hr in host_routes.into_iter().flatten() {
                 if let (Ok(dst), Ok(via)) = (
                     text(hr, "destination").parse::<IpNet>(),
                     text(hr, "nexthop").parse::<IpAddr>(),
@@ -212,6 +265,12 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                 up,
             },
         );
+    }
+    for (router, ports) in &routers {
+        let netns = names::router_netns(&cfg.netns_prefix, router);
+        if let Some(ns) = out.state.namespaces.get_mut(&netns) {
+            add_router(cluster, router, ports, ns);
+        }
     }
     // Toward the other hosts with ports on our networks.
     for port in cluster.all("port") {

@@ -12,6 +12,7 @@ pub mod desired;
 pub mod names;
 pub mod observe;
 pub mod plan;
+pub mod router;
 pub mod state;
 
 pub use cluster::Cluster;

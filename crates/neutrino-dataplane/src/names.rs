@@ -39,10 +39,26 @@ pub fn instance_netns(prefix: &str, device_id: &str, port_id: &str) -> String {
     format!("{prefix}vm-{clean}")
 }
 
+/// Network namespace of a router.
+pub fn router_netns(prefix: &str, router_id: &str) -> String {
+    format!("{prefix}qrouter-{router_id}")
+}
+
+/// Interface of a router on an internal subnet (`qr-`) or on the external network (`qg-`).
+pub fn router_interface(port_id: &str, gateway: bool) -> String {
+    format!("{}{}", if gateway { "qg-" } else { "qr-" }, short(port_id))
+}
+
 /// Whether a namespace name is one this agent manages.
 pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with("vm-"))
+        .is_some_and(|rest| rest.starts_with("vm-") || rest.starts_with("qrouter-"))
+}
+
+/// Whether a managed namespace is a router's.
+pub fn is_router_netns(prefix: &str, name: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.starts_with("qrouter-"))
 }
 
 /// Whether a host interface name is one this agent manages.

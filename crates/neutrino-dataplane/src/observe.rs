@@ -11,7 +11,14 @@ use serde_json::Value;
 
 use crate::cluster::text;
 use crate::names;
-use crate::state::{Bridge, FdbEntry, HostState, Namespace, NsLink, Route, Tap, Vxlan};
+use crate::state::{Bridge, FdbEntry, HostState, Namespace, NftTable, NsLink, Route, Tap, Vxlan};
+
+/// The digest in the comment of the table in `nft -j list table` output.
+fn table_digest(doc: &Value) -> Option<String> {
+    items(&doc["nftables"])
+        .find_map(|item| item["table"]["comment"].as_str())
+        .map(str::to_string)
+}
 
 /// Raw command output of the agent's own namespace.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +42,10 @@ pub struct RawNamespace {
     pub addrs: Value,
     /// `ip -j -4 route show` and `ip -j -6 route show`, concatenated.
     pub routes: Vec<Value>,
+    /// Routers only: `/proc/sys/net/ipv4/ip_forward` (`"1"` when on).
+    pub ip_forward: Option<String>,
+    /// Routers only: `nft -j list table inet neutrino_router`, when the table exists.
+    pub nft: Option<Value>,
 }
 
 fn items(v: &Value) -> impl Iterator<Item = &Value> {
@@ -110,6 +121,15 @@ pub fn observe(raw: &RawHost) -> HostState {
                 });
             }
         }
+        parsed.forwarding = ns.ip_forward.as_deref().map(str::trim) == Some("1");
+        parsed.nft = ns
+            .nft
+            .as_ref()
+            .and_then(table_digest)
+            .map(|digest| NftTable {
+                digest,
+                script: String::new(),
+            });
         state.namespaces.insert(ns.name.clone(), parsed);
     }
     for link in items(&raw.links) {

@@ -21,6 +21,8 @@ pub enum Target {
     Bridge,
     /// `ip` inside the named namespace.
     Netns(String),
+    /// A command of its own run inside the named namespace (`sysctl`, `nft -f`).
+    Exec(String),
 }
 
 /// One change to the kernel.
@@ -125,6 +127,15 @@ pub enum Op {
         /// The route.
         route: Route,
     },
+    /// Turn on IPv4 and IPv6 forwarding inside a namespace.
+    Forwarding(String),
+    /// Load (atomically replace) the agent's nftables table inside a namespace.
+    LoadNft {
+        /// Namespace.
+        netns: String,
+        /// The `nft -f` script.
+        script: String,
+    },
     /// Remove a route inside a namespace.
     DelRoute {
         /// Namespace.
@@ -140,6 +151,7 @@ impl Op {
         match self {
             Op::AddFdb(_) | Op::DelFdb(_) => Target::Bridge,
             Op::AddNetns(_) | Op::DelNetns(_) => Target::Namespaces,
+            Op::Forwarding(netns) | Op::LoadNft { netns, .. } => Target::Exec(netns.clone()),
             Op::LoUp(netns)
             | Op::SetNsLink { netns, .. }
             | Op::AddAddr { netns, .. }
@@ -205,6 +217,10 @@ impl Op {
                 "route replace {} via {} dev {}",
                 route.dst, route.via, route.dev
             ),
+            Op::Forwarding(_) => {
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1".to_string()
+            }
+            Op::LoadNft { script, .. } => format!("nft -f - <<EOF\n{script}EOF"),
             Op::DelRoute { route, .. } => {
                 format!("route del {} via {} dev {}", route.dst, route.via, route.dev)
             }
@@ -218,6 +234,7 @@ impl fmt::Display for Op {
             Target::Host | Target::Namespaces => write!(f, "ip {}", self.command()),
             Target::Bridge => write!(f, "bridge {}", self.command()),
             Target::Netns(ns) => write!(f, "ip -n {ns} {}", self.command()),
+            Target::Exec(ns) => write!(f, "ip netns exec {ns} {}", self.command()),
         }
     }
 }
@@ -415,6 +432,17 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
                 });
             }
         }
+        if want.forwarding && !have.forwarding {
+            ops.push(Op::Forwarding(netns.clone()));
+        }
+        if let Some(table) = &want.nft {
+            if have.nft.as_ref() != Some(table) {
+                ops.push(Op::LoadNft {
+                    netns: netns.clone(),
+                    script: table.script.clone(),
+                });
+            }
+        }
     }
     ops
 }
@@ -424,18 +452,4 @@ fn forget_link(ns: &mut Namespace, name: &str) {
     ns.links.remove(name);
     ns.addrs.retain(|(dev, _)| dev != name);
     ns.routes.retain(|r| r.dev != name);
-}
-
-/// Groups consecutive operations with the same target, keeping their order: each group is
-/// one batch for one tool.
-pub fn batches(ops: &[Op]) -> Vec<(Target, Vec<String>)> {
-    let mut out: Vec<(Target, Vec<String>)> = Vec::new();
-    for op in ops {
-        let target = op.target();
-        match out.last_mut() {
-            Some((t, lines)) if *t == target => lines.push(op.command()),
-            _ => out.push((target, vec![op.command()])),
-        }
-    }
-    out
 }

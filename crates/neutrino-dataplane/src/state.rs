@@ -79,6 +79,26 @@ pub struct Namespace {
     pub addrs: BTreeSet<(String, IpNet)>,
     /// Routes that are not the kernel's own connected routes.
     pub routes: BTreeSet<Route>,
+    /// IP forwarding on (routers).
+    pub forwarding: bool,
+    /// The agent's nftables table inside the namespace (routers: NAT and scope rules).
+    pub nft: Option<NftTable>,
+}
+
+/// An nftables table the agent loads whole, known by the digest of its rules (kept in the
+/// table's comment, so the observed table can be compared without parsing it back).
+#[derive(Clone, Debug, Eq)]
+pub struct NftTable {
+    /// Digest of the rules.
+    pub digest: String,
+    /// The `nft -f` script that loads it (empty when observed).
+    pub script: String,
+}
+
+impl PartialEq for NftTable {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
 }
 
 /// An instance's interface.

@@ -975,7 +975,14 @@ impl App {
         body.insert("admin_state_up".into(), json!(true));
         body.insert("device_owner".into(), json!(device_owner));
         body.insert("device_id".into(), json!(device_id));
-        body.insert("binding:host_id".into(), json!(""));
+        let host = if device_owner == super::routers::GATEWAY_OWNER
+            || super::routers::INTERFACE_OWNERS.contains(&device_owner)
+        {
+            self.router_host(tx, device_id).await?
+        } else {
+            String::new()
+        };
+        body.insert("binding:host_id".into(), json!(host));
         body.insert("binding:vnic_type".into(), json!("normal"));
         body.insert("binding:profile".into(), json!({}));
         body.insert("tags".into(), json!([]));

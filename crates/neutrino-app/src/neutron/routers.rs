@@ -393,6 +393,56 @@ impl App {
             .collect())
     }
 
+    /// The host that runs a router: where its ports are already bound, else an alive host
+    /// agent chosen by a hash of the router id (spreads routers, needs no counting), else
+    /// none (the ports stay unbound and DOWN until an agent registers).
+    pub(crate) async fn router_host(&self, tx: &mut Tx, router: &str) -> ApiResult<String> {
+        for port in self.router_ports(tx, router).await? {
+            let host = s(&port.body, "binding:host_id");
+            if !host.is_empty() {
+                return Ok(host.to_string());
+            }
+        }
+        let hosts = self.l3_hosts(tx).await?;
+        if hosts.is_empty() {
+            return Ok(String::new());
+        }
+        let hash = router.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        Ok(hosts[(hash % hosts.len() as u64) as usize].clone())
+    }
+
+    /// Binds the ports of routers that no host runs yet (after an agent registered).
+    pub(crate) async fn schedule_unhosted_routers(&self) -> ApiResult<usize> {
+        let mut tx = self.write().await?;
+        let unbound: Vec<Record> = tx
+            .list("port", &Selector::default())
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|p| {
+                let owner = s(&p.body, "device_owner");
+                (owner == GATEWAY_OWNER || INTERFACE_OWNERS.contains(&owner))
+                    && s(&p.body, "binding:host_id").is_empty()
+            })
+            .collect();
+        let mut bound = 0;
+        for mut port in unbound {
+            let router = s(&port.body, "device_id").to_string();
+            let host = self.router_host(&mut tx, &router).await?;
+            if host.is_empty() {
+                break;
+            }
+            port.body["binding:host_id"] = json!(host);
+            bump(&mut port.body);
+            tx.update("port", &port.id, &port.body).await.map_err(db)?;
+            bound += 1;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(bound)
+    }
+
     /// The router's interface ports.
     async fn interface_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
         Ok(self
@@ -1028,6 +1078,12 @@ impl App {
         }
         port.body["device_id"] = json!(router.id);
         port.body["device_owner"] = json!(INTERFACE_OWNER);
+        let host = self.router_host(tx, &router.id).await?;
+        if s(&port.body, "binding:host_id") != host {
+            port.body["binding:host_id"] = json!(host);
+            port.body["status"] = json!("DOWN");
+            port.body["binding:vif_type"] = json!("unbound");
+        }
         bump(&mut port.body);
         tx.update("port", &port.id, &port.body).await.map_err(db)?;
         let ids: Vec<String> = subnets.iter().map(|sn| sn.id.clone()).collect();

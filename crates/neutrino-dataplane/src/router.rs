@@ -1,0 +1,242 @@
+//! Routers: what a router's namespace holds beyond its plugged interfaces. Forwarding on;
+//! the router's extra routes; its floating IPs as /32 addresses on the gateway interface; and
+//! one nftables table with the address-scope rules the server's model implies
+//! (`neutrino_l3::compute`): blocked pairs dropped, SNAT toward the external network where
+//! scopes differ, floating IPs DNATed and SNATed, and nothing from outside reaching a
+//! NATed subnet except through a floating IP.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use neutrino_l3::{compute, Attachment, Between, FloatingIp, Outbound, RouterModel};
+use serde_json::Value;
+
+use crate::cluster::{text, Cluster};
+use crate::state::{Namespace, NftTable, Route};
+
+/// Name of the agent's table in a router namespace.
+pub const TABLE: &str = "neutrino_router";
+
+/// One plugged router port: its document, interface name, and whether it is the gateway.
+pub struct RouterPort<'a> {
+    /// The port document.
+    pub port: &'a Value,
+    /// Interface name in the router namespace.
+    pub ifname: String,
+    /// The gateway port (external network).
+    pub gateway: bool,
+}
+
+fn scope_of(cluster: &Cluster, subnet: &Value) -> Option<String> {
+    let pool = cluster.get("subnetpool", text(subnet, "subnetpool_id"))?;
+    pool["address_scope_id"].as_str().map(str::to_string)
+}
+
+/// Adds a router's own state to its namespace (its ports are already plugged there).
+pub fn add_router(
+    cluster: &Cluster,
+    router_id: &str,
+    ports: &[RouterPort<'_>],
+    ns: &mut Namespace,
+) {
+    ns.forwarding = true;
+    let mut model = RouterModel {
+        enable_snat: true,
+        ..RouterModel::default()
+    };
+    if let Some(router) = cluster.get("router", router_id) {
+        model.enable_snat = router["external_gateway_info"]["enable_snat"]
+            .as_bool()
+            .unwrap_or(true);
+    }
+    // Interface of every attached subnet, and each subnet's CIDR.
+    let mut iface_of: BTreeMap<String, String> = BTreeMap::new();
+    let mut cidr_of: BTreeMap<String, IpNet> = BTreeMap::new();
+    let mut gateway_if: Option<String> = None;
+    for rp in ports {
+        if rp.gateway {
+            gateway_if = Some(rp.ifname.clone());
+        }
+        for fixed in rp.port["fixed_ips"].as_array().into_iter().flatten() {
+            let Some(subnet) = cluster.get("subnet", text(fixed, "subnet_id")) else {
+                continue;
+            };
+            let (Ok(cidr), Ok(address)) = (
+                text(subnet, "cidr").parse::<IpNet>(),
+                text(fixed, "ip_address").parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            let id = text(subnet, "id").to_string();
+            iface_of.insert(id.clone(), rp.ifname.clone());
+            cidr_of.insert(id.clone(), cidr);
+            let attachment = Attachment {
+                subnet_id: id,
+                cidr,
+                address,
+                scope: scope_of(cluster, subnet),
+            };
+            if rp.gateway {
+                model.gateway.push(attachment);
+            } else {
+                model.interfaces.push(attachment);
+            }
+        }
+    }
+    for fip in cluster.all("floatingip") {
+        if text(fip, "router_id") != router_id {
+            continue;
+        }
+        let (Ok(floating_ip), Ok(fixed_ip)) = (
+            text(fip, "floating_ip_address").parse::<IpAddr>(),
+            text(fip, "fixed_ip_address").parse::<IpAddr>(),
+        ) else {
+            continue;
+        };
+        model.floating_ips.push(FloatingIp {
+            id: text(fip, "id").to_string(),
+            floating_ip,
+            fixed_ip,
+        });
+        if let Some(qg) = &gateway_if {
+            ns.addrs.insert((qg.clone(), IpNet::from(floating_ip)));
+        }
+    }
+    // Extra routes go out of the interface whose subnet holds the next hop.
+    if let Some(router) = cluster.get("router", router_id) {
+        for r in router["routes"].as_array().into_iter().flatten() {
+            let (Ok(dst), Ok(via)) = (
+                text(r, "destination").parse::<IpNet>(),
+                text(r, "nexthop").parse::<IpAddr>(),
+            ) else {
+                continue;
+            };
+            let dev = cidr_of
+                .iter()
+                .find(|(_, c)| c.contains(&via))
+                .and_then(|(id, _)| iface_of.get(id));
+            if let Some(dev) = dev {
+                ns.routes.insert(Route {
+                    dst: dst.trunc(),
+                    via,
+                    dev: dev.clone(),
+                });
+            }
+        }
+    }
+    let body = render_rules(&model, gateway_if.as_deref(), &cidr_of);
+    ns.nft = Some(table(&body));
+}
+
+fn family(net: &IpNet) -> &'static str {
+    if net.addr().is_ipv4() {
+        "ip"
+    } else {
+        "ip6"
+    }
+}
+
+/// The chains of a router's table (without the table wrapper).
+pub fn render_rules(
+    model: &RouterModel,
+    gateway_if: Option<&str>,
+    cidr_of: &BTreeMap<String, IpNet>,
+) -> String {
+    let rules = compute(model);
+    let mut forward = String::new();
+    let mut pre = String::new();
+    // Floating IP SNAT comes before the subnet-wide SNAT.
+    let mut fip_post = String::new();
+    let mut snat_post = String::new();
+    for r in &rules.internal {
+        if r.between == Between::Block {
+            if let (Some(a), Some(b)) = (cidr_of.get(&r.from), cidr_of.get(&r.to)) {
+                let f = family(a);
+                let _ = writeln!(forward, "    {f} saddr {a} {f} daddr {b} drop");
+            }
+        }
+    }
+    if let Some(qg) = gateway_if {
+        for r in &rules.external {
+            let Some(cidr) = cidr_of.get(&r.from) else {
+                continue;
+            };
+            let f = family(cidr);
+            match &r.outbound {
+                Outbound::Route => {}
+                Outbound::Snat { to } => {
+                    let _ = writeln!(
+                        snat_post,
+                        "    oifname \"{qg}\" {f} saddr {cidr} snat ip to {to}"
+                    );
+                    let _ = writeln!(
+                        forward,
+                        "    iifname \"{qg}\" {f} daddr {cidr} ct status dnat accept"
+                    );
+                    let _ = writeln!(forward, "    iifname \"{qg}\" {f} daddr {cidr} drop");
+                }
+                Outbound::Block => {
+                    let _ = writeln!(forward, "    oifname \"{qg}\" {f} saddr {cidr} drop");
+                    let _ = writeln!(
+                        forward,
+                        "    iifname \"{qg}\" {f} daddr {cidr} ct status dnat accept"
+                    );
+                    let _ = writeln!(forward, "    iifname \"{qg}\" {f} daddr {cidr} drop");
+                }
+            }
+        }
+        for fip in &rules.floating {
+            if !fip.floating_ip.is_ipv4() || !fip.fixed_ip.is_ipv4() {
+                continue;
+            }
+            let (public, fixed) = (fip.floating_ip, fip.fixed_ip);
+            let _ = writeln!(pre, "    ip daddr {public} dnat ip to {fixed}");
+            let _ = writeln!(
+                fip_post,
+                "    oifname \"{qg}\" ip saddr {fixed} snat ip to {public}"
+            );
+            for reach in &fip.reaches {
+                if let Some(cidr) = cidr_of.get(reach) {
+                    let _ = writeln!(
+                        fip_post,
+                        "    ip saddr {fixed} ip daddr {cidr} snat ip to {public}"
+                    );
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    out.push_str(
+        "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
+    );
+    out.push_str("    ct state established,related accept\n");
+    out.push_str(&forward);
+    out.push_str(
+        "  }\n  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n",
+    );
+    out.push_str(&pre);
+    out.push_str("  }\n  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
+    out.push_str(&fip_post);
+    out.push_str(&snat_post);
+    out.push_str("  }\n");
+    out
+}
+
+/// FNV-1a, hex: a stable digest of a table's rules.
+fn digest(text: &str) -> String {
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("{h:016x}")
+}
+
+/// The whole table: replaced atomically in one `nft -f` transaction.
+fn table(body: &str) -> NftTable {
+    let digest = digest(body);
+    let script = format!(
+        "table inet {TABLE} {{}}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  comment \"{digest}\"\n{body}}}\n"
+    );
+    NftTable { digest, script }
+}
