@@ -306,3 +306,90 @@ def test_server_restart_and_changes_while_an_agent_is_down(lab):
     addrs = sh("ip", "-n", lab.instance("h2", "b"), "addr", "show", "eth0").stdout
     assert "10.64.0.99/24" in addrs and ip_of(b) not in addrs
     assert osc("port", "show", a["id"], env=env)["status"] == "ACTIVE"
+
+
+def tcp_peer(lab: Lab, server_ns: str, client_ns: str, target: str, port: int = 5003) -> str:
+    """Connects from one namespace to ``target``; returns the source address the server saw
+    (empty when the connection did not get through)."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", server_ns, "python3", "-c",
+         "import socket\n"
+         "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('0.0.0.0', {port})); s.listen(1); s.settimeout(6)\n"
+         "try:\n"
+         "    c,peer=s.accept(); print(peer[0], flush=True)\n"
+         "except OSError:\n"
+         "    pass"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    lab.exec(client_ns, "python3", "-c",
+             "import socket\n"
+             "try:\n"
+             f"    socket.create_connection(('{target}', {port}), timeout=3).close()\n"
+             "except OSError:\n"
+             "    pass", check=False)
+    out, _ = listener.communicate(timeout=20)
+    return out.strip()
+
+
+def test_router_scopes_snat_and_floating_ip(lab):
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    scopes, pools = {}, {}
+    for name, prefix in (("s1", "10.70.0.0/16"), ("s2", "10.80.0.0/16")):
+        scopes[name] = osc("address", "scope", "create", "--ip-version", "4",
+                           f"dp-{name}-{tag}", env=env)["id"]
+        pools[name] = osc("subnet", "pool", "create", "--pool-prefix", prefix,
+                          "--default-prefix-length", "24", "--address-scope", scopes[name],
+                          f"dp-{name}-{tag}", env=env)["id"]
+    subnets = {}
+    nets = {}
+    for name, pool in (("a", "s1"), ("b", "s1"), ("c", "s2")):
+        nets[name] = osc("network", "create", f"dp-{name}-{tag}", env=env)["id"]
+        subnets[name] = osc("subnet", "create", "--network", nets[name], "--subnet-pool",
+                            pools[pool], f"dp-{name}-{tag}", env=env)["id"]
+    ext = osc("network", "create", "--external", f"dp-ext-{tag}", env=env)["id"]
+    ext_sub = osc("subnet", "create", "--network", ext, "--subnet-range", "198.51.100.0/24",
+                  f"dp-ext-{tag}", env=env)["id"]
+    router = osc("router", "create", f"dp-r-{tag}", env=env)["id"]
+    for name in ("a", "b", "c"):
+        osc("router", "add", "subnet", router, subnets[name], env=env, json_output=False)
+    osc("router", "set", "--external-gateway", ext, router, env=env, json_output=False)
+    ports = {
+        "a": bound_port(env, nets["a"], "h1", "a"),
+        "b": bound_port(env, nets["b"], "h2", "b"),
+        "c": bound_port(env, nets["c"], "h2", "c"),
+        "out": bound_port(env, ext, "h2", "out", "--fixed-ip",
+                          f"subnet={ext_sub},ip-address=198.51.100.50"),
+    }
+    for p in ports.values():
+        wait_active(env, p["id"])
+    # The router's own ports are bound to one host and come up too.
+    router_ports = osc("port", "list", "--router", router, "--long", env=env)
+    assert len(router_ports) == 4
+    for rp in router_ports:
+        wait_active(env, rp["ID"])
+    gateway_ip = next(ip["ip_address"] for rp in router_ports for ip in rp["Fixed IP Addresses"]
+                      if ip["subnet_id"] == ext_sub)
+    ns = {name: lab.instance(h, name) for name, h in
+          (("a", "h1"), ("b", "h2"), ("c", "h2"), ("out", "h2"))}
+    ip = {name: ip_of(p) for name, p in ports.items()}
+    # Same scope: routed, and the receiver sees the sender's own address.
+    assert tcp_peer(lab, ns["b"], ns["a"], ip["b"]) == ip["a"]
+    # Different scopes: blocked in both directions.
+    assert tcp_peer(lab, ns["c"], ns["a"], ip["c"]) == ""
+    assert not lab.pings(ns["c"], ip["a"])
+    # Toward the (unscoped) external network: SNAT to the router's gateway address.
+    assert tcp_peer(lab, ns["out"], ns["a"], "198.51.100.50") == gateway_ip
+    # Without a floating IP nothing outside reaches an instance.
+    lab.exec(ns["out"], "ip", "route", "replace", "10.0.0.0/8", "via", gateway_ip)
+    assert tcp_peer(lab, ns["c"], ns["out"], ip["c"]) == ""
+    # A floating IP maps to the right instance, from outside, with the caller's address kept.
+    fip = osc("floating", "ip", "create", "--port", ports["c"]["id"], ext, env=env)
+    address = fip["floating_ip_address"]
+    wait_for("floating IP reachable", lambda: lab.pings(ns["out"], address))
+    assert tcp_peer(lab, ns["c"], ns["out"], address) == "198.51.100.50"
+    assert tcp_peer(lab, ns["out"], ns["c"], "198.51.100.50") == address
+    # Removing the association cuts it.
+    osc("floating", "ip", "unset", "--port", fip["id"], env=env, json_output=False)
+    wait_for("floating IP gone", lambda: not lab.pings(ns["out"], address))

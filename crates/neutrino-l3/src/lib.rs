@@ -5,11 +5,13 @@
 //! The rules (Neutron's address-scope semantics):
 //! - two internal subnets of one IP version in the same scope (both unscoped counts as the
 //!   same) are routed to each other without NAT; in different scopes they are blocked;
-//! - internal → external: same scope as the external subnet → routed without NAT; otherwise
-//!   IPv4 with SNAT enabled → SNAT to the gateway address; otherwise blocked (IPv6 never NATs);
+//! - internal → external: same (explicit) scope as the external subnet → routed without NAT;
+//!   otherwise IPv4 with SNAT enabled → SNAT to the gateway address (an unscoped external
+//!   network SNATs everything, as Neutron's L3 agent does); otherwise routed if both are
+//!   unscoped, else blocked (IPv6 never NATs);
 //! - a floating IP is DNATed to its fixed IP and the fixed IP SNATed to it, whatever the
-//!   scopes; through it the fixed IP reaches the external network and every internal subnet
-//!   that shares the external network's scope.
+//!   scopes; through it a fixed IP outside the external scope reaches the external network
+//!   and every internal subnet that shares the external network's scope.
 
 use std::net::IpAddr;
 
@@ -152,10 +154,14 @@ pub fn compute(router: &RouterModel) -> RouterRules {
             });
         }
         for ext in router.gateway.iter().filter(|e| e.v6() == a.v6()) {
-            let outbound = if a.scope == ext.scope {
+            // An unscoped external network never exempts anything from SNAT (Neutron's L3
+            // agent adds the same-scope exemption only for a scoped external network).
+            let outbound = if a.scope.is_some() && a.scope == ext.scope {
                 Outbound::Route
             } else if !a.v6() && router.enable_snat {
                 Outbound::Snat { to: ext.address }
+            } else if a.scope == ext.scope {
+                Outbound::Route
             } else {
                 Outbound::Block
             };
@@ -173,9 +179,18 @@ pub fn compute(router: &RouterModel) -> RouterRules {
             .filter(|g| g.cidr.contains(&fip.floating_ip))
             .map(|g| &g.scope)
             .collect();
+        // The 1:1 NAT crossing: only a fixed IP outside the external scope needs its floating
+        // IP to reach the internal subnets of that scope (same-scope subnets route anyway).
+        let fixed_scope = router
+            .interfaces
+            .iter()
+            .find(|i| i.cidr.contains(&fip.fixed_ip))
+            .map(|i| &i.scope);
+        let crossing = fixed_scope.is_some_and(|s| !ext_scopes.contains(&s));
         let reaches = router
             .interfaces
             .iter()
+            .filter(|_| crossing)
             .filter(|i| i.v6() == fip.fixed_ip.is_ipv6() && !i.cidr.contains(&fip.fixed_ip))
             .filter(|i| ext_scopes.contains(&&i.scope))
             .map(|i| i.subnet_id.clone())
@@ -293,6 +308,38 @@ mod tests {
         let r = compute(&no_snat);
         assert_eq!(outbound(&r, "b1"), Outbound::Block);
         assert_eq!(outbound(&r, "a1"), Outbound::Route);
+    }
+
+    #[test]
+    fn unscoped_external_network_snats_everything() {
+        let mut m = router();
+        for g in &mut m.gateway {
+            g.scope = None;
+        }
+        let r = compute(&m);
+        let snat = Outbound::Snat {
+            to: "172.24.4.1".parse().unwrap(),
+        };
+        assert_eq!(outbound(&r, "n1"), snat, "unscoped to unscoped still SNATs");
+        assert_eq!(outbound(&r, "a1"), snat);
+        assert_eq!(
+            outbound(&r, "x6"),
+            Outbound::Route,
+            "IPv6 unscoped to unscoped routes"
+        );
+        assert_eq!(outbound(&r, "a6"), Outbound::Block);
+        m.enable_snat = false;
+        let r = compute(&m);
+        assert_eq!(outbound(&r, "n1"), Outbound::Route);
+        assert_eq!(outbound(&r, "a1"), Outbound::Block);
+    }
+
+    #[test]
+    fn floating_ip_in_the_external_scope_needs_no_crossing() {
+        let mut m = router();
+        m.floating_ips[0].fixed_ip = "10.1.0.5".parse().unwrap();
+        let r = compute(&m);
+        assert!(r.floating[0].reaches.is_empty());
     }
 
     #[test]
