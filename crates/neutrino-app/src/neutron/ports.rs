@@ -35,7 +35,7 @@ const UNDELETABLE_OWNERS: &[&str] = &[
     "network:floatingip",
 ];
 
-fn ip_scope(subnet: &str) -> String {
+pub(super) fn ip_scope(subnet: &str) -> String {
     format!("ip:{subnet}")
 }
 

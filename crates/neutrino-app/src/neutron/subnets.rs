@@ -563,6 +563,26 @@ impl App {
         if changes.contains_key("gateway_ip") || changes.contains_key("allocation_pools") {
             ipam::validate_pools(info.cidr, &pools, gateway).map_err(ipam_error)?;
         }
+        if let Some(current) = info.gateway.filter(|g| Some(*g) != gateway) {
+            // A router interface holding the gateway address pins it.
+            let key = ipam::ip_key(current);
+            if let Some(port) = tx
+                .claim_owner(&super::ports::ip_scope(&rec.id), &key)
+                .await
+                .map_err(db)?
+            {
+                let owner = tx.get("port", &port).await.map_err(db)?;
+                let is_router = owner.as_ref().is_some_and(|p| {
+                    super::routers::INTERFACE_OWNERS.contains(&s(&p.body, "device_owner"))
+                });
+                if is_router {
+                    return Err(ApiError::conflict(
+                        "GatewayIpInUse",
+                        format!("Current gateway ip {current} already in use by port {port}. Unable to update."),
+                    ));
+                }
+            }
+        }
         for (key, value) in changes {
             let value = match key.as_str() {
                 "gateway_ip" => json!(gateway.map(|g| g.to_string())),
@@ -573,7 +593,6 @@ impl App {
             };
             rec.body[key.as_str()] = value;
         }
-        let _ = tx;
         Ok(())
     }
 
