@@ -66,6 +66,8 @@ mod model;
 mod nft;
 mod observe;
 mod plan;
+#[doc(hidden)]
+pub mod testing;
 
 pub use compile::{MARK_FROM_PORT, MARK_TO_PORT};
 pub use model::{Direction, EtherType, FirewallModel, PortFilter, Rule};

@@ -84,7 +84,7 @@ pub(crate) enum Field {
 }
 
 impl Field {
-    fn decl(self) -> &'static str {
+    pub(crate) fn decl(self) -> &'static str {
         match self {
             Field::Ipv4 => "ipv4_addr",
             Field::Ipv6 => "ipv6_addr",
