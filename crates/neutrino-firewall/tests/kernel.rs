@@ -30,9 +30,10 @@ def serve(s):
         c, _ = s.accept()
         threading.Thread(target=echo, args=(c,), daemon=True).start()
 for p in sys.argv[1:]:
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(p)))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", int(p)))
     s.listen(16)
     threading.Thread(target=serve, args=(s,), daemon=True).start()
 print("ready", flush=True)
@@ -50,6 +51,11 @@ try:
 except OSError as e:
     print("fail", e)
 "#;
+
+/// IPv6 address of an instance (`2001:db8::` + the last byte of its IPv4 address).
+fn v6(i: &Instance) -> String {
+    format!("2001:db8::{}", i.ip.rsplit('.').next().expect("dotted"))
+}
 
 /// Connects, exchanges one line, then one more line each time stdin gives one.
 const LONG_CLIENT: &str = r#"
@@ -567,4 +573,50 @@ fn a_remote_group_member_added_gets_access() {
         ["add element inet neutrino rg-client-4 { 10.0.0.10 }"]
     );
     assert!(lab.connects("a", &B, 22, None), "member now");
+}
+
+#[test]
+fn ipv6_neighbour_discovery_works_and_rules_apply() {
+    require_kernel!("ipv6_neighbour_discovery_works_and_rules_apply");
+    let mut lab = Lab::new("6", &[&A, &B]);
+    for i in [&A, &B] {
+        let addr = format!("{}/64", v6(i));
+        run(
+            &[
+                "ip",
+                "-n",
+                &lab.ns(i.name),
+                "addr",
+                "add",
+                &addr,
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+            None,
+        )
+        .expect("IPv6 address");
+    }
+    let mut model = clients_and_server(vec![Rule {
+        ethertype: EtherType::IPv6,
+        ..tcp_in("ssh6", "server", 22, Some("2001:db8::/64"))
+    }]);
+    model.ports.truncate(2);
+    model.rules.push(Rule {
+        ethertype: EtherType::IPv6,
+        ..rule("client-out6", "client", Direction::Egress)
+    });
+    for (p, i) in model.ports.iter_mut().zip([&A, &B]) {
+        p.fixed_ips.push(v6(i).parse().unwrap());
+    }
+    lab.sync(&model);
+    lab.listen("b", &["22", "80"]);
+    assert!(
+        lab.connects_to("a", &v6(&B), 22, None),
+        "a → b:22 over IPv6 (needs NS/NA)"
+    );
+    assert!(
+        !lab.connects_to("a", &v6(&B), 80, None),
+        "a → b:80 not allowed"
+    );
 }
