@@ -139,15 +139,21 @@ class Lab:
         out = []
         ns = self.host_ns(host)
         out.append(sh("ip", "-n", ns, "-d", "link", "show").stdout)
-        out.append(sh("bridge", "-n", ns, "fdb", "show").stdout)
+        # Entries the bridges learn from traffic come and go by themselves.
+        out.extend(line for line in sh("bridge", "-n", ns, "fdb", "show").stdout.splitlines()
+                   if "permanent" in line or "static" in line)
         for name in sorted(sh("ip", "netns", "list").stdout.split()):
             if name.startswith(self.prefix(host)):
                 out.append(f"== {name}")
                 for what in (["-d", "link", "show"], ["addr", "show"], ["route", "show"],
                              ["-6", "route", "show"]):
                     out.append(sh("ip", "-n", name, *what).stdout)
-        # Timers count down by themselves; everything else must stay as it was.
-        return re.sub(r"(\w*timer)\s+[\d.]+", r"\1 -", "\n".join(out))
+        out.append(sh("ip", "netns", "exec", ns, "nft", "list", "ruleset").stdout)
+        # Timers, counters and duplicate address detection move by themselves; everything
+        # else must stay as it was.
+        text = re.sub(r"(\w*timer)\s+[\d.]+", r"\1 -", "\n".join(out))
+        text = re.sub(r"packets \d+ bytes \d+", "counter", text)
+        return text.replace(" tentative", "")
 
 
 @pytest.fixture
@@ -355,11 +361,17 @@ def test_router_scopes_snat_and_floating_ip(lab):
     for name in ("a", "b", "c"):
         osc("router", "add", "subnet", router, subnets[name], env=env, json_output=False)
     osc("router", "set", "--external-gateway", ext, router, env=env, json_output=False)
+    # Security groups let everything in here: what is blocked below, the router blocks.
+    open_sg = osc("security", "group", "create", f"dp-open-{tag}", env=env)["id"]
+    for proto in ("tcp", "icmp"):
+        osc("security", "group", "rule", "create", "--ingress", "--protocol", proto,
+            "--remote-ip", "0.0.0.0/0", open_sg, env=env)
+    sg = ("--security-group", open_sg)
     ports = {
-        "a": bound_port(env, nets["a"], "h1", "a"),
-        "b": bound_port(env, nets["b"], "h2", "b"),
-        "c": bound_port(env, nets["c"], "h2", "c"),
-        "out": bound_port(env, ext, "h2", "out", "--fixed-ip",
+        "a": bound_port(env, nets["a"], "h1", "a", *sg),
+        "b": bound_port(env, nets["b"], "h2", "b", *sg),
+        "c": bound_port(env, nets["c"], "h2", "c", *sg),
+        "out": bound_port(env, ext, "h2", "out", *sg, "--fixed-ip",
                           f"subnet={ext_sub},ip-address=198.51.100.50"),
     }
     for p in ports.values():
@@ -393,3 +405,42 @@ def test_router_scopes_snat_and_floating_ip(lab):
     # Removing the association cuts it.
     osc("floating", "ip", "unset", "--port", fip["id"], env=env, json_output=False)
     wait_for("floating IP gone", lambda: not lab.pings(ns["out"], address))
+
+
+def test_security_groups_filter_instances(lab):
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    net, _ = network_with_subnet(env, "10.65.0.0/24")
+    a = wait_active(env, bound_port(env, net, "h1", "a")["id"])
+    c = wait_active(env, bound_port(env, net, "h2", "c")["id"])
+    web = osc("security", "group", "create", f"dp-web-{tag}", env=env)["id"]
+    rule = osc("security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
+               "--dst-port", "22", "--remote-ip", f"{ip_of(a)}/32", web, env=env)["id"]
+    b = bound_port(env, net, "h2", "b", "--security-group", web)
+    b = wait_active(env, b["id"])
+    ns = {"a": lab.instance("h1", "a"), "b": lab.instance("h2", "b"),
+          "c": lab.instance("h2", "c")}
+    # Default group: members reach each other.
+    assert lab.pings(ns["a"], ip_of(c))
+    # Only TCP/22 from a's address gets to b.
+    assert wait_for("the rule to apply",
+                    lambda: tcp_peer(lab, ns["b"], ns["a"], ip_of(b), port=22) == ip_of(a))
+    assert tcp_peer(lab, ns["b"], ns["a"], ip_of(b), port=80) == ""
+    assert tcp_peer(lab, ns["b"], ns["c"], ip_of(b), port=22) == ""
+    assert not lab.pings(ns["a"], ip_of(b))
+    # A spoofed source address from an instance is dropped.
+    lab.exec(ns["c"], "ip", "addr", "add", f"{ip_of(a)}/32", "dev", "eth0")
+    spoofed = subprocess.run(
+        ["ip", "netns", "exec", ns["c"], "python3", "-c",
+         "import socket\n"
+         "s=socket.socket(); s.settimeout(3)\n"
+         f"s.bind(('{ip_of(a)}', 0))\n"
+         "try:\n"
+         f"    s.connect(('{ip_of(b)}', 22)); print('through')\n"
+         "except OSError:\n"
+         "    print('blocked')"], capture_output=True, text=True, timeout=20).stdout.strip()
+    assert spoofed == "blocked"
+    # Removing the rule cuts new connections.
+    osc("security", "group", "rule", "delete", rule, env=env, json_output=False)
+    wait_for("the rule to go",
+             lambda: tcp_peer(lab, ns["b"], ns["a"], ip_of(b), port=22) == "")

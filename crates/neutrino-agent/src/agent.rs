@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use neutrino_dataplane::cluster::text;
-use neutrino_dataplane::desired::PortOutcome;
+use neutrino_dataplane::desired::{Desired, PortOutcome};
 use neutrino_dataplane::observe::observe;
+use neutrino_dataplane::security::firewall_model;
 use neutrino_dataplane::{desired, plan, Cluster, HostConfig, HostState};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -36,6 +37,7 @@ struct Stats {
     ops_total: u64,
     last_ops: usize,
     errors_total: u64,
+    firewall_ops: u64,
 }
 
 struct Agent {
@@ -197,6 +199,8 @@ impl Agent {
     /// Brings the kernel to the desired state of `cluster` and reports port status.
     async fn reconcile(&mut self, cluster: &Cluster) {
         let want = desired(cluster, &self.cfg.host);
+        // Filters first: a port is never plugged before its rules exist.
+        self.reconcile_firewall(cluster, &want).await;
         let mut have = match self.observe().await {
             Ok(h) => h,
             Err(e) => {
@@ -236,6 +240,36 @@ impl Agent {
         }
         self.report_ports(cluster, &want.ports, &have).await;
         self.write_status(cluster);
+    }
+
+    async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) {
+        let model = firewall_model(cluster, want);
+        let kernel = self.kernel.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<usize, AgentError> {
+            let observed = kernel.observe_firewall()?;
+            let plan = neutrino_firewall::plan(&model, &observed);
+            for w in plan.warnings() {
+                tracing::warn!(warning = %w, "security group rule skipped");
+            }
+            if plan.is_empty() {
+                return Ok(0);
+            }
+            for e in kernel.apply_firewall(&plan.script())? {
+                tracing::warn!(error = %e, "firewall update refused");
+            }
+            Ok(plan.commands().len())
+        })
+        .await;
+        match result {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                self.stats.ops_total += n as u64;
+                self.stats.firewall_ops += n as u64;
+                tracing::info!(commands = n, "applied firewall plan");
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "firewall reconcile failed"),
+            Err(e) => tracing::warn!(error = %e, "firewall reconcile panicked"),
+        }
     }
 
     async fn report_ports(
@@ -294,6 +328,7 @@ impl Agent {
             "ops_total": self.stats.ops_total,
             "last_ops": self.stats.last_ops,
             "errors_total": self.stats.errors_total,
+            "firewall_ops": self.stats.firewall_ops,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use neutrino_dataplane::observe::{RawHost, RawNamespace};
 use neutrino_dataplane::{names, Op, Target};
+use neutrino_firewall::{ObservedTables, LIST_COMMANDS};
 use serde_json::Value;
 
 use crate::AgentError;
@@ -17,6 +18,10 @@ pub trait Kernel: Send + Sync {
     /// Applies operations in order; returns the error lines of failed commands (the next
     /// reconcile retries what did not take).
     fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError>;
+    /// Reads the agent's security-group tables.
+    fn observe_firewall(&self) -> Result<ObservedTables, AgentError>;
+    /// Runs one security-group transaction (`nft -f`); returns its error lines.
+    fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError>;
 }
 
 /// The real kernel via iproute2.
@@ -28,6 +33,18 @@ pub struct IpRoute2 {
 }
 
 impl IpRoute2 {
+    /// A command run in the dataplane namespace (`ip netns exec NS ...` when there is one).
+    fn in_dataplane<'a>(&'a self, command: &[&'a str]) -> (&'a str, Vec<&'a str>) {
+        match &self.dataplane_netns {
+            Some(ns) => {
+                let mut args = vec!["netns", "exec", ns.as_str()];
+                args.extend_from_slice(command);
+                ("ip", args)
+            }
+            None => (command[0], command[1..].to_vec()),
+        }
+    }
+
     /// Arguments that put `ip` / `bridge` into the dataplane namespace.
     fn host_args<'a>(&'a self, rest: &[&'a str]) -> Vec<&'a str> {
         let mut args = Vec::new();
@@ -201,6 +218,44 @@ impl Kernel for IpRoute2 {
             if !ok {
                 report(program, &args, &err);
             }
+        }
+        Ok(errors)
+    }
+
+    fn observe_firewall(&self) -> Result<ObservedTables, AgentError> {
+        let mut observed = ObservedTables::default();
+        for list in LIST_COMMANDS {
+            let mut command = vec!["nft", "-j", "-n"];
+            command.extend(list.split(' '));
+            let (program, args) = self.in_dataplane(&command);
+            let (ok, out, _) = run(program, &args, None)?;
+            if ok {
+                observed.add_json(&out).map_err(|e| AgentError::Command {
+                    command: format!("nft {list}"),
+                    message: e.to_string(),
+                })?;
+            }
+        }
+        Ok(observed)
+    }
+
+    fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {
+        // Bridged traffic must reach the inet family for stateful filtering.
+        let (program, args) = self.in_dataplane(&[
+            "sysctl",
+            "-qw",
+            "net.bridge.bridge-nf-call-iptables=1",
+            "net.bridge.bridge-nf-call-ip6tables=1",
+        ]);
+        let mut errors = Vec::new();
+        let (ok, _, err) = run(program, &args, None)?;
+        if !ok {
+            errors.push(format!("sysctl: {}", err.trim()));
+        }
+        let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+        let (ok, _, err) = run(program, &args, Some(script))?;
+        if !ok {
+            errors.extend(err.lines().map(|l| format!("nft: {l}")));
         }
         Ok(errors)
     }

@@ -13,6 +13,7 @@ pub mod names;
 pub mod observe;
 pub mod plan;
 pub mod router;
+pub mod security;
 pub mod state;
 
 pub use cluster::Cluster;
