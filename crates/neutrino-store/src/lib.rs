@@ -594,6 +594,31 @@ impl Tx {
             .collect()
     }
 
+    /// `(key, owner)` of the claims of a scope whose key lies in any of the half-open ranges
+    /// `[from, below)`, in key order (one query, whatever the number of ranges).
+    pub async fn claims_in_ranges(
+        &mut self,
+        scope: &str,
+        ranges: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        let alternatives = vec!["(key >= ? AND key < ?)"; ranges.len()].join(" OR ");
+        let text = format!(
+            "SELECT key, owner FROM claims WHERE scope = ? AND ({alternatives}) ORDER BY key"
+        );
+        let q = sql(self.backend, &text);
+        let mut query = sqlx::query(&q).bind(scope);
+        for (from, below) in ranges {
+            query = query.bind(from).bind(below);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("owner")?)))
+            .collect()
+    }
+
     /// Number of keys held in a scope.
     pub async fn count_claims(&mut self, scope: &str) -> Result<i64, StoreError> {
         let q = sql(
