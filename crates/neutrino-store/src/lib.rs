@@ -604,19 +604,38 @@ impl Tx {
         if ranges.is_empty() {
             return Ok(Vec::new());
         }
-        let alternatives = vec!["(key >= ? AND key < ?)"; ranges.len()].join(" OR ");
-        let text = format!(
-            "SELECT key, owner FROM claims WHERE scope = ? AND ({alternatives}) ORDER BY key"
-        );
+        // The scope inside every alternative lets each be its own index range scan.
+        let alternatives = vec!["(scope = ? AND key >= ? AND key < ?)"; ranges.len()].join(" OR ");
+        let text = format!("SELECT key, owner FROM claims WHERE {alternatives} ORDER BY key");
         let q = sql(self.backend, &text);
-        let mut query = sqlx::query(&q).bind(scope);
+        let mut query = sqlx::query(&q);
         for (from, below) in ranges {
-            query = query.bind(from).bind(below);
+            query = query.bind(scope).bind(from).bind(below);
         }
         let rows = query.fetch_all(&mut *self.tx).await?;
         rows.iter()
             .map(|r| Ok((r.try_get("key")?, r.try_get("owner")?)))
             .collect()
+    }
+
+    /// The lowest number ≥ 1 that nobody holds in `scope`, whose keys are decimal numbers
+    /// zero-padded to the same width: one query, one ordered pass over the scope's keys
+    /// inside the database (the first key that is not its own rank marks the gap).
+    pub async fn lowest_free_number(&mut self, scope: &str) -> Result<i64, StoreError> {
+        let q = sql(
+            self.backend,
+            "SELECT COALESCE(\
+               (SELECT MIN(rn) FROM (SELECT CAST(key AS BIGINT) AS n, \
+                  ROW_NUMBER() OVER (ORDER BY key) AS rn FROM claims WHERE scope = ?) ranked \
+                WHERE n <> rn), \
+               (SELECT COUNT(*) FROM claims WHERE scope = ?) + 1) AS free",
+        );
+        let row = sqlx::query(&q)
+            .bind(scope)
+            .bind(scope)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get("free")?)
     }
 
     /// Number of keys held in a scope.

@@ -154,6 +154,23 @@ async fn claims_in_several_ranges_in_one_query() {
 }
 
 #[tokio::test]
+async fn lowest_free_number_finds_the_first_gap() {
+    for (store, _dir) in stores().await {
+        let scope = unique("num");
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 1);
+        for n in [1, 2, 3, 5, 6, 9] {
+            assert!(tx.claim(&scope, &format!("{n:05}"), "o").await.unwrap());
+        }
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 4);
+        tx.claim(&scope, "00004", "o").await.unwrap();
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 7);
+        tx.release(&scope, "00001").await.unwrap();
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
 async fn concurrent_claims_have_one_winner() {
     for (store, _dir) in stores().await {
         let scope = unique("mac");

@@ -147,28 +147,10 @@ async fn visible(tx: &mut Tx, ctx: &Context, kind: &str, ids: &[String]) -> ApiR
 }
 
 /// Claims the lowest free number in `1..=max` of `scope` for `owner`; `None` when all are
-/// taken. Held numbers are read in key order, a batch at a time, up to the first gap; a
-/// number another server claims first is skipped.
+/// taken. A number another server claims first is skipped: the next query sees its claim.
 async fn allocate(tx: &mut Tx, scope: &str, max: i64, owner: &str) -> ApiResult<Option<i64>> {
-    const BATCH: i64 = 512;
-    let mut next = 1;
     loop {
-        let held = tx
-            .claimed_keys(scope, &number_key(next), None, BATCH)
-            .await
-            .map_err(db)?;
-        let mut gap = false;
-        for k in &held {
-            let n: i64 = k.parse().unwrap_or(0);
-            if n > next {
-                gap = true;
-                break;
-            }
-            next = n + 1;
-        }
-        if !gap && held.len() as i64 == BATCH {
-            continue;
-        }
+        let next = tx.lowest_free_number(scope).await.map_err(db)?;
         if next > max {
             return Ok(None);
         }
@@ -179,12 +161,14 @@ async fn allocate(tx: &mut Tx, scope: &str, max: i64, owner: &str) -> ApiResult<
         {
             return Ok(Some(next));
         }
-        next += 1;
     }
 }
 
+/// Digits of the keys of `sfc-group-id` / `sfc-chain-id` claims.
+const NUMBER_WIDTH: usize = 10;
+
 fn number_key(n: i64) -> String {
-    format!("{n:010}")
+    format!("{n:0NUMBER_WIDTH$}")
 }
 
 fn sha256_hex(s: &str) -> String {
