@@ -1278,3 +1278,32 @@ async fn quotas_and_policy() {
         .await
         .is_ok());
 }
+
+#[tokio::test]
+async fn change_feed_carries_sfc_resources() {
+    let t = env().await;
+    let a = tenant();
+    let before = t.app.feed_snapshot(&admin()).await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
+    let g = t.hop(&a, json!(null)).await;
+    let pc = id(&t.chain(&a, json!({"port_pair_groups": [g]})).await.unwrap());
+    let snap = t.app.feed_snapshot(&admin()).await.unwrap();
+    let chains = snap["resources"]["port_chain"].as_array().unwrap();
+    assert!(chains.iter().any(|c| c["id"] == pc.as_str()));
+    assert_eq!(snap["resources"]["port_pair_group"][0]["id"], g.as_str());
+    t.delete(&a, "port_chains", &pc).await.unwrap();
+    let page = match t.app.feed_changes(&admin(), before, 1000).await.unwrap() {
+        neutrino_app::agents::FeedPage::Changes(v) => v,
+        _ => panic!("resync"),
+    };
+    let kinds: Vec<&str> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    for kind in ["port_pair", "port_pair_group", "port_chain"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+}
