@@ -103,8 +103,13 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             }
             _ => Err(not_allowed()),
         },
-        [coll, tail @ ..] => {
-            let Some(collection) = Collection::by_path(coll) else {
+        [first, more @ ..] => {
+            // networking-sfc collections live one level down: `/v2.0/sfc/port_chains/...`.
+            let (path, tail) = match (*first, more) {
+                ("sfc", [coll, tail @ ..]) => (format!("sfc/{coll}"), tail),
+                _ => (first.to_string(), more),
+            };
+            let Some(collection) = Collection::by_path(&path) else {
                 return Err(ApiError::no_such_url());
             };
             match tail {
@@ -220,7 +225,7 @@ async fn collection_request(
                 let href = link(req, coll.path, first.as_deref(), true);
                 links.push(json!({"rel": "previous", "href": href}));
             }
-            let plural = coll.path.replace('-', "_");
+            let plural = coll.plural();
             let items = page.items.into_iter().map(Value::Object).collect();
             out.insert(plural.clone(), Value::Array(items));
             if !links.is_empty() {
@@ -234,7 +239,7 @@ async fn collection_request(
                 .as_object()
                 .ok_or_else(|| ApiError::bad_request("Resource body required"))?;
             let single = coll.resource;
-            let plural = coll.path.replace('-', "_");
+            let plural = coll.plural();
             if let Some(item) = obj.get(single) {
                 let item = item.as_object().cloned().ok_or_else(|| {
                     ApiError::bad_request(format!("Unable to find '{single}' in request body"))
@@ -244,7 +249,7 @@ async fn collection_request(
                 return Ok(json(201, &json!({ single: created })));
             }
             if let Some(items) = obj.get(&plural) {
-                if coll.resource == "rbac_policy" {
+                if !coll.bulk() {
                     return Err(ApiError::bad_request("Bulk operation not supported"));
                 }
                 let list = items

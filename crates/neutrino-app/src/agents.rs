@@ -30,6 +30,12 @@ pub const FEED_KINDS: &[&str] = &[
     "security_group_rule",
     "router",
     "floatingip",
+    // Service function chaining, for the dataplane that will render chains.
+    "flow_classifier",
+    "port_pair",
+    "port_pair_group",
+    "port_chain",
+    "service_graph",
 ];
 /// Port statuses an agent may report.
 const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];

@@ -15,7 +15,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
     ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP."),
+    ("flow_classifier", "Flow Classifier", "Flow Classifier Extension."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+    ("networking-sfc-tap", "Networking SFC Passive Tap Service Function support", "Extension for Passive TAP Service Function support"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource."),
@@ -38,6 +40,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("security-groups-default-rules", "Default rules for security groups", "Configure set of security group rules used as default rules for every new security group"),
     ("security-groups-normalized-cidr", "Normalized CIDR field for security group rules", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
     ("security-group", "security-group", "The security groups extension."),
+    ("service_graph", "Service Graph", "Service Graph extension."),
+    ("sfc", "Service Function Chaining", "Service Function Chain extension."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
@@ -53,9 +57,21 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("tag-creation", "Tag support for resources during create", "Enables to set tag on resources during create."),
 ];
 
+/// Extensions that keep their upstream `updated` stamp (networking-sfc's).
+const UPDATED: &[(&str, &str)] = &[
+    ("flow_classifier", "2015-10-05T10:00:00-00:00"),
+    ("sfc", "2015-10-05T10:00:00-00:00"),
+    ("service_graph", "2017-09-20T00:00:00-00:00"),
+    ("networking-sfc-tap", "2017-10-20T10:00:00-00:00"),
+];
+
 fn render(alias: &str, name: &str, description: &str) -> Value {
+    let updated = UPDATED
+        .iter()
+        .find(|(a, _)| *a == alias)
+        .map_or("2026-11-25T00:00:00-00:00", |(_, u)| u);
     json!({"alias": alias, "name": name, "description": description,
-           "updated": "2026-11-25T00:00:00-00:00", "links": []})
+           "updated": updated, "links": []})
 }
 
 /// `GET /v2.0/extensions`.

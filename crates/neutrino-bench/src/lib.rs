@@ -40,7 +40,7 @@
 //! | `port-list-fields` | the same with `&fields=id&fields=mac_address&fields=fixed_ips` |
 //! | `port-delete` | `DELETE` of all the ports by C concurrent clients |
 //!
-//! Two more scenarios are not part of the default set and run only when
+//! Three more scenarios are not part of the default set and run only when
 //! named in `--scenarios` (so the default run is unchanged), after the ones
 //! above:
 //!
@@ -48,6 +48,7 @@
 //! |---|---|
 //! | `pool-subnet-create` | N/4 sequential `POST /v2.0/subnets` allocating a /28 (`subnetpool_id`, `prefixlen`) from a subnet pool (10.128.0.0/9) that already has `--pool-prefill` (10000) allocations; reported as `pool-subnet-create (prefill P)` |
 //! | `router-interface` | with one router and N/4 networks with one /28 of 10.200.0.0/16 each: sequential `PUT /v2.0/routers/{id}/add_router_interface` of every subnet (`router-interface-add`), then `remove_router_interface` of every attached one (`router-interface-remove`) |
+//! | `sfc` | with N port chains present (each with its own TCP/80 flow classifier from a distinct /32 of 172.16.0.0/12, port pair of MPLS correlation and port pair group; created C at a time, unmeasured): M = N/10 (even, ≥ 2) sequential creates each of `sfc-flow-classifier-create`, `sfc-port-pair-create`, `sfc-port-pair-group-create`, `sfc-port-chain-create` (one new group and classifier each), then M/2 `sfc-service-graph-create` linking the new chains two by two; each reported as `... (N chains)`. It raises the network, subnet, port and SFC quotas like the others and deletes the SFC objects first in its cleanup |
 //!
 //! Their set-up is unmeasured: `pool-subnet-create` creates the pool and one
 //! network and prefills the pool with sequential bulk `POST /v2.0/subnets`
@@ -134,6 +135,9 @@ pub enum Scenario {
     /// Sequential add, then remove, of N/4 router interfaces (not in the
     /// default set).
     RouterInterface,
+    /// Sequential creates of every SFC resource kind with N port chains
+    /// present (N/10 each; not in the default set).
+    Sfc,
 }
 
 impl Scenario {
@@ -153,7 +157,11 @@ impl Scenario {
 
     /// The scenarios that run only when named in `--scenarios`, in execution
     /// order (after [`Scenario::ALL`]).
-    pub const OPTIONAL: [Scenario; 2] = [Scenario::PoolSubnetCreate, Scenario::RouterInterface];
+    pub const OPTIONAL: [Scenario; 3] = [
+        Scenario::PoolSubnetCreate,
+        Scenario::RouterInterface,
+        Scenario::Sfc,
+    ];
 }
 
 /// Arguments of `neutrino bench`.

@@ -1,6 +1,7 @@
 //! The scenarios, their fixtures and the bounded request loops.
 
 mod extra;
+mod sfc;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -46,6 +47,10 @@ struct Created {
     /// Project and `PUT /v2.0/quotas/{project}` body putting back the quotas
     /// the benchmark raised.
     quota_restore: Option<(String, Value)>,
+    /// SFC objects by collection path (`sfc` scenario).
+    sfc: Vec<(&'static str, Vec<String>)>,
+    /// Like `quota_restore`, for the SFC quotas.
+    sfc_quota_restore: Option<(String, Value)>,
 }
 
 /// Outcome of one operation.
@@ -414,6 +419,12 @@ impl Ctx {
             self.cleanup(&mut created).await;
             result?;
         }
+        if has(Scenario::Sfc) {
+            let mut created = Created::default();
+            let result = self.sfc_group(&mut created, &mut out).await;
+            self.cleanup(&mut created).await;
+            result?;
+        }
         Ok(out)
     }
 
@@ -764,6 +775,7 @@ impl Ctx {
     /// counts as already deleted; then puts back the quotas the benchmark
     /// raised. Failures are reported on stderr only.
     async fn cleanup(&self, created: &mut Created) {
+        self.cleanup_sfc(created).await;
         self.remove_interfaces(std::mem::take(&mut created.interfaces))
             .await;
         self.collect_pool_subnets(created).await;

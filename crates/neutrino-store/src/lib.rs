@@ -594,6 +594,50 @@ impl Tx {
             .collect()
     }
 
+    /// `(key, owner)` of the claims of a scope whose key lies in any of the half-open ranges
+    /// `[from, below)`, in key order (one query, whatever the number of ranges).
+    pub async fn claims_in_ranges(
+        &mut self,
+        scope: &str,
+        ranges: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        if ranges.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The scope inside every alternative lets each be its own index range scan.
+        let alternatives = vec!["(scope = ? AND key >= ? AND key < ?)"; ranges.len()].join(" OR ");
+        let text = format!("SELECT key, owner FROM claims WHERE {alternatives} ORDER BY key");
+        let q = sql(self.backend, &text);
+        let mut query = sqlx::query(&q);
+        for (from, below) in ranges {
+            query = query.bind(scope).bind(from).bind(below);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("key")?, r.try_get("owner")?)))
+            .collect()
+    }
+
+    /// The lowest number ≥ 1 that nobody holds in `scope`, whose keys are decimal numbers
+    /// zero-padded to the same width: one query, one ordered pass over the scope's keys
+    /// inside the database (the first key that is not its own rank marks the gap).
+    pub async fn lowest_free_number(&mut self, scope: &str) -> Result<i64, StoreError> {
+        let q = sql(
+            self.backend,
+            "SELECT COALESCE(\
+               (SELECT MIN(rn) FROM (SELECT CAST(key AS BIGINT) AS n, \
+                  ROW_NUMBER() OVER (ORDER BY key) AS rn FROM claims WHERE scope = ?) ranked \
+                WHERE n <> rn), \
+               (SELECT COUNT(*) FROM claims WHERE scope = ?) + 1) AS free",
+        );
+        let row = sqlx::query(&q)
+            .bind(scope)
+            .bind(scope)
+            .fetch_one(&mut *self.tx)
+            .await?;
+        Ok(row.try_get("free")?)
+    }
+
     /// Number of keys held in a scope.
     pub async fn count_claims(&mut self, scope: &str) -> Result<i64, StoreError> {
         let q = sql(

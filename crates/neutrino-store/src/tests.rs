@@ -127,6 +127,50 @@ async fn claims_are_unique_and_ordered() {
 }
 
 #[tokio::test]
+async fn claims_in_several_ranges_in_one_query() {
+    for (store, _dir) in stores().await {
+        let scope = unique("idx");
+        let mut tx = store.begin().await.unwrap();
+        for (key, owner) in [
+            ("*/a", "o1"),
+            ("0a/08/b", "o2"),
+            ("0b/16/c", "o3"),
+            ("0c/08/d", "o4"),
+        ] {
+            assert!(tx.claim(&scope, key, owner).await.unwrap());
+        }
+        let ranges = [
+            ("*/".to_string(), "*0".to_string()),
+            ("0b".to_string(), "0b/~".to_string()),
+        ];
+        let got = tx.claims_in_ranges(&scope, &ranges).await.unwrap();
+        let want = [("*/a", "o1"), ("0b/16/c", "o3")];
+        assert_eq!(
+            got,
+            want.map(|(k, o)| (k.to_string(), o.to_string())).to_vec()
+        );
+        assert!(tx.claims_in_ranges(&scope, &[]).await.unwrap().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn lowest_free_number_finds_the_first_gap() {
+    for (store, _dir) in stores().await {
+        let scope = unique("num");
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 1);
+        for n in [1, 2, 3, 5, 6, 9] {
+            assert!(tx.claim(&scope, &format!("{n:05}"), "o").await.unwrap());
+        }
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 4);
+        tx.claim(&scope, "00004", "o").await.unwrap();
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 7);
+        tx.release(&scope, "00001").await.unwrap();
+        assert_eq!(tx.lowest_free_number(&scope).await.unwrap(), 1);
+    }
+}
+
+#[tokio::test]
 async fn concurrent_claims_have_one_winner() {
     for (store, _dir) in stores().await {
         let scope = unique("mac");

@@ -62,6 +62,22 @@ impl ApiError {
 
     /// 404 `<Resource>NotFound`, e.g. `NetworkNotFound` "Network X could not be found.".
     pub fn not_found(resource: &str, id: &str) -> Self {
+        // networking-sfc words its own: "Port Pair Group X not found.".
+        let sfc = match resource {
+            "flow_classifier" => Some("Flow Classifier"),
+            "port_pair" => Some("Port Pair"),
+            "port_pair_group" => Some("Port Pair Group"),
+            "port_chain" => Some("Port Chain"),
+            "service_graph" => Some("Service Graph"),
+            _ => None,
+        };
+        if let Some(words) = sfc {
+            return Self::new(
+                404,
+                format!("{}NotFound", camel_case(resource)),
+                format!("{words} {id} not found."),
+            );
+        }
         let (camel, words) = match resource {
             "floatingip" => ("FloatingIP".to_string(), "floating IP".to_string()),
             "subnetpool" => ("SubnetPool".to_string(), "subnetpool".to_string()),

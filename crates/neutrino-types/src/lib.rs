@@ -5,5 +5,6 @@ pub mod attrs;
 pub mod error;
 pub mod query;
 pub mod resources;
+pub mod sfc;
 
 pub use error::{ApiError, ApiResult};

@@ -10,6 +10,7 @@ mod quotas;
 mod rbac;
 mod routers;
 mod secgroups;
+mod sfc;
 mod subnetpools;
 mod subnets;
 
@@ -19,6 +20,7 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::attrs::{self, Attr, Op};
 use neutrino_types::query::{self, ListQuery};
 use neutrino_types::resources as spec;
+use neutrino_types::sfc as sfc_spec;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Map, Value};
 
@@ -149,6 +151,51 @@ pub const COLLECTIONS: &[Collection] = &[
         updatable: true,
         extra_filters: &[],
     },
+    Collection {
+        path: "sfc/flow_classifiers",
+        resource: "flow_classifier",
+        spec: sfc_spec::FLOW_CLASSIFIER,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "sfc/port_pairs",
+        resource: "port_pair",
+        spec: sfc_spec::PORT_PAIR,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "sfc/port_pair_groups",
+        resource: "port_pair_group",
+        spec: sfc_spec::PORT_PAIR_GROUP,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "sfc/port_chains",
+        resource: "port_chain",
+        spec: sfc_spec::PORT_CHAIN,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "sfc/service_graphs",
+        resource: "service_graph",
+        spec: sfc_spec::SERVICE_GRAPH,
+        taggable: false,
+        revised: false,
+        updatable: true,
+        extra_filters: &[],
+    },
 ];
 
 impl Collection {
@@ -159,6 +206,20 @@ impl Collection {
 
     fn quota_resource(&self) -> &'static str {
         self.resource
+    }
+
+    /// The key of a listing's item array (`port_chains` for `sfc/port_chains`).
+    pub fn plural(&self) -> String {
+        self.path
+            .rsplit('/')
+            .next()
+            .unwrap_or(self.path)
+            .replace('-', "_")
+    }
+
+    /// Whether a POST may carry several items (networking-sfc and RBAC refuse bulk).
+    pub fn bulk(&self) -> bool {
+        self.resource != "rbac_policy" && !sfc::is_sfc(self)
     }
 }
 
@@ -391,6 +452,11 @@ pub(crate) fn owner_project(ctx: &Context, body: &mut Doc, resource: &str) -> Ap
         )));
     }
     if project != ctx.project_id && !ctx.is_admin() {
+        if sfc::KINDS.contains(&resource) {
+            return Err(ApiError::bad_request(
+                "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges",
+            ));
+        }
         if matches!(resource, "port" | "subnet") {
             return Err(ApiError::bad_request(format!(
                 "Tenant {project} not allowed to create {resource} on this network"
@@ -526,6 +592,13 @@ impl App {
         coll: &Collection,
         pairs: &[(String, String)],
     ) -> ApiResult<ListResult> {
+        let sfc_pairs;
+        let pairs = if sfc::is_sfc(coll) {
+            sfc_pairs = sfc::known_query(coll, pairs);
+            &sfc_pairs
+        } else {
+            pairs
+        };
         let mut q = query::parse(pairs, coll.spec, coll.extra_filters)?;
         if !ctx.is_admin() {
             for a in coll.spec.iter().filter(|a| a.admin_only) {
@@ -688,6 +761,10 @@ impl App {
                 "default_security_group_rule" => {
                     self.create_rule_template(&mut tx, ctx, &mut body).await?
                 }
+                _ if sfc::is_sfc(coll) => {
+                    self.create_sfc(&mut tx, ctx, coll.resource, &mut body)
+                        .await?
+                }
                 _ => return Err(ApiError::no_such_url()),
             };
             if coll.taggable && !body.contains_key("tags") {
@@ -823,6 +900,7 @@ impl App {
                 self.update_address_scope(&mut tx, ctx, &mut rec, changes)
                     .await?
             }
+            _ if sfc::is_sfc(coll) => self.update_sfc(&mut tx, ctx, &mut rec, changes).await?,
             _ => return Err(ApiError::no_such_url()),
         }
         if coll.revised {
@@ -861,6 +939,7 @@ impl App {
             "subnetpool" => self.delete_subnetpool(&mut tx, ctx, &rec).await?,
             "address_scope" => self.delete_address_scope(&mut tx, ctx, &rec).await?,
             "default_security_group_rule" if ctx.is_admin() => {}
+            _ if sfc::is_sfc(coll) => self.delete_sfc(&mut tx, &rec).await?,
             _ => return Err(ApiError::no_such_url()),
         }
         tx.delete(coll.resource, id).await.map_err(db)?;

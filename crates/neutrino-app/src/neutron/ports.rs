@@ -780,6 +780,7 @@ impl App {
 
     /// Returns a port's addresses, MAC and group memberships.
     pub(super) async fn release_port(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        self.check_port_unused_by_sfc(tx, &rec.id).await?;
         tx.release_owned("ip:", &rec.id).await.map_err(db)?;
         tx.release_owned("mac:", &rec.id).await.map_err(db)?;
         tx.release_owned("sgport:", &rec.id).await.map_err(db)?;

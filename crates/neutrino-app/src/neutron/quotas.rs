@@ -19,6 +19,13 @@ pub const QUOTA_RESOURCES: &[(&str, i64)] = &[
     ("security_group_rule", 100),
     ("rbac_policy", 10),
     ("router_route", 30),
+    ("flow_classifier", 100),
+    ("port_pair", 100),
+    ("port_pair_group", 10),
+    ("port_chain", 10),
+    // Upstream registers `quota_service_graphs` for the resource `service_graph`, so the
+    // configured 10 never applies and Neutron's default (unlimited) does.
+    ("service_graph", -1),
 ];
 
 async fn limits(tx: &mut Tx, project: &str) -> ApiResult<Vec<(&'static str, i64)>> {

@@ -409,7 +409,7 @@ impl Ctx {
 
     /// POSTs one object a scenario needs (unmeasured) and returns its id and
     /// its `project_id` (or `tenant_id`), when the server returns one.
-    async fn create_owned(
+    pub(super) async fn create_owned(
         &self,
         label: &str,
         path: &str,
@@ -443,7 +443,12 @@ impl Ctx {
     /// and records their previous values in `created` so that the cleanup
     /// puts them back. A refusal (e.g. not an admin) is reported on stderr
     /// and the scenario continues with the current quotas.
-    async fn raise_quotas(&self, label: &str, project: Option<&str>, created: &mut Created) {
+    pub(super) async fn raise_quotas(
+        &self,
+        label: &str,
+        project: Option<&str>,
+        created: &mut Created,
+    ) {
         let Some(project) = project else {
             eprintln!(
                 "neutrino-bench: {label}: warning: no project_id in the create answer; \

@@ -1,0 +1,1309 @@
+//! Service function chaining through the public application API: every validation rule and
+//! conflict of networking-sfc, asserted by status code and NeutronError type.
+
+use neutrino_app::{App, Collection, Config, Context};
+use neutrino_store::Store;
+use neutrino_types::ApiError;
+use serde_json::{json, Map, Value};
+
+struct Env {
+    app: App,
+    store: Store,
+    _dir: tempfile::TempDir,
+    /// Network of each project (admin, a, b) for fresh ports.
+    nets: std::collections::HashMap<String, String>,
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = Store::open(&url).await.unwrap();
+    let app = App::new(store.clone(), Config::default()).await.unwrap();
+    let mut t = Env {
+        app,
+        store,
+        _dir: dir,
+        nets: Default::default(),
+    };
+    for (ctx, cidr) in [
+        (admin(), "10.0.0.0/16"),
+        (tenant(), "10.1.0.0/16"),
+        (other_tenant(), "10.2.0.0/16"),
+    ] {
+        let net = t.ok(&ctx, "networks", json!({"name": "n"})).await;
+        t.ok(
+            &ctx,
+            "subnets",
+            json!({"network_id": id(&net), "ip_version": 4, "cidr": cidr}),
+        )
+        .await;
+        t.nets.insert(ctx.project_id.clone(), id(&net));
+    }
+    t
+}
+
+fn admin() -> Context {
+    Context::new("admin", "admin-project", &["admin".into()])
+}
+
+fn tenant() -> Context {
+    Context::new("alice", "project-a", &["member".into()])
+}
+
+fn other_tenant() -> Context {
+    Context::new("bob", "project-b", &["member".into()])
+}
+
+fn coll(path: &str) -> &'static Collection {
+    Collection::by_path(&format!("sfc/{path}"))
+        .or_else(|| Collection::by_path(path))
+        .unwrap()
+}
+
+fn doc(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+#[track_caller]
+fn assert_err(r: Result<impl std::fmt::Debug, ApiError>, status: u16, kind: &str) -> ApiError {
+    let e = r.expect_err("expected an error");
+    assert_eq!((e.status, e.kind.as_str()), (status, kind), "{e}");
+    e
+}
+
+impl Env {
+    async fn create(&self, ctx: &Context, path: &str, body: Value) -> Result<Value, ApiError> {
+        let mut out = self.app.create(ctx, coll(path), vec![doc(body)]).await?;
+        Ok(Value::Object(out.remove(0)))
+    }
+
+    async fn ok(&self, ctx: &Context, path: &str, body: Value) -> Value {
+        self.create(ctx, path, body).await.unwrap()
+    }
+
+    async fn update(
+        &self,
+        ctx: &Context,
+        path: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        Ok(Value::Object(
+            self.app
+                .update(ctx, coll(path), id, doc(body), None)
+                .await?,
+        ))
+    }
+
+    async fn show(&self, ctx: &Context, path: &str, id: &str) -> Result<Value, ApiError> {
+        Ok(Value::Object(
+            self.app.show(ctx, coll(path), id, &[]).await?,
+        ))
+    }
+
+    async fn delete(&self, ctx: &Context, path: &str, id: &str) -> Result<(), ApiError> {
+        self.app.delete(ctx, coll(path), id, None).await
+    }
+
+    async fn list(&self, ctx: &Context, path: &str, q: &[(&str, &str)]) -> Vec<Value> {
+        let pairs: Vec<(String, String)> = q
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.app
+            .list(ctx, coll(path), &pairs)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(Value::Object)
+            .collect()
+    }
+
+    /// A port of the caller's project on device `device`.
+    async fn port(&self, ctx: &Context, device: &str) -> String {
+        let net = &self.nets[&ctx.project_id];
+        id(&self
+            .ok(
+                ctx,
+                "ports",
+                json!({"network_id": net, "device_id": device}),
+            )
+            .await)
+    }
+
+    /// A port pair on two fresh ports of one new device.
+    async fn pp(&self, ctx: &Context, params: Value) -> String {
+        let device = uuid::Uuid::new_v4().to_string();
+        let (i, e) = (self.port(ctx, &device).await, self.port(ctx, &device).await);
+        id(&self
+            .ok(
+                ctx,
+                "port_pairs",
+                json!({"ingress": i, "egress": e, "service_function_parameters": params}),
+            )
+            .await)
+    }
+
+    async fn ppg(&self, ctx: &Context, pps: &[&str]) -> String {
+        id(&self
+            .ok(ctx, "port_pair_groups", json!({"port_pairs": pps}))
+            .await)
+    }
+
+    /// A group holding one fresh pair of correlation `corr`.
+    async fn hop(&self, ctx: &Context, corr: Value) -> String {
+        let pp = self.pp(ctx, json!({"correlation": corr})).await;
+        self.ppg(ctx, &[&pp]).await
+    }
+
+    /// A flow classifier with a fresh logical source port and the given match.
+    async fn fc(&self, ctx: &Context, mut body: Value) -> String {
+        body["logical_source_port"] = json!(self.port(ctx, "src").await);
+        id(&self.ok(ctx, "flow_classifiers", body).await)
+    }
+
+    async fn chain(&self, ctx: &Context, body: Value) -> Result<Value, ApiError> {
+        self.create(ctx, "port_chains", body).await
+    }
+
+    /// A one-hop chain of correlation `corr` whose pair speaks `pp_corr`, classifying
+    /// 10.<net>.0.0/16 (distinct per `net`).
+    async fn linked_chain(&self, ctx: &Context, corr: &str, pp_corr: Value, net: u8) -> String {
+        let g = self.hop(ctx, pp_corr).await;
+        let fc = self
+            .fc(ctx, json!({"source_ip_prefix": format!("10.{net}.0.0/16")}))
+            .await;
+        id(&self
+            .chain(
+                ctx,
+                json!({"port_pair_groups": [g], "flow_classifiers": [fc],
+                       "chain_parameters": {"correlation": corr}}),
+            )
+            .await
+            .unwrap())
+    }
+}
+
+#[tokio::test]
+async fn flow_classifier_rules() {
+    let t = &env().await;
+    let a = tenant();
+    let lsp = t.port(&a, "vm").await;
+    let fc = t
+        .ok(
+            &a,
+            "flow_classifiers",
+            json!({"name": null, "protocol": "TCP", "ethertype": "ipv4",
+                   "destination_port_range_min": "80", "destination_port_range_max": 80,
+                   "source_ip_prefix": "10.1.0.5/32", "logical_source_port": lsp}),
+        )
+        .await;
+    let want = json!({"name": "", "description": "", "ethertype": "IPv4", "protocol": "tcp",
+        "source_port_range_min": null, "source_port_range_max": null,
+        "destination_port_range_min": 80, "destination_port_range_max": 80,
+        "source_ip_prefix": "10.1.0.5/32", "destination_ip_prefix": null,
+        "logical_source_port": lsp, "logical_destination_port": null, "l7_parameters": {},
+        "project_id": "project-a", "tenant_id": "project-a"});
+    for (k, v) in want.as_object().unwrap() {
+        assert_eq!(&fc[k], v, "{k}");
+    }
+    assert!(fc.get("created_at").is_none() && fc.get("revision_number").is_none());
+    assert_eq!(t.show(&a, "flow_classifiers", &id(&fc)).await.unwrap(), fc);
+
+    let bad = |body: Value| async move { t.create(&tenant(), "flow_classifiers", body).await };
+    assert_err(
+        bad(json!({"protocol": "6"})).await,
+        400,
+        "FlowClassifierInvalidProtocol",
+    );
+    assert_err(
+        bad(json!({"ethertype": "arp"})).await,
+        400,
+        "FlowClassifierInvalidEthertype",
+    );
+    assert_err(
+        bad(json!({"protocol": "udp", "source_port_range_max": 65536})).await,
+        400,
+        "FlowClassifierInvalidPortValue",
+    );
+    assert_err(
+        bad(json!({"protocol": "udp", "source_port_range_max": "x"})).await,
+        400,
+        "FlowClassifierInvalidPortValue",
+    );
+    assert_err(
+        bad(json!({"protocol": "tcp", "destination_port_range_min": 9, "destination_port_range_max": 8}))
+            .await,
+        400,
+        "FlowClassifierInvalidPortRange",
+    );
+    assert_err(
+        bad(json!({"protocol": "icmp", "source_port_range_min": 1})).await,
+        400,
+        "FlowClassifierProtocolRequiredWithPorts",
+    );
+    assert_err(
+        bad(json!({"ethertype": "IPv6", "destination_ip_prefix": "10.0.0.0/8"})).await,
+        400,
+        "FlowClassifierIpPrefixFormatConflictWithEthertype",
+    );
+    assert_err(
+        bad(json!({"source_ip_prefix": "10.0.0.1"})).await,
+        400,
+        "HTTPBadRequest",
+    );
+    assert_err(
+        bad(json!({"l7_parameters": {"url": "/"}})).await,
+        400,
+        "FlowClassifierInvalidL7Parameter",
+    );
+    assert_err(
+        bad(json!({"logical_source_port": "9f1c1b47-0000-4000-8000-000000000000"})).await,
+        404,
+        "FlowClassifierPortNotFound",
+    );
+    assert_err(
+        bad(json!({"logical_source_port": "x"})).await,
+        400,
+        "HTTPBadRequest",
+    );
+    // Another project's port is not found either.
+    let foreign = t.port(&other_tenant(), "vm").await;
+    assert_err(
+        bad(json!({"logical_destination_port": foreign})).await,
+        404,
+        "FlowClassifierPortNotFound",
+    );
+
+    // Full overlap with a visible classifier; differing logical source ports are fine.
+    assert_err(
+        bad(json!({"protocol": "tcp", "source_ip_prefix": "10.1.0.0/24", "logical_source_port": lsp}))
+            .await,
+        400,
+        "FlowClassifierInConflict",
+    );
+    let lsp2 = t.port(&a, "vm").await;
+    t.ok(
+        &a,
+        "flow_classifiers",
+        json!({"protocol": "tcp", "source_ip_prefix": "10.1.0.0/24", "logical_source_port": lsp2}),
+    )
+    .await;
+    // Scoping: project b does not see project a's classifiers.
+    let b_port = t.port(&other_tenant(), "vm").await;
+    t.ok(
+        &other_tenant(),
+        "flow_classifiers",
+        json!({"protocol": "tcp", "logical_source_port": b_port}),
+    )
+    .await;
+    // ... but an admin does.
+    let admin_port = t.port(&admin(), "vm").await;
+    assert_err(
+        t.create(
+            &admin(),
+            "flow_classifiers",
+            json!({"protocol": "tcp", "logical_source_port": lsp2}),
+        )
+        .await,
+        400,
+        "FlowClassifierInConflict",
+    );
+    t.ok(
+        &admin(),
+        "flow_classifiers",
+        json!({"protocol": "tcp", "logical_source_port": admin_port}),
+    )
+    .await;
+
+    // Update: name and description only.
+    let up = t
+        .update(
+            &a,
+            "flow_classifiers",
+            &id(&fc),
+            json!({"name": "web", "description": null}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (up["name"].as_str(), up["description"].as_str()),
+        (Some("web"), Some(""))
+    );
+    assert_err(
+        t.update(&a, "flow_classifiers", &id(&fc), json!({"protocol": "udp"}))
+            .await,
+        400,
+        "HTTPBadRequest",
+    );
+    // Policy: other projects get 404, the port cannot go while used.
+    assert_err(
+        t.show(&other_tenant(), "flow_classifiers", &id(&fc)).await,
+        404,
+        "FlowClassifierNotFound",
+    );
+    assert_err(
+        t.delete(&other_tenant(), "flow_classifiers", &id(&fc))
+            .await,
+        404,
+        "FlowClassifierNotFound",
+    );
+    assert_err(t.delete(&a, "ports", &lsp).await, 409, "InUse");
+    // Not for another project.
+    assert_err(
+        t.create(&a, "flow_classifiers", json!({"project_id": "project-b"}))
+            .await,
+        400,
+        "HTTPBadRequest",
+    );
+    t.delete(&a, "flow_classifiers", &id(&fc)).await.unwrap();
+    t.delete(&a, "ports", &lsp).await.unwrap();
+    assert_err(
+        t.show(&a, "flow_classifiers", &id(&fc)).await,
+        404,
+        "FlowClassifierNotFound",
+    );
+}
+
+#[tokio::test]
+async fn port_pair_rules() {
+    let t = env().await;
+    let a = tenant();
+    let (i, e) = (t.port(&a, "vm1").await, t.port(&a, "vm1").await);
+    let pp = t
+        .ok(
+            &a,
+            "port_pairs",
+            json!({"name": "pp", "ingress": i, "egress": e}),
+        )
+        .await;
+    assert_eq!(
+        pp["service_function_parameters"],
+        json!({"correlation": null, "weight": 1})
+    );
+    // The same combination again.
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": i, "egress": e}))
+            .await,
+        400,
+        "PortPairIngressEgressInUse",
+    );
+    // One port for both directions; partial parameters get their defaults.
+    let single = t
+        .ok(
+            &a,
+            "port_pairs",
+            json!({"ingress": i, "egress": i,
+                   "service_function_parameters": {"correlation": "mpls", "weight": "4"}}),
+        )
+        .await;
+    assert_eq!(
+        single["service_function_parameters"],
+        json!({"correlation": "mpls", "weight": 4})
+    );
+    let p = t
+        .ok(
+            &a,
+            "port_pairs",
+            json!({"ingress": e, "egress": e, "service_function_parameters": {"correlation": "nsh"}}),
+        )
+        .await;
+    assert_eq!(p["service_function_parameters"]["weight"], 1);
+    for (params, kind) in [
+        (json!({"correlation": "vxlan"}), "HTTPBadRequest"),
+        (json!({"weight": -1}), "HTTPBadRequest"),
+        (json!({"weight": "heavy"}), "InvalidInput"),
+        (json!({"color": 1}), "HTTPBadRequest"),
+        (json!("mpls"), "HTTPBadRequest"),
+    ] {
+        let (x, y) = (t.port(&a, "vm9").await, t.port(&a, "vm9").await);
+        assert_err(
+            t.create(
+                &a,
+                "port_pairs",
+                json!({"ingress": x, "egress": y, "service_function_parameters": params}),
+            )
+            .await,
+            400,
+            kind,
+        );
+    }
+    let missing = "9f1c1b47-0000-4000-8000-000000000000";
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": missing, "egress": e}))
+            .await,
+        404,
+        "PortPairPortNotFound",
+    );
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": "nope", "egress": e}))
+            .await,
+        400,
+        "HTTPBadRequest",
+    );
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": i})).await,
+        400,
+        "HTTPBadRequest",
+    );
+    let hostless = t.port(&a, "").await;
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": hostless, "egress": e}))
+            .await,
+        400,
+        "PortPairIngressNoHost",
+    );
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": e, "egress": hostless}))
+            .await,
+        400,
+        "PortPairEgressNoHost",
+    );
+    let elsewhere = t.port(&a, "vm2").await;
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": i, "egress": elsewhere}))
+            .await,
+        400,
+        "PortPairIngressEgressDifferentHost",
+    );
+    let foreign = t.port(&other_tenant(), "vm1").await;
+    assert_err(
+        t.create(&a, "port_pairs", json!({"ingress": i, "egress": foreign}))
+            .await,
+        404,
+        "PortPairPortNotFound",
+    );
+    // Updates: name and description only.
+    assert_eq!(
+        t.update(&a, "port_pairs", &id(&pp), json!({"name": "renamed"}))
+            .await
+            .unwrap()["name"],
+        "renamed"
+    );
+    for body in [
+        json!({"ingress": e}),
+        json!({"service_function_parameters": {"weight": 2}}),
+    ] {
+        assert_err(
+            t.update(&a, "port_pairs", &id(&pp), body).await,
+            400,
+            "HTTPBadRequest",
+        );
+    }
+    // In use by a group; its ports cannot go.
+    let g = t.ppg(&a, &[&id(&pp)]).await;
+    assert_err(
+        t.delete(&a, "port_pairs", &id(&pp)).await,
+        409,
+        "PortPairInUse",
+    );
+    assert_err(t.delete(&a, "ports", &i).await, 409, "InUse");
+    assert_err(
+        t.delete(&other_tenant(), "port_pairs", &id(&pp)).await,
+        404,
+        "PortPairNotFound",
+    );
+    t.delete(&a, "port_pair_groups", &g).await.unwrap();
+    t.delete(&a, "port_pairs", &id(&pp)).await.unwrap();
+    t.delete(&a, "port_pairs", &id(&single)).await.unwrap();
+    t.delete(&a, "ports", &i).await.unwrap();
+}
+
+#[tokio::test]
+async fn port_pair_group_rules() {
+    let t = env().await;
+    let a = tenant();
+    let pp1 = t.pp(&a, json!(null)).await;
+    let pp2 = t.pp(&a, json!(null)).await;
+    let g1 = t
+        .ok(
+            &a,
+            "port_pair_groups",
+            json!({"port_pairs": [pp1],
+                   "port_pair_group_parameters": {"lb_fields": ["ip_src", "ip_dst"]}}),
+        )
+        .await;
+    assert_eq!(g1["group_id"], 1);
+    assert_eq!(g1["tap_enabled"], false);
+    assert_eq!(
+        g1["port_pair_group_parameters"],
+        json!({"lb_fields": ["ip_src", "ip_dst"],
+               "ppg_n_tuple_mapping": {"ingress_n_tuple": {}, "egress_n_tuple": {}}})
+    );
+    // Empty groups are fine; ids are global and the lowest free one is reused.
+    let empty = t
+        .ok(
+            &other_tenant(),
+            "port_pair_groups",
+            json!({"port_pairs": []}),
+        )
+        .await;
+    assert_eq!(empty["group_id"], 2);
+    assert_eq!(
+        empty["port_pair_group_parameters"]["ppg_n_tuple_mapping"],
+        json!({"ingress_n_tuple": {}, "egress_n_tuple": {}})
+    );
+    let mapped = t
+        .ok(
+            &a,
+            "port_pair_groups",
+            json!({"port_pair_group_parameters": {"ppg_n_tuple_mapping":
+                   {"ingress_n_tuple": {"source_ip_prefix": "10.0.0.0/24"}}}}),
+        )
+        .await;
+    assert_eq!(mapped["group_id"], 3);
+    assert_eq!(
+        mapped["port_pair_group_parameters"],
+        json!({"lb_fields": [], "ppg_n_tuple_mapping": {"ingress_n_tuple": {"source_ip_prefix": "10.0.0.0/24"}}})
+    );
+    t.delete(&other_tenant(), "port_pair_groups", &id(&empty))
+        .await
+        .unwrap();
+    let again = t.ok(&a, "port_pair_groups", json!({})).await;
+    assert_eq!(
+        (again["group_id"].clone(), again["port_pairs"].clone()),
+        (json!(2), json!([]))
+    );
+
+    // A pair in one group only.
+    assert_err(
+        t.create(&a, "port_pair_groups", json!({"port_pairs": [pp1]}))
+            .await,
+        409,
+        "PortPairInUse",
+    );
+    assert_err(
+        t.update(
+            &a,
+            "port_pair_groups",
+            &id(&again),
+            json!({"port_pairs": [pp1]}),
+        )
+        .await,
+        409,
+        "PortPairInUse",
+    );
+    let missing = "9f1c1b47-0000-4000-8000-000000000000";
+    assert_err(
+        t.create(&a, "port_pair_groups", json!({"port_pairs": [missing]}))
+            .await,
+        404,
+        "PortPairNotFound",
+    );
+    assert_err(
+        t.create(&a, "port_pair_groups", json!({"port_pairs": [pp2, pp2]}))
+            .await,
+        400,
+        "HTTPBadRequest",
+    );
+    let b_pp = t.pp(&other_tenant(), json!(null)).await;
+    assert_err(
+        t.create(&a, "port_pair_groups", json!({"port_pairs": [b_pp]}))
+            .await,
+        404,
+        "PortPairNotFound",
+    );
+    // One correlation per group.
+    let mpls = t.pp(&a, json!({"correlation": "mpls"})).await;
+    assert_err(
+        t.create(&a, "port_pair_groups", json!({"port_pairs": [pp2, mpls]}))
+            .await,
+        400,
+        "InconsistentCorrelations",
+    );
+    // Tap groups hold one pair.
+    assert_err(
+        t.create(
+            &a,
+            "port_pair_groups",
+            json!({"port_pairs": [pp2, t.pp(&a, json!(null)).await], "tap_enabled": true}),
+        )
+        .await,
+        400,
+        "MultiplePortPairsInTapPPGNotSupported",
+    );
+    let tap = t
+        .ok(
+            &a,
+            "port_pair_groups",
+            json!({"port_pairs": [pp2], "tap_enabled": "True"}),
+        )
+        .await;
+    assert_eq!(tap["tap_enabled"], true);
+    assert_err(
+        t.update(
+            &a,
+            "port_pair_groups",
+            &id(&tap),
+            json!({"port_pairs": [pp2, t.pp(&a, json!(null)).await]}),
+        )
+        .await,
+        400,
+        "MultiplePortPairsInTapPPGNotSupported",
+    );
+    // Parameters.
+    for (params, kind) in [
+        (json!({"lb_fields": ["vlan"]}), "HTTPBadRequest"),
+        (json!({"lb_fields": "ip_src"}), "HTTPBadRequest"),
+        (json!({"hash": 1}), "HTTPBadRequest"),
+        (
+            json!({"ppg_n_tuple_mapping": {"egress_n_tuple": {"protocol": "tcp"}}}),
+            "PPGParametersInvalidNTupleMappingParameter",
+        ),
+    ] {
+        assert_err(
+            t.create(
+                &a,
+                "port_pair_groups",
+                json!({"port_pair_group_parameters": params}),
+            )
+            .await,
+            400,
+            kind,
+        );
+    }
+    // Updates: members (the scale-out path), not parameters or tap.
+    let up = t
+        .update(
+            &a,
+            "port_pair_groups",
+            &id(&g1),
+            json!({"port_pairs": [&mpls, &pp1]}),
+        )
+        .await;
+    assert_err(up, 400, "InconsistentCorrelations");
+    let pp3 = t.pp(&a, json!(null)).await;
+    let up = t
+        .update(
+            &a,
+            "port_pair_groups",
+            &id(&g1),
+            json!({"port_pairs": [pp1, pp3], "name": "g"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(up["port_pairs"], json!([pp1, pp3]));
+    for body in [
+        json!({"tap_enabled": true}),
+        json!({"port_pair_group_parameters": {}}),
+        json!({"group_id": 9}),
+    ] {
+        assert_err(
+            t.update(&a, "port_pair_groups", &id(&g1), body).await,
+            400,
+            "HTTPBadRequest",
+        );
+    }
+    // A removed member is free again.
+    t.update(
+        &a,
+        "port_pair_groups",
+        &id(&g1),
+        json!({"port_pairs": [pp1]}),
+    )
+    .await
+    .unwrap();
+    t.delete(&a, "port_pairs", &pp3).await.unwrap();
+    // In use by a chain.
+    t.chain(&a, json!({"port_pair_groups": [id(&g1)]}))
+        .await
+        .unwrap();
+    assert_err(
+        t.delete(&a, "port_pair_groups", &id(&g1)).await,
+        409,
+        "PortPairGroupInUse",
+    );
+}
+
+#[tokio::test]
+async fn port_chain_rules() {
+    let t = env().await;
+    let a = tenant();
+    let g1 = t.hop(&a, json!(null)).await;
+    let g2 = t.hop(&a, json!("mpls")).await;
+    let fc1 = t
+        .fc(
+            &a,
+            json!({"protocol": "tcp", "source_ip_prefix": "10.1.0.0/24"}),
+        )
+        .await;
+    let c1 = t
+        .chain(
+            &a,
+            json!({"name": "c1", "port_pair_groups": [g1, g2], "flow_classifiers": [fc1]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c1["chain_id"], 1);
+    assert_eq!(
+        c1["chain_parameters"],
+        json!({"correlation": "mpls", "symmetric": false})
+    );
+    assert_eq!(c1["port_pair_groups"], json!([g1, g2]));
+    assert_eq!(c1["flow_classifiers"], json!([fc1]));
+
+    // Hop lists.
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": []})).await,
+        400,
+        "PortPairGroupNotSpecified",
+    );
+    assert_err(t.chain(&a, json!({})).await, 400, "HTTPBadRequest");
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": [g1, g1]})).await,
+        400,
+        "HTTPBadRequest",
+    );
+    let missing = "9f1c1b47-0000-4000-8000-000000000000";
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": [missing]})).await,
+        404,
+        "PortPairGroupNotFound",
+    );
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": [g1, g2]})).await,
+        409,
+        "InvalidPortPairGroups",
+    );
+    // Same groups in another order, or shared, are fine.
+    let c2 = t
+        .chain(&a, json!({"port_pair_groups": [g2, g1]}))
+        .await
+        .unwrap();
+    assert_eq!(c2["chain_id"], 2);
+    assert_err(
+        t.chain(
+            &a,
+            json!({"port_pair_groups": [g2], "flow_classifiers": [missing]}),
+        )
+        .await,
+        404,
+        "FlowClassifierNotFound",
+    );
+    // Taps may not follow each other.
+    let tap_pp = t.pp(&a, json!(null)).await;
+    let tap1 = id(&t
+        .ok(
+            &a,
+            "port_pair_groups",
+            json!({"port_pairs": [tap_pp], "tap_enabled": true}),
+        )
+        .await);
+    let tap2 = id(&t
+        .ok(&a, "port_pair_groups", json!({"tap_enabled": true}))
+        .await);
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": [g1, tap1, tap2]}))
+            .await,
+        400,
+        "ConsecutiveTapPPGNotSupported",
+    );
+    t.chain(&a, json!({"port_pair_groups": [tap1, g1, tap2]}))
+        .await
+        .unwrap();
+    // Pairs must speak the chain's correlation (or none).
+    assert_err(
+        t.chain(
+            &a,
+            json!({"port_pair_groups": [g2], "chain_parameters": {"correlation": "nsh"}}),
+        )
+        .await,
+        400,
+        "PortChainInconsistentCorrelations",
+    );
+    let nsh = t
+        .chain(
+            &a,
+            json!({"port_pair_groups": [g1], "chain_parameters": {"correlation": "nsh", "symmetric": "true"}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        nsh["chain_parameters"],
+        json!({"correlation": "nsh", "symmetric": true})
+    );
+    for params in [
+        json!({"correlation": null}),
+        json!({"symmetric": "maybe"}),
+        json!({"x": 1}),
+    ] {
+        let r = t
+            .chain(
+                &a,
+                json!({"port_pair_groups": [g2], "chain_parameters": params}),
+            )
+            .await;
+        assert_eq!(r.expect_err("bad chain parameters").status, 400);
+    }
+    // A classifier in one chain only.
+    assert_err(
+        t.chain(
+            &a,
+            json!({"port_pair_groups": [g2], "flow_classifiers": [fc1]}),
+        )
+        .await,
+        409,
+        "FlowClassifierInUse",
+    );
+    assert_err(
+        t.delete(&a, "flow_classifiers", &fc1).await,
+        409,
+        "FlowClassifierInUse",
+    );
+    // Classifiers of different chains may not overlap, even from other source ports.
+    let fc2 = t
+        .fc(
+            &a,
+            json!({"protocol": "tcp", "source_ip_prefix": "10.1.0.7/32"}),
+        )
+        .await;
+    let e = assert_err(
+        t.chain(
+            &a,
+            json!({"port_pair_groups": [g2], "flow_classifiers": [fc2]}),
+        )
+        .await,
+        400,
+        "PortChainFlowClassifierInConflict",
+    );
+    assert!(
+        e.message.contains(&fc1) && e.message.contains(&id(&c1)),
+        "{e}"
+    );
+    let fc3 = t
+        .fc(
+            &a,
+            json!({"protocol": "udp", "source_ip_prefix": "10.1.0.7/32"}),
+        )
+        .await;
+    let fc4 = t.fc(&a, json!({"source_ip_prefix": "10.1.1.0/24"})).await;
+    // Inside one chain they may.
+    let fc5 = t.fc(&a, json!({"source_ip_prefix": "10.1.1.9/32"})).await;
+    let c3 = t
+        .chain(
+            &a,
+            json!({"port_pair_groups": [g2], "flow_classifiers": [fc3, fc4, fc5]}),
+        )
+        .await
+        .unwrap();
+    // Chain ids: explicit, taken, out of range.
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": [g1, tap1], "chain_id": 1}))
+            .await,
+        400,
+        "PortChainChainIdInConflict",
+    );
+    assert_err(
+        t.chain(
+            &a,
+            json!({"port_pair_groups": [g1, tap1], "chain_id": 65536}),
+        )
+        .await,
+        400,
+        "HTTPBadRequest",
+    );
+    let explicit = t
+        .chain(
+            &a,
+            json!({"port_pair_groups": [g1, tap1], "chain_id": "4000"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(explicit["chain_id"], 4000);
+
+    // Updates of a live chain: append a hop, add classifiers; never the parameters or id.
+    let g3 = t.hop(&a, json!(null)).await;
+    let up = t
+        .update(
+            &a,
+            "port_chains",
+            &id(&c1),
+            json!({"port_pair_groups": [g1, g2, g3], "flow_classifiers": [fc1, fc2]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(up["port_pair_groups"], json!([g1, g2, g3]));
+    assert_eq!(up["flow_classifiers"], json!([fc1, fc2]));
+    assert_eq!(up["chain_id"], 1);
+    assert_err(
+        t.update(
+            &a,
+            "port_chains",
+            &id(&c1),
+            json!({"port_pair_groups": [g2, g1]}),
+        )
+        .await,
+        409,
+        "InvalidPortPairGroups",
+    );
+    assert_err(
+        t.update(&a, "port_chains", &id(&c1), json!({"port_pair_groups": []}))
+            .await,
+        400,
+        "PortPairGroupNotSpecified",
+    );
+    assert_err(
+        t.update(
+            &a,
+            "port_chains",
+            &id(&c1),
+            json!({"flow_classifiers": [fc1, fc3]}),
+        )
+        .await,
+        409,
+        "FlowClassifierInUse",
+    );
+    let fc6 = t.fc(&a, json!({"source_ip_prefix": "10.1.1.128/25"})).await;
+    assert_err(
+        t.update(
+            &a,
+            "port_chains",
+            &id(&c1),
+            json!({"flow_classifiers": [fc1, fc6]}),
+        )
+        .await,
+        400,
+        "PortChainFlowClassifierInConflict",
+    );
+    for body in [
+        json!({"chain_parameters": {"symmetric": true}}),
+        json!({"chain_id": 7}),
+    ] {
+        assert_err(
+            t.update(&a, "port_chains", &id(&c1), body).await,
+            400,
+            "HTTPBadRequest",
+        );
+    }
+    // Removing a classifier frees it; deleting a chain frees groups, classifiers, the id.
+    t.update(
+        &a,
+        "port_chains",
+        &id(&c1),
+        json!({"flow_classifiers": [fc1]}),
+    )
+    .await
+    .unwrap();
+    t.delete(&a, "flow_classifiers", &fc2).await.unwrap();
+    t.delete(&a, "port_chains", &id(&c3)).await.unwrap();
+    t.delete(&a, "flow_classifiers", &fc3).await.unwrap();
+    let reuse = t
+        .chain(&a, json!({"port_pair_groups": [g3]}))
+        .await
+        .unwrap();
+    assert!(reuse["chain_id"].as_i64().unwrap() < 10);
+    // Scoping: project b neither sees nor conflicts with project a's chains.
+    let b = other_tenant();
+    assert_err(
+        t.show(&b, "port_chains", &id(&c1)).await,
+        404,
+        "PortChainNotFound",
+    );
+    assert_err(
+        t.update(&b, "port_chains", &id(&c1), json!({"name": "x"}))
+            .await,
+        404,
+        "PortChainNotFound",
+    );
+    assert_err(
+        t.chain(&b, json!({"port_pair_groups": [g1]})).await,
+        404,
+        "PortPairGroupNotFound",
+    );
+    let bg = t.hop(&b, json!(null)).await;
+    let bfc = t
+        .fc(
+            &b,
+            json!({"protocol": "tcp", "source_ip_prefix": "10.1.0.0/24"}),
+        )
+        .await;
+    let bc = t
+        .chain(
+            &b,
+            json!({"port_pair_groups": [bg], "flow_classifiers": [bfc]}),
+        )
+        .await
+        .unwrap();
+    assert!(t.list(&b, "port_chains", &[]).await.len() == 1);
+    assert_eq!(
+        t.list(
+            &admin(),
+            "port_chains",
+            &[("chain_id", &bc["chain_id"].to_string())]
+        )
+        .await
+        .len(),
+        1
+    );
+    // Unknown filters are ignored, as upstream.
+    assert_eq!(t.list(&b, "port_chains", &[("bogus", "1")]).await.len(), 1);
+}
+
+#[tokio::test]
+async fn chain_ids_run_out() {
+    let t = env().await;
+    let a = tenant();
+    let g = t.hop(&a, json!(null)).await;
+    let mut tx = t.store.begin().await.unwrap();
+    for n in 1..65535 {
+        tx.claim("sfc-chain-id", &format!("{n:010}"), "other")
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    assert_err(
+        t.chain(&a, json!({"port_pair_groups": [g]})).await,
+        400,
+        "PortChainUnavailableChainId",
+    );
+    // 65535 can still be asked for.
+    let c = t
+        .chain(&a, json!({"port_pair_groups": [g], "chain_id": 65535}))
+        .await
+        .unwrap();
+    assert_eq!(c["chain_id"], 65535);
+}
+
+#[tokio::test]
+async fn service_graph_rules() {
+    let t = &env().await;
+    let a = tenant();
+    let c1 = t.linked_chain(&a, "mpls", json!("mpls"), 1).await;
+    let c2 = t.linked_chain(&a, "mpls", json!("mpls"), 2).await;
+    let c3 = t.linked_chain(&a, "mpls", json!("mpls"), 3).await;
+    let c4 = t.linked_chain(&a, "mpls", json!("mpls"), 4).await;
+    let d1 = t.linked_chain(&a, "mpls", json!("mpls"), 5).await;
+    let d2 = t.linked_chain(&a, "mpls", json!("mpls"), 6).await;
+    let c5 = t.linked_chain(&a, "mpls", json!("mpls"), 7).await;
+    let legacy = t.linked_chain(&a, "mpls", json!(null), 8).await;
+    let nsh = t.linked_chain(&a, "nsh", json!("nsh"), 9).await;
+    let graph = |pcs: Value| async move {
+        t.create(&tenant(), "service_graphs", json!({"port_chains": pcs}))
+            .await
+    };
+
+    assert_err(
+        graph(json!({&c1: [&c1]})).await,
+        400,
+        "ServiceGraphLoopDetected",
+    );
+    assert_err(
+        graph(json!({&c1: [&c2], &c2: [&c3], &c3: [&c1]})).await,
+        400,
+        "ServiceGraphLoopDetected",
+    );
+    assert_err(
+        graph(json!({&c1: [&legacy]})).await,
+        400,
+        "ServiceGraphImpossibleBranching",
+    );
+    assert_err(
+        graph(json!({&legacy: [&c1]})).await,
+        400,
+        "ServiceGraphImpossibleBranching",
+    );
+    assert_err(
+        graph(json!({&c1: [&nsh]})).await,
+        400,
+        "ServiceGraphInconsistentEncapsulation",
+    );
+    assert_err(
+        graph(json!({&c1: [&c2, &c2]})).await,
+        400,
+        "ServiceGraphPortChainInConflict",
+    );
+    assert_err(graph(json!({"x": [&c1]})).await, 400, "InvalidUUID");
+    assert_err(graph(json!({&c1: ["y"]})).await, 400, "InvalidUUID");
+    let missing = "9f1c1b47-0000-4000-8000-000000000000";
+    assert_err(
+        graph(json!({&c1: [missing]})).await,
+        404,
+        "PortChainNotFound",
+    );
+    assert_err(
+        t.create(&a, "service_graphs", json!({"name": "g"})).await,
+        400,
+        "HTTPBadRequest",
+    );
+    // Fan-out from c4 to d1 and d2 (disjoint classifiers) and a join of c1 and c2 into c3.
+    let sg = t
+        .ok(
+            &a,
+            "service_graphs",
+            json!({"name": "g", "port_chains": {&c4: [&d1, &d2], &c1: [&c3], &c2: [&c3]}}),
+        )
+        .await;
+    assert_eq!(sg["port_chains"][&c4], json!([d1, d2]));
+    assert_eq!(sg["port_chains"][&c2], json!([c3]));
+    assert_eq!(t.show(&a, "service_graphs", &id(&sg)).await.unwrap(), sg);
+    // A chain belongs to one graph.
+    assert_err(
+        graph(json!({&c3: [&c5]})).await,
+        409,
+        "ServiceGraphInvalidPortChains",
+    );
+    // Chains in a graph keep their hops and classifiers.
+    assert_err(
+        t.delete(&a, "port_chains", &c3).await,
+        409,
+        "ServiceGraphPortChainInUse",
+    );
+    assert_err(
+        t.update(&a, "port_chains", &c3, json!({"flow_classifiers": []}))
+            .await,
+        409,
+        "ServiceGraphPortChainInUse",
+    );
+    t.update(&a, "port_chains", &c3, json!({"name": "renamed"}))
+        .await
+        .unwrap();
+    assert_err(
+        t.update(&a, "service_graphs", &id(&sg), json!({"port_chains": {}}))
+            .await,
+        400,
+        "HTTPBadRequest",
+    );
+    assert_eq!(
+        t.update(&a, "service_graphs", &id(&sg), json!({"description": "d"}))
+            .await
+            .unwrap()["description"],
+        "d"
+    );
+    assert_err(
+        t.show(&other_tenant(), "service_graphs", &id(&sg)).await,
+        404,
+        "ServiceGraphNotFound",
+    );
+    t.delete(&a, "service_graphs", &id(&sg)).await.unwrap();
+    // The chains are free again.
+    t.ok(&a, "service_graphs", json!({"port_chains": {&c3: [&c5]}}))
+        .await;
+    t.delete(&a, "port_chains", &c1).await.unwrap();
+}
+
+#[tokio::test]
+async fn service_graph_branch_classifier_conflict() {
+    let t = env().await;
+    let (a, b) = (tenant(), other_tenant());
+    // Destinations without classifiers are fine.
+    let src = t.linked_chain(&a, "mpls", json!("mpls"), 1).await;
+    let g = t.hop(&a, json!("mpls")).await;
+    let bare = id(&t.chain(&a, json!({"port_pair_groups": [g]})).await.unwrap());
+    t.ok(
+        &a,
+        "service_graphs",
+        json!({"port_chains": {&src: [&bare]}}),
+    )
+    .await;
+    // Chains of two projects may carry overlapping classifiers (each project's checks see
+    // its own chains); an admin linking them behind one branching point is refused.
+    let bsrc = t.linked_chain(&b, "mpls", json!("mpls"), 1).await;
+    let bfc = t.fc(&b, json!({"source_ip_prefix": "10.200.0.0/16"})).await;
+    let bg = t.hop(&b, json!("mpls")).await;
+    let bd = id(&t
+        .chain(
+            &b,
+            json!({"port_pair_groups": [bg], "flow_classifiers": [bfc]}),
+        )
+        .await
+        .unwrap());
+    let afc = t.fc(&a, json!({"source_ip_prefix": "10.200.1.0/24"})).await;
+    let ag = t.hop(&a, json!("mpls")).await;
+    let ad = id(&t
+        .chain(
+            &a,
+            json!({"port_pair_groups": [ag], "flow_classifiers": [afc]}),
+        )
+        .await
+        .unwrap());
+    assert_err(
+        t.create(
+            &admin(),
+            "service_graphs",
+            json!({"port_chains": {&bsrc: [&bd, &ad]}}),
+        )
+        .await,
+        400,
+        "ServiceGraphFlowClassifierInConflict",
+    );
+}
+
+#[tokio::test]
+async fn quotas_and_policy() {
+    let t = env().await;
+    let a = tenant();
+    let q = t.app.quota_show(&a, "project-a").await.unwrap();
+    assert_eq!(
+        (
+            &q["quota"]["flow_classifier"],
+            &q["quota"]["port_pair"],
+            &q["quota"]["port_pair_group"],
+            &q["quota"]["port_chain"],
+            &q["quota"]["service_graph"]
+        ),
+        (&json!(100), &json!(100), &json!(10), &json!(10), &json!(-1))
+    );
+    for _ in 0..10 {
+        t.ok(&a, "port_pair_groups", json!({})).await;
+    }
+    assert_err(
+        t.create(&a, "port_pair_groups", json!({})).await,
+        409,
+        "OverQuota",
+    );
+    // A reader may look but not create.
+    let reader = Context::new("r", "project-a", &["reader".into()]);
+    assert_eq!(t.list(&reader, "port_pair_groups", &[]).await.len(), 10);
+    assert_err(
+        t.create(&reader, "port_pairs", json!({})).await,
+        403,
+        "PolicyNotAuthorized",
+    );
+    // An admin may create for another project, and that project owns it.
+    let fc = t
+        .ok(
+            &admin(),
+            "flow_classifiers",
+            json!({"project_id": "project-b", "protocol": "icmp"}),
+        )
+        .await;
+    assert_eq!(fc["tenant_id"], "project-b");
+    assert!(t
+        .show(&other_tenant(), "flow_classifiers", &id(&fc))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn change_feed_carries_sfc_resources() {
+    let t = env().await;
+    let a = tenant();
+    let before = t.app.feed_snapshot(&admin()).await.unwrap()["revision"]
+        .as_i64()
+        .unwrap();
+    let g = t.hop(&a, json!(null)).await;
+    let pc = id(&t.chain(&a, json!({"port_pair_groups": [g]})).await.unwrap());
+    let snap = t.app.feed_snapshot(&admin()).await.unwrap();
+    let chains = snap["resources"]["port_chain"].as_array().unwrap();
+    assert!(chains.iter().any(|c| c["id"] == pc.as_str()));
+    assert_eq!(snap["resources"]["port_pair_group"][0]["id"], g.as_str());
+    t.delete(&a, "port_chains", &pc).await.unwrap();
+    let page = match t.app.feed_changes(&admin(), before, 1000).await.unwrap() {
+        neutrino_app::agents::FeedPage::Changes(v) => v,
+        _ => panic!("resync"),
+    };
+    let kinds: Vec<&str> = page["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["kind"].as_str())
+        .collect();
+    for kind in ["port_pair", "port_pair_group", "port_chain"] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+}
