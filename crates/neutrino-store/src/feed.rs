@@ -23,7 +23,7 @@ use serde_json::Value;
 use sqlx::Row;
 use tokio::sync::watch;
 
-use crate::{sql, Backend, Record, Selector, Store, StoreError, Tx};
+use crate::{Backend, Record, Selector, Store, StoreError, Tx};
 
 /// PostgreSQL notification channel that carries new revisions between servers.
 const CHANNEL: &str = "neutrino_feed";
@@ -171,9 +171,8 @@ pub(crate) async fn append(tx: &mut Tx) -> Result<i64, StoreError> {
              SELECT revision, pg_notify('neutrino_feed', revision::text) AS notified FROM added"
         }
     };
-    let q = sql(tx.backend, text);
-    let row = sqlx::query(&q).bind(items).fetch_one(&mut *tx.tx).await?;
-    Ok(row.try_get("revision")?)
+    let (revision,): (i64,) = tx.fetch_one(text, &[(&items).into()]).await?;
+    Ok(revision)
 }
 
 /// A reader fell behind the compaction point and must start over from a snapshot.
@@ -233,21 +232,17 @@ impl Store {
         if since < compacted {
             return Ok(Err(Compacted { since, compacted }));
         }
-        let q = sql(
-            self.backend,
-            "SELECT revision, items FROM changes WHERE revision > ? ORDER BY revision LIMIT ?",
-        );
-        let rows = sqlx::query(&q)
-            .bind(since)
-            .bind(limit + 1)
-            .fetch_all(&mut *tx.tx)
+        let rows: Vec<(i64, String)> = tx
+            .fetch_all(
+                "SELECT revision, items FROM changes WHERE revision > ? ORDER BY revision LIMIT ?",
+                &[since.into(), (limit + 1).into()],
+            )
             .await?;
         let more = rows.len() as i64 > limit;
         let mut wanted: Vec<(i64, String, String)> = Vec::new();
         let mut revision = since;
-        for row in rows.iter().take(limit as usize) {
-            revision = row.try_get("revision")?;
-            let items: String = row.try_get("items")?;
+        for (rev, items) in rows.iter().take(limit as usize) {
+            revision = *rev;
             let items: Vec<(String, String)> =
                 serde_json::from_str(&items).map_err(|source| StoreError::Corrupt {
                     id: format!("change {revision}"),
@@ -313,20 +308,11 @@ impl Store {
     /// Returns the new compaction point.
     pub async fn compact_feed(&self, keep: i64) -> Result<i64, StoreError> {
         let mut tx = self.begin().await?;
-        let newest = match self.backend {
-            Backend::Sqlite => {
-                let row = sqlx::query("SELECT coalesce(max(revision), 0) AS r FROM changes")
-                    .fetch_one(&mut *tx.tx)
-                    .await?;
-                row.try_get::<i64, _>("r")?
-            }
-            Backend::Postgres => {
-                let row = sqlx::query("SELECT revision AS r FROM feed_counter")
-                    .fetch_one(&mut *tx.tx)
-                    .await?;
-                row.try_get::<i64, _>("r")?
-            }
+        let text = match self.backend {
+            Backend::Sqlite => "SELECT coalesce(max(revision), 0) AS r FROM changes",
+            Backend::Postgres => "SELECT revision AS r FROM feed_counter",
         };
+        let (newest,): (i64,) = tx.fetch_one(text, &[]).await?;
         let upto = (newest - keep.max(1)).max(0);
         let old: i64 = tx
             .setting(COMPACTED)
@@ -336,35 +322,28 @@ impl Store {
         if upto <= old {
             return Ok(old);
         }
-        let q = sql(self.backend, "DELETE FROM changes WHERE revision <= ?");
-        sqlx::query(&q).bind(upto).execute(&mut *tx.tx).await?;
-        let q = sql(
-            self.backend,
+        tx.execute("DELETE FROM changes WHERE revision <= ?", &[upto.into()])
+            .await?;
+        let upto_text = upto.to_string();
+        tx.execute(
             "INSERT INTO settings (name, value) VALUES (?, ?) \
              ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-        );
-        sqlx::query(&q)
-            .bind(COMPACTED)
-            .bind(upto.to_string())
-            .execute(&mut *tx.tx)
-            .await?;
+            &[COMPACTED.into(), (&upto_text).into()],
+        )
+        .await?;
         tx.commit().await?;
         Ok(upto)
     }
 
     /// Records that `host` reported in at `at` (seconds since the epoch).
     pub async fn heartbeat(&self, host: &str, at: i64) -> Result<(), StoreError> {
-        let q = sql(
-            self.backend,
+        let mut tx = self.begin().await?;
+        tx.execute(
             "INSERT INTO heartbeats (host, at) VALUES (?, ?) \
              ON CONFLICT (host) DO UPDATE SET at = excluded.at",
-        );
-        let mut tx = self.begin().await?;
-        sqlx::query(&q)
-            .bind(host)
-            .bind(at)
-            .execute(&mut *tx.tx)
-            .await?;
+            &[host.into(), at.into()],
+        )
+        .await?;
         tx.commit().await
     }
 

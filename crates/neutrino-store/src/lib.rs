@@ -13,11 +13,15 @@
 //!   next revision and the `(kind, id)` pairs it touched; host agents follow it (see [`Feed`]).
 //!
 //! Every API request runs in one [`Tx`]; dropping it without [`Tx::commit`] rolls back.
-//! SQLite allows one writer at a time, so write transactions on SQLite are serialised by an
-//! in-process lock instead of failing with `SQLITE_BUSY`.
+//! SQLite allows one writer at a time: write transactions on SQLite queue for the process's
+//! writer connection, which runs their statements inline and commits concurrent ones together
+//! (group commit, one savepoint per transaction: see `writer.rs`). Readers and PostgreSQL go
+//! through sqlx.
 
+mod conn;
 mod feed;
 mod schema;
+mod writer;
 
 pub use feed::{Change, ChangePage, Feed, Snapshot};
 
@@ -26,9 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+use conn::{Arg, Conn};
+use writer::Writer;
 
 /// Per-connection SQLite settings: write-ahead log (readers never block the writer), fsync at
 /// checkpoints only, and a wait instead of an error when the file is locked.
@@ -54,6 +60,12 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    /// The SQLite writer connection failed.
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch this transaction's commit was grouped into did not commit.
+    #[error("the grouped commit failed: {0}")]
+    Batch(String),
     /// The database URL names no supported backend.
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
     UnsupportedUrl(String),
@@ -100,7 +112,8 @@ pub struct Selector {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    writer: Option<Arc<Mutex<()>>>,
+    /// SQLite: the one connection that writes.
+    writer: Option<Arc<Writer>>,
     feed: Feed,
 }
 
@@ -139,13 +152,16 @@ impl Store {
             }
             Backend::Postgres => options.max_connections(16).connect(&url).await?,
         };
-        let store = Store {
+        let mut store = Store {
             pool,
             backend,
-            writer: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            writer: None,
             feed: Feed::new(),
         };
         schema::migrate(&store).await?;
+        if backend == Backend::Sqlite {
+            store.writer = Some(Writer::open(sqlite_path(&url), &SQLITE_PRAGMAS)?);
+        }
         store.feed.start(&store, &url).await?;
         Ok(store)
     }
@@ -157,21 +173,13 @@ impl Store {
 
     /// Starts a transaction that may write.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        let guard = match &self.writer {
-            Some(lock) => Some(lock.clone().lock_owned().await),
-            None => None,
-        };
-        // On SQLite take the write lock at BEGIN: a transaction that read first and then
-        // wants to write could otherwise fail at once with SQLITE_BUSY while the rollback
-        // of a previous (dropped) writer is still finishing on another connection.
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+        let conn = match &self.writer {
+            Some(writer) => Conn::Writer(writer.begin().await?),
+            None => Conn::Sqlx(self.pool.begin().await?),
         };
         Ok(Tx {
-            tx,
+            conn,
             backend: self.backend,
-            _writer: guard,
             touched: Vec::new(),
             feed: Some(self.feed.clone()),
         })
@@ -179,11 +187,9 @@ impl Store {
 
     /// Starts a transaction for reading only (never blocks writers on SQLite).
     pub async fn read(&self) -> Result<Tx, StoreError> {
-        let tx = self.pool.begin().await?;
         Ok(Tx {
-            tx,
+            conn: Conn::Sqlx(self.pool.begin().await?),
             backend: self.backend,
-            _writer: None,
             touched: Vec::new(),
             feed: None,
         })
@@ -197,13 +203,21 @@ impl Store {
 
 /// One database transaction; rolled back on drop unless committed.
 pub struct Tx {
-    tx: sqlx::Transaction<'static, Any>,
+    conn: Conn,
     backend: Backend,
-    _writer: Option<OwnedMutexGuard<()>>,
     /// `(kind, id)` of every resource written so far, for the change feed.
     touched: Vec<(String, String)>,
     /// Where to announce the revision of this transaction's commit (writers only).
     feed: Option<Feed>,
+}
+
+/// The file path of a `sqlite://PATH?options` (or `sqlite:PATH`) URL.
+fn sqlite_path(url: &str) -> &str {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest)
 }
 
 /// Rewrites `?` placeholders to `$n` for PostgreSQL.
@@ -229,18 +243,19 @@ fn placeholders(n: usize) -> String {
     vec!["?"; n].join(",")
 }
 
-fn record(row: &AnyRow) -> Result<Record, StoreError> {
-    let id: String = row.try_get("id")?;
-    let body: String = row.try_get("body")?;
+/// `kind, id, project_id, parent_id, body` as selected.
+type RecordRow = (String, String, String, Option<String>, String);
+
+fn record((kind, id, project_id, parent_id, body): RecordRow) -> Result<Record, StoreError> {
     let body = Value::from_str(&body).map_err(|source| StoreError::Corrupt {
         id: id.clone(),
         source,
     })?;
     Ok(Record {
-        kind: row.try_get("kind")?,
+        kind,
         id,
-        project_id: row.try_get("project_id")?,
-        parent_id: row.try_get("parent_id")?,
+        project_id,
+        parent_id,
         body,
     })
 }
@@ -265,7 +280,10 @@ impl Tx {
         } else {
             Some(feed::append(&mut self).await?)
         };
-        self.tx.commit().await?;
+        match self.conn {
+            Conn::Sqlx(tx) => tx.commit().await?,
+            Conn::Writer(member) => member.commit().await?,
+        }
         if let (Some(revision), Some(feed)) = (revision, &self.feed) {
             feed.announce(revision);
         }
@@ -278,93 +296,82 @@ impl Tx {
 
     /// Inserts a new resource.
     pub async fn insert(&mut self, rec: &Record) -> Result<(), StoreError> {
-        let q = sql(
-            self.backend,
+        let body = rec.body.to_string();
+        self.execute(
             "INSERT INTO resources (kind, id, project_id, parent_id, body) VALUES (?, ?, ?, ?, ?)",
-        );
-        sqlx::query(&q)
-            .bind(&rec.kind)
-            .bind(&rec.id)
-            .bind(&rec.project_id)
-            .bind(rec.parent_id.as_deref())
-            .bind(rec.body.to_string())
-            .execute(&mut *self.tx)
-            .await?;
+            &[
+                (&rec.kind).into(),
+                (&rec.id).into(),
+                (&rec.project_id).into(),
+                rec.parent_id.as_deref().into(),
+                (&body).into(),
+            ],
+        )
+        .await?;
         self.touch(&rec.kind, &rec.id);
         Ok(())
     }
 
     /// Replaces the document of an existing resource; false when it does not exist.
     pub async fn update(&mut self, kind: &str, id: &str, body: &Value) -> Result<bool, StoreError> {
-        let q = sql(
-            self.backend,
-            "UPDATE resources SET body = ? WHERE kind = ? AND id = ?",
-        );
-        let done = sqlx::query(&q)
-            .bind(body.to_string())
-            .bind(kind)
-            .bind(id)
-            .execute(&mut *self.tx)
+        let body = body.to_string();
+        let n = self
+            .execute(
+                "UPDATE resources SET body = ? WHERE kind = ? AND id = ?",
+                &[(&body).into(), kind.into(), id.into()],
+            )
             .await?;
-        if done.rows_affected() > 0 {
+        if n > 0 {
             self.touch(kind, id);
         }
-        Ok(done.rows_affected() > 0)
+        Ok(n > 0)
     }
 
     /// Locks a resource row until the end of the transaction (a no-op write: PostgreSQL takes
     /// the row lock, SQLite already runs one writer at a time). Later reads in the
     /// transaction see everything committed by whoever held the lock before.
     pub async fn lock(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let q = sql(
-            self.backend,
-            "UPDATE resources SET seq = seq WHERE kind = ? AND id = ?",
-        );
-        let done = sqlx::query(&q)
-            .bind(kind)
-            .bind(id)
-            .execute(&mut *self.tx)
+        let n = self
+            .execute(
+                "UPDATE resources SET seq = seq WHERE kind = ? AND id = ?",
+                &[kind.into(), id.into()],
+            )
             .await?;
-        Ok(done.rows_affected() > 0)
+        Ok(n > 0)
     }
 
     /// Deletes a resource; false when it did not exist.
     pub async fn delete(&mut self, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let q = sql(
-            self.backend,
-            "DELETE FROM resources WHERE kind = ? AND id = ?",
-        );
-        let done = sqlx::query(&q)
-            .bind(kind)
-            .bind(id)
-            .execute(&mut *self.tx)
+        let n = self
+            .execute(
+                "DELETE FROM resources WHERE kind = ? AND id = ?",
+                &[kind.into(), id.into()],
+            )
             .await?;
-        if done.rows_affected() > 0 {
+        if n > 0 {
             self.touch(kind, id);
         }
-        Ok(done.rows_affected() > 0)
+        Ok(n > 0)
     }
 
     /// Fetches one resource by kind and id.
     pub async fn get(&mut self, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
-        let q = sql(
-            self.backend,
-            "SELECT kind, id, project_id, parent_id, body FROM resources WHERE kind = ? AND id = ?",
-        );
-        let row = sqlx::query(&q)
-            .bind(kind)
-            .bind(id)
-            .fetch_optional(&mut *self.tx)
+        let row: Option<RecordRow> = self
+            .fetch_optional(
+                "SELECT kind, id, project_id, parent_id, body FROM resources \
+                 WHERE kind = ? AND id = ?",
+                &[kind.into(), id.into()],
+            )
             .await?;
-        row.as_ref().map(record).transpose()
+        row.map(record).transpose()
     }
 
     /// Lists resources of one kind in creation order.
     pub async fn list(&mut self, kind: &str, sel: &Selector) -> Result<Vec<Record>, StoreError> {
         let mut text = String::from(match self.backend {
             // One row holding a JSON array of [id, project_id, parent_id, body] rows: the
-            // SQLite driver hands every result row over a channel from its worker thread, so
-            // listing a thousand rows row by row costs a thousand thread wake-ups.
+            // SQLite driver of readers hands every result row over a channel from its worker
+            // thread, so listing a thousand rows row by row costs a thousand thread wake-ups.
             Backend::Sqlite => {
                 "SELECT '[' || coalesce(group_concat('[' || json_quote(id) || ',' || \
                  json_quote(project_id) || ',' || json_quote(parent_id) || ',' || body || ']', \
@@ -374,7 +381,7 @@ impl Tx {
                 "SELECT kind, id, project_id, parent_id, body FROM resources WHERE kind = ?"
             }
         });
-        let mut binds: Vec<&str> = vec![kind];
+        let mut args: Vec<Arg<'_>> = vec![kind.into()];
         for (column, values) in [
             ("id", &sel.ids),
             ("project_id", &sel.project_ids),
@@ -388,23 +395,15 @@ impl Tx {
                     " AND {column} IN ({})",
                     placeholders(values.len())
                 ));
-                binds.extend(values.iter().map(String::as_str));
+                args.extend(values.iter().map(Arg::from));
             }
         }
         if self.backend == Backend::Postgres {
             text.push_str(" ORDER BY seq");
+            let rows: Vec<RecordRow> = self.fetch_all(&text, &args).await?;
+            return rows.into_iter().map(record).collect();
         }
-        let q = sql(self.backend, &text);
-        let mut query = sqlx::query(&q);
-        for b in binds {
-            query = query.bind(b);
-        }
-        if self.backend == Backend::Postgres {
-            let rows = query.fetch_all(&mut *self.tx).await?;
-            return rows.iter().map(record).collect();
-        }
-        let row = query.fetch_one(&mut *self.tx).await?;
-        let text: String = row.try_get("rows")?;
+        let (text,): (String,) = self.fetch_one(&text, &args).await?;
         let rows: Vec<(String, String, Option<String>, Value)> = serde_json::from_str(&text)
             .map_err(|source| StoreError::Corrupt {
                 id: format!("{kind} listing"),
@@ -422,49 +421,40 @@ impl Tx {
             .collect())
     }
 
+    async fn count(&mut self, text: &str, args: &[Arg<'_>]) -> Result<i64, StoreError> {
+        let (n,): (i64,) = self.fetch_one(text, args).await?;
+        Ok(n)
+    }
+
     /// Counts resources of one kind owned by a project.
     pub async fn count_owned(&mut self, kind: &str, project_id: &str) -> Result<i64, StoreError> {
-        let q = sql(
-            self.backend,
+        self.count(
             "SELECT COUNT(*) AS n FROM resources WHERE kind = ? AND project_id = ?",
-        );
-        let row = sqlx::query(&q)
-            .bind(kind)
-            .bind(project_id)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(row.try_get("n")?)
+            &[kind.into(), project_id.into()],
+        )
+        .await
     }
 
     /// Counts resources of one kind under a parent.
     pub async fn count_children(&mut self, kind: &str, parent_id: &str) -> Result<i64, StoreError> {
-        let q = sql(
-            self.backend,
+        self.count(
             "SELECT COUNT(*) AS n FROM resources WHERE kind = ? AND parent_id = ?",
-        );
-        let row = sqlx::query(&q)
-            .bind(kind)
-            .bind(parent_id)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(row.try_get("n")?)
+            &[kind.into(), parent_id.into()],
+        )
+        .await
     }
 
     /// Claims `key` inside `scope` for `owner`; false when someone already holds it.
     ///
     /// Uniqueness is the database's primary key, so concurrent servers cannot both win.
     pub async fn claim(&mut self, scope: &str, key: &str, owner: &str) -> Result<bool, StoreError> {
-        let q = sql(
-            self.backend,
-            "INSERT INTO claims (scope, key, owner) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        );
-        let done = sqlx::query(&q)
-            .bind(scope)
-            .bind(key)
-            .bind(owner)
-            .execute(&mut *self.tx)
+        let n = self
+            .execute(
+                "INSERT INTO claims (scope, key, owner) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                &[scope.into(), key.into(), owner.into()],
+            )
             .await?;
-        Ok(done.rows_affected() == 1)
+        Ok(n == 1)
     }
 
     /// The owner of a claim, if the key is held.
@@ -473,36 +463,29 @@ impl Tx {
         scope: &str,
         key: &str,
     ) -> Result<Option<String>, StoreError> {
-        let q = sql(
-            self.backend,
-            "SELECT owner FROM claims WHERE scope = ? AND key = ?",
-        );
-        let row = sqlx::query(&q)
-            .bind(scope)
-            .bind(key)
-            .fetch_optional(&mut *self.tx)
+        let row: Option<(String,)> = self
+            .fetch_optional(
+                "SELECT owner FROM claims WHERE scope = ? AND key = ?",
+                &[scope.into(), key.into()],
+            )
             .await?;
-        Ok(row.map(|r| r.try_get("owner")).transpose()?)
+        Ok(row.map(|(owner,)| owner))
     }
 
     /// Releases one claim.
     pub async fn release(&mut self, scope: &str, key: &str) -> Result<(), StoreError> {
-        let q = sql(
-            self.backend,
+        self.execute(
             "DELETE FROM claims WHERE scope = ? AND key = ?",
-        );
-        sqlx::query(&q)
-            .bind(scope)
-            .bind(key)
-            .execute(&mut *self.tx)
-            .await?;
+            &[scope.into(), key.into()],
+        )
+        .await?;
         Ok(())
     }
 
     /// Releases every claim of a scope.
     pub async fn release_scope(&mut self, scope: &str) -> Result<(), StoreError> {
-        let q = sql(self.backend, "DELETE FROM claims WHERE scope = ?");
-        sqlx::query(&q).bind(scope).execute(&mut *self.tx).await?;
+        self.execute("DELETE FROM claims WHERE scope = ?", &[scope.into()])
+            .await?;
         Ok(())
     }
 
@@ -512,15 +495,12 @@ impl Tx {
         scope_prefix: &str,
         owner: &str,
     ) -> Result<(), StoreError> {
-        let q = sql(
-            self.backend,
+        let pattern = format!("{scope_prefix}%");
+        self.execute(
             "DELETE FROM claims WHERE owner = ? AND scope LIKE ?",
-        );
-        sqlx::query(&q)
-            .bind(owner)
-            .bind(format!("{scope_prefix}%"))
-            .execute(&mut *self.tx)
-            .await?;
+            &[owner.into(), (&pattern).into()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -533,19 +513,24 @@ impl Tx {
         below: Option<&str>,
         limit: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let text = match below {
-            Some(_) => "SELECT key FROM claims WHERE scope = ? AND key >= ? AND key < ? ORDER BY key LIMIT ?",
-            None => "SELECT key FROM claims WHERE scope = ? AND key >= ? ORDER BY key LIMIT ?",
+        let rows: Vec<(String,)> = match below {
+            Some(below) => {
+                self.fetch_all(
+                    "SELECT key FROM claims WHERE scope = ? AND key >= ? AND key < ? \
+                     ORDER BY key LIMIT ?",
+                    &[scope.into(), from.into(), below.into(), limit.into()],
+                )
+                .await?
+            }
+            None => {
+                self.fetch_all(
+                    "SELECT key FROM claims WHERE scope = ? AND key >= ? ORDER BY key LIMIT ?",
+                    &[scope.into(), from.into(), limit.into()],
+                )
+                .await?
+            }
         };
-        let q = sql(self.backend, text);
-        let mut query = sqlx::query(&q).bind(scope).bind(from);
-        if let Some(below) = below {
-            query = query.bind(below);
-        }
-        let rows = query.bind(limit).fetch_all(&mut *self.tx).await?;
-        rows.iter()
-            .map(|r| r.try_get("key").map_err(StoreError::from))
-            .collect()
+        Ok(rows.into_iter().map(|(key,)| key).collect())
     }
 
     /// The greatest held key of a scope that is `< below`, if any.
@@ -554,16 +539,13 @@ impl Tx {
         scope: &str,
         below: &str,
     ) -> Result<Option<String>, StoreError> {
-        let q = sql(
-            self.backend,
-            "SELECT key FROM claims WHERE scope = ? AND key < ? ORDER BY key DESC LIMIT 1",
-        );
-        let row = sqlx::query(&q)
-            .bind(scope)
-            .bind(below)
-            .fetch_optional(&mut *self.tx)
+        let row: Option<(String,)> = self
+            .fetch_optional(
+                "SELECT key FROM claims WHERE scope = ? AND key < ? ORDER BY key DESC LIMIT 1",
+                &[scope.into(), below.into()],
+            )
             .await?;
-        Ok(row.map(|r| r.try_get("key")).transpose()?)
+        Ok(row.map(|(key,)| key))
     }
 
     /// `(parent_id, id)` of the resources of one kind under the given parents (all parents
@@ -583,15 +565,9 @@ impl Tx {
             text.push_str(&format!(" AND parent_id IN ({})", placeholders(p.len())));
         }
         text.push_str(" ORDER BY seq");
-        let q = sql(self.backend, &text);
-        let mut query = sqlx::query(&q).bind(kind);
-        for id in parents.unwrap_or_default() {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(&mut *self.tx).await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("parent_id")?, r.try_get("id")?)))
-            .collect()
+        let mut args: Vec<Arg<'_>> = vec![kind.into()];
+        args.extend(parents.unwrap_or_default().iter().map(Arg::from));
+        self.fetch_all(&text, &args).await
     }
 
     /// `(key, owner)` of the claims of a scope whose key lies in any of the half-open ranges
@@ -640,37 +616,31 @@ impl Tx {
 
     /// Number of keys held in a scope.
     pub async fn count_claims(&mut self, scope: &str) -> Result<i64, StoreError> {
-        let q = sql(
-            self.backend,
+        self.count(
             "SELECT COUNT(*) AS n FROM claims WHERE scope = ?",
-        );
-        let row = sqlx::query(&q).bind(scope).fetch_one(&mut *self.tx).await?;
-        Ok(row.try_get("n")?)
+            &[scope.into()],
+        )
+        .await
     }
 
     /// The explicit quota limits of a project, `(resource, limit)`.
     pub async fn quotas(&mut self, project_id: &str) -> Result<Vec<(String, i64)>, StoreError> {
-        let q = sql(
-            self.backend,
+        self.fetch_all(
             "SELECT resource, hard_limit FROM quotas WHERE project_id = ? ORDER BY resource",
-        );
-        let rows = sqlx::query(&q)
-            .bind(project_id)
-            .fetch_all(&mut *self.tx)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("resource")?, r.try_get("hard_limit")?)))
-            .collect()
+            &[project_id.into()],
+        )
+        .await
     }
 
     /// Projects that have at least one explicit quota limit.
     pub async fn quota_projects(&mut self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT DISTINCT project_id FROM quotas ORDER BY project_id")
-            .fetch_all(&mut *self.tx)
+        let rows: Vec<(String,)> = self
+            .fetch_all(
+                "SELECT DISTINCT project_id FROM quotas ORDER BY project_id",
+                &[],
+            )
             .await?;
-        rows.iter()
-            .map(|r| r.try_get("project_id").map_err(StoreError::from))
-            .collect()
+        Ok(rows.into_iter().map(|(p,)| p).collect())
     }
 
     /// Sets one explicit quota limit.
@@ -680,38 +650,31 @@ impl Tx {
         resource: &str,
         limit: i64,
     ) -> Result<(), StoreError> {
-        let q = sql(
-            self.backend,
+        self.execute(
             "INSERT INTO quotas (project_id, resource, hard_limit) VALUES (?, ?, ?) \
              ON CONFLICT (project_id, resource) DO UPDATE SET hard_limit = excluded.hard_limit",
-        );
-        sqlx::query(&q)
-            .bind(project_id)
-            .bind(resource)
-            .bind(limit)
-            .execute(&mut *self.tx)
-            .await?;
+            &[project_id.into(), resource.into(), limit.into()],
+        )
+        .await?;
         Ok(())
     }
 
     /// Drops every explicit limit of a project.
     pub async fn delete_quotas(&mut self, project_id: &str) -> Result<(), StoreError> {
-        let q = sql(self.backend, "DELETE FROM quotas WHERE project_id = ?");
-        sqlx::query(&q)
-            .bind(project_id)
-            .execute(&mut *self.tx)
-            .await?;
+        self.execute(
+            "DELETE FROM quotas WHERE project_id = ?",
+            &[project_id.into()],
+        )
+        .await?;
         Ok(())
     }
 
     /// Reads a server-wide setting.
     pub async fn setting(&mut self, name: &str) -> Result<Option<String>, StoreError> {
-        let q = sql(self.backend, "SELECT value FROM settings WHERE name = ?");
-        let row = sqlx::query(&q)
-            .bind(name)
-            .fetch_optional(&mut *self.tx)
+        let row: Option<(String,)> = self
+            .fetch_optional("SELECT value FROM settings WHERE name = ?", &[name.into()])
             .await?;
-        Ok(row.map(|r| r.try_get("value")).transpose()?)
+        Ok(row.map(|(v,)| v))
     }
 
     /// Stores a setting unless it already exists; returns the value in force.
@@ -720,15 +683,11 @@ impl Tx {
         name: &str,
         value: &str,
     ) -> Result<String, StoreError> {
-        let q = sql(
-            self.backend,
+        self.execute(
             "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        );
-        sqlx::query(&q)
-            .bind(name)
-            .bind(value)
-            .execute(&mut *self.tx)
-            .await?;
+            &[name.into(), value.into()],
+        )
+        .await?;
         Ok(self
             .setting(name)
             .await?
