@@ -105,7 +105,11 @@ pub(crate) enum Conn {
 
 impl Tx {
     /// Runs a statement; returns the number of rows it changed.
-    pub(crate) async fn execute(&mut self, text: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+    pub(crate) async fn execute(
+        &mut self,
+        text: &str,
+        args: &[Arg<'_>],
+    ) -> Result<u64, StoreError> {
         match &mut self.conn {
             Conn::Sqlx(tx) => {
                 let q = sql(self.backend, text);
