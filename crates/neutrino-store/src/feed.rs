@@ -244,7 +244,7 @@ impl Store {
         for (rev, items) in rows.iter().take(limit as usize) {
             revision = *rev;
             let items: Vec<(String, String)> =
-                serde_json::from_str(&items).map_err(|source| StoreError::Corrupt {
+                serde_json::from_str(items).map_err(|source| StoreError::Corrupt {
                     id: format!("change {revision}"),
                     source,
                 })?;

@@ -455,3 +455,161 @@ async fn feed_misses_nothing_under_concurrent_writers() {
         assert_eq!(seen, 240);
     }
 }
+
+async fn sqlite_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (Store::open(&url).await.unwrap(), dir)
+}
+
+/// Lets the other tasks of a current-thread runtime run until `done` holds.
+async fn until(mut done: impl FnMut() -> bool) {
+    while !done() {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Group commit on SQLite: three transactions share one batch; the one that fails rolls back
+/// alone (its resource, claim and feed entry vanish), the other two commit with consecutive
+/// revisions, and each commit returns only once the batch is committed.
+#[tokio::test]
+async fn a_failing_member_rolls_back_alone_while_its_batch_commits() {
+    let (store, _dir) = sqlite_store().await;
+    let writer = store.writer.clone().unwrap();
+    let before = writer.commits();
+
+    let mut a = store.begin().await.unwrap();
+    a.insert(&rec("port", "a", 1)).await.unwrap();
+    a.claim("ip:s", "a", "a").await.unwrap();
+    // b and c queue for the writer while a holds it.
+    let spawn_member = |id: &'static str, keep: bool| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut tx = store.begin().await.unwrap();
+            tx.insert(&rec("port", id, 1)).await.unwrap();
+            tx.claim("ip:s", id, id).await.unwrap();
+            if keep {
+                tx.commit_revision().await.unwrap()
+            } else {
+                drop(tx); // fails: rolls back to its savepoint
+                None
+            }
+        })
+    };
+    let b = spawn_member("b", false);
+    let c = spawn_member("c", true);
+    until(|| writer.queued() == 2).await;
+    // a finds b and c waiting: it leaves the batch open for them and waits for the commit.
+    let a = tokio::spawn(async move { a.commit_revision().await.unwrap() });
+    let (a, b, c) = (a.await.unwrap(), b.await.unwrap(), c.await.unwrap());
+
+    assert_eq!(writer.commits(), before + 1, "a, b and c shared one commit");
+    let (a, c) = (a.unwrap(), c.unwrap());
+    assert_eq!((b, c), (None, a + 1), "b's feed entry rolled back with it");
+    let mut tx = store.read().await.unwrap();
+    assert!(tx.get("port", "a").await.unwrap().is_some());
+    assert!(tx.get("port", "b").await.unwrap().is_none());
+    assert!(tx.get("port", "c").await.unwrap().is_some());
+    assert_eq!(
+        tx.claimed_keys("ip:s", "", None, 10).await.unwrap(),
+        ["a", "c"]
+    );
+    drop(tx);
+    let (_, changes) = follow(&store, 0, &["port"]).await;
+    let ids: Vec<_> = changes
+        .iter()
+        .map(|c| (c.revision, c.id.as_str()))
+        .collect();
+    assert_eq!(ids, [(a, "a"), (c, "c")]);
+}
+
+/// A batch left open for a queued transaction that then goes away (its request was
+/// cancelled) is still committed, by the background committer.
+#[tokio::test]
+async fn a_batch_commits_when_the_queued_member_goes_away() {
+    let (store, _dir) = sqlite_store().await;
+    let writer = store.writer.clone().unwrap();
+    let mut a = store.begin().await.unwrap();
+    a.insert(&rec("port", "a", 1)).await.unwrap();
+    // Another transaction queues for the writer (polled once, then left waiting).
+    let mut queued = Box::pin(store.begin());
+    tokio::select! {
+        biased;
+        _ = &mut queued => panic!("the writer is held by a"),
+        _ = std::future::ready(()) => {}
+    }
+    assert_eq!(writer.queued(), 1);
+    // a sees it waiting, leaves the batch open for it and waits for the commit...
+    let a = tokio::spawn(async move { a.commit().await });
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!a.is_finished());
+    // ... but it goes away without ever running.
+    drop(queued);
+    tokio::time::timeout(std::time::Duration::from_secs(60), a)
+        .await
+        .expect("the committer commits the batch")
+        .unwrap()
+        .unwrap();
+    assert_eq!(writer.queued(), 0);
+    let mut tx = store.read().await.unwrap();
+    assert!(tx.get("port", "a").await.unwrap().is_some());
+}
+
+/// Many concurrent transactions claiming from one scope (batched on SQLite, parallel on
+/// PostgreSQL): every key is claimed exactly once, failed claims leave nothing behind, and
+/// every committed insert is in the feed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_under_group_commit_never_duplicate() {
+    for (store, _dir) in stores().await {
+        let scope = unique("gc");
+        let start = store.current_revision().await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = store.clone();
+            let scope = scope.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut won = Vec::new();
+                for i in 0..30 {
+                    // 16 keys for 240 attempts: most attempts find their key taken.
+                    let key = format!("{:02}", (t * 7 + i) % 16);
+                    let id = format!("{scope}-{t}-{i}");
+                    let mut tx = store.begin().await.unwrap();
+                    tx.insert(&rec("port", &id, i)).await.unwrap();
+                    if tx.claim(&scope, &key, &id).await.unwrap() {
+                        tx.commit().await.unwrap();
+                        won.push((key, id));
+                    }
+                }
+                won
+            }));
+        }
+        let mut won = Vec::new();
+        for t in tasks {
+            won.extend(t.await.unwrap());
+        }
+        let mut keys: Vec<_> = won.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!((won.len(), keys.len()), (16, 16), "{won:?}");
+        let mut tx = store.read().await.unwrap();
+        for (key, id) in &won {
+            assert_eq!(
+                tx.claim_owner(&scope, key).await.unwrap().as_ref(),
+                Some(id)
+            );
+        }
+        let sel = Selector {
+            project_ids: Some(vec!["p".into()]),
+            ..Default::default()
+        };
+        let ports = tx.list("port", &sel).await.unwrap();
+        let mine = ports.iter().filter(|p| p.id.starts_with(&scope)).count();
+        assert_eq!(mine, 16, "losers left no resource behind");
+        drop(tx);
+        let (_, changes) = follow(&store, start, &["port"]).await;
+        let fed = changes.iter().filter(|c| c.id.starts_with(&scope)).count();
+        assert_eq!(fed, 16, "every committed insert is in the feed once");
+    }
+}

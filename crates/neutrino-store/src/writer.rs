@@ -144,6 +144,18 @@ impl Writer {
         Ok(member)
     }
 
+    /// Tasks waiting for the connection.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Batches committed so far.
+    #[cfg(test)]
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
+    }
+
     /// After a member left: commit now when nobody is queued (or the batch is full), else
     /// leave that to whoever holds the connection next, or to the committer should they go
     /// away.
