@@ -16,7 +16,11 @@
 //!
 //! Checkpoints (copying the write-ahead log back into the database file, with an fsync) run
 //! on a background thread with its own connection, a few times a second when there were
-//! commits, instead of inside whichever commit crosses SQLite's automatic threshold.
+//! commits, instead of inside whichever commit crosses SQLite's automatic threshold. SQLite
+//! restarts the log only when a write begins with every frame checkpointed, which under
+//! continuous writes never happens by chance: so once the log is long, the checkpointer takes
+//! a turn at the writer (in the queue like a member) to checkpoint the few frames added
+//! since its lock-free pass, and the next write starts the log over.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
@@ -29,7 +33,9 @@ use crate::StoreError;
 /// Most members in one batch.
 const MAX_BATCH: usize = 64;
 /// How often the checkpointer looks for new commits.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+/// Log length (frames of one page) from which the checkpointer makes the log start over.
+const RESTART_FRAMES: i64 = 4096;
 
 /// The writer connection and its open batch.
 pub(crate) struct Writer {
@@ -98,8 +104,12 @@ impl Writer {
     pub(crate) fn open(path: &str, pragmas: &[&str]) -> Result<Arc<Writer>, StoreError> {
         let conn = connect(path, pragmas)?;
         // Savepoint journals in memory, not in temporary files; checkpoints in the
-        // background (below).
-        conn.execute_batch("PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=0")?;
+        // background (below); a log file that grew under a burst shrinks back when it
+        // restarts.
+        conn.execute_batch(
+            "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=0; \
+             PRAGMA journal_size_limit=33554432",
+        )?;
         conn.set_prepared_statement_cache_capacity(64);
         let checkpoints = connect(path, pragmas)?;
         let commits = Arc::new(AtomicU64::new(0));
@@ -115,10 +125,13 @@ impl Writer {
             commits,
         });
         tokio::spawn(committer(Arc::downgrade(&writer), writer.committer.clone()));
-        let watched = Arc::downgrade(&writer.commits);
+        let (watched, batch) = (
+            Arc::downgrade(&writer.commits),
+            Arc::downgrade(&writer.batch),
+        );
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpointer(checkpoints, watched))
+            .spawn(move || checkpointer(checkpoints, watched, batch))
             .map_err(|e| StoreError::Batch(format!("cannot start the checkpointer: {e}")))?;
         Ok(writer)
     }
@@ -185,8 +198,19 @@ fn connect(path: &str, pragmas: &[&str]) -> Result<rusqlite::Connection, StoreEr
 }
 
 /// Checkpoints the write-ahead log after new commits, without blocking writers or readers
-/// (PASSIVE); ends when the writer is gone.
-fn checkpointer(conn: rusqlite::Connection, commits: Weak<AtomicU64>) {
+/// (PASSIVE); once the log is long, finishes under the writer so that the log restarts. Ends
+/// when the writer is gone.
+fn checkpointer(conn: rusqlite::Connection, commits: Weak<AtomicU64>, batch: Weak<Mutex<Batch>>) {
+    // (busy, frames in the log, frames checkpointed)
+    let checkpoint = || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+    };
     let mut seen = 0;
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
@@ -198,7 +222,19 @@ fn checkpointer(conn: rusqlite::Connection, commits: Weak<AtomicU64>) {
             continue;
         }
         seen = now;
-        if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        let result = checkpoint().and_then(|(_, frames, _)| {
+            if frames < RESTART_FRAMES {
+                return Ok(());
+            }
+            let Some(batch) = batch.upgrade() else {
+                return Ok(());
+            };
+            let mut batch = batch.blocking_lock();
+            // An open batch only waits for the committer: commit it first.
+            batch.commit();
+            checkpoint().map(drop)
+        });
+        if let Err(err) = result {
             tracing::warn!(error = %err, "SQLite checkpoint failed");
         }
     }
