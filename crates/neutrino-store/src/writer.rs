@@ -63,7 +63,7 @@ impl Batch {
         if !self.open {
             return;
         }
-        match self.conn.execute_batch("COMMIT") {
+        match run(&self.conn, "COMMIT") {
             Ok(()) => {
                 self.open = false;
                 self.commits.fetch_add(1, Ordering::Release);
@@ -81,7 +81,7 @@ impl Batch {
     /// Rolls the whole batch back (a failure left its state unknown) and fails its members.
     fn abort(&mut self, why: &str) {
         if !self.conn.is_autocommit() {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = run(&self.conn, "ROLLBACK");
         }
         self.open = false;
         for member in self.pending.drain(..) {
@@ -149,10 +149,10 @@ impl Writer {
         };
         let batch = member.batch();
         if !batch.open {
-            batch.conn.execute_batch("BEGIN IMMEDIATE")?;
+            run(&batch.conn, "BEGIN IMMEDIATE")?;
             batch.open = true;
         }
-        batch.conn.execute_batch("SAVEPOINT member")?;
+        run(&batch.conn, "SAVEPOINT member")?;
         member.savepoint = true;
         Ok(member)
     }
@@ -180,6 +180,11 @@ impl Writer {
             self.committer.notify_one();
         }
     }
+}
+
+/// Runs a transaction control statement (prepared once per connection).
+fn run(conn: &rusqlite::Connection, statement: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(statement)?.execute([]).map(drop)
 }
 
 /// A connection to the SQLite file with the store's settings.
@@ -273,7 +278,7 @@ impl Member {
     /// Releases the savepoint into the batch; returns once the batch is committed.
     pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
         let mut batch = self.guard.take().expect("member holds the writer");
-        if let Err(err) = batch.conn.execute_batch("RELEASE member") {
+        if let Err(err) = run(&batch.conn, "RELEASE member") {
             batch.abort(&format!("savepoint release failed: {err}"));
             return Err(err.into());
         }
@@ -298,10 +303,9 @@ impl Drop for Member {
             batch.abort("could not start a member transaction");
             return;
         }
-        if let Err(err) = batch
-            .conn
-            .execute_batch("ROLLBACK TO member; RELEASE member")
-        {
+        let rolled_back = run(&batch.conn, "ROLLBACK TO member")
+            .and_then(|()| run(&batch.conn, "RELEASE member"));
+        if let Err(err) = rolled_back {
             tracing::error!(error = %err, "SQLite rollback to savepoint failed");
             batch.abort(&format!("rollback to savepoint failed: {err}"));
             return;
