@@ -120,7 +120,7 @@ impl Tx {
                 Ok(query.execute(&mut **tx).await?.rows_affected())
             }
             Conn::Writer(m) => {
-                let mut stmt = m.conn().prepare_cached(text)?;
+                let mut stmt = m.conn()?.prepare_cached(text)?;
                 Ok(stmt.execute(rusqlite::params_from_iter(args))? as u64)
             }
         }
@@ -143,7 +143,7 @@ impl Tx {
                 Ok(rows.iter().map(R::from_any).collect::<Result<_, _>>()?)
             }
             Conn::Writer(m) => {
-                let mut stmt = m.conn().prepare_cached(text)?;
+                let mut stmt = m.conn()?.prepare_cached(text)?;
                 let rows = stmt.query_map(rusqlite::params_from_iter(args), R::from_lite)?;
                 Ok(rows.collect::<Result<_, _>>()?)
             }
@@ -167,7 +167,7 @@ impl Tx {
                 Ok(row.as_ref().map(R::from_any).transpose()?)
             }
             Conn::Writer(m) => {
-                let mut stmt = m.conn().prepare_cached(text)?;
+                let mut stmt = m.conn()?.prepare_cached(text)?;
                 let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
                 Ok(rows.next()?.map(R::from_lite).transpose()?)
             }

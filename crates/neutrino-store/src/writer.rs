@@ -270,9 +270,15 @@ impl Member {
         self.guard.as_mut().expect("member holds the writer")
     }
 
-    /// The writer connection, for this member's statements.
-    pub(crate) fn conn(&mut self) -> &rusqlite::Connection {
-        &self.batch().conn
+    /// The writer connection, for this member's statements; an error once SQLite has rolled
+    /// the whole transaction back by itself (an I/O error, a full disk), so that nothing
+    /// runs outside it.
+    pub(crate) fn conn(&mut self) -> Result<&rusqlite::Connection, StoreError> {
+        let conn = &self.batch().conn;
+        if conn.is_autocommit() {
+            return Err(StoreError::Batch("the transaction was rolled back".into()));
+        }
+        Ok(conn)
     }
 
     /// Releases the savepoint into the batch; returns once the batch is committed.
