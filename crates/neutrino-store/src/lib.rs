@@ -421,14 +421,15 @@ impl Tx {
             .collect())
     }
 
-    async fn count(&mut self, text: &str, args: &[Arg<'_>]) -> Result<i64, StoreError> {
+    /// Runs a query that returns one integer.
+    async fn scalar(&mut self, text: &str, args: &[Arg<'_>]) -> Result<i64, StoreError> {
         let (n,): (i64,) = self.fetch_one(text, args).await?;
         Ok(n)
     }
 
     /// Counts resources of one kind owned by a project.
     pub async fn count_owned(&mut self, kind: &str, project_id: &str) -> Result<i64, StoreError> {
-        self.count(
+        self.scalar(
             "SELECT COUNT(*) AS n FROM resources WHERE kind = ? AND project_id = ?",
             &[kind.into(), project_id.into()],
         )
@@ -437,7 +438,7 @@ impl Tx {
 
     /// Counts resources of one kind under a parent.
     pub async fn count_children(&mut self, kind: &str, parent_id: &str) -> Result<i64, StoreError> {
-        self.count(
+        self.scalar(
             "SELECT COUNT(*) AS n FROM resources WHERE kind = ? AND parent_id = ?",
             &[kind.into(), parent_id.into()],
         )
@@ -583,40 +584,31 @@ impl Tx {
         // The scope inside every alternative lets each be its own index range scan.
         let alternatives = vec!["(scope = ? AND key >= ? AND key < ?)"; ranges.len()].join(" OR ");
         let text = format!("SELECT key, owner FROM claims WHERE {alternatives} ORDER BY key");
-        let q = sql(self.backend, &text);
-        let mut query = sqlx::query(&q);
+        let mut args: Vec<Arg<'_>> = Vec::with_capacity(ranges.len() * 3);
         for (from, below) in ranges {
-            query = query.bind(scope).bind(from).bind(below);
+            args.extend([Arg::from(scope), Arg::from(from), Arg::from(below)]);
         }
-        let rows = query.fetch_all(&mut *self.tx).await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("key")?, r.try_get("owner")?)))
-            .collect()
+        self.fetch_all(&text, &args).await
     }
 
     /// The lowest number ≥ 1 that nobody holds in `scope`, whose keys are decimal numbers
     /// zero-padded to the same width: one query, one ordered pass over the scope's keys
     /// inside the database (the first key that is not its own rank marks the gap).
     pub async fn lowest_free_number(&mut self, scope: &str) -> Result<i64, StoreError> {
-        let q = sql(
-            self.backend,
+        self.scalar(
             "SELECT COALESCE(\
                (SELECT MIN(rn) FROM (SELECT CAST(key AS BIGINT) AS n, \
                   ROW_NUMBER() OVER (ORDER BY key) AS rn FROM claims WHERE scope = ?) ranked \
                 WHERE n <> rn), \
                (SELECT COUNT(*) FROM claims WHERE scope = ?) + 1) AS free",
-        );
-        let row = sqlx::query(&q)
-            .bind(scope)
-            .bind(scope)
-            .fetch_one(&mut *self.tx)
-            .await?;
-        Ok(row.try_get("free")?)
+            &[scope.into(), scope.into()],
+        )
+        .await
     }
 
     /// Number of keys held in a scope.
     pub async fn count_claims(&mut self, scope: &str) -> Result<i64, StoreError> {
-        self.count(
+        self.scalar(
             "SELECT COUNT(*) AS n FROM claims WHERE scope = ?",
             &[scope.into()],
         )
