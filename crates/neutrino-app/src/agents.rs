@@ -40,6 +40,16 @@ pub const FEED_KINDS: &[&str] = &[
 /// Port statuses an agent may report.
 const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];
 
+/// One of `hosts` for the resource `key`, by a hash of the key: spreads resources, needs no
+/// counting, and stays put while the set of hosts does.
+pub(crate) fn pick_host(hosts: &[String], key: &str) -> Option<String> {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let n = u64::try_from(hosts.len()).ok().filter(|n| *n > 0)?;
+    hosts.get(usize::try_from(hash % n).ok()?).cloned()
+}
+
 /// A change page with the documents as JSON, or a sign that the reader must resync.
 pub enum FeedPage {
     /// The changes after the reader's revision.
@@ -178,6 +188,7 @@ impl App {
             if bound > 0 {
                 tracing::info!(%host, ports = bound, "scheduled routers on the new agent");
             }
+            self.schedule_dhcp().await?;
         }
         Ok(json!({"agent": self.render_agent(rec.body, Some(at))}))
     }
@@ -206,8 +217,13 @@ impl App {
             .collect())
     }
 
-    /// Hosts that can run routers: alive, enabled agents, sorted.
-    pub(crate) async fn l3_hosts(&self, tx: &mut neutrino_store::Tx) -> ApiResult<Vec<String>> {
+    /// Hosts that can run a service (`l3`, `dhcp`): alive, enabled agents whose
+    /// configuration does not turn the service off, sorted.
+    pub(crate) async fn agent_hosts(
+        &self,
+        tx: &mut neutrino_store::Tx,
+        service: &str,
+    ) -> ApiResult<Vec<String>> {
         let beats = self.inner.store.heartbeats().await.map_err(db)?;
         let now = epoch_secs();
         let mut hosts: Vec<String> = tx
@@ -216,7 +232,7 @@ impl App {
             .map_err(db)?
             .into_iter()
             .filter(|a| {
-                a.body["admin_state_up"] != false && a.body["configurations"]["l3"] != false
+                a.body["admin_state_up"] != false && a.body["configurations"][service] != false
             })
             .filter_map(|a| a.body["host"].as_str().map(str::to_string))
             .filter(|h| {

@@ -2,6 +2,7 @@
 //! tags, If-Match, quotas, list queries) and one module per resource for what is its own.
 
 mod address_scopes;
+mod dhcp;
 mod floatingips;
 mod ip_availability;
 mod networks;
@@ -787,6 +788,10 @@ impl App {
                 body: Value::Object(body),
             };
             tx.insert(&record).await.map_err(db)?;
+            if coll.resource == "subnet" {
+                let network = record.parent_id.clone().unwrap_or_default();
+                self.sync_dhcp_port(&mut tx, &network).await?;
+            }
             if coll.resource == "security_group" {
                 self.add_default_egress_rules(&mut tx, &id).await?;
             }
@@ -907,6 +912,10 @@ impl App {
             bump(&mut rec.body);
         }
         tx.update(coll.resource, id, &rec.body).await.map_err(db)?;
+        if coll.resource == "subnet" {
+            self.sync_dhcp_port(&mut tx, rec.parent_id.as_deref().unwrap_or_default())
+                .await?;
+        }
         let view = View::for_render(&mut tx, coll.resource, std::slice::from_ref(&rec)).await?;
         let out = self.render(&view, ctx, coll, &rec);
         tx.commit().await.map_err(db)?;
@@ -943,6 +952,12 @@ impl App {
             _ => return Err(ApiError::no_such_url()),
         }
         tx.delete(coll.resource, id).await.map_err(db)?;
+        if coll.resource == "subnet"
+            || (coll.resource == "port" && s(&rec.body, "device_owner") == dhcp::DHCP_OWNER)
+        {
+            self.sync_dhcp_port(&mut tx, rec.parent_id.as_deref().unwrap_or_default())
+                .await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(())
     }

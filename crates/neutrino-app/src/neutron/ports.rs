@@ -980,6 +980,11 @@ impl App {
             || super::routers::INTERFACE_OWNERS.contains(&device_owner)
         {
             self.router_host(tx, device_id).await?
+        } else if device_owner == super::dhcp::DHCP_OWNER {
+            self.dhcp_host(tx, network)
+                .await?
+                .map(|(host, _)| host)
+                .unwrap_or_default()
         } else {
             String::new()
         };

@@ -403,14 +403,8 @@ impl App {
                 return Ok(host.to_string());
             }
         }
-        let hosts = self.l3_hosts(tx).await?;
-        if hosts.is_empty() {
-            return Ok(String::new());
-        }
-        let hash = router.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        Ok(hosts[(hash % hosts.len() as u64) as usize].clone())
+        let hosts = self.agent_hosts(tx, "l3").await?;
+        Ok(crate::agents::pick_host(&hosts, router).unwrap_or_default())
     }
 
     /// Binds the ports of routers that no host runs yet (after an agent registered).
