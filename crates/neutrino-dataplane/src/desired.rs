@@ -9,6 +9,10 @@
 //! - Router ports bound here (the server schedules each router on one host) are plugged the
 //!   same way into the router's namespace (`qr-…` inside, `qg-…` for the gateway), which also
 //!   gets forwarding, extra routes, floating IPs and the scope/NAT table ([`crate::router`]).
+//! - The DHCP port of a network bound here is plugged into `qdhcp-<network>` (`ns-…`) with its
+//!   addresses, and the network gets a DHCP server ([`crate::dhcp`]). An instance port with
+//!   `binding:profile` `{"neutrino_dhcp": true}` gets no addresses or routes from the agent:
+//!   its instance asks the DHCP server for them.
 //! - Toward every other host that has ports on the same network: a flooding entry (broadcast
 //!   and ARP go to those hosts only) and a static entry per remote MAC; no flood-and-learn.
 
@@ -19,6 +23,7 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
+use crate::dhcp::{self, DhcpServer};
 use crate::names;
 use crate::router::{add_router, RouterPort};
 use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Vxlan, FLOOD_MAC};
@@ -61,6 +66,8 @@ pub struct Desired {
     pub state: HostState,
     /// Ports bound here, by id.
     pub ports: BTreeMap<String, PortOutcome>,
+    /// DHCP servers to run, by namespace.
+    pub dhcp: BTreeMap<String, DhcpServer>,
 }
 
 /// What a port bound to a host is for.
@@ -72,6 +79,8 @@ enum Role {
     RouterInterface,
     /// A router's gateway on the external network.
     RouterGateway,
+    /// A network's DHCP server.
+    Dhcp,
 }
 
 fn role(port: &Value) -> Option<Role> {
@@ -80,8 +89,10 @@ fn role(port: &Value) -> Option<Role> {
         Some(Role::RouterGateway)
     } else if owner.starts_with("network:router_interface") {
         Some(Role::RouterInterface)
+    } else if owner == "network:dhcp" {
+        Some(Role::Dhcp)
     } else if owner.starts_with("network:") {
-        // DHCP and floating IP ports are not plugged as interfaces.
+        // Floating IP ports are not plugged as interfaces.
         None
     } else {
         Some(Role::Instance)
@@ -112,7 +123,8 @@ fn segment(net: &Value) -> Result<u32, String> {
     }
 }
 
-fn mtu(net: &Value) -> u32 {
+/// A network's MTU (1450 when unset or implausible).
+pub(crate) fn mtu(net: &Value) -> u32 {
     net["mtu"]
         .as_u64()
         .and_then(|m| u32::try_from(m).ok())
@@ -189,6 +201,13 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     });
                 (names::router_netns(&cfg.netns_prefix, router), ifname)
             }
+            Role::Dhcp => {
+                let netns = names::dhcp_netns(&cfg.netns_prefix, net_id);
+                let ifname = names::dhcp_interface(id);
+                let server = dhcp::server(cluster, net, port, &ifname);
+                out.dhcp.insert(netns.clone(), server);
+                (netns, ifname)
+            }
         };
         let tap = names::tap(id);
         let up = port["admin_state_up"].as_bool().unwrap_or(true);
@@ -210,7 +229,16 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             },
         );
         let mut default_route: BTreeSet<bool> = BTreeSet::new();
-        for fixed in port["fixed_ips"].as_array().into_iter().flatten() {
+        let dhcp_client = role == Role::Instance && dhcp::is_dhcp_client(port);
+        if dhcp_client {
+            ns.dhcp_clients.insert(ifname.clone());
+        }
+        let fixed_ips = if dhcp_client {
+            None
+        } else {
+            port["fixed_ips"].as_array()
+        };
+        for fixed in fixed_ips.into_iter().flatten() {
             let Some(subnet) = cluster.get("subnet", text(fixed, "subnet_id")) else {
                 continue;
             };

@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod desired;
+pub mod dhcp;
 pub mod names;
 pub mod observe;
 pub mod plan;

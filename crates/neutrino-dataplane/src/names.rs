@@ -49,10 +49,21 @@ pub fn router_interface(port_id: &str, gateway: bool) -> String {
     format!("{}{}", if gateway { "qg-" } else { "qr-" }, short(port_id))
 }
 
+/// Network namespace of a network's DHCP server.
+pub fn dhcp_netns(prefix: &str, network_id: &str) -> String {
+    format!("{prefix}qdhcp-{network_id}")
+}
+
+/// Interface of a DHCP server in its namespace: `ns-` + the first 11 characters of the port id.
+pub fn dhcp_interface(port_id: &str) -> String {
+    format!("ns-{}", short(port_id))
+}
+
 /// Whether a namespace name is one this agent manages.
 pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
-    name.strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with("vm-") || rest.starts_with("qrouter-"))
+    name.strip_prefix(prefix).is_some_and(|rest| {
+        rest.starts_with("vm-") || rest.starts_with("qrouter-") || rest.starts_with("qdhcp-")
+    })
 }
 
 /// Whether a managed namespace is a router's.
@@ -89,5 +100,7 @@ mod tests {
         assert_eq!(instance_netns("h1-", "vm 1/x", id), "h1-vm-vm_1_x");
         assert!(is_managed_netns("h1-", "h1-vm-a"));
         assert!(!is_managed_netns("h1-", "h2-vm-a"));
+        assert!(is_managed_netns("h1-", &dhcp_netns("h1-", id)));
+        assert_eq!(dhcp_interface(id), "ns-3f2a9c1e-4b");
     }
 }

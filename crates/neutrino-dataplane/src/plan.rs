@@ -399,7 +399,10 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             }
         }
         for route in &have.routes {
-            if !want.routes.contains(route) && want.links.contains_key(&route.dev) {
+            if !want.routes.contains(route)
+                && want.links.contains_key(&route.dev)
+                && !want.dhcp_clients.contains(&route.dev)
+            {
                 ops.push(Op::DelRoute {
                     netns: netns.clone(),
                     route: route.clone(),
@@ -407,7 +410,10 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             }
         }
         for (dev, addr) in &have.addrs {
-            if !want.addrs.contains(&(dev.clone(), *addr)) && want.links.contains_key(dev) {
+            if !want.addrs.contains(&(dev.clone(), *addr))
+                && want.links.contains_key(dev)
+                && !want.dhcp_clients.contains(dev)
+            {
                 ops.push(Op::DelAddr {
                     netns: netns.clone(),
                     dev: dev.clone(),

@@ -83,6 +83,9 @@ pub struct Namespace {
     pub forwarding: bool,
     /// The agent's nftables table inside the namespace (routers: NAT and scope rules).
     pub nft: Option<NftTable>,
+    /// Desired state only: interfaces addressed by a DHCP client inside the instance, whose
+    /// addresses and routes the agent leaves alone.
+    pub dhcp_clients: BTreeSet<String>,
 }
 
 /// An nftables table the agent loads whole, known by the digest of its rules (kept in the
