@@ -28,6 +28,8 @@ pub struct AgentConfig {
     pub resync_every: Duration,
     /// Where to write a small JSON status after every reconcile (for operators and tests).
     pub status_file: Option<PathBuf>,
+    /// Directory for the agent's own files (DHCP servers' configuration, leases, pid files).
+    pub state_dir: PathBuf,
 }
 
 /// Counters the status file shows.
@@ -38,6 +40,7 @@ struct Stats {
     last_ops: usize,
     errors_total: u64,
     firewall_ops: u64,
+    dhcp_ops: u64,
 }
 
 struct Agent {
@@ -238,8 +241,35 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
             }
         }
+        self.reconcile_dhcp(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
         self.write_status(cluster);
+    }
+
+    /// DHCP servers after the plan: their namespaces and interfaces exist by now.
+    async fn reconcile_dhcp(&mut self, want: &Desired) {
+        let root = self.cfg.state_dir.join("dhcp");
+        let prefix = self.cfg.host.netns_prefix.clone();
+        let servers = want.dhcp.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let observed = crate::dnsmasq::observe(&root, &prefix);
+            let ops =
+                neutrino_dataplane::dhcp::plan_dhcp(&servers, &observed, &root.to_string_lossy());
+            (ops.len(), crate::dnsmasq::apply(&ops))
+        })
+        .await;
+        match result {
+            Ok((0, _)) => {}
+            Ok((n, errors)) => {
+                self.stats.ops_total += n as u64;
+                self.stats.dhcp_ops += n as u64;
+                self.stats.errors_total += errors.len() as u64;
+                for e in errors {
+                    tracing::warn!(error = %e, "DHCP server operation failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "DHCP reconcile panicked"),
+        }
     }
 
     async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) {
@@ -329,6 +359,7 @@ impl Agent {
             "last_ops": self.stats.last_ops,
             "errors_total": self.stats.errors_total,
             "firewall_ops": self.stats.firewall_ops,
+            "dhcp_ops": self.stats.dhcp_ops,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {

@@ -7,6 +7,7 @@
 
 mod agent;
 pub mod client;
+mod dnsmasq;
 pub mod kernel;
 
 pub use agent::{run, AgentConfig};

@@ -69,6 +69,9 @@ struct AgentArgs {
     /// server from where it runs).
     #[arg(long)]
     dataplane_netns: Option<String>,
+    /// Directory for the agent's files (DHCP servers: configuration, leases, pid files).
+    #[arg(long, default_value = "/var/lib/neutrino/agent")]
+    state_dir: PathBuf,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -84,6 +87,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         report_every: std::time::Duration::from_secs(args.report_interval.max(1)),
         resync_every: std::time::Duration::from_secs(args.resync_interval.max(1)),
         status_file: args.status_file,
+        state_dir: args.state_dir,
     };
     tracing::info!(host = %cfg.host.host, tunnel_ip = %cfg.host.tunnel_ip, "agent starting");
     let kernel = std::sync::Arc::new(neutrino_agent::IpRoute2 {
