@@ -104,11 +104,25 @@ class Lab:
             [_server_binary(), "agent", "--host", host, "--tunnel-ip", self.tunnel_ip(host),
              "--netns-prefix", self.prefix(host), "--dataplane-netns", self.host_ns(host),
              "--status-file", str(self.status_path(host)), "--report-interval", "2",
+             "--state-dir", str(self.state_dir(host)),
              "--server", self.server.url],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True)
         log.close()
         wait_for(f"agent {host} to reconcile", lambda: self.status(host).get("reconciles"))
+
+    def state_dir(self, host: str) -> Path:
+        return self.tmp / f"state-{host}"
+
+    def dnsmasq_pids(self, host: str) -> dict[str, int]:
+        """The DHCP servers an agent started, by namespace, from their pid files."""
+        pids = {}
+        for pid_file in (self.state_dir(host) / "dhcp").glob("*/pid"):
+            try:
+                pids[pid_file.parent.name] = int(pid_file.read_text().strip())
+            except (OSError, ValueError):
+                pass
+        return pids
 
     def stop_agent(self, host: str) -> None:
         proc = self.agents.pop(host)
@@ -122,6 +136,12 @@ class Lab:
     def teardown(self) -> None:
         for host in list(self.agents):
             self.stop_agent(host)
+        for host in self.hosts:
+            for pid in self.dnsmasq_pids(host).values():
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
         names = sh("ip", "netns", "list", check=False).stdout.split()
         for name in names:
             if name.startswith(f"nt{self.tag}"):
@@ -444,3 +464,87 @@ def test_security_groups_filter_instances(lab):
     osc("security", "group", "rule", "delete", rule, env=env, json_output=False)
     wait_for("the rule to go",
              lambda: tcp_peer(lab, ns["b"], ns["a"], ip_of(b), port=22) == "")
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+# udhcpc calls this with the lease in the environment: record it, configure the address.
+if [ "$1" = bound ]; then
+    env > "$(dirname "$0")/lease-$interface-$(ip netns identify)"
+    ip addr add "$ip/$mask" dev "$interface"
+fi
+"""
+
+
+def dhcp_lease(lab: Lab, ns: str) -> dict:
+    """Runs busybox udhcpc once in an instance namespace; returns the lease's variables."""
+    script = lab.tmp / "udhcpc.sh"
+    script.write_text(UDHCPC_SCRIPT)
+    script.chmod(0o755)
+    lab.exec(ns, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "10", "-T", "1",
+             "-O", "mtu", "-O", "staticroutes", "-s", str(script), timeout=60)
+    lease = lab.tmp / f"lease-eth0-{ns}"
+    return dict(line.split("=", 1) for line in lease.read_text().splitlines() if "=" in line)
+
+
+def ipv4_addrs(lab: Lab, ns: str) -> list[str]:
+    return [a["local"] for link in json.loads(lab.exec(ns, "ip", "-j", "-4", "addr").stdout)
+            for a in link.get("addr_info", []) if link["ifname"] != "lo"]
+
+
+@pytest.mark.skipif(not shutil.which("dnsmasq") or not shutil.which("busybox"),
+                    reason="needs dnsmasq and busybox (udhcpc)")
+def test_dhcp_serves_instances_that_ask(lab):
+    env = lab.server.env
+    net = osc("network", "create", f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
+    sub = osc("subnet", "create", "--network", net, "--subnet-range", "10.66.0.0/24",
+              "--host-route", "destination=172.31.0.0/16,gateway=10.66.0.254",
+              "--dns-nameserver", "192.0.2.53", f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
+    dhcp = wait_for("the DHCP port", lambda: osc(
+        "port", "list", "--network", net, "--device-owner", "network:dhcp", "--long",
+        env=env))
+    assert len(dhcp) == 1
+    dhcp = wait_active(env, dhcp[0]["ID"])
+    dhcp_host = dhcp["binding_host_id"]
+    assert dhcp_host in lab.hosts and dhcp["device_id"].startswith("dhcp")
+    server_ns = f"{lab.prefix(dhcp_host)}qdhcp-{net}"
+    assert ip_of(dhcp) in ipv4_addrs(lab, server_ns)
+    assert server_ns in lab.dnsmasq_pids(dhcp_host)
+
+    # An instance that asks for DHCP: the agent plugs it but leaves its addresses alone.
+    a = bound_port(env, net, "h1", "dhcpa", "--binding-profile", "neutrino_dhcp=true")
+    wait_active(env, a["id"])
+    ns_a = lab.instance("h1", "dhcpa")
+    assert ipv4_addrs(lab, ns_a) == []
+    lease = dhcp_lease(lab, ns_a)
+    assert lease["ip"] == ip_of(a)
+    assert lease["mask"] == "24"
+    assert lease["router"] == "10.66.0.1"
+    assert lease["mtu"] == "1450"
+    assert lease["dns"] == "192.0.2.53"
+    assert lease["staticroutes"] == "172.31.0.0/16 10.66.0.254 0.0.0.0/0 10.66.0.1"
+    assert lab.pings(ns_a, ip_of(dhcp), count=2)
+
+    # A port created while the server runs is served too (hosts file re-read on SIGHUP),
+    # and the server is not restarted for it.
+    pid = lab.dnsmasq_pids(dhcp_host)[server_ns]
+    b = bound_port(env, net, "h2", "dhcpb", "--binding-profile", "neutrino_dhcp=true")
+    wait_active(env, b["id"])
+    assert dhcp_lease(lab, lab.instance("h2", "dhcpb"))["ip"] == ip_of(b)
+    assert lab.dnsmasq_pids(dhcp_host)[server_ns] == pid
+
+    # A restarted agent adopts the running server; the DHCP-configured address stays.
+    lab.stop_agent(dhcp_host)
+    lab.start_agent(dhcp_host)
+    wait_for("a reconcile with nothing to do", lambda: lab.status(dhcp_host).get("last_ops") == 0
+             and lab.status(dhcp_host).get("reconciles", 0) >= 1)
+    assert lab.dnsmasq_pids(dhcp_host)[server_ns] == pid
+    assert os.path.exists(f"/proc/{pid}")
+    assert ipv4_addrs(lab, ns_a) == [ip_of(a)]
+
+    # Without DHCP on the subnet the port, the namespace and the server go.
+    osc("subnet", "set", "--no-dhcp", sub, env=env, json_output=False)
+    wait_for("the DHCP server to stop", lambda: not os.path.exists(f"/proc/{pid}"))
+    wait_for("the DHCP namespace to go",
+             lambda: server_ns not in sh("ip", "netns", "list").stdout)
+    assert osc("port", "list", "--network", net, "--device-owner", "network:dhcp",
+               env=env) == []

@@ -5,6 +5,8 @@
 //! (router, classless static routes, DNS servers, MTU per subnet); dnsmasq re-reads these two
 //! on SIGHUP. [`plan_dhcp`] compares them with what the state directory holds and whether the
 //! recorded process runs, so a restarted agent adopts a server whose configuration is current.
+//! dnsmasq keeps running as root (`user=root`): the agent's state directory need not be
+//! readable by anyone else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -101,7 +103,11 @@ pub enum DhcpOp {
 /// Whether a port asks to be addressed by DHCP instead of by the agent
 /// (`binding:profile` `{"neutrino_dhcp": true}`).
 pub fn is_dhcp_client(port: &Value) -> bool {
-    port["binding:profile"]["neutrino_dhcp"] == true
+    let flag = &port["binding:profile"]["neutrino_dhcp"];
+    *flag == true
+        || flag
+            .as_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("true"))
 }
 
 fn v4(fixed: &Value) -> Option<Ipv4Addr> {
@@ -171,8 +177,9 @@ impl DhcpServer {
     pub fn files(&self, dir: &str) -> DhcpFiles {
         let mut conf = format!(
             "# neutrino: DHCP of network {}\nno-resolv\nno-hosts\nport=0\nbind-interfaces\n\
-             interface={}\nexcept-interface=lo\ndhcp-authoritative\npid-file={dir}/pid\n\
-             dhcp-leasefile={dir}/leases\ndhcp-hostsfile={dir}/hosts\ndhcp-optsfile={dir}/opts\n",
+             interface={}\nexcept-interface=lo\nuser=root\ndhcp-authoritative\npid-file={dir}/pid\n\
+             dhcp-leasefile={dir}/leases\ndhcp-hostsfile={dir}/hosts\ndhcp-optsfile={dir}/opts\n\
+             log-facility={dir}/log\n",
             self.network_id, self.interface
         );
         let mut opts = String::new();
@@ -301,9 +308,10 @@ mod tests {
         assert_eq!(
             f.conf,
             "# neutrino: DHCP of network net-1\nno-resolv\nno-hosts\nport=0\nbind-interfaces\n\
-             interface=ns-port1\nexcept-interface=lo\ndhcp-authoritative\n\
+             interface=ns-port1\nexcept-interface=lo\nuser=root\ndhcp-authoritative\n\
              pid-file=/s/qdhcp-net-1/pid\ndhcp-leasefile=/s/qdhcp-net-1/leases\n\
              dhcp-hostsfile=/s/qdhcp-net-1/hosts\ndhcp-optsfile=/s/qdhcp-net-1/opts\n\
+             log-facility=/s/qdhcp-net-1/log\n\
              dhcp-range=set:subnet-sub-a,10.0.0.0,static,255.255.255.0,86400s\n\
              dhcp-range=set:subnet-sub-b,10.0.1.0,static,255.255.255.240,86400s\n"
         );
