@@ -263,6 +263,7 @@ impl Agent {
             Ok((n, errors)) => {
                 self.stats.ops_total += n as u64;
                 self.stats.dhcp_ops += n as u64;
+                self.stats.last_ops += n;
                 self.stats.errors_total += errors.len() as u64;
                 for e in errors {
                     tracing::warn!(error = %e, "DHCP server operation failed");
