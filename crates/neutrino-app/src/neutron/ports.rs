@@ -635,6 +635,9 @@ impl App {
                 return Err(ApiError::forbidden("update_port:device_owner"));
             }
         }
+        let host_changed = changes
+            .get("binding:host_id")
+            .is_some_and(|h| *h != rec.body["binding:host_id"]);
         let mut mac = ipam::parse_mac(s(&rec.body, "mac_address")).unwrap_or([0; 6]);
         if let Some(new_mac) = changes.get("mac_address") {
             if !s(&rec.body, "binding:host_id").is_empty()
@@ -775,12 +778,16 @@ impl App {
             }
             rec.body[key.as_str()] = value;
         }
+        if host_changed {
+            self.subports_follow_parent(tx, rec).await?;
+        }
         Ok(())
     }
 
     /// Returns a port's addresses, MAC and group memberships.
     pub(super) async fn release_port(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
         self.check_port_unused_by_sfc(tx, &rec.id).await?;
+        self.check_port_untrunked(tx, &rec.id).await?;
         tx.release_owned("ip:", &rec.id).await.map_err(db)?;
         tx.release_owned("mac:", &rec.id).await.map_err(db)?;
         tx.release_owned("sgport:", &rec.id).await.map_err(db)?;

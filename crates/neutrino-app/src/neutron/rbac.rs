@@ -15,6 +15,7 @@ const OBJECT_ACTIONS: &[(&str, &[&str])] = &[
     ("security_group", &["access_as_shared"]),
     ("address_scope", &["access_as_shared"]),
     ("subnetpool", &["access_as_shared"]),
+    ("address_group", &["access_as_shared"]),
 ];
 
 fn in_use(object: &str) -> ApiError {
@@ -199,12 +200,18 @@ impl App {
                     .await
             }
             ("network", "access_as_external") => {
-                let owner = tx
-                    .get("network", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|n| n.project_id)
-                    .unwrap_or_default();
+                let network = tx.get("network", &object).await.map_err(db)?;
+                if target == "*"
+                    && network
+                        .as_ref()
+                        .is_some_and(|n| n.body["is_default"] == true)
+                {
+                    return Err(ApiError::conflict(
+                        "RbacPolicyInUse",
+                        format!("RBAC policy on object {object} cannot be removed because other objects depend on it.\nDetails: Default external networks must be shared to everyone."),
+                    ));
+                }
+                let owner = network.map(|n| n.project_id).unwrap_or_default();
                 let users = self.external_network_users(tx, &object).await?;
                 self.check_users_keep_access(
                     tx,
@@ -237,6 +244,19 @@ impl App {
                     .into_iter()
                     .map(|p| p.project_id)
                     .collect();
+                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
+                    .await
+            }
+            ("address_group", _) => {
+                // Ordered against rules being created that name the group (they lock it too).
+                tx.lock("address_group", &object).await.map_err(db)?;
+                let owner = tx
+                    .get("address_group", &object)
+                    .await
+                    .map_err(db)?
+                    .map(|o| o.project_id)
+                    .unwrap_or_default();
+                let users = super::address_groups::rule_projects(tx, &object).await?;
                 self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
                     .await
             }
@@ -364,6 +384,19 @@ impl App {
         Ok(users)
     }
 
+    /// Deletes every RBAC policy on `object` (which is going away).
+    pub(super) async fn delete_object_policies(&self, tx: &mut Tx, object: &str) -> ApiResult<()> {
+        let sel = Selector {
+            parent_ids: Some(vec![object.to_string()]),
+            ..Default::default()
+        };
+        for p in tx.list("rbac_policy", &sel).await.map_err(db)? {
+            tx.release("rbac", &rbac_key(&p.body)).await.map_err(db)?;
+            tx.delete("rbac_policy", &p.id).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn delete_rbac(
         &self,
         tx: &mut Tx,
@@ -388,6 +421,12 @@ impl App {
                     .iter()
                     .any(|p| p.id != rec.id && s(&p.body, "action") == "access_as_external");
                 object.body["router:external"] = json!(remaining);
+                if !remaining {
+                    super::networks::release_default_external(tx, &object_id).await?;
+                    if let Some(doc) = object.body.as_object_mut() {
+                        doc.remove("is_default");
+                    }
+                }
             }
             bump(&mut object.body);
             tx.update(&kind, &object_id, &object.body)
