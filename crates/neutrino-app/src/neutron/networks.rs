@@ -321,7 +321,6 @@ impl App {
                     rec.body[key.as_str()] = json!(on);
                     if !on {
                         release_default_external(tx, &rec.id).await?;
-                        self.forget_auto_topology(tx, &rec.id).await?;
                         if let Some(doc) = rec.body.as_object_mut() {
                             doc.remove("is_default");
                         }
@@ -471,6 +470,7 @@ impl App {
         self.delete_object_policies(tx, &rec.id).await?;
         tx.release_owned("segment:", &rec.id).await.map_err(db)?;
         release_default_external(tx, &rec.id).await?;
+        self.forget_auto_topology(tx, &rec.id).await?;
         Ok(())
     }
 
