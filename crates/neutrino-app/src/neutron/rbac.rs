@@ -186,88 +186,47 @@ impl App {
     }
 
     async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        let object_type = s(&rec.body, "object_type").to_string();
         let object = s(&rec.body, "object_id").to_string();
         let target = s(&rec.body, "target_tenant").to_string();
-        match (s(&rec.body, "object_type"), s(&rec.body, "action")) {
+        if object_type == "address_group" {
+            // Ordered against rules being created that name the group (they lock it too).
+            tx.lock("address_group", &object).await.map_err(db)?;
+        }
+        let Some(found) = tx.get(&object_type, &object).await.map_err(db)? else {
+            return Ok(());
+        };
+        let owner = found.project_id.clone();
+        let (users, action): (Vec<String>, _) = match (object_type.as_str(), s(&rec.body, "action"))
+        {
             ("network", "access_as_shared") => {
-                let owner = tx
-                    .get("network", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|n| n.project_id)
-                    .unwrap_or_default();
-                self.check_shared_unused(tx, &object, &owner, &target, Some(&rec.id))
+                return self
+                    .check_shared_unused(tx, &object, &owner, &target, Some(&rec.id))
                     .await
             }
             ("network", "access_as_external") => {
-                let network = tx.get("network", &object).await.map_err(db)?;
-                if target == "*"
-                    && network
-                        .as_ref()
-                        .is_some_and(|n| n.body["is_default"] == true)
-                {
+                if target == "*" && found.body["is_default"] == true {
                     return Err(ApiError::conflict(
                         "RbacPolicyInUse",
                         format!("RBAC policy on object {object} cannot be removed because other objects depend on it.\nDetails: Default external networks must be shared to everyone."),
                     ));
                 }
-                let owner = network.map(|n| n.project_id).unwrap_or_default();
                 let users = self.external_network_users(tx, &object).await?;
-                self.check_users_keep_access(
-                    tx,
-                    &object,
-                    &owner,
-                    &target,
-                    &rec.id,
-                    &users,
-                    Some("access_as_external"),
-                )
-                .await
+                (users, Some("access_as_external"))
             }
             ("security_group", _) => {
-                if let Some(group) = tx.get("security_group", &object).await.map_err(db)? {
-                    self.check_group_unused(tx, &group, &target, &rec.id)
-                        .await?;
-                }
-                Ok(())
+                return self.check_group_unused(tx, &found, &target, &rec.id).await
             }
             ("address_scope", _) => {
-                let owner = tx
-                    .get("address_scope", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|o| o.project_id)
-                    .unwrap_or_default();
-                let users: Vec<String> = self
-                    .scope_pools(tx, &object)
-                    .await?
-                    .into_iter()
-                    .map(|p| p.project_id)
-                    .collect();
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
-                    .await
+                let pools = self.scope_pools(tx, &object).await?;
+                (pools.into_iter().map(|p| p.project_id).collect(), None)
             }
             ("address_group", _) => {
-                // Ordered against rules being created that name the group (they lock it too).
-                tx.lock("address_group", &object).await.map_err(db)?;
-                let owner = tx
-                    .get("address_group", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|o| o.project_id)
-                    .unwrap_or_default();
                 let users = super::address_groups::rule_projects(tx, &object).await?;
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
-                    .await
+                (users, None)
             }
             ("subnetpool", _) => {
-                let owner = tx
-                    .get("subnetpool", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|o| o.project_id)
-                    .unwrap_or_default();
-                let users: Vec<String> = tx
+                let users = tx
                     .list("subnet", &Selector::default())
                     .await
                     .map_err(db)?
@@ -275,11 +234,12 @@ impl App {
                     .filter(|sn| s(&sn.body, "subnetpool_id") == object)
                     .map(|sn| sn.project_id)
                     .collect();
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
-                    .await
+                (users, None)
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, action)
+            .await
     }
 
     /// Refuses to withdraw `target`'s access to `object` while projects in `users` (other
