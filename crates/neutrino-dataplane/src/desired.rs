@@ -80,8 +80,9 @@ fn role(port: &Value) -> Option<Role> {
         Some(Role::RouterGateway)
     } else if owner.starts_with("network:router_interface") {
         Some(Role::RouterInterface)
-    } else if owner.starts_with("network:") {
-        // DHCP and floating IP ports are not plugged as interfaces.
+    } else if owner.starts_with("network:") || owner == "trunk:subport" {
+        // DHCP and floating IP ports are not plugged as interfaces; trunk subports ride
+        // inside their parent's interface (VLAN sub-interfaces, not realised yet).
         None
     } else {
         Some(Role::Instance)
@@ -295,4 +296,19 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trunk_subports_are_not_plugged_on_their_own() {
+        let port = |owner: &str| json!({"device_owner": owner});
+        assert!(role(&port("trunk:subport")).is_none());
+        assert!(role(&port("network:dhcp")).is_none());
+        assert!(matches!(role(&port("compute:nova")), Some(Role::Instance)));
+        assert!(matches!(role(&port("")), Some(Role::Instance)));
+    }
 }

@@ -758,12 +758,7 @@ impl App {
             rec.body["extra_dhcp_opts"] = json!(merge_dhcp_opts(&current, opts)?);
         }
         if let Some(host) = changes.get("binding:host_id") {
-            if host.as_str().unwrap_or_default() != s(&rec.body, "binding:host_id") {
-                // Moved or unbound: down until the new host's agent plugs it.
-                rec.body["status"] = json!("DOWN");
-                rec.body["binding:vif_type"] = json!("unbound");
-                rec.body["binding:vif_details"] = json!({});
-            }
+            rebind(&mut rec.body, host.as_str().unwrap_or_default());
         }
         for (key, value) in changes {
             if matches!(
@@ -819,6 +814,17 @@ impl App {
             ..Default::default()
         };
         tx.list("port", &sel).await.map_err(db)
+    }
+}
+
+/// Binds a port to `host` (empty: unbinds it); a moved or unbound port is down until the new
+/// host's agent plugs it.
+pub(super) fn rebind(port: &mut Value, host: &str) {
+    if host != s(port, "binding:host_id") {
+        port["binding:host_id"] = json!(host);
+        port["status"] = json!("DOWN");
+        port["binding:vif_type"] = json!("unbound");
+        port["binding:vif_details"] = json!({});
     }
 }
 

@@ -12,6 +12,7 @@ use neutrino_types::attrs::is_uuid;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::ports::rebind;
 use super::{bump, relock, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
@@ -344,7 +345,7 @@ impl App {
             self.edit_port(tx, &sub.port_id, |port| {
                 port["device_owner"] = json!(SUBPORT_OWNER);
                 if !host.is_empty() {
-                    port["binding:host_id"] = json!(host);
+                    rebind(port, &host);
                 }
                 let mut profile = port["binding:profile"]
                     .as_object()
@@ -371,7 +372,7 @@ impl App {
         self.edit_port(tx, &sub.port_id, |port| {
             if port["device_owner"] == SUBPORT_OWNER {
                 port["device_owner"] = json!("");
-                port["binding:host_id"] = json!("");
+                rebind(port, "");
             }
             if let Some(profile) = port["binding:profile"].as_object_mut() {
                 profile.remove("parent_name");
@@ -500,7 +501,7 @@ impl App {
         };
         let host = s(&port.body, "binding:host_id").to_string();
         for sub in subports_of(&trunk.body) {
-            self.edit_port(tx, &sub.port_id, |p| p["binding:host_id"] = json!(host))
+            self.edit_port(tx, &sub.port_id, |p| rebind(p, &host))
                 .await?;
         }
         Ok(())
