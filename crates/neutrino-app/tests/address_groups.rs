@@ -75,6 +75,11 @@ async fn addresses_are_normalised_and_edited_atomically() {
         assert_err(t.group(&me, bad).await, 400, "HTTPBadRequest");
     }
     let agid = id(&ag);
+    // Host agents mirror address groups (their firewalls match on the addresses).
+    let snap = t.app.feed_snapshot(&admin()).await.unwrap();
+    let mirrored = &snap["resources"]["address_group"];
+    assert_eq!(mirrored[0]["id"], json!(agid));
+    assert_eq!(sorted(&mirrored[0]["addresses"]), expected);
     let added = t
         .act(
             &me,
