@@ -103,6 +103,23 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             }
             _ => Err(not_allowed()),
         },
+        ["auto-allocated-topology", project] => match req.method {
+            Method::GET => Ok(json(
+                200,
+                &state
+                    .app
+                    .auto_allocated_topology(&ctx, project, &fields(req))
+                    .await?,
+            )),
+            Method::DELETE => {
+                state
+                    .app
+                    .delete_auto_allocated_topology(&ctx, project)
+                    .await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
         [first, more @ ..] => {
             // networking-sfc collections live one level down: `/v2.0/sfc/port_chains/...`.
             let (path, tail) = match (*first, more) {
@@ -124,6 +141,10 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 [id, action] if req.method == Method::PUT => {
                     let body = parse_body(req)?;
                     let out = state.app.action(&ctx, collection, id, action, body).await?;
+                    Ok(json(200, &out))
+                }
+                [id, action] if req.method == Method::GET => {
+                    let out = state.app.get_action(&ctx, collection, id, action).await?;
                     Ok(json(200, &out))
                 }
                 _ => Err(ApiError::no_such_url()),

@@ -28,6 +28,8 @@ pub const FEED_KINDS: &[&str] = &[
     "port",
     "security_group",
     "security_group_rule",
+    // Rules may name an address group: the firewall needs its addresses.
+    "address_group",
     "router",
     "floatingip",
     // Service function chaining, for the dataplane that will render chains.

@@ -5,8 +5,10 @@ use serde_json::{json, Value};
 
 /// `(alias, name, description)`.
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    ("address-group", "Address group", "Support address group"),
     ("address-scope", "Address scope", "Address scopes extension."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
+    ("auto-allocated-topology", "Auto Allocated Topology Services", "Auto Allocated Topology Services."),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
     ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default."),
     ("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value"),
@@ -32,12 +34,14 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("rbac-policies", "RBAC Policies", "Allows creation and modification of policies that control tenant access to resources."),
+    ("rbac-address-group", "Add address_group type to RBAC", "Add address_group type to network RBAC"),
     ("rbac-address-scope", "Add address_scope type to RBAC", "Add address_scope type to RBAC"),
     ("rbac-security-groups", "RBAC Security Groups", "Add RBAC support to security groups"),
     ("rbac-subnetpool", "Add subnetpool type to RBAC", "Add subnetpool type to RBAC"),
     ("revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("security-groups-default-rules", "Default rules for security groups", "Configure set of security group rules used as default rules for every new security group"),
+    ("security-groups-remote-address-group", "Remote address group id field for security group rules", "Add new field of remote address group id in SG rules"),
     ("security-groups-normalized-cidr", "Normalized CIDR field for security group rules", "Add new field with normalized remote_ip_prefix cidr in SG rule"),
     ("security-group", "security-group", "The security groups extension."),
     ("service_graph", "Service Graph", "Service Graph extension."),
@@ -54,6 +58,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
     ("subnet-service-types", "Subnet service types", "Provides ability to set the subnet service_types field"),
     ("tag", "Tag support", "Enables to set tag on resources."),
+    ("trunk", "Trunk Extension", "Provides support for trunk ports"),
+    ("trunk-details", "Trunk port details", "Expose trunk port details"),
     ("tag-creation", "Tag support for resources during create", "Enables to set tag on resources during create."),
 ];
 

@@ -91,8 +91,9 @@ fn role(port: &Value) -> Option<Role> {
         Some(Role::RouterInterface)
     } else if owner == "network:dhcp" {
         Some(Role::Dhcp)
-    } else if owner.starts_with("network:") {
-        // Floating IP ports are not plugged as interfaces.
+    } else if owner.starts_with("network:") || owner == "trunk:subport" {
+        // Floating IP ports are not plugged as interfaces; trunk subports ride inside their
+        // parent's interface (VLAN sub-interfaces, not realised yet).
         None
     } else {
         Some(Role::Instance)
@@ -323,4 +324,20 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn trunk_subports_are_not_plugged_on_their_own() {
+        let port = |owner: &str| json!({"device_owner": owner});
+        assert!(role(&port("trunk:subport")).is_none());
+        assert!(role(&port("network:floatingip")).is_none());
+        assert!(matches!(role(&port("network:dhcp")), Some(Role::Dhcp)));
+        assert!(matches!(role(&port("compute:nova")), Some(Role::Instance)));
+        assert!(matches!(role(&port("")), Some(Role::Instance)));
+    }
 }

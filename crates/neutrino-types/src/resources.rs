@@ -30,6 +30,7 @@ pub const NETWORK: &[Attr] = &[
     ro("subnets").no_sort(),
     rw("shared", Conv::Bool, Fill::Bool(false)).no_sort(),
     rw("router:external", Conv::Bool, Fill::Bool(false)).no_sort(),
+    rw("is_default", Conv::Bool, Fill::Absent).no_sort(),
     rw("mtu", Conv::Int(0, 65535), Fill::Absent),
     rw("provider:network_type", Conv::Str(32), Fill::Absent)
         .admin()
@@ -140,6 +141,7 @@ pub const PORT: &[Attr] = &[
     ro("binding:vif_type").admin(),
     ro("binding:vif_details").admin().no_filter().no_sort(),
     ro("ip_allocation").no_sort(),
+    ro("trunk_details").no_filter().no_sort(),
     rw("tags", Conv::StrList, Fill::Absent)
         .create_only()
         .no_filter()
@@ -334,4 +336,41 @@ pub const DEFAULT_SECURITY_GROUP_RULE: &[Attr] = &[
     rw("remote_address_group_id", Conv::NullableUuid, Fill::Null).create_only(),
     rw("used_in_default_sg", Conv::Bool, Fill::Bool(false)).create_only(),
     rw("used_in_non_default_sg", Conv::Bool, Fill::Bool(true)).create_only(),
+];
+
+/// Address group: `/v2.0/address-groups` (CIDRs a security group rule can name as its remote).
+pub const ADDRESS_GROUP: &[Attr] = &[
+    ro("id"),
+    rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("addresses", Conv::Any, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
+];
+
+/// Trunk: `/v2.0/trunks` (a parent port carrying VLAN-tagged subports).
+pub const TRUNK: &[Attr] = &[
+    ro("id"),
+    rw("name", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("description", Conv::Str(NAME_LEN), Fill::Str("")),
+    rw("admin_state_up", Conv::Bool, Fill::Bool(true)),
+    rw("port_id", Conv::Uuid, Fill::Absent)
+        .required()
+        .create_only(),
+    ro("status"),
+    rw("sub_ports", Conv::Any, Fill::EmptyList)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    rw("tags", Conv::StrList, Fill::Absent)
+        .create_only()
+        .no_filter()
+        .no_sort(),
+    ro("created_at"),
+    ro("updated_at"),
+    ro("revision_number"),
 ];

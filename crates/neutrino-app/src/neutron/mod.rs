@@ -1,7 +1,9 @@
 //! The Neutron resources: one generic request flow (policy, validation, standard attributes,
 //! tags, If-Match, quotas, list queries) and one module per resource for what is its own.
 
+mod address_groups;
 mod address_scopes;
+mod auto_topology;
 mod dhcp;
 mod floatingips;
 mod ip_availability;
@@ -14,6 +16,7 @@ mod secgroups;
 mod sfc;
 mod subnetpools;
 mod subnets;
+mod trunks;
 
 use std::collections::HashMap;
 
@@ -144,6 +147,24 @@ pub const COLLECTIONS: &[Collection] = &[
         extra_filters: &[],
     },
     Collection {
+        path: "address-groups",
+        resource: "address_group",
+        spec: spec::ADDRESS_GROUP,
+        taggable: false,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
+        path: "trunks",
+        resource: "trunk",
+        spec: spec::TRUNK,
+        taggable: true,
+        revised: true,
+        updatable: true,
+        extra_filters: &[],
+    },
+    Collection {
         path: "rbac-policies",
         resource: "rbac_policy",
         spec: spec::RBAC_POLICY,
@@ -205,6 +226,14 @@ impl Collection {
         COLLECTIONS.iter().find(|c| c.path == path)
     }
 
+    /// Finds a collection by resource name.
+    pub(crate) fn of(resource: &str) -> ApiResult<&'static Collection> {
+        COLLECTIONS
+            .iter()
+            .find(|c| c.resource == resource)
+            .ok_or_else(ApiError::internal)
+    }
+
     fn quota_resource(&self) -> &'static str {
         self.resource
     }
@@ -250,6 +279,8 @@ pub(crate) struct View {
     group_owners: HashMap<String, String>,
     /// Subnet ids of each network (rendered as the network's `subnets`).
     subnet_ids: HashMap<String, Vec<String>>,
+    /// `trunk_details` of the trunk parents among the ports, by port id.
+    trunk_details: HashMap<String, Value>,
 }
 
 impl View {
@@ -278,7 +309,13 @@ impl View {
         resource: &str,
         records: &[Record],
     ) -> ApiResult<View> {
-        if matches!(resource, "subnet" | "port" | "router" | "floatingip") {
+        if resource == "port" {
+            let mut view = View::default();
+            let ids = records.iter().map(|r| r.id.clone()).collect();
+            view.load_trunk_details(tx, Some(ids)).await?;
+            return Ok(view);
+        }
+        if matches!(resource, "subnet" | "router" | "floatingip") {
             return Ok(View::default());
         }
         View::for_records(tx, resource, records).await
@@ -310,7 +347,9 @@ impl View {
             return Ok(view);
         }
         let rbac_objects = match resource {
-            "network" | "security_group" | "subnetpool" | "address_scope" => Some(own_ids()),
+            "network" | "security_group" | "subnetpool" | "address_scope" | "address_group" => {
+                Some(own_ids())
+            }
             "subnet" | "port" | "security_group_rule" => Some(parent_ids()),
             _ => None,
         };
@@ -331,6 +370,9 @@ impl View {
             for (network, subnet) in tx.child_ids("subnet", ids.as_deref()).await.map_err(db)? {
                 view.subnet_ids.entry(network).or_default().push(subnet);
             }
+        }
+        if resource == "port" {
+            view.load_trunk_details(tx, narrow(own_ids())).await?;
         }
         if matches!(resource, "subnet" | "port") {
             let sel = Selector {
@@ -428,6 +470,19 @@ pub(crate) fn bump(doc: &mut Value) {
             .unwrap_or(0);
         obj.insert("revision_number".into(), json!(rev + 1));
         obj.insert("updated_at".into(), json!(now()));
+    }
+}
+
+/// Locks a record's row and reloads it, so concurrent changes to one object serialise
+/// (PostgreSQL row lock; SQLite runs one writer at a time anyway).
+pub(crate) async fn relock(tx: &mut Tx, rec: &mut Record) -> ApiResult<()> {
+    tx.lock(&rec.kind, &rec.id).await.map_err(db)?;
+    match tx.get(&rec.kind, &rec.id).await.map_err(db)? {
+        Some(fresh) => {
+            *rec = fresh;
+            Ok(())
+        }
+        None => Err(ApiError::not_found(&rec.kind, &rec.id)),
     }
 }
 
@@ -529,7 +584,9 @@ impl App {
             }
             "subnetpool" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
             "default_security_group_rule" => true,
-            "address_scope" => view.granted(&rec.id, "access_as_shared", &ctx.project_id),
+            "address_scope" | "address_group" => {
+                view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+            }
             _ => false,
         }
     }
@@ -554,6 +611,12 @@ impl App {
                 doc.insert("shared".into(), json!(shared));
                 let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
                 doc.insert("subnets".into(), json!(subnets));
+                if doc.get("router:external") == Some(&Value::Bool(true)) {
+                    let is_default = doc.get("is_default") == Some(&Value::Bool(true));
+                    doc.insert("is_default".into(), json!(is_default));
+                } else {
+                    doc.remove("is_default");
+                }
             }
             "security_group" => {
                 let rules = view.rules.get(&rec.id).cloned().unwrap_or_default();
@@ -574,6 +637,11 @@ impl App {
             "subnetpool" | "address_scope" => {
                 let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
                 doc.insert("shared".into(), json!(shared));
+            }
+            "port" => {
+                if let Some(details) = view.trunk_details.get(&rec.id) {
+                    doc.insert("trunk_details".into(), details.clone());
+                }
             }
             "security_group_rule" => {
                 let sg = rec.parent_id.clone().unwrap_or_default();
@@ -723,6 +791,66 @@ impl App {
         }
     }
 
+    /// Creates one validated resource inside `tx`: quota, standard attributes, the
+    /// resource's own rules, tags; returns the stored record.
+    pub(crate) async fn insert_new(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        mut body: Doc,
+        project: String,
+    ) -> ApiResult<Record> {
+        quotas::check(tx, &project, coll.quota_resource(), 1).await?;
+        let id = new_id();
+        stamp_new(&mut body, &id, &project);
+        let parent = match coll.resource {
+            "network" => self.create_network(tx, ctx, &mut body).await?,
+            "subnet" => self.create_subnet(tx, ctx, &mut body).await?,
+            "port" => self.create_port(tx, ctx, &mut body).await?,
+            "security_group" => self.create_security_group(tx, ctx, &mut body).await?,
+            "security_group_rule" => self.create_rule(tx, ctx, &mut body).await?,
+            "rbac_policy" => self.create_rbac(tx, ctx, &mut body).await?,
+            "router" => self.create_router(tx, ctx, &mut body).await?,
+            "floatingip" => self.create_floatingip(tx, ctx, &mut body).await?,
+            "subnetpool" => self.create_subnetpool(tx, ctx, &mut body).await?,
+            "address_scope" => self.create_address_scope(tx, ctx, &mut body).await?,
+            "address_group" => self.create_address_group(tx, ctx, &mut body).await?,
+            "trunk" => self.create_trunk(tx, ctx, &mut body).await?,
+            "default_security_group_rule" => self.create_rule_template(tx, ctx, &mut body).await?,
+            _ if sfc::is_sfc(coll) => self.create_sfc(tx, ctx, coll.resource, &mut body).await?,
+            _ => return Err(ApiError::no_such_url()),
+        };
+        if coll.taggable && !body.contains_key("tags") {
+            body.insert("tags".into(), json!([]));
+        }
+        if let Some(tags) = body.get("tags") {
+            let tags = validate_tags(tags)?;
+            body.insert("tags".into(), json!(tags));
+        }
+        if !coll.revised {
+            for k in ["created_at", "updated_at", "revision_number"] {
+                body.remove(k);
+            }
+        }
+        let record = Record {
+            kind: coll.resource.to_string(),
+            id: id.clone(),
+            project_id: project,
+            parent_id: parent,
+            body: Value::Object(body),
+        };
+        tx.insert(&record).await.map_err(db)?;
+        if coll.resource == "subnet" {
+            let network = record.parent_id.clone().unwrap_or_default();
+            self.sync_dhcp_port(tx, &network).await?;
+        }
+        if coll.resource == "security_group" {
+            self.add_default_egress_rules(tx, &id).await?;
+        }
+        Ok(record)
+    }
+
     /// `POST /v2.0/{collection}` with one or several (bulk, all or nothing) bodies.
     pub async fn create(
         &self,
@@ -744,58 +872,8 @@ impl App {
             self.ensure_default_group(&mut tx, &ctx.project_id).await?;
         }
         let mut created = Vec::with_capacity(checked.len());
-        for (mut body, project) in checked {
-            quotas::check(&mut tx, &project, coll.quota_resource(), 1).await?;
-            let id = new_id();
-            stamp_new(&mut body, &id, &project);
-            let parent = match coll.resource {
-                "network" => self.create_network(&mut tx, ctx, &mut body).await?,
-                "subnet" => self.create_subnet(&mut tx, ctx, &mut body).await?,
-                "port" => self.create_port(&mut tx, ctx, &mut body).await?,
-                "security_group" => self.create_security_group(&mut tx, ctx, &mut body).await?,
-                "security_group_rule" => self.create_rule(&mut tx, ctx, &mut body).await?,
-                "rbac_policy" => self.create_rbac(&mut tx, ctx, &mut body).await?,
-                "router" => self.create_router(&mut tx, ctx, &mut body).await?,
-                "floatingip" => self.create_floatingip(&mut tx, ctx, &mut body).await?,
-                "subnetpool" => self.create_subnetpool(&mut tx, ctx, &mut body).await?,
-                "address_scope" => self.create_address_scope(&mut tx, ctx, &mut body).await?,
-                "default_security_group_rule" => {
-                    self.create_rule_template(&mut tx, ctx, &mut body).await?
-                }
-                _ if sfc::is_sfc(coll) => {
-                    self.create_sfc(&mut tx, ctx, coll.resource, &mut body)
-                        .await?
-                }
-                _ => return Err(ApiError::no_such_url()),
-            };
-            if coll.taggable && !body.contains_key("tags") {
-                body.insert("tags".into(), json!([]));
-            }
-            if let Some(tags) = body.get("tags") {
-                let tags = validate_tags(tags)?;
-                body.insert("tags".into(), json!(tags));
-            }
-            if !coll.revised {
-                for k in ["created_at", "updated_at", "revision_number"] {
-                    body.remove(k);
-                }
-            }
-            let record = Record {
-                kind: coll.resource.to_string(),
-                id: id.clone(),
-                project_id: project,
-                parent_id: parent,
-                body: Value::Object(body),
-            };
-            tx.insert(&record).await.map_err(db)?;
-            if coll.resource == "subnet" {
-                let network = record.parent_id.clone().unwrap_or_default();
-                self.sync_dhcp_port(&mut tx, &network).await?;
-            }
-            if coll.resource == "security_group" {
-                self.add_default_egress_rules(&mut tx, &id).await?;
-            }
-            created.push(record);
+        for (body, project) in checked {
+            created.push(self.insert_new(&mut tx, ctx, coll, body, project).await?);
         }
         // Resource code may have written more into the row (e.g. RBAC side effects).
         let records = if matches!(coll.resource, "rbac_policy" | "network") {
@@ -812,7 +890,12 @@ impl App {
         } else {
             created
         };
-        let view = View::for_render(&mut tx, coll.resource, &records).await?;
+        // A new port is no trunk's parent yet: nothing more to load for it.
+        let view = if coll.resource == "port" {
+            View::default()
+        } else {
+            View::for_render(&mut tx, coll.resource, &records).await?
+        };
         let out = records
             .iter()
             .map(|rec| self.render(&view, ctx, coll, rec))
@@ -850,6 +933,10 @@ impl App {
                 .as_deref()
                 .and_then(|n| view.networks.get(n))
                 .is_some_and(|n| n.project_id == ctx.project_id);
+        // Like Neutron, a shared address group is not revealed to those who may not change it.
+        if coll.resource == "address_group" && !ctx.owns(&rec.project_id) {
+            return Err(ApiError::not_found(coll.resource, id));
+        }
         let owner_ok = ctx.is_admin()
             || ((rec.project_id == ctx.project_id || network_owner) && ctx.is_member());
         if !owner_ok {
@@ -905,6 +992,11 @@ impl App {
                 self.update_address_scope(&mut tx, ctx, &mut rec, changes)
                     .await?
             }
+            "address_group" | "trunk" => {
+                for (k, v) in changes {
+                    rec.body[k.as_str()] = v;
+                }
+            }
             _ if sfc::is_sfc(coll) => self.update_sfc(&mut tx, ctx, &mut rec, changes).await?,
             _ => return Err(ApiError::no_such_url()),
         }
@@ -933,32 +1025,44 @@ impl App {
         let mut tx = self.write().await?;
         let (rec, view) = self.writable(&mut tx, ctx, coll, id, "delete").await?;
         check_if_match(&rec.body, if_match)?;
+        self.remove(&mut tx, ctx, coll, &rec, &view).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// Deletes a record the caller may write, with its resource's rules, inside `tx`.
+    pub(crate) async fn remove(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        rec: &Record,
+        view: &View,
+    ) -> ApiResult<()> {
         match coll.resource {
-            "network" => self.delete_network(&mut tx, ctx, &rec).await?,
-            "subnet" => self.delete_subnet(&mut tx, ctx, &rec).await?,
-            "port" => self.delete_port(&mut tx, ctx, &rec).await?,
-            "security_group" => {
-                self.delete_security_group(&mut tx, ctx, &rec, &view)
-                    .await?
-            }
-            "security_group_rule" => self.delete_rule(&mut tx, ctx, &rec).await?,
-            "rbac_policy" => self.delete_rbac(&mut tx, ctx, &rec).await?,
-            "router" => self.delete_router(&mut tx, ctx, &rec).await?,
-            "floatingip" => self.delete_floatingip(&mut tx, ctx, &rec).await?,
-            "subnetpool" => self.delete_subnetpool(&mut tx, ctx, &rec).await?,
-            "address_scope" => self.delete_address_scope(&mut tx, ctx, &rec).await?,
+            "network" => self.delete_network(tx, ctx, rec).await?,
+            "subnet" => self.delete_subnet(tx, ctx, rec).await?,
+            "port" => self.delete_port(tx, ctx, rec).await?,
+            "security_group" => self.delete_security_group(tx, ctx, rec, view).await?,
+            "security_group_rule" => self.delete_rule(tx, ctx, rec).await?,
+            "rbac_policy" => self.delete_rbac(tx, ctx, rec).await?,
+            "router" => self.delete_router(tx, ctx, rec).await?,
+            "floatingip" => self.delete_floatingip(tx, ctx, rec).await?,
+            "subnetpool" => self.delete_subnetpool(tx, ctx, rec).await?,
+            "address_scope" => self.delete_address_scope(tx, ctx, rec).await?,
+            "address_group" => self.delete_address_group(tx, rec).await?,
+            "trunk" => self.delete_trunk(tx, rec).await?,
             "default_security_group_rule" if ctx.is_admin() => {}
-            _ if sfc::is_sfc(coll) => self.delete_sfc(&mut tx, &rec).await?,
+            _ if sfc::is_sfc(coll) => self.delete_sfc(tx, rec).await?,
             _ => return Err(ApiError::no_such_url()),
         }
-        tx.delete(coll.resource, id).await.map_err(db)?;
+        tx.delete(coll.resource, &rec.id).await.map_err(db)?;
         if coll.resource == "subnet"
             || (coll.resource == "port" && s(&rec.body, "device_owner") == dhcp::DHCP_OWNER)
         {
-            self.sync_dhcp_port(&mut tx, rec.parent_id.as_deref().unwrap_or_default())
+            self.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
                 .await?;
         }
-        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -983,7 +1087,8 @@ impl App {
             ) | (
                 "subnetpool",
                 "add_prefixes" | "remove_prefixes" | "onboard_network_subnets"
-            )
+            ) | ("address_group", "add_addresses" | "remove_addresses")
+                | ("trunk", "add_subports" | "remove_subports")
         );
         if !known {
             return Err(ApiError::no_such_url());
@@ -995,6 +1100,20 @@ impl App {
                 self.router_action(&mut tx, ctx, &mut rec, action, body)
                     .await?
             }
+            "address_group" => {
+                let doc = self
+                    .address_group_action(&mut tx, &mut rec, action, body)
+                    .await?;
+                let view =
+                    View::for_render(&mut tx, coll.resource, std::slice::from_ref(&rec)).await?;
+                let out = self.render_doc(&view, ctx, coll, &rec, doc);
+                json!({ "address_group": out })
+            }
+            "trunk" => {
+                self.trunk_action(&mut tx, ctx, &mut rec, action, body)
+                    .await?;
+                Value::Object(self.render(&View::default(), ctx, coll, &rec))
+            }
             _ => {
                 self.subnetpool_action(&mut tx, ctx, &mut rec, action, body)
                     .await?
@@ -1002,6 +1121,21 @@ impl App {
         };
         tx.commit().await.map_err(db)?;
         Ok(out)
+    }
+
+    /// `GET /v2.0/{collection}/{id}/{action}`: a trunk's `get_subports`.
+    pub async fn get_action(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<Value> {
+        if (coll.resource, action) != ("trunk", "get_subports") {
+            return Err(ApiError::no_such_url());
+        }
+        let trunk = self.show(ctx, coll, id, &[]).await?;
+        Ok(json!({"sub_ports": trunk.get("sub_ports").cloned().unwrap_or(json!([]))}))
     }
 
     /// `GET /v2.0/{collection}/{id}/tags`.

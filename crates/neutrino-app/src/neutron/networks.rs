@@ -112,6 +112,7 @@ impl App {
         let admin_only = [
             "shared",
             "router:external",
+            "is_default",
             "provider:network_type",
             "provider:physical_network",
             "provider:segmentation_id",
@@ -261,9 +262,15 @@ impl App {
             self.insert_rbac(tx, &project, "network", &id, "access_as_shared", "*")
                 .await?;
         }
+        let is_default = body.remove("is_default").and_then(|v| v.as_bool());
         if body.get("router:external").and_then(Value::as_bool) == Some(true) {
             self.insert_rbac(tx, &project, "network", &id, "access_as_external", "*")
                 .await?;
+            let is_default = is_default == Some(true);
+            if is_default {
+                claim_default_external(tx, &id).await?;
+            }
+            body.insert("is_default".into(), json!(is_default));
         }
         Ok(None)
     }
@@ -291,6 +298,11 @@ impl App {
                 }
             }
         }
+        let mut changes = changes;
+        let is_default = changes.remove("is_default");
+        if is_default.is_some() && !ctx.is_admin() {
+            return Err(ApiError::forbidden("update_network:is_default"));
+        }
         for (key, value) in changes {
             match key.as_str() {
                 "shared" => {
@@ -307,6 +319,12 @@ impl App {
                     let on = value.as_bool() == Some(true);
                     self.set_wildcard(tx, rec, "access_as_external", on).await?;
                     rec.body[key.as_str()] = json!(on);
+                    if !on {
+                        release_default_external(tx, &rec.id).await?;
+                        if let Some(doc) = rec.body.as_object_mut() {
+                            doc.remove("is_default");
+                        }
+                    }
                 }
                 "mtu" => {
                     let max = self.max_mtu(s(&rec.body, "provider:network_type"));
@@ -325,6 +343,17 @@ impl App {
                 _ => {
                     rec.body[key.as_str()] = value;
                 }
+            }
+        }
+        // `is_default` only means something on an external network.
+        if let Some(on) = is_default.and_then(|v| v.as_bool()) {
+            if rec.body["router:external"] == true {
+                if on {
+                    claim_default_external(tx, &rec.id).await?;
+                } else {
+                    release_default_external(tx, &rec.id).await?;
+                }
+                rec.body["is_default"] = json!(on);
             }
         }
         Ok(())
@@ -438,11 +467,10 @@ impl App {
             self.release_pool_prefix(tx, &sn).await?;
             tx.delete("subnet", &sn.id).await.map_err(db)?;
         }
-        for p in tx.list("rbac_policy", &sel).await.map_err(db)? {
-            tx.release("rbac", &rbac_key(&p.body)).await.map_err(db)?;
-            tx.delete("rbac_policy", &p.id).await.map_err(db)?;
-        }
+        self.delete_object_policies(tx, &rec.id).await?;
         tx.release_owned("segment:", &rec.id).await.map_err(db)?;
+        release_default_external(tx, &rec.id).await?;
+        self.forget_auto_topology(tx, &rec.id).await?;
         Ok(())
     }
 
@@ -476,6 +504,41 @@ impl App {
         .map_err(db)?;
         Ok(id)
     }
+}
+
+/// The claim naming the one default external network.
+const DEFAULT_EXTERNAL: (&str, &str) = ("default-external", "network");
+
+/// The default external network, if one is set.
+pub(super) async fn default_external(tx: &mut Tx) -> ApiResult<Option<String>> {
+    tx.claim_owner(DEFAULT_EXTERNAL.0, DEFAULT_EXTERNAL.1)
+        .await
+        .map_err(db)
+}
+
+/// Makes `network` the default external network: 409 `DefaultExternalNetworkExists` if
+/// another one is.
+async fn claim_default_external(tx: &mut Tx, network: &str) -> ApiResult<()> {
+    let (scope, key) = DEFAULT_EXTERNAL;
+    if tx.claim(scope, key, network).await.map_err(db)? {
+        return Ok(());
+    }
+    match default_external(tx).await? {
+        Some(other) if other != network => Err(ApiError::conflict(
+            "DefaultExternalNetworkExists",
+            format!("A default external network already exists: {other}."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(super) async fn release_default_external(tx: &mut Tx, network: &str) -> ApiResult<()> {
+    if default_external(tx).await?.as_deref() == Some(network) {
+        tx.release(DEFAULT_EXTERNAL.0, DEFAULT_EXTERNAL.1)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
 }
 
 /// IPv4 needs an MTU of at least 68, IPv6 of at least 1280.

@@ -635,6 +635,9 @@ impl App {
                 return Err(ApiError::forbidden("update_port:device_owner"));
             }
         }
+        let host_changed = changes
+            .get("binding:host_id")
+            .is_some_and(|h| *h != rec.body["binding:host_id"]);
         let mut mac = ipam::parse_mac(s(&rec.body, "mac_address")).unwrap_or([0; 6]);
         if let Some(new_mac) = changes.get("mac_address") {
             if !s(&rec.body, "binding:host_id").is_empty()
@@ -755,12 +758,7 @@ impl App {
             rec.body["extra_dhcp_opts"] = json!(merge_dhcp_opts(&current, opts)?);
         }
         if let Some(host) = changes.get("binding:host_id") {
-            if host.as_str().unwrap_or_default() != s(&rec.body, "binding:host_id") {
-                // Moved or unbound: down until the new host's agent plugs it.
-                rec.body["status"] = json!("DOWN");
-                rec.body["binding:vif_type"] = json!("unbound");
-                rec.body["binding:vif_details"] = json!({});
-            }
+            rebind(&mut rec.body, host.as_str().unwrap_or_default());
         }
         for (key, value) in changes {
             if matches!(
@@ -775,12 +773,16 @@ impl App {
             }
             rec.body[key.as_str()] = value;
         }
+        if host_changed {
+            self.subports_follow_parent(tx, rec).await?;
+        }
         Ok(())
     }
 
     /// Returns a port's addresses, MAC and group memberships.
     pub(super) async fn release_port(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
         self.check_port_unused_by_sfc(tx, &rec.id).await?;
+        self.check_port_untrunked(tx, &rec.id).await?;
         tx.release_owned("ip:", &rec.id).await.map_err(db)?;
         tx.release_owned("mac:", &rec.id).await.map_err(db)?;
         tx.release_owned("sgport:", &rec.id).await.map_err(db)?;
@@ -812,6 +814,17 @@ impl App {
             ..Default::default()
         };
         tx.list("port", &sel).await.map_err(db)
+    }
+}
+
+/// Binds a port to `host` (empty: unbinds it); a moved or unbound port is down until the new
+/// host's agent plugs it.
+pub(super) fn rebind(port: &mut Value, host: &str) {
+    if host != s(port, "binding:host_id") {
+        port["binding:host_id"] = json!(host);
+        port["status"] = json!("DOWN");
+        port["binding:vif_type"] = json!("unbound");
+        port["binding:vif_details"] = json!({});
     }
 }
 

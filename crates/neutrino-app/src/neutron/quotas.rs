@@ -26,6 +26,7 @@ pub const QUOTA_RESOURCES: &[(&str, i64)] = &[
     // Upstream registers `quota_service_graphs` for the resource `service_graph`, so the
     // configured 10 never applies and Neutron's default (unlimited) does.
     ("service_graph", -1),
+    ("trunk", -1),
 ];
 
 async fn limits(tx: &mut Tx, project: &str) -> ApiResult<Vec<(&'static str, i64)>> {

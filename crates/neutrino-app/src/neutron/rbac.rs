@@ -15,6 +15,7 @@ const OBJECT_ACTIONS: &[(&str, &[&str])] = &[
     ("security_group", &["access_as_shared"]),
     ("address_scope", &["access_as_shared"]),
     ("subnetpool", &["access_as_shared"]),
+    ("address_group", &["access_as_shared"]),
 ];
 
 fn in_use(object: &str) -> ApiError {
@@ -185,69 +186,47 @@ impl App {
     }
 
     async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        let object_type = s(&rec.body, "object_type").to_string();
         let object = s(&rec.body, "object_id").to_string();
         let target = s(&rec.body, "target_tenant").to_string();
-        match (s(&rec.body, "object_type"), s(&rec.body, "action")) {
+        if object_type == "address_group" {
+            // Ordered against rules being created that name the group (they lock it too).
+            tx.lock("address_group", &object).await.map_err(db)?;
+        }
+        let Some(found) = tx.get(&object_type, &object).await.map_err(db)? else {
+            return Ok(());
+        };
+        let owner = found.project_id.clone();
+        let (users, action): (Vec<String>, _) = match (object_type.as_str(), s(&rec.body, "action"))
+        {
             ("network", "access_as_shared") => {
-                let owner = tx
-                    .get("network", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|n| n.project_id)
-                    .unwrap_or_default();
-                self.check_shared_unused(tx, &object, &owner, &target, Some(&rec.id))
+                return self
+                    .check_shared_unused(tx, &object, &owner, &target, Some(&rec.id))
                     .await
             }
             ("network", "access_as_external") => {
-                let owner = tx
-                    .get("network", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|n| n.project_id)
-                    .unwrap_or_default();
+                if target == "*" && found.body["is_default"] == true {
+                    return Err(ApiError::conflict(
+                        "RbacPolicyInUse",
+                        format!("RBAC policy on object {object} cannot be removed because other objects depend on it.\nDetails: Default external networks must be shared to everyone."),
+                    ));
+                }
                 let users = self.external_network_users(tx, &object).await?;
-                self.check_users_keep_access(
-                    tx,
-                    &object,
-                    &owner,
-                    &target,
-                    &rec.id,
-                    &users,
-                    Some("access_as_external"),
-                )
-                .await
+                (users, Some("access_as_external"))
             }
             ("security_group", _) => {
-                if let Some(group) = tx.get("security_group", &object).await.map_err(db)? {
-                    self.check_group_unused(tx, &group, &target, &rec.id)
-                        .await?;
-                }
-                Ok(())
+                return self.check_group_unused(tx, &found, &target, &rec.id).await
             }
             ("address_scope", _) => {
-                let owner = tx
-                    .get("address_scope", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|o| o.project_id)
-                    .unwrap_or_default();
-                let users: Vec<String> = self
-                    .scope_pools(tx, &object)
-                    .await?
-                    .into_iter()
-                    .map(|p| p.project_id)
-                    .collect();
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
-                    .await
+                let pools = self.scope_pools(tx, &object).await?;
+                (pools.into_iter().map(|p| p.project_id).collect(), None)
+            }
+            ("address_group", _) => {
+                let users = super::address_groups::rule_projects(tx, &object).await?;
+                (users, None)
             }
             ("subnetpool", _) => {
-                let owner = tx
-                    .get("subnetpool", &object)
-                    .await
-                    .map_err(db)?
-                    .map(|o| o.project_id)
-                    .unwrap_or_default();
-                let users: Vec<String> = tx
+                let users = tx
                     .list("subnet", &Selector::default())
                     .await
                     .map_err(db)?
@@ -255,11 +234,12 @@ impl App {
                     .filter(|sn| s(&sn.body, "subnetpool_id") == object)
                     .map(|sn| sn.project_id)
                     .collect();
-                self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, None)
-                    .await
+                (users, None)
             }
-            _ => Ok(()),
-        }
+            _ => return Ok(()),
+        };
+        self.check_users_keep_access(tx, &object, &owner, &target, &rec.id, &users, action)
+            .await
     }
 
     /// Refuses to withdraw `target`'s access to `object` while projects in `users` (other
@@ -364,6 +344,19 @@ impl App {
         Ok(users)
     }
 
+    /// Deletes every RBAC policy on `object` (which is going away).
+    pub(super) async fn delete_object_policies(&self, tx: &mut Tx, object: &str) -> ApiResult<()> {
+        let sel = Selector {
+            parent_ids: Some(vec![object.to_string()]),
+            ..Default::default()
+        };
+        for p in tx.list("rbac_policy", &sel).await.map_err(db)? {
+            tx.release("rbac", &rbac_key(&p.body)).await.map_err(db)?;
+            tx.delete("rbac_policy", &p.id).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn delete_rbac(
         &self,
         tx: &mut Tx,
@@ -388,6 +381,12 @@ impl App {
                     .iter()
                     .any(|p| p.id != rec.id && s(&p.body, "action") == "access_as_external");
                 object.body["router:external"] = json!(remaining);
+                if !remaining {
+                    super::networks::release_default_external(tx, &object_id).await?;
+                    if let Some(doc) = object.body.as_object_mut() {
+                        doc.remove("is_default");
+                    }
+                }
             }
             bump(&mut object.body);
             tx.update(&kind, &object_id, &object.body)

@@ -344,13 +344,6 @@ fn interface_info(
     })
 }
 
-fn collection(resource: &str) -> ApiResult<&'static Collection> {
-    super::COLLECTIONS
-        .iter()
-        .find(|c| c.resource == resource)
-        .ok_or_else(ApiError::internal)
-}
-
 fn service_context() -> Context {
     Context::new("neutrino", "", &["admin".to_string()])
 }
@@ -477,14 +470,7 @@ impl App {
 
     /// Locks the router row and reloads it, so concurrent changes to one router serialise.
     async fn lock_router(&self, tx: &mut Tx, rec: &mut Record) -> ApiResult<()> {
-        tx.lock("router", &rec.id).await.map_err(db)?;
-        match tx.get("router", &rec.id).await.map_err(db)? {
-            Some(fresh) => {
-                *rec = fresh;
-                Ok(())
-            }
-            None => Err(ApiError::not_found("router", &rec.id)),
-        }
+        super::relock(tx, rec).await
     }
 
     /// Refuses subnets the router is already on, and subnets overlapping the router's
@@ -903,7 +889,7 @@ impl App {
         ctx: &Context,
         id: &str,
     ) -> ApiResult<(Record, View)> {
-        let coll = collection("subnet")?;
+        let coll = Collection::of("subnet")?;
         let found = tx.get("subnet", id).await.map_err(db)?;
         let view = View::for_records(tx, "subnet", found.as_slice()).await?;
         match found {
@@ -1000,7 +986,7 @@ impl App {
         router: &Record,
         port_id: &str,
     ) -> ApiResult<Value> {
-        let coll = collection("port")?;
+        let coll = Collection::of("port")?;
         let found = tx.get("port", port_id).await.map_err(db)?;
         let view = View::for_records(tx, "port", found.as_slice()).await?;
         let mut port = match found {
@@ -1299,7 +1285,7 @@ impl App {
         ctx: &Context,
         router: &str,
     ) -> ApiResult<neutrino_l3::RouterRules> {
-        let coll = collection("router")?;
+        let coll = Collection::of("router")?;
         self.show(ctx, coll, router, &[]).await?;
         let mut tx = self.read().await?;
         let model = self.router_model(&mut tx, router).await?;

@@ -209,6 +209,9 @@ impl App {
             }
             body.insert("security_group_id".into(), json!(group));
             stamp_new(&mut body, &id, project);
+            if let Some(ag) = body["remote_address_group_id"].as_str().map(str::to_string) {
+                super::address_groups::claim_rule(tx, &ag, project, &id).await?;
+            }
             tx.insert(&Record {
                 kind: "security_group_rule".into(),
                 id,
@@ -238,6 +241,7 @@ impl App {
         body.insert("project_id".into(), json!(""));
         body.insert("tenant_id".into(), json!(""));
         normalize_rule(body)?;
+        check_single_remote(body)?;
         let remote_group = body
             .get("remote_group_id")
             .and_then(Value::as_str)
@@ -399,25 +403,11 @@ impl App {
             if r.parent_id.as_deref() == Some(rec.id.as_str())
                 || s(&r.body, "remote_group_id") == rec.id
             {
+                tx.release_owned("agrule:", &r.id).await.map_err(db)?;
                 tx.delete("security_group_rule", &r.id).await.map_err(db)?;
             }
         }
-        for p in tx
-            .list(
-                "rbac_policy",
-                &Selector {
-                    parent_ids: Some(vec![rec.id.clone()]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(db)?
-        {
-            tx.release("rbac", &super::networks::rbac_key(&p.body))
-                .await
-                .map_err(db)?;
-            tx.delete("rbac_policy", &p.id).await.map_err(db)?;
-        }
+        self.delete_object_policies(tx, &rec.id).await?;
         if is_default {
             tx.release("default-sg", &rec.project_id)
                 .await
@@ -444,16 +434,11 @@ impl App {
             return Err(ApiError::forbidden("create_security_group_rule"));
         }
         normalize_rule(body)?;
+        check_single_remote(body)?;
         let remote_group = body
             .get("remote_group_id")
             .and_then(Value::as_str)
             .map(str::to_string);
-        if remote_group.is_some() && !body.get("remote_ip_prefix").is_none_or(Value::is_null) {
-            return Err(ApiError::bad(
-                "SecurityGroupRemoteGroupAndRemoteIpPrefix",
-                "Only remote_ip_prefix or remote_group_id may be provided.",
-            ));
-        }
         if let Some(rg) = &remote_group {
             let ok = neutrino_types::attrs::is_uuid(rg)
                 && tx
@@ -468,12 +453,16 @@ impl App {
                 return Err(ApiError::not_found("security_group", rg));
             }
         }
-        if body
+        let rule_project = s(&json!(body), "project_id").to_string();
+        if let Some(ag) = body
             .get("remote_address_group_id")
-            .is_some_and(|v| !v.is_null())
+            .and_then(Value::as_str)
+            .map(str::to_string)
         {
-            let id = s(&json!(body), "remote_address_group_id").to_string();
-            return Err(ApiError::not_found("address_group", &id));
+            self.check_rule_address_group(tx, ctx, &rule_project, &ag)
+                .await?;
+            let rule = s(&json!(body), "id").to_string();
+            super::address_groups::claim_rule(tx, &ag, &rule_project, &rule).await?;
         }
         // A rule identical to one of the group's is refused.
         for r in tx
@@ -507,6 +496,7 @@ impl App {
         _ctx: &Context,
         rec: &Record,
     ) -> ApiResult<()> {
+        tx.release_owned("agrule:", &rec.id).await.map_err(db)?;
         let group = rec.parent_id.clone().unwrap_or_default();
         if let Some(mut sg) = tx.get("security_group", &group).await.map_err(db)? {
             bump(&mut sg.body);
@@ -516,6 +506,25 @@ impl App {
         }
         Ok(())
     }
+}
+
+/// At most one of `remote_ip_prefix`, `remote_group_id`, `remote_address_group_id`.
+fn check_single_remote(rule: &Doc) -> ApiResult<()> {
+    let given = [
+        "remote_ip_prefix",
+        "remote_group_id",
+        "remote_address_group_id",
+    ]
+    .iter()
+    .filter(|k| rule.get(**k).is_some_and(|v| !v.is_null() && v != ""))
+    .count();
+    if given > 1 {
+        return Err(ApiError::bad(
+            "SecurityGroupMultipleRemoteEntites",
+            "Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.",
+        ));
+    }
+    Ok(())
 }
 
 /// Validates and normalises the match fields of a rule (or rule template): ethertype,

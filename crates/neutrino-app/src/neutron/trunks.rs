@@ -1,0 +1,602 @@
+//! Trunks (extensions `trunk`, `trunk-details`): a parent port carries subports, each told
+//! apart on the wire by a segmentation (a VLAN id). A port is in at most one trunk, as parent
+//! or subport (claim `trunkport`, key = port, owner = trunk), and a segmentation is used once
+//! per trunk (claim `trunkseg:<trunk>`, owner = trunk), so concurrent servers cannot hand out
+//! either twice. Checks, their order and exception names follow Neutron's trunk plugin. A
+//! subport gets device owner `trunk:subport`, the parent's binding host and, in its binding
+//! profile, `parent_name` and `tag`. The status is `DOWN` (set again by every subport change)
+//! until a host agent reports the wiring.
+
+use neutrino_store::{Record, Selector, Tx};
+use neutrino_types::attrs::is_uuid;
+use neutrino_types::{ApiError, ApiResult};
+use serde_json::{json, Value};
+
+use super::ports::rebind;
+use super::{bump, relock, s, Collection, Doc, View};
+use crate::{db, App, Context};
+
+const PORT_SCOPE: &str = "trunkport";
+const SUBPORT_OWNER: &str = "trunk:subport";
+const DOWN: &str = "DOWN";
+const VLAN_IDS: std::ops::RangeInclusive<i64> = 1..=4094;
+
+fn seg_scope(trunk: &str) -> String {
+    format!("trunkseg:{trunk}")
+}
+
+fn seg_key(kind: &str, id: i64) -> String {
+    format!("{kind}:{id:010}")
+}
+
+/// A subport as stored and shown.
+#[derive(Clone, Debug, PartialEq)]
+struct SubPort {
+    port_id: String,
+    segmentation_type: String,
+    segmentation_id: i64,
+}
+
+impl SubPort {
+    fn to_json(&self) -> Value {
+        json!({"port_id": self.port_id, "segmentation_type": self.segmentation_type,
+               "segmentation_id": self.segmentation_id})
+    }
+
+    fn from_json(v: &Value) -> SubPort {
+        SubPort {
+            port_id: s(v, "port_id").to_string(),
+            segmentation_type: s(v, "segmentation_type").to_string(),
+            segmentation_id: v["segmentation_id"].as_i64().unwrap_or_default(),
+        }
+    }
+}
+
+fn subports_of(trunk: &Value) -> Vec<SubPort> {
+    trunk["sub_ports"]
+        .as_array()
+        .map(|l| l.iter().map(SubPort::from_json).collect())
+        .unwrap_or_default()
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Neutron's `validate_subports`: the shape of a subport list (a list of dicts with unique,
+/// valid port ids; segmentation type and id both given, or neither, unless `inherit`; no
+/// segmentation twice). Returns the message Neutron gives.
+fn validate_subports(v: &Value) -> Result<Vec<Doc>, String> {
+    let list = v.as_array().ok_or_else(|| {
+        format!(
+            "Invalid data format for subports: '{}' is not a list",
+            show(v)
+        )
+    })?;
+    let mut out: Vec<Doc> = Vec::with_capacity(list.len());
+    let mut segmentations: Vec<(String, String)> = Vec::new();
+    for item in list {
+        let sub = item.as_object().ok_or_else(|| {
+            format!(
+                "Invalid data format for subport: '{}' is not a dict",
+                show(item)
+            )
+        })?;
+        let port = sub
+            .get("port_id")
+            .ok_or_else(|| "A valid port UUID must be specified".to_string())?;
+        let port = port
+            .as_str()
+            .filter(|p| is_uuid(p))
+            .ok_or_else(|| format!("Invalid UUID for subport: '{}'", show(port)))?;
+        if out.iter().any(|o| o["port_id"] == port) {
+            return Err(format!("Non unique UUID for subport: '{port}'"));
+        }
+        out.push(sub.clone());
+        let kind = sub.get("segmentation_type").filter(|t| !t.is_null());
+        if kind.and_then(Value::as_str) == Some("inherit") {
+            continue;
+        }
+        let id = sub.get("segmentation_id").filter(|i| !i.is_null());
+        let empty_kind = kind.is_none_or(|k| k == "");
+        if (empty_kind || id.is_none()) && sub.len() > 1 {
+            return Err(format!("Invalid subport details '{}': missing segmentation information. Must specify both segmentation_id and segmentation_type", show(item)));
+        }
+        if let Some(id) = id {
+            let pair = (kind.map(show).unwrap_or_default(), show(id));
+            if segmentations.contains(&pair) {
+                return Err(format!(
+                    "Segmentation ID '{}' for '{port}' is not unique",
+                    pair.1
+                ));
+            }
+            segmentations.push(pair);
+        }
+    }
+    Ok(out)
+}
+
+/// The requested subports of an action body (`{"sub_ports": [...]}`), shape-checked.
+fn action_subports(body: &Value) -> ApiResult<Vec<Doc>> {
+    let list = body.get("sub_ports").unwrap_or(&Value::Null);
+    validate_subports(list).map_err(ApiError::invalid_input)
+}
+
+fn parent_port_in_use(port: &str) -> ApiError {
+    ApiError::conflict(
+        "ParentPortInUse",
+        format!("Port {port} is currently in use and is not eligible for use as a parent port."),
+    )
+}
+
+fn trunk_port_in_use(port: &str) -> ApiError {
+    ApiError::conflict(
+        "TrunkPortInUse",
+        format!("Port {port} is in use by another trunk."),
+    )
+}
+
+fn disabled(trunk: &str) -> ApiError {
+    ApiError::conflict(
+        "TrunkDisabled",
+        format!("Trunk {trunk} is currently disabled."),
+    )
+}
+
+/// `TrunkDisabled` unless the trunk is administratively up.
+fn check_manageable(trunk: &Record) -> ApiResult<()> {
+    if trunk.body["admin_state_up"] == false {
+        return Err(disabled(&trunk.id));
+    }
+    Ok(())
+}
+
+impl App {
+    /// A port the caller may see (its own, one on its network, or any for an admin).
+    async fn visible_port(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        id: &str,
+    ) -> ApiResult<Option<Record>> {
+        let found = tx.get("port", id).await.map_err(db)?;
+        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        Ok(match found {
+            Some(p) if self.visible(&view, ctx, Collection::of("port")?, &p).await => Some(p),
+            _ => None,
+        })
+    }
+
+    /// The trunk `port` belongs to, and whether it is that trunk's parent.
+    async fn trunk_of(&self, tx: &mut Tx, port: &str) -> ApiResult<Option<(String, bool)>> {
+        let Some(trunk) = tx.claim_owner(PORT_SCOPE, port).await.map_err(db)? else {
+            return Ok(None);
+        };
+        let parent = tx
+            .get("trunk", &trunk)
+            .await
+            .map_err(db)?
+            .and_then(|t| t.parent_id);
+        let is_parent = parent.as_deref() == Some(port);
+        Ok(Some((trunk, is_parent)))
+    }
+
+    /// `TrunkPortInUse` / `ParentPortInUse` when `port` already belongs to a trunk.
+    async fn check_not_trunked(&self, tx: &mut Tx, port: &str) -> ApiResult<()> {
+        match self.trunk_of(tx, port).await? {
+            None => Ok(()),
+            Some((_, true)) => Err(parent_port_in_use(port)),
+            Some((_, false)) => Err(trunk_port_in_use(port)),
+        }
+    }
+
+    /// Refuses to delete a port that is a trunk's parent or subport.
+    pub(super) async fn check_port_untrunked(&self, tx: &mut Tx, port: &str) -> ApiResult<()> {
+        match self.trunk_of(tx, port).await? {
+            None => Ok(()),
+            Some((trunk, true)) => Err(ApiError::conflict(
+                "PortInUseAsTrunkParent",
+                format!("Port {port} is currently a parent port for trunk {trunk}."),
+            )),
+            Some((trunk, false)) => Err(ApiError::conflict(
+                "PortInUseAsSubPort",
+                format!("Port {port} is currently a subport for trunk {trunk}."),
+            )),
+        }
+    }
+
+    /// The MTU of a port's network.
+    async fn port_mtu(&self, tx: &mut Tx, port: &Record) -> ApiResult<Option<i64>> {
+        let net = port.parent_id.as_deref().unwrap_or_default();
+        Ok(tx
+            .get("network", net)
+            .await
+            .map_err(db)?
+            .and_then(|n| n.body["mtu"].as_i64()))
+    }
+
+    /// Neutron's `SubPortsValidator`: resolves `inherit` from the subport's network, then
+    /// checks each subport (not the parent, MTU not above the parent's, a valid VLAN, in no
+    /// trunk yet, visible, not used by a device).
+    async fn check_subports(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        parent: &Record,
+        requested: Vec<Doc>,
+    ) -> ApiResult<Vec<SubPort>> {
+        let parent_mtu = self.port_mtu(tx, parent).await?;
+        // Each request with its port (if visible) and that port's network MTU.
+        let mut found: Vec<(Doc, Option<Record>, Option<i64>)> = Vec::new();
+        for mut sub in requested {
+            let port = self
+                .visible_port(tx, ctx, s(&json!(sub), "port_id"))
+                .await?;
+            let mut mtu = None;
+            if let Some(p) = &port {
+                let net_id = p.parent_id.as_deref().unwrap_or_default();
+                if let Some(net) = tx.get("network", net_id).await.map_err(db)? {
+                    mtu = net.body["mtu"].as_i64();
+                    if sub.get("segmentation_type").and_then(Value::as_str) == Some("inherit") {
+                        sub.insert(
+                            "segmentation_type".into(),
+                            net.body["provider:network_type"].clone(),
+                        );
+                        sub.insert(
+                            "segmentation_id".into(),
+                            net.body["provider:segmentation_id"].clone(),
+                        );
+                    }
+                }
+            }
+            found.push((sub, port, mtu));
+        }
+        let mut out = Vec::with_capacity(found.len());
+        for (sub, port, mtu) in found {
+            let port_id = s(&json!(sub), "port_id").to_string();
+            if port_id == parent.id {
+                return Err(parent_port_in_use(&port_id));
+            }
+            if let (Some(p), Some(m)) = (parent_mtu, mtu) {
+                if m > p {
+                    return Err(ApiError::conflict(
+                        "SubPortMtuGreaterThanTrunkPortMtu",
+                        format!("MTU {m} of subport {port_id} cannot be greater than MTU {p} of trunk {}.", parent.id),
+                    ));
+                }
+            }
+            let (Some(kind), Some(raw_id)) = (
+                sub.get("segmentation_type").filter(|v| !v.is_null()),
+                sub.get("segmentation_id").filter(|v| !v.is_null()),
+            ) else {
+                return Err(ApiError::invalid_input(format!("Invalid subport details '{}': missing segmentation information. Must specify both segmentation_id and segmentation_type", json!(sub))));
+            };
+            let id = raw_id
+                .as_i64()
+                .or_else(|| raw_id.as_str().and_then(|t| t.trim().parse().ok()))
+                .ok_or_else(|| {
+                    ApiError::invalid_input(format!(
+                        "Invalid subport details: segmentation_id '{}' is not an integer",
+                        show(raw_id)
+                    ))
+                })?;
+            if kind != "vlan" {
+                return Err(ApiError::invalid_input(format!(
+                    "Unknown segmentation_type '{}'",
+                    show(kind)
+                )));
+            }
+            if !VLAN_IDS.contains(&id) {
+                return Err(ApiError::invalid_input(format!(
+                    "Segmentation ID '{id}' is not in range"
+                )));
+            }
+            self.check_not_trunked(tx, &port_id).await?;
+            let Some(port) = port else {
+                return Err(ApiError::not_found("port", &port_id));
+            };
+            let device = s(&port.body, "device_id");
+            if !device.is_empty() {
+                return Err(ApiError::conflict(
+                    "PortInUse",
+                    format!("Unable to complete operation on port {port_id} for network {}. Port already has an attached device {device}.", port.parent_id.as_deref().unwrap_or_default()),
+                ));
+            }
+            out.push(SubPort {
+                port_id,
+                segmentation_type: "vlan".into(),
+                segmentation_id: id,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Claims the subports' ports and segmentations for `trunk` and marks the ports as
+    /// subports of `parent`.
+    async fn attach_subports(
+        &self,
+        tx: &mut Tx,
+        trunk: &str,
+        parent: &Record,
+        subports: &[SubPort],
+    ) -> ApiResult<()> {
+        for sub in subports {
+            if !tx
+                .claim(PORT_SCOPE, &sub.port_id, trunk)
+                .await
+                .map_err(db)?
+            {
+                return Err(trunk_port_in_use(&sub.port_id));
+            }
+            let key = seg_key(&sub.segmentation_type, sub.segmentation_id);
+            if !tx.claim(&seg_scope(trunk), &key, trunk).await.map_err(db)? {
+                return Err(ApiError::conflict(
+                    "DuplicateSubPort",
+                    format!(
+                        "segmentation_type {} and segmentation_id {} already in use on trunk {trunk}.",
+                        sub.segmentation_type, sub.segmentation_id
+                    ),
+                ));
+            }
+            let host = s(&parent.body, "binding:host_id").to_string();
+            self.edit_port(tx, &sub.port_id, |port| {
+                port["device_owner"] = json!(SUBPORT_OWNER);
+                if !host.is_empty() {
+                    rebind(port, &host);
+                }
+                let mut profile = port["binding:profile"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
+                profile.insert("parent_name".into(), json!(parent.id));
+                profile.insert("tag".into(), json!(sub.segmentation_id));
+                port["binding:profile"] = Value::Object(profile);
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Releases a subport's claims and gives its port back its plain form.
+    async fn detach_subport(&self, tx: &mut Tx, trunk: &str, sub: &SubPort) -> ApiResult<()> {
+        tx.release(PORT_SCOPE, &sub.port_id).await.map_err(db)?;
+        tx.release(
+            &seg_scope(trunk),
+            &seg_key(&sub.segmentation_type, sub.segmentation_id),
+        )
+        .await
+        .map_err(db)?;
+        self.edit_port(tx, &sub.port_id, |port| {
+            if port["device_owner"] == SUBPORT_OWNER {
+                port["device_owner"] = json!("");
+                rebind(port, "");
+            }
+            if let Some(profile) = port["binding:profile"].as_object_mut() {
+                profile.remove("parent_name");
+                profile.remove("tag");
+            }
+        })
+        .await
+    }
+
+    /// Changes a port under its row lock, with a new revision (nothing if it is gone).
+    async fn edit_port(
+        &self,
+        tx: &mut Tx,
+        id: &str,
+        edit: impl FnOnce(&mut Value),
+    ) -> ApiResult<()> {
+        let Some(mut port) = tx.get("port", id).await.map_err(db)? else {
+            return Ok(());
+        };
+        relock(tx, &mut port).await?;
+        edit(&mut port.body);
+        bump(&mut port.body);
+        tx.update("port", id, &port.body).await.map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn create_trunk(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        let requested =
+            validate_subports(body.get("sub_ports").unwrap_or(&json!([]))).map_err(|m| {
+                ApiError::bad_request(format!("Invalid input for sub_ports. Reason: {m}."))
+            })?;
+        let id = s(&json!(body), "id").to_string();
+        let parent_id = s(&json!(body), "port_id").to_string();
+        self.check_not_trunked(tx, &parent_id).await?;
+        // A bound parent is accepted: the Linux dataplane can trunk a port in use.
+        let parent = self
+            .visible_port(tx, ctx, &parent_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("port", &parent_id))?;
+        let subports = self.check_subports(tx, ctx, &parent, requested).await?;
+        if !tx.claim(PORT_SCOPE, &parent_id, &id).await.map_err(db)? {
+            return Err(parent_port_in_use(&parent_id));
+        }
+        self.attach_subports(tx, &id, &parent, &subports).await?;
+        body.insert("status".into(), json!(DOWN));
+        body.insert(
+            "sub_ports".into(),
+            json!(subports.iter().map(SubPort::to_json).collect::<Vec<_>>()),
+        );
+        Ok(Some(parent_id))
+    }
+
+    pub(super) async fn delete_trunk(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        let mut rec = rec.clone();
+        relock(tx, &mut rec).await?;
+        check_manageable(&rec)?;
+        for sub in subports_of(&rec.body) {
+            self.detach_subport(tx, &rec.id, &sub).await?;
+        }
+        tx.release_owned("trunk", &rec.id).await.map_err(db)
+    }
+
+    /// `add_subports` / `remove_subports`: all or nothing; the trunk goes `DOWN`.
+    pub(super) async fn trunk_action(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<()> {
+        relock(tx, rec).await?;
+        let mut current = subports_of(&rec.body);
+        if action == "add_subports" {
+            let requested = action_subports(&body)?;
+            let parent_id = rec.parent_id.clone().unwrap_or_default();
+            let parent = tx
+                .get("port", &parent_id)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| ApiError::not_found("port", &parent_id))?;
+            let added = self.check_subports(tx, ctx, &parent, requested).await?;
+            check_manageable(rec)?;
+            if rec.body["status"] == "ERROR" {
+                return Err(ApiError::conflict(
+                    "TrunkInErrorState",
+                    format!("Trunk {} is in error state. Attempt to resolve the error condition before proceeding.", rec.id),
+                ));
+            }
+            self.attach_subports(tx, &rec.id, &parent, &added).await?;
+            current.extend(added);
+        } else {
+            check_manageable(rec)?;
+            for sub in action_subports(&body)? {
+                let port = s(&json!(sub), "port_id").to_string();
+                let Some(pos) = current.iter().position(|c| c.port_id == port) else {
+                    return Err(ApiError::new(
+                        404,
+                        "SubPortNotFound",
+                        format!("SubPort {port} on trunk {} could not be found.", rec.id),
+                    ));
+                };
+                let removed = current.remove(pos);
+                self.detach_subport(tx, &rec.id, &removed).await?;
+            }
+        }
+        rec.body["sub_ports"] = json!(current.iter().map(SubPort::to_json).collect::<Vec<_>>());
+        rec.body["status"] = json!(DOWN);
+        bump(&mut rec.body);
+        tx.update("trunk", &rec.id, &rec.body).await.map_err(db)?;
+        Ok(())
+    }
+
+    /// After a parent port's binding host changed, its subports follow it.
+    pub(super) async fn subports_follow_parent(&self, tx: &mut Tx, port: &Record) -> ApiResult<()> {
+        let Some((trunk, true)) = self.trunk_of(tx, &port.id).await? else {
+            return Ok(());
+        };
+        let Some(trunk) = tx.get("trunk", &trunk).await.map_err(db)? else {
+            return Ok(());
+        };
+        let host = s(&port.body, "binding:host_id").to_string();
+        for sub in subports_of(&trunk.body) {
+            self.edit_port(tx, &sub.port_id, |p| rebind(p, &host))
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+impl View {
+    /// Loads `trunk_details` for the ports among `ports` that are trunk parents: the trunk
+    /// and its subports with their MAC addresses.
+    pub(super) async fn load_trunk_details(
+        &mut self,
+        tx: &mut Tx,
+        ports: Option<Vec<String>>,
+    ) -> ApiResult<()> {
+        let sel = Selector {
+            parent_ids: ports,
+            ..Default::default()
+        };
+        let trunks = tx.list("trunk", &sel).await.map_err(db)?;
+        if trunks.is_empty() {
+            return Ok(());
+        }
+        let sub_ids: Vec<String> = trunks
+            .iter()
+            .flat_map(|t| subports_of(&t.body))
+            .map(|s| s.port_id)
+            .collect();
+        let mut macs = std::collections::HashMap::new();
+        if !sub_ids.is_empty() {
+            let sel = Selector {
+                ids: Some(sub_ids),
+                ..Default::default()
+            };
+            for p in tx.list("port", &sel).await.map_err(db)? {
+                macs.insert(p.id.clone(), p.body["mac_address"].clone());
+            }
+        }
+        for t in trunks {
+            let subs: Vec<Value> = subports_of(&t.body)
+                .iter()
+                .map(|sub| {
+                    let mut v = sub.to_json();
+                    v["mac_address"] = macs.get(&sub.port_id).cloned().unwrap_or(Value::Null);
+                    v
+                })
+                .collect();
+            if let Some(parent) = t.parent_id {
+                self.trunk_details
+                    .insert(parent, json!({"trunk_id": t.id, "sub_ports": subs}));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const P1: &str = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
+    const P2: &str = "1b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";
+
+    #[test]
+    fn subport_lists_are_shape_checked_like_neutron() {
+        let ok = json!([{"port_id": P1, "segmentation_type": "vlan", "segmentation_id": 2},
+                        {"port_id": P2}]);
+        assert_eq!(validate_subports(&ok).unwrap().len(), 2);
+        let cases = [
+            (json!({"port_id": P1}), "is not a list"),
+            (json!(["x"]), "is not a dict"),
+            (
+                json!([{"segmentation_id": 3}]),
+                "A valid port UUID must be specified",
+            ),
+            (json!([{"port_id": "nope"}]), "Invalid UUID"),
+            (json!([{"port_id": P1}, {"port_id": P1}]), "Non unique UUID"),
+            (
+                json!([{"port_id": P1, "segmentation_type": "vlan"}]),
+                "missing segmentation",
+            ),
+            (
+                json!([{"port_id": P1, "segmentation_id": 3}]),
+                "missing segmentation",
+            ),
+            (
+                json!([{"port_id": P1, "segmentation_type": "vlan", "segmentation_id": 2},
+                       {"port_id": P2, "segmentation_type": "vlan", "segmentation_id": 2}]),
+                "is not unique",
+            ),
+        ];
+        for (input, want) in cases {
+            let e = validate_subports(&input).unwrap_err();
+            assert!(e.contains(want), "{input}: {e}");
+        }
+        let inherit = json!([{"port_id": P1, "segmentation_type": "inherit"}]);
+        assert!(validate_subports(&inherit).is_ok());
+    }
+}

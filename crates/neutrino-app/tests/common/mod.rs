@@ -1,0 +1,166 @@
+//! Helpers shared by the application-level tests: a fresh app on a temporary SQLite
+//! database, callers, and short forms of the API calls.
+#![allow(dead_code)]
+
+pub use neutrino_app::{App, Collection, Config, Context};
+use neutrino_store::Store;
+pub use neutrino_types::ApiError;
+use serde_json::{json, Map, Value};
+
+pub struct Env {
+    pub app: App,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let store = Store::open(&url).await.unwrap();
+    let app = App::new(store, Config::default()).await.unwrap();
+    Env { app, _dir: dir }
+}
+
+pub fn admin() -> Context {
+    Context::new("admin", "admin-project", &["admin".into()])
+}
+
+pub fn tenant() -> Context {
+    Context::new("alice", "project-a", &["member".into()])
+}
+
+pub fn other_tenant() -> Context {
+    Context::new("bob", "project-b", &["member".into()])
+}
+
+pub fn coll(path: &str) -> &'static Collection {
+    Collection::by_path(path).unwrap()
+}
+
+pub fn doc(v: Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+pub fn id(v: &Value) -> String {
+    v["id"].as_str().unwrap().to_string()
+}
+
+pub fn assert_err(r: Result<impl std::fmt::Debug, ApiError>, status: u16, kind: &str) -> ApiError {
+    let e = r.expect_err("expected an error");
+    assert_eq!((e.status, e.kind.as_str()), (status, kind), "{e}");
+    e
+}
+
+impl Env {
+    pub async fn create(&self, ctx: &Context, path: &str, body: Value) -> Result<Value, ApiError> {
+        let mut out = self.app.create(ctx, coll(path), vec![doc(body)]).await?;
+        Ok(Value::Object(out.remove(0)))
+    }
+
+    pub async fn ok(&self, ctx: &Context, path: &str, body: Value) -> Value {
+        self.create(ctx, path, body).await.unwrap()
+    }
+
+    pub async fn update(
+        &self,
+        ctx: &Context,
+        path: &str,
+        id: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        Ok(Value::Object(
+            self.app
+                .update(ctx, coll(path), id, doc(body), None)
+                .await?,
+        ))
+    }
+
+    pub async fn show(&self, ctx: &Context, path: &str, id: &str) -> Result<Value, ApiError> {
+        Ok(Value::Object(
+            self.app.show(ctx, coll(path), id, &[]).await?,
+        ))
+    }
+
+    /// A router action.
+    pub async fn action(
+        &self,
+        ctx: &Context,
+        router: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        self.act(ctx, "routers", router, action, body).await
+    }
+
+    /// `PUT /v2.0/{path}/{id}/{action}`.
+    pub async fn act(
+        &self,
+        ctx: &Context,
+        path: &str,
+        id: &str,
+        action: &str,
+        body: Value,
+    ) -> Result<Value, ApiError> {
+        self.app.action(ctx, coll(path), id, action, body).await
+    }
+
+    pub async fn delete(&self, ctx: &Context, path: &str, id: &str) -> Result<(), ApiError> {
+        self.app.delete(ctx, coll(path), id, None).await
+    }
+
+    pub async fn ports(&self, filters: &[(&str, &str)]) -> Vec<Value> {
+        let pairs: Vec<(String, String)> = filters
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.app
+            .list(&admin(), coll("ports"), &pairs)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(Value::Object)
+            .collect()
+    }
+
+    /// A network with one subnet; returns (network id, subnet id).
+    pub async fn net(&self, ctx: &Context, body: Value, cidr: &str) -> (String, String) {
+        let net = self.ok(ctx, "networks", body).await;
+        let sub = self
+            .ok(
+                ctx,
+                "subnets",
+                json!({"network_id": id(&net), "ip_version": 4, "cidr": cidr}),
+            )
+            .await;
+        (id(&net), id(&sub))
+    }
+
+    /// A router of the tenant whose gateway has the fixed address 172.24.4.100 (so that
+    /// tests can use other addresses of the external subnet without collisions).
+    pub async fn gateway_router(&self, ext: &str) -> String {
+        let r = self
+            .ok(
+                &admin(),
+                "routers",
+                json!({"project_id": "project-a", "external_gateway_info": {"network_id": ext,
+                       "external_fixed_ips": [{"ip_address": "172.24.4.100"}]}}),
+            )
+            .await;
+        id(&r)
+    }
+
+    /// The external network of the tests: 172.24.4.0/24, visible to everyone.
+    pub async fn external(&self) -> (String, String) {
+        self.net(
+            &admin(),
+            json!({"name": "public", "router:external": true}),
+            "172.24.4.0/24",
+        )
+        .await
+    }
+}
+
+pub fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let ip: std::net::IpAddr = ip.parse().unwrap();
+    cidr.parse::<ipnet::IpNet>().unwrap().contains(&ip)
+}

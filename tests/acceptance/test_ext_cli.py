@@ -1,0 +1,180 @@
+"""The `openstack` CLI on trunks, address groups and the auto-allocated topology."""
+
+from __future__ import annotations
+
+from conftest import osc, osc_fails, osc_run, unique
+
+
+def _port(env, cleanup, network: str) -> dict:
+    port = osc("port", "create", "--network", network, unique("port"), env=env)
+    cleanup.add(osc_run, "port", "delete", port["id"], env=env)
+    return port
+
+
+def _network(env, cleanup, *extra: str) -> dict:
+    net = osc("network", "create", *extra, unique("net"), env=env)
+    cleanup.add(osc_run, "network", "delete", net["id"], env=env)
+    return net
+
+
+def _subports(trunk: dict) -> dict[str, int]:
+    return {s["port_id"]: s["segmentation_id"] for s in trunk["sub_ports"]}
+
+
+def test_trunk_with_subports(admin_env, cleanup):
+    net = _network(admin_env, cleanup)
+    parent, s1, s2, s3 = (_port(admin_env, cleanup, net["id"]) for _ in range(4))
+    name = unique("trunk")
+    trunk = osc("network", "trunk", "create", "--parent-port", parent["id"], "--subport",
+                f"port={s1['id']},segmentation-type=vlan,segmentation-id=100", name, env=admin_env)
+    cleanup.add(osc_run, "network", "trunk", "delete", trunk["id"], env=admin_env)
+    assert trunk["port_id"] == parent["id"] and trunk["status"] == "DOWN"
+    assert trunk["is_admin_state_up"] is True
+    assert _subports(trunk) == {s1["id"]: 100}
+    assert trunk["sub_ports"][0]["segmentation_type"] == "vlan"
+
+    osc("network", "trunk", "set", "--subport",
+        f"port={s2['id']},segmentation-type=vlan,segmentation-id=101", name, env=admin_env)
+    shown = osc("network", "trunk", "show", name, env=admin_env)
+    assert _subports(shown) == {s1["id"]: 100, s2["id"]: 101}
+    assert shown["revision_number"] > trunk["revision_number"]
+    listed = osc("network", "subport", "list", "--trunk", name, env=admin_env)
+    assert {r["Port"]: r["Segmentation ID"] for r in listed} == _subports(shown)
+
+    # One VLAN id once per trunk, a port in one trunk only, the parent not as a subport.
+    failed = osc_fails("network", "trunk", "set", "--subport",
+                       f"port={s3['id']},segmentation-type=vlan,segmentation-id=100", name,
+                       env=admin_env)
+    assert "already in use on trunk" in failed.stderr, failed.stderr
+    failed = osc_fails("network", "trunk", "create", "--parent-port", s1["id"], unique("t"),
+                       env=admin_env)
+    assert "in use by another trunk" in failed.stderr, failed.stderr
+    failed = osc_fails("network", "trunk", "set", "--subport",
+                       f"port={parent['id']},segmentation-type=vlan,segmentation-id=7", name,
+                       env=admin_env)
+    assert "not eligible for use as a parent port" in failed.stderr, failed.stderr
+    failed = osc_fails("network", "trunk", "set", "--subport",
+                       f"port={s3['id']},segmentation-type=vlan,segmentation-id=4095", name,
+                       env=admin_env)
+    assert "is not in range" in failed.stderr, failed.stderr
+
+    # The parent port tells about its trunk; subports are marked as such and cannot go.
+    details = osc("port", "show", parent["id"], env=admin_env)["trunk_details"]
+    assert details["trunk_id"] == trunk["id"]
+    macs = {s["port_id"]: s["mac_address"] for s in details["sub_ports"]}
+    assert macs == {s1["id"]: s1["mac_address"], s2["id"]: s2["mac_address"]}
+    assert osc("port", "show", s1["id"], env=admin_env)["device_owner"] == "trunk:subport"
+    failed = osc_fails("port", "delete", s1["id"], env=admin_env)
+    assert "subport for trunk" in failed.stderr or "409" in failed.stderr, failed.stderr
+    osc_fails("port", "delete", parent["id"], env=admin_env)
+
+    osc("network", "trunk", "unset", "--subport", s1["id"], name, env=admin_env)
+    assert _subports(osc("network", "trunk", "show", name, env=admin_env)) == {s2["id"]: 101}
+    assert osc("port", "show", s1["id"], env=admin_env)["device_owner"] == ""
+
+    # A disabled trunk is locked.
+    osc("network", "trunk", "set", "--disable", "--description", "locked", name, env=admin_env)
+    disabled = osc("network", "trunk", "show", name, env=admin_env)
+    assert disabled["is_admin_state_up"] is False and disabled["description"] == "locked"
+    failed = osc_fails("network", "trunk", "delete", name, env=admin_env)
+    assert failed.returncode != 0
+    osc("network", "trunk", "set", "--enable", name, env=admin_env)
+    osc("network", "trunk", "delete", name, env=admin_env)
+    osc_fails("network", "trunk", "show", trunk["id"], env=admin_env)
+    assert osc("port", "show", s2["id"], env=admin_env)["device_owner"] == ""
+    assert osc("port", "show", parent["id"], env=admin_env)["trunk_details"] is None
+
+
+def test_address_group_and_rules(admin_env, cleanup):
+    name = unique("ag")
+    ag = osc("address", "group", "create", "--address", "192.168.0.10/24", "--address",
+             "2001:db8::f00/64", "--description", "web clients", name, env=admin_env)
+    cleanup.add(osc_run, "address", "group", "delete", ag["id"], env=admin_env)
+    assert sorted(ag["addresses"]) == ["192.168.0.0/24", "2001:db8::/64"]
+    assert ag["description"] == "web clients"
+
+    osc("address", "group", "set", "--address", "10.20.30.40", "--address", "10.1.0.0/16",
+        name, env=admin_env)
+    shown = osc("address", "group", "show", name, env=admin_env)
+    assert sorted(shown["addresses"]) == [
+        "10.1.0.0/16", "10.20.30.40/32", "192.168.0.0/24", "2001:db8::/64"]
+    osc("address", "group", "unset", "--address", "192.168.0.0/24", name, env=admin_env)
+    shown = osc("address", "group", "show", name, env=admin_env)
+    assert "192.168.0.0/24" not in shown["addresses"] and len(shown["addresses"]) == 3
+    failed = osc_fails("address", "group", "unset", "--address", "10.99.0.0/16", name,
+                       env=admin_env)
+    assert "not found in the address group" in failed.stderr, failed.stderr
+
+    sg = osc("security", "group", "create", unique("sg"), env=admin_env)
+    cleanup.add(osc_run, "security", "group", "delete", sg["id"], env=admin_env)
+    rule = osc("security", "group", "rule", "create", "--ingress", "--protocol", "tcp",
+               "--dst-port", "443", "--remote-address-group", name, sg["id"], env=admin_env)
+    assert rule["remote_address_group_id"] == ag["id"]
+    assert rule["remote_ip_prefix"] is None and rule["remote_group_id"] is None
+    failed = osc_fails("address", "group", "delete", name, env=admin_env)
+    assert "is in use on one or more security group rules" in failed.stderr, failed.stderr
+
+    # Shared with a project through RBAC.
+    project = osc("project", "create", unique("agproj"), env=admin_env)
+    cleanup.add(osc_run, "project", "delete", project["id"], env=admin_env)
+    policy = osc("network", "rbac", "create", "--type", "address_group", "--action",
+                 "access_as_shared", "--target-project", project["id"], ag["id"], env=admin_env)
+    assert policy["object_type"] == "address_group" and policy["object_id"] == ag["id"]
+    osc("network", "rbac", "delete", policy["id"], env=admin_env)
+
+    osc("security", "group", "rule", "delete", rule["id"], env=admin_env)
+    osc("address", "group", "delete", name, env=admin_env)
+    osc_fails("address", "group", "show", ag["id"], env=admin_env)
+
+
+def test_auto_allocated_topology(admin_env, cleanup):
+    project = osc("project", "create", unique("gman"), env=admin_env)
+    cleanup.add(osc_run, "project", "delete", project["id"], env=admin_env)
+    pid = project["id"]
+
+    failed = osc_fails("network", "auto", "allocated", "topology", "create", "--check-resources",
+                       "--project", pid, env=admin_env)
+    assert "No default router:external network" in failed.stderr, failed.stderr
+
+    ext = _network(admin_env, cleanup, "--external", "--default")
+    assert ext["is_default"] is True and ext["router:external"] is True
+    sub = osc("subnet", "create", "--network", ext["id"], "--subnet-range", "172.30.9.0/24",
+              unique("extsub"), env=admin_env)
+    cleanup.add(osc_run, "subnet", "delete", sub["id"], env=admin_env)
+    failed = osc_fails("network", "create", "--external", "--default", unique("ext2"),
+                       env=admin_env)
+    assert "A default external network already exists" in failed.stderr, failed.stderr
+    failed = osc_fails("network", "auto", "allocated", "topology", "create", "--check-resources",
+                       "--project", pid, env=admin_env)
+    assert "No default subnetpools defined" in failed.stderr, failed.stderr
+    for prefix, length in (("10.210.0.0/16", "26"), ("fd00:210::/48", "64")):
+        pool = osc("subnet", "pool", "create", "--default", "--share", "--pool-prefix", prefix,
+                   "--default-prefix-length", length, unique("pool"), env=admin_env)
+        cleanup.add(osc_run, "subnet", "pool", "delete", pool["id"], env=admin_env)
+
+    osc("network", "auto", "allocated", "topology", "create", "--check-resources",
+        "--project", pid, env=admin_env)
+    topo = osc("network", "auto", "allocated", "topology", "create", "--project", pid,
+               env=admin_env)
+    cleanup.add(osc_run, "network", "auto", "allocated", "topology", "delete", "--project", pid,
+                env=admin_env)
+    assert topo["project_id"] == pid
+    again = osc("network", "auto", "allocated", "topology", "create", "--project", pid,
+                env=admin_env)
+    assert again["id"] == topo["id"], "built once"
+
+    net = osc("network", "show", topo["id"], env=admin_env)
+    assert net["name"] == "auto_allocated_network" and net["project_id"] == pid
+    assert net["admin_state_up"] is True and len(net["subnets"]) == 2
+    subnets = osc("subnet", "list", "--network", topo["id"], env=admin_env)
+    assert sorted(s["Name"] for s in subnets) == [
+        "auto_allocated_subnet_v4", "auto_allocated_subnet_v6"]
+    routers = osc("router", "list", "--project", pid, "--long", env=admin_env)
+    assert [r["Name"] for r in routers] == ["auto_allocated_router"]
+    router = osc("router", "show", routers[0]["ID"], env=admin_env)
+    assert router["external_gateway_info"]["network_id"] == ext["id"]
+    assert len(router["interfaces_info"]) == 2
+
+    osc("network", "auto", "allocated", "topology", "delete", "--project", pid, env=admin_env)
+    osc_fails("network", "show", topo["id"], env=admin_env)
+    assert osc("router", "list", "--project", pid, env=admin_env) == []
