@@ -124,3 +124,52 @@ def test_pair_auto_allocated_topology_is_built_once(neutrino_pg_pair, cleanup):
     routers = [r for r in conn_b.network.routers(project_id=project)
                if r.name == "auto_allocated_router"]
     assert len(routers) == 1
+
+
+def test_watchers_on_one_server_see_commits_made_through_the_other(neutrino_pg_pair):
+    """The change feed spans servers: a watch stream opened on server b delivers a network
+    created through server a (PostgreSQL NOTIFY, with a poll behind it)."""
+    import json
+    import threading
+    import time
+    import urllib.request
+
+    from test_durability import _call, _token_and_project
+
+    a, b = neutrino_pg_pair.a, neutrino_pg_pair.b
+    token, _ = _token_and_project(b)
+    status, page = _call(b, token, "GET", "/neutrino/v1/changes?since=0")
+    assert status == 200
+    since = page["revision"]
+    while page["more"]:
+        status, page = _call(b, token, "GET", f"/neutrino/v1/changes?since={page['revision']}")
+        since = page["revision"]
+    seen: list[dict] = []
+
+    def follow():
+        req = urllib.request.Request(f"{b.url}/neutrino/v1/watch?since={since}",
+                                     headers={"X-Auth-Token": token})
+        with urllib.request.urlopen(req, timeout=30) as stream:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                line = stream.readline()
+                if not line:
+                    return
+                doc = json.loads(line)
+                seen.extend(doc.get("changes", []))
+                if any(c["kind"] == "network" and (c.get("body") or {}).get("name") == name
+                       for c in seen):
+                    return
+
+    name = unique("feed-net")
+    watcher = threading.Thread(target=follow, daemon=True)
+    watcher.start()
+    time.sleep(0.5)
+    token_a, _ = _token_and_project(a)
+    status, net = _call(a, token_a, "POST", "/v2.0/networks", {"network": {"name": name}})
+    assert status == 201
+    watcher.join(timeout=25)
+    got = [c for c in seen if c["kind"] == "network" and c["id"] == net["network"]["id"]]
+    assert got and got[0]["body"]["name"] == name, f"server b's watch did not deliver it: {seen}"
+    assert all(c["revision"] > since for c in seen)
+    _call(a, token_a, "DELETE", f"/v2.0/networks/{net['network']['id']}")
