@@ -315,33 +315,15 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         }
     }
     for (name, v) in &desired.vxlans {
-        let have = obs.vxlans.get(name);
-        if have.is_none() {
-            ops.push(Op::AddVxlan {
-                name: name.clone(),
-                vni: v.vni,
-                local: v.local,
-                port: v.port,
-                mtu: v.mtu,
-            });
-        }
-        if have.is_some_and(|h| h.mtu != v.mtu) {
-            ops.push(Op::SetMtu {
-                name: name.clone(),
-                mtu: v.mtu,
-            });
-        }
-        if let Some(master) = &v.master {
-            if have.is_none_or(|h| h.master.as_ref() != Some(master)) {
-                ops.push(Op::SetMaster {
-                    name: name.clone(),
-                    master: master.clone(),
-                });
-            }
-        }
-        if have.is_none() {
-            ops.push(Op::SetUp(name.clone()));
-        }
+        let create = Op::AddVxlan {
+            name: name.clone(),
+            vni: v.vni,
+            local: v.local,
+            port: v.port,
+            mtu: v.mtu,
+        };
+        let have = obs.vxlans.get(name).map(|h| (h.mtu, h.master.as_ref()));
+        bridge_port(&mut ops, name, create, v.mtu, v.master.as_ref(), have);
     }
     for e in &desired.fdb {
         if !obs.fdb.contains(e) {
@@ -349,40 +331,22 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         }
     }
     for (name, tap) in &desired.taps {
-        let have = obs.taps.get(name);
         let (netns, peer) = &tap.peer;
-        if have.is_none() {
-            let mac = desired
-                .namespaces
-                .get(netns)
-                .and_then(|ns| ns.links.get(peer))
-                .map(|l| l.mac.clone())
-                .unwrap_or_default();
-            ops.push(Op::AddVeth {
-                tap: name.clone(),
-                netns: netns.clone(),
-                peer: peer.clone(),
-                mac,
-                mtu: tap.mtu,
-            });
-        }
-        if have.is_some_and(|h| h.mtu != tap.mtu) {
-            ops.push(Op::SetMtu {
-                name: name.clone(),
-                mtu: tap.mtu,
-            });
-        }
-        if let Some(master) = &tap.master {
-            if have.is_none_or(|h| h.master.as_ref() != Some(master)) {
-                ops.push(Op::SetMaster {
-                    name: name.clone(),
-                    master: master.clone(),
-                });
-            }
-        }
-        if have.is_none() {
-            ops.push(Op::SetUp(name.clone()));
-        }
+        let mac = desired
+            .namespaces
+            .get(netns)
+            .and_then(|ns| ns.links.get(peer))
+            .map(|l| l.mac.clone())
+            .unwrap_or_default();
+        let create = Op::AddVeth {
+            tap: name.clone(),
+            netns: netns.clone(),
+            peer: peer.clone(),
+            mac,
+            mtu: tap.mtu,
+        };
+        let have = obs.taps.get(name).map(|h| (h.mtu, h.master.as_ref()));
+        bridge_port(&mut ops, name, create, tap.mtu, tap.master.as_ref(), have);
     }
     let empty = Namespace::default();
     for (netns, want) in &desired.namespaces {
@@ -451,6 +415,37 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         }
     }
     ops
+}
+
+/// Creates (with `create`) or fixes a host interface that is a bridge port: MTU, master, up.
+/// `have` is its observed `(mtu, master)`, `None` when it does not exist.
+fn bridge_port(
+    ops: &mut Vec<Op>,
+    name: &str,
+    create: Op,
+    mtu: u32,
+    master: Option<&String>,
+    have: Option<(u32, Option<&String>)>,
+) {
+    match have {
+        None => ops.push(create),
+        Some((have_mtu, _)) if have_mtu != mtu => ops.push(Op::SetMtu {
+            name: name.to_string(),
+            mtu,
+        }),
+        Some(_) => {}
+    }
+    if let Some(master) = master {
+        if have.is_none_or(|(_, m)| m != Some(master)) {
+            ops.push(Op::SetMaster {
+                name: name.to_string(),
+                master: master.clone(),
+            });
+        }
+    }
+    if have.is_none() {
+        ops.push(Op::SetUp(name.to_string()));
+    }
 }
 
 /// Drops an interface and what hangs off it from an observed namespace.
