@@ -1,49 +1,16 @@
 //! The agent's side of the server API: Keystone password login (the `OS_*` variables of an
-//! openrc), agent reports, the snapshot, the change feed (a JSON-lines watch stream), and
+//! openrc, via `neutrino-keystone`), agent reports, the snapshot, the change feed (a JSON-lines watch stream), and
 //! port status reports. A token that expires or is rejected is renewed transparently.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use neutrino_keystone::{network_endpoint, password_login, Credentials};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
 use crate::AgentError;
-
-/// Password credentials, as in an openrc file.
-#[derive(Clone, Debug)]
-pub struct Credentials {
-    /// `OS_AUTH_URL`.
-    pub auth_url: String,
-    /// `OS_USERNAME`.
-    pub username: String,
-    /// `OS_PASSWORD`.
-    pub password: String,
-    /// `OS_PROJECT_NAME`.
-    pub project: String,
-    /// `OS_USER_DOMAIN_NAME` (default `Default`).
-    pub user_domain: String,
-    /// `OS_PROJECT_DOMAIN_NAME` (default `Default`).
-    pub project_domain: String,
-}
-
-impl Credentials {
-    /// Reads the `OS_*` variables through `env`.
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Credentials, AgentError> {
-        let need = |k: &'static str| env(k).ok_or(AgentError::MissingEnv(k));
-        Ok(Credentials {
-            auth_url: need("OS_AUTH_URL")?,
-            username: need("OS_USERNAME")?,
-            password: need("OS_PASSWORD")?,
-            project: env("OS_PROJECT_NAME")
-                .or_else(|| env("OS_TENANT_NAME"))
-                .ok_or(AgentError::MissingEnv("OS_PROJECT_NAME"))?,
-            user_domain: env("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
-            project_domain: env("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
-        })
-    }
-}
 
 /// What a watch stream yields.
 pub enum WatchEvent {
@@ -62,15 +29,6 @@ pub struct ServerClient {
     token: Mutex<Option<String>>,
 }
 
-fn identity_url(auth_url: &str) -> String {
-    let base = auth_url.trim_end_matches('/');
-    if base.ends_with("/v3") {
-        base.to_string()
-    } else {
-        format!("{base}/v3")
-    }
-}
-
 impl ServerClient {
     /// A client; nothing is contacted until the first call.
     pub fn new(creds: Credentials, server: Option<String>) -> ServerClient {
@@ -87,35 +45,10 @@ impl ServerClient {
     }
 
     async fn login(&self) -> Result<(String, String), AgentError> {
-        let c = &self.creds;
-        let body = json!({"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": c.username, "domain": {"name": c.user_domain}, "password": c.password}}},
-            "scope": {"project": {"name": c.project, "domain": {"name": c.project_domain}}}}});
-        let url = format!("{}/auth/tokens", identity_url(&c.auth_url));
-        let resp = self.http.post(&url).json(&body).send().await?;
-        let status = resp.status();
-        let token = resp
-            .headers()
-            .get("x-subject-token")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let doc: Value = resp.json().await.unwrap_or_default();
-        let token = match (status.is_success(), token) {
-            (true, Some(t)) => t,
-            _ => return Err(AgentError::Auth(format!("POST {url}: HTTP {status}"))),
-        };
+        let (token, doc) = password_login(&self.http, &self.creds).await?;
         let mut server = self.server.lock().await;
         if server.is_none() {
-            let endpoint = doc["token"]["catalog"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|s| s["type"] == "network")
-                .flat_map(|s| s["endpoints"].as_array().into_iter().flatten())
-                .find(|e| e["interface"] == "public")
-                .and_then(|e| e["url"].as_str())
-                .ok_or_else(|| AgentError::Auth("no network endpoint in the catalog".into()))?;
+            let endpoint = network_endpoint(&doc, self.creds.region.as_deref())?;
             *server = Some(endpoint.trim_end_matches('/').to_string());
         }
         *self.token.lock().await = Some(token.clone());
@@ -147,7 +80,7 @@ impl ServerClient {
             let mut req = self
                 .http
                 .request(method.clone(), format!("{server}{path}"))
-                .header("x-auth-token", token);
+                .header(neutrino_keystone::AUTH_TOKEN_HEADER, token);
             if let Some(b) = body {
                 req = req.json(b);
             }

@@ -11,18 +11,16 @@ mod dnsmasq;
 pub mod kernel;
 
 pub use agent::{run, AgentConfig};
-pub use client::{Credentials, ServerClient};
+pub use client::ServerClient;
 pub use kernel::{IpRoute2, Kernel};
+pub use neutrino_keystone::Credentials;
 
 /// Errors of the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// A required environment variable is missing.
-    #[error("{0} is not set (source an openrc file)")]
-    MissingEnv(&'static str),
-    /// Login failed.
-    #[error("authentication failed: {0}")]
-    Auth(String),
+    /// Login or the catalog lookup failed (or an `OS_*` variable is missing).
+    #[error(transparent)]
+    Keystone(#[from] neutrino_keystone::KeystoneError),
     /// The server could not be reached.
     #[error("server unreachable")]
     Http(#[from] reqwest::Error),

@@ -10,7 +10,7 @@ use serde_json::Value;
 use crate::BenchError;
 
 /// Header carrying the Keystone token on every request.
-pub(crate) const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+pub(crate) use neutrino_keystone::AUTH_TOKEN_HEADER;
 
 /// Most characters of a response body quoted in error messages.
 const MAX_BODY_IN_MESSAGE: usize = 1000;

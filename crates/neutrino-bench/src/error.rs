@@ -34,13 +34,9 @@ pub enum BenchError {
     #[error("HTTP request failed: {}", crate::error::chain(.0))]
     Http(#[from] reqwest::Error),
 
-    /// Keystone refused the credentials or answered something unexpected.
-    #[error("authentication failed: {0}")]
-    Auth(String),
-
-    /// The Keystone token carries no `public` endpoint of type `network`.
-    #[error("no public endpoint of type \"network\" in the Keystone service catalog{0}")]
-    NoNetworkEndpoint(String),
+    /// Login, token validation or the catalog lookup failed.
+    #[error(transparent)]
+    Keystone(#[from] neutrino_keystone::KeystoneError),
 
     /// The objects a scenario needs before it can measure anything (network,
     /// subnet, ports) could not be created.

@@ -75,7 +75,7 @@ struct AgentArgs {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let creds = neutrino_agent::Credentials::from_env(|k| std::env::var(k).ok())?;
+    let creds = neutrino_agent::Credentials::from_env(&|k| std::env::var(k).ok())?;
     let client = neutrino_agent::ServerClient::new(creds, args.server);
     let cfg = neutrino_agent::AgentConfig {
         host: neutrino_dataplane::HostConfig {

@@ -1,0 +1,387 @@
+//! The Keystone v3 subset every Neutrino client needs: password credentials read from the
+//! `OS_*` variables of an openrc file, password login (`POST /v3/auth/tokens`), token
+//! validation, and the lookup of the public `network` endpoint in the token's catalog.
+//! Used by `neutrino agent` and `neutrino bench` (and, later, the CNI plugin).
+
+use reqwest::Client;
+use serde_json::{json, Value};
+
+/// Header carrying a token on requests.
+pub const AUTH_TOKEN_HEADER: &str = "x-auth-token";
+/// Header carrying the issued token in Keystone's answer.
+pub const SUBJECT_TOKEN_HEADER: &str = "x-subject-token";
+
+/// Password credentials of an openrc file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credentials {
+    /// `OS_AUTH_URL`.
+    pub auth_url: String,
+    /// `OS_USERNAME`.
+    pub username: String,
+    /// `OS_PASSWORD`.
+    pub password: String,
+    /// `OS_PROJECT_NAME` (or `OS_TENANT_NAME`).
+    pub project_name: String,
+    /// `OS_USER_DOMAIN_NAME` (default `Default`).
+    pub user_domain_name: String,
+    /// `OS_PROJECT_DOMAIN_NAME` (default `Default`).
+    pub project_domain_name: String,
+    /// `OS_REGION_NAME`, used to choose among several network endpoints.
+    pub region: Option<String>,
+}
+
+impl Credentials {
+    /// Reads `OS_AUTH_URL`, `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`
+    /// (or the legacy `OS_TENANT_NAME`), `OS_USER_DOMAIN_NAME` and
+    /// `OS_PROJECT_DOMAIN_NAME` (both default to `Default`) and
+    /// `OS_REGION_NAME` through `env`.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, KeystoneError> {
+        let required = |name: &'static str| env(name).ok_or(KeystoneError::MissingEnv(name));
+        Ok(Credentials {
+            auth_url: required("OS_AUTH_URL")?,
+            username: required("OS_USERNAME")?,
+            password: required("OS_PASSWORD")?,
+            project_name: match env("OS_PROJECT_NAME").or_else(|| env("OS_TENANT_NAME")) {
+                Some(name) => name,
+                None => return Err(KeystoneError::MissingEnv("OS_PROJECT_NAME")),
+            },
+            user_domain_name: env("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+            project_domain_name: env("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
+            region: env("OS_REGION_NAME"),
+        })
+    }
+
+    /// Keystone v3 password authentication body, scoped to the project by
+    /// name and domain name.
+    pub fn password_auth_body(&self) -> Value {
+        json!({
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": self.username,
+                            "domain": {"name": self.user_domain_name},
+                            "password": self.password,
+                        }
+                    }
+                },
+                "scope": {
+                    "project": {
+                        "name": self.project_name,
+                        "domain": {"name": self.project_domain_name},
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The identity API base: `OS_AUTH_URL` without trailing slashes, with `/v3`
+/// appended unless its last path segment already is a version (`v3`, `v2.0`).
+pub fn identity_base(auth_url: &str) -> Result<String, KeystoneError> {
+    let url = auth_url.trim();
+    let Some((_, rest)) = url.split_once("://") else {
+        return Err(KeystoneError::InvalidUrl {
+            url: auth_url.to_string(),
+            reason: "OS_AUTH_URL must be an http:// or https:// URL".into(),
+        });
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) || rest.is_empty() {
+        return Err(KeystoneError::InvalidUrl {
+            url: auth_url.to_string(),
+            reason: "OS_AUTH_URL must be an http:// or https:// URL".into(),
+        });
+    }
+    let trimmed = url.trim_end_matches('/');
+    let path = trimmed
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map_or("", |(_, path)| path);
+    let last = path.rsplit('/').next().unwrap_or("");
+    if is_version_segment(last) {
+        Ok(trimmed.to_string())
+    } else {
+        Ok(format!("{trimmed}/v3"))
+    }
+}
+
+/// `v3`, `v2.0`, `v3.14`...
+fn is_version_segment(segment: &str) -> bool {
+    let Some(rest) = segment.strip_prefix('v') else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Finds the `public` endpoint of the catalog entry of type `network` in a
+/// Keystone v3 token body (`{"token": {"catalog": [...]}}`).
+///
+/// With `region`, an endpoint of that region (`region_id` or `region`) is
+/// preferred; otherwise, or when none matches, the first public one is used.
+pub fn network_endpoint(token_body: &Value, region: Option<&str>) -> Result<String, KeystoneError> {
+    let catalog = token_body
+        .get("token")
+        .and_then(|t| t.get("catalog"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| KeystoneError::NoNetworkEndpoint(" (the token has no catalog)".into()))?;
+    let public: Vec<&Value> = catalog
+        .iter()
+        .filter(|service| service.get("type").and_then(Value::as_str) == Some("network"))
+        .filter_map(|service| service.get("endpoints").and_then(Value::as_array))
+        .flatten()
+        .filter(|ep| ep.get("interface").and_then(Value::as_str) == Some("public"))
+        .filter(|ep| ep.get("url").and_then(Value::as_str).is_some())
+        .collect();
+    let in_region = region.and_then(|wanted| {
+        public.iter().copied().find(|ep| {
+            ["region_id", "region"]
+                .iter()
+                .any(|k| ep.get(*k).and_then(Value::as_str) == Some(wanted))
+        })
+    });
+    in_region
+        .or_else(|| public.first().copied())
+        .and_then(|ep| ep.get("url").and_then(Value::as_str))
+        .map(str::to_string)
+        .ok_or_else(|| KeystoneError::NoNetworkEndpoint(String::new()))
+}
+
+fn auth_failure(what: &str, status: reqwest::StatusCode, body: &str) -> KeystoneError {
+    let body: String = body.trim().chars().take(1000).collect();
+    KeystoneError::Refused(format!("{what}: HTTP {status}: {body}"))
+}
+
+/// `POST {identity}/auth/tokens` with the password method; returns the token
+/// (`X-Subject-Token`) and the token body (with the catalog).
+pub async fn password_login(
+    http: &Client,
+    creds: &Credentials,
+) -> Result<(String, Value), KeystoneError> {
+    let url = format!("{}/auth/tokens", identity_base(&creds.auth_url)?);
+    let response = http
+        .post(&url)
+        .json(&creds.password_auth_body())
+        .send()
+        .await?;
+    let status = response.status();
+    let token = response
+        .headers()
+        .get(SUBJECT_TOKEN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let text = response.text().await?;
+    if !status.is_success() {
+        return Err(auth_failure(&format!("POST {url}"), status, &text));
+    }
+    let token = token.ok_or_else(|| {
+        KeystoneError::Refused(format!(
+            "POST {url}: no X-Subject-Token header in the response"
+        ))
+    })?;
+    Ok((token, serde_json::from_str(&text)?))
+}
+
+/// `GET {identity}/auth/tokens` validating `token` against itself, to obtain
+/// its catalog when only `--token` was given.
+pub async fn token_body(
+    http: &Client,
+    auth_url: &str,
+    token: &str,
+) -> Result<Value, KeystoneError> {
+    let url = format!("{}/auth/tokens", identity_base(auth_url)?);
+    let mut value = reqwest::header::HeaderValue::from_str(token).map_err(|_| {
+        KeystoneError::Refused("the token contains characters not allowed in a header".into())
+    })?;
+    value.set_sensitive(true);
+    let response = http
+        .get(&url)
+        .header(
+            reqwest::header::HeaderName::from_static(AUTH_TOKEN_HEADER),
+            value.clone(),
+        )
+        .header(
+            reqwest::header::HeaderName::from_static(SUBJECT_TOKEN_HEADER),
+            value,
+        )
+        .send()
+        .await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        return Err(auth_failure(&format!("GET {url}"), status, &text));
+    }
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// What can go wrong talking to Keystone.
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoneError {
+    /// A required `OS_*` variable is not set.
+    #[error("environment variable {0} is not set (source an openrc file)")]
+    MissingEnv(&'static str),
+    /// `OS_AUTH_URL` is unusable.
+    #[error("invalid URL {url:?}: {reason}")]
+    InvalidUrl {
+        /// The offending URL.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Keystone refused the credentials or answered something unexpected.
+    #[error("authentication failed: {0}")]
+    Refused(String),
+    /// The token carries no `public` endpoint of type `network`.
+    #[error("no public endpoint of type \"network\" in the Keystone service catalog{0}")]
+    NoNetworkEndpoint(String),
+    /// Keystone could not be reached or its answer not read.
+    #[error("identity request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The answer was not JSON.
+    #[error("invalid JSON from identity: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE_TOKEN_BODY: &str = r#"{
+      "token": {
+        "methods": ["password"],
+        "user": {"domain": {"id": "default", "name": "Default"}, "id": "u1", "name": "demo"},
+        "project": {"domain": {"id": "default", "name": "Default"}, "id": "p1", "name": "demo"},
+        "expires_at": "2030-01-01T00:00:00.000000Z",
+        "catalog": [
+          {
+            "type": "identity", "name": "keystone", "id": "s1",
+            "endpoints": [
+              {"interface": "public", "region": "RegionOne", "region_id": "RegionOne",
+               "url": "http://127.0.0.1/identity", "id": "e1"}
+            ]
+          },
+          {
+            "type": "network", "name": "neutron", "id": "s2",
+            "endpoints": [
+              {"interface": "internal", "region": "RegionOne", "region_id": "RegionOne",
+               "url": "http://10.0.0.5:9696", "id": "e2"},
+              {"interface": "admin", "region": "RegionOne", "region_id": "RegionOne",
+               "url": "http://10.0.0.6:9696", "id": "e3"},
+              {"interface": "public", "region": "RegionOne", "region_id": "RegionOne",
+               "url": "http://127.0.0.1:9696/", "id": "e4"},
+              {"interface": "public", "region": "RegionTwo", "region_id": "RegionTwo",
+               "url": "http://127.0.0.2:9696", "id": "e5"}
+            ]
+          },
+          {
+            "type": "compute", "name": "nova", "id": "s3",
+            "endpoints": [
+              {"interface": "public", "region": "RegionOne", "region_id": "RegionOne",
+               "url": "http://127.0.0.1/compute/v2.1", "id": "e6"}
+            ]
+          }
+        ]
+      }
+    }"#;
+
+    #[test]
+    fn finds_public_network_endpoint_in_catalog() {
+        let body: Value = serde_json::from_str(SAMPLE_TOKEN_BODY).unwrap();
+        assert_eq!(
+            network_endpoint(&body, None).unwrap(),
+            "http://127.0.0.1:9696/"
+        );
+        assert_eq!(
+            network_endpoint(&body, Some("RegionTwo")).unwrap(),
+            "http://127.0.0.2:9696"
+        );
+        // Unknown region: fall back to the first public endpoint.
+        assert_eq!(
+            network_endpoint(&body, Some("Nowhere")).unwrap(),
+            "http://127.0.0.1:9696/"
+        );
+    }
+
+    #[test]
+    fn catalog_without_network_service_is_an_error() {
+        let body = json!({"token": {"catalog": [
+            {"type": "identity", "endpoints": [{"interface": "public", "url": "http://x"}]},
+            {"type": "network", "endpoints": [{"interface": "internal", "url": "http://y"}]}
+        ]}});
+        assert!(matches!(
+            network_endpoint(&body, None),
+            Err(KeystoneError::NoNetworkEndpoint(_))
+        ));
+        assert!(matches!(
+            network_endpoint(&json!({"token": {}}), None),
+            Err(KeystoneError::NoNetworkEndpoint(_))
+        ));
+    }
+
+    #[test]
+    fn identity_base_appends_v3_only_without_version() {
+        let b = |s: &str| identity_base(s).unwrap();
+        assert_eq!(b("http://127.0.0.1:5000"), "http://127.0.0.1:5000/v3");
+        assert_eq!(b("http://127.0.0.1:5000/"), "http://127.0.0.1:5000/v3");
+        assert_eq!(b("http://127.0.0.1:5000/v3"), "http://127.0.0.1:5000/v3");
+        assert_eq!(b("http://127.0.0.1:5000/v3/"), "http://127.0.0.1:5000/v3");
+        assert_eq!(
+            b("http://127.0.0.1/identity"),
+            "http://127.0.0.1/identity/v3"
+        );
+        assert_eq!(
+            b("http://127.0.0.1/identity/v3"),
+            "http://127.0.0.1/identity/v3"
+        );
+        assert_eq!(
+            b("http://127.0.0.1:5000/v2.0"),
+            "http://127.0.0.1:5000/v2.0"
+        );
+        assert_eq!(b("http://v3"), "http://v3/v3");
+        assert!(identity_base("127.0.0.1:5000").is_err());
+        assert!(identity_base("ftp://x").is_err());
+    }
+
+    #[test]
+    fn credentials_from_openrc_variables() {
+        let vars = [
+            ("OS_AUTH_URL", "http://127.0.0.1:5000/v3"),
+            ("OS_USERNAME", "admin"),
+            ("OS_PASSWORD", "secret"),
+            ("OS_PROJECT_NAME", "admin"),
+            ("OS_USER_DOMAIN_NAME", "Users"),
+        ];
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let creds = Credentials::from_env(&env).unwrap();
+        assert_eq!(creds.project_domain_name, "Default");
+        assert_eq!(creds.user_domain_name, "Users");
+        let body = creds.password_auth_body();
+        assert_eq!(body["auth"]["identity"]["methods"], json!(["password"]));
+        assert_eq!(
+            body["auth"]["identity"]["password"]["user"]["name"],
+            "admin"
+        );
+        assert_eq!(
+            body["auth"]["identity"]["password"]["user"]["domain"]["name"],
+            "Users"
+        );
+        assert_eq!(body["auth"]["scope"]["project"]["name"], "admin");
+        assert_eq!(
+            body["auth"]["scope"]["project"]["domain"]["name"],
+            "Default"
+        );
+
+        let missing = |k: &str| if k == "OS_PASSWORD" { None } else { env(k) };
+        assert!(matches!(
+            Credentials::from_env(&missing),
+            Err(KeystoneError::MissingEnv("OS_PASSWORD"))
+        ));
+    }
+}
