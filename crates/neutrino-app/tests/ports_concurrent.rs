@@ -3,21 +3,15 @@
 
 use std::collections::HashSet;
 
-use neutrino_app::{App, Collection, Config, Context};
-use neutrino_store::Store;
-use serde_json::{json, Map, Value};
+mod common;
 
-fn doc(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
-}
+use common::*;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_port_creates_never_share_an_address() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
-    let app = App::new(store, Config::default()).await.unwrap();
+    let t = env().await;
+    let app = t.app.clone();
     let admin = Context::new("admin", "p-admin", &["admin".into()]);
     let networks = Collection::by_path("networks").unwrap();
     let subnets = Collection::by_path("subnets").unwrap();

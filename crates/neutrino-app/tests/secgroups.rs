@@ -1,20 +1,14 @@
 //! Security group rule templates (`default-security-group-rules`) and the rules new groups get.
 
-use neutrino_app::{App, Collection, Config, Context};
-use neutrino_store::Store;
-use serde_json::{json, Map, Value};
+mod common;
 
-fn doc(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
-}
+use common::*;
+use serde_json::json;
 
 #[tokio::test]
 async fn groups_get_their_rules_from_the_templates() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
-    let app = App::new(store, Config::default()).await.unwrap();
+    let t = env().await;
+    let app = t.app.clone();
     let admin = Context::new("admin", "p-admin", &["admin".into()]);
     let member = Context::new("alice", "p-alice", &["member".into()]);
     let templates = Collection::by_path("default-security-group-rules").unwrap();
@@ -83,11 +77,8 @@ async fn groups_get_their_rules_from_the_templates() {
 
 #[tokio::test]
 async fn a_group_needs_room_for_its_default_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}/t.db", dir.path().display()))
-        .await
-        .unwrap();
-    let app = App::new(store, Config::default()).await.unwrap();
+    let t = env().await;
+    let app = t.app.clone();
     let admin = Context::new("admin", "p-admin", &["admin".into()]);
     let member = Context::new("alice", "p-alice", &["member".into()]);
     let groups = Collection::by_path("security-groups").unwrap();

@@ -1,28 +1,29 @@
 //! Service function chaining through the public application API: every validation rule and
 //! conflict of networking-sfc, asserted by status code and NeutronError type.
 
-use neutrino_app::{App, Collection, Config, Context};
-use neutrino_store::Store;
-use neutrino_types::ApiError;
-use serde_json::{json, Map, Value};
+mod common;
 
-struct Env {
-    app: App,
-    store: Store,
-    _dir: tempfile::TempDir,
-    /// Network of each project (admin, a, b) for fresh ports.
+use std::ops::Deref;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// The common test environment plus a network per project (admin, a, b) for fresh ports.
+struct SfcEnv {
+    base: Env,
     nets: std::collections::HashMap<String, String>,
 }
 
-async fn env() -> Env {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = Store::open(&url).await.unwrap();
-    let app = App::new(store.clone(), Config::default()).await.unwrap();
-    let mut t = Env {
-        app,
-        store,
-        _dir: dir,
+impl Deref for SfcEnv {
+    type Target = Env;
+    fn deref(&self) -> &Env {
+        &self.base
+    }
+}
+
+async fn sfc_env() -> SfcEnv {
+    let mut t = SfcEnv {
+        base: env().await,
         nets: Default::default(),
     };
     for (ctx, cidr) in [
@@ -30,100 +31,13 @@ async fn env() -> Env {
         (tenant(), "10.1.0.0/16"),
         (other_tenant(), "10.2.0.0/16"),
     ] {
-        let net = t.ok(&ctx, "networks", json!({"name": "n"})).await;
-        t.ok(
-            &ctx,
-            "subnets",
-            json!({"network_id": id(&net), "ip_version": 4, "cidr": cidr}),
-        )
-        .await;
-        t.nets.insert(ctx.project_id.clone(), id(&net));
+        let (net, _) = t.net(&ctx, json!({"name": "n"}), cidr).await;
+        t.nets.insert(ctx.project_id.clone(), net);
     }
     t
 }
 
-fn admin() -> Context {
-    Context::new("admin", "admin-project", &["admin".into()])
-}
-
-fn tenant() -> Context {
-    Context::new("alice", "project-a", &["member".into()])
-}
-
-fn other_tenant() -> Context {
-    Context::new("bob", "project-b", &["member".into()])
-}
-
-fn coll(path: &str) -> &'static Collection {
-    Collection::by_path(&format!("sfc/{path}"))
-        .or_else(|| Collection::by_path(path))
-        .unwrap()
-}
-
-fn doc(v: Value) -> Map<String, Value> {
-    v.as_object().unwrap().clone()
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().unwrap().to_string()
-}
-
-#[track_caller]
-fn assert_err(r: Result<impl std::fmt::Debug, ApiError>, status: u16, kind: &str) -> ApiError {
-    let e = r.expect_err("expected an error");
-    assert_eq!((e.status, e.kind.as_str()), (status, kind), "{e}");
-    e
-}
-
-impl Env {
-    async fn create(&self, ctx: &Context, path: &str, body: Value) -> Result<Value, ApiError> {
-        let mut out = self.app.create(ctx, coll(path), vec![doc(body)]).await?;
-        Ok(Value::Object(out.remove(0)))
-    }
-
-    async fn ok(&self, ctx: &Context, path: &str, body: Value) -> Value {
-        self.create(ctx, path, body).await.unwrap()
-    }
-
-    async fn update(
-        &self,
-        ctx: &Context,
-        path: &str,
-        id: &str,
-        body: Value,
-    ) -> Result<Value, ApiError> {
-        Ok(Value::Object(
-            self.app
-                .update(ctx, coll(path), id, doc(body), None)
-                .await?,
-        ))
-    }
-
-    async fn show(&self, ctx: &Context, path: &str, id: &str) -> Result<Value, ApiError> {
-        Ok(Value::Object(
-            self.app.show(ctx, coll(path), id, &[]).await?,
-        ))
-    }
-
-    async fn delete(&self, ctx: &Context, path: &str, id: &str) -> Result<(), ApiError> {
-        self.app.delete(ctx, coll(path), id, None).await
-    }
-
-    async fn list(&self, ctx: &Context, path: &str, q: &[(&str, &str)]) -> Vec<Value> {
-        let pairs: Vec<(String, String)> = q
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        self.app
-            .list(ctx, coll(path), &pairs)
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(Value::Object)
-            .collect()
-    }
-
+impl SfcEnv {
     /// A port of the caller's project on device `device`.
     async fn port(&self, ctx: &Context, device: &str) -> String {
         let net = &self.nets[&ctx.project_id];
@@ -191,7 +105,7 @@ impl Env {
 
 #[tokio::test]
 async fn flow_classifier_rules() {
-    let t = &env().await;
+    let t = &sfc_env().await;
     let a = tenant();
     let lsp = t.port(&a, "vm").await;
     let fc = t
@@ -372,7 +286,7 @@ async fn flow_classifier_rules() {
 
 #[tokio::test]
 async fn port_pair_rules() {
-    let t = env().await;
+    let t = sfc_env().await;
     let a = tenant();
     let (i, e) = (t.port(&a, "vm1").await, t.port(&a, "vm1").await);
     let pp = t
@@ -516,7 +430,7 @@ async fn port_pair_rules() {
 
 #[tokio::test]
 async fn port_pair_group_rules() {
-    let t = env().await;
+    let t = sfc_env().await;
     let a = tenant();
     let pp1 = t.pp(&a, json!(null)).await;
     let pp2 = t.pp(&a, json!(null)).await;
@@ -722,7 +636,7 @@ async fn port_pair_group_rules() {
 
 #[tokio::test]
 async fn port_chain_rules() {
-    let t = env().await;
+    let t = sfc_env().await;
     let a = tenant();
     let g1 = t.hop(&a, json!(null)).await;
     let g2 = t.hop(&a, json!("mpls")).await;
@@ -1046,7 +960,7 @@ async fn port_chain_rules() {
 
 #[tokio::test]
 async fn chain_ids_run_out() {
-    let t = env().await;
+    let t = sfc_env().await;
     let a = tenant();
     let g = t.hop(&a, json!(null)).await;
     let mut tx = t.store.begin().await.unwrap();
@@ -1071,7 +985,7 @@ async fn chain_ids_run_out() {
 
 #[tokio::test]
 async fn service_graph_rules() {
-    let t = &env().await;
+    let t = &sfc_env().await;
     let a = tenant();
     let c1 = t.linked_chain(&a, "mpls", json!("mpls"), 1).await;
     let c2 = t.linked_chain(&a, "mpls", json!("mpls"), 2).await;
@@ -1188,7 +1102,7 @@ async fn service_graph_rules() {
 
 #[tokio::test]
 async fn service_graph_branch_classifier_conflict() {
-    let t = env().await;
+    let t = sfc_env().await;
     let (a, b) = (tenant(), other_tenant());
     // Destinations without classifiers are fine.
     let src = t.linked_chain(&a, "mpls", json!("mpls"), 1).await;
@@ -1235,7 +1149,7 @@ async fn service_graph_branch_classifier_conflict() {
 
 #[tokio::test]
 async fn quotas_and_policy() {
-    let t = env().await;
+    let t = sfc_env().await;
     let a = tenant();
     let q = t.app.quota_show(&a, "project-a").await.unwrap();
     assert_eq!(
@@ -1281,7 +1195,7 @@ async fn quotas_and_policy() {
 
 #[tokio::test]
 async fn change_feed_carries_sfc_resources() {
-    let t = env().await;
+    let t = sfc_env().await;
     let a = tenant();
     let before = t.app.feed_snapshot(&admin()).await.unwrap()["revision"]
         .as_i64()

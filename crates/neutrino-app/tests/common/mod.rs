@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 
 pub struct Env {
     pub app: App,
+    pub store: Store,
     _dir: tempfile::TempDir,
 }
 
@@ -16,8 +17,12 @@ pub async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let store = Store::open(&url).await.unwrap();
-    let app = App::new(store, Config::default()).await.unwrap();
-    Env { app, _dir: dir }
+    let app = App::new(store.clone(), Config::default()).await.unwrap();
+    Env {
+        app,
+        store,
+        _dir: dir,
+    }
 }
 
 pub fn admin() -> Context {
@@ -32,8 +37,11 @@ pub fn other_tenant() -> Context {
     Context::new("bob", "project-b", &["member".into()])
 }
 
+/// The collection at `path` (networking-sfc ones also without their `sfc/` prefix).
 pub fn coll(path: &str) -> &'static Collection {
-    Collection::by_path(path).unwrap()
+    Collection::by_path(path)
+        .or_else(|| Collection::by_path(&format!("sfc/{path}")))
+        .unwrap()
 }
 
 pub fn doc(v: Value) -> Map<String, Value> {
@@ -44,6 +52,7 @@ pub fn id(v: &Value) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
+#[track_caller]
 pub fn assert_err(r: Result<impl std::fmt::Debug, ApiError>, status: u16, kind: &str) -> ApiError {
     let e = r.expect_err("expected an error");
     assert_eq!((e.status, e.kind.as_str()), (status, kind), "{e}");
@@ -108,12 +117,17 @@ impl Env {
     }
 
     pub async fn ports(&self, filters: &[(&str, &str)]) -> Vec<Value> {
+        self.list(&admin(), "ports", filters).await
+    }
+
+    /// `GET /v2.0/{path}?k=v...` as `ctx`.
+    pub async fn list(&self, ctx: &Context, path: &str, filters: &[(&str, &str)]) -> Vec<Value> {
         let pairs: Vec<(String, String)> = filters
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         self.app
-            .list(&admin(), coll("ports"), &pairs)
+            .list(ctx, coll(path), &pairs)
             .await
             .unwrap()
             .items
