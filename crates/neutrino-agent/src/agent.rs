@@ -28,7 +28,8 @@ pub struct AgentConfig {
     pub resync_every: Duration,
     /// Where to write a small JSON status after every reconcile (for operators and tests).
     pub status_file: Option<PathBuf>,
-    /// Directory for the agent's own files (DHCP servers' configuration, leases, pid files).
+    /// Directory for the agent's own files (DHCP servers' and radvd's configuration, leases,
+    /// pid files).
     pub state_dir: PathBuf,
 }
 
@@ -41,6 +42,7 @@ struct Stats {
     errors_total: u64,
     firewall_ops: u64,
     dhcp_ops: u64,
+    ra_ops: u64,
 }
 
 struct Agent {
@@ -241,35 +243,44 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
             }
         }
-        self.reconcile_dhcp(&want).await;
+        self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
         self.write_status(cluster);
     }
 
-    /// DHCP servers after the plan: their namespaces and interfaces exist by now.
-    async fn reconcile_dhcp(&mut self, want: &Desired) {
-        let root = self.cfg.state_dir.join("dhcp");
+    /// DHCP servers and router advertisements after the plan: their namespaces and
+    /// interfaces exist by now.
+    async fn reconcile_services(&mut self, want: &Desired) {
+        let state_dir = self.cfg.state_dir.clone();
         let prefix = self.cfg.host.netns_prefix.clone();
-        let servers = want.dhcp.clone();
+        let (servers, adverts) = (want.dhcp.clone(), want.ra.clone());
         let result = tokio::task::spawn_blocking(move || {
+            let root = state_dir.join("dhcp");
             let observed = crate::dnsmasq::observe(&root, &prefix);
             let ops =
                 neutrino_dataplane::dhcp::plan_dhcp(&servers, &observed, &root.to_string_lossy());
-            (ops.len(), crate::dnsmasq::apply(&ops))
+            let mut errors = crate::dnsmasq::apply(&ops);
+            let root = state_dir.join("ra");
+            let observed = crate::radvd::observe(&root, &prefix);
+            let ra_ops =
+                neutrino_dataplane::ra::plan_ra(&adverts, &observed, &root.to_string_lossy());
+            errors.extend(crate::radvd::apply(&ra_ops));
+            (ops.len(), ra_ops.len(), errors)
         })
         .await;
         match result {
-            Ok((0, _)) => {}
-            Ok((n, errors)) => {
+            Ok((dhcp, ra, errors)) => {
+                let n = dhcp + ra;
                 self.stats.ops_total += n as u64;
-                self.stats.dhcp_ops += n as u64;
+                self.stats.dhcp_ops += dhcp as u64;
+                self.stats.ra_ops += ra as u64;
                 self.stats.last_ops += n;
                 self.stats.errors_total += errors.len() as u64;
                 for e in errors {
-                    tracing::warn!(error = %e, "DHCP server operation failed");
+                    tracing::warn!(error = %e, "DHCP or RA daemon operation failed");
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "DHCP reconcile panicked"),
+            Err(e) => tracing::warn!(error = %e, "DHCP/RA reconcile panicked"),
         }
     }
 
@@ -361,6 +372,7 @@ impl Agent {
             "errors_total": self.stats.errors_total,
             "firewall_ops": self.stats.firewall_ops,
             "dhcp_ops": self.stats.dhcp_ops,
+            "ra_ops": self.stats.ra_ops,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {

@@ -140,14 +140,19 @@ impl Kernel for IpRoute2 {
                 .unwrap_or(Value::Array(Vec::new()));
             let (mut ip_forward, mut nft) = (None, None);
             if names::is_router_netns(netns_prefix, name) {
+                // The table's comment (the digest of its rules) is its second line; nft's JSON
+                // output leaves table comments out.
                 let script = format!(
-                    "cat /proc/sys/net/ipv4/ip_forward; nft -j list table inet {} 2>/dev/null || true",
+                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null | \
+                     sed -n '2s/^[[:space:]]*comment \"\\(.*\\)\"$/\\1/p'",
                     neutrino_dataplane::router::TABLE
                 );
                 let (_, out, _) = run("ip", &["netns", "exec", name, "sh", "-c", &script], None)?;
                 let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
                 ip_forward = Some(first.to_string());
-                nft = serde_json::from_str(rest.trim()).ok();
+                let digest = rest.trim();
+                nft = (!digest.is_empty())
+                    .then(|| serde_json::json!({"nftables": [{"table": {"comment": digest}}]}));
             }
             namespaces.push(RawNamespace {
                 name: name.to_string(),

@@ -7,8 +7,10 @@
 
 mod agent;
 pub mod client;
+mod daemon;
 mod dnsmasq;
 pub mod kernel;
+mod radvd;
 
 pub use agent::{run, AgentConfig};
 pub use client::ServerClient;

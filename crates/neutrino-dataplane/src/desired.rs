@@ -8,7 +8,8 @@
 //!   gateways and the subnets' host routes.
 //! - Router ports bound here (the server schedules each router on one host) are plugged the
 //!   same way into the router's namespace (`qr-…` inside, `qg-…` for the gateway), which also
-//!   gets forwarding, extra routes, floating IPs and the scope/NAT table ([`crate::router`]).
+//!   gets forwarding, extra routes, floating IPs and the scope/NAT table ([`crate::router`]),
+//!   and router advertisements on its IPv6 interfaces ([`crate::ra`]).
 //! - The DHCP port of a network bound here is plugged into `qdhcp-<network>` (`ns-…`) with its
 //!   addresses, and the network gets a DHCP server ([`crate::dhcp`]). An instance port with
 //!   `binding:profile` `{"neutrino_dhcp": true}` gets no addresses or routes from the agent:
@@ -25,6 +26,7 @@ use serde_json::Value;
 use crate::cluster::{text, Cluster};
 use crate::dhcp::{self, DhcpServer};
 use crate::names;
+use crate::ra::{router_advertisements, RaConfig};
 use crate::router::{add_router, RouterPort};
 use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Vxlan, FLOOD_MAC};
 
@@ -68,6 +70,8 @@ pub struct Desired {
     pub ports: BTreeMap<String, PortOutcome>,
     /// DHCP servers to run, by namespace.
     pub dhcp: BTreeMap<String, DhcpServer>,
+    /// Router advertisement daemons to run, by router namespace.
+    pub ra: BTreeMap<String, RaConfig>,
 }
 
 /// What a port bound to a host is for.
@@ -299,6 +303,9 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         let netns = names::router_netns(&cfg.netns_prefix, router);
         if let Some(ns) = out.state.namespaces.get_mut(&netns) {
             add_router(cluster, router, ports, ns);
+        }
+        if let Some(ra) = router_advertisements(cluster, ports) {
+            out.ra.insert(netns, ra);
         }
     }
     // Toward the other hosts with ports on our networks.

@@ -1,18 +1,22 @@
 //! DHCP servers: one `dnsmasq` per network whose DHCP port is bound to this host, in the
 //! namespace `qdhcp-<network>`, answering with static leases only. Its three files are rendered
-//! here: `conf` (interface, one static range per DHCP-enabled IPv4 subnet, file paths; a change
-//! restarts it), `hosts` (`MAC,IP` of every port with an address on those subnets) and `opts`
-//! (router, classless static routes, DNS servers, MTU per subnet); dnsmasq re-reads these two
-//! on SIGHUP. [`plan_dhcp`] compares them with what the state directory holds and whether the
+//! here: `conf` (interface, one static range per DHCP-enabled IPv4 subnet and per DHCPv6
+//! subnet, file paths; a change restarts it), `hosts` (`MAC,IP` of every port with an address
+//! on the IPv4 and DHCPv6-stateful subnets, IPv6 in brackets) and `opts` (router, classless
+//! static routes, DNS servers, MTU per IPv4 subnet; DNS servers per DHCPv6 subnet); dnsmasq
+//! re-reads these two on SIGHUP. DHCPv6 follows Neutron's DHCP agent: a subnet with
+//! `ipv6_address_mode` dhcpv6-stateful (or with neither IPv6 mode set) hands out the port's
+//! fixed IP to its MAC; dhcpv6-stateless answers information requests only (DNS servers);
+//! SLAAC subnets and prefixes shorter than /64 are not served. [`plan_dhcp`] compares them with what the state directory holds and whether the
 //! recorded process runs, so a restarted agent adopts a server whose configuration is current.
 //! dnsmasq keeps running as root (`user=root`): the agent's state directory need not be
 //! readable by anyone else.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
@@ -37,6 +41,44 @@ pub struct DhcpSubnet {
     pub mtu: u32,
 }
 
+/// How dnsmasq serves an IPv6 subnet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dhcp6Mode {
+    /// Addresses (the ports' fixed IPs, by MAC) and options.
+    Stateful,
+    /// Options only (information requests).
+    Stateless,
+}
+
+impl Dhcp6Mode {
+    /// How a DHCP-enabled IPv6 subnet is served, from its `ipv6_address_mode` (and
+    /// `ipv6_ra_mode`: with neither set, stateful, as Neutron's DHCP agent does); `None` for
+    /// SLAAC.
+    pub fn of(subnet: &Value) -> Option<Dhcp6Mode> {
+        match (
+            subnet["ipv6_address_mode"].as_str(),
+            subnet["ipv6_ra_mode"].as_str(),
+        ) {
+            (Some("dhcpv6-stateful"), _) | (None, None) => Some(Dhcp6Mode::Stateful),
+            (Some("dhcpv6-stateless"), _) => Some(Dhcp6Mode::Stateless),
+            _ => None,
+        }
+    }
+}
+
+/// One DHCPv6 subnet served on the network.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dhcp6Subnet {
+    /// Subnet id (the dnsmasq tag is `subnet-<id>`).
+    pub id: String,
+    /// Its prefix (/64 or longer).
+    pub cidr: Ipv6Net,
+    /// Addresses and options, or options only.
+    pub mode: Dhcp6Mode,
+    /// DNS servers (option 23).
+    pub dns: Vec<Ipv6Addr>,
+}
+
 /// The DHCP server of one network.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DhcpServer {
@@ -44,10 +86,12 @@ pub struct DhcpServer {
     pub network_id: String,
     /// Interface it listens on inside its namespace.
     pub interface: String,
-    /// The subnets it serves.
+    /// The IPv4 subnets it serves.
     pub subnets: Vec<DhcpSubnet>,
+    /// The IPv6 subnets it serves.
+    pub subnets6: Vec<Dhcp6Subnet>,
     /// Static leases: `(MAC, address)`.
-    pub hosts: BTreeSet<(String, Ipv4Addr)>,
+    pub hosts: BTreeSet<(String, IpAddr)>,
 }
 
 /// The files of one server.
@@ -110,8 +154,23 @@ pub fn is_dhcp_client(port: &Value) -> bool {
             .is_some_and(|s| s.eq_ignore_ascii_case("true"))
 }
 
-fn v4(fixed: &Value) -> Option<Ipv4Addr> {
-    text(fixed, "ip_address").parse().ok()
+fn addrs<T: std::str::FromStr>(v: &Value) -> Vec<T> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str()?.parse().ok())
+        .collect()
+}
+
+/// The DHCPv6 subnet `sn` as served, if it is.
+fn subnet6(sn: &Value, cidr: Ipv6Net) -> Option<Dhcp6Subnet> {
+    let mode = Dhcp6Mode::of(sn)?;
+    (cidr.prefix_len() >= 64).then(|| Dhcp6Subnet {
+        id: text(sn, "id").to_string(),
+        cidr: cidr.trunc(),
+        mode,
+        dns: addrs(&sn["dns_nameservers"]),
+    })
 }
 
 /// The server for the DHCP port `port` (on `network`, plugged as `interface`).
@@ -119,19 +178,18 @@ pub fn server(cluster: &Cluster, network: &Value, port: &Value, interface: &str)
     let net_id = text(network, "id");
     let mtu = crate::desired::mtu(network);
     let mut subnets = Vec::new();
+    let mut subnets6 = Vec::new();
     for sn in cluster.all("subnet") {
         if text(sn, "network_id") != net_id || sn["enable_dhcp"] != true {
             continue;
         }
-        let Ok(cidr) = text(sn, "cidr").parse::<Ipv4Net>() else {
-            continue;
-        };
-        let addrs = |v: &Value| -> Vec<Ipv4Addr> {
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|a| a.as_str()?.parse().ok())
-                .collect()
+        let cidr = match text(sn, "cidr").parse::<IpNet>() {
+            Ok(IpNet::V4(cidr)) => cidr,
+            Ok(IpNet::V6(cidr)) => {
+                subnets6.extend(subnet6(sn, cidr));
+                continue;
+            }
+            Err(_) => continue,
         };
         let host_routes = sn["host_routes"]
             .as_array()
@@ -152,14 +210,26 @@ pub fn server(cluster: &Cluster, network: &Value, port: &Value, interface: &str)
         });
     }
     subnets.sort_by(|a, b| a.id.cmp(&b.id));
-    let served: BTreeSet<&str> = subnets.iter().map(|s| s.id.as_str()).collect();
+    subnets6.sort_by(|a, b| a.id.cmp(&b.id));
+    // Addresses are handed out on the IPv4 and the stateful DHCPv6 subnets.
+    let served: BTreeSet<&str> = subnets
+        .iter()
+        .map(|s| s.id.as_str())
+        .chain(
+            subnets6
+                .iter()
+                .filter(|s| s.mode == Dhcp6Mode::Stateful)
+                .map(|s| s.id.as_str()),
+        )
+        .collect();
     let mut hosts = BTreeSet::new();
     for p in cluster.all("port") {
         if text(p, "network_id") != net_id || text(p, "id") == text(port, "id") {
             continue;
         }
         for fixed in p["fixed_ips"].as_array().into_iter().flatten() {
-            if let Some(ip) = v4(fixed).filter(|_| served.contains(text(fixed, "subnet_id"))) {
+            let ip = text(fixed, "ip_address").parse::<IpAddr>();
+            if let Some(ip) = ip.ok().filter(|_| served.contains(text(fixed, "subnet_id"))) {
                 hosts.insert((text(p, "mac_address").to_ascii_lowercase(), ip));
             }
         }
@@ -168,6 +238,7 @@ pub fn server(cluster: &Cluster, network: &Value, port: &Value, interface: &str)
         network_id: net_id.to_string(),
         interface: interface.to_string(),
         subnets,
+        subnets6,
         hosts,
     }
 }
@@ -223,10 +294,32 @@ impl DhcpServer {
             }
             let _ = writeln!(opts, "{tag},option:mtu,{}", sn.mtu);
         }
+        for sn in &self.subnets6 {
+            let _ = writeln!(
+                conf,
+                "dhcp-range=set:subnet-{},{},static,{},{}s",
+                sn.id,
+                sn.cidr.network(),
+                sn.cidr.prefix_len(),
+                LEASE_SECS
+            );
+            if !sn.dns.is_empty() {
+                let dns: Vec<String> = sn.dns.iter().map(|a| format!("[{a}]")).collect();
+                let _ = writeln!(
+                    opts,
+                    "tag:subnet-{},option6:dns-server,{}",
+                    sn.id,
+                    dns.join(",")
+                );
+            }
+        }
         let hosts = self
             .hosts
             .iter()
-            .map(|(mac, ip)| format!("{mac},{ip}\n"))
+            .map(|(mac, ip)| match ip {
+                IpAddr::V4(ip) => format!("{mac},{ip}\n"),
+                IpAddr::V6(ip) => format!("{mac},[{ip}]\n"),
+            })
             .collect();
         DhcpFiles { conf, hosts, opts }
     }
@@ -293,9 +386,30 @@ mod tests {
                     mtu: 1450,
                 },
             ],
+            subnets6: vec![
+                Dhcp6Subnet {
+                    id: "sub-c".into(),
+                    cidr: "2001:db8:c::/64".parse().unwrap(),
+                    mode: Dhcp6Mode::Stateful,
+                    dns: vec![],
+                },
+                Dhcp6Subnet {
+                    id: "sub-d".into(),
+                    cidr: "2001:db8:d::/64".parse().unwrap(),
+                    mode: Dhcp6Mode::Stateless,
+                    dns: vec![
+                        "2001:db8::53".parse().unwrap(),
+                        "2001:db8::54".parse().unwrap(),
+                    ],
+                },
+            ],
             hosts: [
                 ("fa:16:3e:00:00:02".to_string(), "10.0.0.5".parse().unwrap()),
                 ("fa:16:3e:00:00:01".to_string(), "10.0.1.3".parse().unwrap()),
+                (
+                    "fa:16:3e:00:00:02".to_string(),
+                    "2001:db8:c::5".parse().unwrap(),
+                ),
             ]
             .into_iter()
             .collect(),
@@ -313,11 +427,14 @@ mod tests {
              dhcp-hostsfile=/s/qdhcp-net-1/hosts\ndhcp-optsfile=/s/qdhcp-net-1/opts\n\
              log-facility=/s/qdhcp-net-1/log\n\
              dhcp-range=set:subnet-sub-a,10.0.0.0,static,255.255.255.0,86400s\n\
-             dhcp-range=set:subnet-sub-b,10.0.1.0,static,255.255.255.240,86400s\n"
+             dhcp-range=set:subnet-sub-b,10.0.1.0,static,255.255.255.240,86400s\n\
+             dhcp-range=set:subnet-sub-c,2001:db8:c::,static,64,86400s\n\
+             dhcp-range=set:subnet-sub-d,2001:db8:d::,static,64,86400s\n"
         );
         assert_eq!(
             f.hosts,
-            "fa:16:3e:00:00:01,10.0.1.3\nfa:16:3e:00:00:02,10.0.0.5\n"
+            "fa:16:3e:00:00:01,10.0.1.3\nfa:16:3e:00:00:02,10.0.0.5\n\
+             fa:16:3e:00:00:02,[2001:db8:c::5]\n"
         );
         assert_eq!(
             f.opts,
@@ -326,7 +443,57 @@ mod tests {
              tag:subnet-sub-a,option:dns-server,192.0.2.53\n\
              tag:subnet-sub-a,option:mtu,1450\n\
              tag:subnet-sub-b,option:router\n\
-             tag:subnet-sub-b,option:mtu,1450\n"
+             tag:subnet-sub-b,option:mtu,1450\n\
+             tag:subnet-sub-d,option6:dns-server,[2001:db8::53],[2001:db8::54]\n"
+        );
+    }
+
+    #[test]
+    fn dhcpv6_serves_stateful_and_stateless_subnets_only() {
+        use serde_json::json;
+        let cluster = Cluster::from_snapshot(&json!({"revision": 1, "resources": {
+            "network": [{"id": "n1", "mtu": 1450}],
+            "subnet": [
+                {"id": "full", "network_id": "n1", "cidr": "2001:db8:1::/64", "enable_dhcp": true,
+                 "ipv6_address_mode": "dhcpv6-stateful", "ipv6_ra_mode": "dhcpv6-stateful"},
+                {"id": "info", "network_id": "n1", "cidr": "2001:db8:2::/64", "enable_dhcp": true,
+                 "ipv6_address_mode": "dhcpv6-stateless", "dns_nameservers": ["2001:db8::53"]},
+                {"id": "slaac", "network_id": "n1", "cidr": "2001:db8:3::/64", "enable_dhcp": true,
+                 "ipv6_address_mode": "slaac", "ipv6_ra_mode": "slaac"},
+                {"id": "legacy", "network_id": "n1", "cidr": "2001:db8:4::/64", "enable_dhcp": true},
+                {"id": "wide", "network_id": "n1", "cidr": "2001:db8:5::/56", "enable_dhcp": true},
+                {"id": "off", "network_id": "n1", "cidr": "2001:db8:6::/64", "enable_dhcp": false},
+            ],
+            "port": [
+                {"id": "dhcp", "network_id": "n1", "mac_address": "fa:16:3e:00:00:aa",
+                 "fixed_ips": [{"subnet_id": "full", "ip_address": "2001:db8:1::2"}]},
+                {"id": "vm", "network_id": "n1", "mac_address": "FA:16:3E:00:00:01", "fixed_ips": [
+                    {"subnet_id": "full", "ip_address": "2001:db8:1::10"},
+                    {"subnet_id": "info", "ip_address": "2001:db8:2::f816:3eff:fe00:1"},
+                    {"subnet_id": "slaac", "ip_address": "2001:db8:3::f816:3eff:fe00:1"},
+                    {"subnet_id": "legacy", "ip_address": "2001:db8:4::7"}]},
+            ],
+        }}));
+        let net = cluster.get("network", "n1").unwrap();
+        let dhcp_port = cluster.get("port", "dhcp").unwrap();
+        let s = server(&cluster, net, dhcp_port, "ns-dhcp");
+        let served: Vec<(&str, Dhcp6Mode)> =
+            s.subnets6.iter().map(|sn| (sn.id.as_str(), sn.mode)).collect();
+        assert_eq!(
+            served,
+            vec![
+                ("full", Dhcp6Mode::Stateful),
+                ("info", Dhcp6Mode::Stateless),
+                ("legacy", Dhcp6Mode::Stateful)
+            ]
+        );
+        let hosts: Vec<String> = s.hosts.iter().map(|(m, ip)| format!("{m} {ip}")).collect();
+        assert_eq!(
+            hosts,
+            vec![
+                "fa:16:3e:00:00:01 2001:db8:1::10",
+                "fa:16:3e:00:00:01 2001:db8:4::7"
+            ]
         );
     }
 

@@ -1,7 +1,8 @@
 //! What the kernel holds, from iproute2's JSON output (`ip -d -j link show`,
 //! `bridge -j fdb show`, and per namespace `ip -d -j link/addr/route show`), in the shape of
 //! [`HostState`]. Only the agent's own objects are kept (by name prefix); kernel-made routes
-//! and link-local addresses are left out, as the desired state never holds them.
+//! (connected ones, and those learnt from router advertisements) and link-local addresses are
+//! left out, as the desired state never holds them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -44,7 +45,8 @@ pub struct RawNamespace {
     pub routes: Vec<Value>,
     /// Routers only: `/proc/sys/net/ipv4/ip_forward` (`"1"` when on).
     pub ip_forward: Option<String>,
-    /// Routers only: `nft -j list table inet neutrino_router`, when the table exists.
+    /// Routers only, when the table `inet neutrino_router` exists: its comment (the digest),
+    /// as `{"nftables": [{"table": {"comment": ...}}]}` (the shape of `nft -j` output).
     pub nft: Option<Value>,
 }
 
@@ -107,6 +109,10 @@ pub fn observe(raw: &RawHost) -> HostState {
             let (Ok(via), dev) = (text(r, "gateway").parse::<IpAddr>(), text(r, "dev")) else {
                 continue;
             };
+            if text(r, "protocol") == "ra" {
+                // Learnt from router advertisements: the kernel's own.
+                continue;
+            }
             let dst = match text(r, "dst") {
                 "default" if via.is_ipv4() => "0.0.0.0/0".parse().ok(),
                 "default" => "::/0".parse().ok(),

@@ -1,8 +1,10 @@
-//! DHCP ports, as Neutron's DHCP agent keeps them: a network with a DHCP-enabled IPv4 subnet
-//! gets one port owned by `network:dhcp` (device id `dhcp<agent id>-<network id>`) with an
-//! address on each such subnet, bound to an alive agent chosen by a hash of the network id.
-//! Its addresses follow the subnets (a new one adds an address, `enable_dhcp=false` or a
-//! deleted subnet removes it); without DHCP-enabled subnets the port goes. Nothing happens
+//! DHCP ports, as Neutron's DHCP agent keeps them: a network with a subnet its DHCP server
+//! serves (DHCP-enabled IPv4, DHCPv6-stateful or -stateless IPv6) gets one port owned by
+//! `network:dhcp` (device id `dhcp<agent id>-<network id>`) with an address on each such
+//! subnet, bound to an alive agent chosen by a hash of the network id. Its addresses follow
+//! the subnets (a new one adds an address, `enable_dhcp=false` or a deleted subnet removes
+//! it; SLAAC and DHCPv6-stateless addresses come with the port); without served subnets the
+//! port goes. Nothing happens
 //! while no agent is alive (API-only deployments); networks created before the first agent
 //! get their port when it registers. A deleted DHCP port comes back at once, like the port
 //! the upstream agent recreates on its next sync.
@@ -11,6 +13,7 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::ApiResult;
 use serde_json::{json, Value};
 
+use super::subnets::SubnetInfo;
 use super::{s, Doc};
 use crate::agents::AGENT_TYPE;
 use crate::{db, App, Context};
@@ -37,17 +40,18 @@ impl App {
         Ok(Some((host, agent)))
     }
 
-    /// Brings a network's DHCP port in line with its DHCP-enabled IPv4 subnets.
+    /// Brings a network's DHCP port in line with the subnets its DHCP server serves.
     pub(super) async fn sync_dhcp_port(&self, tx: &mut Tx, network: &str) -> ApiResult<()> {
         let subnets = self.network_subnets(tx, network).await?;
-        let v4: Vec<&str> = subnets
+        let served: Vec<&str> = subnets
             .iter()
-            .filter(|sn| sn.body["ip_version"] == 4)
+            .filter(|sn| served_by_dhcp(&sn.body))
             .map(|sn| sn.id.as_str())
             .collect();
-        let dhcp: Vec<&str> = subnets
+        // SLAAC and DHCPv6-stateless addresses come with every port, DHCP ports included.
+        let automatic: Vec<&str> = subnets
             .iter()
-            .filter(|sn| sn.body["ip_version"] == 4 && sn.body["enable_dhcp"] == true)
+            .filter(|sn| SubnetInfo::from_record(sn).is_some_and(|i| i.is_auto_address()))
             .map(|sn| sn.id.as_str())
             .collect();
         let mut ports: Vec<Record> = self
@@ -59,7 +63,7 @@ impl App {
         ports.sort_by(|a, b| {
             (s(&a.body, "created_at"), &a.id).cmp(&(s(&b.body, "created_at"), &b.id))
         });
-        if dhcp.is_empty() {
+        if served.is_empty() {
             for p in &ports {
                 self.remove_service_port(tx, p).await?;
             }
@@ -75,38 +79,47 @@ impl App {
                 .map_err(db)?
                 .map(|n| n.project_id)
                 .unwrap_or_default();
-            let ips: Vec<Value> = dhcp.iter().map(|id| json!({"subnet_id": id})).collect();
+            let ips: Vec<Value> = served.iter().map(|id| json!({"subnet_id": id})).collect();
             let device = format!("dhcp{agent}-{network}");
             self.insert_service_port(tx, &project, network, Some(json!(ips)), DHCP_OWNER, &device)
                 .await?;
             return Ok(());
         };
-        // Addresses on IPv6 subnets are left as they are; IPv4 ones follow `enable_dhcp`.
+        // An address on a subnet of the network that is not served (and not automatic) goes;
+        // a served subnet without an address gets one.
         let current: Vec<Value> = port.body["fixed_ips"]
             .as_array()
             .cloned()
             .unwrap_or_default();
+        let on_network = |id: &str| subnets.iter().any(|sn| sn.id == id);
+        let stale = |ip: &Value| {
+            let id = s(ip, "subnet_id");
+            on_network(id) && !served.contains(&id) && !automatic.contains(&id)
+        };
+        let missing: Vec<&str> = served
+            .iter()
+            .copied()
+            .filter(|id| !automatic.contains(id))
+            .filter(|id| !current.iter().any(|ip| s(ip, "subnet_id") == *id))
+            .collect();
+        if missing.is_empty() && !current.iter().any(stale) {
+            return Ok(());
+        }
         let mut wanted: Vec<Value> = current
             .iter()
-            .filter(|ip| {
-                let subnet = s(ip, "subnet_id");
-                dhcp.contains(&subnet) || !v4.contains(&subnet)
+            .filter(|ip| !stale(ip))
+            .map(|ip| match s(ip, "subnet_id") {
+                id if automatic.contains(&id) => json!({"subnet_id": id}),
+                _ => ip.clone(),
             })
-            .cloned()
             .collect();
-        for id in &dhcp {
-            if !current.iter().any(|ip| s(ip, "subnet_id") == *id) {
-                wanted.push(json!({"subnet_id": id}));
-            }
-        }
-        if wanted != current {
-            let service = Context::new("neutrino", "", &["admin".to_string()]);
-            let mut changes = Doc::new();
-            changes.insert("fixed_ips".into(), json!(wanted));
-            self.update_port(tx, &service, &mut port, changes).await?;
-            super::bump(&mut port.body);
-            tx.update("port", &port.id, &port.body).await.map_err(db)?;
-        }
+        wanted.extend(missing.iter().map(|id| json!({"subnet_id": id})));
+        let service = Context::new("neutrino", "", &["admin".to_string()]);
+        let mut changes = Doc::new();
+        changes.insert("fixed_ips".into(), json!(wanted));
+        self.update_port(tx, &service, &mut port, changes).await?;
+        super::bump(&mut port.body);
+        tx.update("port", &port.id, &port.body).await.map_err(db)?;
         Ok(())
     }
 
@@ -118,5 +131,25 @@ impl App {
             self.sync_dhcp_port(&mut tx, &net.id).await?;
         }
         tx.commit().await.map_err(db)
+    }
+}
+
+/// Whether a network's DHCP server serves a subnet, as Neutron's DHCP agent decides:
+/// DHCP-enabled IPv4 subnets, and DHCP-enabled IPv6 subnets with `ipv6_address_mode`
+/// dhcpv6-stateful or dhcpv6-stateless (or with neither IPv6 mode set); not SLAAC.
+fn served_by_dhcp(subnet: &Value) -> bool {
+    if subnet["enable_dhcp"] != true {
+        return false;
+    }
+    match subnet["ip_version"].as_i64() {
+        Some(4) => true,
+        Some(6) => matches!(
+            (
+                subnet["ipv6_address_mode"].as_str(),
+                subnet["ipv6_ra_mode"].as_str()
+            ),
+            (Some("dhcpv6-stateful" | "dhcpv6-stateless"), _) | (None, None)
+        ),
+        _ => false,
     }
 }
