@@ -118,8 +118,13 @@ class Lab:
 
     def dnsmasq_pids(self, host: str) -> dict[str, int]:
         """The DHCP servers an agent started, by namespace, from their pid files."""
+        return self.daemon_pids(host, "dhcp")
+
+    def daemon_pids(self, host: str, kind: str) -> dict[str, int]:
+        """The daemons of one kind (``dhcp``: dnsmasq, ``ra``: radvd) an agent started, by
+        namespace, from their pid files."""
         pids = {}
-        for pid_file in (self.state_dir(host) / "dhcp").glob("*/pid"):
+        for pid_file in (self.state_dir(host) / kind).glob("*/pid"):
             try:
                 pids[pid_file.parent.name] = int(pid_file.read_text().strip())
             except (OSError, ValueError):
@@ -139,7 +144,7 @@ class Lab:
         for host in list(self.agents):
             self.stop_agent(host)
         for host in self.hosts:
-            for pid in self.dnsmasq_pids(host).values():
+            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values()]:
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except OSError:

@@ -152,7 +152,7 @@ fi
 
 def dhcpv6(lab: Lab, ns: str, *flags: str) -> dict:
     """Runs ``dhclient -6`` once in an instance namespace (``-S``: information request only);
-    returns the variables of the reply it got (BOUND6 or INFORM6), and stops the client."""
+    returns the variables of the reply it got, and stops the client."""
     script = lab.tmp / "dhclient6.sh"
     script.write_text(DHCLIENT_SCRIPT)
     script.chmod(0o755)
@@ -169,8 +169,9 @@ def dhcpv6(lab: Lab, ns: str, *flags: str) -> dict:
             os.kill(int(pid.read_text().strip()), signal.SIGTERM)
         except (OSError, ValueError):
             pass
-    reason = "INFORM6" if "-S" in flags else "BOUND6"
-    reply = Path(lab.tmp / f"dhclient6-{reason}-{ns}")
+    # dhclient reports an information reply as INFORM6 or (4.4) RENEW6.
+    reasons = ("INFORM6", "RENEW6") if "-S" in flags else ("BOUND6",)
+    reply = next(p for r in reasons if (p := Path(lab.tmp / f"dhclient6-{r}-{ns}")).exists())
     return dict(line.split("=", 1) for line in reply.read_text().splitlines() if "=" in line)
 
 
