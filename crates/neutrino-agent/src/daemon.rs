@@ -96,3 +96,14 @@ pub(crate) fn state_dirs(root: &Path, netns_prefix: &str) -> Vec<(String, std::p
         .filter(|(name, _)| neutrino_dataplane::names::is_managed_netns(netns_prefix, name))
         .collect()
 }
+
+/// Applies operations in order with `apply_one`; returns the errors (the next reconcile
+/// retries).
+pub(crate) fn apply_all<T>(
+    ops: &[T],
+    apply_one: impl Fn(&T) -> Result<(), AgentError>,
+) -> Vec<String> {
+    ops.iter()
+        .filter_map(|op| apply_one(op).err().map(|e| e.to_string()))
+        .collect()
+}

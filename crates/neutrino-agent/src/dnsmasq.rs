@@ -8,7 +8,9 @@ use std::path::Path;
 
 use neutrino_dataplane::dhcp::{DhcpFiles, DhcpOp, ObservedDhcp};
 
-use crate::daemon::{io_error, read, running_pid, signal, spawn_in, state_dirs, stop, write};
+use crate::daemon::{
+    apply_all, io_error, read, running_pid, signal, spawn_in, state_dirs, stop, write,
+};
 use crate::AgentError;
 
 const PROGRAM: &str = "dnsmasq";
@@ -63,7 +65,5 @@ fn apply_one(op: &DhcpOp) -> Result<(), AgentError> {
 
 /// Applies the operations in order; returns the errors (the next reconcile retries).
 pub fn apply(ops: &[DhcpOp]) -> Vec<String> {
-    ops.iter()
-        .filter_map(|op| apply_one(op).err().map(|e| e.to_string()))
-        .collect()
+    apply_all(ops, apply_one)
 }

@@ -142,12 +142,18 @@ async fn dhcpv6_subnets_get_the_dhcp_port_slaac_does_not() {
             .map(|ip| ip["ip_address"].as_str().unwrap().to_string())
     };
     let auto = address_on(&port, &stateless);
-    assert!(address_on(&port, &slaac).unwrap().starts_with("2001:db8:1:"));
+    assert!(address_on(&port, &slaac)
+        .unwrap()
+        .starts_with("2001:db8:1:"));
     // Neither IPv6 mode set: served as stateful (Neutron's default for DHCP-enabled v6).
     let legacy = subnet6(&app, &net, "2001:db8:4::/64", None).await;
     let port = dhcp_ports(&app, &net).await.remove(0);
     assert!(address_on(&port, &legacy).is_some());
-    assert_eq!(address_on(&port, &stateless), auto, "automatic address kept");
+    assert_eq!(
+        address_on(&port, &stateless),
+        auto,
+        "automatic address kept"
+    );
     // The stateful subnet going removes its address, nothing else.
     app.delete(&tenant(), coll("subnets"), &stateful, None)
         .await

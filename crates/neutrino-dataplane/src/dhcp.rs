@@ -229,7 +229,10 @@ pub fn server(cluster: &Cluster, network: &Value, port: &Value, interface: &str)
         }
         for fixed in p["fixed_ips"].as_array().into_iter().flatten() {
             let ip = text(fixed, "ip_address").parse::<IpAddr>();
-            if let Some(ip) = ip.ok().filter(|_| served.contains(text(fixed, "subnet_id"))) {
+            if let Some(ip) = ip
+                .ok()
+                .filter(|_| served.contains(text(fixed, "subnet_id")))
+            {
                 hosts.insert((text(p, "mac_address").to_ascii_lowercase(), ip));
             }
         }
@@ -477,8 +480,11 @@ mod tests {
         let net = cluster.get("network", "n1").unwrap();
         let dhcp_port = cluster.get("port", "dhcp").unwrap();
         let s = server(&cluster, net, dhcp_port, "ns-dhcp");
-        let served: Vec<(&str, Dhcp6Mode)> =
-            s.subnets6.iter().map(|sn| (sn.id.as_str(), sn.mode)).collect();
+        let served: Vec<(&str, Dhcp6Mode)> = s
+            .subnets6
+            .iter()
+            .map(|sn| (sn.id.as_str(), sn.mode))
+            .collect();
         assert_eq!(
             served,
             vec![

@@ -377,14 +377,18 @@ mod tests {
                 subnets: vec![subnet("2001:db8::/64", Some(RaMode::Slaac), &[])],
             }],
         };
-        let desired: BTreeMap<String, RaConfig> = [("qrouter-r".to_string(), config.clone())].into();
+        let desired: BTreeMap<String, RaConfig> =
+            [("qrouter-r".to_string(), config.clone())].into();
         let conf = config.render();
         let start = RaOp::Start {
             netns: "qrouter-r".into(),
             dir: "/s/qrouter-r".into(),
             conf: conf.clone(),
         };
-        assert_eq!(plan_ra(&desired, &BTreeMap::new(), "/s"), vec![start.clone()]);
+        assert_eq!(
+            plan_ra(&desired, &BTreeMap::new(), "/s"),
+            vec![start.clone()]
+        );
         let running = ObservedRa {
             conf: conf.clone(),
             running: true,
@@ -396,7 +400,9 @@ mod tests {
             running: true,
         };
         let observed = [("qrouter-r".to_string(), stale)].into();
-        assert!(matches!(&plan_ra(&desired, &observed, "/s")[..], [RaOp::Reload { conf: c, .. }] if *c == conf));
+        assert!(
+            matches!(&plan_ra(&desired, &observed, "/s")[..], [RaOp::Reload { conf: c, .. }] if *c == conf)
+        );
         let dead = ObservedRa {
             conf: conf.clone(),
             running: false,

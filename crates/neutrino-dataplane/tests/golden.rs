@@ -1,5 +1,5 @@
-//! Golden tests: the plan for fixed desired states, compared with files under
-//! `tests/golden/` (run with `UPDATE_GOLDEN=1` to rewrite them after an intended change).
+//! Golden tests: the plan for fixed desired states, and the IPv6 daemons' files (radvd,
+//! DHCPv6 in dnsmasq), compared with files under `tests/golden/` (run with `UPDATE_GOLDEN=1` to rewrite them after an intended change).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -101,4 +101,39 @@ fn everything_unbound_tears_down() {
         "h1-teardown.plan",
         &render(&plan(&HostState::default(), &before)),
     );
+}
+
+// IPv6 services: the radvd configuration of a router with SLAAC, DHCPv6-stateful and
+// DHCPv6-stateless interfaces, and the dnsmasq files of the DHCPv6 networks.
+
+fn ipv6_cluster() -> Cluster {
+    Cluster::from_snapshot(&serde_json::from_str(include_str!("fixtures-ipv6.json")).unwrap())
+}
+
+#[test]
+fn router_advertisements_per_mode() {
+    let d = desired(&ipv6_cluster(), &host("h1", "192.0.2.1"));
+    assert_eq!(d.ra.keys().collect::<Vec<_>>(), ["h1-qrouter-r6"]);
+    golden("ipv6-radvd.conf", &d.ra["h1-qrouter-r6"].render());
+    // Other hosts run no radvd for this router.
+    assert!(desired(&ipv6_cluster(), &host("h2", "192.0.2.2"))
+        .ra
+        .is_empty());
+}
+
+#[test]
+fn dhcpv6_files() {
+    let d = desired(&ipv6_cluster(), &host("h1", "192.0.2.1"));
+    let mut text = String::new();
+    for (netns, server) in &d.dhcp {
+        let files = server.files(&format!("/state/dhcp/{netns}"));
+        for (name, body) in [
+            ("conf", &files.conf),
+            ("hosts", &files.hosts),
+            ("opts", &files.opts),
+        ] {
+            text.push_str(&format!("== {netns} {name}\n{body}"));
+        }
+    }
+    golden("ipv6-dnsmasq.txt", &text);
 }
