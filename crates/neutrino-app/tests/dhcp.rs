@@ -94,42 +94,34 @@ async fn dhcp_port_follows_agents_and_subnets() {
     assert!(dhcp_ports(&t, &net).await.is_empty());
 }
 
-async fn subnet6(app: &App, network: &str, cidr: &str, mode: Option<&str>) -> String {
+async fn subnet6(t: &Env, network: &str, cidr: &str, mode: Option<&str>) -> String {
     let mut body = json!({"network_id": network, "cidr": cidr, "ip_version": 6});
     if let Some(mode) = mode {
         body["ipv6_ra_mode"] = json!(mode);
         body["ipv6_address_mode"] = json!(mode);
     }
-    create(app, &tenant(), "subnets", body).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    id(&t.ok(&tenant(), "subnets", body).await)
 }
 
 #[tokio::test]
 async fn dhcpv6_subnets_get_the_dhcp_port_slaac_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/t.db", dir.path().display());
-    let app = App::new(Store::open(&url).await.unwrap(), Config::default())
-        .await
-        .unwrap();
+    let t = env().await;
     let agent = json!({"agent": {"host": "h1", "configurations": {}}});
-    app.report_agent(&admin(), agent).await.unwrap();
-    let net = create(&app, &tenant(), "networks", json!({"name": "n6"})).await;
-    let net = net["id"].as_str().unwrap().to_string();
+    t.app.report_agent(&admin(), agent).await.unwrap();
+    let net = id(&t.ok(&tenant(), "networks", json!({"name": "n6"})).await);
     // SLAAC alone needs no DHCP server.
-    let slaac = subnet6(&app, &net, "2001:db8:1::/64", Some("slaac")).await;
-    assert!(dhcp_ports(&app, &net).await.is_empty());
+    let slaac = subnet6(&t, &net, "2001:db8:1::/64", Some("slaac")).await;
+    assert!(dhcp_ports(&t, &net).await.is_empty());
     // Stateless: the port comes, with its automatic addresses (SLAAC's too).
-    let stateless = subnet6(&app, &net, "2001:db8:2::/64", Some("dhcpv6-stateless")).await;
-    let ports = dhcp_ports(&app, &net).await;
+    let stateless = subnet6(&t, &net, "2001:db8:2::/64", Some("dhcpv6-stateless")).await;
+    let ports = dhcp_ports(&t, &net).await;
     assert_eq!(ports.len(), 1);
     let mut want = vec![slaac.clone(), stateless.clone()];
     want.sort();
     assert_eq!(subnets_of(&ports[0]), want);
     // Stateful: an allocated address is added; the automatic ones stay as they were.
-    let stateful = subnet6(&app, &net, "2001:db8:3::/64", Some("dhcpv6-stateful")).await;
-    let port = dhcp_ports(&app, &net).await.remove(0);
+    let stateful = subnet6(&t, &net, "2001:db8:3::/64", Some("dhcpv6-stateful")).await;
+    let port = dhcp_ports(&t, &net).await.remove(0);
     want.push(stateful.clone());
     want.sort();
     assert_eq!(subnets_of(&port), want);
@@ -146,8 +138,8 @@ async fn dhcpv6_subnets_get_the_dhcp_port_slaac_does_not() {
         .unwrap()
         .starts_with("2001:db8:1:"));
     // Neither IPv6 mode set: served as stateful (Neutron's default for DHCP-enabled v6).
-    let legacy = subnet6(&app, &net, "2001:db8:4::/64", None).await;
-    let port = dhcp_ports(&app, &net).await.remove(0);
+    let legacy = subnet6(&t, &net, "2001:db8:4::/64", None).await;
+    let port = dhcp_ports(&t, &net).await.remove(0);
     assert!(address_on(&port, &legacy).is_some());
     assert_eq!(
         address_on(&port, &stateless),
@@ -155,18 +147,12 @@ async fn dhcpv6_subnets_get_the_dhcp_port_slaac_does_not() {
         "automatic address kept"
     );
     // The stateful subnet going removes its address, nothing else.
-    app.delete(&tenant(), coll("subnets"), &stateful, None)
-        .await
-        .unwrap();
-    app.delete(&tenant(), coll("subnets"), &legacy, None)
-        .await
-        .unwrap();
-    let port = dhcp_ports(&app, &net).await.remove(0);
+    t.delete(&tenant(), "subnets", &stateful).await.unwrap();
+    t.delete(&tenant(), "subnets", &legacy).await.unwrap();
+    let port = dhcp_ports(&t, &net).await.remove(0);
     assert!(address_on(&port, &stateful).is_none());
     assert_eq!(address_on(&port, &stateless), auto);
     // Without the stateless subnet nothing is served: the port goes.
-    app.delete(&tenant(), coll("subnets"), &stateless, None)
-        .await
-        .unwrap();
-    assert!(dhcp_ports(&app, &net).await.is_empty());
+    t.delete(&tenant(), "subnets", &stateless).await.unwrap();
+    assert!(dhcp_ports(&t, &net).await.is_empty());
 }
