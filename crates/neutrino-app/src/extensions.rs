@@ -17,6 +17,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
     ("extra_dhcp_opt", "Neutron Extra DHCP options", "Extra options configuration for DHCP."),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
+    ("floating-ip-router-writable", "Floating IP router writable", "Allows the router hosting a floating IP to be set on create and update"),
+    ("floatingip-pools", "Floating IP Pools Extension", "Provides a floating IP pools API."),
     ("flow_classifier", "Flow Classifier", "Flow Classifier Extension."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
     ("networking-sfc-tap", "Networking SFC Passive Tap Service Function support", "Extension for Passive TAP Service Function support"),
@@ -39,6 +42,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("rbac-security-groups", "RBAC Security Groups", "Add RBAC support to security groups"),
     ("rbac-subnetpool", "Add subnetpool type to RBAC", "Add subnetpool type to RBAC"),
     ("revision-if-match", "If-Match constraints based on revision_number", "Extension indicating that If-Match based on revision_number is supported."),
+    ("router-interface-fip", "Router interface FIP Extension", "Router interface FIP Extension"),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("security-groups-default-rules", "Default rules for security groups", "Configure set of security group rules used as default rules for every new security group"),
     ("security-groups-remote-address-group", "Remote address group id field for security group rules", "Add new field of remote address group id in SG rules"),
@@ -63,8 +67,12 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("tag-creation", "Tag support for resources during create", "Enables to set tag on resources during create."),
 ];
 
-/// Extensions that keep their upstream `updated` stamp (networking-sfc's).
+/// Extensions that keep their upstream `updated` stamp (networking-sfc's, the floating IP
+/// ones of neutron-lib).
 const UPDATED: &[(&str, &str)] = &[
+    ("fip-port-details", "2018-04-09T10:00:00-00:00"),
+    ("floatingip-pools", "2018-03-21T10:00:00-00:00"),
+    ("router-interface-fip", "2015-11-11T10:00:00-00:00"),
     ("flow_classifier", "2015-10-05T10:00:00-00:00"),
     ("sfc", "2015-10-05T10:00:00-00:00"),
     ("service_graph", "2017-09-20T00:00:00-00:00"),

@@ -1,16 +1,17 @@
 //! Routers: what a router's namespace holds beyond its plugged interfaces. Forwarding on;
-//! the router's extra routes; its floating IPs as /32 addresses on the gateway interface; and
-//! one nftables table with the address-scope rules the server's model implies
+//! the router's extra routes; its floating IPs as /32 addresses on the interface whose subnet
+//! holds them (the gateway, or an interface on an external network: `router-interface-fip`);
+//! and one nftables table with the address-scope rules the server's model implies
 //! (`neutrino_l3::compute`): blocked pairs dropped, SNAT toward the external network where
-//! scopes differ, floating IPs DNATed and SNATed, and nothing from outside reaching a
-//! NATed subnet except through a floating IP.
+//! scopes differ, floating IPs DNATed and SNATed toward their interface, and nothing from
+//! outside reaching a NATed subnet except through a floating IP.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use neutrino_l3::{compute, Attachment, Between, FloatingIp, Outbound, RouterModel};
+use neutrino_l3::{compute, Attachment, Between, FloatingIp, Outbound, RouterModel, RouterRules};
 use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
@@ -100,8 +101,11 @@ pub fn add_router(
             floating_ip,
             fixed_ip,
         });
-        if let Some(qg) = &gateway_if {
-            ns.addrs.insert((qg.clone(), IpNet::from(floating_ip)));
+    }
+    let rules = compute(&model);
+    for fip in &rules.floating {
+        if let Some(dev) = fip.via.as_ref().and_then(|via| iface_of.get(via)) {
+            ns.addrs.insert((dev.clone(), IpNet::from(fip.floating_ip)));
         }
     }
     // Extra routes go out of the interface whose subnet holds the next hop.
@@ -126,7 +130,7 @@ pub fn add_router(
             }
         }
     }
-    let body = render_rules(&model, gateway_if.as_deref(), &cidr_of);
+    let body = render_rules(&rules, gateway_if.as_deref(), &iface_of, &cidr_of);
     ns.nft = Some(table(&body));
 }
 
@@ -138,13 +142,16 @@ fn family(net: &IpNet) -> &'static str {
     }
 }
 
-/// The chains of a router's table (without the table wrapper).
+/// The chains of a router's table (without the table wrapper), from its rules, its gateway
+/// interface, and the interface and CIDR of each attached subnet.
 pub fn render_rules(
-    model: &RouterModel,
+    rules: &RouterRules,
     gateway_if: Option<&str>,
+    iface_of: &BTreeMap<String, String>,
     cidr_of: &BTreeMap<String, IpNet>,
 ) -> String {
-    let rules = compute(model);
+    // A floating IP's own traffic passes whatever the scopes say (before any drop).
+    let mut fip_forward = String::new();
     let mut forward = String::new();
     let mut pre = String::new();
     // Floating IP SNAT comes before the subnet-wide SNAT.
@@ -187,23 +194,31 @@ pub fn render_rules(
                 }
             }
         }
-        for fip in &rules.floating {
-            if !fip.floating_ip.is_ipv4() || !fip.fixed_ip.is_ipv4() {
-                continue;
-            }
-            let (public, fixed) = (fip.floating_ip, fip.fixed_ip);
-            let _ = writeln!(pre, "    ip daddr {public} dnat ip to {fixed}");
-            let _ = writeln!(
-                fip_post,
-                "    oifname \"{qg}\" ip saddr {fixed} snat ip to {public}"
-            );
-            for reach in &fip.reaches {
-                if let Some(cidr) = cidr_of.get(reach) {
-                    let _ = writeln!(
-                        fip_post,
-                        "    ip saddr {fixed} ip daddr {cidr} snat ip to {public}"
-                    );
-                }
+    }
+    for fip in &rules.floating {
+        let Some(dev) = fip.via.as_ref().and_then(|via| iface_of.get(via)) else {
+            continue;
+        };
+        if !fip.floating_ip.is_ipv4() || !fip.fixed_ip.is_ipv4() {
+            continue;
+        }
+        let (public, fixed) = (fip.floating_ip, fip.fixed_ip);
+        let _ = writeln!(
+            fip_forward,
+            "    iifname \"{dev}\" ip daddr {fixed} ct status dnat accept"
+        );
+        let _ = writeln!(fip_forward, "    oifname \"{dev}\" ip saddr {fixed} accept");
+        let _ = writeln!(pre, "    ip daddr {public} dnat ip to {fixed}");
+        let _ = writeln!(
+            fip_post,
+            "    oifname \"{dev}\" ip saddr {fixed} snat ip to {public}"
+        );
+        for reach in &fip.reaches {
+            if let Some(cidr) = cidr_of.get(reach) {
+                let _ = writeln!(
+                    fip_post,
+                    "    ip saddr {fixed} ip daddr {cidr} snat ip to {public}"
+                );
             }
         }
     }
@@ -212,6 +227,7 @@ pub fn render_rules(
         "  chain forward {\n    type filter hook forward priority filter; policy accept;\n",
     );
     out.push_str("    ct state established,related accept\n");
+    out.push_str(&fip_forward);
     out.push_str(&forward);
     out.push_str(
         "  }\n  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n",

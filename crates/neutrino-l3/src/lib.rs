@@ -11,7 +11,11 @@
 //!   unscoped, else blocked (IPv6 never NATs);
 //! - a floating IP is DNATed to its fixed IP and the fixed IP SNATed to it, whatever the
 //!   scopes; through it a fixed IP outside the external scope reaches the external network
-//!   and every internal subnet that shares the external network's scope.
+//!   and every internal subnet that shares the external network's scope;
+//! - a floating IP lives on the attachment whose subnet holds it: the gateway, or an
+//!   interface on an external network (`router-interface-fip`); the NAT happens toward that
+//!   attachment, and the fixed IP need not be on one of the router's own subnets (a router
+//!   named to host it, `floating-ip-router-writable`, reaches it through its routes).
 
 use std::net::IpAddr;
 
@@ -119,7 +123,13 @@ pub struct FloatingRule {
     pub floating_ip: IpAddr,
     /// Internal address (DNAT to, SNAT from).
     pub fixed_ip: IpAddr,
-    /// Internal subnets reachable through the floating IP (they share the external scope).
+    /// The attached subnet holding the floating IP (a gateway subnet or an interface's):
+    /// where it is answered for and SNATed toward. `None`: no attachment holds it.
+    pub via: Option<String>,
+    /// Whether `via` is an interface (`router-interface-fip`) rather than the gateway.
+    pub via_interface: bool,
+    /// Internal subnets reachable through the floating IP (they share the floating IP's
+    /// scope; `via` excluded).
     pub reaches: Vec<String>,
 }
 
@@ -173,12 +183,16 @@ pub fn compute(router: &RouterModel) -> RouterRules {
         }
     }
     for fip in &router.floating_ips {
-        let ext_scopes: Vec<&Option<String>> = router
+        // The gateway first: an interface holds a floating IP only when no gateway subnet does.
+        let holders: Vec<(&Attachment, bool)> = router
             .gateway
             .iter()
-            .filter(|g| g.cidr.contains(&fip.floating_ip))
-            .map(|g| &g.scope)
+            .map(|g| (g, false))
+            .chain(router.interfaces.iter().map(|i| (i, true)))
+            .filter(|(a, _)| a.cidr.contains(&fip.floating_ip))
             .collect();
+        let via = holders.first();
+        let ext_scopes: Vec<&Option<String>> = via.map(|(a, _)| &a.scope).into_iter().collect();
         // The 1:1 NAT crossing: only a fixed IP outside the external scope needs its floating
         // IP to reach the internal subnets of that scope (same-scope subnets route anyway).
         let fixed_scope = router
@@ -187,11 +201,13 @@ pub fn compute(router: &RouterModel) -> RouterRules {
             .find(|i| i.cidr.contains(&fip.fixed_ip))
             .map(|i| &i.scope);
         let crossing = fixed_scope.is_some_and(|s| !ext_scopes.contains(&s));
+        let via_id = via.map(|(a, _)| a.subnet_id.clone());
         let reaches = router
             .interfaces
             .iter()
             .filter(|_| crossing)
             .filter(|i| i.v6() == fip.fixed_ip.is_ipv6() && !i.cidr.contains(&fip.fixed_ip))
+            .filter(|i| Some(&i.subnet_id) != via_id.as_ref())
             .filter(|i| ext_scopes.contains(&&i.scope))
             .map(|i| i.subnet_id.clone())
             .collect();
@@ -199,6 +215,8 @@ pub fn compute(router: &RouterModel) -> RouterRules {
             id: fip.id.clone(),
             floating_ip: fip.floating_ip,
             fixed_ip: fip.fixed_ip,
+            via: via_id,
+            via_interface: via.is_some_and(|(_, interface)| *interface),
             reaches,
         });
     }
@@ -351,6 +369,72 @@ mod tests {
         let b1 = r.external.iter().find(|x| x.from == "b1").unwrap();
         let json = serde_json::to_value(b1).unwrap();
         assert_eq!(json["verdict"], "snat");
+    }
+
+    fn fip(floating: &str, fixed: &str) -> FloatingIp {
+        FloatingIp {
+            id: "f".into(),
+            floating_ip: floating.parse().unwrap(),
+            fixed_ip: fixed.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn floating_ip_lives_on_the_gateway() {
+        let r = compute(&router());
+        assert_eq!(r.floating[0].via.as_deref(), Some("ext"));
+        assert!(!r.floating[0].via_interface);
+    }
+
+    #[test]
+    fn floating_ip_of_an_interface_network_lives_on_that_interface() {
+        // router-interface-fip: 192.2.2.0/24 is an external network attached by an interface;
+        // no gateway at all.
+        let m = RouterModel {
+            interfaces: vec![
+                att("n1", "192.2.1.0/24", None),
+                att("pub2", "192.2.2.0/24", None),
+            ],
+            gateway: vec![],
+            enable_snat: true,
+            floating_ips: vec![fip("192.2.2.10", "192.2.1.5")],
+        };
+        let r = compute(&m);
+        let f = &r.floating[0];
+        assert_eq!(f.via.as_deref(), Some("pub2"));
+        assert!(f.via_interface);
+        assert!(f.reaches.is_empty(), "same (null) scope: nothing to cross");
+        assert!(r.external.is_empty());
+    }
+
+    #[test]
+    fn interface_floating_ip_crosses_into_its_scope_but_not_onto_itself() {
+        let mut m = router();
+        m.interfaces.push(att("a-pub", "192.2.2.0/24", Some("A")));
+        m.floating_ips = vec![fip("192.2.2.10", "10.3.0.5")];
+        let f = &compute(&m).floating[0];
+        assert_eq!(f.via.as_deref(), Some("a-pub"));
+        assert!(f.via_interface);
+        assert_eq!(f.reaches, vec!["a1".to_string(), "a2".to_string()]);
+    }
+
+    #[test]
+    fn floating_ip_of_a_foreign_fixed_ip_is_still_mapped() {
+        // floating-ip-router-writable: the fixed IP is behind another router.
+        let mut m = router();
+        m.floating_ips = vec![fip("172.24.4.20", "10.99.0.5")];
+        let f = &compute(&m).floating[0];
+        assert_eq!(f.via.as_deref(), Some("ext"));
+        assert!(f.reaches.is_empty());
+    }
+
+    #[test]
+    fn floating_ip_outside_every_attachment_has_no_via() {
+        let mut m = router();
+        m.floating_ips = vec![fip("203.0.113.9", "10.3.0.5")];
+        let f = &compute(&m).floating[0];
+        assert_eq!(f.via, None);
+        assert!(f.reaches.is_empty());
     }
 
     #[test]

@@ -247,8 +247,11 @@ pub const FLOATINGIP: &[Attr] = &[
         .no_sort(),
     rw("port_id", Conv::NullableUuid, Fill::Null),
     rw("fixed_ip_address", Conv::Any, Fill::Null),
-    ro("router_id"),
+    // Writable (`floating-ip-router-writable`): names the router hosting the NAT.
+    rw("router_id", Conv::NullableUuid, Fill::Absent),
     ro("status"),
+    // `fip-port-details`: computed from the associated port when rendered.
+    ro("port_details").no_filter().no_sort(),
     rw("tags", Conv::StrList, Fill::Absent)
         .create_only()
         .no_filter()
@@ -256,6 +259,16 @@ pub const FLOATINGIP: &[Attr] = &[
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),
+];
+
+/// Floating IP pool: `/v2.0/floatingip_pools` (read-only: one per IPv4 subnet of an
+/// external network).
+pub const FLOATINGIP_POOL: &[Attr] = &[
+    ro("subnet_id"),
+    ro("subnet_name"),
+    ro("network_id"),
+    ro("project_id"),
+    ro("cidr"),
 ];
 
 /// Subnet pool: `/v2.0/subnetpools`.

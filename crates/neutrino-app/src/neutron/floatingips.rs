@@ -6,14 +6,17 @@
 //! two floating IPs of one external network can never map the same fixed IP, even when two
 //! servers associate concurrently.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use neutrino_ipam as ipam;
 use neutrino_store::{Record, Selector, Tx};
+use neutrino_types::query;
+use neutrino_types::resources as spec;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{bad_request, INTERFACE_OWNERS};
+use super::routers::{bad_request, GATEWAY_OWNER, INTERFACE_OWNERS};
 use super::subnets::SubnetInfo;
 use super::{bump, s, Doc, View};
 use crate::{db, App, Context};
@@ -62,12 +65,71 @@ impl Association {
     }
 }
 
+/// What a create or update asks to associate (JSON values, null when not asked).
+struct AssocRequest {
+    port: Value,
+    fixed_ip: Value,
+    router: Value,
+}
+
 /// The floating IP being associated.
 struct Fip<'a> {
     id: &'a str,
     project: &'a str,
     network: &'a str,
     address: &'a str,
+}
+
+/// The attributes of an associated port that `port_details` shows (`fip-port-details`).
+const PORT_DETAILS: &[&str] = &[
+    "name",
+    "network_id",
+    "mac_address",
+    "admin_state_up",
+    "status",
+    "device_id",
+    "device_owner",
+];
+
+/// Ports per query when loading `port_details` (bounds the statement's parameter count).
+const PORTS_PER_QUERY: usize = 500;
+
+impl View {
+    /// Loads the `port_details` of the ports `fips` are associated with: one query per
+    /// [`PORTS_PER_QUERY`] distinct ports, whatever the number of floating IPs.
+    pub(super) async fn load_port_details(
+        &mut self,
+        tx: &mut Tx,
+        fips: &[Record],
+    ) -> ApiResult<()> {
+        let mut ports: Vec<String> = fips
+            .iter()
+            .map(|f| s(&f.body, "port_id"))
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .collect();
+        ports.sort();
+        ports.dedup();
+        for chunk in ports.chunks(PORTS_PER_QUERY) {
+            let sel = Selector {
+                ids: Some(chunk.to_vec()),
+                ..Default::default()
+            };
+            for port in tx.list("port", &sel).await.map_err(db)? {
+                let details: Doc = PORT_DETAILS
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.to_string(),
+                            port.body.get(*k).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect();
+                self.port_details.insert(port.id, Value::Object(details));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl App {
@@ -161,9 +223,12 @@ impl App {
             network: &network,
             address: &floating_ip,
         };
-        let port_req = doc.get("port_id").cloned().unwrap_or(Value::Null);
-        let fixed_req = doc.get("fixed_ip_address").cloned().unwrap_or(Value::Null);
-        let assoc = self.associate(tx, ctx, &fip, &port_req, &fixed_req).await?;
+        let req = AssocRequest {
+            port: doc.get("port_id").cloned().unwrap_or(Value::Null),
+            fixed_ip: doc.get("fixed_ip_address").cloned().unwrap_or(Value::Null),
+            router: doc.get("router_id").cloned().unwrap_or(Value::Null),
+        };
+        let assoc = self.associate(tx, ctx, &fip, &req).await?;
         assoc.store_doc(body);
         body.insert("status".into(), json!("DOWN"));
         Ok(Some(network))
@@ -192,16 +257,22 @@ impl App {
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
-        // An empty update clears the association (upstream's historic meaning).
-        if changes.is_empty()
+        // An empty update clears the association (upstream's historic meaning); a `router_id`
+        // alone moves the current association to that router.
+        let reassociate = changes.is_empty()
             || changes.contains_key("port_id")
-            || changes.contains_key("fixed_ip_address")
-        {
-            let port_req = changes.get("port_id").cloned().unwrap_or(Value::Null);
-            let fixed_req = changes
-                .get("fixed_ip_address")
-                .cloned()
-                .unwrap_or(Value::Null);
+            || changes.contains_key("fixed_ip_address");
+        if reassociate || changes.contains_key("router_id") {
+            let from = if reassociate {
+                &changes
+            } else {
+                rec.body.as_object().unwrap_or(&changes)
+            };
+            let req = AssocRequest {
+                port: from.get("port_id").cloned().unwrap_or(Value::Null),
+                fixed_ip: from.get("fixed_ip_address").cloned().unwrap_or(Value::Null),
+                router: changes.get("router_id").cloned().unwrap_or(Value::Null),
+            };
             tx.release_owned("fip:", &rec.id).await.map_err(db)?;
             let body = rec.body.clone();
             let fip = Fip {
@@ -210,7 +281,7 @@ impl App {
                 network: s(&body, "floating_network_id"),
                 address: s(&body, "floating_ip_address"),
             };
-            let assoc = self.associate(tx, ctx, &fip, &port_req, &fixed_req).await?;
+            let assoc = self.associate(tx, ctx, &fip, &req).await?;
             assoc.store(&mut rec.body);
         }
         if let Some(d) = changes.get("description") {
@@ -238,15 +309,16 @@ impl App {
     }
 
     /// Works out (and claims) a floating IP's association: the port, which of its IPv4
-    /// addresses, and the router that connects that address's subnet to the external network.
+    /// addresses, and the router hosting the NAT: the one named by the request, else the one
+    /// that connects that address's subnet to the external network.
     async fn associate(
         &self,
         tx: &mut Tx,
         ctx: &Context,
         fip: &Fip<'_>,
-        port_req: &Value,
-        fixed_req: &Value,
+        req: &AssocRequest,
     ) -> ApiResult<Association> {
+        let (port_req, fixed_req) = (&req.port, &req.fixed_ip);
         let port_id = match port_req {
             Value::String(p) => p.clone(),
             _ => {
@@ -254,6 +326,9 @@ impl App {
                     return Err(bad_fip(
                         "fixed_ip_address cannot be specified without a port_id",
                     ));
+                }
+                if !req.router.is_null() {
+                    return Err(bad_fip("router_id cannot be specified without a port_id"));
                 }
                 return Ok(Association::none());
             }
@@ -331,9 +406,19 @@ impl App {
                 (addr.to_string(), s(entry, "subnet_id").to_string())
             }
         };
-        let router = self
-            .router_for_floatingip(tx, &port, &subnet, fip.network)
-            .await?;
+        let router = match req.router.as_str() {
+            Some(router) => self.hosting_router(tx, ctx, router, fip.network).await?,
+            None => {
+                // The interface or gateway the choice rests on cannot go before this commits
+                // (interface and gateway removal lock the router too).
+                let router = self
+                    .router_for_floatingip(tx, &port, &subnet, fip.network)
+                    .await?;
+                tx.lock("router", &router).await.map_err(db)?;
+                self.router_for_floatingip(tx, &port, &subnet, fip.network)
+                    .await?
+            }
+        };
         let scope = claim_scope(fip.network);
         let key = claim_key(&port_id, &ip);
         if !tx.claim(&scope, &key, fip.id).await.map_err(db)?
@@ -354,8 +439,47 @@ impl App {
         })
     }
 
-    /// A router with an interface on `subnet` and its gateway on `external`; the one whose
-    /// interface holds the subnet's gateway address wins.
+    /// Routers with a port on `network`: its gateway, or an interface (`router-interface-fip`:
+    /// floating IPs of a network a router is attached to by an interface go through it too).
+    async fn routers_on(&self, tx: &mut Tx, network: &str) -> ApiResult<HashSet<String>> {
+        Ok(self
+            .network_ports(tx, network)
+            .await?
+            .iter()
+            .filter(|p| {
+                let owner = s(&p.body, "device_owner");
+                owner == GATEWAY_OWNER || INTERFACE_OWNERS.contains(&owner)
+            })
+            .map(|p| s(&p.body, "device_id").to_string())
+            .collect())
+    }
+
+    /// The router a request names to host a floating IP (`floating-ip-router-writable`):
+    /// visible to the caller (404) and attached to the floating IP's network (409). Whether
+    /// it routes to the fixed IP is not checked: that is what naming the router is for.
+    async fn hosting_router(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        router: &str,
+        external: &str,
+    ) -> ApiResult<String> {
+        let found = tx.get("router", router).await.map_err(db)?;
+        let Some(rec) = found.filter(|r| ctx.is_admin() || r.project_id == ctx.project_id) else {
+            return Err(ApiError::not_found("router", router));
+        };
+        tx.lock("router", &rec.id).await.map_err(db)?;
+        if !self.routers_on(tx, external).await?.contains(&rec.id) {
+            return Err(ApiError::conflict(
+                "FloatingIPRouterNotOnNetwork",
+                format!("Router {router} has no gateway or interface on external network {external}, so it cannot host a floating IP of that network."),
+            ));
+        }
+        Ok(rec.id)
+    }
+
+    /// A router with an interface on `subnet` and a gateway or interface on `external`; the
+    /// one whose interface holds the subnet's gateway address wins.
     async fn router_for_floatingip(
         &self,
         tx: &mut Tx,
@@ -363,6 +487,7 @@ impl App {
         subnet: &str,
         external: &str,
     ) -> ApiResult<String> {
+        let on_external = self.routers_on(tx, external).await?;
         let network = port.parent_id.clone().unwrap_or_default();
         let gateway_ip = tx
             .get("subnet", subnet)
@@ -383,10 +508,7 @@ impl App {
                 continue;
             };
             let router_id = s(&p.body, "device_id").to_string();
-            let Some(router) = tx.get("router", &router_id).await.map_err(db)? else {
-                continue;
-            };
-            if s(&router.body["external_gateway_info"], "network_id") != external {
+            if !on_external.contains(&router_id) {
                 continue;
             }
             if !gateway_ip.is_empty() && ip == gateway_ip {
@@ -404,6 +526,54 @@ impl App {
                 ),
             )
         })
+    }
+
+    /// `GET /v2.0/floatingip_pools` (`floatingip-pools`): one pool per IPv4 subnet of the
+    /// external networks the caller can see, with the caller's project (as upstream). Filters,
+    /// sorting and `fields` as for any collection.
+    pub async fn floatingip_pools(
+        &self,
+        ctx: &Context,
+        pairs: &[(String, String)],
+    ) -> ApiResult<Vec<Doc>> {
+        if !ctx.is_admin() && !ctx.has("reader") {
+            return Err(ApiError::forbidden("get_floatingip_pool"));
+        }
+        let q = query::parse(pairs, spec::FLOATINGIP_POOL, &[])?;
+        let mut tx = self.read().await?;
+        let view = View::load(&mut tx, "network").await?;
+        let external: Vec<String> = tx
+            .list("network", &Selector::default())
+            .await
+            .map_err(db)?
+            .into_iter()
+            .filter(|n| view.is_external(n) && view.network_visible(ctx, n))
+            .map(|n| n.id)
+            .collect();
+        let sel = Selector {
+            parent_ids: Some(external),
+            ..Default::default()
+        };
+        let subnets = tx.list("subnet", &sel).await.map_err(db)?;
+        drop(tx);
+        let pools: Vec<Doc> = subnets
+            .iter()
+            .filter(|sn| sn.body["ip_version"].as_i64() == Some(4))
+            .filter_map(|sn| {
+                let pool = json!({
+                    "subnet_id": sn.id, "subnet_name": s(&sn.body, "name"),
+                    "network_id": sn.parent_id, "project_id": ctx.project_id,
+                    "cidr": s(&sn.body, "cidr"),
+                });
+                pool.as_object().cloned().filter(|d| query::matches(d, &q))
+            })
+            .collect();
+        let fields = q.fields.clone();
+        Ok(query::page(pools, &q, "floatingip_pool")?
+            .items
+            .into_iter()
+            .map(|d| query::project(d, &fields))
+            .collect())
     }
 
     /// Disassociates every floating IP from a port that is going away. Meant for

@@ -281,6 +281,8 @@ pub(crate) struct View {
     subnet_ids: HashMap<String, Vec<String>>,
     /// `trunk_details` of the trunk parents among the ports, by port id.
     trunk_details: HashMap<String, Value>,
+    /// `port_details` of the ports floating IPs are associated with, by port id.
+    port_details: HashMap<String, Value>,
 }
 
 impl View {
@@ -315,8 +317,13 @@ impl View {
             view.load_trunk_details(tx, Some(ids)).await?;
             return Ok(view);
         }
-        if matches!(resource, "subnet" | "router" | "floatingip") {
+        if matches!(resource, "subnet" | "router") {
             return Ok(View::default());
+        }
+        if resource == "floatingip" {
+            let mut view = View::default();
+            view.load_port_details(tx, records).await?;
+            return Ok(view);
         }
         View::for_records(tx, resource, records).await
     }
@@ -373,6 +380,9 @@ impl View {
         }
         if resource == "port" {
             view.load_trunk_details(tx, narrow(own_ids())).await?;
+        }
+        if resource == "floatingip" {
+            view.load_port_details(tx, records).await?;
         }
         if matches!(resource, "subnet" | "port") {
             let sel = Selector {
@@ -435,6 +445,15 @@ impl View {
 
     pub(crate) fn wildcard(&self, object: &str, action: &str) -> bool {
         self.granted(object, action, "\u{0}none")
+    }
+
+    /// Whether a network is external: `router:external` or an `access_as_external` policy.
+    pub(crate) fn is_external(&self, net: &Record) -> bool {
+        net.body["router:external"] == true
+            || self.rbac.get(&net.id).is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p.get("action").and_then(Value::as_str) == Some("access_as_external"))
+            })
     }
 
     /// Whether the caller can read a network.
@@ -642,6 +661,14 @@ impl App {
                 if let Some(details) = view.trunk_details.get(&rec.id) {
                     doc.insert("trunk_details".into(), details.clone());
                 }
+            }
+            "floatingip" => {
+                let port = doc
+                    .get("port_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                let details = view.port_details.get(port).cloned().unwrap_or(Value::Null);
+                doc.insert("port_details".into(), details);
             }
             "security_group_rule" => {
                 let sg = rec.parent_id.clone().unwrap_or_default();

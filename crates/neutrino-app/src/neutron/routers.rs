@@ -365,11 +365,7 @@ impl App {
             .map_err(db)?
             .filter(|n| view.network_visible(ctx, n))
             .ok_or_else(|| ApiError::not_found("network", id))?;
-        let external = net.body["router:external"] == true
-            || view.rbac.get(id).is_some_and(|ps| {
-                ps.iter()
-                    .any(|p| p.get("action").and_then(Value::as_str) == Some("access_as_external"))
-            });
+        let external = view.is_external(&net);
         Ok((net, external))
     }
 
@@ -697,14 +693,18 @@ impl App {
         ))
     }
 
-    /// The gateway cannot go while floating IPs are routed through it.
+    /// The gateway cannot go while floating IPs of its network are routed through it.
     async fn check_gateway_unused(
         &self,
         tx: &mut Tx,
         router: &str,
         network: &str,
     ) -> ApiResult<()> {
-        if !self.router_floatingips(tx, router).await?.is_empty() {
+        let fips = self.router_floatingips(tx, router).await?;
+        if fips
+            .iter()
+            .any(|f| s(&f.body, "floating_network_id") == network)
+        {
             return Err(ApiError::conflict(
                 "RouterExternalGatewayInUseByFloatingIp",
                 format!("Gateway cannot be updated for router {router}, since a gateway to external network {network} is required by one or more floating IPs."),
@@ -1077,7 +1077,8 @@ impl App {
         ))
     }
 
-    /// Refuses to detach a subnet that floating IPs or extra routes of the router still use.
+    /// Refuses to detach a subnet that floating IPs or extra routes of the router still use:
+    /// as the floating IPs' own subnet (`router-interface-fip`) or their fixed IPs' subnet.
     async fn check_interface_unused(
         &self,
         tx: &mut Tx,
@@ -1088,8 +1089,19 @@ impl App {
             return Ok(());
         };
         let fips = self.router_floatingips(tx, &router.id).await?;
+        let network = subnet.parent_id.clone().unwrap_or_default();
+        if fips.iter().any(|f| {
+            s(&f.body, "floating_network_id") == network
+                && s(&f.body, "floating_ip_address")
+                    .parse::<IpAddr>()
+                    .is_ok_and(|a| cidr.contains(&a))
+        }) {
+            return Err(ApiError::conflict(
+                "RouterInterfaceInUseAsGatewayByFloatingIP",
+                format!("Router interface for subnet {} on router {} cannot be deleted, as it is required by one or more floating IPs as a gateway.", subnet.id, router.id),
+            ));
+        }
         if !fips.is_empty() {
-            let network = subnet.parent_id.clone().unwrap_or_default();
             let on_subnet: Vec<String> = self
                 .network_ports(tx, &network)
                 .await?

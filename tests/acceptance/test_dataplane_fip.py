@@ -1,0 +1,117 @@
+"""Floating IPs beyond the gateway, with real packets: through a router *interface* on an
+external network (``router-interface-fip``) and hosted by a router named at association
+(``floating-ip-router-writable``), with the fixed IP one router further in.
+
+Uses the lab of ``dataplane_lab`` (hosts = namespaces on one underlay, one agent each); needs
+root, iproute2 and ping. Every namespace is deleted by the lab's teardown.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from conftest import osc
+from dataplane_lab import (  # noqa: F401 (lab is a fixture)
+    bound_port, ip_of, lab, needs_root, tcp_peer, wait_active, wait_for)
+
+pytestmark = needs_root
+
+
+def subnet(env, net: str, cidr: str, tag: str) -> str:
+    return osc("subnet", "create", "--network", net, "--subnet-range", cidr,
+               f"dp-{tag}-{uuid.uuid4().hex[:4]}", env=env)["id"]
+
+
+def wait_router_ports(env, router: str, count: int) -> None:
+    ports = osc("port", "list", "--router", router, env=env)
+    assert len(ports) == count
+    for rp in ports:
+        wait_active(env, rp["ID"])
+
+
+def test_floating_ip_through_a_router_interface(lab):
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    # router1 joins a private network and a second external network by interfaces only.
+    private = osc("network", "create", f"dp-priv-{tag}", env=env)["id"]
+    private_sub = subnet(env, private, "192.2.1.0/24", "priv")
+    ext2 = osc("network", "create", "--external", f"dp-ext2-{tag}", env=env)["id"]
+    ext2_sub = subnet(env, ext2, "192.2.2.0/24", "ext2")
+    router = osc("router", "create", f"dp-r1-{tag}", env=env)["id"]
+    for sub in (private_sub, ext2_sub):
+        osc("router", "add", "subnet", router, sub, env=env, json_output=False)
+    a = bound_port(env, private, "h1", "a")
+    out = bound_port(env, ext2, "h2", "out", "--fixed-ip",
+                     f"subnet={ext2_sub},ip-address=192.2.2.50")
+    for p in (a, out):
+        wait_active(env, p["id"])
+    wait_router_ports(env, router, 2)
+    ns_a, ns_out = lab.instance("h1", "a"), lab.instance("h2", "out")
+
+    fip = osc("floating", "ip", "create", ext2, env=env)
+    address = fip["floating_ip_address"]
+    assert address.startswith("192.2.2.")
+    assert not lab.pings(ns_out, address)
+    osc("floating", "ip", "set", "--port", a["id"], fip["id"], env=env, json_output=False)
+    shown = osc("floating", "ip", "show", fip["id"], env=env)
+    assert shown["router_id"] == router
+    assert shown["port_details"]["device_id"] == "a"
+
+    # From the external network to the floating IP: DNATed on the interface, source kept.
+    wait_for("floating IP reachable", lambda: lab.pings(ns_out, address))
+    assert tcp_peer(lab, ns_a, ns_out, address) == "192.2.2.50"
+    # From the instance out of that interface: SNATed to the floating IP.
+    assert tcp_peer(lab, ns_out, ns_a, "192.2.2.50") == address
+
+    osc("floating", "ip", "unset", "--port", fip["id"], env=env, json_output=False)
+    wait_for("floating IP gone", lambda: not lab.pings(ns_out, address))
+    # Without the floating IP the instance's own address goes out (the networks route).
+    assert tcp_peer(lab, ns_out, ns_a, "192.2.2.50") == ip_of(a)
+
+
+def test_floating_ip_hosted_by_a_named_router(lab):
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    # public <- outer router <- transit <- inner router <- project network
+    public = osc("network", "create", "--external", f"dp-pub-{tag}", env=env)["id"]
+    public_sub = subnet(env, public, "198.51.100.0/24", "pub")
+    project = osc("network", "create", f"dp-proj-{tag}", env=env)["id"]
+    project_sub = subnet(env, project, "10.10.250.0/24", "proj")
+    transit = osc("network", "create", f"dp-transit-{tag}", env=env)["id"]
+    subnet(env, transit, "10.10.230.0/24", "transit")
+    outer = osc("router", "create", f"dp-outer-{tag}", env=env)["id"]
+    osc("router", "set", "--external-gateway", public, outer, env=env, json_output=False)
+    inner = osc("router", "create", f"dp-inner-{tag}", env=env)["id"]
+    osc("router", "add", "subnet", inner, project_sub, env=env, json_output=False)
+    hops = {}
+    for name, router in (("outer", outer), ("inner", inner)):
+        port = osc("port", "create", "--network", transit, f"dp-{name}-transit", env=env)
+        osc("router", "add", "port", router, port["id"], env=env, json_output=False)
+        hops[name] = ip_of(port)
+    osc("router", "set", "--route", f"destination=10.10.250.0/24,gateway={hops['inner']}",
+        outer, env=env, json_output=False)
+    osc("router", "set", "--route", f"destination=0.0.0.0/0,gateway={hops['outer']}",
+        inner, env=env, json_output=False)
+    a = bound_port(env, project, "h1", "a")
+    out = bound_port(env, public, "h2", "out", "--fixed-ip",
+                     f"subnet={public_sub},ip-address=198.51.100.50")
+    for p in (a, out):
+        wait_active(env, p["id"])
+    wait_router_ports(env, outer, 2)
+    wait_router_ports(env, inner, 2)
+    ns_a, ns_out = lab.instance("h1", "a"), lab.instance("h2", "out")
+    gateway_ip = next(ip["ip_address"] for rp in osc("port", "list", "--router", outer,
+                                                     "--long", env=env)
+                      for ip in rp["Fixed IP Addresses"] if ip["subnet_id"] == public_sub)
+    lab.exec(ns_out, "ip", "route", "replace", "10.0.0.0/8", "via", gateway_ip)
+
+    # The CLI has no --router yet; openstacksdk sends router_id (floating-ip-router-writable).
+    conn = lab.server.connect()
+    fip = conn.network.create_ip(floating_network_id=public, port_id=a["id"], router_id=outer)
+    assert fip.router_id == outer
+    address = fip.floating_ip_address
+    wait_for("indirect floating IP reachable", lambda: lab.pings(ns_out, address))
+    assert tcp_peer(lab, ns_a, ns_out, address) == "198.51.100.50"
+    assert tcp_peer(lab, ns_out, ns_a, "198.51.100.50") == address
+    conn.network.delete_ip(fip)
+    wait_for("indirect floating IP gone", lambda: not lab.pings(ns_out, address))
