@@ -22,6 +22,15 @@ def subnet(env, net: str, cidr: str, tag: str) -> str:
                f"dp-{tag}-{uuid.uuid4().hex[:4]}", env=env)["id"]
 
 
+def open_group(env, tag: str) -> tuple[str, str]:
+    """A security group letting TCP and ICMP in from anywhere (NATed peers are no members)."""
+    sg = osc("security", "group", "create", f"dp-open-{tag}", env=env)["id"]
+    for proto in ("tcp", "icmp"):
+        osc("security", "group", "rule", "create", "--ingress", "--protocol", proto,
+            "--remote-ip", "0.0.0.0/0", sg, env=env)
+    return ("--security-group", sg)
+
+
 def wait_router_ports(env, router: str, count: int) -> None:
     ports = osc("port", "list", "--router", router, env=env)
     assert len(ports) == count
@@ -40,8 +49,9 @@ def test_floating_ip_through_a_router_interface(lab):
     router = osc("router", "create", f"dp-r1-{tag}", env=env)["id"]
     for sub in (private_sub, ext2_sub):
         osc("router", "add", "subnet", router, sub, env=env, json_output=False)
-    a = bound_port(env, private, "h1", "a")
-    out = bound_port(env, ext2, "h2", "out", "--fixed-ip",
+    sg = open_group(env, tag)
+    a = bound_port(env, private, "h1", "a", *sg)
+    out = bound_port(env, ext2, "h2", "out", *sg, "--fixed-ip",
                      f"subnet={ext2_sub},ip-address=192.2.2.50")
     for p in (a, out):
         wait_active(env, p["id"])
@@ -92,8 +102,9 @@ def test_floating_ip_hosted_by_a_named_router(lab):
         outer, env=env, json_output=False)
     osc("router", "set", "--route", f"destination=0.0.0.0/0,gateway={hops['outer']}",
         inner, env=env, json_output=False)
-    a = bound_port(env, project, "h1", "a")
-    out = bound_port(env, public, "h2", "out", "--fixed-ip",
+    sg = open_group(env, tag)
+    a = bound_port(env, project, "h1", "a", *sg)
+    out = bound_port(env, public, "h2", "out", *sg, "--fixed-ip",
                      f"subnet={public_sub},ip-address=198.51.100.50")
     for p in (a, out):
         wait_active(env, p["id"])

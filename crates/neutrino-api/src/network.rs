@@ -85,11 +85,11 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         ["network-ip-availabilities", id] if req.method == Method::GET => {
             Ok(json(200, &state.app.ip_availability(&ctx, id).await?))
         }
-        ["floatingip_pools"] if req.method == Method::GET => {
+        ["floatingip-pools"] if req.method == Method::GET => {
             let pools = state.app.floatingip_pools(&ctx, &req.query).await?;
             Ok(json(200, &json!({ "floatingip_pools": pools })))
         }
-        ["floatingip_pools"] => Err(not_allowed()),
+        ["floatingip-pools"] => Err(not_allowed()),
         ["agents"] if req.method == Method::GET => {
             let page = state.app.list_agents(&ctx, &req.query).await?;
             let items: Vec<Value> = page.items.into_iter().map(Value::Object).collect();

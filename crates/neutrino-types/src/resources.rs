@@ -261,7 +261,7 @@ pub const FLOATINGIP: &[Attr] = &[
     ro("revision_number"),
 ];
 
-/// Floating IP pool: `/v2.0/floatingip_pools` (read-only: one per IPv4 subnet of an
+/// Floating IP pool: `/v2.0/floatingip-pools` (read-only: one per IPv4 subnet of an
 /// external network).
 pub const FLOATINGIP_POOL: &[Attr] = &[
     ro("subnet_id"),

@@ -528,7 +528,7 @@ impl App {
         })
     }
 
-    /// `GET /v2.0/floatingip_pools` (`floatingip-pools`): one pool per IPv4 subnet of the
+    /// `GET /v2.0/floatingip-pools` (`floatingip-pools`): one pool per IPv4 subnet of the
     /// external networks the caller can see, with the caller's project (as upstream). Filters,
     /// sorting and `fields` as for any collection.
     pub async fn floatingip_pools(
