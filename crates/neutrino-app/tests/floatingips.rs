@@ -6,18 +6,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-fn list(items: neutrino_app::ListResult) -> Vec<Value> {
-    items.items.into_iter().map(Value::Object).collect()
-}
-
-async fn fips(t: &Env, ctx: &Context, pairs: &[(&str, &str)]) -> Vec<Value> {
-    let pairs: Vec<(String, String)> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    list(t.app.list(ctx, coll("floatingips"), &pairs).await.unwrap())
-}
-
 async fn pools(t: &Env, ctx: &Context, pairs: &[(&str, &str)]) -> Result<Vec<Value>, ApiError> {
     let pairs: Vec<(String, String)> = pairs
         .iter()
@@ -94,7 +82,9 @@ async fn port_details_follow_the_association() {
     assert_eq!(shown["port_details"], details_of(&renamed));
     assert_eq!(shown["port_details"]["name"], "renamed");
     // `fields` can ask for it alone.
-    let only = fips(&t, &tenant(), &[("fields", "port_details")]).await;
+    let only = t
+        .list(&tenant(), "floatingips", &[("fields", "port_details")])
+        .await;
     assert_eq!(only, vec![json!({"port_details": details_of(&renamed)})]);
     // Not a filter or sort key (like upstream).
     assert_err(
@@ -172,7 +162,7 @@ async fn port_details_on_a_long_listing() {
         )
         .await;
     }
-    let all = fips(&t, &tenant(), &[]).await;
+    let all = t.list(&tenant(), "floatingips", &[]).await;
     assert_eq!(all.len(), 45);
     for f in &all {
         let expected = want.get(&id(f)).cloned().unwrap_or(Value::Null);
