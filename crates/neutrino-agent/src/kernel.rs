@@ -105,6 +105,16 @@ fn json_of(program: &str, args: &[&str]) -> Result<Value, AgentError> {
     Ok(serde_json::from_str(out.trim()).unwrap_or(Value::Array(Vec::new())))
 }
 
+/// The comment of a table listed as text, in the shape of `nft -j` output (nft 1.0.6 leaves
+/// table comments out of its JSON).
+fn table_comment(listing: &str) -> Option<Value> {
+    let comment = listing
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("comment \""))?
+        .trim_end_matches('"');
+    Some(serde_json::json!({"nftables": [{"table": {"comment": comment}}]}))
+}
+
 /// Several JSON documents printed one after another (an `ip -batch` run).
 fn json_documents(text: &str) -> Vec<Value> {
     serde_json::Deserializer::from_str(text)
@@ -126,10 +136,16 @@ impl Kernel for IpRoute2 {
             if !names::is_managed_netns(netns_prefix, name) {
                 continue;
             }
+            let router = names::is_router_netns(netns_prefix, name);
+            let commands = if router {
+                "link show\naddr show\nroute show\nneigh show nud permanent\nrule show\nroute show table all\n"
+            } else {
+                "link show\naddr show\nroute show\n"
+            };
             let (ok, out, _) = run(
                 "ip",
                 &["-n", name, "-d", "-j", "-batch", "-"],
-                Some("link show\naddr show\nroute show\n"),
+                Some(commands),
             )?;
             if !ok {
                 // Vanished between the listing and now.
@@ -139,20 +155,15 @@ impl Kernel for IpRoute2 {
             let v6 = json_of("ip", &["-n", name, "-j", "-6", "route", "show"])
                 .unwrap_or(Value::Array(Vec::new()));
             let (mut ip_forward, mut nft) = (None, None);
-            if names::is_router_netns(netns_prefix, name) {
-                // The table's comment (the digest of its rules) is its second line; nft's JSON
-                // output leaves table comments out.
+            if router {
                 let script = format!(
-                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null | \
-                     sed -n '2s/^[[:space:]]*comment \"\\(.*\\)\"$/\\1/p'",
+                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null || true",
                     neutrino_dataplane::router::TABLE
                 );
                 let (_, out, _) = run("ip", &["netns", "exec", name, "sh", "-c", &script], None)?;
                 let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
                 ip_forward = Some(first.to_string());
-                let digest = rest.trim();
-                nft = (!digest.is_empty())
-                    .then(|| serde_json::json!({"nftables": [{"table": {"comment": digest}}]}));
+                nft = table_comment(rest);
             }
             namespaces.push(RawNamespace {
                 name: name.to_string(),
@@ -161,12 +172,20 @@ impl Kernel for IpRoute2 {
                 routes: vec![docs.get(2).cloned().unwrap_or_default(), v6],
                 ip_forward,
                 nft,
+                neighbors: docs.get(3).cloned().unwrap_or_default(),
+                rules: docs.get(4).cloned().unwrap_or_default(),
+                table_routes: docs.get(5).cloned().unwrap_or_default(),
             });
         }
+        let guard = neutrino_dataplane::dvr::ARP_GUARD_TABLE;
+        let (program, args) = self.in_dataplane(&["nft", "list", "table", "bridge", guard]);
+        let (ok, out, _) = run(program, &args, None)?;
+        let arp_guard = if ok { table_comment(&out) } else { None };
         Ok(RawHost {
             links,
             fdb,
             namespaces,
+            arp_guard,
         })
     }
 
@@ -182,6 +201,18 @@ impl Kernel for IpRoute2 {
         // Consecutive operations with one target run as one batch.
         for chunk in ops.chunk_by(|a, b| a.target() == b.target()) {
             let target = chunk[0].target();
+            if target == Target::HostNft {
+                for op in chunk {
+                    if let Op::LoadHostNft { script } = op {
+                        let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+                        let (ok, _, err) = run(program, &args, Some(script))?;
+                        if !ok {
+                            report(program, &args, &err);
+                        }
+                    }
+                }
+                continue;
+            }
             if let Target::Exec(ns) = &target {
                 // Commands of their own, one at a time, in order.
                 for op in chunk {
@@ -217,7 +248,7 @@ impl Kernel for IpRoute2 {
                 Target::Host => ("ip", self.host_args(&["-force", "-batch", "-"])),
                 Target::Bridge => ("bridge", self.host_args(&["-force", "-batch", "-"])),
                 Target::Netns(ns) => ("ip", vec!["-n", ns, "-force", "-batch", "-"]),
-                Target::Exec(_) => continue,
+                Target::Exec(_) | Target::HostNft => continue,
             };
             let (ok, _, err) = run(program, &args, Some(&input))?;
             if !ok {

@@ -417,12 +417,19 @@ impl App {
                 ..Default::default()
             };
             for mut rec in tx.list("port", &sel).await.map_err(db)? {
-                if rec.body["binding:host_id"].as_str() != Some(host) {
-                    continue;
-                }
                 let Some((_, status, vif)) = chunk.iter().find(|w| w.0 == rec.id) else {
                     continue;
                 };
+                // A distributed router interface is bound to no host: it is up once any
+                // host that realises it has it plugged (upstream: any ACTIVE binding).
+                let distributed = rec.body["device_owner"]
+                    == "network:router_interface_distributed"
+                    && rec.body["binding:host_id"] == "";
+                if rec.body["binding:host_id"].as_str() != Some(host)
+                    && !(distributed && status == "ACTIVE")
+                {
+                    continue;
+                }
                 if rec.body["status"] == json!(status) && rec.body["binding:vif_type"] == json!(vif)
                 {
                     continue;

@@ -14,6 +14,8 @@
 //!   addresses, and the network gets a DHCP server ([`crate::dhcp`]). An instance port with
 //!   `binding:profile` `{"neutrino_dhcp": true}` gets no addresses or routes from the agent:
 //!   its instance asks the DHCP server for them.
+//! - Distributed routers ([`crate::dvr`]): a local copy on every host with instances on
+//!   their subnets; their gateway and SNAT ports go into `snat-<router>` on the SNAT host.
 //! - Toward every other host that has ports on the same network: a flooding entry (broadcast
 //!   and ARP go to those hosts only) and a static entry per remote MAC; no flood-and-learn.
 
@@ -25,6 +27,7 @@ use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
 use crate::dhcp::{self, DhcpServer};
+use crate::dvr;
 use crate::names;
 use crate::ra::{router_advertisements, RaConfig};
 use crate::router::{add_router, RouterPort};
@@ -83,6 +86,8 @@ enum Role {
     RouterInterface,
     /// A router's gateway on the external network.
     RouterGateway,
+    /// A distributed router's SNAT port (in the SNAT namespace).
+    RouterSnat,
     /// A network's DHCP server.
     Dhcp,
 }
@@ -91,6 +96,8 @@ fn role(port: &Value) -> Option<Role> {
     let owner = text(port, "device_owner");
     if owner == "network:router_gateway" {
         Some(Role::RouterGateway)
+    } else if owner == dvr::SNAT_OWNER {
+        Some(Role::RouterSnat)
     } else if owner.starts_with("network:router_interface") {
         Some(Role::RouterInterface)
     } else if owner == "network:dhcp" {
@@ -143,11 +150,17 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     let mut out = Desired::default();
     // Ports bound here, grouped by instance namespace in creation order (interface names
     // eth0, eth1, ... follow that order).
+    let placement = dvr::placement(cluster);
+    let dvr_here = dvr::local_interfaces(cluster, &placement, &cfg.host);
     let mut local: Vec<&Value> = cluster
         .all("port")
-        .filter(|p| text(p, "binding:host_id") == cfg.host && role(p).is_some())
+        .filter(|p| {
+            (text(p, "binding:host_id") == cfg.host || dvr_here.contains(text(p, "id")))
+                && role(p).is_some()
+        })
         .collect();
-    let mut routers: BTreeMap<String, Vec<RouterPort<'_>>> = BTreeMap::new();
+    // Router ports by (router, namespace): a distributed router has two on its SNAT host.
+    let mut routers: BTreeMap<(String, String), Vec<RouterPort<'_>>> = BTreeMap::new();
     local.sort_by_key(|p| (text(p, "created_at"), text(p, "id")));
     let mut next_if: BTreeMap<String, usize> = BTreeMap::new();
     let mut local_networks: BTreeMap<String, String> = BTreeMap::new();
@@ -192,19 +205,31 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                 *n += 1;
                 (netns, ifname)
             }
-            Role::RouterInterface | Role::RouterGateway => {
+            Role::RouterInterface | Role::RouterGateway | Role::RouterSnat => {
                 let router = text(port, "device_id");
                 let gateway = role == Role::RouterGateway;
-                let ifname = names::router_interface(id, gateway);
+                let central =
+                    role == Role::RouterSnat || (gateway && dvr::is_distributed(cluster, router));
+                let (netns, ifname) = if central {
+                    let ifname = if gateway {
+                        names::router_interface(id, true)
+                    } else {
+                        names::snat_interface(id)
+                    };
+                    (names::snat_netns(&cfg.netns_prefix, router), ifname)
+                } else {
+                    let ifname = names::router_interface(id, gateway);
+                    (names::router_netns(&cfg.netns_prefix, router), ifname)
+                };
                 routers
-                    .entry(router.to_string())
+                    .entry((router.to_string(), netns.clone()))
                     .or_default()
                     .push(RouterPort {
                         port,
                         ifname: ifname.clone(),
                         gateway,
                     });
-                (names::router_netns(&cfg.netns_prefix, router), ifname)
+                (netns, ifname)
             }
             Role::Dhcp => {
                 let netns = names::dhcp_netns(&cfg.netns_prefix, net_id);
@@ -225,14 +250,12 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             },
         );
         let ns = out.state.namespaces.entry(netns.clone()).or_default();
-        ns.links.insert(
-            ifname.clone(),
-            NsLink {
-                mac: text(port, "mac_address").to_ascii_lowercase(),
-                mtu,
-                up,
-            },
-        );
+        let mac = if dvr_here.contains(id) {
+            names::dvr_mac(&cfg.host, id)
+        } else {
+            text(port, "mac_address").to_ascii_lowercase()
+        };
+        ns.links.insert(ifname.clone(), NsLink { mac, mtu, up });
         let mut default_route: BTreeSet<bool> = BTreeSet::new();
         let dhcp_client = role == Role::Instance && dhcp::is_dhcp_client(port);
         if dhcp_client {
@@ -299,15 +322,23 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             },
         );
     }
-    for (router, ports) in &routers {
-        let netns = names::router_netns(&cfg.netns_prefix, router);
-        if let Some(ns) = out.state.namespaces.get_mut(&netns) {
+    for ((router, netns), ports) in &routers {
+        if let Some(ns) = out.state.namespaces.get_mut(netns) {
             add_router(cluster, router, ports, ns);
         }
         if let Some(ra) = router_advertisements(cluster, ports) {
-            out.ra.insert(netns, ra);
+            out.ra.insert(netns.clone(), ra);
         }
     }
+    dvr::add_host_part(
+        cluster,
+        cfg,
+        &placement,
+        &dvr_here,
+        &tunnels,
+        &local_networks,
+        &mut out,
+    );
     // Toward the other hosts with ports on our networks.
     for port in cluster.all("port") {
         let host = text(port, "binding:host_id");

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod desired;
 pub mod dhcp;
+pub mod dvr;
 pub mod names;
 pub mod observe;
 pub mod plan;

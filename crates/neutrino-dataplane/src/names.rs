@@ -62,14 +62,41 @@ pub fn dhcp_interface(port_id: &str) -> String {
 /// Whether a namespace name is one this agent manages.
 pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix).is_some_and(|rest| {
-        rest.starts_with("vm-") || rest.starts_with("qrouter-") || rest.starts_with("qdhcp-")
+        ["vm-", "qrouter-", "qdhcp-", "snat-"]
+            .iter()
+            .any(|p| rest.starts_with(p))
     })
 }
 
 /// Whether a managed namespace is a router's.
 pub fn is_router_netns(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix)
-        .is_some_and(|rest| rest.starts_with("qrouter-"))
+        .is_some_and(|rest| rest.starts_with("qrouter-") || rest.starts_with("snat-"))
+}
+
+/// Namespace of a distributed router's central SNAT part on its SNAT host.
+pub fn snat_netns(prefix: &str, router_id: &str) -> String {
+    format!("{prefix}snat-{router_id}")
+}
+
+/// Interface of a distributed router's SNAT port inside the SNAT namespace.
+pub fn snat_interface(port_id: &str) -> String {
+    format!("sg-{}", short(port_id))
+}
+
+/// The MAC a host gives its copy of a distributed router interface: locally administered
+/// (`fa:16:3f`, Neutron's DVR base), the rest a digest of host and port, so every host
+/// computes every other host's router MACs.
+pub fn dvr_mac(host: &str, port_id: &str) -> String {
+    let h = host
+        .bytes()
+        .chain([0])
+        .chain(port_id.bytes())
+        .fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+    let [_, a, b, c] = h.to_be_bytes();
+    format!("fa:16:3f:{a:02x}:{b:02x}:{c:02x}")
 }
 
 /// Whether a host interface name is one this agent manages.

@@ -12,7 +12,9 @@ use serde_json::Value;
 
 use crate::cluster::text;
 use crate::names;
-use crate::state::{Bridge, FdbEntry, HostState, Namespace, NftTable, NsLink, Route, Tap, Vxlan};
+use crate::state::{
+    Bridge, FdbEntry, HostState, Namespace, Neighbor, NftTable, NsLink, Route, SrcRoute, Tap, Vxlan,
+};
 
 /// The digest in the comment of the table in `nft -j list table` output.
 fn table_digest(doc: &Value) -> Option<String> {
@@ -30,6 +32,8 @@ pub struct RawHost {
     pub fdb: Value,
     /// The managed instance namespaces.
     pub namespaces: Vec<RawNamespace>,
+    /// `nft -j list table bridge neutrino_dvr`, when the table exists.
+    pub arp_guard: Option<Value>,
 }
 
 /// Raw command output of one namespace.
@@ -48,6 +52,12 @@ pub struct RawNamespace {
     /// Routers only, when the table `inet neutrino_router` exists: its comment (the digest),
     /// as `{"nftables": [{"table": {"comment": ...}}]}` (the shape of `nft -j` output).
     pub nft: Option<Value>,
+    /// Routers only: `ip -j neigh show nud permanent`.
+    pub neighbors: Value,
+    /// Routers only: `ip -j rule show`.
+    pub rules: Value,
+    /// Routers only: `ip -j route show table all`.
+    pub table_routes: Value,
 }
 
 fn items(v: &Value) -> impl Iterator<Item = &Value> {
@@ -60,6 +70,53 @@ fn kind(link: &Value) -> &str {
 
 fn u32_of(v: &Value) -> u32 {
     v.as_u64().and_then(|m| u32::try_from(m).ok()).unwrap_or(0)
+}
+
+/// Permanent neighbours and the agent's source routes (rules at [`SrcRoute::PRIORITY`] with
+/// the default route of their table).
+fn observe_dvr(ns: &RawNamespace, parsed: &mut Namespace) {
+    for n in items(&ns.neighbors) {
+        let permanent = items(&n["state"]).any(|s| s == "PERMANENT");
+        if let (true, Ok(ip)) = (permanent, text(n, "dst").parse::<IpAddr>()) {
+            parsed.neighbors.insert(Neighbor {
+                dev: text(n, "dev").to_string(),
+                ip,
+                mac: text(n, "lladdr").to_ascii_lowercase(),
+            });
+        }
+    }
+    let table_text = |v: &Value| match v {
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        _ => String::new(),
+    };
+    for rule in items(&ns.rules) {
+        if rule["priority"].as_u64() != Some(u64::from(SrcRoute::PRIORITY)) {
+            continue;
+        }
+        let (Ok(src), Some(len)) = (text(rule, "src").parse::<IpAddr>(), rule["srclen"].as_u64())
+        else {
+            continue;
+        };
+        let Ok(from) = IpNet::new(src, len as u8) else {
+            continue;
+        };
+        let table = text(rule, "table");
+        let found = items(&ns.table_routes)
+            .find(|r| table_text(&r["table"]) == table && text(r, "dst") == "default");
+        if let Some(r) = found {
+            if let Ok(via) = text(r, "gateway").parse() {
+                let route = SrcRoute {
+                    from,
+                    via,
+                    dev: text(r, "dev").to_string(),
+                };
+                if route.table().to_string() == table {
+                    parsed.src_routes.insert(route);
+                }
+            }
+        }
+    }
 }
 
 /// Parses the raw output into the managed part of the host's state.
@@ -136,8 +193,17 @@ pub fn observe(raw: &RawHost) -> HostState {
                 digest,
                 script: String::new(),
             });
+        observe_dvr(ns, &mut parsed);
         state.namespaces.insert(ns.name.clone(), parsed);
     }
+    state.arp_guard = raw
+        .arp_guard
+        .as_ref()
+        .and_then(table_digest)
+        .map(|digest| NftTable {
+            digest,
+            script: String::new(),
+        });
     for link in items(&raw.links) {
         let name = text(link, "ifname");
         if !names::is_managed_link(name) {

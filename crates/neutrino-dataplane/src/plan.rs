@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::state::{FdbEntry, HostState, Namespace, Route, FLOOD_MAC};
+use crate::state::{FdbEntry, HostState, Namespace, Neighbor, Route, SrcRoute, FLOOD_MAC};
 
 /// Where an operation runs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,6 +23,8 @@ pub enum Target {
     Netns(String),
     /// A command of its own run inside the named namespace (`sysctl`, `nft -f`).
     Exec(String),
+    /// `nft -f` in the host's dataplane namespace.
+    HostNft,
 }
 
 /// One change to the kernel.
@@ -143,6 +145,39 @@ pub enum Op {
         /// The route.
         route: Route,
     },
+    /// Add (or replace) a permanent neighbour entry inside a namespace.
+    AddNeigh {
+        /// Namespace.
+        netns: String,
+        /// The entry.
+        neighbor: Neighbor,
+    },
+    /// Remove a neighbour entry inside a namespace.
+    DelNeigh {
+        /// Namespace.
+        netns: String,
+        /// The entry.
+        neighbor: Neighbor,
+    },
+    /// Add a source-based route (rule and its table's default route) inside a namespace.
+    AddSrcRoute {
+        /// Namespace.
+        netns: String,
+        /// The route.
+        route: SrcRoute,
+    },
+    /// Remove a source-based route inside a namespace.
+    DelSrcRoute {
+        /// Namespace.
+        netns: String,
+        /// The route.
+        route: SrcRoute,
+    },
+    /// Load (atomically replace, or delete when `script` deletes it) a host-level table.
+    LoadHostNft {
+        /// The `nft -f` script.
+        script: String,
+    },
 }
 
 impl Op {
@@ -152,7 +187,12 @@ impl Op {
             Op::AddFdb(_) | Op::DelFdb(_) => Target::Bridge,
             Op::AddNetns(_) | Op::DelNetns(_) => Target::Namespaces,
             Op::Forwarding(netns) | Op::LoadNft { netns, .. } => Target::Exec(netns.clone()),
-            Op::LoUp(netns)
+            Op::LoadHostNft { .. } => Target::HostNft,
+            Op::AddNeigh { netns, .. }
+            | Op::DelNeigh { netns, .. }
+            | Op::AddSrcRoute { netns, .. }
+            | Op::DelSrcRoute { netns, .. }
+            | Op::LoUp(netns)
             | Op::SetNsLink { netns, .. }
             | Op::AddAddr { netns, .. }
             | Op::DelAddr { netns, .. }
@@ -224,6 +264,26 @@ impl Op {
             Op::DelRoute { route, .. } => {
                 format!("route del {} via {} dev {}", route.dst, route.via, route.dev)
             }
+            Op::AddNeigh { neighbor: n, .. } => format!(
+                "neigh replace {} lladdr {} dev {} nud permanent",
+                n.ip, n.mac, n.dev
+            ),
+            Op::DelNeigh { neighbor: n, .. } => format!("neigh del {} dev {}", n.ip, n.dev),
+            Op::AddSrcRoute { route: r, .. } => format!(
+                "rule add from {} lookup {t} priority {}\nroute replace default via {} dev {} table {t}",
+                r.from,
+                SrcRoute::PRIORITY,
+                r.via,
+                r.dev,
+                t = r.table()
+            ),
+            Op::DelSrcRoute { route: r, .. } => format!(
+                "rule del from {} lookup {t} priority {}\nroute flush table {t}",
+                r.from,
+                SrcRoute::PRIORITY,
+                t = r.table()
+            ),
+            Op::LoadHostNft { script } => format!("nft -f - <<EOF\n{script}EOF"),
         }
     }
 }
@@ -235,6 +295,7 @@ impl fmt::Display for Op {
             Target::Bridge => write!(f, "bridge {}", self.command()),
             Target::Netns(ns) => write!(f, "ip -n {ns} {}", self.command()),
             Target::Exec(ns) => write!(f, "ip netns exec {ns} {}", self.command()),
+            Target::HostNft => write!(f, "{}", self.command()),
         }
     }
 }
@@ -413,8 +474,48 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
                 });
             }
         }
+        plan_dvr_namespace(&mut ops, netns, want, have);
+    }
+    match (&desired.arp_guard, &observed.arp_guard) {
+        (Some(want), have) if have.as_ref() != Some(want) => ops.push(Op::LoadHostNft {
+            script: want.script.clone(),
+        }),
+        (None, Some(_)) => ops.push(Op::LoadHostNft {
+            script: crate::dvr::ARP_GUARD_DELETE.to_string(),
+        }),
+        _ => {}
     }
     ops
+}
+
+/// Neighbour entries and source routes of a namespace (distributed routers).
+fn plan_dvr_namespace(ops: &mut Vec<Op>, netns: &str, want: &Namespace, have: &Namespace) {
+    for n in have.neighbors.difference(&want.neighbors) {
+        if want.links.contains_key(&n.dev) {
+            ops.push(Op::DelNeigh {
+                netns: netns.to_string(),
+                neighbor: n.clone(),
+            });
+        }
+    }
+    for r in have.src_routes.difference(&want.src_routes) {
+        ops.push(Op::DelSrcRoute {
+            netns: netns.to_string(),
+            route: r.clone(),
+        });
+    }
+    for n in want.neighbors.difference(&have.neighbors) {
+        ops.push(Op::AddNeigh {
+            netns: netns.to_string(),
+            neighbor: n.clone(),
+        });
+    }
+    for r in want.src_routes.difference(&have.src_routes) {
+        ops.push(Op::AddSrcRoute {
+            netns: netns.to_string(),
+            route: r.clone(),
+        });
+    }
 }
 
 /// Creates (with `create`) or fixes a host interface that is a bridge port: MTU, master, up.

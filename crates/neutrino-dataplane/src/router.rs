@@ -241,7 +241,7 @@ pub fn render_rules(
 }
 
 /// FNV-1a, hex: a stable digest of a table's rules.
-fn digest(text: &str) -> String {
+pub(crate) fn digest(text: &str) -> String {
     let h = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
     });

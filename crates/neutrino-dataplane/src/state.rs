@@ -20,6 +20,9 @@ pub struct HostState {
     pub taps: BTreeMap<String, Tap>,
     /// Network namespaces (instances), by name.
     pub namespaces: BTreeMap<String, Namespace>,
+    /// The bridge-family table that keeps distributed routers' gateway ARP off the overlay
+    /// (`bridge neutrino_dvr`, see [`crate::dvr`]).
+    pub arp_guard: Option<NftTable>,
 }
 
 /// A Linux bridge (one per network present on the host).
@@ -86,6 +89,46 @@ pub struct Namespace {
     /// Desired state only: interfaces addressed by a DHCP client inside the instance, whose
     /// addresses and routes the agent leaves alone.
     pub dhcp_clients: BTreeSet<String>,
+    /// Permanent neighbour entries (distributed routers know every address on their subnets).
+    pub neighbors: BTreeSet<Neighbor>,
+    /// Source-based default routes (distributed routers: per subnet toward its SNAT port).
+    pub src_routes: BTreeSet<SrcRoute>,
+}
+
+/// A permanent neighbour entry.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Neighbor {
+    /// Interface.
+    pub dev: String,
+    /// Address.
+    pub ip: IpAddr,
+    /// Link-layer address.
+    pub mac: String,
+}
+
+/// Traffic from `from` that the main table cannot route goes `via` on `dev`: an `ip rule`
+/// (priority [`SrcRoute::PRIORITY`]) into a table of its own holding that default route.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SrcRoute {
+    /// Source prefix.
+    pub from: IpNet,
+    /// Next hop.
+    pub via: IpAddr,
+    /// Interface.
+    pub dev: String,
+}
+
+impl SrcRoute {
+    /// Priority of the rules: after `main` (32766) and `default` (32767).
+    pub const PRIORITY: u32 = 40000;
+
+    /// The routing table of this source prefix: derived from it, so it is stable.
+    pub fn table(&self) -> u32 {
+        let h = self.from.to_string().bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        1000 + h % 1_000_000
+    }
 }
 
 /// An nftables table the agent loads whole, known by the digest of its rules (kept in the

@@ -14,6 +14,8 @@ pub enum Conv {
     NullableStr(usize),
     /// Boolean; accepts `true`, `"True"`, `"1"`, 1 and friends.
     Bool,
+    /// Boolean or null (`convert_to_boolean_if_not_none`).
+    NullableBool,
     /// Integer in an inclusive range; accepts numeric strings.
     Int(i64, i64),
     /// Integer in an inclusive range, or null.
@@ -213,7 +215,8 @@ pub fn convert(attr: &Attr, v: &Value) -> ApiResult<Value> {
                 format!("{} is not a valid string", show(other)),
             )),
         },
-        Conv::Bool => to_bool(v)
+        Conv::NullableBool if v.is_null() => Ok(Value::Null),
+        Conv::Bool | Conv::NullableBool => to_bool(v)
             .map(Value::Bool)
             .ok_or_else(|| invalid(name, format!("{} cannot be converted to boolean", show(v)))),
         Conv::Int(lo, hi) | Conv::NullableInt(lo, hi) => {

@@ -58,7 +58,7 @@ impl ListQuery {
 fn filter_value(attr: &Attr, raw: &str) -> ApiResult<Value> {
     let v = Value::String(raw.to_string());
     match attr.conv {
-        Conv::Bool => attrs::to_bool(&v).map(Value::Bool).ok_or_else(|| {
+        Conv::Bool | Conv::NullableBool => attrs::to_bool(&v).map(Value::Bool).ok_or_else(|| {
             ApiError::bad_request(format!(
                 "Invalid input for {}. Reason: '{raw}' cannot be converted to boolean.",
                 attr.name

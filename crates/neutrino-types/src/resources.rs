@@ -224,6 +224,7 @@ pub const ROUTER: &[Attr] = &[
         .no_filter()
         .no_sort(),
     ro("availability_zones").no_filter().no_sort(),
+    rw("distributed", Conv::NullableBool, Fill::Absent).admin(),
     rw("tags", Conv::StrList, Fill::Absent)
         .create_only()
         .no_filter()

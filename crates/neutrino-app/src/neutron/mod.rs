@@ -12,6 +12,7 @@ mod ports;
 mod quotas;
 mod rbac;
 mod routers;
+mod routers_dvr;
 mod secgroups;
 mod sfc;
 mod subnetpools;
@@ -568,7 +569,7 @@ fn check_if_match(doc: &Value, if_match: Option<i64>) -> ApiResult<()> {
     Ok(())
 }
 
-fn strip_hidden(coll: &Collection, ctx: &Context, mut doc: Doc) -> Doc {
+pub(super) fn strip_hidden(coll: &Collection, ctx: &Context, mut doc: Doc) -> Doc {
     if !ctx.is_admin() {
         for a in coll.spec.iter().filter(|a| a.admin_only) {
             doc.remove(a.name);

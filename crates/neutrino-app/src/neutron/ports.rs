@@ -26,12 +26,14 @@ const ROUTER_OWNERS: &[&str] = &[
     "network:router_interface_distributed",
     "network:ha_router_replicated_interface",
     "network:router_gateway",
+    "network:router_centralized_snat",
 ];
 /// Ports only routers and floating IPs may delete.
 const UNDELETABLE_OWNERS: &[&str] = &[
     "network:router_interface",
     "network:router_interface_distributed",
     "network:router_gateway",
+    "network:router_centralized_snat",
     "network:floatingip",
 ];
 
@@ -989,9 +991,10 @@ impl App {
         body.insert("admin_state_up".into(), json!(true));
         body.insert("device_owner".into(), json!(device_owner));
         body.insert("device_id".into(), json!(device_id));
-        let host = if device_owner == super::routers::GATEWAY_OWNER
-            || super::routers::INTERFACE_OWNERS.contains(&device_owner)
-        {
+        let router_port = device_owner == super::routers::GATEWAY_OWNER
+            || device_owner == super::routers_dvr::SNAT_OWNER
+            || super::routers::INTERFACE_OWNERS.contains(&device_owner);
+        let host = if router_port && super::routers_dvr::bound_to_router_host(device_owner) {
             self.router_host(tx, device_id).await?
         } else if device_owner == super::dhcp::DHCP_OWNER {
             self.dhcp_host(tx, network)

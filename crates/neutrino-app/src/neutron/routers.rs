@@ -15,6 +15,7 @@ use neutrino_types::attrs::{is_uuid, to_bool};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::routers_dvr::{bound_to_router_host, interface_owner};
 use super::subnets::SubnetInfo;
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
@@ -370,7 +371,7 @@ impl App {
     }
 
     /// Ports whose device is the router: interfaces and gateway.
-    async fn router_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
+    pub(super) async fn router_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
         let all = tx.list("port", &Selector::default()).await.map_err(db)?;
         Ok(all
             .into_iter()
@@ -406,7 +407,10 @@ impl App {
             .into_iter()
             .filter(|p| {
                 let owner = s(&p.body, "device_owner");
-                (owner == GATEWAY_OWNER || INTERFACE_OWNERS.contains(&owner))
+                (owner == GATEWAY_OWNER
+                    || owner == super::routers_dvr::SNAT_OWNER
+                    || INTERFACE_OWNERS.contains(&owner))
+                    && bound_to_router_host(owner)
                     && s(&p.body, "binding:host_id").is_empty()
             })
             .collect();
@@ -427,12 +431,16 @@ impl App {
     }
 
     /// The router's interface ports.
-    async fn interface_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
+    pub(super) async fn interface_ports(
+        &self,
+        tx: &mut Tx,
+        router: &str,
+    ) -> ApiResult<Vec<Record>> {
         Ok(self
             .router_ports(tx, router)
             .await?
             .into_iter()
-            .filter(|p| s(&p.body, "device_owner") == INTERFACE_OWNER)
+            .filter(|p| INTERFACE_OWNERS.contains(&s(&p.body, "device_owner")))
             .collect())
     }
 
@@ -724,6 +732,7 @@ impl App {
                 "Attribute 'routes' not allowed in POST",
             ));
         }
+        self.create_distributed(ctx, body)?;
         let id = body
             .get("id")
             .and_then(Value::as_str)
@@ -754,6 +763,7 @@ impl App {
         changes: Doc,
     ) -> ApiResult<()> {
         self.lock_router(tx, rec).await?;
+        self.update_distributed(tx, ctx, rec, &changes).await?;
         let mut routes = stored_routes(&rec.body);
         if let Some(v) = changes.get("routes") {
             let new = parse_routes(v, true)?;
@@ -769,12 +779,15 @@ impl App {
             rec.body["external_gateway_info"] = gateway;
         }
         for (key, value) in changes {
-            if matches!(key.as_str(), "routes" | "external_gateway_info") {
+            if matches!(
+                key.as_str(),
+                "routes" | "external_gateway_info" | "distributed"
+            ) {
                 continue;
             }
             rec.body[key.as_str()] = value;
         }
-        Ok(())
+        self.sync_snat_ports(tx, rec).await
     }
 
     pub(super) async fn delete_router(
@@ -874,10 +887,13 @@ impl App {
             }
             _ => return Err(ApiError::no_such_url()),
         };
+        self.sync_snat_ports(tx, rec).await?;
         bump(&mut rec.body);
         tx.update("router", &rec.id, &rec.body).await.map_err(db)?;
         if out.is_null() {
-            return Ok(json!({"router": rec.body}));
+            let doc = rec.body.as_object().cloned().unwrap_or_default();
+            let doc = super::strip_hidden(Collection::of("router")?, ctx, doc);
+            return Ok(json!({"router": doc}));
         }
         Ok(out)
     }
@@ -965,7 +981,7 @@ impl App {
                 &router.project_id,
                 &network,
                 Some(json!([fixed_ip])),
-                INTERFACE_OWNER,
+                interface_owner(&router.body),
                 &router.id,
             )
             .await?;
@@ -1057,8 +1073,13 @@ impl App {
             }
         }
         port.body["device_id"] = json!(router.id);
-        port.body["device_owner"] = json!(INTERFACE_OWNER);
-        let host = self.router_host(tx, &router.id).await?;
+        let owner = interface_owner(&router.body);
+        port.body["device_owner"] = json!(owner);
+        let host = if bound_to_router_host(owner) {
+            self.router_host(tx, &router.id).await?
+        } else {
+            String::new()
+        };
         if s(&port.body, "binding:host_id") != host {
             port.body["binding:host_id"] = json!(host);
             port.body["status"] = json!("DOWN");
