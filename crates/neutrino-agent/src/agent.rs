@@ -86,6 +86,8 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
             "tunnel_types": ["vxlan"],
             "vxlan_port": cfg.host.vxlan_port,
             "netns_prefix": cfg.host.netns_prefix,
+            // As the Linux bridge agent: the server binds flat/VLAN ports only where mapped.
+            "interface_mappings": cfg.host.interface_mappings,
         },
     })
 }

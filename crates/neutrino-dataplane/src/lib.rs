@@ -13,6 +13,7 @@ pub mod dhcp;
 pub mod names;
 pub mod observe;
 pub mod plan;
+pub mod provider;
 pub mod ra;
 pub mod router;
 pub mod security;

@@ -20,6 +20,18 @@ pub struct HostState {
     pub taps: BTreeMap<String, Tap>,
     /// Network namespaces (instances), by name.
     pub namespaces: BTreeMap<String, Namespace>,
+    /// Provider-network uplinks (physical interfaces and VLAN sub-interfaces), by name.
+    pub uplinks: BTreeMap<String, Uplink>,
+}
+
+/// An interface carrying a flat or VLAN provider network, enslaved to the network's bridge
+/// (see [`crate::provider`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Uplink {
+    /// VLAN sub-interfaces: `(parent interface, VLAN id)`; `None`: the physical interface.
+    pub vlan: Option<(String, u16)>,
+    /// The bridge it is a port of.
+    pub master: Option<String>,
 }
 
 /// A Linux bridge (one per network present on the host).
