@@ -473,6 +473,8 @@ impl App {
         let mut changed = 0;
         // The reporting agent's configuration, read once when a provider port needs it.
         let mut agent_conf: Option<Value> = None;
+        // Whether that agent can carry a network, by network id.
+        let mut bindable: std::collections::BTreeMap<String, bool> = Default::default();
         for chunk in wanted.chunks(500) {
             let sel = Selector {
                 ids: Some(chunk.iter().map(|w| w.0.clone()).collect()),
@@ -488,12 +490,20 @@ impl App {
                 };
                 if vif == "bridge" {
                     let net_id = rec.body["network_id"].as_str().unwrap_or_default();
-                    let net = tx.get("network", net_id).await.map_err(db)?;
-                    if agent_conf.is_none() {
-                        agent_conf = Some(self.agent_configurations(&mut tx, host).await?);
-                    }
-                    let conf = agent_conf.as_ref().unwrap_or(&Value::Null);
-                    if !net.is_some_and(|n| host_maps_network(conf, &n.body)) {
+                    let ok = match bindable.get(net_id) {
+                        Some(ok) => *ok,
+                        None => {
+                            let net = tx.get("network", net_id).await.map_err(db)?;
+                            if agent_conf.is_none() {
+                                agent_conf = Some(self.agent_configurations(&mut tx, host).await?);
+                            }
+                            let conf = agent_conf.as_ref().unwrap_or(&Value::Null);
+                            let ok = net.is_some_and(|n| host_maps_network(conf, &n.body));
+                            bindable.insert(net_id.to_string(), ok);
+                            ok
+                        }
+                    };
+                    if !ok {
                         (status, vif) = ("ERROR".to_string(), "binding_failed".to_string());
                     }
                 }
