@@ -43,6 +43,7 @@ struct Stats {
     firewall_ops: u64,
     dhcp_ops: u64,
     ra_ops: u64,
+    connections_cut: u64,
 }
 
 struct Agent {
@@ -50,6 +51,8 @@ struct Agent {
     client: Arc<ServerClient>,
     kernel: Arc<dyn Kernel>,
     stats: Stats,
+    /// The security-group input last applied (connections it allowed may need cutting).
+    firewall: Option<neutrino_firewall::FirewallModel>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -66,6 +69,7 @@ pub async fn run(
         client,
         kernel,
         stats: Stats::default(),
+        firewall: None,
     };
     tokio::select! {
         _ = agent.follow() => {}
@@ -86,6 +90,8 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
             "tunnel_types": ["vxlan"],
             "vxlan_port": cfg.host.vxlan_port,
             "netns_prefix": cfg.host.netns_prefix,
+            // As the Linux bridge agent: the server binds flat/VLAN ports only where mapped.
+            "interface_mappings": cfg.host.interface_mappings,
         },
     })
 }
@@ -286,28 +292,44 @@ impl Agent {
 
     async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) {
         let model = firewall_model(cluster, want);
+        let previous = self.firewall.replace(model.clone());
         let kernel = self.kernel.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<usize, AgentError> {
+        let result = tokio::task::spawn_blocking(move || -> Result<(usize, usize), AgentError> {
             let observed = kernel.observe_firewall()?;
             let plan = neutrino_firewall::plan(&model, &observed);
             for w in plan.warnings() {
                 tracing::warn!(warning = %w, "security group rule skipped");
             }
             if plan.is_empty() {
-                return Ok(0);
+                return Ok((0, 0));
             }
             for e in kernel.apply_firewall(&plan.script())? {
                 tracing::warn!(error = %e, "firewall update refused");
             }
-            Ok(plan.commands().len())
+            // Then what the new rules no longer allow, established or not, goes.
+            let cut = match &previous {
+                Some(old) => crate::conntrack::cut_lost_connections(
+                    kernel.as_ref(),
+                    old,
+                    &model,
+                    &observed.zones(),
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot cut connections");
+                    0
+                }),
+                None => 0,
+            };
+            Ok((plan.commands().len(), cut))
         })
         .await;
         match result {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
+            Ok(Ok((0, _))) => {}
+            Ok(Ok((n, cut))) => {
                 self.stats.ops_total += n as u64;
                 self.stats.firewall_ops += n as u64;
-                tracing::info!(commands = n, "applied firewall plan");
+                self.stats.connections_cut += cut as u64;
+                tracing::info!(commands = n, connections_cut = cut, "applied firewall plan");
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "firewall reconcile failed"),
             Err(e) => tracing::warn!(error = %e, "firewall reconcile panicked"),
@@ -373,6 +395,7 @@ impl Agent {
             "firewall_ops": self.stats.firewall_ops,
             "dhcp_ops": self.stats.dhcp_ops,
             "ra_ops": self.stats.ra_ops,
+            "connections_cut": self.stats.connections_cut,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {

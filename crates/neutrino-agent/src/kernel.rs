@@ -22,6 +22,8 @@ pub trait Kernel: Send + Sync {
     fn observe_firewall(&self) -> Result<ObservedTables, AgentError>;
     /// Runs one security-group transaction (`nft -f`); returns its error lines.
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError>;
+    /// Runs `conntrack ARGS` in the dataplane namespace; returns its output.
+    fn conntrack(&self, args: &[String]) -> Result<String, AgentError>;
 }
 
 /// The real kernel via iproute2.
@@ -273,6 +275,20 @@ impl Kernel for IpRoute2 {
             }
         }
         Ok(observed)
+    }
+
+    fn conntrack(&self, args: &[String]) -> Result<String, AgentError> {
+        let mut command = vec!["conntrack"];
+        command.extend(args.iter().map(String::as_str));
+        let (program, argv) = self.in_dataplane(&command);
+        let (ok, out, err) = run(program, &argv, None)?;
+        if !ok {
+            return Err(AgentError::Command {
+                command: format!("conntrack {}", args.join(" ")),
+                message: err.trim().to_string(),
+            });
+        }
+        Ok(out)
     }
 
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {

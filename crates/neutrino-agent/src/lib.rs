@@ -7,6 +7,7 @@
 
 mod agent;
 pub mod client;
+mod conntrack;
 mod daemon;
 mod dnsmasq;
 pub mod kernel;

@@ -52,6 +52,18 @@ pub(crate) fn pick_host(hosts: &[String], key: &str) -> Option<String> {
     hosts.get(usize::try_from(hash % n).ok()?).cloned()
 }
 
+/// Whether an agent with `configurations` can carry `network` (the Linux bridge mechanism
+/// driver's check): overlay networks anywhere, flat and VLAN networks only where the agent's
+/// `interface_mappings` name their physical network.
+pub(crate) fn host_maps_network(configurations: &Value, network: &Value) -> bool {
+    match network["provider:network_type"].as_str() {
+        Some("flat" | "vlan") => network["provider:physical_network"]
+            .as_str()
+            .is_some_and(|p| configurations["interface_mappings"][p].is_string()),
+        _ => true,
+    }
+}
+
 /// A change page with the documents as JSON, or a sign that the reader must resync.
 pub enum FeedPage {
     /// The changes after the reader's revision.
@@ -248,6 +260,54 @@ impl App {
         Ok(hosts)
     }
 
+    /// The `configurations` of the agent on `host` (`null` when none is registered).
+    async fn agent_configurations(
+        &self,
+        tx: &mut neutrino_store::Tx,
+        host: &str,
+    ) -> ApiResult<Value> {
+        let scope = format!("agent:{AGENT_TYPE}");
+        let Some(id) = tx.claim_owner(&scope, host).await.map_err(db)? else {
+            return Ok(Value::Null);
+        };
+        Ok(tx
+            .get("agent", &id)
+            .await
+            .map_err(db)?
+            .map(|r| r.body["configurations"].clone())
+            .unwrap_or(Value::Null))
+    }
+
+    /// Those of `hosts` whose agent can carry every one of `networks` (flat and VLAN
+    /// networks need the physical network in the agent's mappings); all of them when none
+    /// can, so the ports are bound and visibly fail rather than wait forever.
+    pub(crate) async fn hosts_reaching(
+        &self,
+        tx: &mut neutrino_store::Tx,
+        hosts: Vec<String>,
+        networks: &[String],
+    ) -> ApiResult<Vec<String>> {
+        let mut provider = Vec::new();
+        for id in networks {
+            if let Some(net) = tx.get("network", id).await.map_err(db)? {
+                if !host_maps_network(&Value::Null, &net.body) {
+                    provider.push(net.body);
+                }
+            }
+        }
+        if provider.is_empty() {
+            return Ok(hosts);
+        }
+        let mut able = Vec::new();
+        for host in &hosts {
+            let conf = self.agent_configurations(tx, host).await?;
+            if provider.iter().all(|n| host_maps_network(&conf, n)) {
+                able.push(host.clone());
+            }
+        }
+        Ok(if able.is_empty() { hosts } else { able })
+    }
+
     /// `GET /v2.0/agents` (admin only; others see an empty list, as in Neutron).
     pub async fn list_agents(
         &self,
@@ -411,13 +471,18 @@ impl App {
         }
         let mut tx = self.write().await?;
         let mut changed = 0;
+        // The reporting agent's configuration, read once when a provider port needs it.
+        let mut agent_conf: Option<Value> = None;
+        // Whether that agent can carry a network, by network id.
+        let mut bindable: std::collections::BTreeMap<String, bool> = Default::default();
         for chunk in wanted.chunks(500) {
             let sel = Selector {
                 ids: Some(chunk.iter().map(|w| w.0.clone()).collect()),
                 ..Default::default()
             };
             for mut rec in tx.list("port", &sel).await.map_err(db)? {
-                let Some((_, status, vif)) = chunk.iter().find(|w| w.0 == rec.id) else {
+                let Some((_, mut status, mut vif)) = chunk.iter().find(|w| w.0 == rec.id).cloned()
+                else {
                     continue;
                 };
                 // A distributed router interface is bound to no host: it is up once any
@@ -429,6 +494,25 @@ impl App {
                     && !(distributed && status == "ACTIVE")
                 {
                     continue;
+                }
+                if vif == "bridge" {
+                    let net_id = rec.body["network_id"].as_str().unwrap_or_default();
+                    let ok = match bindable.get(net_id) {
+                        Some(ok) => *ok,
+                        None => {
+                            let net = tx.get("network", net_id).await.map_err(db)?;
+                            if agent_conf.is_none() {
+                                agent_conf = Some(self.agent_configurations(&mut tx, host).await?);
+                            }
+                            let conf = agent_conf.as_ref().unwrap_or(&Value::Null);
+                            let ok = net.is_some_and(|n| host_maps_network(conf, &n.body));
+                            bindable.insert(net_id.to_string(), ok);
+                            ok
+                        }
+                    };
+                    if !ok {
+                        (status, vif) = ("ERROR".to_string(), "binding_failed".to_string());
+                    }
                 }
                 if rec.body["status"] == json!(status) && rec.body["binding:vif_type"] == json!(vif)
                 {
@@ -448,5 +532,26 @@ impl App {
         }
         tx.commit().await.map_err(db)?;
         Ok(json!({"updated": changed}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_networks_bind_only_where_mapped() {
+        let conf = json!({"interface_mappings": {"physnet1": "eth1"}});
+        let net =
+            |t: &str, p: &str| json!({"provider:network_type": t, "provider:physical_network": p});
+        assert!(host_maps_network(&conf, &net("flat", "physnet1")));
+        assert!(host_maps_network(&conf, &net("vlan", "physnet1")));
+        assert!(!host_maps_network(&conf, &net("vlan", "physnet2")));
+        assert!(!host_maps_network(&json!({}), &net("flat", "physnet1")));
+        assert!(!host_maps_network(&Value::Null, &net("flat", "physnet1")));
+        assert!(host_maps_network(
+            &Value::Null,
+            &json!({"provider:network_type": "vxlan"})
+        ));
     }
 }

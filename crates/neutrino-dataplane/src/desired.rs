@@ -1,7 +1,8 @@
 //! What one host's kernel should hold, computed from the cluster mirror.
 //!
 //! - Every network with a port bound to this host gets a bridge and, for VXLAN networks, a
-//!   VXLAN device with this host's tunnel address, enslaved to the bridge.
+//!   VXLAN device with this host's tunnel address, enslaved to the bridge; flat and VLAN
+//!   networks enslave the mapped interface or its VLAN sub-interface ([`crate::provider`]).
 //! - Every port bound here (instance ports: not `network:*` owners) gets a veth pair: the
 //!   `tap…` end on the bridge, the other end in the instance's namespace with the port's MAC,
 //!   MTU, fixed IPs (prefix length from the subnet), default routes through the subnets'
@@ -29,6 +30,7 @@ use crate::cluster::{text, Cluster};
 use crate::dhcp::{self, DhcpServer};
 use crate::dvr;
 use crate::names;
+use crate::provider::{self, Segment};
 use crate::ra::{router_advertisements, RaConfig};
 use crate::router::{add_router, RouterPort};
 use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Vxlan, FLOOD_MAC};
@@ -44,6 +46,8 @@ pub struct HostConfig {
     pub vxlan_port: u16,
     /// Prefix of the namespace names this agent owns (lets several agents share one machine).
     pub netns_prefix: String,
+    /// Physical network → host interface, for flat and VLAN provider networks.
+    pub interface_mappings: BTreeMap<String, String>,
 }
 
 /// What should happen to one port bound to this host.
@@ -122,19 +126,6 @@ fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
         .collect()
 }
 
-/// The VNI of a VXLAN network, or why the network cannot be realised here.
-fn segment(net: &Value) -> Result<u32, String> {
-    match text(net, "provider:network_type") {
-        "vxlan" => net["provider:segmentation_id"]
-            .as_u64()
-            .and_then(|v| u32::try_from(v).ok())
-            .ok_or_else(|| "VXLAN network without a segmentation id".to_string()),
-        other => Err(format!(
-            "network type {other:?} is not supported by this agent (VXLAN only)"
-        )),
-    }
-}
-
 /// A network's MTU (1450 when unset or implausible).
 pub(crate) fn mtu(net: &Value) -> u32 {
     net["mtu"]
@@ -174,8 +165,8 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             );
             continue;
         };
-        let vni = match segment(net) {
-            Ok(v) => v,
+        let segment = match provider::segment(net, &cfg.interface_mappings) {
+            Ok(s) => s,
             Err(reason) => {
                 out.ports.insert(id.to_string(), PortOutcome::Fail(reason));
                 continue;
@@ -183,19 +174,27 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         };
         let mtu = mtu(net);
         let bridge = names::bridge(net_id);
-        let vxlan = names::vxlan(vni);
         out.state.bridges.insert(bridge.clone(), Bridge { mtu });
-        out.state.vxlans.insert(
-            vxlan.clone(),
-            Vxlan {
-                vni,
-                local: cfg.tunnel_ip,
-                port: cfg.vxlan_port,
-                mtu,
-                master: Some(bridge.clone()),
-            },
-        );
-        local_networks.insert(net_id.to_string(), vxlan);
+        match segment {
+            Segment::Vxlan(vni) => {
+                let vxlan = names::vxlan(vni);
+                out.state.vxlans.insert(
+                    vxlan.clone(),
+                    Vxlan {
+                        vni,
+                        local: cfg.tunnel_ip,
+                        port: cfg.vxlan_port,
+                        mtu,
+                        master: Some(bridge.clone()),
+                    },
+                );
+                local_networks.insert(net_id.to_string(), vxlan);
+            }
+            Segment::Uplink { name, mut uplink } => {
+                uplink.master = Some(bridge.clone());
+                out.state.uplinks.insert(name, uplink);
+            }
+        }
         let role = role(port).unwrap_or(Role::Instance);
         let (netns, ifname) = match role {
             Role::Instance => {

@@ -14,6 +14,7 @@ pub mod dvr;
 pub mod names;
 pub mod observe;
 pub mod plan;
+pub mod provider;
 pub mod ra;
 pub mod router;
 pub mod security;

@@ -243,6 +243,7 @@ pub fn observe(raw: &RawHost) -> HostState {
             _ => {}
         }
     }
+    crate::provider::observe_uplinks(&raw.links, &mut state);
     for e in items(&raw.fdb) {
         let dev = text(e, "ifname");
         if !state.vxlans.contains_key(dev) {

@@ -1,5 +1,5 @@
 //! The plan: typed operations that take a host from the observed state to the desired one,
-//! in an order the kernel accepts (removals first, then namespaces, bridges, tunnels,
+//! in an order the kernel accepts (removals first, then namespaces, bridges, uplinks, tunnels,
 //! forwarding entries, veth pairs, and what is inside each instance). Each operation renders
 //! as one iproute2 batch line for the tool and namespace named by its [`Target`].
 
@@ -76,6 +76,17 @@ pub enum Op {
         /// Bridge.
         master: String,
     },
+    /// Create a VLAN sub-interface of a host interface (VLAN provider networks).
+    AddVlan {
+        /// Name (`<parent>.<vid>`).
+        name: String,
+        /// The physical interface.
+        parent: String,
+        /// VLAN id.
+        vid: u16,
+    },
+    /// Release a host interface from its bridge.
+    SetNoMaster(String),
     /// Set a host interface's MTU.
     SetMtu {
         /// Interface.
@@ -227,7 +238,11 @@ impl Op {
             } => format!(
                 "link add {tap} mtu {mtu} type veth peer name {peer} address {mac} mtu {mtu} netns {netns}"
             ),
+            Op::AddVlan { name, parent, vid } => {
+                format!("link add link {parent} name {name} type vlan id {vid}")
+            }
             Op::SetMaster { name, master } => format!("link set {name} master {master}"),
+            Op::SetNoMaster(name) => format!("link set {name} nomaster"),
             Op::SetMtu { name, mtu } => format!("link set {name} mtu {mtu}"),
             Op::SetUp(name) => format!("link set {name} up"),
             Op::DelLink(name) => format!("link del {name}"),
@@ -339,6 +354,7 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         obs.vxlans.remove(name);
         obs.fdb.retain(|e| e.dev != *name);
     }
+    crate::provider::remove_uplinks(desired, observed, &mut ops);
     for name in observed.bridges.keys() {
         if !desired.bridges.contains_key(name) {
             ops.push(Op::DelLink(name.clone()));
@@ -375,6 +391,7 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             Some(_) => {}
         }
     }
+    crate::provider::add_uplinks(desired, &obs, &mut ops);
     for (name, v) in &desired.vxlans {
         let create = Op::AddVxlan {
             name: name.clone(),

@@ -23,6 +23,18 @@ pub struct HostState {
     /// The bridge-family table that keeps distributed routers' gateway ARP off the overlay
     /// (`bridge neutrino_dvr`, see [`crate::dvr`]).
     pub arp_guard: Option<NftTable>,
+    /// Provider-network uplinks (physical interfaces and VLAN sub-interfaces), by name.
+    pub uplinks: BTreeMap<String, Uplink>,
+}
+
+/// An interface carrying a flat or VLAN provider network, enslaved to the network's bridge
+/// (see [`crate::provider`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Uplink {
+    /// VLAN sub-interfaces: `(parent interface, VLAN id)`; `None`: the physical interface.
+    pub vlan: Option<(String, u16)>,
+    /// The bridge it is a port of.
+    pub master: Option<String>,
 }
 
 /// A Linux bridge (one per network present on the host).

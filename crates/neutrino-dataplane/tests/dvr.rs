@@ -21,6 +21,7 @@ fn host(name: &str) -> HostConfig {
         tunnel_ip: format!("192.0.2.{n}").parse::<IpAddr>().unwrap(),
         vxlan_port: 4789,
         netns_prefix: format!("{name}-"),
+        interface_mappings: Default::default(),
     }
 }
 

@@ -18,6 +18,7 @@ fn host(name: &str, ip: &str) -> HostConfig {
         tunnel_ip: ip.parse::<IpAddr>().unwrap(),
         vxlan_port: 4789,
         netns_prefix: format!("{name}-"),
+        interface_mappings: Default::default(),
     }
 }
 
@@ -136,4 +137,48 @@ fn dhcpv6_files() {
         }
     }
     golden("ipv6-dnsmasq.txt", &text);
+}
+
+/// A host with `physnet1:eth1,physnet2:eth2`, on the flat/VLAN fixture.
+fn provider_host() -> (Cluster, HostConfig) {
+    let text = include_str!("provider.json");
+    let cluster = Cluster::from_snapshot(&serde_json::from_str(text).unwrap());
+    let mut cfg = host("h1", "192.0.2.1");
+    cfg.interface_mappings =
+        neutrino_dataplane::provider::parse_interface_mappings("physnet1:eth1,physnet2:eth2")
+            .unwrap();
+    (cluster, cfg)
+}
+
+#[test]
+fn provider_networks_plan() {
+    let (cluster, cfg) = provider_host();
+    let d = desired(&cluster, &cfg);
+    // The flat network enslaves eth1, the VLAN network eth2.7; no VXLAN device, no FDB entry
+    // toward h2 (the physical segment carries the traffic).
+    let fresh = render(&plan(&d.state, &HostState::default()));
+    golden("h1-provider.plan", &fresh);
+    assert!(d.state.vxlans.is_empty() && d.state.fdb.is_empty());
+    assert!(plan(&d.state, &d.state).is_empty());
+    let outcomes: Vec<String> = d
+        .ports
+        .iter()
+        .map(|(id, o)| match o {
+            PortOutcome::Plug { tap, .. } => format!("{id} plug {tap}"),
+            PortOutcome::Fail(why) => format!("{id} fail {why}"),
+        })
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "pf1aaaaa-0000-4000-8000-000000000001 plug tappf1aaaaa-00",
+            "pu1aaaaa-0000-4000-8000-000000000004 fail physical network \"physnet9\" is not mapped on this host",
+            "pv1aaaaa-0000-4000-8000-000000000003 plug tappv1aaaaa-00",
+        ]
+    );
+    // Unbinding everything deletes the VLAN device and releases the physical interface.
+    golden(
+        "h1-provider-teardown.plan",
+        &render(&plan(&HostState::default(), &d.state)),
+    );
 }

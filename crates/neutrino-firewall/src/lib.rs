@@ -62,6 +62,7 @@
 //! ones by handle.
 
 mod compile;
+pub mod conntrack;
 mod model;
 mod nft;
 mod observe;

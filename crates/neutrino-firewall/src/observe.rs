@@ -116,6 +116,17 @@ impl ObservedTables {
         self.tables.contains_key(&family)
     }
 
+    /// The conntrack zone of each bridge, as the kernel has them.
+    pub fn zones(&self) -> BTreeMap<String, u16> {
+        self.map_elements(Family::Inet, "zones")
+            .into_iter()
+            .filter_map(|(bridge, d)| match d {
+                crate::nft::Data::Zone(z) => Some((bridge, z)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Elements of a map keyed by one name (interface maps).
     pub(crate) fn map_elements(&self, family: Family, map: &str) -> Vec<(String, Data)> {
         let Some(set) = self.tables.get(&family).and_then(|t| t.sets.get(map)) else {

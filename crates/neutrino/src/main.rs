@@ -72,17 +72,27 @@ struct AgentArgs {
     /// Directory for the agent's files (DHCP servers: configuration, leases, pid files).
     #[arg(long, default_value = "/var/lib/neutrino/agent")]
     state_dir: PathBuf,
+    /// Host interfaces of physical networks, for flat and VLAN provider networks:
+    /// `physnet1:eth1,physnet2:eth2` (a flat network enslaves the interface to its bridge, a
+    /// VLAN network the sub-interface `eth1.<id>`).
+    #[arg(long, default_value = "")]
+    physical_interface_mappings: String,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
     let creds = neutrino_agent::Credentials::from_env(&|k| std::env::var(k).ok())?;
     let client = neutrino_agent::ServerClient::new(creds, args.server);
+    let interface_mappings =
+        neutrino_dataplane::provider::parse_interface_mappings(&args.physical_interface_mappings)
+            .map_err(anyhow::Error::msg)
+            .context("--physical-interface-mappings")?;
     let cfg = neutrino_agent::AgentConfig {
         host: neutrino_dataplane::HostConfig {
             host: args.host,
             tunnel_ip: args.tunnel_ip,
             vxlan_port: args.vxlan_port,
             netns_prefix: args.netns_prefix,
+            interface_mappings,
         },
         report_every: std::time::Duration::from_secs(args.report_interval.max(1)),
         resync_every: std::time::Duration::from_secs(args.resync_interval.max(1)),

@@ -29,6 +29,9 @@ impl App {
         network: &str,
     ) -> ApiResult<Option<(String, String)>> {
         let hosts = self.agent_hosts(tx, "dhcp").await?;
+        let hosts = self
+            .hosts_reaching(tx, hosts, &[network.to_string()])
+            .await?;
         let Some(host) = crate::agents::pick_host(&hosts, network) else {
             return Ok(None);
         };

@@ -394,6 +394,14 @@ impl App {
             }
         }
         let hosts = self.agent_hosts(tx, "l3").await?;
+        // A gateway on a flat/VLAN network needs a host that maps its physical network.
+        let gateway = match tx.get("router", router).await.map_err(db)? {
+            Some(r) => r.body["external_gateway_info"]["network_id"]
+                .as_str()
+                .map(str::to_string),
+            None => None,
+        };
+        let hosts = self.hosts_reaching(tx, hosts, gateway.as_slice()).await?;
         Ok(crate::agents::pick_host(&hosts, router).unwrap_or_default())
     }
 
