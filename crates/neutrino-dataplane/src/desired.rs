@@ -91,7 +91,9 @@ fn role(port: &Value) -> Option<Role> {
     let owner = text(port, "device_owner");
     if owner == "network:router_gateway" {
         Some(Role::RouterGateway)
-    } else if owner.starts_with("network:router_interface") {
+    } else if owner.starts_with("network:router_interface")
+        || owner == "network:ha_router_replicated_interface"
+    {
         Some(Role::RouterInterface)
     } else if owner == "network:dhcp" {
         Some(Role::Dhcp)
@@ -344,6 +346,12 @@ mod tests {
         assert!(role(&port("trunk:subport")).is_none());
         assert!(role(&port("network:floatingip")).is_none());
         assert!(matches!(role(&port("network:dhcp")), Some(Role::Dhcp)));
+        // An HA router's interfaces are plugged like any router's; its HA ports are not.
+        assert!(matches!(
+            role(&port("network:ha_router_replicated_interface")),
+            Some(Role::RouterInterface)
+        ));
+        assert!(role(&port("network:router_ha_interface")).is_none());
         assert!(matches!(role(&port("compute:nova")), Some(Role::Instance)));
         assert!(matches!(role(&port("")), Some(Role::Instance)));
     }

@@ -370,7 +370,7 @@ impl App {
     }
 
     /// Ports whose device is the router: interfaces and gateway.
-    async fn router_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
+    pub(super) async fn router_ports(&self, tx: &mut Tx, router: &str) -> ApiResult<Vec<Record>> {
         let all = tx.list("port", &Selector::default()).await.map_err(db)?;
         Ok(all
             .into_iter()
@@ -382,18 +382,9 @@ impl App {
             .collect())
     }
 
-    /// The host that runs a router: where its ports are already bound, else an alive host
-    /// agent chosen by a hash of the router id (spreads routers, needs no counting), else
-    /// none (the ports stay unbound and DOWN until an agent registers).
+    /// The host that runs a router (see `l3_scheduler`): none while no agent can.
     pub(crate) async fn router_host(&self, tx: &mut Tx, router: &str) -> ApiResult<String> {
-        for port in self.router_ports(tx, router).await? {
-            let host = s(&port.body, "binding:host_id");
-            if !host.is_empty() {
-                return Ok(host.to_string());
-            }
-        }
-        let hosts = self.agent_hosts(tx, "l3").await?;
-        Ok(crate::agents::pick_host(&hosts, router).unwrap_or_default())
+        self.l3_host(tx, router).await
     }
 
     /// Binds the ports of routers that no host runs yet (after an agent registered).
@@ -432,7 +423,7 @@ impl App {
             .router_ports(tx, router)
             .await?
             .into_iter()
-            .filter(|p| s(&p.body, "device_owner") == INTERFACE_OWNER)
+            .filter(|p| s(&p.body, "device_owner") != GATEWAY_OWNER)
             .collect())
     }
 
@@ -724,6 +715,7 @@ impl App {
                 "Attribute 'routes' not allowed in POST",
             ));
         }
+        self.ha_on_create(tx, ctx, body).await?;
         let id = body
             .get("id")
             .and_then(Value::as_str)
@@ -754,6 +746,7 @@ impl App {
         changes: Doc,
     ) -> ApiResult<()> {
         self.lock_router(tx, rec).await?;
+        self.ha_on_update(tx, ctx, rec, &changes).await?;
         let mut routes = stored_routes(&rec.body);
         if let Some(v) = changes.get("routes") {
             let new = parse_routes(v, true)?;
@@ -807,7 +800,7 @@ impl App {
                 self.remove_service_port(tx, &port).await?;
             }
         }
-        Ok(())
+        self.router_hosting_deleted(tx, &rec).await
     }
 
     pub(super) async fn router_action(
@@ -965,7 +958,7 @@ impl App {
                 &router.project_id,
                 &network,
                 Some(json!([fixed_ip])),
-                INTERFACE_OWNER,
+                super::l3_ha::interface_owner(&router.body),
                 &router.id,
             )
             .await?;
@@ -1057,7 +1050,7 @@ impl App {
             }
         }
         port.body["device_id"] = json!(router.id);
-        port.body["device_owner"] = json!(INTERFACE_OWNER);
+        port.body["device_owner"] = json!(super::l3_ha::interface_owner(&router.body));
         let host = self.router_host(tx, &router.id).await?;
         if s(&port.body, "binding:host_id") != host {
             port.body["binding:host_id"] = json!(host);
