@@ -10,7 +10,7 @@
 //! project, created with the project's first HA router and deleted with its last). The
 //! failover itself is in [`super::l3_scheduler`].
 
-use neutrino_store::{Record, Tx};
+use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::attrs::{self, Op};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
@@ -157,7 +157,7 @@ impl App {
             self.remove_service_port(tx, &port).await?;
         }
         tx.release(STANDBY_SCOPE, &router.id).await.map_err(db)?;
-        self.release_ha_network(tx, &router.project_id).await
+        self.release_ha_network(tx, router).await
     }
 
     /// Forgets where a deleted router ran.
@@ -233,6 +233,9 @@ impl App {
     /// one per project even with several servers.
     async fn ha_network(&self, tx: &mut Tx, project: &str) -> ApiResult<String> {
         if let Some(id) = tx.claim_owner(NETWORK_SCOPE, project).await.map_err(db)? {
+            // Serialises with the deletion of the project's last HA router (which locks it
+            // too, then looks for other HA routers).
+            tx.lock("network", &id).await.map_err(db)?;
             if tx.get("network", &id).await.map_err(db)?.is_some() {
                 return Ok(id);
             }
@@ -271,16 +274,26 @@ impl App {
         Ok(id)
     }
 
-    /// Deletes the project's HA network once no HA port is left on it.
-    async fn release_ha_network(&self, tx: &mut Tx, project: &str) -> ApiResult<()> {
+    /// Deletes the project's HA network when `router` was the project's last HA router and
+    /// no port is left on it.
+    async fn release_ha_network(&self, tx: &mut Tx, router: &Record) -> ApiResult<()> {
+        let project = router.project_id.as_str();
         let Some(id) = tx.claim_owner(NETWORK_SCOPE, project).await.map_err(db)? else {
             return Ok(());
         };
+        // Creating an HA router reads the claim after this lock (PostgreSQL).
         tx.lock("network", &id).await.map_err(db)?;
         let Some(net) = tx.get("network", &id).await.map_err(db)? else {
             return tx.release(NETWORK_SCOPE, project).await.map_err(db);
         };
-        if !self.network_ports(tx, &id).await?.is_empty() {
+        let sel = Selector {
+            project_ids: Some(vec![project.to_string()]),
+            ..Default::default()
+        };
+        let others = tx.list("router", &sel).await.map_err(db)?;
+        if others.iter().any(|r| r.id != router.id && is_ha(&r.body))
+            || !self.network_ports(tx, &id).await?.is_empty()
+        {
             return Ok(());
         }
         let coll = Collection::of("network")?;

@@ -411,3 +411,73 @@ impl App {
         tx.commit().await.map_err(db)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::plan_hosts;
+
+    fn hosts(names: &[&str]) -> Vec<String> {
+        names.iter().map(|h| h.to_string()).collect()
+    }
+
+    fn plan(
+        ha: bool,
+        move_dead: bool,
+        active: Option<&str>,
+        standby: Option<&str>,
+        alive: &[&str],
+    ) -> (Option<String>, Option<String>) {
+        plan_hosts("r", ha, move_dead, active, standby, &hosts(alive))
+    }
+
+    #[test]
+    fn alive_hosts_stay() {
+        let p = plan(true, true, Some("a"), Some("b"), &["a", "b", "c"]);
+        assert_eq!(p, (Some("a".into()), Some("b".into())));
+        assert_eq!(
+            plan(false, true, Some("a"), None, &["a", "b"]),
+            (Some("a".into()), None)
+        );
+    }
+
+    #[test]
+    fn dead_active_goes_to_the_standby_and_a_new_standby_is_picked() {
+        let p = plan(true, true, Some("a"), Some("b"), &["b", "c"]);
+        assert_eq!(p, (Some("b".into()), Some("c".into())));
+        // Only the standby is left: it runs alone.
+        assert_eq!(
+            plan(true, true, Some("a"), Some("b"), &["b"]),
+            (Some("b".into()), None)
+        );
+        // Both gone: any alive host.
+        assert_eq!(
+            plan(true, true, Some("a"), Some("b"), &["c"]),
+            (Some("c".into()), None)
+        );
+        // Nobody alive: nothing moves.
+        assert_eq!(
+            plan(true, true, Some("a"), Some("b"), &[]),
+            (Some("a".into()), None)
+        );
+    }
+
+    #[test]
+    fn new_and_legacy_routers() {
+        let (active, standby) = plan(true, true, None, None, &["a", "b", "c"]);
+        let (active, standby) = (active.unwrap(), standby.unwrap());
+        assert_ne!(active, standby);
+        // Stable: planning again changes nothing.
+        let again = plan(true, true, Some(&active), Some(&standby), &["a", "b", "c"]);
+        assert_eq!(again, (Some(active), Some(standby)));
+        // A legacy router on a dead host stays unless moving is allowed; it never gets a
+        // standby.
+        assert_eq!(
+            plan(false, false, Some("a"), None, &["b"]),
+            (Some("a".into()), None)
+        );
+        assert_eq!(
+            plan(false, true, Some("a"), None, &["b"]),
+            (Some("b".into()), None)
+        );
+    }
+}
