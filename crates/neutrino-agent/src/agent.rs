@@ -249,7 +249,11 @@ impl Agent {
             let prefix = self.cfg.host.netns_prefix.clone();
             let applied = tokio::task::spawn_blocking(move || {
                 kernel.apply(&ops).map(|mut errors| {
-                    errors.extend(kernel.announce(&router_addresses(&prefix, &ops)));
+                    let moved = router_addresses(&prefix, &ops);
+                    if !moved.is_empty() {
+                        tracing::info!(addresses = moved.len(), "announcing router addresses");
+                        errors.extend(kernel.announce(&moved));
+                    }
                     errors
                 })
             })
