@@ -281,7 +281,7 @@ impl App {
         let Some(id) = tx.claim_owner(NETWORK_SCOPE, project).await.map_err(db)? else {
             return Ok(());
         };
-        // Creating an HA router reads the claim after this lock (PostgreSQL).
+        // Serialises with `ha_network` in a concurrent HA router creation (PostgreSQL).
         tx.lock("network", &id).await.map_err(db)?;
         let Some(net) = tx.get("network", &id).await.map_err(db)? else {
             return tx.release(NETWORK_SCOPE, project).await.map_err(db);

@@ -870,7 +870,10 @@ impl App {
         bump(&mut rec.body);
         tx.update("router", &rec.id, &rec.body).await.map_err(db)?;
         if out.is_null() {
-            return Ok(json!({"router": rec.body}));
+            // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
+            let doc = rec.body.as_object().cloned().unwrap_or_default();
+            let doc = super::strip_hidden(Collection::of("router")?, ctx, doc);
+            return Ok(json!({ "router": doc }));
         }
         Ok(out)
     }
