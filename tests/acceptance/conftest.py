@@ -189,12 +189,14 @@ class NeutrinoServer:
 
     def __init__(self, binary: str | None, data_dir: Path, *, database_url: str | None = None,
                  admin_password: str | None = None, external_openrc: Path | None = None,
-                 name: str = "neutrino"):
+                 name: str = "neutrino", extra_args: list[str] | None = None):
         self.binary = binary
         self.data_dir = data_dir
         self.database_url = database_url
         self.admin_password = admin_password
         self.name = name
+        # More `neutrino server` options (e.g. a short --agent-down-time).
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / f"{name}.log" if data_dir else None
         self.port: int | None = None
@@ -221,6 +223,7 @@ class NeutrinoServer:
                "--listen", f"127.0.0.1:{self.port}"]
         if self.database_url:
             cmd += ["--database-url", self.database_url]
+        cmd += self.extra_args
         # No OS_* and no NEUTRINO_* settings (database URL, public URL, ...) leak in.
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("OS_") and not k.startswith("NEUTRINO_")}

@@ -107,6 +107,25 @@ async fn heartbeats(cfg: AgentConfig, client: Arc<ServerClient>) {
     }
 }
 
+/// Addresses a plan adds inside router namespaces: `(namespace, interface, address)`, to
+/// announce once applied (a router that moved here keeps its MACs and addresses, and its
+/// neighbours learn the new path at once).
+fn router_addresses(
+    prefix: &str,
+    ops: &[neutrino_dataplane::Op],
+) -> Vec<(String, String, std::net::IpAddr)> {
+    ops.iter()
+        .filter_map(|op| match op {
+            neutrino_dataplane::Op::AddAddr { netns, dev, addr }
+                if neutrino_dataplane::names::is_router_netns(prefix, netns) =>
+            {
+                Some((netns.clone(), dev.clone(), addr.addr()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
@@ -233,7 +252,18 @@ impl Agent {
                 tracing::debug!(%op, "op");
             }
             let kernel = self.kernel.clone();
-            let applied = tokio::task::spawn_blocking(move || kernel.apply(&ops)).await;
+            let prefix = self.cfg.host.netns_prefix.clone();
+            let applied = tokio::task::spawn_blocking(move || {
+                kernel.apply(&ops).map(|mut errors| {
+                    let moved = router_addresses(&prefix, &ops);
+                    if !moved.is_empty() {
+                        tracing::info!(addresses = moved.len(), "announcing router addresses");
+                        errors.extend(kernel.announce(&moved));
+                    }
+                    errors
+                })
+            })
+            .await;
             match applied {
                 Ok(Ok(errors)) => {
                     self.stats.errors_total += errors.len() as u64;

@@ -18,6 +18,14 @@ pub trait Kernel: Send + Sync {
     /// Applies operations in order; returns the error lines of failed commands (the next
     /// reconcile retries what did not take).
     fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError>;
+    /// Announces addresses just added inside namespaces, `(namespace, interface, address)`,
+    /// so neighbours update at once (a router that moved here): a gratuitous ARP per IPv4
+    /// address. IPv6 addresses announce themselves (unsolicited neighbour advertisements,
+    /// turned on with forwarding). Returns the error lines.
+    fn announce(&self, addrs: &[(String, String, std::net::IpAddr)]) -> Vec<String> {
+        let _ = addrs;
+        Vec::new()
+    }
     /// Reads the agent's security-group tables.
     fn observe_firewall(&self) -> Result<ObservedTables, AgentError>;
     /// Runs one security-group transaction (`nft -f`); returns its error lines.
@@ -228,6 +236,7 @@ impl Kernel for IpRoute2 {
                                 "-qw",
                                 "net.ipv4.ip_forward=1",
                                 "net.ipv6.conf.all.forwarding=1",
+                                "net.ipv6.conf.all.ndisc_notify=1",
                             ],
                             None,
                         ),
@@ -258,6 +267,22 @@ impl Kernel for IpRoute2 {
             }
         }
         Ok(errors)
+    }
+
+    fn announce(&self, addrs: &[(String, String, std::net::IpAddr)]) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (netns, dev, ip) in addrs.iter().filter(|(_, _, ip)| ip.is_ipv4()) {
+            let ip = ip.to_string();
+            let args = [
+                "netns", "exec", netns, "arping", "-q", "-U", "-c", "1", "-I", dev, &ip,
+            ];
+            match run("ip", &args, None) {
+                Ok((true, _, _)) => {}
+                Ok((false, _, err)) => errors.push(format!("arping {ip} on {dev}: {}", err.trim())),
+                Err(e) => errors.push(format!("arping {ip} on {dev}: {e}")),
+            }
+        }
+        errors
     }
 
     fn observe_firewall(&self) -> Result<ObservedTables, AgentError> {

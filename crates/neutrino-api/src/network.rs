@@ -108,6 +108,32 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             }
             _ => Err(not_allowed()),
         },
+        ["agents", id, "l3-routers"] => match req.method {
+            Method::GET => Ok(json(200, &state.app.l3_agent_routers(&ctx, id).await?)),
+            Method::POST => {
+                let body = parse_body(req)?;
+                let out = state.app.add_router_to_l3_agent(&ctx, id, body).await?;
+                Ok(json(201, &out))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["agents", id, "l3-routers", router] => match req.method {
+            Method::DELETE => {
+                state
+                    .app
+                    .remove_router_from_l3_agent(&ctx, id, router)
+                    .await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["routers", id, "l3-agents"] => match req.method {
+            Method::GET => Ok(json(
+                200,
+                &state.app.l3_agents_hosting_router(&ctx, id).await?,
+            )),
+            _ => Err(not_allowed()),
+        },
         ["auto-allocated-topology", project] => match req.method {
             Method::GET => Ok(json(
                 200,

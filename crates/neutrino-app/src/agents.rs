@@ -16,7 +16,7 @@ use crate::{db, new_id, now, App, Context};
 
 /// `agent_type` of `neutrino agent`.
 pub const AGENT_TYPE: &str = "Neutrino agent";
-/// Seconds without a heartbeat after which an agent is shown dead (Neutron's default).
+/// Default seconds without a heartbeat after which an agent is dead (Neutron's default).
 pub const AGENT_DOWN_SECS: i64 = 75;
 /// Resource kinds a host agent mirrors: the snapshot holds them and the feed carries them.
 pub const FEED_KINDS: &[&str] = &[
@@ -83,7 +83,7 @@ fn admin(ctx: &Context, action: &str) -> ApiResult<()> {
     }
 }
 
-fn epoch_secs() -> i64 {
+pub(crate) fn epoch_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
@@ -203,14 +203,20 @@ impl App {
                 tracing::info!(%host, ports = bound, "scheduled routers on the new agent");
             }
             self.schedule_dhcp().await?;
+            self.reschedule_routers().await?;
         }
         Ok(json!({"agent": self.render_agent(rec.body, Some(at))}))
     }
 
-    fn render_agent(&self, mut body: Value, heartbeat: Option<i64>) -> Value {
+    /// Whether an agent whose last heartbeat was at `beat` is alive at `now`.
+    pub(crate) fn alive_at(&self, beat: i64, now: i64) -> bool {
+        now - beat <= self.config().agent_down_secs
+    }
+
+    pub(crate) fn render_agent(&self, mut body: Value, heartbeat: Option<i64>) -> Value {
         let at = heartbeat.unwrap_or(0);
         body["heartbeat_timestamp"] = json!(timestamp(at));
-        body["alive"] = json!(epoch_secs() - at <= AGENT_DOWN_SECS);
+        body["alive"] = json!(self.alive_at(at, epoch_secs()));
         body
     }
 
@@ -252,7 +258,7 @@ impl App {
             .filter(|h| {
                 beats
                     .iter()
-                    .any(|(bh, at)| bh == h && now - at <= AGENT_DOWN_SECS)
+                    .any(|(bh, at)| bh == h && self.alive_at(*at, now))
             })
             .collect();
         hosts.sort();

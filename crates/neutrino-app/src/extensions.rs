@@ -24,6 +24,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("flow_classifier", "Flow Classifier", "Flow Classifier Extension."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
     ("networking-sfc-tap", "Networking SFC Passive Tap Service Function support", "Extension for Passive TAP Service Function support"),
+    ("l3-ha", "HA Router extension", "Adds HA capability to routers."),
+    ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
     ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource."),

@@ -38,6 +38,14 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The first three octets of generated MAC addresses.
     pub base_mac: [u8; 3],
+    /// Seconds without a heartbeat after which an agent is dead (Neutron's `agent_down_time`).
+    pub agent_down_secs: i64,
+    /// Whether new routers are highly available unless the request says otherwise
+    /// (Neutron's `l3_ha`).
+    pub l3_ha: bool,
+    /// Whether legacy (non-HA) routers move off dead agents too (Neutron's
+    /// `allow_automatic_l3agent_failover`); HA routers always do.
+    pub allow_automatic_l3agent_failover: bool,
 }
 
 impl Default for Config {
@@ -50,6 +58,9 @@ impl Default for Config {
             region: "RegionOne".to_string(),
             public_url: None,
             base_mac: [0xfa, 0x16, 0x3e],
+            agent_down_secs: agents::AGENT_DOWN_SECS,
+            l3_ha: false,
+            allow_automatic_l3agent_failover: false,
         }
     }
 }

@@ -326,3 +326,36 @@ async fn distributed_port_layout_and_conversions() {
     t.delete(&tenant(), "routers", &rid).await.unwrap();
     assert!(t.ports(&[("device_id", &rid)]).await.is_empty());
 }
+
+#[tokio::test]
+async fn a_router_is_not_both_distributed_and_ha() {
+    let t = env().await;
+    let both = json!({"name": "r", "distributed": true, "ha": true});
+    assert_err(
+        t.create(&admin(), "routers", both).await,
+        400,
+        "DistributedHARouterNotSupported",
+    );
+    // Nothing was left behind by the refused create.
+    assert!(t.list(&admin(), "routers", &[]).await.is_empty());
+    let r = id(&t
+        .ok(
+            &admin(),
+            "routers",
+            json!({"name": "r", "distributed": true}),
+        )
+        .await);
+    t.update(&admin(), "routers", &r, json!({"admin_state_up": false}))
+        .await
+        .unwrap();
+    assert_err(
+        t.update(&admin(), "routers", &r, json!({"ha": true})).await,
+        400,
+        "DistributedHARouterNotSupported",
+    );
+    let shown = t.show(&admin(), "routers", &r).await.unwrap();
+    assert_eq!(
+        (shown["distributed"].clone(), shown["ha"].clone()),
+        (json!(true), json!(false))
+    );
+}

@@ -102,7 +102,9 @@ fn role(port: &Value) -> Option<Role> {
         Some(Role::RouterGateway)
     } else if owner == dvr::SNAT_OWNER {
         Some(Role::RouterSnat)
-    } else if owner.starts_with("network:router_interface") {
+    } else if owner.starts_with("network:router_interface")
+        || owner == "network:ha_router_replicated_interface"
+    {
         Some(Role::RouterInterface)
     } else if owner == "network:dhcp" {
         Some(Role::Dhcp)
@@ -374,6 +376,12 @@ mod tests {
         assert!(role(&port("trunk:subport")).is_none());
         assert!(role(&port("network:floatingip")).is_none());
         assert!(matches!(role(&port("network:dhcp")), Some(Role::Dhcp)));
+        // An HA router's interfaces are plugged like any router's; its HA ports are not.
+        assert!(matches!(
+            role(&port("network:ha_router_replicated_interface")),
+            Some(Role::RouterInterface)
+        ));
+        assert!(role(&port("network:router_ha_interface")).is_none());
         assert!(matches!(role(&port("compute:nova")), Some(Role::Instance)));
         assert!(matches!(role(&port("")), Some(Role::Instance)));
     }

@@ -229,6 +229,8 @@ pub const ROUTER: &[Attr] = &[
         .create_only()
         .no_filter()
         .no_sort(),
+    // `l3-ha`: set by the server when absent (its `l3_ha` option).
+    rw("ha", Conv::Bool, Fill::Absent).admin().no_sort(),
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),

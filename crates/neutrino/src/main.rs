@@ -134,6 +134,15 @@ struct ServerArgs {
     /// Development only: no authentication, every caller is admin.
     #[arg(long)]
     no_auth: bool,
+    /// Seconds without a heartbeat after which an agent is dead (its routers fail over).
+    #[arg(long, default_value_t = 75)]
+    agent_down_time: u32,
+    /// New routers are highly available unless the request says `ha: false`.
+    #[arg(long)]
+    l3_ha: bool,
+    /// Also move legacy (non-HA) routers off dead agents; HA routers always move.
+    #[arg(long)]
+    allow_automatic_l3agent_failover: bool,
 }
 
 fn parse_range(text: &str) -> anyhow::Result<(u32, u32)> {
@@ -206,6 +215,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .map(str::to_string)
             .collect(),
         public_url: args.public_url.clone(),
+        agent_down_secs: i64::from(args.agent_down_time.max(1)),
+        l3_ha: args.l3_ha,
+        allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
         ..Config::default()
     };
     let app = App::new(store, config)
@@ -252,6 +264,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             tick.tick().await;
             if let Err(e) = compactor.compact_feed(100_000).await {
                 tracing::warn!(error = %e.message, "feed compaction failed");
+            }
+        }
+    });
+    // Routers leave dead agents: a few checks per agent down time (at most every 10 s).
+    let scheduler = app.clone();
+    let every = u64::from(args.agent_down_time / 4).clamp(1, 10);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        loop {
+            tick.tick().await;
+            match scheduler.reschedule_routers().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(routers = n, "rescheduled routers"),
+                Err(e) => tracing::warn!(error = %e.message, "router rescheduling failed"),
             }
         }
     });

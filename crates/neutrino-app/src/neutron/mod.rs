@@ -7,6 +7,8 @@ mod auto_topology;
 mod dhcp;
 mod floatingips;
 mod ip_availability;
+mod l3_ha;
+mod l3_scheduler;
 mod networks;
 mod ports;
 mod quotas;
@@ -826,11 +828,25 @@ impl App {
         tx: &mut Tx,
         ctx: &Context,
         coll: &Collection,
-        mut body: Doc,
+        body: Doc,
         project: String,
     ) -> ApiResult<Record> {
         quotas::check(tx, &project, coll.quota_resource(), 1).await?;
-        let id = new_id();
+        self.insert_record(tx, ctx, coll, body, project, new_id())
+            .await
+    }
+
+    /// [`App::insert_new`] without the quota check and with a chosen id (resources the
+    /// server creates for itself, such as HA networks).
+    pub(crate) async fn insert_record(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        mut body: Doc,
+        project: String,
+        id: String,
+    ) -> ApiResult<Record> {
         stamp_new(&mut body, &id, &project);
         let parent = match coll.resource {
             "network" => self.create_network(tx, ctx, &mut body).await?,

@@ -32,6 +32,7 @@ const ROUTER_OWNERS: &[&str] = &[
 const UNDELETABLE_OWNERS: &[&str] = &[
     "network:router_interface",
     "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
     "network:router_gateway",
     "network:router_centralized_snat",
     "network:floatingip",

@@ -383,26 +383,30 @@ impl App {
             .collect())
     }
 
-    /// The host that runs a router: where its ports are already bound, else an alive host
-    /// agent chosen by a hash of the router id (spreads routers, needs no counting), else
-    /// none (the ports stay unbound and DOWN until an agent registers).
+    /// The router's ports that live on its (SNAT) host: gateway, SNAT ports and interfaces,
+    /// but not a distributed router's interfaces, which every host realises.
+    pub(super) async fn hosted_router_ports(
+        &self,
+        tx: &mut Tx,
+        router: &str,
+    ) -> ApiResult<Vec<Record>> {
+        let all = tx.list("port", &Selector::default()).await.map_err(db)?;
+        Ok(all
+            .into_iter()
+            .filter(|p| {
+                let owner = s(&p.body, "device_owner");
+                s(&p.body, "device_id") == router
+                    && (owner == GATEWAY_OWNER
+                        || owner == super::routers_dvr::SNAT_OWNER
+                        || INTERFACE_OWNERS.contains(&owner))
+                    && bound_to_router_host(owner)
+            })
+            .collect())
+    }
+
+    /// The host that runs a router (see `l3_scheduler`): none while no agent can.
     pub(crate) async fn router_host(&self, tx: &mut Tx, router: &str) -> ApiResult<String> {
-        for port in self.router_ports(tx, router).await? {
-            let host = s(&port.body, "binding:host_id");
-            if !host.is_empty() {
-                return Ok(host.to_string());
-            }
-        }
-        let hosts = self.agent_hosts(tx, "l3").await?;
-        // A gateway on a flat/VLAN network needs a host that maps its physical network.
-        let gateway = match tx.get("router", router).await.map_err(db)? {
-            Some(r) => r.body["external_gateway_info"]["network_id"]
-                .as_str()
-                .map(str::to_string),
-            None => None,
-        };
-        let hosts = self.hosts_reaching(tx, hosts, gateway.as_slice()).await?;
-        Ok(crate::agents::pick_host(&hosts, router).unwrap_or_default())
+        self.l3_host(tx, router).await
     }
 
     /// Binds the ports of routers that no host runs yet (after an agent registered).
@@ -741,6 +745,8 @@ impl App {
             ));
         }
         self.create_distributed(ctx, body)?;
+        self.ha_on_create(tx, ctx, body).await?;
+        super::routers_dvr::check_not_distributed_ha(body)?;
         let id = body
             .get("id")
             .and_then(Value::as_str)
@@ -772,6 +778,8 @@ impl App {
     ) -> ApiResult<()> {
         self.lock_router(tx, rec).await?;
         self.update_distributed(tx, ctx, rec, &changes).await?;
+        self.ha_on_update(tx, ctx, rec, &changes).await?;
+        super::routers_dvr::check_not_distributed_ha(rec.body.as_object().unwrap_or(&Doc::new()))?;
         let mut routes = stored_routes(&rec.body);
         if let Some(v) = changes.get("routes") {
             let new = parse_routes(v, true)?;
@@ -828,7 +836,7 @@ impl App {
                 self.remove_service_port(tx, &port).await?;
             }
         }
-        Ok(())
+        self.router_hosting_deleted(tx, &rec).await
     }
 
     pub(super) async fn router_action(
@@ -899,9 +907,10 @@ impl App {
         bump(&mut rec.body);
         tx.update("router", &rec.id, &rec.body).await.map_err(db)?;
         if out.is_null() {
+            // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
             let doc = rec.body.as_object().cloned().unwrap_or_default();
             let doc = super::strip_hidden(Collection::of("router")?, ctx, doc);
-            return Ok(json!({"router": doc}));
+            return Ok(json!({ "router": doc }));
         }
         Ok(out)
     }

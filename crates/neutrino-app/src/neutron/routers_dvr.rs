@@ -16,7 +16,7 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{bad_request, GATEWAY_OWNER, INTERFACE_OWNER};
+use super::routers::{bad_request, GATEWAY_OWNER};
 use super::{bump, s, Doc};
 use crate::{db, App, Context};
 
@@ -35,8 +35,21 @@ pub(super) fn interface_owner(router: &Value) -> &'static str {
     if is_distributed(router) {
         DVR_INTERFACE_OWNER
     } else {
-        INTERFACE_OWNER
+        super::l3_ha::interface_owner(router)
     }
+}
+
+/// A router is not both distributed and HA here (400 `DistributedHARouterNotSupported`, as
+/// Neutron before DVR+HA): the failover moves every bound router port, which a distributed
+/// router's per-host interfaces must never be.
+pub(super) fn check_not_distributed_ha(router: &Doc) -> ApiResult<()> {
+    if router.get("distributed") == Some(&json!(true)) && router.get("ha") == Some(&json!(true)) {
+        return Err(ApiError::bad(
+            "DistributedHARouterNotSupported",
+            "Currently distributed HA routers are not supported.",
+        ));
+    }
+    Ok(())
 }
 
 /// Whether a router port with this owner is bound to the router's (SNAT) host: everything
@@ -252,7 +265,10 @@ mod tests {
             interface_owner(&json!({"distributed": true})),
             DVR_INTERFACE_OWNER
         );
-        assert_eq!(interface_owner(&json!({})), INTERFACE_OWNER);
+        assert_eq!(
+            interface_owner(&json!({})),
+            super::super::routers::INTERFACE_OWNER
+        );
         assert!(!bound_to_router_host(DVR_INTERFACE_OWNER));
         assert!(bound_to_router_host(SNAT_OWNER));
     }
