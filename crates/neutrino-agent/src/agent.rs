@@ -44,6 +44,7 @@ struct Stats {
     dhcp_ops: u64,
     ra_ops: u64,
     connections_cut: u64,
+    sfc_ops: u64,
 }
 
 struct Agent {
@@ -53,6 +54,8 @@ struct Agent {
     stats: Stats,
     /// The security-group input last applied (connections it allowed may need cutting).
     firewall: Option<neutrino_firewall::FirewallModel>,
+    /// No chains and no steering table: reconciles skip steering until a chain appears.
+    sfc_idle: bool,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -70,6 +73,7 @@ pub async fn run(
         kernel,
         stats: Stats::default(),
         firewall: None,
+        sfc_idle: false,
     };
     tokio::select! {
         _ = agent.follow() => {}
@@ -279,9 +283,83 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
             }
         }
+        self.reconcile_sfc(cluster, &want).await;
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
         self.write_status(cluster);
+    }
+
+    /// Service function chaining after the plan (the taps it steers between exist by now):
+    /// one atomic nft transaction with what differs, then the counters back to the server.
+    async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired) {
+        if cluster.count("port_chain") == 0 && self.sfc_idle {
+            return;
+        }
+        let kernel = self.kernel.clone();
+        let ifindex = match tokio::task::spawn_blocking(move || kernel.ifindexes()).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "cannot list interfaces"),
+            Err(e) => return tracing::warn!(error = %e, "listing interfaces panicked"),
+        };
+        let model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
+        let compiled = neutrino_sfc::compile(&model);
+        let want_table = compiled.table.clone();
+        let kernel = self.kernel.clone();
+        let result = tokio::task::spawn_blocking(
+            move || -> Result<(usize, neutrino_sfc::Table, Vec<String>), AgentError> {
+                let parse = |json: &str| {
+                    neutrino_sfc::observe(json).map_err(|e| AgentError::Command {
+                        command: "nft list table netdev neutrino_sfc".into(),
+                        message: e.to_string(),
+                    })
+                };
+                let have = parse(&kernel.observe_sfc()?)?;
+                let plan = neutrino_sfc::plan(&want_table, &have);
+                if plan.is_empty() {
+                    return Ok((0, have, Vec::new()));
+                }
+                let errors = kernel.apply_sfc(&plan.script())?;
+                let have = parse(&kernel.observe_sfc()?)?;
+                Ok((plan.commands().len(), have, errors))
+            },
+        )
+        .await;
+        let (n, have, errors) = match result {
+            Ok(Ok(r)) => {
+                // Without chains and without a table there is nothing to look at next time.
+                self.sfc_idle = model.chains.is_empty() && !r.1.present;
+                r
+            }
+            Ok(Err(e)) => return tracing::warn!(error = %e, "steering reconcile failed"),
+            Err(e) => return tracing::warn!(error = %e, "steering reconcile panicked"),
+        };
+        self.stats.errors_total += errors.len() as u64;
+        for e in &errors {
+            tracing::warn!(error = %e, "steering update refused");
+        }
+        if n > 0 {
+            self.stats.ops_total += n as u64;
+            self.stats.sfc_ops += n as u64;
+            self.stats.last_ops += n;
+            tracing::info!(commands = n, "applied steering plan");
+        }
+        self.report_sfc(&model, &compiled, &have).await;
+    }
+
+    /// Health of the functions plugged here and the counters of every chain steered here.
+    async fn report_sfc(
+        &mut self,
+        model: &neutrino_sfc::SfcModel,
+        compiled: &neutrino_sfc::Compiled,
+        have: &neutrino_sfc::Table,
+    ) {
+        if model.chains.is_empty() {
+            return;
+        }
+        let doc = crate::sfc_report::report(&self.cfg.host.host, model, compiled, have);
+        if let Err(e) = self.client.sfc_status(&doc).await {
+            tracing::debug!(error = %e, "steering status report failed");
+        }
     }
 
     /// DHCP servers and router advertisements after the plan: their namespaces and
@@ -426,6 +504,7 @@ impl Agent {
             "dhcp_ops": self.stats.dhcp_ops,
             "ra_ops": self.stats.ra_ops,
             "connections_cut": self.stats.connections_cut,
+            "sfc_ops": self.stats.sfc_ops,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {

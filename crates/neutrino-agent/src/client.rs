@@ -133,6 +133,12 @@ impl ServerClient {
             .await
     }
 
+    /// Reports the health of this host's functions and its chain counters.
+    pub async fn sfc_status(&self, doc: &Value) -> Result<Value, AgentError> {
+        self.call(Method::PUT, "/neutrino/v1/sfc-status", Some(doc))
+            .await
+    }
+
     /// Opens the watch stream from `since`; `on_event` gets every line until the stream ends
     /// (server gone, network error, idle beyond `idle`) or asks to stop by returning false.
     pub async fn watch(

@@ -32,6 +32,12 @@ pub trait Kernel: Send + Sync {
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError>;
     /// Runs `conntrack ARGS` in the dataplane namespace; returns its output.
     fn conntrack(&self, args: &[String]) -> Result<String, AgentError>;
+    /// Interface indexes of the dataplane namespace's devices, by name.
+    fn ifindexes(&self) -> Result<std::collections::BTreeMap<String, u32>, AgentError>;
+    /// `nft -j` listing of the steering table (empty when it does not exist).
+    fn observe_sfc(&self) -> Result<String, AgentError>;
+    /// Runs one steering transaction (`nft -f`); returns nft's complaints.
+    fn apply_sfc(&self, script: &str) -> Result<Vec<String>, AgentError>;
 }
 
 /// The real kernel via iproute2.
@@ -314,6 +320,44 @@ impl Kernel for IpRoute2 {
             });
         }
         Ok(out)
+    }
+
+    fn ifindexes(&self) -> Result<std::collections::BTreeMap<String, u32>, AgentError> {
+        let links = json_of("ip", &self.host_args(&["-j", "link", "show"]))?;
+        Ok(links
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| {
+                let idx = u32::try_from(l["ifindex"].as_u64()?).ok()?;
+                Some((l["ifname"].as_str()?.to_string(), idx))
+            })
+            .collect())
+    }
+
+    fn observe_sfc(&self) -> Result<String, AgentError> {
+        let (program, args) = self.in_dataplane(neutrino_sfc::observe::LIST_COMMAND);
+        let (ok, out, err) = run(program, &args, None)?;
+        if ok {
+            Ok(out)
+        } else if err.contains("No such file or directory") {
+            Ok(String::new())
+        } else {
+            Err(AgentError::Command {
+                command: "nft list table netdev neutrino_sfc".into(),
+                message: err.trim().to_string(),
+            })
+        }
+    }
+
+    fn apply_sfc(&self, script: &str) -> Result<Vec<String>, AgentError> {
+        let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+        let (ok, _, err) = run(program, &args, Some(script))?;
+        Ok(if ok {
+            Vec::new()
+        } else {
+            err.lines().map(|l| format!("nft: {l}")).collect()
+        })
     }
 
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {

@@ -12,6 +12,7 @@ mod daemon;
 mod dnsmasq;
 pub mod kernel;
 mod radvd;
+mod sfc_report;
 
 pub use agent::{run, AgentConfig};
 pub use client::ServerClient;

@@ -18,6 +18,7 @@ pub mod provider;
 pub mod ra;
 pub mod router;
 pub mod security;
+pub mod sfc;
 pub mod state;
 
 pub use cluster::Cluster;

@@ -1,0 +1,235 @@
+//! Golden tests: a host's model → the nft transaction, compared with files under
+//! `tests/golden/` (`NEUTRINO_BLESS=1` rewrites them), and the planner's incremental
+//! behaviour (apply = empty plan; one change touches only what changed).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use neutrino_sfc::table::{Chain as NftChain, Rule, Set, Table};
+use neutrino_sfc::*;
+
+fn port(id: &str, mac: &str, loc: Location, ip: &str) -> Port {
+    Port {
+        id: id.into(),
+        mac: mac.into(),
+        network: "net-1".into(),
+        location: loc,
+        addresses: vec![ip.parse().unwrap()],
+        port_security: true,
+    }
+}
+
+fn local(tap: &str) -> Location {
+    Location::Local(tap.into())
+}
+
+fn remote() -> Location {
+    Location::Remote("vxlan-100".into())
+}
+
+fn pair(id: &str, n: u8, ingress: Location, egress: Location, weight: u32) -> Pair {
+    let mut inp = port(
+        &format!("{id}-in"),
+        &format!("fa:16:3e:00:{n:02x}:01"),
+        ingress,
+        &format!("10.0.0.{}", 100 + n),
+    );
+    inp.port_security = false;
+    let mut outp = port(
+        &format!("{id}-out"),
+        &format!("fa:16:3e:00:{n:02x}:02"),
+        egress,
+        &format!("10.0.0.{}", 150 + n),
+    );
+    outp.port_security = false;
+    Pair {
+        id: format!("{id}0000-0000-0000-0000-000000000000"),
+        ingress: inp,
+        egress: outp,
+        weight,
+        out_of_service: None,
+    }
+}
+
+fn group(id: &str, number: u32, pairs: Vec<Pair>) -> Group {
+    Group {
+        id: id.into(),
+        number,
+        tap: false,
+        lb_fields: Vec::new(),
+        egress_mapping: NTupleMapping::default(),
+        fail_open: false,
+        pairs,
+    }
+}
+
+fn tcp80() -> NTuple {
+    NTuple {
+        family: Family::V4,
+        protocol: Some(6),
+        source: Some("10.0.0.0/24".parse().unwrap()),
+        destination: None,
+        source_ports: None,
+        destination_ports: Some((80, 80)),
+    }
+}
+
+/// Source on this host, function 1 here (two instances, weights 2:1, one remote), function 2
+/// remote, destination remote; symmetric.
+fn model() -> SfcModel {
+    let src = port("src-port", "fa:16:3e:aa:00:01", local("tapsrc"), "10.0.0.5");
+    let dst = port("dst-port", "fa:16:3e:bb:00:01", remote(), "10.0.0.9");
+    let chain = Chain {
+        id: "chain-1".into(),
+        number: 7,
+        symmetric: true,
+        groups: vec![
+            group(
+                "ppg-a",
+                1,
+                vec![
+                    pair("aaaaaaaa", 1, local("tapa1in"), local("tapa1out"), 2),
+                    pair("bbbbbbbb", 2, remote(), remote(), 1),
+                ],
+            ),
+            group("ppg-b", 2, vec![pair("cccccccc", 3, remote(), remote(), 1)]),
+        ],
+        classifiers: vec![Classifier {
+            id: "fc-1".into(),
+            tuple: tcp80(),
+            sources: vec![src],
+            destination: Some(dst),
+        }],
+        next_chains: Vec::new(),
+    };
+    let mut networks = BTreeMap::new();
+    networks.insert(
+        "net-1".to_string(),
+        NetworkMacs {
+            hosts: [("10.0.0.9".parse().unwrap(), "fa:16:3e:bb:00:01".to_string())].into(),
+            gateways: [(
+                "10.0.0.0/24".parse().unwrap(),
+                "fa:16:3e:ee:00:01".to_string(),
+            )]
+            .into(),
+            tunnel: Some("vxlan-100".into()),
+        },
+    );
+    let ifindex = [
+        "tapsrc",
+        "tapa1in",
+        "tapa1out",
+        "tapd1in",
+        "tapd1out",
+        "vxlan-100",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, d)| (d.to_string(), i as u32 + 10))
+    .collect();
+    SfcModel {
+        chains: vec![chain],
+        networks,
+        pin_timeout: 120,
+        ifindex,
+    }
+}
+
+fn golden(name: &str, text: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("NEUTRINO_BLESS").is_some() || !path.exists() {
+        std::fs::write(&path, text).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text, want,
+        "golden {name} differs (NEUTRINO_BLESS=1 to accept)"
+    );
+}
+
+/// What the kernel would show after applying `want`: same chains, rules, sets.
+fn applied(want: &Table) -> Table {
+    let mut t = want.clone();
+    for c in t.chains.values_mut() {
+        for r in &mut c.rules {
+            r.text.clear();
+        }
+    }
+    for s in t.sets.values_mut() {
+        s.decl.clear();
+    }
+    t
+}
+
+#[test]
+fn fresh_host_symmetric_two_groups() {
+    let c = compile(&model());
+    golden(
+        "symmetric-fresh.nft",
+        &plan(&c.table, &Table::default()).script(),
+    );
+}
+
+#[test]
+fn applying_again_plans_nothing() {
+    let c = compile(&model());
+    assert!(plan(&c.table, &applied(&c.table)).is_empty());
+}
+
+#[test]
+fn adding_a_pair_rewrites_only_that_hop() {
+    let before = compile(&model());
+    let mut m = model();
+    m.chains[0].groups[0]
+        .pairs
+        .push(pair("dddddddd", 4, local("tapd1in"), local("tapd1out"), 1));
+    let after = compile(&m);
+    let p = plan(&after.table, &applied(&before.table));
+    golden("add-pair.nft", &p.script());
+    // Pins of the pairs already there are never flushed or deleted.
+    assert!(
+        !p.script()
+            .contains("set netdev neutrino_sfc pin4-7-1-aaaaaaaa0000"),
+        "{}",
+        p.script()
+    );
+    assert!(!p.script().contains("delete"), "{}", p.script());
+}
+
+#[test]
+fn teardown_removes_everything() {
+    let c = compile(&model());
+    let p = plan(&compile(&SfcModel::default()).table, &applied(&c.table));
+    assert_eq!(p.script(), "delete table netdev neutrino_sfc\n");
+}
+
+#[test]
+fn weights_shape_the_buckets() {
+    let b = buckets(&[2, 1, 1]);
+    let count = |m| b.iter().filter(|x| **x == m).count();
+    assert_eq!((count(0), count(1), count(2)), (32, 16, 16));
+    let b = buckets(&[0, 3]);
+    assert!(b.iter().all(|m| *m == 1));
+    let b = buckets(&[0, 0]);
+    assert_eq!(b.iter().filter(|m| **m == 0).count(), 32);
+}
+
+#[test]
+fn dead_group_fails_closed_or_open() {
+    let mut m = model();
+    for p in &mut m.chains[0].groups[1].pairs {
+        p.out_of_service = Some("dead".into());
+    }
+    let c = compile(&m);
+    let h = &c.table.chains["h-7-2-f"];
+    assert!(h.rules.iter().any(|r| r.text == "counter drop"), "{h:?}");
+    m.chains[0].groups[1].fail_open = true;
+    let c = compile(&m);
+    let h = &c.table.chains["h-7-2-f"];
+    assert!(h.rules.iter().any(|r| r.text == "goto out-7-f"), "{h:?}");
+}
+
+#[allow(dead_code)]
+fn unused(_: NftChain, _: Rule, _: Set) {}
