@@ -292,7 +292,7 @@ impl Agent {
     /// Service function chaining after the plan (the taps it steers between exist by now):
     /// one atomic nft transaction with what differs, then the counters back to the server.
     async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired) {
-        if cluster.count("port_chain") == 0 && self.sfc_idle {
+        if cluster.count("port_pair") == 0 && self.sfc_idle {
             return;
         }
         let kernel = self.kernel.clone();
@@ -301,8 +301,36 @@ impl Agent {
             Ok(Err(e)) => return tracing::warn!(error = %e, "cannot list interfaces"),
             Err(e) => return tracing::warn!(error = %e, "listing interfaces panicked"),
         };
-        let model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
-        let compiled = neutrino_sfc::compile(&model);
+        let mut model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
+        let mut compiled = neutrino_sfc::compile(&model);
+        // Steering ports first: entry through one needs its interface index.
+        let have_ports = ifindex.keys().any(|d| d.starts_with("sfs"));
+        if !compiled.steering.is_empty() || have_ports {
+            let kernel = self.kernel.clone();
+            let ports = compiled.steering.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                let r = kernel.steering_ports(&ports)?;
+                Ok::<_, AgentError>((r, kernel.ifindexes()?))
+            })
+            .await;
+            match result {
+                Ok(Ok(((n, errors), ifindex))) => {
+                    self.stats.errors_total += errors.len() as u64;
+                    for e in &errors {
+                        tracing::warn!(error = %e, "steering port change refused");
+                    }
+                    if n > 0 {
+                        self.stats.ops_total += n as u64;
+                        self.stats.sfc_ops += n as u64;
+                        self.stats.last_ops += n;
+                        model.ifindex = ifindex;
+                        compiled = neutrino_sfc::compile(&model);
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "steering ports failed"),
+                Err(e) => tracing::warn!(error = %e, "steering ports panicked"),
+            }
+        }
         let want_table = compiled.table.clone();
         let kernel = self.kernel.clone();
         let result = tokio::task::spawn_blocking(
@@ -327,7 +355,7 @@ impl Agent {
         let (n, have, errors) = match result {
             Ok(Ok(r)) => {
                 // Without chains and without a table there is nothing to look at next time.
-                self.sfc_idle = model.chains.is_empty() && !r.1.present;
+                self.sfc_idle = model.functions.is_empty() && !r.1.present;
                 r
             }
             Ok(Err(e)) => return tracing::warn!(error = %e, "steering reconcile failed"),

@@ -38,6 +38,12 @@ pub trait Kernel: Send + Sync {
     fn observe_sfc(&self) -> Result<String, AgentError>;
     /// Runs one steering transaction (`nft -f`); returns nft's complaints.
     fn apply_sfc(&self, script: &str) -> Result<Vec<String>, AgentError>;
+    /// Creates, fixes and removes the steering ports; returns how many commands ran and
+    /// the error lines of those that failed.
+    fn steering_ports(
+        &self,
+        want: &std::collections::BTreeMap<String, neutrino_sfc::SteeringPort>,
+    ) -> Result<(usize, Vec<String>), AgentError>;
 }
 
 /// The real kernel via iproute2.
@@ -358,6 +364,29 @@ impl Kernel for IpRoute2 {
         } else {
             err.lines().map(|l| format!("nft: {l}")).collect()
         })
+    }
+
+    fn steering_ports(
+        &self,
+        want: &std::collections::BTreeMap<String, neutrino_sfc::SteeringPort>,
+    ) -> Result<(usize, Vec<String>), AgentError> {
+        let links = json_of("ip", &self.host_args(&["-j", "link", "show"]))?;
+        let fdb = if want.is_empty() {
+            Value::Array(Vec::new())
+        } else {
+            json_of("bridge", &self.host_args(&["-j", "fdb", "show"]))?
+        };
+        let commands = neutrino_sfc::steering::commands(want, &links, &fdb);
+        let mut errors = Vec::new();
+        for argv in &commands {
+            let (program, rest) = (argv[0].as_str(), &argv[1..]);
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            let (ok, _, err) = run(program, &self.host_args(&rest), None)?;
+            if !ok {
+                errors.push(format!("{}: {}", argv.join(" "), err.trim()));
+            }
+        }
+        Ok((commands.len(), errors))
     }
 
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {

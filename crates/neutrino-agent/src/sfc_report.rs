@@ -18,14 +18,13 @@ pub fn report(host: &str, model: &SfcModel, compiled: &Compiled, have: &Table) -
             }
             // Only what this host can see for itself: a pair the server marked DOWN is
             // not reported DOWN again from that mark.
-            let unsupported = p
-                .out_of_service
-                .as_deref()
-                .filter(|why| why.starts_with("correlation"));
-            let (health, detail) = match unsupported {
-                Some(why) => ("DOWN", why),
-                None => ("UP", ""),
-            };
+            let detail = p.proxied.as_ref().map_or(String::new(), |c| {
+                format!(
+                    "correlation {c}: delivered as plain packets, the agent keeps the chain \
+                     state (SFC proxy)"
+                )
+            });
+            let health = "UP";
             pairs.insert(
                 p.id.clone(),
                 json!({"id": p.id, "health": health, "detail": detail}),

@@ -104,6 +104,12 @@ pub fn is_managed_link(name: &str) -> bool {
     ["brq", "vxlan-", "tap"].iter().any(|p| name.starts_with(p))
 }
 
+/// Whether a host interface is a steering port of service function chaining (`sfs…`, its
+/// peer `sfp…`): the steering reconcile owns those, this plan leaves them alone.
+pub fn is_steering_link(name: &str) -> bool {
+    name.starts_with("sfs") || name.starts_with("sfp")
+}
+
 fn short(id: &str) -> &str {
     let end = id
         .char_indices()

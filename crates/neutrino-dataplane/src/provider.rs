@@ -111,7 +111,11 @@ pub fn observe_uplinks(links: &Value, state: &mut HostState) {
     for link in links.as_array().into_iter().flatten() {
         let name = text(link, "ifname");
         let master = text(link, "master");
-        if name.is_empty() || crate::names::is_managed_link(name) || !master.starts_with("brq") {
+        if name.is_empty()
+            || crate::names::is_managed_link(name)
+            || crate::names::is_steering_link(name)
+            || !master.starts_with("brq")
+        {
             continue;
         }
         let info = &link["linkinfo"];

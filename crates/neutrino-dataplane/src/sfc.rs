@@ -38,7 +38,7 @@ pub fn sfc_model(
         pin_timeout: PIN_TIMEOUT,
         ..SfcModel::default()
     };
-    if cluster.count("port_chain") == 0 {
+    if cluster.count("port_pair") == 0 {
         return model;
     }
     let r = Resolver::new(cluster, desired, cfg, ifindex);
@@ -46,6 +46,11 @@ pub fn sfc_model(
     let function_ports: BTreeSet<&str> = cluster
         .all("port_pair")
         .flat_map(|pp| [text(pp, "ingress"), text(pp, "egress")])
+        .collect();
+    model.functions = function_ports
+        .iter()
+        .filter_map(|id| r.port(id))
+        .filter(|p| p.local_tap().is_some())
         .collect();
     let mut exits: BTreeSet<String> = BTreeSet::new();
     for doc in cluster.all("port_chain") {
@@ -106,6 +111,8 @@ struct Resolver<'a> {
     taps: BTreeMap<&'a str, &'a str>,
     /// Network → the device frames from other hosts use on this host.
     tunnels: BTreeMap<String, String>,
+    /// Bridges of this host.
+    bridges: BTreeSet<&'a str>,
 }
 
 impl<'a> Resolver<'a> {
@@ -146,6 +153,7 @@ impl<'a> Resolver<'a> {
             host: &cfg.host,
             taps,
             tunnels,
+            bridges: desired.state.bridges.keys().map(String::as_str).collect(),
         }
     }
 
@@ -181,11 +189,16 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
+        let bridge = names::bridge(&network);
+        let bridge = (matches!(location, Location::Local(_))
+            && self.bridges.contains(bridge.as_str()))
+        .then_some(bridge);
         Some(Port {
             id: id.to_string(),
             mac: text(doc, "mac_address").to_ascii_lowercase(),
             network,
             location,
+            bridge,
             addresses,
             port_security: doc["port_security_enabled"].as_bool().unwrap_or(true),
         })
@@ -201,28 +214,21 @@ impl<'a> Resolver<'a> {
             .and_then(|w| u32::try_from(w).ok())
             .unwrap_or(1);
         let correlation = params["correlation"].as_str().unwrap_or_default();
-        let out_of_service = if !correlation.is_empty() {
-            Some(format!(
-                "correlation {correlation} is not supported: this dataplane delivers plain \
-                 packets only (the kernel has no {correlation} encapsulation), so the pair \
-                 takes no traffic"
-            ))
-        } else if text(doc, HEALTH) == "DOWN" {
+        let out_of_service = (text(doc, HEALTH) == "DOWN").then(|| {
             let detail = text(doc, HEALTH_DETAIL);
-            Some(if detail.is_empty() {
+            if detail.is_empty() {
                 "the function does not forward".to_string()
             } else {
                 detail.to_string()
-            })
-        } else {
-            None
-        };
+            }
+        });
         Some(Pair {
             id: id.to_string(),
             ingress,
             egress,
             weight,
             out_of_service,
+            proxied: (!correlation.is_empty()).then(|| correlation.to_string()),
         })
     }
 

@@ -12,6 +12,10 @@
 //!                     and ARP requests for its addresses reach the function (no floods
 //!                     through it: a broadcast it forwarded would come back around)
 //! cls-C-<ifname>      the classifiers of C at that device: n-tuple → goto the next step
+//!                     (from a port with port security: set the steering MAC and accept,
+//!                     so the frame crosses the bridge, its security group and conntrack)
+//! egr-sfs<net>-<idx>  base chain (egress) of a network's steering port: the same
+//!                     classifiers, by source MAC, → goto the first step; else drop
 //! h-C-G-d             choose an instance: pinned flow → its pair, else jhash of the
 //!                     group's lb_fields into 64 weighted buckets; nothing usable → drop
 //!                     (or, with fail_open, on to the next step)
@@ -31,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::model::{Chain, Classifier, Family, Group, LbField, NTuple, Pair, Port, SfcModel};
+use crate::steering::{self, SteeringPort};
 use crate::table::{digest, Chain as NftChain, Hook, Rule, Set, Table};
 
 /// Buckets of a group's hash.
@@ -96,6 +101,8 @@ pub struct Compiled {
     pub counters: BTreeMap<String, Counted>,
     /// Port pairs that take no traffic from here, with the reason.
     pub out_of_service: BTreeMap<String, String>,
+    /// Steering ports the table needs (by device name); see [`crate::steering`].
+    pub steering: BTreeMap<String, SteeringPort>,
 }
 
 /// Short, stable name part of a UUID.
@@ -110,6 +117,7 @@ pub fn compile(model: &SfcModel) -> Compiled {
         out: Compiled::default(),
         devices: BTreeMap::new(),
         function_ports: BTreeMap::new(),
+        steered: BTreeMap::new(),
     };
     let mut chains: Vec<&Chain> = model.chains.iter().collect();
     chains.sort_by_key(|ch| ch.number);
@@ -118,6 +126,9 @@ pub fn compile(model: &SfcModel) -> Compiled {
         if active.contains(&chain.number) {
             c.chain(chain);
         }
+    }
+    for port in &model.functions {
+        c.note_function_port(port);
     }
     c.finish();
     c.out
@@ -164,6 +175,8 @@ struct Compiler<'a> {
     devices: BTreeMap<String, Vec<Rule>>,
     /// Local function ports: tap → (MAC, network, IPv4 addresses).
     function_ports: BTreeMap<String, (String, String, Vec<IpAddr>)>,
+    /// Egress rules of steering ports (by device): the second classification.
+    steered: BTreeMap<String, Vec<Rule>>,
 }
 
 /// Hash and pin layout of one group for one IP family.
@@ -368,6 +381,38 @@ impl Compiler<'_> {
             .push(rule);
     }
 
+    /// Entry into a chain for frames from `src` (plugged at `tap`) that match `what`: straight
+    /// to `target`, or, for a port with port security, across the bridge to the steering port
+    /// first (see [`crate::steering`]).
+    fn enter(&mut self, src: &Port, tap: &str, cid: u32, key: &str, what: String, target: &str) {
+        let detour = src
+            .bridge
+            .as_ref()
+            .filter(|_| src.port_security && target.starts_with("h-"));
+        if let Some(bridge) = detour {
+            let dev = steering::port_name(&src.network);
+            let mac = steering::mac(&src.network);
+            self.out.steering.insert(
+                dev.clone(),
+                SteeringPort {
+                    bridge: bridge.clone(),
+                    mac: mac.clone(),
+                },
+            );
+            // Until the steering port exists, frames go straight to the function.
+            if self.model.ifindex.contains_key(&dev) {
+                let rule = Rule::new(key, format!("{what} ether daddr set {mac} accept"));
+                self.dispatch(tap, cid, rule);
+                self.steered.entry(dev).or_default().push(Rule::new(
+                    &format!("{key}-{}", short(&src.id)),
+                    format!("{what} goto {target}"),
+                ));
+                return;
+            }
+        }
+        self.dispatch(tap, cid, Rule::new(key, format!("{what} goto {target}")));
+    }
+
     fn note_function_port(&mut self, port: &Port) {
         if let Some(tap) = port.local_tap() {
             let v4 = port
@@ -461,11 +506,8 @@ impl Compiler<'_> {
             for src in &fc.sources {
                 let Some(tap) = src.local_tap() else { continue };
                 let guard = source_guard(src, fam, "saddr");
-                let rule = Rule::new(
-                    &format!("fc{}-{i}", short(&fc.id)),
-                    format!("{m}{guard}{dst} goto {first_f}"),
-                );
-                self.dispatch(tap, cid, rule);
+                let key = format!("fc{}-{i}", short(&fc.id));
+                self.enter(src, tap, cid, &key, format!("{m}{guard}{dst}"), &first_f);
             }
             if chain.symmetric && !hops.is_empty() {
                 if let Some(dport) = &fc.destination {
@@ -473,14 +515,16 @@ impl Compiler<'_> {
                         let rm = tuple_match(&fc.tuple.reversed());
                         let guard = source_guard(dport, fam, "saddr");
                         let back = destination_addrs(fc, fam, "saddr");
-                        let rule = Rule::new(
-                            &format!("rfc{}-{i}", short(&fc.id)),
-                            format!(
-                                "{rm}{guard}{back} goto {}",
-                                step(hops.len() - 1, Direction::Reverse)
-                            ),
+                        let key = format!("rfc{}-{i}", short(&fc.id));
+                        let first_r = step(hops.len() - 1, Direction::Reverse);
+                        self.enter(
+                            dport,
+                            tap,
+                            cid,
+                            &key,
+                            format!("{rm}{guard}{back}"),
+                            &first_r,
                         );
-                        self.dispatch(tap, cid, rule);
                     }
                 }
             }
@@ -892,6 +936,18 @@ impl Compiler<'_> {
                 NftChain {
                     hook: Some(Hook::Egress(tap.clone())),
                     rules: guard,
+                },
+            );
+        }
+        // Steering ports: frames that crossed the bridge are classified again; nothing
+        // else (floods) goes through.
+        for (dev, mut rules) in std::mem::take(&mut self.steered) {
+            rules.push(Rule::new("other", "drop"));
+            self.out.table.chains.insert(
+                self.base_name("egr", &dev),
+                NftChain {
+                    hook: Some(Hook::Egress(dev.clone())),
+                    rules,
                 },
             );
         }

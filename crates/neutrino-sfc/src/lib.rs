@@ -12,11 +12,14 @@
 //! instance (netdev ingress of the port's tap), its destination MAC is rewritten to the next
 //! function port's and it is forwarded (`fwd to`) to that port's tap, or to the network's
 //! VXLAN device when the function runs on another host (whose VXLAN ingress hands it to the
-//! function). See [`compile`] for the layout of the table.
+//! function). Ports with port security are the exception at entry: their frames cross the
+//! bridge once, so security groups and conntrack see them (see [`steering`]). See
+//! [`compile`] for the layout of the table.
 
 pub mod compile;
 pub mod model;
 pub mod observe;
+pub mod steering;
 pub mod table;
 
 pub use compile::{buckets, compile, Compiled, Counted, Direction, BUCKETS};
@@ -25,4 +28,5 @@ pub use model::{
     Port, SfcModel,
 };
 pub use observe::observe;
+pub use steering::SteeringPort;
 pub use table::{plan, Plan, Table};

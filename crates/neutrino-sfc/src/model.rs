@@ -33,6 +33,8 @@ pub struct Port {
     pub addresses: Vec<IpAddr>,
     /// Port security on (only frames from its own MAC and addresses are steered).
     pub port_security: bool,
+    /// The bridge of its network on this host (a local port's).
+    pub bridge: Option<String>,
 }
 
 impl Port {
@@ -234,8 +236,11 @@ pub struct Pair {
     pub egress: Port,
     /// Share of new flows (`service_function_parameters.weight`).
     pub weight: u32,
-    /// Why the pair takes no traffic (dead, unsupported correlation, unreachable), if so.
+    /// Why the pair takes no traffic (dead, unreachable), if so.
     pub out_of_service: Option<String>,
+    /// The correlation the pair asked for (`mpls`, `nsh`), served as plain packets: the
+    /// agent keeps the chain's state itself (it is the function's SFC proxy).
+    pub proxied: Option<String>,
 }
 
 impl Pair {
@@ -307,4 +312,7 @@ pub struct SfcModel {
     /// Interface index of every device steering uses: `fwd`/`dup` and netdev hooks hold
     /// the index, so a re-created device means rules and hooks to rebuild.
     pub ifindex: BTreeMap<String, u32>,
+    /// Every port of every port pair plugged here, in a chain or not: a function forwards
+    /// only what is steered to it, never floods or frames of others into its bridge.
+    pub functions: Vec<Port>,
 }

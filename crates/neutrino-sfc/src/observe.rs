@@ -24,6 +24,16 @@ impl std::fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+/// The device in a base chain's name (`dev-<ifname>-<ifindex>`, `egr-<ifname>-<ifindex>`).
+fn device_of_base_chain(name: &str) -> Option<String> {
+    let rest = name
+        .strip_prefix("dev-")
+        .or_else(|| name.strip_prefix("egr-"))?;
+    let (dev, ifindex) = rest.rsplit_once('-')?;
+    ifindex.parse::<u32>().ok()?;
+    Some(dev.to_string())
+}
+
 /// Parses the JSON listing; empty text (no table) is an absent table.
 pub fn observe(json: &str) -> Result<Table, ParseError> {
     let mut table = Table::default();
@@ -39,7 +49,11 @@ pub fn observe(json: &str) -> Result<Table, ParseError> {
             table.present = true;
         } else if let Some(c) = item.get("chain") {
             let name = c["name"].as_str().unwrap_or_default().to_string();
-            let dev = c["dev"].as_str().map(str::to_string);
+            // nft 1.0.6 leaves the device out of its JSON; base chain names carry it.
+            let dev = c["dev"]
+                .as_str()
+                .map(str::to_string)
+                .or_else(|| device_of_base_chain(&name));
             let hook = match (c["hook"].as_str(), dev) {
                 (Some("ingress"), Some(d)) => Some(Hook::Ingress(d)),
                 (Some("egress"), Some(d)) => Some(Hook::Egress(d)),
@@ -140,5 +154,23 @@ mod tests {
             .contains("10.0.0.2 : 02:aa:00:00:00:02"));
         assert_eq!(t.sets["pin4-1-1-x"].elements, None);
         assert_eq!(observe("").unwrap(), Table::default());
+    }
+
+    #[test]
+    fn base_chain_device_comes_from_the_name_when_json_omits_it() {
+        let json = r#"{"nftables": [{"table": {"family": "netdev", "name": "neutrino_sfc"}},
+          {"chain": {"family": "netdev", "table": "neutrino_sfc", "name": "dev-vxlan-100-7",
+                     "type": "filter", "hook": "ingress", "prio": 0, "policy": "accept"}},
+          {"chain": {"family": "netdev", "table": "neutrino_sfc", "name": "egr-tapb-12",
+                     "type": "filter", "hook": "egress", "prio": 0, "policy": "accept"}}]}"#;
+        let t = observe(json).unwrap();
+        assert_eq!(
+            t.chains["dev-vxlan-100-7"].hook,
+            Some(Hook::Ingress("vxlan-100".into()))
+        );
+        assert_eq!(
+            t.chains["egr-tapb-12"].hook,
+            Some(Hook::Egress("tapb".into()))
+        );
     }
 }

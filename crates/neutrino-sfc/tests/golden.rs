@@ -16,6 +16,7 @@ fn port(id: &str, mac: &str, loc: Location, ip: &str) -> Port {
         location: loc,
         addresses: vec![ip.parse().unwrap()],
         port_security: true,
+        bridge: None,
     }
 }
 
@@ -48,6 +49,7 @@ fn pair(id: &str, n: u8, ingress: Location, egress: Location, weight: u32) -> Pa
         egress: outp,
         weight,
         out_of_service: None,
+        proxied: None,
     }
 }
 
@@ -132,6 +134,7 @@ fn model() -> SfcModel {
         networks,
         pin_timeout: 120,
         ifindex,
+        functions: Vec::new(),
     }
 }
 
@@ -233,3 +236,61 @@ fn dead_group_fails_closed_or_open() {
 
 #[allow(dead_code)]
 fn unused(_: NftChain, _: Rule, _: Set) {}
+
+/// A source with port security enters across the bridge: its tap only rewrites the
+/// destination MAC to the steering port's, whose egress hook classifies again.
+#[test]
+fn port_security_source_enters_through_the_steering_port() {
+    let mut m = model();
+    m.chains[0].classifiers[0].sources[0].bridge = Some("brqnet-1".into());
+    let dev = steering::port_name("net-1");
+    let mac = steering::mac("net-1");
+    // Before the steering port exists: straight to the function, and the port is wanted.
+    let c = compile(&m);
+    assert_eq!(c.steering[&dev].bridge, "brqnet-1");
+    assert!(!c.table.chains.keys().any(|k| k.starts_with("egr-sfs")));
+    m.ifindex.insert(dev.clone(), 99);
+    let c = compile(&m);
+    let script = plan(&c.table, &Table::default()).script();
+    golden("steering-port.nft", &script);
+    assert!(
+        script.contains(&format!("ether daddr set {mac} accept")),
+        "{script}"
+    );
+    let egress = &c.table.chains[&format!("egr-{dev}-99")];
+    assert_eq!(egress.rules.last().unwrap().text, "drop");
+    assert!(egress.rules[0]
+        .text
+        .contains("ether saddr fa:16:3e:aa:00:01"));
+    assert!(egress.rules[0].text.contains("goto h-7-1-f"));
+    // Without port security the source is steered where it leaves.
+    m.chains[0].classifiers[0].sources[0].port_security = false;
+    let c = compile(&m);
+    assert!(!c.table.chains.keys().any(|k| k.starts_with("egr-sfs")));
+    assert!(c.steering.is_empty());
+}
+
+/// A function in no chain is still a function: it gets no flood and puts nothing foreign
+/// into its bridge (a bump in the wire would otherwise loop broadcasts).
+#[test]
+fn idle_function_ports_are_guarded() {
+    let mut m = model();
+    let idle = pair("eeeeeeee", 5, local("tape1in"), local("tape1out"), 1);
+    m.ifindex.insert("tape1in".into(), 50);
+    m.ifindex.insert("tape1out".into(), 51);
+    m.functions = vec![idle.ingress.clone(), idle.egress.clone()];
+    let c = compile(&m);
+    for (dev, idx) in [("tape1in", 50), ("tape1out", 51)] {
+        let ingress = &c.table.chains[&format!("dev-{dev}-{idx}")];
+        assert!(ingress
+            .rules
+            .iter()
+            .any(|r| r.text.starts_with("ether saddr !=")));
+        let egress = &c.table.chains[&format!("egr-{dev}-{idx}")];
+        assert_eq!(egress.rules.last().unwrap().text, "drop");
+    }
+    // Only the function: no chain, yet the table exists.
+    m.chains.clear();
+    let c = compile(&m);
+    assert!(c.table.present);
+}
