@@ -937,9 +937,14 @@ impl App {
         }
         let effective = flag("effective");
         let include_names = flag("include_names");
-        let empty = ["group.id", "scope.domain.id", "scope.system", "scope.OS-INHERIT:inherited_to"]
-            .iter()
-            .any(|k| get(k).is_some());
+        let empty = [
+            "group.id",
+            "scope.domain.id",
+            "scope.system",
+            "scope.OS-INHERIT:inherited_to",
+        ]
+        .iter()
+        .any(|k| get(k).is_some());
         let sel = Selector {
             project_ids: get("scope.project.id").map(|p| vec![p]),
             parent_ids: user.map(|u| vec![u]),
@@ -988,7 +993,11 @@ impl App {
             if let Some(prior) = prior {
                 links["prior_role"] = json!(format!("{base}/v3/roles/{prior}"));
             }
-            let (mut r, mut u, mut p) = (json!({"id": role}), json!({"id": user}), json!({"id": project}));
+            let (mut r, mut u, mut p) = (
+                json!({"id": role}),
+                json!({"id": user}),
+                json!({"id": project}),
+            );
             if include_names {
                 names.describe(&mut tx, "role", &mut r).await?;
                 names.describe(&mut tx, "user", &mut u).await?;

@@ -188,8 +188,16 @@ async fn sixth_dhcp_subnet_with_an_agent_running() {
         .map(|s| json!({"subnet_id": s}))
         .collect();
     let body = json!({"network_id": net, "fixed_ips": six});
-    let e = assert_err(t.create(&tenant(), "ports", body).await, 400, "HTTPBadRequest");
+    let e = assert_err(
+        t.create(&tenant(), "ports", body).await,
+        400,
+        "HTTPBadRequest",
+    );
     assert_eq!(e.message, "Exceeded maximum amount of fixed ips per port.");
     let body = json!({"network_id": net, "fixed_ips": six, "device_owner": "compute:nova"});
-    assert_err(t.create(&admin(), "ports", body).await, 400, "HTTPBadRequest");
+    assert_err(
+        t.create(&admin(), "ports", body).await,
+        400,
+        "HTTPBadRequest",
+    );
 }

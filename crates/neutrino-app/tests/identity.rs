@@ -51,7 +51,10 @@ async fn role_assignments_with_names_and_effective_roles() {
     let proj = make(&t, "projects", "project", "bobs").await;
     let member = role_id(&t, "member").await;
     let reader = role_id(&t, "reader").await;
-    t.app.grant_role(&admin(), &proj, &bob, &member).await.unwrap();
+    t.app
+        .grant_role(&admin(), &proj, &bob, &member)
+        .await
+        .unwrap();
 
     // Ids only, as before.
     let plain = assignments(&t, &[("user.id", &bob)]).await;
@@ -93,7 +96,11 @@ async fn role_assignments_with_names_and_effective_roles() {
     );
     let eff_reader = assignments(
         &t,
-        &[("user.id", &bob), ("effective", "true"), ("role.id", &reader)],
+        &[
+            ("user.id", &bob),
+            ("effective", "true"),
+            ("role.id", &reader),
+        ],
     )
     .await;
     assert_eq!(eff_reader.len(), 1);
@@ -108,14 +115,19 @@ async fn role_assignments_with_names_and_effective_roles() {
         ("scope.OS-INHERIT:inherited_to", "projects"),
     ] {
         assert!(
-            assignments(&t, &[("user.id", &bob), filter]).await.is_empty(),
+            assignments(&t, &[("user.id", &bob), filter])
+                .await
+                .is_empty(),
             "{filter:?}"
         );
     }
 
     // A deleted role takes its assignments along (no dangling ids without names).
     let custom = make(&t, "roles", "role", "custom").await;
-    t.app.grant_role(&admin(), &proj, &bob, &custom).await.unwrap();
+    t.app
+        .grant_role(&admin(), &proj, &bob, &custom)
+        .await
+        .unwrap();
     assert_eq!(assignments(&t, &[("user.id", &bob)]).await.len(), 2);
     t.app
         .identity_delete(&admin(), "roles", &custom)
