@@ -231,7 +231,8 @@ impl App {
         let parent_mtu = self.port_mtu(tx, parent).await?;
         // Each request with its port (if visible), that port's network MTU and, for
         // `inherit`, the network it inherited from.
-        let mut found: Vec<(Doc, Option<Record>, Option<i64>, Option<Record>)> = Vec::new();
+        type Found = (Doc, Option<Record>, Option<i64>, Option<Record>);
+        let mut found: Vec<Found> = Vec::new();
         for mut sub in requested {
             let port = self
                 .visible_port(tx, ctx, s(&json!(sub), "port_id"))
