@@ -372,6 +372,37 @@ def test_project_user_role_and_visibility(admin_env, cleanup):
     osc_fails("network", "show", own["id"], env=admin_env)
 
 
+def test_role_assignment_list_names(admin_env, cleanup):
+    """`--names` asks for `include_names`: user, project and role come back with their names
+    and domains; `--effective` adds the implied roles; other listing options agree."""
+    project_name, username = unique("proj"), unique("user")
+    project = osc("project", "create", project_name, env=admin_env)
+    cleanup.add(osc_run, "project", "delete", project["id"], env=admin_env)
+    user = osc("user", "create", "--password", "pw-" + secrets.token_hex(8), username,
+               env=admin_env)
+    cleanup.add(osc_run, "user", "delete", user["id"], env=admin_env)
+    osc("role", "add", "--user", username, "--project", project_name, "member", env=admin_env)
+
+    rows = osc("role", "assignment", "list", "--user", username, "--names", env=admin_env)
+    assert rows == [{"Role": "member", "User": f"{username}@Default", "Group": "",
+                     "Project": f"{project_name}@Default", "Domain": "", "System": "",
+                     "Inherited": False}], rows
+    rows = osc("role", "assignment", "list", "--project", project_name, "--names",
+               "--effective", env=admin_env)
+    assert sorted(r["Role"] for r in rows) == ["member", "reader"], rows
+    assert {r["User"] for r in rows} == {f"{username}@Default"}, rows
+    rows = osc("role", "assignment", "list", "--user", username, "--role", "member", env=admin_env)
+    assert [(r["Role"], r["User"], r["Project"]) for r in rows] == [
+        (osc("role", "show", "member", env=admin_env)["id"], user["id"], project["id"])], rows
+    # Assignments here are all on projects: a domain-scoped listing is empty.
+    assert osc("role", "assignment", "list", "--user", username, "--domain", "default",
+               env=admin_env) == []
+    assert [r["Name"] for r in osc("user", "list", "--project", project_name, env=admin_env)] == [
+        username]
+    assert [r["Name"] for r in osc("project", "list", "--user", username, env=admin_env)] == [
+        project_name]
+
+
 def test_show_missing_network_fails(admin_env):
     proc = osc_fails("network", "show", str(uuid.uuid4()), env=admin_env)
     assert proc.stderr.strip()

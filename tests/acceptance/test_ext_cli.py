@@ -57,6 +57,12 @@ def test_trunk_with_subports(admin_env, cleanup):
                        f"port={s3['id']},segmentation-type=vlan,segmentation-id=4095", name,
                        env=admin_env)
     assert "is not in range" in failed.stderr, failed.stderr
+    # `inherit` on a VXLAN network: the answer names the network type and what inherit needs.
+    failed = osc_fails("network", "trunk", "set", "--subport",
+                       f"port={s3['id']},segmentation-type=inherit", name, env=admin_env)
+    assert "is a vxlan network, and segmentation_type 'inherit' needs a VLAN network" in \
+        failed.stderr, failed.stderr
+    assert "Unknown segmentation_type" not in failed.stderr, failed.stderr
 
     # The parent port tells about its trunk; subports are marked as such and cannot go.
     details = osc("port", "show", parent["id"], env=admin_env)["trunk_details"]

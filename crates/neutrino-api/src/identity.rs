@@ -83,7 +83,7 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
         )),
         (Method::GET, ["role_assignments"]) => Ok(json(
             200,
-            &app.list_role_assignments(&ctx, &req.query).await?,
+            &app.list_role_assignments(&ctx, &req.query, base).await?,
         )),
         (Method::GET, ["users", user, "projects"]) => {
             Ok(json(200, &app.user_projects(&ctx, user, base).await?))

@@ -113,13 +113,22 @@ async fn dispatch(
         Some("neutrino") => feed::handle(&state, &req).await,
         _ => network::handle(&state, &req, path.ends_with('/')).await,
     };
-    let status = response.status();
-    if status.is_server_error() {
-        tracing::warn!(%method, %path, status = status.as_u16(), "request failed");
-    } else {
-        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
-    }
+    log_request(&method, &path, response.status(), started);
     response
+}
+
+/// The access log: one line per request at INFO (WARN for server errors), with method, path,
+/// status and the time to the response head in milliseconds. Streamed bodies (the agents'
+/// watch) are logged when their head is sent.
+fn log_request(method: &Method, path: &str, status: StatusCode, started: Instant) {
+    // Tenths of a millisecond.
+    let duration_ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
+    let status = status.as_u16();
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, duration_ms, "request failed");
+    } else {
+        tracing::info!(%method, %path, status, duration_ms, "request");
+    }
 }
 
 fn percent_decode(s: &str) -> String {

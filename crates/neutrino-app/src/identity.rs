@@ -174,6 +174,47 @@ async fn role_names(tx: &mut Tx, user_id: &str, project_id: &str) -> ApiResult<V
     Ok(roles)
 }
 
+fn s_of<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// Identity objects read once per request, for `include_names`.
+#[derive(Default)]
+struct Names {
+    seen: std::collections::HashMap<(String, String), Option<Value>>,
+}
+
+impl Names {
+    async fn get(&mut self, tx: &mut Tx, kind: &str, id: &str) -> ApiResult<Option<Value>> {
+        let key = (kind.to_string(), id.to_string());
+        if let Some(v) = self.seen.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = tx.get(kind, id).await.map_err(db)?.map(|r| r.body);
+        self.seen.insert(key, v.clone());
+        Ok(v)
+    }
+
+    /// Adds `name` to `{"id": ...}`, and the `domain` (id and name) of a user, a project or a
+    /// domain-specific role, as Keystone's `include_names` does.
+    async fn describe(&mut self, tx: &mut Tx, kind: &str, entity: &mut Value) -> ApiResult<()> {
+        let id = s_of(entity, "id").to_string();
+        let Some(body) = self.get(tx, kind, &id).await? else {
+            return Ok(());
+        };
+        entity["name"] = json!(s_of(&body, "name"));
+        let domain = s_of(&body, "domain_id").to_string();
+        if !domain.is_empty() {
+            let name = match self.get(tx, "domain", &domain).await? {
+                Some(d) => s_of(&d, "name").to_string(),
+                None => domain.clone(),
+            };
+            entity["domain"] = json!({"id": domain, "name": name});
+        }
+        Ok(())
+    }
+}
+
 fn require_admin(ctx: &Context) -> ApiResult<()> {
     if ctx.is_admin() {
         Ok(())
@@ -753,7 +794,8 @@ impl App {
         Ok(json!({kind: links(public(rec.body), base, collection)}))
     }
 
-    /// `DELETE /v3/{collection}/{id}`; deleting a user or project drops its role assignments.
+    /// `DELETE /v3/{collection}/{id}`; deleting a user, project or role drops its role
+    /// assignments.
     pub async fn identity_delete(
         &self,
         ctx: &Context,
@@ -795,8 +837,17 @@ impl App {
             }),
             _ => None,
         };
+        let sel = match (sel, kind) {
+            (Some(sel), _) => Some(sel),
+            // A role's assignments are not indexed by role: read them all (few).
+            (None, "role") => Some(Selector::default()),
+            (None, _) => None,
+        };
         if let Some(sel) = sel {
             for a in tx.list("role_assignment", &sel).await.map_err(db)? {
+                if kind == "role" && a.body["role_id"] != id {
+                    continue;
+                }
                 tx.delete("role_assignment", &a.id).await.map_err(db)?;
             }
         }
@@ -866,38 +917,96 @@ impl App {
         Ok(json!({"roles": roles, "links": {"self": null, "next": null, "previous": null}}))
     }
 
-    /// `GET /v3/role_assignments` with `user.id`, `scope.project.id`, `role.id` filters.
+    /// `GET /v3/role_assignments`: filters `user.id`, `scope.project.id`, `role.id`;
+    /// `effective` adds the implied roles (admin ⇒ member ⇒ reader) as Keystone lists them;
+    /// `include_names` adds the name (and domain) of each user, project and role. Every
+    /// assignment here is a user's role on a project, so filters for groups, domain or system
+    /// scopes and inherited assignments match nothing.
     pub async fn list_role_assignments(
         &self,
         ctx: &Context,
         filters: &[(String, String)],
+        base: &str,
     ) -> ApiResult<Value> {
         let get = |k: &str| filters.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        // Keystone's boolean query flags: present and not `0`/`false`.
+        let flag = |k: &str| get(k).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"));
         let user = get("user.id");
         if !ctx.is_admin() && user.as_deref() != Some(ctx.user_id.as_str()) {
             require_admin(ctx)?;
         }
+        let effective = flag("effective");
+        let include_names = flag("include_names");
+        let empty = [
+            "group.id",
+            "scope.domain.id",
+            "scope.system",
+            "scope.OS-INHERIT:inherited_to",
+        ]
+        .iter()
+        .any(|k| get(k).is_some());
         let sel = Selector {
             project_ids: get("scope.project.id").map(|p| vec![p]),
             parent_ids: user.map(|u| vec![u]),
             ..Default::default()
         };
-        let role = get("role.id");
+        let role_filter = get("role.id");
         let mut tx = self.read().await?;
-        let items: Vec<Value> = tx
-            .list("role_assignment", &sel)
-            .await
-            .map_err(db)?
-            .into_iter()
-            .filter(|a| role.as_deref().is_none_or(|r| a.body["role_id"] == r))
-            .map(|a| {
-                json!({"role": {"id": a.body["role_id"]}, "user": {"id": a.body["user_id"]},
-                       "scope": {"project": {"id": a.body["project_id"]}}, "links": {}})
-            })
-            .collect();
-        Ok(
-            json!({"role_assignments": items, "links": {"self": null, "next": null, "previous": null}}),
-        )
+        let stored = if empty {
+            Vec::new()
+        } else {
+            tx.list("role_assignment", &sel).await.map_err(db)?
+        };
+        let mut names = Names::default();
+        // (project, user, role, the directly assigned role it is implied by)
+        let mut rows: Vec<(String, String, String, Option<String>)> = Vec::new();
+        for a in &stored {
+            let field = |k: &str| a.body[k].as_str().unwrap_or_default().to_string();
+            let (project, user, role) = (field("project_id"), field("user_id"), field("role_id"));
+            if effective {
+                let Some(direct) = names.get(&mut tx, "role", &role).await? else {
+                    continue;
+                };
+                let direct_name = s_of(&direct, "name").to_string();
+                for implied in crate::context::implied_roles(std::slice::from_ref(&direct_name)) {
+                    if implied == direct_name.to_ascii_lowercase() {
+                        rows.push((project.clone(), user.clone(), role.clone(), None));
+                    } else if let Some(r) = find_by_name(&mut tx, "role", "", &implied).await? {
+                        rows.push((project.clone(), user.clone(), r.id, Some(role.clone())));
+                    }
+                }
+            } else {
+                rows.push((project, user, role, None));
+            }
+        }
+        if let Some(r) = &role_filter {
+            rows.retain(|(_, _, role, _)| role == r);
+        }
+        // An effective list names each (project, user, role) once.
+        let mut seen = std::collections::HashSet::new();
+        rows.retain(|(p, u, r, _)| seen.insert((p.clone(), u.clone(), r.clone())));
+        let mut items = Vec::with_capacity(rows.len());
+        for (project, user, role, prior) in rows {
+            let mut links = json!({
+                "assignment": format!("{base}/v3/projects/{project}/users/{user}/roles/{role}")
+            });
+            if let Some(prior) = prior {
+                links["prior_role"] = json!(format!("{base}/v3/roles/{prior}"));
+            }
+            let (mut r, mut u, mut p) = (
+                json!({"id": role}),
+                json!({"id": user}),
+                json!({"id": project}),
+            );
+            if include_names {
+                names.describe(&mut tx, "role", &mut r).await?;
+                names.describe(&mut tx, "user", &mut u).await?;
+                names.describe(&mut tx, "project", &mut p).await?;
+            }
+            items.push(json!({"role": r, "user": u, "scope": {"project": p}, "links": links}));
+        }
+        Ok(json!({"role_assignments": items,
+                  "links": {"self": format!("{base}/v3/role_assignments"), "next": null, "previous": null}}))
     }
 
     /// `GET /v3/auth/projects` and `GET /v3/users/{id}/projects`: projects the user has a role on.

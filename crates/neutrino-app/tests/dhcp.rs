@@ -156,3 +156,48 @@ async fn dhcpv6_subnets_get_the_dhcp_port_slaac_does_not() {
     t.delete(&tenant(), "subnets", &stateless).await.unwrap();
     assert!(dhcp_ports(&t, &net).await.is_empty());
 }
+
+/// The per-port fixed IP limit (5) is for ports users create; the DHCP port the network's
+/// agent keeps holds an address on every DHCP-enabled subnet, so a sixth subnet works.
+#[tokio::test]
+async fn sixth_dhcp_subnet_with_an_agent_running() {
+    let t = env().await;
+    let agent = json!({"agent": {"host": "h1", "configurations": {}}});
+    t.app.report_agent(&admin(), agent).await.unwrap();
+    let net = id(&t.ok(&tenant(), "networks", json!({"name": "many"})).await);
+    let mut subnets = Vec::new();
+    for n in 1..=7 {
+        subnets.push(subnet(&t, &net, &format!("10.50.{n}.0/28"), true).await);
+    }
+    subnets.sort();
+    let ports = dhcp_ports(&t, &net).await;
+    assert_eq!(ports.len(), 1);
+    assert_eq!(subnets_of(&ports[0]), subnets);
+
+    // An agent's own update of its DHCP port (as the upstream agent does) is not limited
+    // either, while a user's port still is.
+    let dhcp = id(&ports[0]);
+    let all: Vec<Value> = subnets.iter().map(|s| json!({"subnet_id": s})).collect();
+    let port = t
+        .update(&admin(), "ports", &dhcp, json!({"fixed_ips": all}))
+        .await
+        .unwrap();
+    assert_eq!(port["fixed_ips"].as_array().unwrap().len(), 7);
+    let six: Vec<Value> = subnets[..6]
+        .iter()
+        .map(|s| json!({"subnet_id": s}))
+        .collect();
+    let body = json!({"network_id": net, "fixed_ips": six});
+    let e = assert_err(
+        t.create(&tenant(), "ports", body).await,
+        400,
+        "HTTPBadRequest",
+    );
+    assert_eq!(e.message, "Exceeded maximum amount of fixed ips per port.");
+    let body = json!({"network_id": net, "fixed_ips": six, "device_owner": "compute:nova"});
+    assert_err(
+        t.create(&admin(), "ports", body).await,
+        400,
+        "HTTPBadRequest",
+    );
+}

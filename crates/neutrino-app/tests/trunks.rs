@@ -451,9 +451,14 @@ async fn segmentation_from_networks_and_mtus() {
         )
         .await;
     let e = assert_err(e, 400, "InvalidInput");
-    assert!(
-        e.message.contains("Unknown segmentation_type 'vxlan'"),
-        "{e}"
+    let vx_net = vx["network_id"].as_str().unwrap();
+    assert_eq!(
+        e.message,
+        format!(
+            "Invalid input for operation: Subport {} cannot inherit a segmentation: its network \
+             {vx_net} is a vxlan network, and segmentation_type 'inherit' needs a VLAN network.",
+            id(&vx)
+        )
     );
     // A subport's MTU (VLAN 1500) may not exceed the parent's (VXLAN 1450); equal is fine.
     let small_parent = t.port(&me).await;

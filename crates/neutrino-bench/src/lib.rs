@@ -189,8 +189,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "C", default_value_t = 8)]
     pub concurrency: usize,
 
-    /// Comma-separated scenarios to run (default: all but pool-subnet-create
-    /// and router-interface).
+    /// Comma-separated scenarios to run (default: every scenario except
+    /// pool-subnet-create, router-interface and sfc, which run only when
+    /// named).
     #[arg(long, value_name = "SCENARIO,...", value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
 

@@ -16,11 +16,20 @@ use neutrino_store::Store;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `--help` text on logging, shared by the binary and its subcommands.
+const LOGGING_HELP: &str = "\
+Logging: to stderr, at level INFO by default; the server logs one line per HTTP request
+(method, path, status, duration in ms). RUST_LOG sets the level, for everything or per
+module: RUST_LOG=debug, RUST_LOG=warn (no request lines), RUST_LOG=info,neutrino_api=warn
+(everything but the request lines). Colours only when stderr is a terminal (NO_COLOR=1:
+never).";
+
 #[derive(Parser)]
 #[command(
     name = "neutrino",
     version,
-    about = "Neutron-compatible network control plane"
+    about = "Neutron-compatible network control plane",
+    after_help = LOGGING_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,8 +39,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the Neutron v2.0 API and the built-in identity service.
+    #[command(after_help = LOGGING_HELP)]
     Server(ServerArgs),
     /// Run the host agent: realise this host's ports and networks in the kernel.
+    #[command(after_help = LOGGING_HELP)]
     Agent(AgentArgs),
     /// Measure ops/s and latency of a Neutron-compatible endpoint.
     Bench(neutrino_bench::BenchArgs),
@@ -194,6 +205,12 @@ fn write_openrc(
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    // Bind first: a server that cannot listen (address in use) must leave nothing behind, no
+    // data directory, no database and no `admin-openrc` naming a port another process owns.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let listen = listener.local_addr()?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let url = match &args.database_url {
@@ -230,7 +247,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let openrc = args.data_dir.join("admin-openrc");
     match &boot.password {
         Some(pw) => {
-            write_openrc(&args.data_dir, &args.listen, args.public_url.as_deref(), pw)?;
+            write_openrc(&args.data_dir, &listen, args.public_url.as_deref(), pw)?;
         }
         None if !openrc.exists() => tracing::warn!(
             "the admin user exists but its password is unknown here: pass --admin-password to write {}",
@@ -244,18 +261,12 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         AuthMode::Tokens
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    println!(
-        "neutrino server listening on http://{}",
-        listener.local_addr()?
-    );
+    println!("neutrino server listening on http://{listen}");
     println!(
         "log in with the openstack CLI:  source {} && openstack network list",
         openrc.display()
     );
-    tracing::info!(listen = %args.listen, database = if args.database_url.is_some() { "postgresql" } else { "sqlite" }, "serving");
+    tracing::info!(%listen, database = if args.database_url.is_some() { "postgresql" } else { "sqlite" }, "serving");
     // Keep the change feed to its newest 100,000 commits; agents further behind resync.
     let compactor = app.clone();
     tokio::spawn(async move {
@@ -313,6 +324,12 @@ async fn shutdown() {
     }
 }
 
+/// Colour codes only for a person reading a terminal, never in a redirected log file.
+fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -320,6 +337,7 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colours())
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

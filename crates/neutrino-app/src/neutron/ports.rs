@@ -18,6 +18,8 @@ use super::subnets::SubnetInfo;
 use super::{s, Doc, View};
 use crate::{db, App, Context};
 
+/// Neutron's `max_fixed_ips_per_port`; not applied to its own trusted `network:*` ports (a
+/// network's DHCP port holds an address on every DHCP-enabled subnet, however many).
 const MAX_FIXED_IPS: usize = 5;
 const MAX_ADDRESS_PAIRS: usize = 10;
 const SEARCH_BATCH: usize = 64;
@@ -37,6 +39,12 @@ const UNDELETABLE_OWNERS: &[&str] = &[
     "network:router_centralized_snat",
     "network:floatingip",
 ];
+
+/// Ports Neutron itself owns (`network:dhcp`, `network:router_interface`, ...), which it
+/// trusts: no per-port fixed IP limit.
+fn is_trusted_owner(device_owner: &str) -> bool {
+    device_owner.starts_with("network:")
+}
 
 pub(super) fn ip_scope(subnet: &str) -> String {
     format!("ip:{subnet}")
@@ -194,7 +202,7 @@ impl App {
         let explicit = requested.is_some();
         if let Some(req) = requested {
             let list = req.as_array().ok_or_else(|| bad_fixed_ip(req))?;
-            if list.len() > MAX_FIXED_IPS {
+            if list.len() > MAX_FIXED_IPS && !is_trusted_owner(device_owner) {
                 return Err(ApiError::bad_request(
                     "Exceeded maximum amount of fixed ips per port.",
                 ));

@@ -229,13 +229,16 @@ impl App {
         requested: Vec<Doc>,
     ) -> ApiResult<Vec<SubPort>> {
         let parent_mtu = self.port_mtu(tx, parent).await?;
-        // Each request with its port (if visible) and that port's network MTU.
-        let mut found: Vec<(Doc, Option<Record>, Option<i64>)> = Vec::new();
+        // Each request with its port (if visible), that port's network MTU and, for
+        // `inherit`, the network it inherited from.
+        type Found = (Doc, Option<Record>, Option<i64>, Option<Record>);
+        let mut found: Vec<Found> = Vec::new();
         for mut sub in requested {
             let port = self
                 .visible_port(tx, ctx, s(&json!(sub), "port_id"))
                 .await?;
             let mut mtu = None;
+            let mut inherited = None;
             if let Some(p) = &port {
                 let net_id = p.parent_id.as_deref().unwrap_or_default();
                 if let Some(net) = tx.get("network", net_id).await.map_err(db)? {
@@ -249,13 +252,14 @@ impl App {
                             "segmentation_id".into(),
                             net.body["provider:segmentation_id"].clone(),
                         );
+                        inherited = Some(net);
                     }
                 }
             }
-            found.push((sub, port, mtu));
+            found.push((sub, port, mtu, inherited));
         }
         let mut out = Vec::with_capacity(found.len());
-        for (sub, port, mtu) in found {
+        for (sub, port, mtu, inherited) in found {
             let port_id = s(&json!(sub), "port_id").to_string();
             if port_id == parent.id {
                 return Err(parent_port_in_use(&port_id));
@@ -267,6 +271,16 @@ impl App {
                         format!("MTU {m} of subport {port_id} cannot be greater than MTU {p} of trunk {}.", parent.id),
                     ));
                 }
+            }
+            if let Some(net) = inherited.filter(|n| n.body["provider:network_type"] != "vlan") {
+                // Upstream answers "Unknown segmentation_type 'vxlan'", which reads as if the
+                // request had said vxlan: name the network and what `inherit` needs instead.
+                let net_type = show(&net.body["provider:network_type"]);
+                return Err(ApiError::invalid_input(format!(
+                    "Subport {port_id} cannot inherit a segmentation: its network {} is a \
+                     {net_type} network, and segmentation_type 'inherit' needs a VLAN network",
+                    net.id
+                )));
             }
             let (Some(kind), Some(raw_id)) = (
                 sub.get("segmentation_type").filter(|v| !v.is_null()),
