@@ -427,7 +427,8 @@ mod tests {
                 bytes: 300
             }
         );
-        let got: Vec<(&str, Option<&str>, &str, u64, Vec<String>)> = hops
+        type Row<'a> = (&'a str, Option<&'a str>, &'a str, u64, Vec<String>);
+        let got: Vec<Row<'_>> = hops
             .iter()
             .map(|h| {
                 (
