@@ -1,6 +1,6 @@
 //! `/neutrino/v1/...`: what host agents call (not part of the Neutron API): report in, fetch
 //! the snapshot, follow the change feed (one page at a time, or as a stream of JSON lines
-//! that stays open), report port status.
+//! that stays open), report port status and SFC status (port pair health, chain counters).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -64,6 +64,10 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
         (&Method::PUT, ["neutrino", "v1", "port-status"]) => Ok(json(
             200,
             &app.report_port_status(&ctx, parse_body(req)?).await?,
+        )),
+        (&Method::PUT, ["neutrino", "v1", "sfc-status"]) => Ok(json(
+            200,
+            &app.report_sfc_status(&ctx, parse_body(req)?).await?,
         )),
         (&Method::GET, ["neutrino", "v1", "snapshot"]) => {
             Ok(json(200, &app.feed_snapshot(&ctx).await?))

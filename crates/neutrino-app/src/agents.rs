@@ -94,13 +94,24 @@ fn timestamp(secs: i64) -> String {
         .to_string()
 }
 
+/// A mirrored document as agents get it: port pairs always carry their health attributes
+/// (`UNKNOWN` for those created before the attributes existed).
+fn feed_body(kind: &str, mut body: Value) -> Value {
+    if kind == "port_pair" {
+        if let Value::Object(doc) = &mut body {
+            neutrino_types::sfc_status::fill_health(doc);
+        }
+    }
+    body
+}
+
 fn page_json(page: ChangePage) -> Value {
     let changes: Vec<Value> = page
         .changes
         .into_iter()
         .map(|c| {
-            json!({"revision": c.revision, "kind": c.kind, "id": c.id,
-                        "body": c.record.map(|r| r.body)})
+            let body = c.record.map(|r| feed_body(&c.kind, r.body));
+            json!({"revision": c.revision, "kind": c.kind, "id": c.id, "body": body})
         })
         .collect();
     json!({"revision": page.revision, "more": page.more, "changes": changes})
@@ -408,10 +419,8 @@ impl App {
             .records
             .into_iter()
             .map(|(kind, recs)| {
-                (
-                    kind,
-                    Value::from(recs.into_iter().map(|r| r.body).collect::<Vec<_>>()),
-                )
+                let docs: Vec<Value> = recs.into_iter().map(|r| feed_body(&kind, r.body)).collect();
+                (kind, Value::from(docs))
             })
             .collect();
         Ok(json!({"revision": snap.revision, "resources": resources}))

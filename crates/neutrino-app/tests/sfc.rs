@@ -1221,3 +1221,395 @@ async fn change_feed_carries_sfc_resources() {
         assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
     }
 }
+
+/// The change feed's current revision.
+async fn feed_revision(t: &Env) -> i64 {
+    t.app.feed_snapshot(&admin()).await.unwrap()["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+/// Binds both ports of port pair `pp` to `host` (as Nova would when booting the SF).
+async fn bind_pair(t: &Env, pp: &str, host: &str) {
+    let doc = t.show(&admin(), "port_pairs", pp).await.unwrap();
+    for end in ["ingress", "egress"] {
+        let port = doc[end].as_str().unwrap();
+        t.update(&admin(), "ports", port, json!({"binding:host_id": host}))
+            .await
+            .unwrap();
+    }
+}
+
+fn health(doc: &Value) -> (&str, &str) {
+    (
+        doc["neutrino:health"].as_str().unwrap(),
+        doc["neutrino:health_detail"].as_str().unwrap(),
+    )
+}
+
+fn epoch_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}
+
+#[tokio::test]
+async fn port_pair_health_reports() {
+    let t = sfc_env().await;
+    let a = tenant();
+    let pp = t.pp(&a, json!(null)).await;
+    let elsewhere = t.pp(&a, json!(null)).await;
+    let shown = t.show(&a, "port_pairs", &pp).await.unwrap();
+    assert_eq!(health(&shown), ("UNKNOWN", ""));
+    bind_pair(&t, &pp, "h1").await;
+    bind_pair(&t, &elsewhere, "h2").await;
+
+    let report = |health: &str, detail: Option<&str>| {
+        let mut item = json!({"id": pp, "health": health});
+        if let Some(d) = detail {
+            item["detail"] = json!(d);
+        }
+        json!({"host": "h1", "port_pairs": [item,
+               {"id": elsewhere, "health": "DOWN", "detail": "not mine"},
+               {"id": "8d2c4b1e-0000-4000-8000-00000000dead", "health": "UP"}]})
+    };
+    let before = feed_revision(&t).await;
+    let out = t
+        .app
+        .report_sfc_status(&admin(), report("DOWN", Some("no reply on eth1")))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"updated": 1, "chains": 0}));
+    let shown = t.show(&a, "port_pairs", &pp).await.unwrap();
+    assert_eq!(health(&shown), ("DOWN", "no reply on eth1"));
+    // One commit, and the feed carries the new document to the agents.
+    assert_eq!(feed_revision(&t).await, before + 1);
+    let page = match t.app.feed_changes(&admin(), before, 100).await.unwrap() {
+        neutrino_app::agents::FeedPage::Changes(v) => v,
+        _ => panic!("resync"),
+    };
+    let changes = page["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["id"], pp.as_str());
+    assert_eq!(changes[0]["body"]["neutrino:health"], "DOWN");
+    // The pair bound to another host was left alone.
+    let other = t.show(&a, "port_pairs", &elsewhere).await.unwrap();
+    assert_eq!(health(&other), ("UNKNOWN", ""));
+
+    // The same report again writes nothing.
+    let out = t
+        .app
+        .report_sfc_status(&admin(), report("DOWN", Some("no reply on eth1")))
+        .await
+        .unwrap();
+    assert_eq!(out["updated"], 0);
+    assert_eq!(feed_revision(&t).await, before + 1);
+    // Back up, without detail: the detail clears.
+    let out = t
+        .app
+        .report_sfc_status(&admin(), report("UP", None))
+        .await
+        .unwrap();
+    assert_eq!(out["updated"], 1);
+    assert_eq!(
+        health(&t.show(&a, "port_pairs", &pp).await.unwrap()),
+        ("UP", "")
+    );
+    assert_eq!(feed_revision(&t).await, before + 2);
+    // Health is a filter like any read-only attribute.
+    let up = t.list(&a, "port_pairs", &[("neutrino:health", "UP")]).await;
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0]["id"], pp.as_str());
+
+    // Only admins report; bad reports are 400 and change nothing.
+    assert_err(
+        t.app.report_sfc_status(&a, report("DOWN", None)).await,
+        403,
+        "PolicyNotAuthorized",
+    );
+    for bad in [
+        json!({"port_pairs": []}),
+        json!({"host": "h1", "port_pairs": [{"id": pp, "health": "MAYBE"}]}),
+        json!({"host": "h1", "port_pairs": [{"id": "nope", "health": "UP"}]}),
+        json!({"host": "h1", "port_pairs": "all"}),
+        json!({"host": "h1", "chains": [{"id": pp, "hops": [{"direction": "forward"}]}]}),
+    ] {
+        assert_err(
+            t.app.report_sfc_status(&admin(), bad).await,
+            400,
+            "HTTPBadRequest",
+        );
+    }
+    assert_eq!(feed_revision(&t).await, before + 2);
+
+    // Clients cannot set the attributes.
+    let (i, e) = (t.port(&a, "vm-h").await, t.port(&a, "vm-h").await);
+    for key in ["neutrino:health", "neutrino:health_detail"] {
+        let e = assert_err(
+            t.create(
+                &a,
+                "port_pairs",
+                json!({"ingress": i, "egress": e, key: "UP"}),
+            )
+            .await,
+            400,
+            "HTTPBadRequest",
+        );
+        assert!(e.message.contains(key), "{e}");
+        assert_err(
+            t.update(&admin(), "port_pairs", &pp, json!({ key: "DOWN" }))
+                .await,
+            400,
+            "HTTPBadRequest",
+        );
+    }
+}
+
+#[tokio::test]
+async fn port_pairs_stored_without_health_read_as_unknown() {
+    let t = sfc_env().await;
+    let a = tenant();
+    let pp = t.pp(&a, json!(null)).await;
+    // A document as stored before the attributes existed.
+    let mut tx = t.store.begin().await.unwrap();
+    let mut rec = tx.get("port_pair", &pp).await.unwrap().unwrap();
+    let doc = rec.body.as_object_mut().unwrap();
+    doc.remove("neutrino:health");
+    doc.remove("neutrino:health_detail");
+    tx.update("port_pair", &pp, &rec.body).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(
+        health(&t.show(&a, "port_pairs", &pp).await.unwrap()),
+        ("UNKNOWN", "")
+    );
+    assert_eq!(
+        health(&t.list(&a, "port_pairs", &[]).await[0]),
+        ("UNKNOWN", "")
+    );
+    let snap = t.app.feed_snapshot(&admin()).await.unwrap();
+    assert_eq!(health(&snap["resources"]["port_pair"][0]), ("UNKNOWN", ""));
+    // A report brings them in; "UNKNOWN" is no change from nothing.
+    bind_pair(&t, &pp, "h1").await;
+    let out = t
+        .app
+        .report_sfc_status(
+            &admin(),
+            json!({"host": "h1", "port_pairs": [{"id": pp, "health": "UP", "detail": "ok"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["updated"], 1);
+    assert_eq!(
+        health(&t.show(&a, "port_pairs", &pp).await.unwrap()),
+        ("UP", "ok")
+    );
+}
+
+#[tokio::test]
+async fn port_chain_statistics() {
+    let t = sfc_env().await;
+    let a = tenant();
+    let (pp1, pp2) = (t.pp(&a, json!(null)).await, t.pp(&a, json!(null)).await);
+    let pp3 = t.pp(&a, json!(null)).await;
+    let g1 = t.ppg(&a, &[&pp1, &pp2]).await;
+    let g2 = t.ppg(&a, &[&pp3]).await;
+    // The chain crosses g2 first.
+    let pc = id(&t
+        .chain(&a, json!({"port_pair_groups": [g2, g1]}))
+        .await
+        .unwrap());
+    let stats = |ctx: Context| {
+        let t = &t;
+        let pc = pc.clone();
+        async move {
+            t.app
+                .get_action(&ctx, coll("port_chains"), &pc, "statistics")
+                .await
+        }
+    };
+    assert_eq!(
+        stats(a.clone()).await.unwrap(),
+        json!({"statistics": {"port_chain_id": pc, "hops": [],
+               "dropped": {"packets": 0, "bytes": 0}, "updated_at": null}})
+    );
+
+    let hop = |g: &str, p: Option<&str>, dir: &str, packets: u64| {
+        json!({"port_pair_group_id": g, "port_pair_id": p, "direction": dir,
+               "packets": packets, "bytes": packets * 100})
+    };
+    let report = |host: &str, hops: Vec<Value>, dropped: u64| {
+        json!({"host": host, "chains": [
+            {"id": pc, "hops": hops, "dropped": {"packets": dropped, "bytes": dropped * 60}},
+            {"id": "8d2c4b1e-0000-4000-8000-00000000beef", "hops": []}]})
+    };
+    let before = feed_revision(&t).await;
+    let out = t
+        .app
+        .report_sfc_status(
+            &admin(),
+            report(
+                "h1",
+                vec![
+                    hop(&g1, Some(&pp1), "forward", 10),
+                    hop(&g1, Some(&pp2), "forward", 1),
+                    hop(&g2, Some(&pp3), "forward", 7),
+                ],
+                1,
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"updated": 0, "chains": 1}));
+    for (host, hops, dropped) in [
+        // Replaced by the next report of h2: the latest report counts, not their sum.
+        ("h2", vec![hop(&g1, Some(&pp1), "forward", 1000)], 9),
+        (
+            "h2",
+            vec![
+                hop(&g1, Some(&pp1), "forward", 5),
+                hop(&g1, Some(&pp1), "reverse", 3),
+            ],
+            2,
+        ),
+    ] {
+        t.app
+            .report_sfc_status(&admin(), report(host, hops, dropped))
+            .await
+            .unwrap();
+    }
+    // A host whose last report is older than five minutes no longer counts.
+    t.app
+        .report_sfc_status_at(
+            &admin(),
+            report("h3", vec![hop(&g2, Some(&pp3), "forward", 500)], 500),
+            epoch_ms() - 6 * 60 * 1000,
+        )
+        .await
+        .unwrap();
+    // Counters are not resource writes: the feed did not move.
+    assert_eq!(feed_revision(&t).await, before);
+
+    let got = stats(a.clone()).await.unwrap();
+    let s = &got["statistics"];
+    let expect = |g: &str, p: &str, dir: &str, packets: u64, hosts: &[&str]| {
+        json!({"port_pair_group_id": g, "port_pair_id": p, "direction": dir,
+               "packets": packets, "bytes": packets * 100, "hosts": hosts})
+    };
+    assert_eq!(
+        s["hops"],
+        json!([
+            expect(&g2, &pp3, "forward", 7, &["h1"]),
+            expect(&g1, &pp1, "forward", 15, &["h1", "h2"]),
+            expect(&g1, &pp2, "forward", 1, &["h1"]),
+            expect(&g1, &pp1, "reverse", 3, &["h2"]),
+        ])
+    );
+    assert_eq!(s["dropped"], json!({"packets": 3, "bytes": 180}));
+    assert_eq!(s["port_chain_id"], pc.as_str());
+    let updated = s["updated_at"].as_str().unwrap();
+    assert!(updated.len() == 20 && updated.ends_with('Z'), "{updated}");
+    // The chain document itself carries no statistics.
+    assert!(t
+        .show(&a, "port_chains", &pc)
+        .await
+        .unwrap()
+        .get("statistics")
+        .is_none());
+
+    // Whoever sees the chain sees its statistics.
+    let reader = Context::new("r", "project-a", &["reader".into()]);
+    assert_eq!(stats(reader).await.unwrap(), got);
+    assert_eq!(stats(admin()).await.unwrap(), got);
+    assert_err(stats(other_tenant()).await, 404, "PortChainNotFound");
+    assert_err(
+        t.app
+            .get_action(
+                &a,
+                coll("port_chains"),
+                "8d2c4b1e-0000-4000-8000-00000000beef",
+                "statistics",
+            )
+            .await,
+        404,
+        "PortChainNotFound",
+    );
+    assert_err(
+        t.app
+            .get_action(&a, coll("port_pairs"), &pp1, "statistics")
+            .await,
+        404,
+        "HTTPNotFound",
+    );
+    // Deleting the chain forgets its counters.
+    t.delete(&a, "port_chains", &pc).await.unwrap();
+    let mut tx = t.store.read().await.unwrap();
+    assert!(tx.chain_counters(&pc, 0).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn fail_open_group_parameter() {
+    let t = sfc_env().await;
+    let a = tenant();
+    let upstream = json!({"lb_fields": [],
+                          "ppg_n_tuple_mapping": {"ingress_n_tuple": {}, "egress_n_tuple": {}}});
+    let plain = t.ok(&a, "port_pair_groups", json!({})).await;
+    assert_eq!(plain["port_pair_group_parameters"], upstream);
+    let open = t
+        .ok(
+            &a,
+            "port_pair_groups",
+            json!({"port_pair_group_parameters": {"fail_open": true, "lb_fields": ["ip_src"]}}),
+        )
+        .await;
+    assert_eq!(
+        open["port_pair_group_parameters"],
+        json!({"lb_fields": ["ip_src"], "fail_open": true,
+               "ppg_n_tuple_mapping": {"ingress_n_tuple": {}, "egress_n_tuple": {}}})
+    );
+    assert_eq!(
+        t.show(&a, "port_pair_groups", &id(&open)).await.unwrap()["port_pair_group_parameters"],
+        open["port_pair_group_parameters"]
+    );
+    let closed = t
+        .ok(
+            &a,
+            "port_pair_groups",
+            json!({"port_pair_group_parameters": {"fail_open": false}}),
+        )
+        .await;
+    assert_eq!(
+        closed["port_pair_group_parameters"]["fail_open"],
+        json!(false)
+    );
+    for v in [json!("yes"), json!(1), json!(null)] {
+        let e = assert_err(
+            t.create(
+                &a,
+                "port_pair_groups",
+                json!({"port_pair_group_parameters": {"fail_open": v}}),
+            )
+            .await,
+            400,
+            "HTTPBadRequest",
+        );
+        assert!(
+            e.message
+                .starts_with("Invalid input for port_pair_group_parameters. Reason:"),
+            "{e}"
+        );
+    }
+    // Like the other parameters, set on create only.
+    assert_err(
+        t.update(
+            &a,
+            "port_pair_groups",
+            &id(&plain),
+            json!({"port_pair_group_parameters": {"fail_open": true}}),
+        )
+        .await,
+        400,
+        "HTTPBadRequest",
+    );
+}

@@ -661,6 +661,50 @@ impl Tx {
         Ok(())
     }
 
+    /// Records `host`'s latest counter report of port chain `chain_id` (replacing its
+    /// previous one), received at `at` (milliseconds since the epoch). Not a resource: the
+    /// change feed does not carry it.
+    pub async fn put_chain_counters(
+        &mut self,
+        chain_id: &str,
+        host: &str,
+        at: i64,
+        report: &str,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO sfc_chain_counters (chain_id, host, at, report) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (chain_id, host) DO UPDATE SET at = excluded.at, report = excluded.report",
+            &[chain_id.into(), host.into(), at.into(), report.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The latest counter report of every host for chain `chain_id` received at `since` or
+    /// later, `(host, at, report)` by host.
+    pub async fn chain_counters(
+        &mut self,
+        chain_id: &str,
+        since: i64,
+    ) -> Result<Vec<(String, i64, String)>, StoreError> {
+        self.fetch_all(
+            "SELECT host, at, report FROM sfc_chain_counters WHERE chain_id = ? AND at >= ? \
+             ORDER BY host",
+            &[chain_id.into(), since.into()],
+        )
+        .await
+    }
+
+    /// Forgets the counter reports of chain `chain_id` (it is deleted).
+    pub async fn delete_chain_counters(&mut self, chain_id: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM sfc_chain_counters WHERE chain_id = ?",
+            &[chain_id.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Reads a server-wide setting.
     pub async fn setting(&mut self, name: &str) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> = self

@@ -44,6 +44,15 @@ CREATE TABLE heartbeats (
     at BIGINT NOT NULL
 );
 "#,
+    r#"
+CREATE TABLE sfc_chain_counters (
+    chain_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    report TEXT NOT NULL,
+    PRIMARY KEY (chain_id, host)
+);
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -83,6 +92,15 @@ INSERT INTO feed_counter (revision) VALUES (0);
 CREATE TABLE heartbeats (
     host TEXT PRIMARY KEY,
     at BIGINT NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE sfc_chain_counters (
+    chain_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    report TEXT NOT NULL,
+    PRIMARY KEY (chain_id, host)
 );
 "#,
 ];

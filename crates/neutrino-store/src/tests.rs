@@ -219,6 +219,42 @@ async fn quotas_and_settings() {
 }
 
 #[tokio::test]
+async fn chain_counters_keep_the_latest_report_per_host_outside_the_feed() {
+    for (store, _dir) in stores().await {
+        let chain = unique("chain");
+        let revision = store.snapshot(&["port_chain"]).await.unwrap().revision;
+        let mut tx = store.begin().await.unwrap();
+        tx.put_chain_counters(&chain, "h1", 100, "{\"a\":1}")
+            .await
+            .unwrap();
+        tx.put_chain_counters(&chain, "h2", 50, "{}").await.unwrap();
+        tx.put_chain_counters(&chain, "h1", 200, "{\"a\":2}")
+            .await
+            .unwrap();
+        assert_eq!(tx.commit_revision().await.unwrap(), None);
+        let mut tx = store.read().await.unwrap();
+        assert_eq!(
+            tx.chain_counters(&chain, 0).await.unwrap(),
+            vec![
+                ("h1".to_string(), 200, "{\"a\":2}".to_string()),
+                ("h2".to_string(), 50, "{}".to_string())
+            ]
+        );
+        assert_eq!(tx.chain_counters(&chain, 51).await.unwrap().len(), 1);
+        drop(tx);
+        let mut tx = store.begin().await.unwrap();
+        tx.delete_chain_counters(&chain).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.read().await.unwrap();
+        assert!(tx.chain_counters(&chain, 0).await.unwrap().is_empty());
+        assert_eq!(
+            store.snapshot(&["port_chain"]).await.unwrap().revision,
+            revision
+        );
+    }
+}
+
+#[tokio::test]
 async fn reopen_keeps_data_and_schema() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());

@@ -6,5 +6,6 @@ pub mod error;
 pub mod query;
 pub mod resources;
 pub mod sfc;
+pub mod sfc_status;
 
 pub use error::{ApiError, ApiResult};

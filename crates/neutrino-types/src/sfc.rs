@@ -48,6 +48,9 @@ pub const PORT_PAIR: &[Attr] = &[
         .create_only()
         .no_filter()
         .no_sort(),
+    // Neutrino extension: what the host agents report (`crate::sfc_status`); read-only.
+    ro(crate::sfc_status::HEALTH),
+    ro(crate::sfc_status::HEALTH_DETAIL),
 ];
 
 /// Port pair group: `/v2.0/sfc/port_pair_groups` (with `tap_enabled` of `networking-sfc-tap`).
@@ -104,6 +107,9 @@ pub const MAX_CHAIN_ID: i64 = 65535;
 pub const LB_FIELDS: &[&str] = &[
     "eth_src", "eth_dst", "ip_src", "ip_dst", "tcp_src", "tcp_dst", "udp_src", "udp_dst",
 ];
+
+/// Neutrino's key of `port_pair_group_parameters`: skip the hop when no pair is up.
+pub const FAIL_OPEN: &str = "fail_open";
 
 /// Keys of `ingress_n_tuple` / `egress_n_tuple`.
 pub const N_TUPLE_KEYS: &[&str] = &[
@@ -249,6 +255,10 @@ fn n_tuple_error(reason: String) -> ApiError {
 /// `port_pair_group_parameters`: `lb_fields` (a list of [`LB_FIELDS`], default `[]`) and
 /// `ppg_n_tuple_mapping` (`ingress_n_tuple` / `egress_n_tuple` dicts of [`N_TUPLE_KEYS`],
 /// default both empty; a given mapping is kept as given, values are not interpreted).
+///
+/// Neutrino extension: `fail_open` (a JSON boolean), kept only when given, so the default
+/// dictionary stays upstream's: when true, a group whose pairs are all down is skipped
+/// instead of dropping the chain's traffic.
 pub fn ppg_parameters(v: &Value) -> ApiResult<Value> {
     const ATTR: &str = "port_pair_group_parameters";
     if falsy(v) {
@@ -292,7 +302,17 @@ pub fn ppg_parameters(v: &Value) -> ApiResult<Value> {
             )))
         }
     };
-    unexpected_keys(ATTR, d, &["lb_fields", "ppg_n_tuple_mapping"])?;
+    unexpected_keys(ATTR, d, &["lb_fields", "ppg_n_tuple_mapping", FAIL_OPEN])?;
+    let fail_open = match d.get(FAIL_OPEN) {
+        None => None,
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            return Err(invalid(
+                ATTR,
+                format!("'{}' is not a boolean for {FAIL_OPEN}", shown(other)),
+            ))
+        }
+    };
     let lb_fields = d.get("lb_fields").cloned().unwrap_or(json!([]));
     let Some(list) = lb_fields.as_array() else {
         return Err(invalid(
@@ -311,7 +331,11 @@ pub fn ppg_parameters(v: &Value) -> ApiResult<Value> {
             format!("Illegal values in a list: {}", illegal.join(", ")),
         ));
     }
-    Ok(json!({"lb_fields": lb_fields, "ppg_n_tuple_mapping": mapping}))
+    let mut out = json!({"lb_fields": lb_fields, "ppg_n_tuple_mapping": mapping});
+    if let Some(fail_open) = fail_open {
+        out[FAIL_OPEN] = Value::Bool(fail_open);
+    }
+    Ok(out)
 }
 
 /// A list of resource ids (`port_pairs`, `port_pair_groups`, `flow_classifiers`): null is
@@ -862,6 +886,22 @@ mod tests {
             "PPGParametersInvalidNTupleMappingParameter"
         );
         assert!(ppg_parameters(&json!({"lb_fields": ["vlan"]})).is_err());
+        // Neutrino's fail_open: kept only when given, a JSON boolean.
+        assert!(ppg_parameters(&json!({})).unwrap().get(FAIL_OPEN).is_none());
+        assert_eq!(
+            ppg_parameters(&json!({"fail_open": true})).unwrap(),
+            json!({"lb_fields": [], "fail_open": true,
+                   "ppg_n_tuple_mapping": {"ingress_n_tuple": {}, "egress_n_tuple": {}}})
+        );
+        assert_eq!(
+            ppg_parameters(&json!({"fail_open": false})).unwrap()[FAIL_OPEN],
+            false
+        );
+        for v in [json!("true"), json!(1), json!(null), json!({})] {
+            let e = ppg_parameters(&json!({ "fail_open": v })).unwrap_err();
+            assert_eq!((e.status, e.kind.as_str()), (400, "HTTPBadRequest"));
+            assert!(e.message.contains("fail_open"), "{}", e.message);
+        }
     }
 
     #[test]

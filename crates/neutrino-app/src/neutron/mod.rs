@@ -660,6 +660,8 @@ impl App {
                 let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
                 doc.insert("shared".into(), json!(shared));
             }
+            // Pairs created before the health attributes existed have none stored.
+            "port_pair" => neutrino_types::sfc_status::fill_health(&mut doc),
             "port" => {
                 if let Some(details) = view.trunk_details.get(&rec.id) {
                     doc.insert("trunk_details".into(), details.clone());
@@ -1167,7 +1169,8 @@ impl App {
         Ok(out)
     }
 
-    /// `GET /v2.0/{collection}/{id}/{action}`: a trunk's `get_subports`.
+    /// `GET /v2.0/{collection}/{id}/{action}`: a trunk's `get_subports`, a port chain's
+    /// `statistics` (Neutrino extension).
     pub async fn get_action(
         &self,
         ctx: &Context,
@@ -1175,6 +1178,9 @@ impl App {
         id: &str,
         action: &str,
     ) -> ApiResult<Value> {
+        if (coll.resource, action) == ("port_chain", "statistics") {
+            return self.port_chain_statistics(ctx, id).await;
+        }
         if (coll.resource, action) != ("trunk", "get_subports") {
             return Err(ApiError::no_such_url());
         }

@@ -25,6 +25,7 @@
 mod chains;
 mod classifiers;
 mod pairs;
+mod status;
 
 use std::collections::HashMap;
 
@@ -260,6 +261,9 @@ impl App {
             return Err(ApiError::conflict(kind, message));
         }
         tx.release_owned("sfc-", id).await.map_err(db)?;
+        if rec.kind == "port_chain" {
+            tx.delete_chain_counters(id).await.map_err(db)?;
+        }
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use neutrino_store::{Record, Tx};
 use neutrino_types::sfc::{ppg_parameters, sf_parameters, uuid_list};
+use neutrino_types::sfc_status;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
@@ -81,6 +82,8 @@ impl App {
         }
         claim_port(tx, &ingress, &id).await?;
         claim_port(tx, &egress, &id).await?;
+        // No agent has reported on it yet.
+        sfc_status::fill_health(body);
         Ok(())
     }
 
