@@ -101,7 +101,7 @@ class Lab:
         self.status_path(host).unlink(missing_ok=True)
         log = open(self.tmp / f"agent-{host}.log", "ab")
         env = dict(self.server.env)
-        env["RUST_LOG"] = "info"
+        env["RUST_LOG"] = os.environ.get("NEUTRINO_LAB_LOG", "info")
         self.agents[host] = subprocess.Popen(
             [_server_binary(), "agent", "--host", host, "--tunnel-ip", self.tunnel_ip(host),
              "--netns-prefix", self.prefix(host), "--dataplane-netns", self.host_ns(host),

@@ -31,6 +31,8 @@ pub struct AgentConfig {
     /// Directory for the agent's own files (DHCP servers' and radvd's configuration, leases,
     /// pid files).
     pub state_dir: PathBuf,
+    /// Pause between the two steps of a live chain change (see `neutrino_sfc::transition`).
+    pub sfc_grace: Duration,
 }
 
 /// Counters the status file shows.
@@ -54,8 +56,10 @@ struct Agent {
     stats: Stats,
     /// The security-group input last applied (connections it allowed may need cutting).
     firewall: Option<neutrino_firewall::FirewallModel>,
-    /// No chains and no steering table: reconciles skip steering until a chain appears.
+    /// No functions and no steering table: reconciles skip steering until a pair appears.
     sfc_idle: bool,
+    /// The steering table last applied (the first step of a change keeps its entries).
+    sfc_applied: Option<neutrino_sfc::Table>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -74,6 +78,7 @@ pub async fn run(
         stats: Stats::default(),
         firewall: None,
         sfc_idle: false,
+        sfc_applied: None,
     };
     tokio::select! {
         _ = agent.follow() => {}
@@ -296,11 +301,12 @@ impl Agent {
             return;
         }
         let kernel = self.kernel.clone();
-        let ifindex = match tokio::task::spawn_blocking(move || kernel.ifindexes()).await {
+        let mut links = match tokio::task::spawn_blocking(move || kernel.links()).await {
             Ok(Ok(m)) => m,
             Ok(Err(e)) => return tracing::warn!(error = %e, "cannot list interfaces"),
             Err(e) => return tracing::warn!(error = %e, "listing interfaces panicked"),
         };
+        let ifindex = crate::kernel::indexes(&links);
         let mut model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
         let mut compiled = neutrino_sfc::compile(&model);
         // Steering ports first: entry through one needs its interface index.
@@ -310,11 +316,11 @@ impl Agent {
             let ports = compiled.steering.clone();
             let result = tokio::task::spawn_blocking(move || {
                 let r = kernel.steering_ports(&ports)?;
-                Ok::<_, AgentError>((r, kernel.ifindexes()?))
+                Ok::<_, AgentError>((r, kernel.links()?))
             })
             .await;
             match result {
-                Ok(Ok(((n, errors), ifindex))) => {
+                Ok(Ok(((n, errors), now))) => {
                     self.stats.errors_total += errors.len() as u64;
                     for e in &errors {
                         tracing::warn!(error = %e, "steering port change refused");
@@ -323,8 +329,9 @@ impl Agent {
                         self.stats.ops_total += n as u64;
                         self.stats.sfc_ops += n as u64;
                         self.stats.last_ops += n;
-                        model.ifindex = ifindex;
+                        model.ifindex = crate::kernel::indexes(&now);
                         compiled = neutrino_sfc::compile(&model);
+                        links = now;
                     }
                 }
                 Ok(Err(e)) => tracing::warn!(error = %e, "steering ports failed"),
@@ -332,6 +339,13 @@ impl Agent {
             }
         }
         let want_table = compiled.table.clone();
+        // A change applied in two steps: new paths first, the switch after the grace period.
+        let first = self
+            .sfc_applied
+            .as_ref()
+            .map(|old| neutrino_sfc::transition(old, &want_table))
+            .filter(|t| t != &want_table && Some(t) != self.sfc_applied.as_ref());
+        let grace = self.cfg.sfc_grace;
         let kernel = self.kernel.clone();
         let result = tokio::task::spawn_blocking(
             move || -> Result<(usize, neutrino_sfc::Table, Vec<String>), AgentError> {
@@ -341,14 +355,23 @@ impl Agent {
                         message: e.to_string(),
                     })
                 };
-                let have = parse(&kernel.observe_sfc()?)?;
-                let plan = neutrino_sfc::plan(&want_table, &have);
-                if plan.is_empty() {
-                    return Ok((0, have, Vec::new()));
+                let mut count = 0;
+                let mut errors = Vec::new();
+                let steps: Vec<&neutrino_sfc::Table> = first.iter().chain([&want_table]).collect();
+                let mut have = parse(&kernel.observe_sfc()?)?;
+                for (i, step) in steps.iter().enumerate() {
+                    if i > 0 {
+                        std::thread::sleep(grace);
+                    }
+                    let plan = neutrino_sfc::plan(step, &have);
+                    if plan.is_empty() {
+                        continue;
+                    }
+                    errors.extend(kernel.apply_sfc(&plan.script())?);
+                    count += plan.commands().len();
+                    have = parse(&kernel.observe_sfc()?)?;
                 }
-                let errors = kernel.apply_sfc(&plan.script())?;
-                let have = parse(&kernel.observe_sfc()?)?;
-                Ok((plan.commands().len(), have, errors))
+                Ok((count, have, errors))
             },
         )
         .await;
@@ -356,6 +379,8 @@ impl Agent {
             Ok(Ok(r)) => {
                 // Without chains and without a table there is nothing to look at next time.
                 self.sfc_idle = model.functions.is_empty() && !r.1.present;
+                // What the kernel holds now is the desired table, unless nft refused it.
+                self.sfc_applied = r.2.is_empty().then(|| compiled.table.clone());
                 r
             }
             Ok(Err(e)) => return tracing::warn!(error = %e, "steering reconcile failed"),
@@ -371,7 +396,7 @@ impl Agent {
             self.stats.last_ops += n;
             tracing::info!(commands = n, "applied steering plan");
         }
-        self.report_sfc(&model, &compiled, &have).await;
+        self.report_sfc(&model, &compiled, &have, &links).await;
     }
 
     /// Health of the functions plugged here and the counters of every chain steered here.
@@ -380,11 +405,12 @@ impl Agent {
         model: &neutrino_sfc::SfcModel,
         compiled: &neutrino_sfc::Compiled,
         have: &neutrino_sfc::Table,
+        links: &std::collections::BTreeMap<String, crate::kernel::LinkInfo>,
     ) {
-        if model.chains.is_empty() {
+        if model.functions.is_empty() && model.chains.is_empty() {
             return;
         }
-        let doc = crate::sfc_report::report(&self.cfg.host.host, model, compiled, have);
+        let doc = crate::sfc_report::report(&self.cfg.host.host, model, compiled, have, links);
         if let Err(e) = self.client.sfc_status(&doc).await {
             tracing::debug!(error = %e, "steering status report failed");
         }

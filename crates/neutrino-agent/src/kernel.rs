@@ -32,8 +32,8 @@ pub trait Kernel: Send + Sync {
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError>;
     /// Runs `conntrack ARGS` in the dataplane namespace; returns its output.
     fn conntrack(&self, args: &[String]) -> Result<String, AgentError>;
-    /// Interface indexes of the dataplane namespace's devices, by name.
-    fn ifindexes(&self) -> Result<std::collections::BTreeMap<String, u32>, AgentError>;
+    /// The dataplane namespace's devices by name: interface index and carrier.
+    fn links(&self) -> Result<std::collections::BTreeMap<String, LinkInfo>, AgentError>;
     /// `nft -j` listing of the steering table (empty when it does not exist).
     fn observe_sfc(&self) -> Result<String, AgentError>;
     /// Runs one steering transaction (`nft -f`); returns nft's complaints.
@@ -44,6 +44,22 @@ pub trait Kernel: Send + Sync {
         &self,
         want: &std::collections::BTreeMap<String, neutrino_sfc::SteeringPort>,
     ) -> Result<(usize, Vec<String>), AgentError>;
+}
+
+/// A device as steering sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// Interface index.
+    pub index: u32,
+    /// The link has carrier (`LOWER_UP`): for a port's tap, the instance's end is up.
+    pub carrier: bool,
+}
+
+/// Interface indexes by name.
+pub fn indexes(
+    links: &std::collections::BTreeMap<String, LinkInfo>,
+) -> std::collections::BTreeMap<String, u32> {
+    links.iter().map(|(n, l)| (n.clone(), l.index)).collect()
 }
 
 /// The real kernel via iproute2.
@@ -328,15 +344,23 @@ impl Kernel for IpRoute2 {
         Ok(out)
     }
 
-    fn ifindexes(&self) -> Result<std::collections::BTreeMap<String, u32>, AgentError> {
+    fn links(&self) -> Result<std::collections::BTreeMap<String, LinkInfo>, AgentError> {
         let links = json_of("ip", &self.host_args(&["-j", "link", "show"]))?;
         Ok(links
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|l| {
-                let idx = u32::try_from(l["ifindex"].as_u64()?).ok()?;
-                Some((l["ifname"].as_str()?.to_string(), idx))
+                let index = u32::try_from(l["ifindex"].as_u64()?).ok()?;
+                let carrier = l["flags"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|f| f == "LOWER_UP");
+                Some((
+                    l["ifname"].as_str()?.to_string(),
+                    LinkInfo { index, carrier },
+                ))
             })
             .collect())
     }

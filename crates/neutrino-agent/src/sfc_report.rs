@@ -7,29 +7,47 @@ use std::collections::BTreeMap;
 use neutrino_sfc::{Compiled, Counted, SfcModel, Table};
 use serde_json::{json, Value};
 
-/// The `PUT /neutrino/v1/sfc-status` body.
-pub fn report(host: &str, model: &SfcModel, compiled: &Compiled, have: &Table) -> Value {
+use crate::kernel::LinkInfo;
+
+/// The `PUT /neutrino/v1/sfc-status` body. A pair is `DOWN` when a port of it plugged here
+/// has no carrier (the function's interface is down or gone), else `UP`.
+pub fn report(
+    host: &str,
+    model: &SfcModel,
+    compiled: &Compiled,
+    have: &Table,
+    links: &BTreeMap<String, LinkInfo>,
+) -> Value {
     let mut pairs = BTreeMap::new();
-    for chain in &model.chains {
-        for p in chain.groups.iter().flat_map(|g| &g.pairs) {
-            let local = p.ingress.local_tap().is_some() || p.egress.local_tap().is_some();
-            if !local {
-                continue;
-            }
-            // Only what this host can see for itself: a pair the server marked DOWN is
-            // not reported DOWN again from that mark.
-            let detail = p.proxied.as_ref().map_or(String::new(), |c| {
+    for p in &model.functions {
+        let dead: Vec<String> = [("ingress", &p.ingress), ("egress", &p.egress)]
+            .into_iter()
+            .filter_map(|(role, port)| {
+                let tap = port.local_tap()?;
+                let up = links.get(tap).is_some_and(|l| l.carrier);
+                (!up).then(|| format!("{role} port {} ({tap}) has no carrier", port.id))
+            })
+            .collect();
+        let (health, detail) = if !dead.is_empty() {
+            (
+                "DOWN",
+                format!("{}: the function's interface is down", dead.join("; ")),
+            )
+        } else if let Some(c) = &p.proxied {
+            (
+                "UP",
                 format!(
                     "correlation {c}: delivered as plain packets, the agent keeps the chain \
                      state (SFC proxy)"
-                )
-            });
-            let health = "UP";
-            pairs.insert(
-                p.id.clone(),
-                json!({"id": p.id, "health": health, "detail": detail}),
-            );
-        }
+                ),
+            )
+        } else {
+            ("UP", String::new())
+        };
+        pairs.insert(
+            p.id.clone(),
+            json!({"id": p.id, "health": health, "detail": detail}),
+        );
     }
     let mut chains: BTreeMap<String, (Vec<Value>, u64, u64)> = BTreeMap::new();
     for (name, counted) in &compiled.counters {

@@ -285,12 +285,18 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             let routed = role == Role::Instance || role == Role::RouterGateway;
             if let Ok(gw) = text(subnet, "gateway_ip").parse::<IpAddr>() {
                 if routed && gw != ip && default_route.insert(gw.is_ipv4()) {
-                    let any = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-                    ns.routes.insert(Route {
-                        dst: any.parse().expect("literal"),
-                        via: gw,
-                        dev: ifname.clone(),
-                    });
+                    let any: IpNet = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" }
+                        .parse()
+                        .expect("literal");
+                    // An instance with several ports has one default route: the kernel
+                    // keeps one route per destination.
+                    if !ns.routes.iter().any(|r| r.dst == any) {
+                        ns.routes.insert(Route {
+                            dst: any,
+                            via: gw,
+                            dev: ifname.clone(),
+                        });
+                    }
                 }
             }
             let host_routes = if role == Role::Instance {
@@ -303,9 +309,12 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     text(hr, "destination").parse::<IpNet>(),
                     text(hr, "nexthop").parse::<IpAddr>(),
                 ) {
-                    if dst.addr().is_ipv4() == via.is_ipv4() {
+                    let dst = dst.trunc();
+                    if dst.addr().is_ipv4() == via.is_ipv4()
+                        && !ns.routes.iter().any(|r| r.dst == dst)
+                    {
                         ns.routes.insert(Route {
-                            dst: dst.trunc(),
+                            dst,
                             via,
                             dev: ifname.clone(),
                         });

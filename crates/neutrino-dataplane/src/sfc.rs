@@ -47,10 +47,10 @@ pub fn sfc_model(
         .all("port_pair")
         .flat_map(|pp| [text(pp, "ingress"), text(pp, "egress")])
         .collect();
-    model.functions = function_ports
-        .iter()
-        .filter_map(|id| r.port(id))
-        .filter(|p| p.local_tap().is_some())
+    model.functions = cluster
+        .all("port_pair")
+        .filter_map(|pp| r.pair(text(pp, "id")))
+        .filter(|p| p.ingress.local_tap().is_some() || p.egress.local_tap().is_some())
         .collect();
     let mut exits: BTreeSet<String> = BTreeSet::new();
     for doc in cluster.all("port_chain") {

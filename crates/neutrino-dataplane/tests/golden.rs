@@ -182,3 +182,27 @@ fn provider_networks_plan() {
         &render(&plan(&HostState::default(), &d.state)),
     );
 }
+
+/// An instance with two ports on one subnet (a service function) gets one default route per
+/// IP version, so planning again after applying plans nothing.
+#[test]
+fn two_ports_of_one_instance_share_one_default_route() {
+    let mut snapshot: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures.json")).unwrap();
+    let ports = snapshot["resources"]["port"].as_array_mut().unwrap();
+    let mut second = ports[0].clone();
+    second["id"] = "p1aaaaaa-0000-4000-8000-0000000000f2".into();
+    second["mac_address"] = "fa:16:3e:00:00:f2".into();
+    second["created_at"] = "2026-01-01T00:00:09Z".into();
+    second["fixed_ips"] = serde_json::json!([{"subnet_id": "s1", "ip_address": "10.1.0.99"}]);
+    ports.push(second);
+    let d = desired(&Cluster::from_snapshot(&snapshot), &host("h1", "192.0.2.1"));
+    let ns = &d.state.namespaces["h1-vm-vm1"];
+    let defaults: Vec<_> = ns
+        .routes
+        .iter()
+        .filter(|r| r.dst.prefix_len() == 0 && r.dst.addr().is_ipv4())
+        .collect();
+    assert_eq!(defaults.len(), 1, "{:?}", ns.routes);
+    assert!(ns.links.len() >= 2);
+}

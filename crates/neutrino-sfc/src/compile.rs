@@ -127,8 +127,9 @@ pub fn compile(model: &SfcModel) -> Compiled {
             c.chain(chain);
         }
     }
-    for port in &model.functions {
-        c.note_function_port(port);
+    for pair in &model.functions {
+        c.note_function_port(&pair.ingress);
+        c.note_function_port(&pair.egress);
     }
     c.finish();
     c.out

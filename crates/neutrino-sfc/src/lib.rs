@@ -21,6 +21,7 @@ pub mod model;
 pub mod observe;
 pub mod steering;
 pub mod table;
+pub mod transition;
 
 pub use compile::{buckets, compile, Compiled, Counted, Direction, BUCKETS};
 pub use model::{
@@ -30,3 +31,4 @@ pub use model::{
 pub use observe::observe;
 pub use steering::SteeringPort;
 pub use table::{plan, Plan, Table};
+pub use transition::transition;

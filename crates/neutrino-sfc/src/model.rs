@@ -312,7 +312,7 @@ pub struct SfcModel {
     /// Interface index of every device steering uses: `fwd`/`dup` and netdev hooks hold
     /// the index, so a re-created device means rules and hooks to rebuild.
     pub ifindex: BTreeMap<String, u32>,
-    /// Every port of every port pair plugged here, in a chain or not: a function forwards
+    /// Every port pair with a port plugged here, in a chain or not: a function forwards
     /// only what is steered to it, never floods or frames of others into its bridge.
-    pub functions: Vec<Port>,
+    pub functions: Vec<Pair>,
 }

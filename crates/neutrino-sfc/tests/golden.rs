@@ -278,7 +278,7 @@ fn idle_function_ports_are_guarded() {
     let idle = pair("eeeeeeee", 5, local("tape1in"), local("tape1out"), 1);
     m.ifindex.insert("tape1in".into(), 50);
     m.ifindex.insert("tape1out".into(), 51);
-    m.functions = vec![idle.ingress.clone(), idle.egress.clone()];
+    m.functions = vec![idle];
     let c = compile(&m);
     for (dev, idx) in [("tape1in", 50), ("tape1out", 51)] {
         let ingress = &c.table.chains[&format!("dev-{dev}-{idx}")];

@@ -72,6 +72,11 @@ struct AgentArgs {
     /// Full reconcile interval in seconds (repairs drift even without changes).
     #[arg(long, default_value_t = 60)]
     resync_interval: u64,
+    /// Service function chaining: milliseconds between the two steps of a live chain change
+    /// (new paths added, then entries switched and old paths removed); longer than the
+    /// spread of the agents' reaction times to one change.
+    #[arg(long, default_value_t = 300)]
+    sfc_grace_ms: u64,
     /// Write a JSON status (revision, reconciles, operations applied) here after each reconcile.
     #[arg(long)]
     status_file: Option<PathBuf>,
@@ -109,6 +114,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         resync_every: std::time::Duration::from_secs(args.resync_interval.max(1)),
         status_file: args.status_file,
         state_dir: args.state_dir,
+        sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
     };
     tracing::info!(host = %cfg.host.host, tunnel_ip = %cfg.host.tunnel_ip, "agent starting");
     let kernel = std::sync::Arc::new(neutrino_agent::IpRoute2 {

@@ -1,0 +1,127 @@
+//! Live changes without loss across hosts: make before break.
+//!
+//! A chain change reaches every agent at about the same time, but not at exactly the same
+//! time. If the host that classifies switches its traffic to a new path before the host of a
+//! new function has the rules that take the traffic on after it, packets are lost there; if
+//! a function's host drops its part of an old path while a classifier still sends into it,
+//! the same. So every agent applies a change in two steps: first [`transition`] — the new
+//! paths are added and the old ones kept, entries still lead into the old paths — and, after
+//! a grace period in which every other agent has done its first step too, the new table
+//! itself, which switches the entries and removes what is no longer used.
+//!
+//! Entries are the classifier chains (`cls-…`) and the steering ports' egress chains
+//! (`egr-sfs…`): where a flow is first matched or matched again. In the first step they keep
+//! their old version when they had one; device base chains (`dev-…`) keep the dispatch jumps
+//! of both versions; every other chain takes its new version, and chains, sets and maps that
+//! only the old table had stay.
+
+use crate::table::{Chain, Rule, Table};
+
+/// Whether a chain is an entry: its old version is kept until the second step.
+fn is_entry(name: &str) -> bool {
+    name.starts_with("cls-") || name.starts_with("egr-sfs")
+}
+
+/// Whether a rule of a device base chain is a dispatch jump (`jump cls-…`).
+fn is_dispatch(rule: &Rule) -> bool {
+    rule.text.starts_with("jump cls-")
+}
+
+/// The table of the first step from `old` (the last table applied) to `new`: equal to
+/// `new` when nothing needs to wait.
+pub fn transition(old: &Table, new: &Table) -> Table {
+    if !old.present || !new.present {
+        return new.clone();
+    }
+    let mut t = new.clone();
+    for (name, was) in &old.chains {
+        match t.chains.get_mut(name) {
+            None => {
+                t.chains.insert(name.clone(), was.clone());
+            }
+            Some(now) if is_entry(name) => *now = was.clone(),
+            Some(now) if name.starts_with("dev-") => *now = both_dispatches(was, now),
+            Some(_) => {}
+        }
+    }
+    for (name, set) in &old.sets {
+        t.sets.entry(name.clone()).or_insert_with(|| set.clone());
+    }
+    t
+}
+
+/// A device base chain with the dispatch jumps of both versions (old ones first), then the
+/// new version's other rules.
+fn both_dispatches(was: &Chain, now: &Chain) -> Chain {
+    let mut rules: Vec<Rule> = was
+        .rules
+        .iter()
+        .filter(|r| is_dispatch(r))
+        .cloned()
+        .collect();
+    for r in now.rules.iter().filter(|r| is_dispatch(r)) {
+        if !rules.iter().any(|o| o.comment == r.comment) {
+            rules.push(r.clone());
+        }
+    }
+    rules.extend(now.rules.iter().filter(|r| !is_dispatch(r)).cloned());
+    Chain {
+        hook: now.hook.clone(),
+        rules,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Hook;
+
+    fn chain(rules: &[(&str, &str)]) -> Chain {
+        Chain {
+            hook: None,
+            rules: rules.iter().map(|(k, t)| Rule::new(k, *t)).collect(),
+        }
+    }
+
+    fn table(chains: Vec<(&str, Chain)>) -> Table {
+        Table {
+            present: true,
+            chains: chains
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+            sets: Default::default(),
+        }
+    }
+
+    #[test]
+    fn entries_stay_old_new_paths_come_old_paths_stay() {
+        let mut dev_old = chain(&[("c1", "jump cls-1-tapa"), ("foreign", "drop")]);
+        dev_old.hook = Some(Hook::Ingress("tapa".into()));
+        let mut dev_new = chain(&[("c2", "jump cls-2-tapa"), ("foreign", "drop")]);
+        dev_new.hook = Some(Hook::Ingress("tapa".into()));
+        let old = table(vec![
+            ("cls-1-tapa", chain(&[("fc", "goto h-1-1-f")])),
+            ("dev-tapa-3", dev_old),
+            ("h-1-1-f", chain(&[("x", "goto m-1-1-a-f")])),
+        ]);
+        let new = table(vec![
+            ("cls-1-tapa", chain(&[("fc", "goto h-1-0-f")])),
+            ("cls-2-tapa", chain(&[("fc", "goto h-2-1-f")])),
+            ("dev-tapa-3", dev_new),
+            ("h-1-0-f", chain(&[("x", "goto m-1-0-b-f")])),
+        ]);
+        let t = transition(&old, &new);
+        assert_eq!(t.chains["cls-1-tapa"], old.chains["cls-1-tapa"]);
+        assert_eq!(t.chains["cls-2-tapa"], new.chains["cls-2-tapa"]);
+        assert!(t.chains.contains_key("h-1-1-f") && t.chains.contains_key("h-1-0-f"));
+        let dev: Vec<&str> = t.chains["dev-tapa-3"]
+            .rules
+            .iter()
+            .map(|r| r.text.as_str())
+            .collect();
+        assert_eq!(dev, ["jump cls-1-tapa", "jump cls-2-tapa", "drop"]);
+        // Nothing to wait for: the same table.
+        assert_eq!(transition(&new, &new), new);
+    }
+}
