@@ -47,6 +47,9 @@ SET4 = "ipv4_addr . inet_proto . inet_service . dscp"
 # IPv6 sets key on the packet mark, set from the DSCP through a map first.
 SET6 = "ipv6_addr . inet_proto . inet_service . mark"
 MARK6 = "meta mark set ip6 dscp map { " + ", ".join(f"{v} : {v}" for v in range(64)) + " }"
+# The agents' health probes of functions (UDP to the BFD port from fixed sources): forwarded
+# like everything else, never counted as traffic.
+PROBE = ("udp dport 3784 ip saddr 169.254.77.77", "udp dport 3784 ip6 saddr fd5f:5350:7072::1")
 ND = ("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, "
       "nd-router-advert, nd-redirect }")
 
@@ -428,6 +431,13 @@ def tcp_lines(ns_server: str, server_ip: str, ns_client: str, port: int, lines: 
 # service functions
 
 
+def _probe_lines(kind: str, out: str) -> list[str]:
+    """Health probes pass a working function uncounted: a bump forwards them to ``out``, a
+    routed function's kernel routes them, a tap drops them."""
+    action = {"bump": f"fwd to \"{out}\"", "routed": "accept"}.get(kind, "drop")
+    return [f"    {p} {action}" for p in PROBE]
+
+
 def function_ruleset(kind: str, *, ingress: str = "eth0", egress: str = "eth1",
                      expect_dscp: int | None = None, set_dscp: int | None = None) -> str:
     """The nft table of a service function of ``kind``:
@@ -448,6 +458,7 @@ def function_ruleset(kind: str, *, ingress: str = "eth0", egress: str = "eth1",
         lines.append(f"  set {name} {{ type {SET6}; flags dynamic; counter; size 65535; }}")
     lines.append(f"  chain c_fwd {{ type filter hook ingress device \"{ingress}\" priority 0; "
                  "policy accept;")
+    lines += _probe_lines(kind, egress)
     lines += [
         f"    {L4} counter name \"f_all\"",
         f"    {L4} update @f4 {{ ip saddr . meta l4proto . th sport . ip dscp }}",
@@ -468,6 +479,7 @@ def function_ruleset(kind: str, *, ingress: str = "eth0", egress: str = "eth1",
     if egress != ingress:
         lines.append(f"  chain c_rev {{ type filter hook ingress device \"{egress}\" priority 0; "
                      "policy accept;")
+        lines += _probe_lines(kind, ingress)
         lines += [
             f"    {L4} counter name \"r_all\"",
             f"    {L4} update @r4 {{ ip daddr . meta l4proto . th dport . ip dscp }}",

@@ -28,7 +28,7 @@ from conftest import NeutrinoServer, _server_binary
 from dataplane_lab import Lab, needs_root
 from sfc_lab import (
     FunctionView, addr, diagnostics, diff_obs, in_ns, make_function, make_observer, observed,
-    port, read_function, read_observer, server_revision, settle, sfc_table, tcp_lines,
+    FN_TABLE, port, read_function, read_observer, server_revision, settle, sfc_table, tcp_lines,
     tcp_send, tcp_sink, udp_receiver, udp_send, wait_for, wait_ports_active, wait_v6_ready)
 
 pytestmark = needs_root
@@ -888,3 +888,101 @@ def test_agent_killed_and_restarted_during_a_stream(sfc):
         assert now == tables[h], (
             f"the steering table of {h} changed across the restarts:\nbefore:\n{tables[h]}\n"
             f"after:\n{now}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. health of functions
+
+
+def _health(sfc: Sfc, pair_id: str) -> tuple[str, str]:
+    """The port pair's Neutrino health attributes, read through the raw API (openstacksdk
+    drops attributes it does not know)."""
+    body = sfc.conn.network.get(f"/sfc/port_pairs/{pair_id}").json()["port_pair"]
+    return body.get("neutrino:health"), body.get("neutrino:health_detail")
+
+
+def _burst(sfc: Sfc, src: Instance, dst: Instance, port: int, first: int, n: int = 32) -> dict:
+    """One packet on each of ``n`` new flows; what the destination got, per source port."""
+    rx = udp_receiver(dst.ns, dst.ip(), port, idle=0.4, first=1.0)
+    udp_send(src.ns, dst.ip(), port, f"{first}-{first + n - 1}", count=1, rate=2000)
+    flows = rx.result()["flows"]
+    return {sp: flows.get(f"{src.ip()} {sp}", {}).get("n", 0) for sp in range(first, first + n)}
+
+
+def test_dead_function_leaves_its_group_and_comes_back(sfc):
+    """Probes find an instance that stopped forwarding: its flows move to the other instance
+    within a second and the API shows it DOWN; restored, it is UP and takes new flows again.
+    With every instance dead the group fails closed, and the chain's statistics count the
+    drops."""
+    net = sfc.network("10.97.0.0/24")
+    src = sfc.instance(net, "h1", "src")
+    dst = sfc.instance(net, "h3", "dst")
+    fa = sfc.function(net, "h2", "sfa", "bump")
+    fb = sfc.function(net, "h3", "sfb", "bump")
+    sfc.activate([src, dst, fa, fb])
+    fa.configure()
+    fb.configure()
+    pa, pb = sfc.pair(fa), sfc.pair(fb)
+    fc = sfc.fc(protocol="udp", dport=6300, logical_source_port=src)
+    chain = sfc.chain([sfc.group([pa, pb])], [fc])
+    sfc.settle()
+    wait_for("both pairs UP", lambda: _health(sfc, pa.id)[0] == "UP"
+             and _health(sfc, pb.id)[0] == "UP", timeout=10)
+    s_ip = src.ip()
+    before = sfc.views()
+    got = _burst(sfc, src, dst, 6300, 30000)
+    used = {n for n, v in sfc.deltas(before).items()
+            if any(a == s_ip and 30000 <= sp < 30032 for (a, _p, sp, _d) in v.fwd)}
+    assert all(got.values()) and used == {"sfa", "sfb"}, (
+        f"32 flows should cross both instances and arrive: {used}, lost "
+        f"{[sp for sp, n in got.items() if not n]}\n{sfc.diag()}")
+
+    # sfa stops forwarding (its function is gone, its interfaces stay up).
+    in_ns(fa.ns, "nft", "delete", "table", "netdev", FN_TABLE)
+    stopped = time.monotonic()
+    recovered, first = None, 31000
+    while time.monotonic() - stopped < 5 and recovered is None:
+        got = _burst(sfc, src, dst, 6300, first)
+        first += 32
+        if all(got.values()):
+            recovered = time.monotonic() - stopped
+    assert recovered is not None, (
+        f"5 s after sfa stopped forwarding, new flows are still lost\n{sfc.diag()}")
+    health, detail = wait_for("sfa DOWN in the API", lambda: _health(sfc, pa.id)
+                              if _health(sfc, pa.id)[0] == "DOWN" else None, timeout=5)
+    assert "probe" in detail, f"sfa's health detail should say why: {detail!r}"
+    assert _health(sfc, pb.id)[0] == "UP"
+    print(f"new flows fully delivered again {recovered:.2f} s after sfa stopped forwarding")
+    # The bursts take ~0.4 s each: recovery is measured to the first full burst.
+    assert recovered <= 1.5, (
+        f"new flows were lost for {recovered:.2f} s after sfa stopped forwarding (the dead "
+        f"instance should leave its group within ~1 s)")
+
+    # Restored: UP again, and new flows use it.
+    fa.configure()
+    wait_for("sfa UP again", lambda: _health(sfc, pa.id)[0] == "UP", timeout=5)
+    sfc.settle()
+    before = sfc.views()
+    got = _burst(sfc, src, dst, 6300, 33000, n=64)
+    back = [sp for (a, _p, sp, _d) in sfc.deltas(before)["sfa"].fwd
+            if a == s_ip and 33000 <= sp < 33064]
+    assert all(got.values()) and back, (
+        f"after sfa was restored, new flows should use it again: sfa carried {len(back)} of 64"
+        f"\n{sfc.diag()}")
+
+    # Every instance dead: fail-closed, and the API says so.
+    in_ns(fa.ns, "nft", "delete", "table", "netdev", FN_TABLE)
+    in_ns(fb.ns, "nft", "delete", "table", "netdev", FN_TABLE)
+    wait_for("both pairs DOWN", lambda: _health(sfc, pa.id)[0] == "DOWN"
+             and _health(sfc, pb.id)[0] == "DOWN", timeout=5)
+    sfc.settle()
+    got = _burst(sfc, src, dst, 6300, 34000)
+    assert not any(got.values()), (
+        f"with every instance of the group dead, steered packets must be dropped (fail "
+        f"closed), yet {sum(got.values())} arrived")
+
+    def dropped():
+        stats = sfc.conn.network.get(
+            f"/sfc/port_chains/{chain.id}/statistics").json()["statistics"]
+        return stats if stats["dropped"]["packets"] >= 32 else None
+    wait_for("the chain's statistics to count the dropped packets", dropped, timeout=10)

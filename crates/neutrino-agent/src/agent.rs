@@ -60,6 +60,19 @@ struct Agent {
     sfc_idle: bool,
     /// The steering table last applied (the first step of a change keeps its entries).
     sfc_applied: Option<neutrino_sfc::Table>,
+    /// Health prober of the functions plugged here.
+    prober: crate::prober::Prober,
+    /// Its verdicts as they change (taken by the watch loop while it runs).
+    health_rx: Option<tokio::sync::mpsc::UnboundedReceiver<Vec<crate::prober::Health>>>,
+    /// The latest verdict per pair: healthy, detail.
+    health: std::collections::BTreeMap<String, (bool, String)>,
+    /// The last steering model, its compilation and the links then: the counters are
+    /// reported from it between reconciles.
+    sfc_last: Option<(
+        neutrino_sfc::SfcModel,
+        neutrino_sfc::Compiled,
+        std::collections::BTreeMap<String, crate::kernel::LinkInfo>,
+    )>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -71,6 +84,7 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let client = Arc::new(client);
     let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone()));
+    let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
     let mut agent = Agent {
         cfg,
         client,
@@ -79,6 +93,10 @@ pub async fn run(
         firewall: None,
         sfc_idle: false,
         sfc_applied: None,
+        prober,
+        health_rx: Some(health_rx),
+        health: Default::default(),
+        sfc_last: None,
     };
     tokio::select! {
         _ = agent.follow() => {}
@@ -86,6 +104,14 @@ pub async fn run(
     }
     heartbeat.abort();
     Ok(())
+}
+
+/// How often chain counters go to the server between reconciles.
+const COUNTERS_EVERY: Duration = Duration::from_secs(2);
+
+/// The namespace the health prober sends from.
+fn probe_netns(cfg: &AgentConfig) -> String {
+    format!("{}sfc-probe", cfg.host.netns_prefix)
 }
 
 fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
@@ -103,6 +129,37 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
             "interface_mappings": cfg.host.interface_mappings,
         },
     })
+}
+
+/// What the prober watches: every pair with a port here, and its probe if it has one.
+fn watched(
+    model: &neutrino_sfc::SfcModel,
+    compiled: &neutrino_sfc::Compiled,
+) -> Vec<crate::prober::Watched> {
+    model
+        .functions
+        .iter()
+        .map(|p| crate::prober::Watched {
+            pair: p.id.clone(),
+            taps: [("ingress", &p.ingress), ("egress", &p.egress)]
+                .into_iter()
+                .filter_map(|(role, port)| {
+                    Some((role, port.id.clone(), port.local_tap()?.to_string()))
+                })
+                .collect(),
+            probe: compiled.probes.iter().find(|pr| pr.pair == p.id).cloned(),
+        })
+        .collect()
+}
+
+/// The next verdicts of the prober (never, without one).
+async fn next_verdicts(
+    rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<crate::prober::Health>>>,
+) -> Option<Vec<crate::prober::Health>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn heartbeats(cfg: AgentConfig, client: Arc<ServerClient>) {
@@ -200,8 +257,13 @@ impl Agent {
         let mut dirty = false;
         let mut periodic = tokio::time::interval(self.cfg.resync_every);
         periodic.tick().await;
+        let mut health_rx = self.health_rx.take();
+        let mut counters = tokio::time::interval(COUNTERS_EVERY);
+        counters.tick().await;
         let outcome = loop {
             tokio::select! {
+                _ = counters.tick() => self.report_counters().await,
+                Some(changed) = next_verdicts(&mut health_rx) => self.health_changed(changed).await,
                 ev = rx.recv() => match ev {
                     Some(WatchEvent::Page(page)) => dirty |= cluster.apply_page(&page),
                     Some(WatchEvent::Resync) => break Ok(true),
@@ -214,6 +276,7 @@ impl Agent {
                 _ = periodic.tick() => self.reconcile(cluster).await,
             }
         };
+        self.health_rx = health_rx;
         if dirty {
             self.reconcile(cluster).await;
         }
@@ -309,22 +372,31 @@ impl Agent {
         let ifindex = crate::kernel::indexes(&links);
         let mut model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
         let mut compiled = neutrino_sfc::compile(&model);
-        // Steering ports first: entry through one needs its interface index.
+        // Steering ports and the probe port first: entry through them needs their
+        // interface indexes.
         let have_ports = ifindex.keys().any(|d| d.starts_with("sfs"));
-        if !compiled.steering.is_empty() || have_ports {
+        let want_probe = !compiled.probes.is_empty();
+        let have_probe = ifindex.contains_key(neutrino_sfc::probe::DEVICE);
+        let mut probe_recreated = false;
+        if !compiled.steering.is_empty() || have_ports || want_probe || have_probe {
             let kernel = self.kernel.clone();
             let ports = compiled.steering.clone();
+            let netns = probe_netns(&self.cfg);
             let result = tokio::task::spawn_blocking(move || {
-                let r = kernel.steering_ports(&ports)?;
-                Ok::<_, AgentError>((r, kernel.links()?))
+                let (mut n, mut errors) = kernel.steering_ports(&ports)?;
+                let (created, more) = kernel.probe_port(&netns, want_probe)?;
+                errors.extend(more);
+                n += usize::from(created || (have_probe && !want_probe));
+                Ok::<_, AgentError>((n, errors, created, kernel.links()?))
             })
             .await;
             match result {
-                Ok(Ok(((n, errors), now))) => {
+                Ok(Ok((n, errors, created, now))) => {
                     self.stats.errors_total += errors.len() as u64;
                     for e in &errors {
                         tracing::warn!(error = %e, "steering port change refused");
                     }
+                    probe_recreated = created;
                     if n > 0 {
                         self.stats.ops_total += n as u64;
                         self.stats.sfc_ops += n as u64;
@@ -338,6 +410,8 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "steering ports panicked"),
             }
         }
+        self.prober
+            .watch(watched(&model, &compiled), probe_recreated);
         let want_table = compiled.table.clone();
         // A change applied in two steps: new paths first, the switch after the grace period.
         let first = self
@@ -366,6 +440,9 @@ impl Agent {
                     let plan = neutrino_sfc::plan(step, &have);
                     if plan.is_empty() {
                         continue;
+                    }
+                    for command in plan.commands() {
+                        tracing::debug!(%command, "steering");
                     }
                     errors.extend(kernel.apply_sfc(&plan.script())?);
                     count += plan.commands().len();
@@ -397,6 +474,43 @@ impl Agent {
             tracing::info!(commands = n, "applied steering plan");
         }
         self.report_sfc(&model, &compiled, &have, &links).await;
+        self.sfc_last = Some((model, compiled, links));
+    }
+
+    /// The prober saw pairs change health: record it and tell the server at once (it marks
+    /// the pairs, and every host's next reconcile takes a dead one out of its group).
+    async fn health_changed(&mut self, changed: Vec<crate::prober::Health>) {
+        let mut pairs = Vec::new();
+        for (pair, healthy, detail) in changed {
+            tracing::info!(pair = %pair, healthy, detail = %detail, "port pair health changed");
+            pairs.push(json!({
+                "id": pair,
+                "health": if healthy { "UP" } else { "DOWN" },
+                "detail": detail,
+            }));
+            self.health.insert(pair, (healthy, detail));
+        }
+        let doc = json!({"host": self.cfg.host.host, "port_pairs": pairs, "chains": []});
+        if let Err(e) = self.client.sfc_status(&doc).await {
+            tracing::warn!(error = %e, "port pair health report failed");
+        }
+    }
+
+    /// Between reconciles: the chains' counters as they are now.
+    async fn report_counters(&mut self) {
+        let Some((model, compiled, links)) = self.sfc_last.take() else {
+            return;
+        };
+        if !model.chains.is_empty() {
+            let kernel = self.kernel.clone();
+            let listing = tokio::task::spawn_blocking(move || kernel.observe_sfc()).await;
+            if let Ok(Ok(json)) = listing {
+                if let Ok(have) = neutrino_sfc::observe(&json) {
+                    self.report_sfc(&model, &compiled, &have, &links).await;
+                }
+            }
+        }
+        self.sfc_last = Some((model, compiled, links));
     }
 
     /// Health of the functions plugged here and the counters of every chain steered here.
@@ -410,7 +524,14 @@ impl Agent {
         if model.functions.is_empty() && model.chains.is_empty() {
             return;
         }
-        let doc = crate::sfc_report::report(&self.cfg.host.host, model, compiled, have, links);
+        let doc = crate::sfc_report::report(
+            &self.cfg.host.host,
+            model,
+            compiled,
+            have,
+            links,
+            &self.health,
+        );
         if let Err(e) = self.client.sfc_status(&doc).await {
             tracing::debug!(error = %e, "steering status report failed");
         }

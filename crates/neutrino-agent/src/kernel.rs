@@ -38,6 +38,12 @@ pub trait Kernel: Send + Sync {
     fn observe_sfc(&self) -> Result<String, AgentError>;
     /// Runs one steering transaction (`nft -f`); returns nft's complaints.
     fn apply_sfc(&self, script: &str) -> Result<Vec<String>, AgentError>;
+    /// `nft -j` listing of the chain counting health probes (empty when absent).
+    fn observe_probes(&self) -> Result<String, AgentError>;
+    /// Creates (`want`) or removes the health prober's namespace `netns` and its veth
+    /// (`sfqprobe` here, `probe0` there); returns whether it was (re)created, and the error
+    /// lines of commands that failed.
+    fn probe_port(&self, netns: &str, want: bool) -> Result<(bool, Vec<String>), AgentError>;
     /// Creates, fixes and removes the steering ports; returns how many commands ran and
     /// the error lines of those that failed.
     fn steering_ports(
@@ -388,6 +394,75 @@ impl Kernel for IpRoute2 {
         } else {
             err.lines().map(|l| format!("nft: {l}")).collect()
         })
+    }
+
+    fn observe_probes(&self) -> Result<String, AgentError> {
+        let (program, args) = self.in_dataplane(&[
+            "nft",
+            "-j",
+            "list",
+            "chain",
+            "netdev",
+            "neutrino_sfc",
+            neutrino_sfc::probe::CHAIN,
+        ]);
+        let (ok, out, _) = run(program, &args, None)?;
+        Ok(if ok { out } else { String::new() })
+    }
+
+    fn probe_port(&self, netns: &str, want: bool) -> Result<(bool, Vec<String>), AgentError> {
+        let device = neutrino_sfc::probe::DEVICE;
+        let (ok, names, _) = run("ip", &["netns", "list"], None)?;
+        let ns_exists = ok
+            && names
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(netns));
+        let (dev_exists, _, _) = run("ip", &self.host_args(&["link", "show", device]), None)?;
+        if want == (ns_exists && dev_exists) {
+            return Ok((false, Vec::new()));
+        }
+        let mut errors = Vec::new();
+        let mut step = |program: &str, args: Vec<&str>| -> Result<(), AgentError> {
+            let (ok, _, err) = run(program, &args, None)?;
+            if !ok {
+                errors.push(format!("{program} {}: {}", args.join(" "), err.trim()));
+            }
+            Ok(())
+        };
+        if ns_exists {
+            step("ip", vec!["netns", "del", netns])?;
+        }
+        if dev_exists {
+            step("ip", self.host_args(&["link", "del", device]))?;
+        }
+        if !want {
+            return Ok((false, errors));
+        }
+        let v4 = format!("{}/32", neutrino_sfc::probe::SOURCE_V4);
+        let v6 = format!("{}/128", neutrino_sfc::probe::SOURCE_V6);
+        step("ip", vec!["netns", "add", netns])?;
+        step(
+            "ip",
+            self.host_args(&[
+                "link", "add", device, "type", "veth", "peer", "name", "probe0", "netns", netns,
+            ]),
+        )?;
+        step("ip", self.host_args(&["link", "set", device, "up"]))?;
+        let inside: [&[&str]; 6] = [
+            &["link", "set", "lo", "up"],
+            // No neighbour resolution: the steering table sets the destination MAC.
+            &["link", "set", "probe0", "arp", "off", "up"],
+            &["addr", "add", &v4, "dev", "probe0"],
+            &["addr", "add", &v6, "dev", "probe0", "nodad"],
+            &["route", "add", "default", "dev", "probe0"],
+            &["-6", "route", "add", "default", "dev", "probe0"],
+        ];
+        for args in inside {
+            let mut all = vec!["-n", netns];
+            all.extend_from_slice(args);
+            step("ip", all)?;
+        }
+        Ok((true, errors))
     }
 
     fn steering_ports(

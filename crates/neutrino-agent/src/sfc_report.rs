@@ -9,22 +9,32 @@ use serde_json::{json, Value};
 
 use crate::kernel::LinkInfo;
 
-/// The `PUT /neutrino/v1/sfc-status` body. A pair is `DOWN` when a port of it plugged here
-/// has no carrier (the function's interface is down or gone), else `UP`.
+/// The `PUT /neutrino/v1/sfc-status` body. A pair is `DOWN` when the prober found it dead
+/// (`verdicts`) or a port of it plugged here has no carrier, else `UP`.
 pub fn report(
     host: &str,
     model: &SfcModel,
     compiled: &Compiled,
     have: &Table,
     links: &BTreeMap<String, LinkInfo>,
+    verdicts: &BTreeMap<String, (bool, String)>,
 ) -> Value {
     let mut pairs = BTreeMap::new();
     for p in &model.functions {
+        if let Some((false, why)) = verdicts.get(&p.id) {
+            pairs.insert(
+                p.id.clone(),
+                json!({"id": p.id, "health": "DOWN", "detail": why}),
+            );
+            continue;
+        }
+        // The prober's verdict when it has one, else the carrier seen at the reconcile.
+        let judged = verdicts.contains_key(&p.id);
         let dead: Vec<String> = [("ingress", &p.ingress), ("egress", &p.egress)]
             .into_iter()
             .filter_map(|(role, port)| {
                 let tap = port.local_tap()?;
-                let up = links.get(tap).is_some_and(|l| l.carrier);
+                let up = judged || links.get(tap).is_some_and(|l| l.carrier);
                 (!up).then(|| format!("{role} port {} ({tap}) has no carrier", port.id))
             })
             .collect();

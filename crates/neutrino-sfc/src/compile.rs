@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use crate::model::{Chain, Classifier, Family, Group, LbField, NTuple, Pair, Port, SfcModel};
+use crate::probe::{self, Probe};
 use crate::steering::{self, SteeringPort};
 use crate::table::{digest, Chain as NftChain, Hook, Rule, Set, Table};
 
@@ -103,6 +104,8 @@ pub struct Compiled {
     pub out_of_service: BTreeMap<String, String>,
     /// Steering ports the table needs (by device name); see [`crate::steering`].
     pub steering: BTreeMap<String, SteeringPort>,
+    /// Health probes to send (pairs with both ports here); see [`crate::probe`].
+    pub probes: Vec<Probe>,
 }
 
 /// Short, stable name part of a UUID.
@@ -118,6 +121,7 @@ pub fn compile(model: &SfcModel) -> Compiled {
         devices: BTreeMap::new(),
         function_ports: BTreeMap::new(),
         steered: BTreeMap::new(),
+        probe_exits: BTreeSet::new(),
     };
     let mut chains: Vec<&Chain> = model.chains.iter().collect();
     chains.sort_by_key(|ch| ch.number);
@@ -131,6 +135,7 @@ pub fn compile(model: &SfcModel) -> Compiled {
         c.note_function_port(&pair.ingress);
         c.note_function_port(&pair.egress);
     }
+    c.probes();
     c.finish();
     c.out
 }
@@ -178,6 +183,8 @@ struct Compiler<'a> {
     function_ports: BTreeMap<String, (String, String, Vec<IpAddr>)>,
     /// Egress rules of steering ports (by device): the second classification.
     steered: BTreeMap<String, Vec<Rule>>,
+    /// Exit taps of probed pairs: probes are caught there first.
+    probe_exits: BTreeSet<String>,
 }
 
 /// Hash and pin layout of one group for one IP family.
@@ -910,10 +917,118 @@ impl Compiler<'_> {
         self.chain_named(format!("out-{cid}-{}", d.tag()), rules);
     }
 
+    /// Health probes of the pairs with both ports here (see [`crate::probe`]).
+    fn probes(&mut self) {
+        let mut pairs: Vec<&Pair> = self
+            .model
+            .functions
+            .iter()
+            .filter(|p| p.ingress.local_tap().is_some() && p.egress.local_tap().is_some())
+            .collect();
+        pairs.sort_by(|a, b| a.id.cmp(&b.id));
+        let entry = self.model.ifindex.contains_key(probe::DEVICE);
+        let (mut counting, mut sending) = (Vec::new(), Vec::new());
+        for p in pairs {
+            let Some(source_port) = u16::try_from(self.out.probes.len())
+                .ok()
+                .and_then(|i| probe::FIRST_SOURCE_PORT.checked_add(i))
+            else {
+                break;
+            };
+            // A pair in no chain has nowhere meaningful to send to: carrier only.
+            let Some(destination) = self.probe_destination(&p.id) else {
+                continue;
+            };
+            let source = match destination {
+                IpAddr::V4(_) => IpAddr::V4(probe::SOURCE_V4),
+                IpAddr::V6(_) => IpAddr::V6(probe::SOURCE_V6),
+            };
+            let probe = Probe {
+                pair: p.id.clone(),
+                number: source_port - probe::FIRST_SOURCE_PORT,
+                source_port,
+                source,
+                destination,
+            };
+            counting.push(Rule::new(
+                &probe.key(),
+                format!("@th,128,16 {} counter drop", probe.number),
+            ));
+            let (tap, exit) = (
+                p.ingress.local_tap().unwrap_or_default(),
+                p.egress.local_tap().unwrap_or_default(),
+            );
+            self.probe_exits.insert(exit.to_string());
+            sending.push(Rule::salted(
+                &probe.key(),
+                format!(
+                    "udp sport {source_port} ether daddr set {} fwd to \"{tap}\"",
+                    p.ingress.mac
+                ),
+                &self.salt(tap),
+            ));
+            self.out.probes.push(probe);
+        }
+        if counting.is_empty() {
+            return;
+        }
+        counting.push(Rule::new("other", "drop"));
+        self.chain_named(probe::CHAIN.to_string(), counting);
+        if entry {
+            sending.push(Rule::new("other", "drop"));
+            self.out.table.chains.insert(
+                self.base_name("dev", probe::DEVICE),
+                NftChain {
+                    hook: Some(Hook::Ingress(probe::DEVICE.to_string())),
+                    rules: sending,
+                },
+            );
+        }
+    }
+
+    /// Where a pair's probes go: the first address its first chain's classifiers send to
+    /// (`None`: the pair is in no chain).
+    fn probe_destination(&self, pair: &str) -> Option<IpAddr> {
+        let chain = self.model.chains.iter().find(|c| {
+            c.groups
+                .iter()
+                .any(|g| g.pairs.iter().any(|p| p.id == pair))
+        })?;
+        let fc = chain.classifiers.first();
+        let fam = fc.map_or(Family::V4, |fc| fc.tuple.family);
+        let named = fc.and_then(|fc| {
+            let port = fc
+                .destination
+                .as_ref()
+                .and_then(|d| d.addresses.iter().find(|a| Family::of(a) == fam).copied());
+            port.or_else(|| {
+                let net = fc.tuple.destination?;
+                net.hosts().next().or(Some(net.addr()))
+            })
+        });
+        Some(named.unwrap_or(match fam {
+            Family::V4 => IpAddr::V4(probe::FALLBACK_V4),
+            Family::V6 => IpAddr::V6(probe::FALLBACK_V6),
+        }))
+    }
+
     fn finish(&mut self) {
         let devices = std::mem::take(&mut self.devices);
         let function_ports = std::mem::take(&mut self.function_ports);
         let mut base: BTreeMap<String, Vec<Rule>> = devices;
+        // Probes leaving a function are counted and dropped before anything else.
+        for tap in std::mem::take(&mut self.probe_exits) {
+            let catch = [Rule::new(
+                "probe",
+                format!(
+                    "udp dport {} @th,64,64 {:#x} goto {}",
+                    probe::PORT,
+                    probe::MAGIC,
+                    probe::CHAIN
+                ),
+            )];
+            base.entry(tap).or_default().splice(0..0, catch);
+        }
         // Function ports: frames they forward are steered or dropped.
         for (tap, (mac, _, v4)) in &function_ports {
             let rules = base.entry(tap.clone()).or_default();

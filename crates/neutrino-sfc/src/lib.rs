@@ -19,6 +19,7 @@
 pub mod compile;
 pub mod model;
 pub mod observe;
+pub mod probe;
 pub mod steering;
 pub mod table;
 pub mod transition;

@@ -50,21 +50,23 @@ pub fn transition(old: &Table, new: &Table) -> Table {
     t
 }
 
-/// A device base chain with the dispatch jumps of both versions (old ones first), then the
-/// new version's other rules.
+/// A device base chain as in its new version, with the dispatch jumps only the old version
+/// had added before the new version's first jump (or before its guards, when it has none).
 fn both_dispatches(was: &Chain, now: &Chain) -> Chain {
-    let mut rules: Vec<Rule> = was
+    let gone: Vec<Rule> = was
         .rules
         .iter()
-        .filter(|r| is_dispatch(r))
+        .filter(|r| is_dispatch(r) && !now.rules.iter().any(|n| n.comment == r.comment))
         .cloned()
         .collect();
-    for r in now.rules.iter().filter(|r| is_dispatch(r)) {
-        if !rules.iter().any(|o| o.comment == r.comment) {
-            rules.push(r.clone());
-        }
-    }
-    rules.extend(now.rules.iter().filter(|r| !is_dispatch(r)).cloned());
+    let mut rules = now.rules.clone();
+    let at = rules.iter().position(is_dispatch).unwrap_or_else(|| {
+        rules
+            .iter()
+            .position(|r| !r.comment.starts_with("probe"))
+            .unwrap_or(rules.len())
+    });
+    rules.splice(at..at, gone);
     Chain {
         hook: now.hook.clone(),
         rules,

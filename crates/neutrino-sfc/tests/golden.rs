@@ -294,3 +294,39 @@ fn idle_function_ports_are_guarded() {
     let c = compile(&m);
     assert!(c.table.present);
 }
+
+/// Every pair with both ports here is probed: probes enter by the probe device, go to the
+/// pair's ingress port, and are counted and dropped first thing where they leave it.
+#[test]
+fn functions_here_are_probed() {
+    let mut m = model();
+    m.ifindex.insert(probe::DEVICE.into(), 60);
+    let c = compile(&m);
+    // aaaaaaaa has both ports here; bbbbbbbb and cccccccc are remote.
+    m.functions = m.chains[0]
+        .groups
+        .iter()
+        .flat_map(|g| g.pairs.clone())
+        .collect();
+    let c2 = compile(&m);
+    assert!(c.probes.is_empty());
+    assert_eq!(c2.probes.len(), 1, "{:?}", c2.probes);
+    let p = &c2.probes[0];
+    assert_eq!(p.source_port, probe::FIRST_SOURCE_PORT);
+    // The chain's logical destination port.
+    assert_eq!(p.destination.to_string(), "10.0.0.9");
+    let exit = &c2.table.chains["dev-tapa1out-12"];
+    assert!(
+        exit.rules[0].text.contains("goto probes"),
+        "{:?}",
+        exit.rules
+    );
+    let entry = &c2.table.chains["dev-sfqprobe-60"];
+    assert!(entry.rules[0]
+        .text
+        .contains("ether daddr set fa:16:3e:00:01:01 fwd to \"tapa1in\""));
+    let counting = &c2.table.chains[probe::CHAIN];
+    assert_eq!(counting.rules[0].text, "@th,128,16 0 counter drop");
+    assert!(p.payload().starts_with(b"NTRNPRBE\0\0"));
+    assert_eq!(counting.rules.last().unwrap().text, "drop");
+}

@@ -1,0 +1,152 @@
+//! Health probes: does a function really forward?
+//!
+//! The agent keeps a small namespace of its own whose veth end `sfqprobe` (in the host's
+//! dataplane namespace, on no bridge) sends, every [`INTERVAL_MS`], one UDP datagram per local
+//! port pair: from [`SOURCE_V4`] / [`SOURCE_V6`], source port the pair's own, to
+//! [`PORT`] at an address the pair's chain sends to (its classifier's logical destination
+//! port or destination prefix; else [`FALLBACK_V4`] / [`FALLBACK_V6`]). A pair in no chain
+//! is not probed (only its carrier counts). The steering table
+//! rewrites its destination MAC to the pair's ingress port and forwards it there, exactly
+//! like steered traffic, so a bump in the wire forwards it unchanged and a routed function
+//! routes it toward that destination. Where it leaves the function (the egress port's tap)
+//! the table recognises it by its payload ([`MAGIC`], then the pair's probe number: a
+//! function that translates addresses or ports leaves those alone), counts it per pair and
+//! drops it, before anything else: a probe never reaches an instance or the bridge.
+//!
+//! A pair whose counter stops moving is dead ([`Tracker`]); a port without carrier is dead
+//! at once. Pairs only in tap groups are not probed (a tap function forwards nothing). The agent reports the verdicts; the server marks the pair
+//! (`neutrino:health`), and every host takes it out of its group.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// UDP destination port of probes (the single-hop BFD port).
+pub const PORT: u16 = 3784;
+/// First source port of probes (one per pair, in pair id order).
+pub const FIRST_SOURCE_PORT: u16 = 49152;
+/// Source address of IPv4 probes.
+pub const SOURCE_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 77, 77);
+/// Source address of IPv6 probes (unique local: link-local sources are never routed).
+pub const SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0xfd5f, 0x5350, 0x7072, 0, 0, 0, 0, 1);
+/// Destination when the pair's chains name none (IPv4).
+pub const FALLBACK_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+/// Destination when the pair's chains name none (IPv6).
+pub const FALLBACK_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+/// First 8 bytes of a probe's UDP payload ("NTRNPRBE"); the probe number (16 bits, big
+/// endian) follows, then the pair id as text.
+pub const MAGIC: u64 = 0x4e54_524e_5052_4245;
+/// The device probes enter the steering table by.
+pub const DEVICE: &str = "sfqprobe";
+/// Probe period.
+pub const INTERVAL_MS: u64 = 100;
+/// A pair whose probes have not come through for this long is dead.
+pub const DEAD_AFTER_MS: u64 = 400;
+/// The regular chain counting the probes that came through.
+pub const CHAIN: &str = "probes";
+
+/// One pair to probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Port pair id.
+    pub pair: String,
+    /// Its number on this host (in its payload).
+    pub number: u16,
+    /// Its UDP source port.
+    pub source_port: u16,
+    /// Source address.
+    pub source: IpAddr,
+    /// Destination address.
+    pub destination: IpAddr,
+}
+
+impl Probe {
+    /// Key of its counting rule in [`CHAIN`].
+    pub fn key(&self) -> String {
+        format!("probe-{}", self.pair)
+    }
+
+    /// The UDP payload.
+    pub fn payload(&self) -> Vec<u8> {
+        let mut p = MAGIC.to_be_bytes().to_vec();
+        p.extend(self.number.to_be_bytes());
+        p.extend(self.pair.as_bytes());
+        p
+    }
+}
+
+/// Probes seen through per pair over time → health.
+///
+/// A pair is judged by its probes only once one has come through (after the agent started
+/// or the pair's counting rule was made): a function that never forwards its probes (a
+/// routed function with no route to the probe's destination) keeps the verdict of its
+/// carrier instead of being declared dead from the start.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// Pair → (last counter value, ms of the last change or first sight, one came through).
+    seen: BTreeMap<String, (u64, u64, bool)>,
+}
+
+/// What the probes say about a pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Probes come through.
+    Forwards,
+    /// Probes came through before and stopped.
+    Dead,
+    /// No probe has come through yet.
+    Unproven,
+}
+
+impl Tracker {
+    /// Feeds the counters read at `now_ms` (pair → probes counted).
+    pub fn update(
+        &mut self,
+        now_ms: u64,
+        counters: &BTreeMap<String, u64>,
+    ) -> BTreeMap<String, Verdict> {
+        self.seen.retain(|pair, _| counters.contains_key(pair));
+        counters
+            .iter()
+            .map(|(pair, n)| {
+                let entry = self.seen.entry(pair.clone()).or_insert((*n, now_ms, false));
+                if *n > entry.0 {
+                    *entry = (*n, now_ms, true);
+                } else if *n < entry.0 {
+                    // The rule was made again: a fresh start.
+                    *entry = (*n, now_ms, false);
+                }
+                let verdict = if !entry.2 {
+                    Verdict::Unproven
+                } else if now_ms.saturating_sub(entry.1) < DEAD_AFTER_MS {
+                    Verdict::Forwards
+                } else {
+                    Verdict::Dead
+                };
+                (pair.clone(), verdict)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(n: u64) -> BTreeMap<String, u64> {
+        [("pp".to_string(), n)].into()
+    }
+
+    #[test]
+    fn dead_when_the_counter_stops_alive_when_it_moves_again() {
+        let mut t = Tracker::default();
+        assert_eq!(t.update(0, &counters(5))["pp"], Verdict::Unproven);
+        assert_eq!(t.update(900, &counters(5))["pp"], Verdict::Unproven);
+        assert_eq!(t.update(1000, &counters(6))["pp"], Verdict::Forwards);
+        assert_eq!(t.update(1300, &counters(6))["pp"], Verdict::Forwards);
+        assert_eq!(t.update(1500, &counters(6))["pp"], Verdict::Dead);
+        assert_eq!(t.update(1600, &counters(7))["pp"], Verdict::Forwards);
+        // A new rule (counter back to 0) must prove itself again.
+        assert_eq!(t.update(1700, &counters(0))["pp"], Verdict::Unproven);
+        assert_eq!(t.update(2500, &counters(0))["pp"], Verdict::Unproven);
+    }
+}
