@@ -330,3 +330,58 @@ fn functions_here_are_probed() {
     assert!(p.payload().starts_with(b"NTRNPRBE\0\0"));
     assert_eq!(counting.rules.last().unwrap().text, "drop");
 }
+
+/// A tap group, `lb_fields`, an egress n-tuple mapping, an IPv6 classifier and a service
+/// graph successor, all on one host: the whole table, golden.
+#[test]
+fn tap_lb_fields_mapping_ipv6_and_graph() {
+    let mut m = model();
+    m.chains[0].symmetric = false;
+    // The last function here, so the graph's successors are tried on this host.
+    m.chains[0].groups[1].pairs = vec![pair("dddddddd", 4, local("tapd1in"), local("tapd1out"), 1)];
+    let tap_pair = pair("tttttttt", 9, local("taptapin"), local("taptapin"), 1);
+    m.ifindex.insert("taptapin".into(), 70);
+    let mut tap = group("ppg-tap", 3, vec![tap_pair]);
+    tap.tap = true;
+    m.chains[0].groups.insert(1, tap);
+    m.chains[0].groups[0].lb_fields = vec![LbField::IpSrc];
+    m.chains[0].groups[0].egress_mapping = NTupleMapping {
+        source: Some("10.0.0.250/32".parse().unwrap()),
+        ..NTupleMapping::default()
+    };
+    let mut v6 = m.chains[0].classifiers[0].clone();
+    v6.id = "fc-6".into();
+    v6.tuple = NTuple {
+        family: Family::V6,
+        protocol: Some(17),
+        source: Some("fd00::/64".parse().unwrap()),
+        destination: Some("fd00:1::/64".parse().unwrap()),
+        source_ports: None,
+        destination_ports: Some((53, 53)),
+    };
+    v6.destination = None;
+    m.chains[0].classifiers.push(v6);
+    let mut next = m.chains[0].clone();
+    next.id = "chain-2".into();
+    next.number = 8;
+    next.groups.truncate(1);
+    next.classifiers.truncate(1);
+    next.classifiers[0].sources.clear();
+    m.chains[0].next_chains = vec![8];
+    m.chains.push(next);
+    let c = compile(&m);
+    let script = plan(&c.table, &Table::default()).script();
+    golden("tap-lb-mapping-ipv6-graph.nft", &script);
+    // The tap copy, the ip_src-only hash, the mapped re-classification, the IPv6 entry and
+    // the graph successor are all there.
+    for needle in [
+        "dup to \"taptapin\"",
+        "jhash ip saddr mod 64",
+        "ip saddr 10.0.0.250",
+        "ip6 daddr fd00:1::/64",
+        "goto h-8-1-f",
+    ] {
+        assert!(script.contains(needle), "{needle} missing:\n{script}");
+    }
+    assert!(plan(&c.table, &applied(&c.table)).is_empty());
+}
