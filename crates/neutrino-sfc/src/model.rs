@@ -141,11 +141,13 @@ pub struct NTupleMapping {
 impl NTupleMapping {
     /// Applies the overrides to a tuple.
     pub fn apply(&self, t: &NTuple) -> NTuple {
+        // A prefix of the other IP version says nothing about this classifier's traffic.
+        let same = |p: Option<IpNet>| p.filter(|p| Family::of(&p.addr()) == t.family);
         NTuple {
             family: t.family,
             protocol: t.protocol,
-            source: self.source.or(t.source),
-            destination: self.destination.or(t.destination),
+            source: same(self.source).or(t.source),
+            destination: same(self.destination).or(t.destination),
             source_ports: self.source_ports.or(t.source_ports),
             destination_ports: self.destination_ports.or(t.destination_ports),
         }
