@@ -60,6 +60,8 @@ struct Agent {
     sfc_idle: bool,
     /// The steering table last applied (the first step of a change keeps its entries).
     sfc_applied: Option<neutrino_sfc::Table>,
+    /// The table last applied steered chains that span hosts.
+    sfc_spanned: bool,
     /// Health prober of the functions plugged here.
     prober: crate::prober::Prober,
     /// Its verdicts as they change (taken by the watch loop while it runs).
@@ -93,6 +95,7 @@ pub async fn run(
         firewall: None,
         sfc_idle: false,
         sfc_applied: None,
+        sfc_spanned: false,
         prober,
         health_rx: Some(health_rx),
         health: Default::default(),
@@ -414,9 +417,11 @@ impl Agent {
             .watch(watched(&model, &compiled), probe_recreated);
         let want_table = compiled.table.clone();
         // A change applied in two steps: new paths first, the switch after the grace period.
+        // (Only when another host takes part: one host alone applies in one step.)
         let first = self
             .sfc_applied
             .as_ref()
+            .filter(|_| compiled.spans_hosts || self.sfc_spanned)
             .map(|old| neutrino_sfc::transition(old, &want_table))
             .filter(|t| t != &want_table && Some(t) != self.sfc_applied.as_ref());
         let grace = self.cfg.sfc_grace;
@@ -458,6 +463,7 @@ impl Agent {
                 self.sfc_idle = model.functions.is_empty() && !r.1.present;
                 // What the kernel holds now is the desired table, unless nft refused it.
                 self.sfc_applied = r.2.is_empty().then(|| compiled.table.clone());
+                self.sfc_spanned = compiled.spans_hosts;
                 r
             }
             Ok(Err(e)) => return tracing::warn!(error = %e, "steering reconcile failed"),

@@ -106,6 +106,9 @@ pub struct Compiled {
     pub steering: BTreeMap<String, SteeringPort>,
     /// Health probes to send (pairs with both ports here); see [`crate::probe`].
     pub probes: Vec<Probe>,
+    /// A chain steered here has a function or a source on another host: a change must be
+    /// applied in two steps (see [`crate::transition`]); otherwise one is enough.
+    pub spans_hosts: bool,
 }
 
 /// Short, stable name part of a UUID.
@@ -442,6 +445,17 @@ impl Compiler<'_> {
         if families.is_empty() {
             return;
         }
+        let elsewhere = |p: &Port| p.local_tap().is_none();
+        self.out.spans_hosts |= chain
+            .classifiers
+            .iter()
+            .flat_map(|f| &f.sources)
+            .any(elsewhere)
+            || chain
+                .groups
+                .iter()
+                .flat_map(|g| &g.pairs)
+                .any(|p| elsewhere(&p.ingress) || elsewhere(&p.egress));
         for g in &chain.groups {
             for p in &g.pairs {
                 if let Some(why) = self.pair_problem(p) {
