@@ -937,6 +937,15 @@ def test_dead_function_leaves_its_group_and_comes_back(sfc):
         f"32 flows should cross both instances and arrive: {used}, lost "
         f"{[sp for sp, n in got.items() if not n]}\n{sfc.diag()}")
 
+    # The classifier's agent shows the chain's hop counters in its status file.
+    def counted():
+        chains = (sfc.lab.status("h1").get("sfc") or {}).get("chains", [])
+        mine = [c for c in chains if c["id"] == chain.id]
+        hops = mine[0]["hops"] if mine else []
+        return hops if sum(h["packets"] for h in hops) >= 32 else None
+    hops = wait_for("h1's status file to count the chain's packets", counted, timeout=10)
+    assert {h["port_pair_id"] for h in hops if h["packets"]} == {pa.id, pb.id}, hops
+
     # sfa stops forwarding (its function is gone, its interfaces stay up).
     in_ns(fa.ns, "nft", "delete", "table", "netdev", FN_TABLE)
     stopped = time.monotonic()

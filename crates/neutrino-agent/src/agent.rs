@@ -60,6 +60,10 @@ struct Agent {
     sfc_idle: bool,
     /// The steering table last applied (the first step of a change keeps its entries).
     sfc_applied: Option<neutrino_sfc::Table>,
+    /// The revision the status file shows.
+    status_revision: i64,
+    /// The latest steering report (as sent to the server), for the status file.
+    sfc_report: Value,
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
     /// Health prober of the functions plugged here.
@@ -96,6 +100,8 @@ pub async fn run(
         sfc_idle: false,
         sfc_applied: None,
         sfc_spanned: false,
+        status_revision: 0,
+        sfc_report: Value::Null,
         prober,
         health_rx: Some(health_rx),
         health: Default::default(),
@@ -513,6 +519,7 @@ impl Agent {
             if let Ok(Ok(json)) = listing {
                 if let Ok(have) = neutrino_sfc::observe(&json) {
                     self.report_sfc(&model, &compiled, &have, &links).await;
+                    self.rewrite_status();
                 }
             }
         }
@@ -541,6 +548,7 @@ impl Agent {
         if let Err(e) = self.client.sfc_status(&doc).await {
             tracing::debug!(error = %e, "steering status report failed");
         }
+        self.sfc_report = doc;
     }
 
     /// DHCP servers and router advertisements after the plan: their namespaces and
@@ -671,12 +679,19 @@ impl Agent {
         }
     }
 
-    fn write_status(&self, cluster: &Cluster) {
+    fn write_status(&mut self, cluster: &Cluster) {
+        self.status_revision = cluster.revision;
+        self.rewrite_status();
+    }
+
+    /// The status file: counters of the agent's work and the latest steering report (pair
+    /// health, per-chain hop counters).
+    fn rewrite_status(&self) {
         let Some(path) = &self.cfg.status_file else {
             return;
         };
         let doc = json!({
-            "revision": cluster.revision,
+            "revision": self.status_revision,
             "reconciles": self.stats.reconciles,
             "ops_total": self.stats.ops_total,
             "last_ops": self.stats.last_ops,
@@ -686,6 +701,7 @@ impl Agent {
             "ra_ops": self.stats.ra_ops,
             "connections_cut": self.stats.connections_cut,
             "sfc_ops": self.stats.sfc_ops,
+            "sfc": self.sfc_report,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {
