@@ -8,8 +8,9 @@
 //!                     index, so a re-created device gets a new hook): jump cls-C-<ifname>
 //!                     per chain entered there; function ports then drop frames they
 //!                     forward with a foreign source MAC (never into the bridge)
-//! egr-<ifname>-<idx>  base chain (egress) of a function port: only frames for its MAC
-//!                     and ARP requests for its addresses reach the function (no floods
+//! egr-<ifname>-<idx>  base chain (egress) of a function port: only frames for its MAC,
+//!                     ARP requests and IPv6 neighbour solicitations for its addresses
+//!                     reach the function (no floods
 //!                     through it: a broadcast it forwarded would come back around)
 //! cls-C-<ifname>      the classifiers of C at that device: n-tuple → goto the next step
 //!                     (from a port with port security: set the steering MAC and accept,
@@ -182,7 +183,7 @@ struct Compiler<'a> {
     out: Compiled,
     /// Ingress dispatch per device: rules (ordered by chain).
     devices: BTreeMap<String, Vec<Rule>>,
-    /// Local function ports: tap → (MAC, network, IPv4 addresses).
+    /// Local function ports: tap → (MAC, network, addresses).
     function_ports: BTreeMap<String, (String, String, Vec<IpAddr>)>,
     /// Egress rules of steering ports (by device): the second classification.
     steered: BTreeMap<String, Vec<Rule>>,
@@ -426,15 +427,10 @@ impl Compiler<'_> {
 
     fn note_function_port(&mut self, port: &Port) {
         if let Some(tap) = port.local_tap() {
-            let v4 = port
-                .addresses
-                .iter()
-                .filter(|a| a.is_ipv4())
-                .copied()
-                .collect();
+            let addrs = port.addresses.to_vec();
             self.function_ports.insert(
                 tap.to_string(),
-                (port.mac.clone(), port.network.clone(), v4),
+                (port.mac.clone(), port.network.clone(), addrs),
             );
         }
     }
@@ -1044,20 +1040,46 @@ impl Compiler<'_> {
             base.entry(tap).or_default().splice(0..0, catch);
         }
         // Function ports: frames they forward are steered or dropped.
-        for (tap, (mac, _, v4)) in &function_ports {
+        for (tap, (mac, _, addrs)) in &function_ports {
             let rules = base.entry(tap.clone()).or_default();
             rules.push(Rule::new("foreign", format!("ether saddr != {mac} drop")));
             // Toward the function only what is addressed to it: a broadcast it forwarded
             // from one port to the other would come back around through the bridge.
             let mut guard = vec![Rule::new("own", format!("ether daddr {mac} accept"))];
-            if !v4.is_empty() {
-                let ips: Vec<&IpAddr> = v4.iter().collect();
+            let ips: Vec<&IpAddr> = addrs.iter().filter(|a| a.is_ipv4()).collect();
+            if !ips.is_empty() {
                 guard.push(Rule::new(
                     "arp",
                     format!(
                         "arp operation request arp daddr ip {} accept",
                         addr_set(&ips)
                     ),
+                ));
+            }
+            // IPv6 neighbour solicitations for its addresses (solicited-node multicast).
+            let solicited: BTreeSet<String> = addrs
+                .iter()
+                .filter_map(|a| match a {
+                    IpAddr::V6(a) => {
+                        let o = a.octets();
+                        Some(format!(
+                            "33:33:ff:{:02x}:{:02x}:{:02x}",
+                            o[13], o[14], o[15]
+                        ))
+                    }
+                    IpAddr::V4(_) => None,
+                })
+                .collect();
+            if !solicited.is_empty() {
+                let list: Vec<&str> = solicited.iter().map(String::as_str).collect();
+                let set = if list.len() == 1 {
+                    list[0].to_string()
+                } else {
+                    format!("{{ {} }}", list.join(", "))
+                };
+                guard.push(Rule::new(
+                    "nd",
+                    format!("ether daddr {set} icmpv6 type nd-neighbor-solicit accept"),
                 ));
             }
             guard.push(Rule::new("flood", "drop"));

@@ -275,7 +275,8 @@ fn port_security_source_enters_through_the_steering_port() {
 #[test]
 fn idle_function_ports_are_guarded() {
     let mut m = model();
-    let idle = pair("eeeeeeee", 5, local("tape1in"), local("tape1out"), 1);
+    let mut idle = pair("eeeeeeee", 5, local("tape1in"), local("tape1out"), 1);
+    idle.ingress.addresses.push("fd00::1:2:3".parse().unwrap());
     m.ifindex.insert("tape1in".into(), 50);
     m.ifindex.insert("tape1out".into(), 51);
     m.functions = vec![idle];
@@ -289,6 +290,15 @@ fn idle_function_ports_are_guarded() {
         let egress = &c.table.chains[&format!("egr-{dev}-{idx}")];
         assert_eq!(egress.rules.last().unwrap().text, "drop");
     }
+    let guard = &c.table.chains["egr-tape1in-50"];
+    assert!(
+        guard
+            .rules
+            .iter()
+            .any(|r| r.text
+                == "ether daddr 33:33:ff:02:00:03 icmpv6 type nd-neighbor-solicit accept"),
+        "{guard:?}"
+    );
     // Only the function: no chain, yet the table exists.
     m.chains.clear();
     let c = compile(&m);
