@@ -13,13 +13,11 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::ApiResult;
 use serde_json::{json, Value};
 
+use super::owners::DHCP_OWNER;
 use super::subnets::SubnetInfo;
 use super::{s, Doc};
 use crate::agents::AGENT_TYPE;
 use crate::{db, App, Context};
-
-/// `device_owner` of DHCP ports.
-pub(super) const DHCP_OWNER: &str = "network:dhcp";
 
 impl App {
     /// The host that serves DHCP for a network and its agent's id; `None` without alive agents.

@@ -15,14 +15,10 @@ use neutrino_types::attrs::{self, Op};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{INTERFACE_OWNER, INTERFACE_OWNERS};
-use super::{bump, s, Collection, Doc, View};
+use super::owners::{HA_INTERFACE_OWNER, HA_PORT_OWNER, INTERFACE_OWNER, INTERFACE_OWNERS};
+use super::{bump, s, Doc, View};
 use crate::{db, new_id, App, Context};
 
-/// Device owner of the HA ports (one per agent hosting an HA router).
-pub(super) const HA_PORT_OWNER: &str = "network:router_ha_interface";
-/// Device owner of an HA router's interfaces.
-pub(super) const HA_INTERFACE_OWNER: &str = "network:ha_router_replicated_interface";
 /// Addresses of the HA networks (Neutron's `l3_ha_net_cidr` default).
 const HA_CIDR: &str = "169.254.192.0/18";
 /// Claim scope: router → the host its ports are bound to (the active host).
@@ -251,7 +247,7 @@ impl App {
                 .ok_or_else(ApiError::internal);
         }
         let ctx = service();
-        let net = Collection::of("network")?;
+        let net = &super::networks::COLLECTION;
         let body = json!({"name": format!("HA network project {project}"), "admin_state_up": true,
                           "shared": false});
         let body = attrs::validate(
@@ -261,7 +257,7 @@ impl App {
         )?;
         // Boxed: creating a router may create a network (and the compiler sees a cycle).
         Box::pin(self.insert_record(tx, &ctx, net, body, String::new(), id.clone())).await?;
-        let sub = Collection::of("subnet")?;
+        let sub = &super::subnets::COLLECTION;
         let body = json!({"network_id": id, "name": format!("HA subnet project {project}"),
                           "ip_version": 4, "cidr": HA_CIDR, "enable_dhcp": false,
                           "gateway_ip": null});
@@ -296,8 +292,9 @@ impl App {
         {
             return Ok(());
         }
-        let coll = Collection::of("network")?;
-        let view = View::for_records(tx, "network", std::slice::from_ref(&net)).await?;
+        let coll = &super::networks::COLLECTION;
+        let view =
+            View::check(tx, &super::networks::COLLECTION, std::slice::from_ref(&net)).await?;
         Box::pin(self.remove(tx, &service(), coll, &net, &view)).await?;
         tx.release(NETWORK_SCOPE, project).await.map_err(db)
     }

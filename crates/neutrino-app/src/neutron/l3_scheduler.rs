@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use super::l3_ha::{is_ha, HOST_SCOPE, STANDBY_SCOPE};
 use super::ports::rebind;
-use super::{bump, s, Collection};
+use super::{bump, s};
 use crate::agents::pick_host;
 use crate::{db, App, Context};
 
@@ -319,7 +319,7 @@ impl App {
             return Ok(json!({"routers": []}));
         }
         let pairs: Vec<(String, String)> = ids.into_iter().map(|i| ("id".to_string(), i)).collect();
-        let page = self.list(ctx, Collection::of("router")?, &pairs).await?;
+        let page = self.list(ctx, &super::routers::COLLECTION, &pairs).await?;
         let routers: Vec<Value> = page.items.into_iter().map(Value::Object).collect();
         Ok(json!({ "routers": routers }))
     }

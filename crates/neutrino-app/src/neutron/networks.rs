@@ -6,8 +6,90 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{s, Doc};
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::kind::Kind;
+use super::owners::FLOATINGIP_OWNER;
+use super::view::{narrow, own_ids, Need, View};
+use super::{s, Collection, Doc};
 use crate::{db, new_id, App, Context};
+
+/// `/v2.0/networks`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("networks", "network", spec::NETWORK, &Networks).reread();
+
+/// Networks, shared and external through RBAC policies.
+struct Networks;
+
+#[async_trait]
+impl Kind for Networks {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(own_ids(records))).await?;
+        view.load_subnet_ids(tx, narrow(own_ids(records))).await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        view.network_visible(ctx, rec)
+    }
+
+    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
+        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+        doc.insert("shared".into(), json!(shared));
+        let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
+        doc.insert("subnets".into(), json!(subnets));
+        if doc.get("router:external") == Some(&Value::Bool(true)) {
+            let is_default = doc.get("is_default") == Some(&Value::Bool(true));
+            doc.insert("is_default".into(), json!(is_default));
+        } else {
+            doc.remove("is_default");
+        }
+    }
+
+    async fn before_create(&self, app: &App, tx: &mut Tx, ctx: &Context) -> ApiResult<()> {
+        // Like Neutron: a project's first network brings its default security group.
+        app.ensure_default_group(tx, &ctx.project_id).await?;
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_network(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_network(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_network(tx, ctx, rec).await
+    }
+}
 
 /// VXLAN header overhead subtracted from the underlay MTU.
 const VXLAN_OVERHEAD: u32 = 50;
@@ -428,7 +510,7 @@ impl App {
         for p in &ports {
             match s(&p.body, "device_owner") {
                 o if o.starts_with("network:dhcp") => {}
-                "network:floatingip" => {
+                FLOATINGIP_OWNER => {
                     let fip = tx
                         .get("floatingip", s(&p.body, "device_id"))
                         .await

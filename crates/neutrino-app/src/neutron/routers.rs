@@ -15,21 +15,79 @@ use neutrino_types::attrs::{is_uuid, to_bool};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::owners::{GATEWAY_OWNER, INTERFACE_OWNERS, SNAT_OWNER};
 use super::routers_dvr::{bound_to_router_host, interface_owner};
 use super::subnets::SubnetInfo;
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::kind::Kind;
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
-/// Device owner of a router's gateway port.
-pub(super) const GATEWAY_OWNER: &str = "network:router_gateway";
-/// Device owner of a router's interface ports.
-pub(super) const INTERFACE_OWNER: &str = "network:router_interface";
-/// Every device owner that makes a port a router interface (for floating IP reachability).
-pub(super) const INTERFACE_OWNERS: &[&str] = &[
-    "network:router_interface",
-    "network:router_interface_distributed",
-    "network:ha_router_replicated_interface",
-];
+/// `/v2.0/routers`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("routers", "router", spec::ROUTER, &Routers);
+
+/// Routers: gateway, interfaces and extra routes as actions.
+struct Routers;
+
+#[async_trait]
+impl Kind for Routers {
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_router(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_router(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_router(tx, ctx, rec).await
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "add_router_interface",
+            "remove_router_interface",
+            "add_extraroutes",
+            "remove_extraroutes",
+        ]
+    }
+
+    async fn action(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
+        app.router_action(tx, ctx, rec, action, body).await
+    }
+}
+
 /// Default of the `router_route` quota: extra routes per router.
 const DEFAULT_ROUTE_QUOTA: i64 = 30;
 
@@ -397,7 +455,7 @@ impl App {
                 let owner = s(&p.body, "device_owner");
                 s(&p.body, "device_id") == router
                     && (owner == GATEWAY_OWNER
-                        || owner == super::routers_dvr::SNAT_OWNER
+                        || owner == SNAT_OWNER
                         || INTERFACE_OWNERS.contains(&owner))
                     && bound_to_router_host(owner)
             })
@@ -419,9 +477,7 @@ impl App {
             .into_iter()
             .filter(|p| {
                 let owner = s(&p.body, "device_owner");
-                (owner == GATEWAY_OWNER
-                    || owner == super::routers_dvr::SNAT_OWNER
-                    || INTERFACE_OWNERS.contains(&owner))
+                (owner == GATEWAY_OWNER || owner == SNAT_OWNER || INTERFACE_OWNERS.contains(&owner))
                     && bound_to_router_host(owner)
                     && s(&p.body, "binding:host_id").is_empty()
             })
@@ -909,7 +965,7 @@ impl App {
         if out.is_null() {
             // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
             let doc = rec.body.as_object().cloned().unwrap_or_default();
-            let doc = super::strip_hidden(Collection::of("router")?, ctx, doc);
+            let doc = super::strip_hidden(&COLLECTION, ctx, doc);
             return Ok(json!({ "router": doc }));
         }
         Ok(out)
@@ -922,11 +978,11 @@ impl App {
         ctx: &Context,
         id: &str,
     ) -> ApiResult<(Record, View)> {
-        let coll = Collection::of("subnet")?;
+        let coll = &super::subnets::COLLECTION;
         let found = tx.get("subnet", id).await.map_err(db)?;
-        let view = View::for_records(tx, "subnet", found.as_slice()).await?;
+        let view = View::check(tx, &super::subnets::COLLECTION, found.as_slice()).await?;
         match found {
-            Some(sub) if self.visible(&view, ctx, coll, &sub).await => Ok((sub, view)),
+            Some(sub) if self.visible(&view, ctx, coll, &sub) => Ok((sub, view)),
             _ => Err(ApiError::not_found("subnet", id)),
         }
     }
@@ -1019,11 +1075,11 @@ impl App {
         router: &Record,
         port_id: &str,
     ) -> ApiResult<Value> {
-        let coll = Collection::of("port")?;
+        let coll = &super::ports::COLLECTION;
         let found = tx.get("port", port_id).await.map_err(db)?;
-        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        let view = View::check(tx, &super::ports::COLLECTION, found.as_slice()).await?;
         let mut port = match found {
-            Some(p) if self.visible(&view, ctx, coll, &p).await => p,
+            Some(p) if self.visible(&view, ctx, coll, &p) => p,
             _ => return Err(ApiError::not_found("port", port_id)),
         };
         let network = port.parent_id.clone().unwrap_or_default();
@@ -1335,7 +1391,7 @@ impl App {
         ctx: &Context,
         router: &str,
     ) -> ApiResult<neutrino_l3::RouterRules> {
-        let coll = Collection::of("router")?;
+        let coll = &COLLECTION;
         self.show(ctx, coll, router, &[]).await?;
         let mut tx = self.read().await?;
         let model = self.router_model(&mut tx, router).await?;

@@ -16,14 +16,10 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{bad_request, GATEWAY_OWNER};
+use super::owners::{DVR_INTERFACE_OWNER, GATEWAY_OWNER, SNAT_OWNER};
+use super::routers::bad_request;
 use super::{bump, s, Doc};
 use crate::{db, App, Context};
-
-/// Device owner of a distributed router's interface ports.
-pub(super) const DVR_INTERFACE_OWNER: &str = "network:router_interface_distributed";
-/// Device owner of a distributed router's SNAT ports (one per interface subnet).
-pub(super) const SNAT_OWNER: &str = "network:router_centralized_snat";
 
 /// Whether a stored router document is distributed.
 pub(super) fn is_distributed(router: &Value) -> bool {
@@ -267,7 +263,7 @@ mod tests {
         );
         assert_eq!(
             interface_owner(&json!({})),
-            super::super::routers::INTERFACE_OWNER
+            super::super::owners::INTERFACE_OWNER
         );
         assert!(!bound_to_router_host(DVR_INTERFACE_OWNER));
         assert!(bound_to_router_host(SNAT_OWNER));

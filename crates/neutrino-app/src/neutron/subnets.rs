@@ -9,8 +9,135 @@ use neutrino_store::{Record, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{bump, s, Doc, View};
+use async_trait::async_trait;
+use neutrino_types::query::ListQuery;
+use neutrino_types::resources as spec;
+
+use super::kind::{Kind, ListFilter};
+use super::owners::INTERFACE_OWNERS;
+use super::view::{narrow, parent_ids, Need};
+use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
+
+/// `/v2.0/subnets`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("subnets", "subnet", spec::SUBNET, &Subnets)
+        .parent("network_id")
+        .filters(&["shared", "router:external"]);
+
+/// Subnets: children of networks, visible where their network is shared.
+struct Subnets;
+
+#[async_trait]
+impl Kind for Subnets {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        need: Need,
+    ) -> ApiResult<()> {
+        if need == Need::Check {
+            view.load_rbac(tx, narrow(parent_ids(records))).await?;
+            view.load_networks(tx, narrow(parent_ids(records))).await?;
+        }
+        Ok(())
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        let net = rec.parent_id.as_deref().and_then(|n| view.networks.get(n));
+        net.is_some_and(|net| {
+            net.project_id == ctx.project_id
+                || view.granted(&net.id, "access_as_shared", &ctx.project_id)
+        })
+    }
+
+    fn foreign_project(&self, _action: &str, project: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "Tenant {project} not allowed to create subnet on this network"
+        ))
+    }
+
+    fn list_filter(&self, q: &mut ListQuery) -> Option<ListFilter> {
+        // Subnets have no visible `shared` or `router:external`, but filter on their network's.
+        let mut flag = |name: &str| {
+            q.take_filter(name).map(|v| {
+                v.iter()
+                    .any(|x| neutrino_types::attrs::to_bool(x) == Some(true))
+            })
+        };
+        let shared = flag("shared");
+        let external = flag("router:external");
+        if shared.is_none() && external.is_none() {
+            return None;
+        }
+        Some(Box::new(move |view, ctx, rec| {
+            let net = rec.parent_id.as_deref().unwrap_or_default();
+            let shared_ok = shared
+                .is_none_or(|want| view.granted(net, "access_as_shared", &ctx.project_id) == want);
+            let external_ok = external.is_none_or(|want| {
+                view.networks
+                    .get(net)
+                    .is_some_and(|n| n.body["router:external"] == true)
+                    == want
+            });
+            shared_ok && external_ok
+        }))
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_subnet(tx, ctx, body).await
+    }
+
+    async fn after_create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+            .await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_subnet(tx, ctx, rec, changes).await
+    }
+
+    async fn after_update(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+            .await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_subnet(tx, ctx, rec).await
+    }
+
+    async fn after_delete(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+            .await
+    }
+}
 
 const MAX_DNS: usize = 5;
 const MAX_HOST_ROUTES: usize = 20;
@@ -572,9 +699,9 @@ impl App {
                 .map_err(db)?
             {
                 let owner = tx.get("port", &port).await.map_err(db)?;
-                let is_router = owner.as_ref().is_some_and(|p| {
-                    super::routers::INTERFACE_OWNERS.contains(&s(&p.body, "device_owner"))
-                });
+                let is_router = owner
+                    .as_ref()
+                    .is_some_and(|p| INTERFACE_OWNERS.contains(&s(&p.body, "device_owner")));
                 if is_router {
                     return Err(ApiError::conflict(
                         "GatewayIpInUse",
