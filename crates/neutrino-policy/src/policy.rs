@@ -216,14 +216,22 @@ fn find_cycle(
                         .iter()
                         .position(|(rule, ..)| *rule == referred)
                         .unwrap_or(0);
-                    let members: Vec<usize> = path[from..].iter().map(|(rule, ..)| *rule).collect();
+                    let mut members: Vec<usize> =
+                        path[from..].iter().map(|(rule, ..)| *rule).collect();
+                    // Report the cycle from its first rule in the operator's file, if any.
                     let reported = members
                         .iter()
                         .copied()
-                        .find(|&rule| sources[rule].origin != DEFAULTS_ORIGIN)
+                        .filter(|&rule| sources[rule].origin != DEFAULTS_ORIGIN)
+                        .min_by_key(|&rule| sources[rule].line)
                         .unwrap_or(referred);
-                    let mut cycle: Vec<&str> = members.iter().map(|&rule| &*names[rule]).collect();
-                    cycle.push(&names[referred]);
+                    let first = members
+                        .iter()
+                        .position(|&rule| rule == reported)
+                        .unwrap_or(0);
+                    members.rotate_left(first);
+                    members.push(members[0]);
+                    let cycle: Vec<&str> = members.iter().map(|&rule| &*names[rule]).collect();
                     return Err(PolicyError::Cycle {
                         origin: sources[reported].origin.to_owned(),
                         line: sources[reported].line,
