@@ -41,7 +41,7 @@ fn operator_file() -> String {
     }
     for default in DEFAULT_RULES {
         let touched = default.name.contains("port") || default.name.contains("network");
-        if touched && default.operations.len() > 0 {
+        if touched && !default.operations.is_empty() {
             rules.push((
                 default.name.to_owned(),
                 format!("rule:cloud_ops or ({})", default.check),
