@@ -10,7 +10,7 @@ use crate::target::{Credentials, Target};
 use std::collections::HashMap;
 
 /// What the built-in table is called in error messages.
-const DEFAULTS_ORIGIN: &str = "built-in defaults entry";
+const DEFAULTS_ORIGIN: &str = "built-in defaults";
 
 /// oslo's default rule: what applies to an action no rule names.
 const DEFAULT_RULE: &str = "default";
