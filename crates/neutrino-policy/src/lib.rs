@@ -4,7 +4,7 @@
 //!   Neutron, neutron-lib and networking-sfc commits they were read from);
 //!   [`Policy::with_overrides`] puts an operator's `policy.yaml`/`policy.json` on top and
 //!   reports the names no default defines.
-//! * Check strings are parsed once ([`parse`] follows `oslo_policy/_parser.py`) into a tree
+//! * Check strings are parsed once (the parser follows `oslo_policy/_parser.py`) into a tree
 //!   whose `rule:` references are indices; dangling references and cycles fail the load, with
 //!   the file's line in the message.
 //! * [`Policy::enforce`] evaluates an action's rule; [`Policy::authorize`] adds Neutron's
