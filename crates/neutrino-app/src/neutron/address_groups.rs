@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
+use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::view::{narrow, own_ids, Need, View};
 use super::{bump, relock, Collection, Doc};
@@ -42,6 +43,10 @@ impl Kind for AddressGroups {
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
         view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
     }
 
     fn hides_from(&self, ctx: &Context, rec: &Record) -> bool {

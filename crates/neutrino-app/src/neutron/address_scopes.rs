@@ -10,6 +10,7 @@ use super::networks::rbac_key;
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
+use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::view::{narrow, own_ids, Need};
 use super::{s, Collection, Doc, View};
@@ -42,6 +43,10 @@ impl Kind for AddressScopes {
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
         view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
     }
 
     fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {

@@ -100,7 +100,10 @@ impl App {
         let subnets = self.network_subnets(&mut tx, &network).await?;
         if let Some(router) = tx.claim_owner(ROUTER_CLAIM, &project).await.map_err(db)? {
             let coll = &super::routers::COLLECTION;
-            match self.writable(&mut tx, ctx, coll, &router, "delete").await {
+            match self
+                .writable(&mut tx, ctx, coll, &router, "delete", &Doc::new())
+                .await
+            {
                 Ok((mut rec, view)) => {
                     for sn in &subnets {
                         let body = json!({"subnet_id": sn.id});
@@ -119,7 +122,10 @@ impl App {
             }
         }
         let coll = &super::networks::COLLECTION;
-        match self.writable(&mut tx, ctx, coll, &network, "delete").await {
+        match self
+            .writable(&mut tx, ctx, coll, &network, "delete", &Doc::new())
+            .await
+        {
             Ok((rec, view)) => self.remove(&mut tx, ctx, coll, &rec, &view).await?,
             Err(e) if e.status == 404 => {}
             Err(e) => return Err(e),

@@ -8,10 +8,11 @@ use neutrino_types::query;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::authz::{body_of, set_on_create};
 use super::view::{Need, View};
 use super::{
-    bump, check_if_match, owner_project, quotas, require_member, stamp_new, strip_hidden,
-    validate_tags, Collection, Doc, ListResult,
+    bump, check_if_match, owner_project, quotas, require_member, stamp_new, validate_tags,
+    Collection, Doc, ListResult,
 };
 use crate::{db, new_id, App, Context};
 
@@ -50,7 +51,7 @@ impl App {
         mut doc: Doc,
     ) -> Doc {
         coll.kind.render(view, ctx, rec, &mut doc);
-        strip_hidden(coll, ctx, doc)
+        self.strip_hidden(coll, ctx, doc)
     }
 
     /// `GET /v2.0/{collection}`.
@@ -102,7 +103,8 @@ impl App {
                 _ => Doc::new(),
             };
             let doc = self.render_doc(&view, ctx, coll, &record, body);
-            if query::matches(&doc, &q) {
+            let extras = coll.kind.policy_extras(&view, ctx, &record);
+            if self.may_read(ctx, coll, &doc, extras) && query::matches(&doc, &q) {
                 items.push(doc);
             }
         }
@@ -130,12 +132,14 @@ impl App {
         let rec = tx.get(coll.resource, id).await.map_err(db)?;
         let view = View::of(&mut tx, coll, rec.as_slice(), Need::Check).await?;
         drop(tx);
-        match rec {
-            Some(rec) if self.visible(&view, ctx, coll, &rec) => {
-                Ok(query::project(self.render(&view, ctx, coll, &rec), fields))
+        if let Some(rec) = rec.filter(|r| self.visible(&view, ctx, coll, r)) {
+            let doc = self.render(&view, ctx, coll, &rec);
+            let extras = coll.kind.policy_extras(&view, ctx, &rec);
+            if self.may_read(ctx, coll, &doc, extras) {
+                return Ok(query::project(doc, fields));
             }
-            _ => Err(ApiError::not_found(coll.resource, id)),
         }
+        Err(ApiError::not_found(coll.resource, id))
     }
 
     /// Creates one validated resource inside `tx`: quota, standard attributes, the
@@ -200,15 +204,22 @@ impl App {
         require_member(ctx, &format!("create_{}", coll.resource))?;
         // Checks that need no database run before the write transaction starts.
         let mut checked = Vec::with_capacity(bodies.len());
-        for body in bodies {
-            let mut body = attrs::validate(coll.spec, &body, Op::Create)?;
+        for request in bodies {
+            let mut body = attrs::validate(coll.spec, &request, Op::Create)?;
+            coll.kind.check_request(&body)?;
+            let set = set_on_create(coll.spec, &request, &body);
             let project = owner_project(ctx, &mut body, coll)?;
-            checked.push((body, project));
+            checked.push((body, project, set));
         }
         let mut tx = self.write().await?;
+        let action = format!("create_{}", coll.resource);
+        for (body, project, set) in &checked {
+            self.authorize_create(&mut tx, ctx, coll, &action, body, project, set)
+                .await?;
+        }
         coll.kind.before_create(self, &mut tx, ctx).await?;
         let mut created = Vec::with_capacity(checked.len());
-        for (body, project) in checked {
+        for (body, project, _) in checked {
             created.push(self.insert_new(&mut tx, ctx, coll, body, project).await?);
         }
         // Side effects may have written more into the rows (e.g. RBAC policies' own).
@@ -231,7 +242,44 @@ impl App {
         Ok(out)
     }
 
-    /// Loads a record the caller may write: 404 if invisible, 403 if only readable.
+    /// Checks a create against the policy: the new document with its owner, the parent's
+    /// owner and sharing (a network's, a security group's) as the kind reads them.
+    #[allow(clippy::too_many_arguments)]
+    async fn authorize_create(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        action: &str,
+        body: &Doc,
+        project: &str,
+        set: &Doc,
+    ) -> ApiResult<()> {
+        let mut target = body.clone();
+        target.insert("project_id".into(), json!(project));
+        target.insert("tenant_id".into(), json!(project));
+        let parent = coll
+            .parent_key
+            .and_then(|k| target.get(k))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let rec = Record {
+            kind: coll.resource.to_string(),
+            id: String::new(),
+            project_id: project.to_string(),
+            parent_id: parent,
+            body: Value::Null,
+        };
+        let view = match rec.parent_id {
+            Some(_) => View::check(tx, coll, std::slice::from_ref(&rec)).await?,
+            None => View::default(),
+        };
+        let extras = coll.kind.policy_extras(&view, ctx, &rec);
+        self.authorize(ctx, action, &target, extras, set)
+    }
+
+    /// Loads a record the caller may write: 404 if invisible, 403 if the policy refuses
+    /// `action` (`update`, `delete` or an action's own name) with the attributes `set`.
     pub(crate) async fn writable(
         &self,
         tx: &mut Tx,
@@ -239,6 +287,7 @@ impl App {
         coll: &Collection,
         id: &str,
         action: &str,
+        set: &Doc,
     ) -> ApiResult<(Record, View)> {
         let rec = tx
             .get(coll.resource, id)
@@ -255,10 +304,15 @@ impl App {
         if coll.kind.hides_from(ctx, &rec) {
             return Err(ApiError::not_found(coll.resource, id));
         }
-        if coll.kind.may_write(&view, ctx, &rec, action) {
-            return Ok((rec, view));
-        }
-        Err(ApiError::forbidden(&format!("{action}_{}", coll.resource)))
+        let action = match action {
+            "update" | "delete" => format!("{action}_{}", coll.resource),
+            own => own.to_string(),
+        };
+        // Readers never write, whatever a policy file says.
+        require_member(ctx, &action)?;
+        let extras = coll.kind.policy_extras(&view, ctx, &rec);
+        self.authorize(ctx, &action, body_of(&rec), extras, set)?;
+        Ok((rec, view))
     }
 
     /// `PUT /v2.0/{collection}/{id}`.
@@ -278,13 +332,16 @@ impl App {
             ));
         }
         let changes = attrs::validate(coll.spec, &body, Op::Update)?;
+        coll.kind.check_request(&changes)?;
         if changes.contains_key("project_id") || changes.contains_key("tenant_id") {
             return Err(ApiError::bad_request(
                 "Cannot update read-only attribute project_id",
             ));
         }
         let mut tx = self.write().await?;
-        let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, "update").await?;
+        let (mut rec, _) = self
+            .writable(&mut tx, ctx, coll, id, "update", &changes)
+            .await?;
         check_if_match(&rec.body, if_match)?;
         coll.kind
             .update(self, &mut tx, ctx, &mut rec, changes)
@@ -309,7 +366,9 @@ impl App {
         if_match: Option<i64>,
     ) -> ApiResult<()> {
         let mut tx = self.write().await?;
-        let (rec, view) = self.writable(&mut tx, ctx, coll, id, "delete").await?;
+        let (rec, view) = self
+            .writable(&mut tx, ctx, coll, id, "delete", &Doc::new())
+            .await?;
         check_if_match(&rec.body, if_match)?;
         self.remove(&mut tx, ctx, coll, &rec, &view).await?;
         tx.commit().await.map_err(db)?;
@@ -345,7 +404,9 @@ impl App {
             return Err(ApiError::no_such_url());
         }
         let mut tx = self.write().await?;
-        let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, action).await?;
+        let (mut rec, _) = self
+            .writable(&mut tx, ctx, coll, id, action, &Doc::new())
+            .await?;
         let out = coll
             .kind
             .action(self, &mut tx, ctx, &mut rec, action, body)
@@ -384,7 +445,11 @@ impl App {
         F: FnOnce(Vec<String>) -> ApiResult<Vec<String>>,
     {
         let mut tx = self.write().await?;
-        let (mut rec, _) = self.writable(&mut tx, ctx, coll, id, "update").await?;
+        let mut set = Doc::new();
+        set.insert("tags".into(), json!([]));
+        let (mut rec, _) = self
+            .writable(&mut tx, ctx, coll, id, "update", &set)
+            .await?;
         let current = tag_list(rec.body.get("tags"));
         let new = edit(current.clone())?;
         let new = validate_tags(&json!(new))?;

@@ -11,6 +11,7 @@ use neutrino_types::query::ListQuery;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{Map, Value};
 
+use super::authz::Extras;
 use super::view::{Need, View};
 use crate::{App, Context};
 
@@ -43,10 +44,16 @@ pub(crate) trait Kind: Send + Sync {
     /// Adds what a stored document lacks for the caller (computed attributes).
     fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, _doc: &mut Doc) {}
 
-    /// Whether the caller may change or delete a record it can read (`action` is `update`,
-    /// `delete` or an action's name): the owner's members and admins by default.
-    fn may_write(&self, _view: &View, ctx: &Context, rec: &Record, _action: &str) -> bool {
-        ctx.is_admin() || (rec.project_id == ctx.project_id && ctx.is_member())
+    /// The request checks Neutron's API layer makes before the policy runs (the shape of
+    /// nested attributes), on a validated create or update body.
+    fn check_request(&self, _body: &Doc) -> ApiResult<()> {
+        Ok(())
+    }
+
+    /// What the policy's targets need beyond the record (`network:tenant_id`, `shared`, ...),
+    /// from a view loaded for checking.
+    fn policy_extras(&self, _view: &View, _ctx: &Context, _rec: &Record) -> Extras {
+        Vec::new()
     }
 
     /// Whether a record the caller may read but not write is hidden from it (404) rather

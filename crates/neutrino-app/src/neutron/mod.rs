@@ -4,6 +4,7 @@
 
 mod address_groups;
 mod address_scopes;
+mod authz;
 mod auto_topology;
 mod dhcp;
 mod floatingips;
@@ -290,15 +291,6 @@ pub(super) fn check_if_match(doc: &Value, if_match: Option<i64>) -> ApiResult<()
         }
     }
     Ok(())
-}
-
-pub(super) fn strip_hidden(coll: &Collection, ctx: &Context, mut doc: Doc) -> Doc {
-    if !ctx.is_admin() {
-        for a in coll.spec.iter().filter(|a| a.admin_only) {
-            doc.remove(a.name);
-        }
-    }
-    doc
 }
 
 /// Validates a tag list: strings of at most 255 characters, unique, at most 50.

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
+use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::owners::FLOATINGIP_OWNER;
 use super::view::{narrow, own_ids, Need, View};
@@ -37,6 +38,12 @@ impl Kind for Networks {
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
         view.network_visible(ctx, rec)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        let mut extras = shared(view, ctx, rec);
+        extras.push(("router:external", Value::Bool(view.is_external(rec))));
+        extras
     }
 
     fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
@@ -187,30 +194,12 @@ impl App {
     pub(super) async fn create_network(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
+        _ctx: &Context,
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
         let id = s(&json!(body), "id").to_string();
-        let admin_only = [
-            "shared",
-            "router:external",
-            "is_default",
-            "provider:network_type",
-            "provider:physical_network",
-            "provider:segmentation_id",
-        ];
-        if !ctx.is_admin() {
-            for key in admin_only {
-                let set = match body.get(key) {
-                    Some(Value::Bool(b)) => *b,
-                    Some(Value::Null) | None => false,
-                    Some(_) => true,
-                };
-                if set {
-                    return Err(ApiError::forbidden(&format!("create_network:{key}")));
-                }
-            }
-        }
+        // Who may set `shared`, `router:external`, `is_default` and `provider:*` is the
+        // policy's (`create_network:<attribute>`), checked before this runs.
         let requested_type = body
             .get("provider:network_type")
             .and_then(Value::as_str)
@@ -360,7 +349,7 @@ impl App {
     pub(super) async fn update_network(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
+        _ctx: &Context,
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
@@ -370,9 +359,6 @@ impl App {
             "provider:segmentation_id",
         ] {
             if let Some(v) = changes.get(key) {
-                if !ctx.is_admin() {
-                    return Err(ApiError::forbidden(&format!("update_network:{key}")));
-                }
                 if rec.body.get(key) != Some(v) {
                     return Err(ApiError::invalid_input(
                         "Plugin does not support updating provider attributes",
@@ -381,23 +367,15 @@ impl App {
             }
         }
         let mut changes = changes;
+        // `update_network:<attribute>` rules decided who may change what.
         let is_default = changes.remove("is_default");
-        if is_default.is_some() && !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_network:is_default"));
-        }
         for (key, value) in changes {
             match key.as_str() {
                 "shared" => {
-                    if !ctx.is_admin() {
-                        return Err(ApiError::forbidden("update_network:shared"));
-                    }
                     self.set_wildcard(tx, rec, "access_as_shared", value.as_bool() == Some(true))
                         .await?;
                 }
                 "router:external" => {
-                    if !ctx.is_admin() {
-                        return Err(ApiError::forbidden("update_network:router:external"));
-                    }
                     let on = value.as_bool() == Some(true);
                     self.set_wildcard(tx, rec, "access_as_external", on).await?;
                     rec.body[key.as_str()] = json!(on);

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
+use super::authz::{network_parent, Extras};
 use super::kind::{Kind, ListFilter};
 use super::owners::{
     is_network_owned, DHCP_OWNER, GATEWAY_OWNER, INTERFACE_OWNERS, ROUTER_OWNERS, SNAT_OWNER,
@@ -67,15 +68,9 @@ impl Kind for Ports {
         }
     }
 
-    fn may_write(&self, view: &View, ctx: &Context, rec: &Record, action: &str) -> bool {
-        // The owner of a network may also delete other projects' ports on it.
-        let network_owner = action == "delete"
-            && rec
-                .parent_id
-                .as_deref()
-                .and_then(|n| view.networks.get(n))
-                .is_some_and(|n| n.project_id == ctx.project_id);
-        ctx.is_admin() || ((rec.project_id == ctx.project_id || network_owner) && ctx.is_member())
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        // The network's owner may also read and delete other projects' ports on it.
+        network_parent(view, ctx, rec)
     }
 
     fn foreign_project(&self, _action: &str, project: &str) -> ApiError {

@@ -34,6 +34,13 @@ struct Routers;
 
 #[async_trait]
 impl Kind for Routers {
+    fn check_request(&self, body: &Doc) -> ApiResult<()> {
+        match body.get("external_gateway_info") {
+            Some(gateway) => parse_gateway(gateway).map(drop),
+            None => Ok(()),
+        }
+    }
+
     async fn create(
         &self,
         app: &App,
@@ -965,7 +972,7 @@ impl App {
         if out.is_null() {
             // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
             let doc = rec.body.as_object().cloned().unwrap_or_default();
-            let doc = super::strip_hidden(&COLLECTION, ctx, doc);
+            let doc = self.strip_hidden(&COLLECTION, ctx, doc);
             return Ok(json!({ "router": doc }));
         }
         Ok(out)

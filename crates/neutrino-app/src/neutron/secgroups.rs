@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use neutrino_types::query::ListQuery;
 use neutrino_types::resources as spec;
 
+use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::view::{narrow, own_ids, parent_ids, Need};
 use super::{bump, s, stamp_new, Collection, Doc, View};
@@ -70,6 +71,10 @@ impl Kind for Groups {
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
         view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
     }
 
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
@@ -174,6 +179,17 @@ impl Kind for Rules {
         let group = rec.parent_id.as_deref().unwrap_or_default();
         view.group_owners.get(group) == Some(&ctx.project_id)
             || view.granted(group, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, _ctx: &Context, rec: &Record) -> Extras {
+        let group = rec.parent_id.as_deref().unwrap_or_default();
+        let Some(owner) = view.group_owners.get(group) else {
+            return Vec::new();
+        };
+        vec![
+            ("security_group:tenant_id", Value::from(owner.as_str())),
+            ("security_group:project_id", Value::from(owner.as_str())),
+        ]
     }
 
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use neutrino_types::query::ListQuery;
 use neutrino_types::resources as spec;
 
+use super::authz::{network_parent, Extras};
 use super::kind::{Kind, ListFilter};
 use super::owners::INTERFACE_OWNERS;
 use super::view::{narrow, parent_ids, Need};
@@ -50,6 +51,10 @@ impl Kind for Subnets {
             net.project_id == ctx.project_id
                 || view.granted(&net.id, "access_as_shared", &ctx.project_id)
         })
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        network_parent(view, ctx, rec)
     }
 
     fn foreign_project(&self, _action: &str, project: &str) -> ApiError {
