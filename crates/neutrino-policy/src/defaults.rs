@@ -17,6 +17,11 @@
 //! metering, logging, local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
 //! segment ranges, flavors, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
+//!
+//! Where Neutron's defaults would refuse what Neutrino has always allowed (and Tempest checks),
+//! Neutrino's default differs, and its description says so: `binding:profile` may be set by
+//! admins (Neutron: the `service` role only), and a subnet's `service_types` by whoever may
+//! create or update the subnet (Neutron: admins only). An operator file restores Neutron's.
 
 /// One default rule, as `oslo_policy.RuleDefault` / `DocumentedRuleDefault` declares it.
 #[derive(Debug, Clone, Copy)]
@@ -261,14 +266,14 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "external_network", check: "field:subnets:router:external=True", description: "Definition of a subnet that belongs to an external network", operations: &[] },
     DefaultRule { name: "create_subnet", check: "(rule:admin_only) or (role:member and rule:network_owner)", description: "Create a subnet", operations: &[("POST", "/subnets")] },
     DefaultRule { name: "create_subnet:segment_id", check: "rule:admin_only", description: "Specify ``segment_id`` attribute when creating a subnet", operations: &[("POST", "/subnets")] },
-    DefaultRule { name: "create_subnet:service_types", check: "rule:admin_only", description: "Specify ``service_types`` attribute when creating a subnet", operations: &[("POST", "/subnets")] },
+    DefaultRule { name: "create_subnet:service_types", check: "(rule:admin_only) or (role:member and rule:network_owner)", description: "Neutrino: whoever may create the subnet (Neutron: admins only). Specify ``service_types`` attribute when creating a subnet", operations: &[("POST", "/subnets")] },
     DefaultRule { name: "create_subnet:tags", check: "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Create the subnet tags", operations: &[("POST", "/subnets/{id}/tags")] },
     DefaultRule { name: "get_subnet", check: "role:reader and project_id:%(project_id)s or rule:shared or rule:external_network or (rule:admin_only) or (role:reader and rule:network_owner) or rule:service_api", description: "Get a subnet", operations: &[("GET", "/subnets"), ("GET", "/subnets/{id}")] },
     DefaultRule { name: "get_subnet:segment_id", check: "rule:admin_only", description: "Get ``segment_id`` attribute of a subnet", operations: &[("GET", "/subnets"), ("GET", "/subnets/{id}")] },
     DefaultRule { name: "get_subnet:tags", check: "role:reader and project_id:%(project_id)s or rule:shared or rule:external_network or (rule:admin_only) or (role:reader and rule:network_owner)", description: "Get the subnet tags", operations: &[("GET", "/subnets/{id}/tags"), ("GET", "/subnets/{id}/tags/{tag_id}")] },
     DefaultRule { name: "update_subnet", check: "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Update a subnet", operations: &[("PUT", "/subnets/{id}")] },
     DefaultRule { name: "update_subnet:segment_id", check: "rule:admin_only", description: "Update ``segment_id`` attribute of a subnet", operations: &[("PUT", "/subnets/{id}")] },
-    DefaultRule { name: "update_subnet:service_types", check: "rule:admin_only", description: "Update ``service_types`` attribute of a subnet", operations: &[("PUT", "/subnets/{id}")] },
+    DefaultRule { name: "update_subnet:service_types", check: "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Neutrino: whoever may update the subnet (Neutron: admins only). Update ``service_types`` attribute of a subnet", operations: &[("PUT", "/subnets/{id}")] },
     DefaultRule { name: "update_subnet:tags", check: "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Update the subnet tags", operations: &[("PUT", "/subnets/{id}/tags"), ("PUT", "/subnets/{id}/tags/{tag_id}")] },
     DefaultRule { name: "delete_subnet", check: "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Delete a subnet", operations: &[("DELETE", "/subnets/{id}")] },
     DefaultRule { name: "delete_subnet:tags", check: "role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Delete the subnet tags", operations: &[("DELETE", "/subnets/{id}/tags"), ("DELETE", "/subnets/{id}/tags/{tag_id}")] },

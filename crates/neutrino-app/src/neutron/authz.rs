@@ -16,9 +16,15 @@ use crate::{App, Context};
 pub(crate) type Extras = Vec<(&'static str, Value)>;
 
 /// The `network:*` keys Neutron puts in the targets of a network's children, and its `shared`
-/// and `router:external` as the caller sees them.
+/// and `router:external` as the caller sees them; nothing when the caller cannot see the
+/// network.
 pub(super) fn network_parent(view: &View, ctx: &Context, rec: &Record) -> Extras {
-    let Some(net) = rec.parent_id.as_deref().and_then(|n| view.networks.get(n)) else {
+    let Some(net) = rec
+        .parent_id
+        .as_deref()
+        .and_then(|n| view.networks.get(n))
+        .filter(|net| view.network_visible(ctx, net))
+    else {
         return Vec::new();
     };
     vec![

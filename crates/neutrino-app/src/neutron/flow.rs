@@ -275,6 +275,11 @@ impl App {
             None => View::default(),
         };
         let extras = coll.kind.policy_extras(&view, ctx, &rec);
+        if rec.parent_id.is_some() && extras.is_empty() {
+            // The parent (a network, a security group) is missing or hidden from the caller:
+            // the kind answers 404 for it, as Neutron does, rather than a policy 403.
+            return Ok(());
+        }
         self.authorize(ctx, action, &target, extras, set)
     }
 
