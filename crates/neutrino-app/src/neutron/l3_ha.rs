@@ -15,8 +15,9 @@ use neutrino_types::attrs::{self, Op};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::owners::{HA_INTERFACE_OWNER, HA_PORT_OWNER, INTERFACE_OWNER, INTERFACE_OWNERS};
-use super::{bump, s, Doc, View};
+use super::owners::{HA_INTERFACE_OWNER, HA_PORT_OWNER, INTERFACE_OWNER};
+use super::routers::Flavour;
+use super::{s, Doc, View};
 use crate::{db, new_id, App, Context};
 
 /// Addresses of the HA networks (Neutron's `l3_ha_net_cidr` default).
@@ -84,44 +85,17 @@ impl App {
             .await
     }
 
-    /// Applies a change of `ha` (admins only, router administratively down first, as in
+    /// Applies a change of `ha` (`update_router:ha`, router administratively down first, as in
     /// Neutron): interfaces change owner, HA ports and the standby come or go.
     pub(super) async fn ha_on_update(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
         rec: &mut Record,
         changes: &Doc,
     ) -> ApiResult<()> {
-        let Some(requested) = changes.get("ha") else {
+        let Some(requested) = self.change_flavour(tx, rec, changes, Flavour::Ha).await? else {
             return Ok(());
         };
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_router:ha"));
-        }
-        let requested = requested.as_bool().unwrap_or(false);
-        if requested == is_ha(&rec.body) {
-            return Ok(());
-        }
-        let admin_up = changes
-            .get("admin_state_up")
-            .unwrap_or(&rec.body["admin_state_up"])
-            != false;
-        if admin_up {
-            return Err(super::routers::bad_request(
-                "router",
-                "Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade",
-            ));
-        }
-        rec.body["ha"] = json!(requested);
-        let owner = interface_owner(&rec.body);
-        for mut port in self.router_ports(tx, &rec.id).await? {
-            if INTERFACE_OWNERS.contains(&s(&port.body, "device_owner")) {
-                port.body["device_owner"] = json!(owner);
-                bump(&mut port.body);
-                tx.update("port", &port.id, &port.body).await.map_err(db)?;
-            }
-        }
         if requested {
             self.ha_network(tx, &rec.project_id).await?;
             let current = self.router_host(tx, &rec.id).await?;

@@ -95,6 +95,31 @@ impl Kind for Routers {
     }
 }
 
+/// The two flavours a router changes between while administratively down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flavour {
+    /// `ha`: active and standby hosts.
+    Ha,
+    /// `distributed`: DVR.
+    Distributed,
+}
+
+impl Flavour {
+    fn attribute(self) -> &'static str {
+        match self {
+            Flavour::Ha => "ha",
+            Flavour::Distributed => "distributed",
+        }
+    }
+
+    fn active_refusal(self) -> &'static str {
+        match self {
+            Flavour::Ha => "Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade",
+            Flavour::Distributed => "Cannot change the 'distributed' attribute of active routers. Please set router admin_state_up to False prior to upgrade",
+        }
+    }
+}
+
 /// Default of the `router_route` quota: extra routes per router.
 const DEFAULT_ROUTE_QUOTA: i64 = 30;
 
@@ -519,6 +544,57 @@ impl App {
             .collect())
     }
 
+    /// A change of a router's flavour (`ha` or `distributed`, whose `update_router:<flavour>`
+    /// rule the policy checked): `None` when `changes` keeps it. Like Neutron, only a router
+    /// that is administratively down after the request may change flavour (`down_before`:
+    /// before it too). On a change the flag is set and the interface ports take the owner the
+    /// new flavour gives them, bound to `host(new)` (`None`: their binding stays).
+    pub(super) async fn change_flavour(
+        &self,
+        tx: &mut Tx,
+        rec: &mut Record,
+        changes: &Doc,
+        flavour: Flavour,
+    ) -> ApiResult<Option<bool>> {
+        let Some(wanted) = changes.get(flavour.attribute()).and_then(Value::as_bool) else {
+            return Ok(None);
+        };
+        let current = rec.body[flavour.attribute()] == true;
+        if wanted == current {
+            return Ok(None);
+        }
+        let up_before = rec.body["admin_state_up"] != false;
+        let up_after = changes
+            .get("admin_state_up")
+            .map_or(up_before, |v| v != &Value::Bool(false));
+        if up_after || (flavour == Flavour::Distributed && up_before) {
+            return Err(bad_request("router", flavour.active_refusal()));
+        }
+        rec.body[flavour.attribute()] = json!(wanted);
+        let owner = interface_owner(&rec.body);
+        let host = match flavour {
+            // A distributed router's interfaces are bound wherever its ports are; a
+            // centralized one's on its host.
+            Flavour::Distributed if wanted => Some(String::new()),
+            Flavour::Distributed => Some(self.router_host(tx, &rec.id).await?),
+            Flavour::Ha => None,
+        };
+        for mut port in self.interface_ports(tx, &rec.id).await? {
+            port.body["device_owner"] = json!(owner);
+            if let Some(host) = host
+                .as_deref()
+                .filter(|h| s(&port.body, "binding:host_id") != *h)
+            {
+                port.body["binding:host_id"] = json!(host);
+                port.body["binding:vif_type"] = json!("unbound");
+                port.body["status"] = json!("DOWN");
+            }
+            bump(&mut port.body);
+            tx.update("port", &port.id, &port.body).await.map_err(db)?;
+        }
+        Ok(Some(wanted))
+    }
+
     /// The router's gateway port on `network`, if any.
     async fn gateway_port(
         &self,
@@ -840,8 +916,8 @@ impl App {
         changes: Doc,
     ) -> ApiResult<()> {
         self.lock_router(tx, rec).await?;
-        self.update_distributed(tx, ctx, rec, &changes).await?;
-        self.ha_on_update(tx, ctx, rec, &changes).await?;
+        self.update_distributed(tx, rec, &changes).await?;
+        self.ha_on_update(tx, rec, &changes).await?;
         super::routers_dvr::check_not_distributed_ha(rec.body.as_object().unwrap_or(&Doc::new()))?;
         let mut routes = stored_routes(&rec.body);
         if let Some(v) = changes.get("routes") {
