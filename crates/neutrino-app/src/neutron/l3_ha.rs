@@ -77,7 +77,7 @@ impl App {
         self.ha_network(tx, &rec.project_id).await?;
         let alive = self.agent_hosts(tx, "l3").await?;
         let (active, standby) =
-            super::l3_scheduler::plan_hosts(&rec.id, true, true, None, None, &alive);
+            super::scheduler::plan_hosts(&rec.id, true, true, None, None, &alive);
         if let Some(host) = &active {
             self.set_router_host(tx, &rec.id, host).await?;
         }
@@ -101,14 +101,8 @@ impl App {
             let current = self.router_host(tx, &rec.id).await?;
             let current = (!current.is_empty()).then_some(current);
             let alive = self.agent_hosts(tx, "l3").await?;
-            let (active, standby) = super::l3_scheduler::plan_hosts(
-                &rec.id,
-                true,
-                true,
-                current.as_deref(),
-                None,
-                &alive,
-            );
+            let (active, standby) =
+                super::scheduler::plan_hosts(&rec.id, true, true, current.as_deref(), None, &alive);
             if active != current {
                 let host = active.clone().unwrap_or_default();
                 self.set_router_host(tx, &rec.id, &host).await?;
