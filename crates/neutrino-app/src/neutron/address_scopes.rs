@@ -6,12 +6,12 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::networks::rbac_key;
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
 use super::authz::{shared, Extras};
 use super::kind::Kind;
+use super::scopes::rbac_key;
 use super::view::{narrow, own_ids, Need};
 use super::{s, Collection, Doc, View};
 use crate::{db, App, Context};

@@ -17,15 +17,12 @@ use serde_json::{json, Value};
 
 use super::owners::{HA_INTERFACE_OWNER, HA_PORT_OWNER, INTERFACE_OWNER};
 use super::routers::Flavour;
+use super::scopes::{HOST_SCOPE, STANDBY_SCOPE};
 use super::{s, Doc, View};
 use crate::{db, new_id, App, Context};
 
 /// Addresses of the HA networks (Neutron's `l3_ha_net_cidr` default).
 const HA_CIDR: &str = "169.254.192.0/18";
-/// Claim scope: router → the host its ports are bound to (the active host).
-pub(super) const HOST_SCOPE: &str = "l3-agent";
-/// Claim scope: HA router → its standby host ("" when there is none).
-pub(super) const STANDBY_SCOPE: &str = "l3-ha-standby";
 /// Claim scope: project → its HA network.
 const NETWORK_SCOPE: &str = "ha-network";
 

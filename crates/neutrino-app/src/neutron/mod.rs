@@ -20,6 +20,7 @@ mod rbac;
 mod routers;
 mod routers_dvr;
 mod scheduler;
+mod scopes;
 mod secgroups;
 mod sfc;
 mod subnetpools;

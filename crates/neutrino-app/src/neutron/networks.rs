@@ -12,6 +12,7 @@ use neutrino_types::resources as spec;
 use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::owners::FLOATINGIP_OWNER;
+use super::scopes::{network_cidr_scope, rbac_key};
 use super::view::{narrow, own_ids, Need, View};
 use super::{s, Collection, Doc};
 use crate::{db, new_id, App, Context};
@@ -517,10 +518,10 @@ impl App {
             self.release_port(tx, &p).await?;
             tx.delete("port", &p.id).await.map_err(db)?;
         }
-        tx.release_scope(&super::subnets::network_cidr_scope(&rec.id, 4))
+        tx.release_scope(&network_cidr_scope(&rec.id, 4))
             .await
             .map_err(db)?;
-        tx.release_scope(&super::subnets::network_cidr_scope(&rec.id, 6))
+        tx.release_scope(&network_cidr_scope(&rec.id, 6))
             .await
             .map_err(db)?;
         for sn in self.network_subnets(tx, &rec.id).await? {
@@ -611,15 +612,4 @@ pub(super) fn check_mtu_fits(mtu: u32, v6: bool, network: &str) -> ApiResult<()>
         ));
     }
     Ok(())
-}
-
-/// The uniqueness key of an RBAC policy: object type, object, action, target.
-pub(super) fn rbac_key(p: &Value) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        s(p, "object_type"),
-        s(p, "object_id"),
-        s(p, "action"),
-        s(p, "target_tenant")
-    )
 }

@@ -23,6 +23,7 @@ use super::owners::{
     is_network_owned, DHCP_OWNER, GATEWAY_OWNER, INTERFACE_OWNERS, ROUTER_OWNERS, SNAT_OWNER,
     UNDELETABLE_OWNERS,
 };
+use super::scopes::ip_scope;
 use super::subnets::SubnetInfo;
 use super::view::{narrow, own_ids, parent_ids, Need};
 use super::{s, Collection, Doc, View};
@@ -135,10 +136,6 @@ impl Kind for Ports {
 const MAX_FIXED_IPS: usize = 5;
 const MAX_ADDRESS_PAIRS: usize = 10;
 const SEARCH_BATCH: usize = 64;
-
-pub(super) fn ip_scope(subnet: &str) -> String {
-    format!("ip:{subnet}")
-}
 
 fn mac_scope(network: &str) -> String {
     format!("mac:{network}")

@@ -5,8 +5,8 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::networks::rbac_key;
 use super::owners::{FLOATINGIP_OWNER, GATEWAY_OWNER};
+use super::scopes::rbac_key;
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 

@@ -10,12 +10,12 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::networks::rbac_key;
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
 use super::authz::{shared, Extras};
 use super::kind::Kind;
+use super::scopes::{network_cidr_scope, prefix_key, rbac_key};
 use super::view::{narrow, own_ids, Need};
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
@@ -99,11 +99,6 @@ impl Kind for SubnetPools {
     ) -> ApiResult<Value> {
         app.subnetpool_action(tx, ctx, rec, action, body).await
     }
-}
-
-/// The claim key of a prefix allocated from a pool: sortable network address and length.
-pub(super) fn prefix_key(net: IpNet) -> String {
-    format!("{}/{:03}", ipam::ip_key(net.network()), net.prefix_len())
 }
 
 fn prefix_from_key(key: &str, v6: bool) -> Option<IpNet> {
@@ -575,7 +570,7 @@ impl App {
                 .map_err(db)?;
             prefixes.push(cidr);
             sn.body["subnetpool_id"] = json!(rec.id);
-            let scope = super::subnets::network_cidr_scope(network, i64::from(version));
+            let scope = network_cidr_scope(network, i64::from(version));
             tx.release(&scope, &prefix_key(cidr)).await.map_err(db)?;
             tx.claim(&scope, &prefix_key(cidr), &format!("{}|{}", sn.id, rec.id))
                 .await

@@ -16,6 +16,7 @@ use neutrino_types::resources as spec;
 use super::authz::{network_parent, Extras};
 use super::kind::{Kind, ListFilter};
 use super::owners::INTERFACE_OWNERS;
+use super::scopes::{ip_scope, network_cidr_scope, prefix_key};
 use super::view::{narrow, parent_ids, Need};
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
@@ -376,13 +377,6 @@ fn validate_routes(v: &Value, cidr: IpNet) -> ApiResult<Value> {
     Ok(json!(out))
 }
 
-/// Claim scope of the CIDRs of one IP version on a network (key: sortable prefix, owner:
-/// `subnet|pool`): overlap and pool-affinity checks read a couple of keys instead of every
-/// subnet of the network.
-pub(super) fn network_cidr_scope(network: &str, version: i64) -> String {
-    format!("netcidr:{network}:{version}")
-}
-
 impl App {
     /// Whether `cidr` overlaps a subnet of the network (whose subnets never overlap each
     /// other, so only the nearest prefix below it can contain it).
@@ -587,13 +581,9 @@ impl App {
                 "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet"
             )));
         }
-        tx.claim(
-            &cidr_scope,
-            &super::subnetpools::prefix_key(cidr),
-            &format!("{id}|{mine}"),
-        )
-        .await
-        .map_err(db)?;
+        tx.claim(&cidr_scope, &prefix_key(cidr), &format!("{id}|{mine}"))
+            .await
+            .map_err(db)?;
         let gateway = match body.get("gateway_ip") {
             Some(v) => parse_gateway(v, cidr)?,
             None => ipam::default_gateway(cidr),
@@ -698,11 +688,7 @@ impl App {
         if let Some(current) = info.gateway.filter(|g| Some(*g) != gateway) {
             // A router interface holding the gateway address pins it.
             let key = ipam::ip_key(current);
-            if let Some(port) = tx
-                .claim_owner(&super::ports::ip_scope(&rec.id), &key)
-                .await
-                .map_err(db)?
-            {
+            if let Some(port) = tx.claim_owner(&ip_scope(&rec.id), &key).await.map_err(db)? {
                 let owner = tx.get("port", &port).await.map_err(db)?;
                 let is_router = owner
                     .as_ref()
@@ -780,7 +766,7 @@ impl App {
         let version = if info.is_v6() { 6 } else { 4 };
         tx.release(
             &network_cidr_scope(&network_id, version),
-            &super::subnetpools::prefix_key(info.cidr),
+            &prefix_key(info.cidr),
         )
         .await
         .map_err(db)?;
