@@ -232,11 +232,17 @@ const ANNOUNCE_PAUSES: [Duration; 3] = [
 fn announce(kernel: Arc<dyn Kernel>, addrs: Vec<(String, String, std::net::IpAddr)>) {
     tracing::info!(addresses = addrs.len(), "announcing router addresses");
     tokio::spawn(async move {
-        for pause in ANNOUNCE_PAUSES {
+        for (i, pause) in ANNOUNCE_PAUSES.into_iter().enumerate() {
             tokio::time::sleep(pause).await;
             let kernel = kernel.clone();
             let addrs = addrs.clone();
             match tokio::task::spawn_blocking(move || kernel.announce(&addrs)).await {
+                // A repeat may find the address gone again (a floating IP moved on): quiet.
+                Ok(errors) if i > 0 => {
+                    for e in errors {
+                        tracing::debug!(error = %e, "repeating a router announcement failed");
+                    }
+                }
                 Ok(errors) => {
                     for e in errors {
                         tracing::warn!(error = %e, "announcing a router address failed");
