@@ -205,6 +205,14 @@ fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// The kernel's steering table, listed and parsed (the whole table: slow when large).
+fn list_sfc_table(kernel: &dyn Kernel) -> Result<neutrino_sfc::Table, AgentError> {
+    neutrino_sfc::observe(&kernel.observe_sfc()?).map_err(|e| AgentError::Command {
+        command: "nft list table netdev neutrino_sfc".into(),
+        message: e.to_string(),
+    })
+}
+
 /// Retries `f` with a growing pause until it succeeds.
 async fn retry<T, F, Fut>(what: &str, mut f: F) -> T
 where
@@ -379,7 +387,16 @@ impl Agent {
             Err(e) => return tracing::warn!(error = %e, "listing interfaces panicked"),
         };
         let ifindex = crate::kernel::indexes(&links);
+        let kernel = self.kernel.clone();
+        let listed = tokio::task::spawn_blocking(move || list_sfc_table(kernel.as_ref())).await;
+        let have = match listed {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "cannot read the steering table"),
+            Err(e) => return tracing::warn!(error = %e, "reading the steering table panicked"),
+        };
         let mut model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
+        // Probed pairs keep their probe numbers (and so their probe rules and counters).
+        model.probe_numbers = neutrino_sfc::probe::numbers(&have);
         let mut compiled = neutrino_sfc::compile(&model);
         // Steering ports and the probe port first: entry through them needs their
         // interface indexes.
@@ -434,16 +451,10 @@ impl Agent {
         let kernel = self.kernel.clone();
         let result = tokio::task::spawn_blocking(
             move || -> Result<(usize, neutrino_sfc::Table, Vec<String>), AgentError> {
-                let parse = |json: &str| {
-                    neutrino_sfc::observe(json).map_err(|e| AgentError::Command {
-                        command: "nft list table netdev neutrino_sfc".into(),
-                        message: e.to_string(),
-                    })
-                };
+                let mut have = have;
                 let mut count = 0;
                 let mut errors = Vec::new();
                 let steps: Vec<&neutrino_sfc::Table> = first.iter().chain([&want_table]).collect();
-                let mut have = parse(&kernel.observe_sfc()?)?;
                 for (i, step) in steps.iter().enumerate() {
                     if i > 0 {
                         std::thread::sleep(grace);
@@ -457,13 +468,13 @@ impl Agent {
                     }
                     errors.extend(kernel.apply_sfc(&plan.script())?);
                     count += plan.commands().len();
-                    have = parse(&kernel.observe_sfc()?)?;
+                    have = list_sfc_table(kernel.as_ref())?;
                 }
                 Ok((count, have, errors))
             },
         )
         .await;
-        let (n, have, errors) = match result {
+        let (n, _, errors) = match result {
             Ok(Ok(r)) => {
                 // Without chains and without a table there is nothing to look at next time.
                 self.sfc_idle = model.functions.is_empty() && !r.1.present;
@@ -485,8 +496,26 @@ impl Agent {
             self.stats.last_ops += n;
             tracing::info!(commands = n, "applied steering plan");
         }
-        self.report_sfc(&model, &compiled, &have, &links).await;
+        let counters = self.read_counters().await;
+        self.report_sfc(&model, &compiled, &counters, &links).await;
         self.sfc_last = Some((model, compiled, links));
+    }
+
+    /// The steering table's named counters (empty when they cannot be read).
+    async fn read_counters(&self) -> BTreeMap<String, (u64, u64)> {
+        let kernel = self.kernel.clone();
+        let listing = tokio::task::spawn_blocking(move || kernel.observe_counters()).await;
+        match listing {
+            Ok(Ok(json)) => neutrino_sfc::observe::counters(&json).unwrap_or_else(|e| {
+                tracing::debug!(error = %e, "cannot read the steering counters");
+                BTreeMap::new()
+            }),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot list the steering counters");
+                BTreeMap::new()
+            }
+            Err(_) => BTreeMap::new(),
+        }
     }
 
     /// The prober saw pairs change health: record it and tell the server at once (it marks
@@ -514,14 +543,9 @@ impl Agent {
             return;
         };
         if !model.chains.is_empty() {
-            let kernel = self.kernel.clone();
-            let listing = tokio::task::spawn_blocking(move || kernel.observe_sfc()).await;
-            if let Ok(Ok(json)) = listing {
-                if let Ok(have) = neutrino_sfc::observe(&json) {
-                    self.report_sfc(&model, &compiled, &have, &links).await;
-                    self.rewrite_status();
-                }
-            }
+            let counters = self.read_counters().await;
+            self.report_sfc(&model, &compiled, &counters, &links).await;
+            self.rewrite_status();
         }
         self.sfc_last = Some((model, compiled, links));
     }
@@ -531,7 +555,7 @@ impl Agent {
         &mut self,
         model: &neutrino_sfc::SfcModel,
         compiled: &neutrino_sfc::Compiled,
-        have: &neutrino_sfc::Table,
+        counters: &BTreeMap<String, (u64, u64)>,
         links: &std::collections::BTreeMap<String, crate::kernel::LinkInfo>,
     ) {
         if model.functions.is_empty() && model.chains.is_empty() {
@@ -541,7 +565,7 @@ impl Agent {
             &self.cfg.host.host,
             model,
             compiled,
-            have,
+            counters,
             links,
             &self.health,
         );

@@ -38,8 +38,12 @@ pub trait Kernel: Send + Sync {
     fn observe_sfc(&self) -> Result<String, AgentError>;
     /// Runs one steering transaction (`nft -f`); returns nft's complaints.
     fn apply_sfc(&self, script: &str) -> Result<Vec<String>, AgentError>;
-    /// `nft -j` listing of the chain counting health probes (empty when absent).
-    fn observe_probes(&self) -> Result<String, AgentError>;
+    /// `nft -j` listing of the steering table's named counters (hops, drops, health
+    /// probes; empty when the table does not exist): small, unlike the whole table.
+    fn observe_counters(&self) -> Result<String, AgentError>;
+    /// The steering table's handle (`None`: no table); another handle means the table was
+    /// deleted and made again behind the agent's back.
+    fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError>;
     /// Creates (`want`) or removes the health prober's namespace `netns` and its veth
     /// (`sfqprobe` here, `probe0` there); returns whether it was (re)created, and the error
     /// lines of commands that failed.
@@ -396,18 +400,25 @@ impl Kernel for IpRoute2 {
         })
     }
 
-    fn observe_probes(&self) -> Result<String, AgentError> {
-        let (program, args) = self.in_dataplane(&[
-            "nft",
-            "-j",
-            "list",
-            "chain",
-            "netdev",
-            "neutrino_sfc",
-            neutrino_sfc::probe::CHAIN,
-        ]);
+    fn observe_counters(&self) -> Result<String, AgentError> {
+        let (program, args) = self.in_dataplane(neutrino_sfc::observe::COUNTERS_COMMAND);
         let (ok, out, _) = run(program, &args, None)?;
         Ok(if ok { out } else { String::new() })
+    }
+
+    fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError> {
+        let (program, args) = self.in_dataplane(neutrino_sfc::observe::TABLES_COMMAND);
+        let (ok, out, err) = run(program, &args, None)?;
+        if !ok {
+            return Err(AgentError::Command {
+                command: "nft list tables netdev".into(),
+                message: err.trim().to_string(),
+            });
+        }
+        neutrino_sfc::observe::table_handle(&out).map_err(|e| AgentError::Command {
+            command: "nft list tables netdev".into(),
+            message: e.to_string(),
+        })
     }
 
     fn probe_port(&self, netns: &str, want: bool) -> Result<(bool, Vec<String>), AgentError> {

@@ -1,10 +1,10 @@
 //! What the agent tells the server about chains after each steering reconcile: the health
 //! of the port pairs plugged here and, per chain, the packets and bytes each hop sent to
-//! each instance (read from the counters of the steering table).
+//! each instance (read from the named counters of the steering table).
 
 use std::collections::BTreeMap;
 
-use neutrino_sfc::{Compiled, Counted, SfcModel, Table};
+use neutrino_sfc::{Compiled, Counted, SfcModel};
 use serde_json::{json, Value};
 
 use crate::kernel::LinkInfo;
@@ -15,7 +15,7 @@ pub fn report(
     host: &str,
     model: &SfcModel,
     compiled: &Compiled,
-    have: &Table,
+    counters: &BTreeMap<String, (u64, u64)>,
     links: &BTreeMap<String, LinkInfo>,
     verdicts: &BTreeMap<String, (bool, String)>,
 ) -> Value {
@@ -61,11 +61,7 @@ pub fn report(
     }
     let mut chains: BTreeMap<String, (Vec<Value>, u64, u64)> = BTreeMap::new();
     for (name, counted) in &compiled.counters {
-        let Some((packets, bytes)) = have
-            .chains
-            .get(name)
-            .and_then(|c| c.rules.iter().find_map(|r| r.counter))
-        else {
+        let Some((packets, bytes)) = counters.get(name).copied() else {
             continue;
         };
         match counted {

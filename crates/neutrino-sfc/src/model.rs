@@ -317,4 +317,7 @@ pub struct SfcModel {
     /// Every port pair with a port plugged here, in a chain or not: a function forwards
     /// only what is steered to it, never floods or frames of others into its bridge.
     pub functions: Vec<Pair>,
+    /// The probe numbers in force (pair id → number, from the table applied last:
+    /// [`crate::probe::numbers`]); a probed pair keeps its number (see [`crate::probe`]).
+    pub probe_numbers: BTreeMap<String, u16>,
 }

@@ -1,8 +1,10 @@
 //! The steering table as the kernel has it, read from `nft -j list table netdev
-//! neutrino_sfc`: chains with their hooks and rule comments (and counters), sets and the
-//! elements of maps the planner manages.
+//! neutrino_sfc`: chains with their hooks and rule comments (and counters), sets, named
+//! counters and the elements of maps the planner manages. The named counters alone
+//! ([`counters`], from [`COUNTERS_COMMAND`]) are what the agent reads between changes: a
+//! listing of the counter objects, not of the whole table.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -11,6 +13,21 @@ use crate::table::{Chain, Hook, Rule, Set, Table};
 
 /// The command that lists the table (`nft` arguments).
 pub const LIST_COMMAND: &[&str] = &["nft", "-j", "list", "table", "netdev", "neutrino_sfc"];
+
+/// The command that lists the table's named counters only (`nft` arguments).
+pub const COUNTERS_COMMAND: &[&str] = &[
+    "nft",
+    "-j",
+    "list",
+    "counters",
+    "table",
+    "netdev",
+    "neutrino_sfc",
+];
+
+/// The command that lists the tables of the netdev family with their handles: a cheap
+/// check that the steering table is still the one the agent made (`nft` arguments).
+pub const TABLES_COMMAND: &[&str] = &["nft", "-j", "list", "tables", "netdev"];
 
 /// The listing could not be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,6 +95,10 @@ pub fn observe(json: &str) -> Result<Table, ParseError> {
                     comment: r["comment"].as_str().unwrap_or_default().to_string(),
                     counter,
                 });
+        } else if let Some(c) = item.get("counter") {
+            table
+                .counters
+                .insert(c["name"].as_str().unwrap_or_default().to_string());
         } else if let Some(s) = item.get("set") {
             let name = s["name"].as_str().unwrap_or_default().to_string();
             table.sets.insert(
@@ -109,11 +130,55 @@ pub fn observe(json: &str) -> Result<Table, ParseError> {
     Ok(table)
 }
 
-/// `["10.0.0.2", "02:00:00:00:00:02"]` → `10.0.0.2 : 02:00:00:00:00:02` (the form the
-/// planner writes).
+/// Named counters of a listing (`nft -j list counters …` or the whole table): name →
+/// (packets, bytes). Empty text (no table) has none.
+pub fn counters(json: &str) -> Result<BTreeMap<String, (u64, u64)>, ParseError> {
+    if json.trim().is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let doc: Value = serde_json::from_str(json).map_err(|e| ParseError(e.to_string()))?;
+    let items = doc["nftables"]
+        .as_array()
+        .ok_or_else(|| ParseError("no \"nftables\" array".into()))?;
+    Ok(items
+        .iter()
+        .filter_map(|item| {
+            let c = item.get("counter")?;
+            Some((
+                c["name"].as_str()?.to_string(),
+                (c["packets"].as_u64()?, c["bytes"].as_u64()?),
+            ))
+        })
+        .collect())
+}
+
+/// The handle of the steering table in a [`TABLES_COMMAND`] listing (`None`: no table). A
+/// table deleted and made again gets another handle.
+pub fn table_handle(json: &str) -> Result<Option<u64>, ParseError> {
+    if json.trim().is_empty() {
+        return Ok(None);
+    }
+    let doc: Value = serde_json::from_str(json).map_err(|e| ParseError(e.to_string()))?;
+    let items = doc["nftables"]
+        .as_array()
+        .ok_or_else(|| ParseError("no \"nftables\" array".into()))?;
+    Ok(items.iter().find_map(|item| {
+        let t = item.get("table")?;
+        (t["family"] == "netdev" && t["name"] == "neutrino_sfc")
+            .then(|| t["handle"].as_u64())
+            .flatten()
+    }))
+}
+
+/// `["10.0.0.2", "02:00:00:00:00:02"]` → `10.0.0.2 : 02:00:00:00:00:02`, `[49152, {"goto":
+/// {"target": "c"}}]` → `49152 : goto c` (the forms the planner writes).
 fn map_element(e: &Value) -> Option<String> {
     let pair = e.as_array()?;
     let key = pair.first()?;
+    if let Some(n) = key.as_u64() {
+        let (verdict, target) = pair.get(1)?.as_object()?.iter().next()?;
+        return Some(format!("{n} : {verdict} {}", target["target"].as_str()?));
+    }
     let key = key
         .as_str()
         .or_else(|| key.get("elem")?.get("val")?.as_str())?;
@@ -154,6 +219,28 @@ mod tests {
             .contains("10.0.0.2 : 02:aa:00:00:00:02"));
         assert_eq!(t.sets["pin4-1-1-x"].elements, None);
         assert_eq!(observe("").unwrap(), Table::default());
+    }
+
+    #[test]
+    fn reads_named_counters_verdict_maps_and_the_table_handle() {
+        let json = r#"{"nftables": [{"metainfo": {}},
+          {"table": {"family": "netdev", "name": "neutrino_sfc", "handle": 7}},
+          {"counter": {"family": "netdev", "name": "probe-pp1", "table": "neutrino_sfc",
+                       "handle": 1, "packets": 12, "bytes": 840}},
+          {"map": {"family": "netdev", "name": "probe-send", "table": "neutrino_sfc",
+                   "type": "inet_service", "handle": 2, "map": "verdict",
+                   "elem": [[49152, {"goto": {"target": "psend-pp1"}}]]}}]}"#;
+        let t = observe(json).unwrap();
+        assert!(t.counters.contains("probe-pp1"));
+        assert_eq!(
+            t.sets["probe-send"].elements,
+            Some(["49152 : goto psend-pp1".to_string()].into())
+        );
+        assert_eq!(counters(json).unwrap()["probe-pp1"], (12, 840));
+        assert_eq!(table_handle(json).unwrap(), Some(7));
+        assert_eq!(table_handle("").unwrap(), None);
+        let other = r#"{"nftables": [{"table": {"family": "netdev", "name": "x", "handle": 3}}]}"#;
+        assert_eq!(table_handle(other).unwrap(), None);
     }
 
     #[test]

@@ -10,8 +10,14 @@
 //! like steered traffic, so a bump in the wire forwards it unchanged and a routed function
 //! routes it toward that destination. Where it leaves the function (the egress port's tap)
 //! the table recognises it by its payload ([`MAGIC`], then the pair's probe number: a
-//! function that translates addresses or ports leaves those alone), counts it per pair and
-//! drops it, before anything else: a probe never reaches an instance or the bridge.
+//! function that translates addresses or ports leaves those alone), counts it in the pair's
+//! named counter `probe-<pair>` and drops it, before anything else: a probe never reaches an
+//! instance or the bridge.
+//!
+//! A pair keeps its probe number (and so its source port, its [`SEND_MAP`] element, its
+//! `psend-<pair>` chain and its counter) for as long as it is probed: [`assign`] reuses the
+//! numbers the table in force gives ([`numbers`]) and hands new pairs the lowest free ones,
+//! so a pair joining or leaving a chain changes only its own probe objects.
 //!
 //! A pair whose counter stops moving is dead ([`Tracker`]); a port without carrier is dead
 //! at once. Pairs only in tap groups are not probed (a tap function forwards nothing). The agent reports the verdicts; the server marks the pair
@@ -22,8 +28,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// UDP destination port of probes (the single-hop BFD port).
 pub const PORT: u16 = 3784;
-/// First source port of probes (one per pair, in pair id order).
+/// First source port of probes (source port = this + the pair's probe number).
 pub const FIRST_SOURCE_PORT: u16 = 49152;
+/// Probe numbers available (source ports up to 65535).
+pub const NUMBERS: u16 = u16::MAX - FIRST_SOURCE_PORT + 1;
 /// Source address of IPv4 probes.
 pub const SOURCE_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 77, 77);
 /// Source address of IPv6 probes (unique local: link-local sources are never routed).
@@ -41,8 +49,56 @@ pub const DEVICE: &str = "sfqprobe";
 pub const INTERVAL_MS: u64 = 100;
 /// A pair whose probes have not come through for this long is dead.
 pub const DEAD_AFTER_MS: u64 = 400;
-/// The regular chain counting the probes that came through.
-pub const CHAIN: &str = "probes";
+/// The verdict map of the probe device's ingress: UDP source port → `goto psend-<pair>`.
+pub const SEND_MAP: &str = "probe-send";
+
+/// The regular chain that sends a pair's probes to its ingress port.
+pub fn send_chain(pair: &str) -> String {
+    format!("psend-{pair}")
+}
+
+/// The probe numbers the table gives its pairs (from the [`SEND_MAP`] elements).
+pub fn numbers(table: &crate::table::Table) -> BTreeMap<String, u16> {
+    let Some(elements) = table.sets.get(SEND_MAP).and_then(|s| s.elements.as_ref()) else {
+        return BTreeMap::new();
+    };
+    elements
+        .iter()
+        .filter_map(|e| {
+            let (port, target) = e.split_once(" : goto ")?;
+            let number = port.parse::<u16>().ok()?.checked_sub(FIRST_SOURCE_PORT)?;
+            let pair = target.strip_prefix("psend-")?;
+            Some((pair.to_string(), number))
+        })
+        .collect()
+}
+
+/// Probe numbers of `pairs`: the one in `previous` when a pair has one (and no other pair
+/// took it first), else the lowest free number; pairs beyond [`NUMBERS`] get none.
+pub fn assign<'a>(
+    pairs: impl IntoIterator<Item = &'a str>,
+    previous: &BTreeMap<String, u16>,
+) -> BTreeMap<String, u16> {
+    let pairs: Vec<&str> = pairs.into_iter().collect();
+    let mut taken = std::collections::BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for pair in &pairs {
+        if let Some(n) = previous.get(*pair).filter(|n| **n < NUMBERS) {
+            if taken.insert(*n) {
+                out.insert(pair.to_string(), *n);
+            }
+        }
+    }
+    let mut free = (0..NUMBERS).filter(|n| !taken.contains(n));
+    for pair in pairs {
+        if out.contains_key(pair) {
+            continue;
+        }
+        let Some(n) = free.next() else { break };
+        out.insert(pair.to_string(), n);
+    }
+    out
+}
 
 /// One pair to probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,7 +116,7 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Key of its counting rule in [`CHAIN`].
+    /// Name of its counter (and key of its counting rule).
     pub fn key(&self) -> String {
         format!("probe-{}", self.pair)
     }
@@ -131,6 +187,31 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_stay_with_their_pairs_and_new_pairs_fill_gaps() {
+        let previous: BTreeMap<String, u16> = [
+            ("b".to_string(), 0),
+            ("d".to_string(), 2),
+            ("e".to_string(), 5),
+        ]
+        .into();
+        // "a" joins (sorts first), "e" left: the others keep theirs, "a" takes the lowest
+        // free number, "f" the next.
+        let got = assign(["a", "b", "d", "f"], &previous);
+        let want: BTreeMap<String, u16> = [
+            ("a".to_string(), 1),
+            ("b".to_string(), 0),
+            ("d".to_string(), 2),
+            ("f".to_string(), 3),
+        ]
+        .into();
+        assert_eq!(got, want);
+        // A number claimed twice (a corrupted table) goes to one pair only.
+        let twice: BTreeMap<String, u16> = [("x".to_string(), 4), ("y".to_string(), 4)].into();
+        let got = assign(["x", "y"], &twice);
+        assert_eq!((got["x"], got["y"]), (4, 0));
+    }
 
     fn counters(n: u64) -> BTreeMap<String, u64> {
         [("pp".to_string(), n)].into()
