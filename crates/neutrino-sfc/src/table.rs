@@ -188,14 +188,15 @@ pub fn plan(want: &Table, have: &Table) -> Plan {
             p.push(format!("flush chain {TABLE} {name}"));
         }
     }
-    for name in &obsolete {
-        p.push(format!("delete chain {TABLE} {name}"));
-    }
+    // Sets and maps before chains: a verdict map's elements jump to chains.
     for (name, set) in &have.sets {
         if !want.sets.contains_key(name) {
             let kind = if set.map { "map" } else { "set" };
             p.push(format!("delete {kind} {TABLE} {name}"));
         }
+    }
+    for name in &obsolete {
+        p.push(format!("delete chain {TABLE} {name}"));
     }
     for name in have.counters.difference(&want.counters) {
         p.push(format!("delete counter {TABLE} {name}"));

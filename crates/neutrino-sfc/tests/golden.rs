@@ -508,3 +508,28 @@ fn tap_lb_fields_mapping_ipv6_and_graph() {
     // The IPv4 mapping leaves the IPv6 classifier alone.
     assert!(!script.contains("ip6 saddr 10.0.0.250"), "{script}");
 }
+
+/// The last probed pair leaving: the probe map goes before the chain its element jumps to
+/// (nft refuses to delete a chain a map still names).
+#[test]
+fn the_last_probe_leaving_deletes_the_map_before_its_chains() {
+    let before = compile(&probed_host(1));
+    let mut m = probed_host(1);
+    m.chains.clear();
+    m.probe_numbers = probe::numbers(&applied(&before.table));
+    let after = compile(&m);
+    assert!(after.probes.is_empty());
+    let script = plan(&after.table, &applied(&before.table)).script();
+    let at = |needle: &str| {
+        script
+            .lines()
+            .position(|l| l.starts_with(needle))
+            .unwrap_or_else(|| panic!("no {needle}:\n{script}"))
+    };
+    let send = probe::send_chain(&before.probes[0].pair);
+    assert!(
+        at("delete map netdev neutrino_sfc probe-send")
+            < at(&format!("delete chain netdev neutrino_sfc {send}")),
+        "{script}"
+    );
+}
