@@ -133,13 +133,15 @@ impl Probe {
 /// Probes seen through per pair over time → health.
 ///
 /// A pair is judged by its probes only once one has come through (after the agent started
-/// or the pair's counting rule was made): a function that never forwards its probes (a
-/// routed function with no route to the probe's destination) keeps the verdict of its
-/// carrier instead of being declared dead from the start.
+/// or the pair's counter was made): a function that never forwards its probes (a routed
+/// function with no route to the probe's destination) keeps the verdict of its carrier
+/// instead of being declared dead from the start. A pair just (re)probed is [`Verdict::Pending`]
+/// for [`DEAD_AFTER_MS`]: its first probes are on their way, nothing is to be said yet.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// Pair → (last counter value, ms of the last change or first sight, one came through).
-    seen: BTreeMap<String, (u64, u64, bool)>,
+    /// Pair → (last counter value, ms of the last change or first sight, one came through,
+    /// ms of the first sight).
+    seen: BTreeMap<String, (u64, u64, bool, u64)>,
 }
 
 /// What the probes say about a pair.
@@ -149,8 +151,10 @@ pub enum Verdict {
     Forwards,
     /// Probes came through before and stopped.
     Dead,
-    /// No probe has come through yet.
+    /// No probe has come through yet, for longer than a probe needs.
     Unproven,
+    /// Probed since less than [`DEAD_AFTER_MS`], no probe through yet: keep what was said.
+    Pending,
 }
 
 impl Tracker {
@@ -164,14 +168,19 @@ impl Tracker {
         counters
             .iter()
             .map(|(pair, n)| {
-                let entry = self.seen.entry(pair.clone()).or_insert((*n, now_ms, false));
+                let entry = self
+                    .seen
+                    .entry(pair.clone())
+                    .or_insert((*n, now_ms, false, now_ms));
                 if *n > entry.0 {
-                    *entry = (*n, now_ms, true);
+                    *entry = (*n, now_ms, true, entry.3);
                 } else if *n < entry.0 {
-                    // The rule was made again: a fresh start.
-                    *entry = (*n, now_ms, false);
+                    // The counter was made again: a fresh start.
+                    *entry = (*n, now_ms, false, now_ms);
                 }
-                let verdict = if !entry.2 {
+                let verdict = if !entry.2 && now_ms.saturating_sub(entry.3) < DEAD_AFTER_MS {
+                    Verdict::Pending
+                } else if !entry.2 {
                     Verdict::Unproven
                 } else if now_ms.saturating_sub(entry.1) < DEAD_AFTER_MS {
                     Verdict::Forwards
@@ -220,14 +229,29 @@ mod tests {
     #[test]
     fn dead_when_the_counter_stops_alive_when_it_moves_again() {
         let mut t = Tracker::default();
-        assert_eq!(t.update(0, &counters(5))["pp"], Verdict::Unproven);
+        assert_eq!(t.update(0, &counters(5))["pp"], Verdict::Pending);
+        assert_eq!(t.update(300, &counters(5))["pp"], Verdict::Pending);
         assert_eq!(t.update(900, &counters(5))["pp"], Verdict::Unproven);
         assert_eq!(t.update(1000, &counters(6))["pp"], Verdict::Forwards);
         assert_eq!(t.update(1300, &counters(6))["pp"], Verdict::Forwards);
         assert_eq!(t.update(1500, &counters(6))["pp"], Verdict::Dead);
         assert_eq!(t.update(1600, &counters(7))["pp"], Verdict::Forwards);
-        // A new rule (counter back to 0) must prove itself again.
-        assert_eq!(t.update(1700, &counters(0))["pp"], Verdict::Unproven);
+        // A new counter (back to 0) must prove itself again.
+        assert_eq!(t.update(1700, &counters(0))["pp"], Verdict::Pending);
         assert_eq!(t.update(2500, &counters(0))["pp"], Verdict::Unproven);
+    }
+
+    /// A pair probed anew whose first probe comes through within the period says nothing
+    /// in between: no "unproven" flap.
+    #[test]
+    fn a_pair_probed_anew_is_pending_until_its_first_probe() {
+        let mut t = Tracker::default();
+        assert_eq!(t.update(0, &counters(0))["pp"], Verdict::Pending);
+        assert_eq!(t.update(100, &counters(0))["pp"], Verdict::Pending);
+        assert_eq!(t.update(200, &counters(1))["pp"], Verdict::Forwards);
+        // Gone from the probed pairs (left its chains), back: pending again, not unproven.
+        assert!(t.update(300, &BTreeMap::new()).is_empty());
+        assert_eq!(t.update(400, &counters(1))["pp"], Verdict::Pending);
+        assert_eq!(t.update(500, &counters(2))["pp"], Verdict::Forwards);
     }
 }
