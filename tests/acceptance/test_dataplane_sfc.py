@@ -889,6 +889,16 @@ def test_agent_killed_and_restarted_during_a_stream(sfc):
             f"the steering table of {h} changed across the restarts:\nbefore:\n{tables[h]}\n"
             f"after:\n{now}")
 
+    # The agent plans against the table it applied last, but a table deleted behind its
+    # back is seen (the table's handle) and made again at its next reconcile.
+    in_ns(lab.host_ns("h1"), "nft", "delete", "table", "netdev", "neutrino_sfc")
+    sfc.net.create_network(name="unrelated-2")
+    sfc.settle()
+    again = _steering_state(lab, "h1")
+    assert again == tables["h1"], (
+        f"h1's steering table, deleted by hand, was not made again as it was:\n"
+        f"before:\n{tables['h1']}\nafter:\n{again}")
+
 
 # ---------------------------------------------------------------------------------------------
 # 6. health of functions

@@ -137,6 +137,8 @@ fn judge_loop(
                 (false, dead_ports.join("; "))
             } else {
                 match alive.get(&w.pair) {
+                    // Its first probes are on their way: what was said stands.
+                    Some(Verdict::Pending) => continue,
                     Some(Verdict::Dead) => (
                         false,
                         format!(
