@@ -153,6 +153,7 @@ fn host(chains: u32) -> Host {
                 hosts: BTreeMap::new(),
                 gateways: [(format!("10.{net}.0.0/16").parse().unwrap(), mac(0xee, net))].into(),
                 tunnel: Some(tunnel),
+                direct: BTreeMap::new(),
             },
         );
         let n = |i: u32| net * 1000 + i;

@@ -24,9 +24,12 @@
 //!                     same name), rewrite the destination MAC and fwd to the pair's port
 //!                     (tap or VXLAN device)
 //! tap-C-G / tm-C-G-P  tap groups: a copy (dup) to one tap instance, the original goes on
-//! out-C-d             after the last hop: service-graph successors, else restore the
-//!                     destination MAC (macN-<network> map / gateway), set the source MAC
-//!                     to the last function port's and hand the frame to the bridge
+//! out-C-d             after the last hop: service-graph successors, else set the source
+//!                     MAC to the last function port's and deliver: a destination without
+//!                     port security straight (fwd to its tap or the VXLAN device; by the
+//!                     chain's logical destination port, else its address in dirN-<network>
+//!                     → dd-<port>); else restore the destination MAC (macN-<network> map /
+//!                     gateway) and hand the frame to the bridge (its security group)
 //! dev-sfqprobe-<idx>  health probes: `udp sport vmap @probe-send` → psend-<pair> (set the
 //!                     ingress port's MAC, fwd to its tap); where they leave the function,
 //!                     the egress tap's dev chain counts them in the named counter
@@ -901,11 +904,50 @@ impl Compiler<'_> {
             }
             Direction::Reverse | Direction::Tap => None,
         };
-        if let Some(mac) = known_dst {
+        let direct_dst = known_dst.and_then(|_| {
+            let dst = chain.classifiers.first()?.destination.as_ref()?;
+            Some((dst.mac.clone(), dst.egress_device()?.to_string())).filter(|_| !dst.port_security)
+        });
+        if let Some((mac, dev)) = direct_dst {
+            // No security group to apply: straight to the destination, no bridge.
+            rules.push(Rule::salted(
+                "direct",
+                format!("ether daddr set {mac} fwd to \"{dev}\""),
+                &self.salt(&dev),
+            ));
+        } else if let Some(mac) = known_dst {
             rules.push(Rule::new("dmac", format!("ether daddr set {mac} accept")));
         } else {
             let net = &exit.network;
             let macs = self.model.networks.get(net).cloned().unwrap_or_default();
+            for fam in families {
+                // Destinations without port security first: straight to them.
+                let name = direct_map(net, *fam);
+                let kw = fam.keyword();
+                let mut elements = BTreeSet::new();
+                for (ip, to) in macs.direct.iter().filter(|(ip, _)| Family::of(ip) == *fam) {
+                    let target = format!("dd-{}", short(&to.port));
+                    elements.insert(format!("{ip} : goto {target}"));
+                    let rule = Rule::salted(
+                        "direct",
+                        format!("ether daddr set {} fwd to \"{}\"", to.mac, to.device),
+                        &self.salt(&to.device),
+                    );
+                    self.chain_named(target, vec![rule]);
+                }
+                self.out.table.sets.insert(
+                    name.clone(),
+                    Set {
+                        map: true,
+                        decl: format!("type {} : verdict;", fam.addr_type()),
+                        elements: Some(elements),
+                    },
+                );
+                rules.push(Rule::new(
+                    &format!("direct{kw}"),
+                    format!("meta protocol {kw} {kw} daddr vmap @{name}"),
+                ));
+            }
             for fam in families {
                 let name = mac_map(net, *fam);
                 let kw = fam.keyword();
@@ -1176,6 +1218,15 @@ fn pin_set(cid: u32, gid: u32, pp: &str, fam: Family, k: &Key) -> String {
     };
     let kind = digest(&k.types.join(".")) & 0xffff;
     format!("pin{n}-{cid}-{gid}-{pp}-{kind:04x}")
+}
+
+/// The verdict map of a network's destinations without port security (address → `dd-…`).
+fn direct_map(network: &str, fam: Family) -> String {
+    let n = match fam {
+        Family::V4 => 4,
+        Family::V6 => 6,
+    };
+    format!("dir{n}-{}", short(network))
 }
 
 fn mac_map(network: &str, fam: Family) -> String {

@@ -175,16 +175,20 @@ pub fn table_handle(json: &str) -> Result<Option<u64>, ParseError> {
 fn map_element(e: &Value) -> Option<String> {
     let pair = e.as_array()?;
     let key = pair.first()?;
-    if let Some(n) = key.as_u64() {
-        let (verdict, target) = pair.get(1)?.as_object()?.iter().next()?;
-        return Some(format!("{n} : {verdict} {}", target["target"].as_str()?));
+    let key = match key.as_u64() {
+        Some(n) => n.to_string(),
+        None => key
+            .as_str()
+            .or_else(|| key.get("elem")?.get("val")?.as_str())?
+            .parse::<IpAddr>()
+            .ok()?
+            .to_string(),
+    };
+    let value = pair.get(1)?;
+    if let Some((verdict, target)) = value.as_object().and_then(|o| o.iter().next()) {
+        return Some(format!("{key} : {verdict} {}", target["target"].as_str()?));
     }
-    let key = key
-        .as_str()
-        .or_else(|| key.get("elem")?.get("val")?.as_str())?;
-    let ip: IpAddr = key.parse().ok()?;
-    let mac = pair.get(1)?.as_str()?.to_ascii_lowercase();
-    Some(format!("{ip} : {mac}"))
+    Some(format!("{key} : {}", value.as_str()?.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -229,12 +233,19 @@ mod tests {
                        "handle": 1, "packets": 12, "bytes": 840}},
           {"map": {"family": "netdev", "name": "probe-send", "table": "neutrino_sfc",
                    "type": "inet_service", "handle": 2, "map": "verdict",
-                   "elem": [[49152, {"goto": {"target": "psend-pp1"}}]]}}]}"#;
+                   "elem": [[49152, {"goto": {"target": "psend-pp1"}}]]}},
+          {"map": {"family": "netdev", "name": "dir4-n1", "table": "neutrino_sfc",
+                   "type": "ipv4_addr", "handle": 3, "map": "verdict",
+                   "elem": [["10.0.0.7", {"goto": {"target": "dd-p7"}}]]}}]}"#;
         let t = observe(json).unwrap();
         assert!(t.counters.contains("probe-pp1"));
         assert_eq!(
             t.sets["probe-send"].elements,
             Some(["49152 : goto psend-pp1".to_string()].into())
+        );
+        assert_eq!(
+            t.sets["dir4-n1"].elements,
+            Some(["10.0.0.7 : goto dd-p7".to_string()].into())
         );
         assert_eq!(counters(json).unwrap()["probe-pp1"], (12, 840));
         assert_eq!(table_handle(json).unwrap(), Some(7));

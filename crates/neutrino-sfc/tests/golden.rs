@@ -115,6 +115,7 @@ fn model() -> SfcModel {
             )]
             .into(),
             tunnel: Some("vxlan-100".into()),
+            direct: BTreeMap::new(),
         },
     );
     let ifindex = [
@@ -532,4 +533,83 @@ fn the_last_probe_leaving_deletes_the_map_before_its_chains() {
             < at(&format!("delete chain netdev neutrino_sfc {send}")),
         "{script}"
     );
+}
+
+/// After the last function, a destination without port security gets the frame straight
+/// (no bridge, no conntrack): by the chain's logical destination port, or by its address
+/// when the classifiers name a prefix. A destination with port security still crosses the
+/// bridge (its security group).
+#[test]
+fn destination_without_port_security_is_delivered_directly() {
+    let mut m = model();
+    m.chains[0].symmetric = false;
+    m.chains[0].groups = vec![group(
+        "ppg-a",
+        1,
+        vec![pair("aaaaaaaa", 1, local("tapa1in"), local("tapa1out"), 1)],
+    )];
+    // By the logical destination port, here.
+    let dst = m.chains[0].classifiers[0].destination.as_mut().unwrap();
+    dst.location = local("tapdst");
+    dst.port_security = false;
+    m.ifindex.insert("tapdst".into(), 80);
+    let c = compile(&m);
+    let out = &c.table.chains["out-7-f"];
+    assert!(
+        out.rules
+            .iter()
+            .any(|r| r.text == "ether daddr set fa:16:3e:bb:00:01 fwd to \"tapdst\""),
+        "{out:?}"
+    );
+    // With port security: the bridge, as before.
+    m.chains[0].classifiers[0]
+        .destination
+        .as_mut()
+        .unwrap()
+        .port_security = true;
+    let c = compile(&m);
+    let out = &c.table.chains["out-7-f"];
+    assert!(
+        out.rules
+            .iter()
+            .any(|r| r.text == "ether daddr set fa:16:3e:bb:00:01 accept"),
+        "{out:?}"
+    );
+    // By address: the network's map of open ports, one chain per port.
+    m.chains[0].classifiers[0].destination = None;
+    let net = m.networks.get_mut("net-1").unwrap();
+    net.direct.insert(
+        "10.0.0.9".parse().unwrap(),
+        Delivery {
+            port: "dst-port".into(),
+            mac: "fa:16:3e:bb:00:01".into(),
+            device: "tapdst".into(),
+        },
+    );
+    let c = compile(&m);
+    let script = plan(&c.table, &Table::default()).script();
+    golden("direct-delivery.nft", &script);
+    let out: Vec<&str> = c.table.chains["out-7-f"]
+        .rules
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect();
+    let direct = out
+        .iter()
+        .position(|t| *t == "meta protocol ip ip daddr vmap @dir4-net1")
+        .expect("the direct map is looked up");
+    let bridge = out
+        .iter()
+        .position(|t| t.contains("map @mac4-net1 accept"))
+        .expect("else the bridge");
+    assert!(direct < bridge, "{out:?}");
+    assert_eq!(
+        c.table.sets["dir4-net1"].elements,
+        Some(["10.0.0.9 : goto dd-dstport".to_string()].into())
+    );
+    assert_eq!(
+        c.table.chains["dd-dstport"].rules[0].text,
+        "ether daddr set fa:16:3e:bb:00:01 fwd to \"tapdst\""
+    );
+    assert!(plan(&c.table, &applied(&c.table)).is_empty());
 }
