@@ -626,14 +626,10 @@ impl Agent {
     /// The steering table's named counters (empty when they cannot be read).
     async fn read_counters(&self) -> BTreeMap<String, (u64, u64)> {
         let kernel = self.kernel.clone();
-        let listing = tokio::task::spawn_blocking(move || kernel.observe_counters()).await;
-        match listing {
-            Ok(Ok(json)) => neutrino_sfc::observe::counters(&json).unwrap_or_else(|e| {
-                tracing::debug!(error = %e, "cannot read the steering counters");
-                BTreeMap::new()
-            }),
+        match tokio::task::spawn_blocking(move || kernel.sfc_counters()).await {
+            Ok(Ok(counters)) => counters,
             Ok(Err(e)) => {
-                tracing::debug!(error = %e, "cannot list the steering counters");
+                tracing::debug!(error = %e, "cannot read the steering counters");
                 BTreeMap::new()
             }
             Err(_) => BTreeMap::new(),

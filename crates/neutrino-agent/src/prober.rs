@@ -203,8 +203,7 @@ fn send(pairs: &[Watched], sockets: &mut BTreeMap<u16, UdpSocket>) {
 
 /// Probes counted per probed pair (0 when its counter is missing).
 fn probe_counters(kernel: &dyn Kernel, pairs: &[Watched]) -> BTreeMap<String, u64> {
-    let listing = kernel.observe_counters().unwrap_or_default();
-    let counters = neutrino_sfc::observe::counters(&listing).unwrap_or_default();
+    let counters = kernel.sfc_counters().unwrap_or_default();
     pairs
         .iter()
         .filter_map(|w| w.probe.as_ref())

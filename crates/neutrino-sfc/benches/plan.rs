@@ -22,10 +22,9 @@
 //! `update.nft` / `update-revert.nft` and `add.nft` / `add-revert.nft` (the one-change
 //! transactions and their inverses) and `summary.json` (sizes). `scripts/bench-dataplane
 //! --only sfc-apply` loads them into a private network namespace and times them; when it
-//! has left the kernel's listing of the full table in `DIR/listing.json` and of its named
-//! counters in `DIR/counters.json`, this bench also times parsing them (`observe`: the agent
-//! at start, after an error and every 60 s; `observe::counters`: the prober every 100 ms and
-//! the counter reports).
+//! has left the kernel's listing of the full table in `DIR/listing.json`, this bench also
+//! times parsing it (`observe`), which the agent does at start, after an error and every
+//! 60 s.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -353,14 +352,7 @@ fn main() {
             b.iter(|| observe(black_box(&listing)).expect("listing"))
         });
     }
-    if let Some(listing) = dir
-        .as_ref()
-        .and_then(|d| std::fs::read_to_string(Path::new(d).join("counters.json")).ok())
-    {
-        g.bench_function("observe_counters", |b| {
-            b.iter(|| neutrino_sfc::observe::counters(black_box(&listing)).expect("counters"))
-        });
-    }
+
     g.finish();
     c.final_summary();
 }

@@ -30,10 +30,10 @@
 //!                     chain's logical destination port, else its address in dirN-<network>
 //!                     → dd-<port>); else restore the destination MAC (macN-<network> map /
 //!                     gateway) and hand the frame to the bridge (its security group)
-//! dev-sfqprobe-<idx>  health probes: `udp sport vmap @probe-send` → psend-<pair> (set the
-//!                     ingress port's MAC, fwd to its tap); where they leave the function,
-//!                     the egress tap's dev chain counts them in the named counter
-//!                     probe-<pair> (by the number in the payload) and drops them
+//! dev-sfqprobe-<idx>  health probes: `udp sport & 63` → psend-<0..63>, one rule per pair
+//!                     (set the ingress port's MAC, fwd to its tap); where they leave the
+//!                     function, the egress tap's dev chain counts them in the named
+//!                     counter probe-<pair> (by the number in the payload) and drops them
 //! ```
 //!
 //! Everything that counts uses a named counter (`m-…`, `tm-…`, `h-…`, `probe-…`): the agent
@@ -1005,7 +1005,7 @@ impl Compiler<'_> {
             pairs.iter().map(|(p, _)| p.id.as_str()),
             &self.model.probe_numbers,
         );
-        let mut sending = BTreeSet::new();
+        let mut sending: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
         for (p, destination) in pairs {
             let Some(number) = numbers.get(&p.id).copied() else {
                 continue;
@@ -1039,36 +1039,45 @@ impl Compiler<'_> {
                     ),
                 ));
             self.out.table.counters.insert(counter);
-            let chain = probe::send_chain(&p.id);
-            self.chain_named(
-                chain.clone(),
-                vec![Rule::salted(
-                    "send",
-                    format!("ether daddr set {} fwd to \"{tap}\"", p.ingress.mac),
+            sending
+                .entry(probe::send_chain(number))
+                .or_insert_with(Vec::new)
+                .push(Rule::salted(
+                    &probe::send_key(number, &p.id),
+                    format!(
+                        "udp sport {source_port} ether daddr set {} fwd to \"{tap}\"",
+                        p.ingress.mac
+                    ),
                     &self.salt(tap),
-                )],
-            );
-            sending.insert(format!("{source_port} : goto {chain}"));
+                ));
             self.out.probes.push(probe);
         }
         if sending.is_empty() {
             return;
         }
-        self.out.table.sets.insert(
-            probe::SEND_MAP.to_string(),
-            Set {
-                map: true,
-                decl: "type inet_service : verdict;".into(),
-                elements: Some(sending),
-            },
-        );
+        // Every send chain exists (the dispatch rule never changes), most hold a few rules.
+        let mut dispatch = Vec::new();
+        for k in 0..probe::SEND_CHAINS {
+            let name = probe::send_chain(k);
+            dispatch.push(format!("{k} : jump {name}"));
+            let mut rules = sending.remove(&name).unwrap_or_default();
+            rules.sort_by(|a, b| a.comment.cmp(&b.comment));
+            self.chain_named(name, rules);
+        }
         if self.model.ifindex.contains_key(probe::DEVICE) {
             self.out.table.chains.insert(
                 self.base_name("dev", probe::DEVICE),
                 NftChain {
                     hook: Some(Hook::Ingress(probe::DEVICE.to_string())),
                     rules: vec![
-                        Rule::new("send", format!("udp sport vmap @{}", probe::SEND_MAP)),
+                        Rule::new(
+                            "send",
+                            format!(
+                                "udp sport & {} vmap {{ {} }}",
+                                probe::SEND_CHAINS - 1,
+                                dispatch.join(", ")
+                            ),
+                        ),
                         Rule::new("other", "drop"),
                     ],
                 },

@@ -1,10 +1,8 @@
 //! The steering table as the kernel has it, read from `nft -j list table netdev
 //! neutrino_sfc`: chains with their hooks and rule comments (and counters), sets, named
-//! counters and the elements of maps the planner manages. The named counters alone
-//! ([`counters`], from [`COUNTERS_COMMAND`]) are what the agent reads between changes: a
-//! listing of the counter objects, not of the whole table.
+//! counters and the elements of maps the planner manages.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use serde_json::Value;
@@ -13,21 +11,6 @@ use crate::table::{Chain, Hook, Rule, Set, Table};
 
 /// The command that lists the table (`nft` arguments).
 pub const LIST_COMMAND: &[&str] = &["nft", "-j", "list", "table", "netdev", "neutrino_sfc"];
-
-/// The command that lists the table's named counters only (`nft` arguments).
-pub const COUNTERS_COMMAND: &[&str] = &[
-    "nft",
-    "-j",
-    "list",
-    "counters",
-    "table",
-    "netdev",
-    "neutrino_sfc",
-];
-
-/// The command that lists the tables of the netdev family with their handles: a cheap
-/// check that the steering table is still the one the agent made (`nft` arguments).
-pub const TABLES_COMMAND: &[&str] = &["nft", "-j", "list", "tables", "netdev"];
 
 /// The listing could not be read.
 #[derive(Debug, PartialEq, Eq)]
@@ -130,46 +113,6 @@ pub fn observe(json: &str) -> Result<Table, ParseError> {
     Ok(table)
 }
 
-/// Named counters of a listing (`nft -j list counters …` or the whole table): name →
-/// (packets, bytes). Empty text (no table) has none.
-pub fn counters(json: &str) -> Result<BTreeMap<String, (u64, u64)>, ParseError> {
-    if json.trim().is_empty() {
-        return Ok(BTreeMap::new());
-    }
-    let doc: Value = serde_json::from_str(json).map_err(|e| ParseError(e.to_string()))?;
-    let items = doc["nftables"]
-        .as_array()
-        .ok_or_else(|| ParseError("no \"nftables\" array".into()))?;
-    Ok(items
-        .iter()
-        .filter_map(|item| {
-            let c = item.get("counter")?;
-            Some((
-                c["name"].as_str()?.to_string(),
-                (c["packets"].as_u64()?, c["bytes"].as_u64()?),
-            ))
-        })
-        .collect())
-}
-
-/// The handle of the steering table in a [`TABLES_COMMAND`] listing (`None`: no table). A
-/// table deleted and made again gets another handle.
-pub fn table_handle(json: &str) -> Result<Option<u64>, ParseError> {
-    if json.trim().is_empty() {
-        return Ok(None);
-    }
-    let doc: Value = serde_json::from_str(json).map_err(|e| ParseError(e.to_string()))?;
-    let items = doc["nftables"]
-        .as_array()
-        .ok_or_else(|| ParseError("no \"nftables\" array".into()))?;
-    Ok(items.iter().find_map(|item| {
-        let t = item.get("table")?;
-        (t["family"] == "netdev" && t["name"] == "neutrino_sfc")
-            .then(|| t["handle"].as_u64())
-            .flatten()
-    }))
-}
-
 /// `["10.0.0.2", "02:00:00:00:00:02"]` → `10.0.0.2 : 02:00:00:00:00:02`, `[49152, {"goto":
 /// {"target": "c"}}]` → `49152 : goto c` (the forms the planner writes).
 fn map_element(e: &Value) -> Option<String> {
@@ -226,7 +169,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_named_counters_verdict_maps_and_the_table_handle() {
+    fn reads_named_counters_and_verdict_maps() {
         let json = r#"{"nftables": [{"metainfo": {}},
           {"table": {"family": "netdev", "name": "neutrino_sfc", "handle": 7}},
           {"counter": {"family": "netdev", "name": "probe-pp1", "table": "neutrino_sfc",
@@ -247,11 +190,6 @@ mod tests {
             t.sets["dir4-n1"].elements,
             Some(["10.0.0.7 : goto dd-p7".to_string()].into())
         );
-        assert_eq!(counters(json).unwrap()["probe-pp1"], (12, 840));
-        assert_eq!(table_handle(json).unwrap(), Some(7));
-        assert_eq!(table_handle("").unwrap(), None);
-        let other = r#"{"nftables": [{"table": {"family": "netdev", "name": "x", "handle": 3}}]}"#;
-        assert_eq!(table_handle(other).unwrap(), None);
     }
 
     #[test]

@@ -345,12 +345,15 @@ fn functions_here_are_probed() {
     );
     assert!(c2.table.counters.contains(&p.key()));
     let entry = &c2.table.chains["dev-sfqprobe-60"];
-    assert_eq!(entry.rules[0].text, "udp sport vmap @probe-send");
-    assert_eq!(entry.rules.last().unwrap().text, "drop");
-    let send = &c2.table.chains[&probe::send_chain(&p.pair)];
-    assert!(send.rules[0]
+    assert!(entry.rules[0]
         .text
-        .contains("ether daddr set fa:16:3e:00:01:01 fwd to \"tapa1in\""));
+        .starts_with("udp sport & 63 vmap { 0 : jump psend-0, 1 : jump psend-1,"));
+    assert_eq!(entry.rules.last().unwrap().text, "drop");
+    let send = &c2.table.chains[&probe::send_chain(p.number)];
+    assert_eq!(
+        send.rules[0].text,
+        "udp sport 49152 ether daddr set fa:16:3e:00:01:01 fwd to \"tapa1in\""
+    );
     assert!(p.payload().starts_with(b"NTRNPRBE\0\0"));
     // The table gives the assignment back.
     assert_eq!(probe::numbers(&c2.table)[&p.pair], 0);
@@ -423,11 +426,9 @@ fn a_pair_joining_or_leaving_touches_only_its_own_probe() {
                 "adding a pair removes nothing of the others: {line}\n{script}"
             );
         }
-        if line.contains("probe") {
+        if line.contains("probe") || line.contains("psend") {
             assert!(
-                line.contains(&newcomer.id)
-                    || line.contains("tpnewout")
-                    || line.contains("probe-send { 49160 : goto"),
+                line.contains(&newcomer.id) || line.contains("tpnewout"),
                 "only the newcomer's probe objects: {line}\n{script}"
             );
         }
@@ -441,9 +442,14 @@ fn a_pair_joining_or_leaving_touches_only_its_own_probe() {
         assert_eq!(number(&left, &p.pair), p.number);
     }
     let script = plan(&left.table, &applied(&after.table)).script();
-    for line in script.lines().filter(|l| l.contains("probe")) {
+    for line in script
+        .lines()
+        .filter(|l| l.contains("probe") || l.contains("psend"))
+    {
         assert!(
-            line.contains(&newcomer.id) || line.contains("tpnewout") || line.contains("49160"),
+            line.contains(&newcomer.id)
+                || line.contains("tpnewout")
+                || line == "flush chain netdev neutrino_sfc psend-8",
             "{line}\n{script}"
         );
     }
@@ -510,10 +516,10 @@ fn tap_lb_fields_mapping_ipv6_and_graph() {
     assert!(!script.contains("ip6 saddr 10.0.0.250"), "{script}");
 }
 
-/// The last probed pair leaving: the probe map goes before the chain its element jumps to
-/// (nft refuses to delete a chain a map still names).
+/// The last probed pair leaving: its probe objects go, the send chains after the dispatch
+/// rule that jumps to them (nft refuses to delete a chain a rule still names).
 #[test]
-fn the_last_probe_leaving_deletes_the_map_before_its_chains() {
+fn the_last_probe_leaving_removes_the_send_chains_after_their_dispatch() {
     let before = compile(&probed_host(1));
     let mut m = probed_host(1);
     m.chains.clear();
@@ -524,15 +530,18 @@ fn the_last_probe_leaving_deletes_the_map_before_its_chains() {
     let at = |needle: &str| {
         script
             .lines()
-            .position(|l| l.starts_with(needle))
+            .position(|l| l == needle)
             .unwrap_or_else(|| panic!("no {needle}:\n{script}"))
     };
-    let send = probe::send_chain(&before.probes[0].pair);
     assert!(
-        at("delete map netdev neutrino_sfc probe-send")
-            < at(&format!("delete chain netdev neutrino_sfc {send}")),
+        at("flush chain netdev neutrino_sfc dev-sfqprobe-60")
+            < at("delete chain netdev neutrino_sfc psend-0"),
         "{script}"
     );
+    assert!(script.contains(&format!(
+        "delete counter netdev neutrino_sfc probe-{}",
+        before.probes[0].pair
+    )));
 }
 
 /// After the last function, a destination without port security gets the frame straight
