@@ -63,6 +63,8 @@ struct Agent {
     sfc_applied: Option<neutrino_sfc::Table>,
     /// The last full listing of the kernel's table and its handle since.
     sfc_checked: Option<Checked>,
+    /// The steering ports in place (kept while their network's bridge is here).
+    sfc_steering_ports: BTreeMap<String, neutrino_sfc::SteeringPort>,
     /// The revision the status file shows.
     status_revision: i64,
     /// The latest steering report (every pair, every chain), for the status file.
@@ -106,6 +108,7 @@ pub async fn run(
         sfc_idle: false,
         sfc_applied: None,
         sfc_checked: None,
+        sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
         status_revision: 0,
         sfc_report: Value::Null,
@@ -457,7 +460,7 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
             }
         }
-        self.reconcile_sfc(cluster, &want).await;
+        self.reconcile_sfc(cluster, &want, false).await;
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
         self.write_status(cluster);
@@ -470,13 +473,13 @@ impl Agent {
         let want = desired(cluster, &self.cfg.host);
         self.stats.reconciles += 1;
         self.stats.last_ops = 0;
-        self.reconcile_sfc(cluster, &want).await;
+        self.reconcile_sfc(cluster, &want, true).await;
         self.write_status(cluster);
     }
 
     /// Service function chaining after the plan (the taps it steers between exist by now):
     /// one atomic nft transaction with what differs, then the counters back to the server.
-    async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired) {
+    async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired, steering_only: bool) {
         if cluster.count("port_pair") == 0 && self.sfc_idle {
             return;
         }
@@ -511,13 +514,32 @@ impl Agent {
         let mut compiled = neutrino_sfc::compile(&model);
         // Steering ports and the probe port first: entry through them needs their
         // interface indexes.
-        let have_ports = ifindex.keys().any(|d| d.starts_with("sfs"));
-        let want_probe = !compiled.probes.is_empty();
+        // Both outlive the chains that need them (a chain made again finds them in place):
+        // a steering port while its network's bridge is here, the probe port while a
+        // function has both ports here.
+        let mut ports = compiled.steering.clone();
+        for (dev, port) in &self.sfc_steering_ports {
+            if want.state.bridges.contains_key(&port.bridge) {
+                ports.entry(dev.clone()).or_insert_with(|| port.clone());
+            }
+        }
+        let want_probe = model
+            .functions
+            .iter()
+            .any(|p| p.ingress.local_tap().is_some() && p.egress.local_tap().is_some());
         let have_probe = ifindex.contains_key(neutrino_sfc::probe::DEVICE);
+        // After chain changes only, the devices being there is enough; a full reconcile
+        // also checks their addresses, forwarding entries and the probe namespace.
+        let in_place = ports.keys().all(|d| ifindex.contains_key(d))
+            && ifindex
+                .keys()
+                .filter(|d| d.starts_with("sfs"))
+                .all(|d| ports.contains_key(d))
+            && want_probe == have_probe;
         let mut probe_recreated = false;
-        if !compiled.steering.is_empty() || have_ports || want_probe || have_probe {
+        if !(steering_only && in_place) && (!ports.is_empty() || want_probe || have_probe) {
             let kernel = self.kernel.clone();
-            let ports = compiled.steering.clone();
+            let ports = ports.clone();
             let netns = probe_netns(&self.cfg);
             let result = tokio::task::spawn_blocking(move || {
                 let (mut n, mut errors) = kernel.steering_ports(&ports)?;
@@ -547,6 +569,7 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "steering ports panicked"),
             }
         }
+        self.sfc_steering_ports = ports;
         self.prober
             .watch(watched(&model, &compiled), probe_recreated);
         let want_table = compiled.table.clone();
