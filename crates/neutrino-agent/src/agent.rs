@@ -196,23 +196,70 @@ async fn heartbeats(cfg: AgentConfig, client: Arc<ServerClient>) {
     }
 }
 
-/// Addresses a plan adds inside router namespaces: `(namespace, interface, address)`, to
-/// announce once applied (a router that moved here keeps its MACs and addresses, and its
-/// neighbours learn the new path at once).
+/// Addresses to announce once a plan is applied: `(namespace, interface, address)` for every
+/// address the plan adds inside a router namespace, and every desired address of a router
+/// interface whose link it (re)sets (a router that moved here keeps its addresses; one that
+/// became centralized keeps them under a new MAC). Neighbours then learn the new path at once
+/// instead of waiting for their stale entries to fail.
 fn router_addresses(
     prefix: &str,
+    want: &neutrino_dataplane::HostState,
     ops: &[neutrino_dataplane::Op],
 ) -> Vec<(String, String, std::net::IpAddr)> {
-    ops.iter()
-        .filter_map(|op| match op {
-            neutrino_dataplane::Op::AddAddr { netns, dev, addr }
+    use neutrino_dataplane::Op;
+    let mut out: Vec<(String, String, std::net::IpAddr)> = Vec::new();
+    for op in ops {
+        match op {
+            Op::AddAddr { netns, dev, addr }
                 if neutrino_dataplane::names::is_router_netns(prefix, netns) =>
             {
-                Some((netns.clone(), dev.clone(), addr.addr()))
+                out.push((netns.clone(), dev.clone(), addr.addr()));
             }
-            _ => None,
-        })
-        .collect()
+            Op::SetNsLink { netns, name, .. }
+                if neutrino_dataplane::names::is_router_netns(prefix, netns) =>
+            {
+                let addrs = want.namespaces.get(netns).map(|ns| &ns.addrs);
+                for (dev, addr) in addrs.into_iter().flatten() {
+                    if dev == name {
+                        out.push((netns.clone(), dev.clone(), addr.addr()));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Pauses before each announcement of moved router addresses: at once, then twice more, so a
+/// host whose own update lands a moment later (and drops gateway ARP until then) still hears
+/// one, as keepalived and Neutron's L3 agent repeat theirs.
+const ANNOUNCE_PAUSES: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
+
+/// Announces `addrs` in the background, [`ANNOUNCE_PAUSES`] apart.
+fn announce(kernel: Arc<dyn Kernel>, addrs: Vec<(String, String, std::net::IpAddr)>) {
+    tracing::info!(addresses = addrs.len(), "announcing router addresses");
+    tokio::spawn(async move {
+        for pause in ANNOUNCE_PAUSES {
+            tokio::time::sleep(pause).await;
+            let kernel = kernel.clone();
+            let addrs = addrs.clone();
+            match tokio::task::spawn_blocking(move || kernel.announce(&addrs)).await {
+                Ok(errors) => {
+                    for e in errors {
+                        tracing::warn!(error = %e, "announcing a router address failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "announcing router addresses panicked"),
+            }
+        }
+    });
 }
 
 fn now() -> String {
@@ -432,19 +479,12 @@ impl Agent {
             for op in &ops {
                 tracing::debug!(%op, "op");
             }
+            let moved = router_addresses(&self.cfg.host.netns_prefix, &want.state, &ops);
             let kernel = self.kernel.clone();
-            let prefix = self.cfg.host.netns_prefix.clone();
-            let applied = tokio::task::spawn_blocking(move || {
-                kernel.apply(&ops).map(|mut errors| {
-                    let moved = router_addresses(&prefix, &ops);
-                    if !moved.is_empty() {
-                        tracing::info!(addresses = moved.len(), "announcing router addresses");
-                        errors.extend(kernel.announce(&moved));
-                    }
-                    errors
-                })
-            })
-            .await;
+            let applied = tokio::task::spawn_blocking(move || kernel.apply(&ops)).await;
+            if !moved.is_empty() {
+                announce(self.kernel.clone(), moved);
+            }
             match applied {
                 Ok(Ok(errors)) => {
                     self.stats.errors_total += errors.len() as u64;
@@ -905,6 +945,8 @@ impl Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use neutrino_dataplane::state::Namespace;
+    use neutrino_dataplane::Op;
 
     #[test]
     fn pages_of_chain_resources_only_are_steering_only() {
@@ -942,5 +984,54 @@ mod tests {
             &cluster,
             &json!({"id": "other", "health": "UP", "detail": ""})
         ));
+    }
+
+    #[test]
+    fn announces_added_router_addresses_and_those_of_relinked_router_interfaces() {
+        let router = "p-qrouter-r1".to_string();
+        let addr = |a: &str| a.parse::<ipnet::IpNet>().unwrap();
+        let mut want = HostState::default();
+        let mut ns = Namespace::default();
+        ns.addrs.insert(("qr-a".into(), addr("10.0.1.1/24")));
+        ns.addrs.insert(("qr-a".into(), addr("fd00::1/64")));
+        ns.addrs.insert(("qr-b".into(), addr("10.0.2.1/24")));
+        want.namespaces.insert(router.clone(), ns);
+        let set_link = |netns: &str, name: &str| Op::SetNsLink {
+            netns: netns.into(),
+            name: name.into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            mtu: 1450,
+            up: true,
+        };
+        let ops = vec![
+            // A new MAC on qr-a (a router that became centralized): both its addresses.
+            set_link(&router, "qr-a"),
+            // An address added on qr-b, and the same one again through a relink.
+            Op::AddAddr {
+                netns: router.clone(),
+                dev: "qr-b".into(),
+                addr: addr("10.0.2.1/24"),
+            },
+            set_link(&router, "qr-b"),
+            // Instances announce nothing.
+            set_link("p-vm-1", "eth0"),
+            Op::AddAddr {
+                netns: "p-vm-1".into(),
+                dev: "eth0".into(),
+                addr: addr("10.0.1.5/24"),
+            },
+        ];
+        let got: Vec<String> = router_addresses("p-", &want, &ops)
+            .into_iter()
+            .map(|(netns, dev, ip)| format!("{netns} {dev} {ip}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "p-qrouter-r1 qr-a 10.0.1.1",
+                "p-qrouter-r1 qr-a fd00::1",
+                "p-qrouter-r1 qr-b 10.0.2.1",
+            ]
+        );
     }
 }

@@ -90,6 +90,9 @@ fn be_u64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
 }
 
+/// One answer to a request: its nftables message type and its body after the nfgenmsg header.
+type Answer = (u16, Vec<u8>);
+
 /// Sends one nftables request and collects the bodies (after the nfgenmsg header) of the
 /// answers; `Ok(None)` when the kernel answers "no such object".
 fn request(
@@ -97,7 +100,7 @@ fn request(
     msg: u16,
     flags: u16,
     body: &[u8],
-) -> Result<Option<Vec<(u16, Vec<u8>)>>, AgentError> {
+) -> Result<Option<Vec<Answer>>, AgentError> {
     let mut m = Vec::with_capacity(20 + body.len());
     let len = 16 + 4 + body.len();
     m.extend((len as u32).to_ne_bytes());
@@ -132,7 +135,8 @@ fn request(
                     );
                     return match code {
                         0 => Ok(Some(answers)),
-                        c if c == -2 => Ok(None),
+                        // ENOENT: no such table.
+                        -2 => Ok(None),
                         c => Err(error("request", std::io::Error::from_raw_os_error(-c))),
                     };
                 }

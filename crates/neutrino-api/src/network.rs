@@ -301,7 +301,7 @@ async fn collection_request(
                 return Ok(json(201, &json!({ single: created })));
             }
             if let Some(items) = obj.get(&plural) {
-                if !coll.bulk() {
+                if !coll.bulk {
                     return Err(ApiError::bad_request("Bulk operation not supported"));
                 }
                 let list = items

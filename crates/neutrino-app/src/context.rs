@@ -13,12 +13,17 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context with the given roles, implied roles added.
+    /// A context with the given roles, implied roles added (and `manager` for admins, which
+    /// Neutron's policy expects of newer Keystones).
     pub fn new(user_id: &str, project_id: &str, roles: &[String]) -> Context {
+        let mut roles = implied_roles(roles);
+        if roles.iter().any(|r| r == "admin") && !roles.iter().any(|r| r == "manager") {
+            roles.push("manager".to_string());
+        }
         Context {
             user_id: user_id.to_string(),
             project_id: project_id.to_string(),
-            roles: implied_roles(roles),
+            roles,
         }
     }
 
@@ -40,6 +45,15 @@ impl Context {
     /// Whether the caller owns `project_id` (or is admin).
     pub fn owns(&self, project_id: &str) -> bool {
         self.is_admin() || self.project_id == project_id
+    }
+
+    /// The caller as the policy engine sees it.
+    pub fn credentials(&self) -> neutrino_policy::Credentials<'_> {
+        neutrino_policy::Credentials {
+            user_id: &self.user_id,
+            project_id: &self.project_id,
+            roles: &self.roles,
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! IP address management and quotas, each request in one database transaction.
 //!
 //! The HTTP layer parses requests into calls on [`App`] and renders what comes back; it never
-//! touches storage itself. Resources are JSON documents (`serde_json::Map`) holding every
+//! touches storage itself. Authorisation is Neutron's policy as data (`neutrino-policy`),
+//! enforced by the generic request flow for every collection. Resources are JSON documents (`serde_json::Map`) holding every
 //! attribute; [`App`] strips what a caller may not see when it renders them.
 
 pub mod agents;
@@ -14,6 +15,7 @@ mod token;
 
 use std::sync::Arc;
 
+use neutrino_policy::Policy;
 use neutrino_store::{Store, StoreError, Tx};
 use neutrino_types::ApiError;
 
@@ -46,6 +48,8 @@ pub struct Config {
     /// Whether legacy (non-HA) routers move off dead agents too (Neutron's
     /// `allow_automatic_l3agent_failover`); HA routers always do.
     pub allow_automatic_l3agent_failover: bool,
+    /// Who may do what: Neutron's default rules, possibly overridden by `--policy-file`.
+    pub policy: Arc<Policy>,
 }
 
 impl Default for Config {
@@ -61,8 +65,17 @@ impl Default for Config {
             agent_down_secs: agents::AGENT_DOWN_SECS,
             l3_ha: false,
             allow_automatic_l3agent_failover: false,
+            policy: default_policy(),
         }
     }
+}
+
+/// Neutron's default policy, compiled once per process.
+pub fn default_policy() -> Arc<Policy> {
+    static DEFAULTS: std::sync::OnceLock<Arc<Policy>> = std::sync::OnceLock::new();
+    DEFAULTS
+        .get_or_init(|| Arc::new(Policy::defaults()))
+        .clone()
 }
 
 /// The application: storage plus settings. Cheap to clone.

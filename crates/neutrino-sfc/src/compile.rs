@@ -1041,7 +1041,7 @@ impl Compiler<'_> {
             self.out.table.counters.insert(counter);
             sending
                 .entry(probe::send_chain(number))
-                .or_insert_with(Vec::new)
+                .or_default()
                 .push(Rule::salted(
                     &probe::send_key(number, &p.id),
                     format!(

@@ -145,6 +145,11 @@ impl Attr {
         self.admin_only = true;
         self
     }
+
+    /// The value a create that leaves the attribute out gets, if any.
+    pub fn default_value(&self) -> Option<Value> {
+        self.fill.value()
+    }
 }
 
 /// Whether a request creates or updates.

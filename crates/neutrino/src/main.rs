@@ -160,6 +160,35 @@ struct ServerArgs {
     /// Also move legacy (non-HA) routers off dead agents; HA routers always move.
     #[arg(long)]
     allow_automatic_l3agent_failover: bool,
+    /// An operator's policy file (oslo.policy syntax, YAML or JSON): its rules override
+    /// Neutron's defaults. A rule that does not parse or names an undefined rule stops the
+    /// server, naming the line.
+    #[arg(long, env = "NEUTRINO_POLICY_FILE")]
+    policy_file: Option<PathBuf>,
+    /// Print the default policy as a commented YAML file (like oslopolicy-sample-generator)
+    /// and exit.
+    #[arg(long)]
+    dump_default_policy: bool,
+}
+
+/// The policy in force: the defaults, with the operator's file on top.
+fn load_policy(file: Option<&Path>) -> anyhow::Result<std::sync::Arc<neutrino_policy::Policy>> {
+    let Some(path) = file else {
+        return Ok(neutrino_app::default_policy());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading policy file {}", path.display()))?;
+    let (policy, unknown) =
+        neutrino_policy::Policy::with_overrides(&text, &path.display().to_string())?;
+    if !unknown.is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            names = %unknown.join(", "),
+            "policy rules for actions this server does not have are ignored"
+        );
+    }
+    tracing::info!(file = %path.display(), "policy file loaded");
+    Ok(std::sync::Arc::new(policy))
 }
 
 fn parse_range(text: &str) -> anyhow::Result<(u32, u32)> {
@@ -211,6 +240,12 @@ fn write_openrc(
 }
 
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    if args.dump_default_policy {
+        print!("{}", neutrino_policy::dump_defaults_yaml());
+        return Ok(());
+    }
+    // A broken policy file stops the server before it binds or writes anything.
+    let policy = load_policy(args.policy_file.as_deref())?;
     // Bind first: a server that cannot listen (address in use) must leave nothing behind, no
     // data directory, no database and no `admin-openrc` naming a port another process owns.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -241,6 +276,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         agent_down_secs: i64::from(args.agent_down_time.max(1)),
         l3_ha: args.l3_ha,
         allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
+        policy,
         ..Config::default()
     };
     let app = App::new(store, config)

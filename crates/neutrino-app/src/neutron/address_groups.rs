@@ -8,8 +8,92 @@ use neutrino_store::{Record, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{bump, relock, Doc};
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::authz::{shared, Extras};
+use super::kind::Kind;
+use super::view::{narrow, own_ids, Need, View};
+use super::{bump, relock, Collection, Doc};
 use crate::{db, App, Context};
+
+/// `/v2.0/address-groups`.
+pub(super) static COLLECTION: Collection = Collection::new(
+    "address-groups",
+    "address_group",
+    spec::ADDRESS_GROUP,
+    &AddressGroups,
+)
+.untagged();
+
+/// Address groups, shared through RBAC policies; addresses change through actions.
+struct AddressGroups;
+
+#[async_trait]
+impl Kind for AddressGroups {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(own_ids(records))).await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
+    }
+
+    fn hides_from(&self, ctx: &Context, rec: &Record) -> bool {
+        // Like Neutron, a shared address group is not revealed to those who may not change it.
+        !ctx.owns(&rec.project_id)
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_address_group(tx, ctx, body).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_address_group(tx, rec).await
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &["add_addresses", "remove_addresses"]
+    }
+
+    async fn action(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
+        let doc = app.address_group_action(tx, rec, action, body).await?;
+        let view = View::of(tx, &COLLECTION, std::slice::from_ref(rec), Need::Render).await?;
+        let out = app.render_doc(&view, ctx, &COLLECTION, rec, doc);
+        Ok(json!({ "address_group": out }))
+    }
+}
 
 /// The claim scope of the rules naming `group`.
 pub(super) fn rule_scope(group: &str) -> String {
@@ -219,8 +303,7 @@ impl App {
         if ctx.is_admin() || group.project_id == project {
             return Ok(());
         }
-        let view =
-            super::View::for_records(tx, "address_group", std::slice::from_ref(&group)).await?;
+        let view = super::View::check(tx, &COLLECTION, std::slice::from_ref(&group)).await?;
         if view.granted(id, "access_as_shared", project) {
             Ok(())
         } else {

@@ -6,9 +6,86 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::networks::rbac_key;
-use super::{s, Doc, View};
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::authz::{shared, Extras};
+use super::kind::Kind;
+use super::scopes::rbac_key;
+use super::view::{narrow, own_ids, Need};
+use super::{s, Collection, Doc, View};
 use crate::{db, App, Context};
+
+/// `/v2.0/address-scopes`.
+pub(super) static COLLECTION: Collection = Collection::new(
+    "address-scopes",
+    "address_scope",
+    spec::ADDRESS_SCOPE,
+    &AddressScopes,
+)
+.untagged()
+.unrevised();
+
+/// Address scopes, shared through RBAC policies.
+struct AddressScopes;
+
+#[async_trait]
+impl Kind for AddressScopes {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(own_ids(records))).await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
+    }
+
+    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
+        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+        doc.insert("shared".into(), json!(shared));
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_address_scope(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_address_scope(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_address_scope(tx, ctx, rec).await
+    }
+}
 
 impl App {
     pub(super) async fn create_address_scope(

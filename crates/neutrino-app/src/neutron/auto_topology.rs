@@ -99,8 +99,11 @@ impl App {
         };
         let subnets = self.network_subnets(&mut tx, &network).await?;
         if let Some(router) = tx.claim_owner(ROUTER_CLAIM, &project).await.map_err(db)? {
-            let coll = Collection::of("router")?;
-            match self.writable(&mut tx, ctx, coll, &router, "delete").await {
+            let coll = &super::routers::COLLECTION;
+            match self
+                .writable(&mut tx, ctx, coll, &router, "delete", &Doc::new())
+                .await
+            {
                 Ok((mut rec, view)) => {
                     for sn in &subnets {
                         let body = json!({"subnet_id": sn.id});
@@ -118,8 +121,11 @@ impl App {
                 Err(e) => return Err(e),
             }
         }
-        let coll = Collection::of("network")?;
-        match self.writable(&mut tx, ctx, coll, &network, "delete").await {
+        let coll = &super::networks::COLLECTION;
+        match self
+            .writable(&mut tx, ctx, coll, &network, "delete", &Doc::new())
+            .await
+        {
             Ok((rec, view)) => self.remove(&mut tx, ctx, coll, &rec, &view).await?,
             Err(e) if e.status == 404 => {}
             Err(e) => return Err(e),
@@ -162,7 +168,7 @@ impl App {
         let coll = Collection::of(resource)?;
         let doc: Doc = body.as_object().cloned().unwrap_or_default();
         let mut doc = attrs::validate(coll.spec, &doc, Op::Create)?;
-        let project = owner_project(ctx, &mut doc, resource)?;
+        let project = owner_project(ctx, &mut doc, coll)?;
         self.insert_new(tx, ctx, coll, doc, project).await
     }
 

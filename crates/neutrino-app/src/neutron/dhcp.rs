@@ -9,40 +9,16 @@
 //! get their port when it registers. A deleted DHCP port comes back at once, like the port
 //! the upstream agent recreates on its next sync.
 
-use neutrino_store::{Record, Selector, Tx};
+use neutrino_store::{Record, Tx};
 use neutrino_types::ApiResult;
 use serde_json::{json, Value};
 
+use super::owners::DHCP_OWNER;
 use super::subnets::SubnetInfo;
 use super::{s, Doc};
-use crate::agents::AGENT_TYPE;
 use crate::{db, App, Context};
 
-/// `device_owner` of DHCP ports.
-pub(super) const DHCP_OWNER: &str = "network:dhcp";
-
 impl App {
-    /// The host that serves DHCP for a network and its agent's id; `None` without alive agents.
-    pub(super) async fn dhcp_host(
-        &self,
-        tx: &mut Tx,
-        network: &str,
-    ) -> ApiResult<Option<(String, String)>> {
-        let hosts = self.agent_hosts(tx, "dhcp").await?;
-        let hosts = self
-            .hosts_reaching(tx, hosts, &[network.to_string()])
-            .await?;
-        let Some(host) = crate::agents::pick_host(&hosts, network) else {
-            return Ok(None);
-        };
-        let agent = tx
-            .claim_owner(&format!("agent:{AGENT_TYPE}"), &host)
-            .await
-            .map_err(db)?
-            .unwrap_or_default();
-        Ok(Some((host, agent)))
-    }
-
     /// Brings a network's DHCP port in line with the subnets its DHCP server serves.
     pub(super) async fn sync_dhcp_port(&self, tx: &mut Tx, network: &str) -> ApiResult<()> {
         let subnets = self.network_subnets(tx, network).await?;
@@ -124,16 +100,6 @@ impl App {
         super::bump(&mut port.body);
         tx.update("port", &port.id, &port.body).await.map_err(db)?;
         Ok(())
-    }
-
-    /// Gives every network that needs one its DHCP port (after an agent registered).
-    pub(crate) async fn schedule_dhcp(&self) -> ApiResult<()> {
-        let mut tx = self.write().await?;
-        let networks = tx.list("network", &Selector::default()).await.map_err(db)?;
-        for net in networks {
-            self.sync_dhcp_port(&mut tx, &net.id).await?;
-        }
-        tx.commit().await.map_err(db)
     }
 }
 

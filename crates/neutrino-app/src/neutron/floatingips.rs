@@ -16,13 +16,76 @@ use neutrino_types::resources as spec;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{bad_request, GATEWAY_OWNER, INTERFACE_OWNERS};
+use super::owners::{DHCP_OWNER, FLOATINGIP_OWNER, GATEWAY_OWNER, INTERFACE_OWNERS};
+use super::routers::bad_request;
 use super::subnets::SubnetInfo;
-use super::{bump, s, Doc, View};
+use async_trait::async_trait;
+
+use super::kind::Kind;
+use super::view::Need;
+use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
-/// Device owner of the port holding a floating IP's address.
-pub(super) const FLOATINGIP_OWNER: &str = "network:floatingip";
+/// `/v2.0/floatingips`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("floatingips", "floatingip", spec::FLOATINGIP, &FloatingIps);
+
+/// Floating IPs, rendered with the details of their port.
+struct FloatingIps;
+
+#[async_trait]
+impl Kind for FloatingIps {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_port_details(tx, records).await
+    }
+
+    fn render(&self, view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {
+        let port = doc
+            .get("port_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let details = view.port_details.get(port).cloned().unwrap_or(Value::Null);
+        doc.insert("port_details".into(), details);
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_floatingip(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_floatingip(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_floatingip(tx, ctx, rec).await
+    }
+}
 
 fn bad_fip(msg: impl std::fmt::Display) -> ApiError {
     bad_request("floatingip", msg)
@@ -333,14 +396,11 @@ impl App {
                 return Ok(Association::none());
             }
         };
-        let port_coll = super::COLLECTIONS
-            .iter()
-            .find(|c| c.resource == "port")
-            .ok_or_else(ApiError::internal)?;
+        let port_coll = &super::ports::COLLECTION;
         let found = tx.get("port", &port_id).await.map_err(db)?;
-        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        let view = View::check(tx, &super::ports::COLLECTION, found.as_slice()).await?;
         let port = match found {
-            Some(p) if self.visible(&view, ctx, port_coll, &p).await => p,
+            Some(p) if self.visible(&view, ctx, port_coll, &p) => p,
             _ => return Err(ApiError::not_found("port", &port_id)),
         };
         if port.project_id != fip.project && !ctx.is_admin() {
@@ -348,7 +408,7 @@ impl App {
                 "Cannot process floating IP association with Port {port_id}, since that port is owned by a different project"
             )));
         }
-        if s(&port.body, "device_owner") == "network:dhcp" {
+        if s(&port.body, "device_owner") == DHCP_OWNER {
             return Err(bad_fip(format!(
                 "Port {port_id} is unable to be assigned a floating IP"
             )));

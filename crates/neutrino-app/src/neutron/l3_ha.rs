@@ -15,20 +15,14 @@ use neutrino_types::attrs::{self, Op};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{INTERFACE_OWNER, INTERFACE_OWNERS};
-use super::{bump, s, Collection, Doc, View};
+use super::owners::{HA_INTERFACE_OWNER, HA_PORT_OWNER, INTERFACE_OWNER};
+use super::routers::Flavour;
+use super::scopes::{HOST_SCOPE, STANDBY_SCOPE};
+use super::{s, Doc, View};
 use crate::{db, new_id, App, Context};
 
-/// Device owner of the HA ports (one per agent hosting an HA router).
-pub(super) const HA_PORT_OWNER: &str = "network:router_ha_interface";
-/// Device owner of an HA router's interfaces.
-pub(super) const HA_INTERFACE_OWNER: &str = "network:ha_router_replicated_interface";
 /// Addresses of the HA networks (Neutron's `l3_ha_net_cidr` default).
 const HA_CIDR: &str = "169.254.192.0/18";
-/// Claim scope: router → the host its ports are bound to (the active host).
-pub(super) const HOST_SCOPE: &str = "l3-agent";
-/// Claim scope: HA router → its standby host ("" when there is none).
-pub(super) const STANDBY_SCOPE: &str = "l3-ha-standby";
 /// Claim scope: project → its HA network.
 const NETWORK_SCOPE: &str = "ha-network";
 
@@ -80,7 +74,7 @@ impl App {
         self.ha_network(tx, &rec.project_id).await?;
         let alive = self.agent_hosts(tx, "l3").await?;
         let (active, standby) =
-            super::l3_scheduler::plan_hosts(&rec.id, true, true, None, None, &alive);
+            super::scheduler::plan_hosts(&rec.id, true, true, None, None, &alive);
         if let Some(host) = &active {
             self.set_router_host(tx, &rec.id, host).await?;
         }
@@ -88,57 +82,24 @@ impl App {
             .await
     }
 
-    /// Applies a change of `ha` (admins only, router administratively down first, as in
+    /// Applies a change of `ha` (`update_router:ha`, router administratively down first, as in
     /// Neutron): interfaces change owner, HA ports and the standby come or go.
     pub(super) async fn ha_on_update(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
         rec: &mut Record,
         changes: &Doc,
     ) -> ApiResult<()> {
-        let Some(requested) = changes.get("ha") else {
+        let Some(requested) = self.change_flavour(tx, rec, changes, Flavour::Ha).await? else {
             return Ok(());
         };
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_router:ha"));
-        }
-        let requested = requested.as_bool().unwrap_or(false);
-        if requested == is_ha(&rec.body) {
-            return Ok(());
-        }
-        let admin_up = changes
-            .get("admin_state_up")
-            .unwrap_or(&rec.body["admin_state_up"])
-            != false;
-        if admin_up {
-            return Err(super::routers::bad_request(
-                "router",
-                "Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade",
-            ));
-        }
-        rec.body["ha"] = json!(requested);
-        let owner = interface_owner(&rec.body);
-        for mut port in self.router_ports(tx, &rec.id).await? {
-            if INTERFACE_OWNERS.contains(&s(&port.body, "device_owner")) {
-                port.body["device_owner"] = json!(owner);
-                bump(&mut port.body);
-                tx.update("port", &port.id, &port.body).await.map_err(db)?;
-            }
-        }
         if requested {
             self.ha_network(tx, &rec.project_id).await?;
             let current = self.router_host(tx, &rec.id).await?;
             let current = (!current.is_empty()).then_some(current);
             let alive = self.agent_hosts(tx, "l3").await?;
-            let (active, standby) = super::l3_scheduler::plan_hosts(
-                &rec.id,
-                true,
-                true,
-                current.as_deref(),
-                None,
-                &alive,
-            );
+            let (active, standby) =
+                super::scheduler::plan_hosts(&rec.id, true, true, current.as_deref(), None, &alive);
             if active != current {
                 let host = active.clone().unwrap_or_default();
                 self.set_router_host(tx, &rec.id, &host).await?;
@@ -251,7 +212,7 @@ impl App {
                 .ok_or_else(ApiError::internal);
         }
         let ctx = service();
-        let net = Collection::of("network")?;
+        let net = &super::networks::COLLECTION;
         let body = json!({"name": format!("HA network project {project}"), "admin_state_up": true,
                           "shared": false});
         let body = attrs::validate(
@@ -261,7 +222,7 @@ impl App {
         )?;
         // Boxed: creating a router may create a network (and the compiler sees a cycle).
         Box::pin(self.insert_record(tx, &ctx, net, body, String::new(), id.clone())).await?;
-        let sub = Collection::of("subnet")?;
+        let sub = &super::subnets::COLLECTION;
         let body = json!({"network_id": id, "name": format!("HA subnet project {project}"),
                           "ip_version": 4, "cidr": HA_CIDR, "enable_dhcp": false,
                           "gateway_ip": null});
@@ -296,8 +257,9 @@ impl App {
         {
             return Ok(());
         }
-        let coll = Collection::of("network")?;
-        let view = View::for_records(tx, "network", std::slice::from_ref(&net)).await?;
+        let coll = &super::networks::COLLECTION;
+        let view =
+            View::check(tx, &super::networks::COLLECTION, std::slice::from_ref(&net)).await?;
         Box::pin(self.remove(tx, &service(), coll, &net, &view)).await?;
         tx.release(NETWORK_SCOPE, project).await.map_err(db)
     }

@@ -6,8 +6,98 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{s, Doc};
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::authz::{shared, Extras};
+use super::kind::Kind;
+use super::owners::FLOATINGIP_OWNER;
+use super::scopes::{network_cidr_scope, rbac_key};
+use super::view::{narrow, own_ids, Need, View};
+use super::{s, Collection, Doc};
 use crate::{db, new_id, App, Context};
+
+/// `/v2.0/networks`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("networks", "network", spec::NETWORK, &Networks).reread();
+
+/// Networks, shared and external through RBAC policies.
+struct Networks;
+
+#[async_trait]
+impl Kind for Networks {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(own_ids(records))).await?;
+        view.load_subnet_ids(tx, narrow(own_ids(records))).await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        view.network_visible(ctx, rec)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        let mut extras = shared(view, ctx, rec);
+        extras.push(("router:external", Value::Bool(view.is_external(rec))));
+        extras
+    }
+
+    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
+        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+        doc.insert("shared".into(), json!(shared));
+        let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
+        doc.insert("subnets".into(), json!(subnets));
+        if doc.get("router:external") == Some(&Value::Bool(true)) {
+            let is_default = doc.get("is_default") == Some(&Value::Bool(true));
+            doc.insert("is_default".into(), json!(is_default));
+        } else {
+            doc.remove("is_default");
+        }
+    }
+
+    async fn before_create(&self, app: &App, tx: &mut Tx, ctx: &Context) -> ApiResult<()> {
+        // Like Neutron: a project's first network brings its default security group.
+        app.ensure_default_group(tx, &ctx.project_id).await?;
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_network(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_network(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_network(tx, ctx, rec).await
+    }
+}
 
 /// VXLAN header overhead subtracted from the underlay MTU.
 const VXLAN_OVERHEAD: u32 = 50;
@@ -105,30 +195,12 @@ impl App {
     pub(super) async fn create_network(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
+        _ctx: &Context,
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
         let id = s(&json!(body), "id").to_string();
-        let admin_only = [
-            "shared",
-            "router:external",
-            "is_default",
-            "provider:network_type",
-            "provider:physical_network",
-            "provider:segmentation_id",
-        ];
-        if !ctx.is_admin() {
-            for key in admin_only {
-                let set = match body.get(key) {
-                    Some(Value::Bool(b)) => *b,
-                    Some(Value::Null) | None => false,
-                    Some(_) => true,
-                };
-                if set {
-                    return Err(ApiError::forbidden(&format!("create_network:{key}")));
-                }
-            }
-        }
+        // Who may set `shared`, `router:external`, `is_default` and `provider:*` is the
+        // policy's (`create_network:<attribute>`), checked before this runs.
         let requested_type = body
             .get("provider:network_type")
             .and_then(Value::as_str)
@@ -278,7 +350,7 @@ impl App {
     pub(super) async fn update_network(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
+        _ctx: &Context,
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
@@ -288,9 +360,6 @@ impl App {
             "provider:segmentation_id",
         ] {
             if let Some(v) = changes.get(key) {
-                if !ctx.is_admin() {
-                    return Err(ApiError::forbidden(&format!("update_network:{key}")));
-                }
                 if rec.body.get(key) != Some(v) {
                     return Err(ApiError::invalid_input(
                         "Plugin does not support updating provider attributes",
@@ -299,23 +368,15 @@ impl App {
             }
         }
         let mut changes = changes;
+        // `update_network:<attribute>` rules decided who may change what.
         let is_default = changes.remove("is_default");
-        if is_default.is_some() && !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_network:is_default"));
-        }
         for (key, value) in changes {
             match key.as_str() {
                 "shared" => {
-                    if !ctx.is_admin() {
-                        return Err(ApiError::forbidden("update_network:shared"));
-                    }
                     self.set_wildcard(tx, rec, "access_as_shared", value.as_bool() == Some(true))
                         .await?;
                 }
                 "router:external" => {
-                    if !ctx.is_admin() {
-                        return Err(ApiError::forbidden("update_network:router:external"));
-                    }
                     let on = value.as_bool() == Some(true);
                     self.set_wildcard(tx, rec, "access_as_external", on).await?;
                     rec.body[key.as_str()] = json!(on);
@@ -428,7 +489,7 @@ impl App {
         for p in &ports {
             match s(&p.body, "device_owner") {
                 o if o.starts_with("network:dhcp") => {}
-                "network:floatingip" => {
+                FLOATINGIP_OWNER => {
                     let fip = tx
                         .get("floatingip", s(&p.body, "device_id"))
                         .await
@@ -457,10 +518,10 @@ impl App {
             self.release_port(tx, &p).await?;
             tx.delete("port", &p.id).await.map_err(db)?;
         }
-        tx.release_scope(&super::subnets::network_cidr_scope(&rec.id, 4))
+        tx.release_scope(&network_cidr_scope(&rec.id, 4))
             .await
             .map_err(db)?;
-        tx.release_scope(&super::subnets::network_cidr_scope(&rec.id, 6))
+        tx.release_scope(&network_cidr_scope(&rec.id, 6))
             .await
             .map_err(db)?;
         for sn in self.network_subnets(tx, &rec.id).await? {
@@ -551,15 +612,4 @@ pub(super) fn check_mtu_fits(mtu: u32, v6: bool, network: &str) -> ApiResult<()>
         ));
     }
     Ok(())
-}
-
-/// The uniqueness key of an RBAC policy: object type, object, action, target.
-pub(super) fn rbac_key(p: &Value) -> String {
-    format!(
-        "{}|{}|{}|{}",
-        s(p, "object_type"),
-        s(p, "object_id"),
-        s(p, "action"),
-        s(p, "target_tenant")
-    )
 }

@@ -14,41 +14,128 @@ use neutrino_types::query::ListQuery;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::authz::{network_parent, Extras};
+use super::kind::{Kind, ListFilter};
+use super::owners::{
+    is_network_owned, DHCP_OWNER, GATEWAY_OWNER, INTERFACE_OWNERS, ROUTER_OWNERS, SNAT_OWNER,
+    UNDELETABLE_OWNERS,
+};
+use super::scopes::ip_scope;
 use super::subnets::SubnetInfo;
-use super::{s, Doc, View};
+use super::view::{narrow, own_ids, parent_ids, Need};
+use super::{s, Collection, Doc, View};
 use crate::{db, App, Context};
+
+/// `/v2.0/ports`.
+pub(super) static COLLECTION: Collection = Collection::new("ports", "port", spec::PORT, &Ports)
+    .parent("network_id")
+    .filters(&["ip_address", "subnet_id"]);
+
+/// Ports: children of networks; the network's owner sees and may delete them.
+struct Ports;
+
+#[async_trait]
+impl Kind for Ports {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        need: Need,
+    ) -> ApiResult<()> {
+        if need == Need::Check {
+            view.load_rbac(tx, narrow(parent_ids(records))).await?;
+            view.load_networks(tx, narrow(parent_ids(records))).await?;
+        }
+        // A new port is no trunk's parent yet.
+        if need != Need::Created {
+            view.load_trunk_details(tx, narrow(own_ids(records)))
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        let net = rec.parent_id.as_deref().and_then(|n| view.networks.get(n));
+        net.is_some_and(|net| net.project_id == ctx.project_id)
+    }
+
+    fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        if let Some(details) = view.trunk_details.get(&rec.id) {
+            doc.insert("trunk_details".into(), details.clone());
+        }
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        // The network's owner may also read and delete other projects' ports on it.
+        network_parent(view, ctx, rec)
+    }
+
+    fn foreign_project(&self, _action: &str, project: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "Tenant {project} not allowed to create port on this network"
+        ))
+    }
+
+    fn list_filter(&self, q: &mut ListQuery) -> Option<ListFilter> {
+        let filters = fixed_ip_filters(q);
+        if filters.is_empty() {
+            return None;
+        }
+        Some(Box::new(move |_, _, rec| {
+            matches_fixed_ips(&rec.body, &filters)
+        }))
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_port(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_port(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_port(tx, ctx, rec).await
+    }
+
+    async fn after_delete(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        if s(&rec.body, "device_owner") == DHCP_OWNER {
+            app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+                .await?;
+        }
+        Ok(())
+    }
+}
 
 /// Neutron's `max_fixed_ips_per_port`; not applied to its own trusted `network:*` ports (a
 /// network's DHCP port holds an address on every DHCP-enabled subnet, however many).
 const MAX_FIXED_IPS: usize = 5;
 const MAX_ADDRESS_PAIRS: usize = 10;
 const SEARCH_BATCH: usize = 64;
-const ROUTER_OWNERS: &[&str] = &[
-    "network:router_interface",
-    "network:router_interface_distributed",
-    "network:ha_router_replicated_interface",
-    "network:router_gateway",
-    "network:router_centralized_snat",
-];
-/// Ports only routers and floating IPs may delete.
-const UNDELETABLE_OWNERS: &[&str] = &[
-    "network:router_interface",
-    "network:router_interface_distributed",
-    "network:ha_router_replicated_interface",
-    "network:router_gateway",
-    "network:router_centralized_snat",
-    "network:floatingip",
-];
-
-/// Ports Neutron itself owns (`network:dhcp`, `network:router_interface`, ...), which it
-/// trusts: no per-port fixed IP limit.
-fn is_trusted_owner(device_owner: &str) -> bool {
-    device_owner.starts_with("network:")
-}
-
-pub(super) fn ip_scope(subnet: &str) -> String {
-    format!("ip:{subnet}")
-}
 
 fn mac_scope(network: &str) -> String {
     format!("mac:{network}")
@@ -202,7 +289,7 @@ impl App {
         let explicit = requested.is_some();
         if let Some(req) = requested {
             let list = req.as_array().ok_or_else(|| bad_fixed_ip(req))?;
-            if list.len() > MAX_FIXED_IPS && !is_trusted_owner(device_owner) {
+            if list.len() > MAX_FIXED_IPS && !is_network_owned(device_owner) {
                 return Err(ApiError::bad_request(
                     "Exceeded maximum amount of fixed ips per port.",
                 ));
@@ -452,7 +539,7 @@ impl App {
         // RBAC decides only for callers that neither own the network nor are admin.
         let needs_rbac = found.as_ref().is_some_and(|n| !ctx.owns(&n.project_id));
         let view = if needs_rbac {
-            View::for_records(tx, "network", found.as_slice()).await?
+            View::check(tx, &super::networks::COLLECTION, found.as_slice()).await?
         } else {
             View::default()
         };
@@ -1000,12 +1087,12 @@ impl App {
         body.insert("admin_state_up".into(), json!(true));
         body.insert("device_owner".into(), json!(device_owner));
         body.insert("device_id".into(), json!(device_id));
-        let router_port = device_owner == super::routers::GATEWAY_OWNER
-            || device_owner == super::routers_dvr::SNAT_OWNER
-            || super::routers::INTERFACE_OWNERS.contains(&device_owner);
+        let router_port = device_owner == GATEWAY_OWNER
+            || device_owner == SNAT_OWNER
+            || INTERFACE_OWNERS.contains(&device_owner);
         let host = if router_port && super::routers_dvr::bound_to_router_host(device_owner) {
             self.router_host(tx, device_id).await?
-        } else if device_owner == super::dhcp::DHCP_OWNER {
+        } else if device_owner == DHCP_OWNER {
             self.dhcp_host(tx, network)
                 .await?
                 .map(|(host, _)| host)

@@ -5,9 +5,64 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::networks::rbac_key;
-use super::{bump, s, Doc, View};
+use super::owners::{FLOATINGIP_OWNER, GATEWAY_OWNER};
+use super::scopes::rbac_key;
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::kind::Kind;
+use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
+
+/// `/v2.0/rbac-policies`.
+pub(super) static COLLECTION: Collection = Collection::new(
+    "rbac-policies",
+    "rbac_policy",
+    spec::RBAC_POLICY,
+    &RbacPolicies,
+)
+.untagged()
+.unrevised()
+.single()
+.reread();
+
+/// RBAC policies: who else may use a network, group, pool, scope or address group.
+struct RbacPolicies;
+
+#[async_trait]
+impl Kind for RbacPolicies {
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_rbac(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_rbac(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_rbac(tx, ctx, rec).await
+    }
+}
 
 /// Object types and the actions each accepts.
 const OBJECT_ACTIONS: &[(&str, &[&str])] = &[
@@ -333,8 +388,8 @@ impl App {
         for port in self.network_ports(tx, network).await? {
             let device = s(&port.body, "device_id").to_string();
             let kind = match s(&port.body, "device_owner") {
-                "network:router_gateway" => "router",
-                "network:floatingip" => "floatingip",
+                GATEWAY_OWNER => "router",
+                FLOATINGIP_OWNER => "floatingip",
                 _ => continue,
             };
             if let Some(owner) = tx.get(kind, &device).await.map_err(db)? {

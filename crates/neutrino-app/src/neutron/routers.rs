@@ -15,21 +15,111 @@ use neutrino_types::attrs::{is_uuid, to_bool};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::owners::{GATEWAY_OWNER, INTERFACE_OWNERS, SNAT_OWNER};
 use super::routers_dvr::{bound_to_router_host, interface_owner};
 use super::subnets::SubnetInfo;
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::kind::Kind;
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
-/// Device owner of a router's gateway port.
-pub(super) const GATEWAY_OWNER: &str = "network:router_gateway";
-/// Device owner of a router's interface ports.
-pub(super) const INTERFACE_OWNER: &str = "network:router_interface";
-/// Every device owner that makes a port a router interface (for floating IP reachability).
-pub(super) const INTERFACE_OWNERS: &[&str] = &[
-    "network:router_interface",
-    "network:router_interface_distributed",
-    "network:ha_router_replicated_interface",
-];
+/// `/v2.0/routers`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("routers", "router", spec::ROUTER, &Routers);
+
+/// Routers: gateway, interfaces and extra routes as actions.
+struct Routers;
+
+#[async_trait]
+impl Kind for Routers {
+    fn check_request(&self, body: &Doc) -> ApiResult<()> {
+        match body.get("external_gateway_info") {
+            Some(gateway) => parse_gateway(gateway).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_router(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_router(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_router(tx, ctx, rec).await
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &[
+            "add_router_interface",
+            "remove_router_interface",
+            "add_extraroutes",
+            "remove_extraroutes",
+        ]
+    }
+
+    async fn action(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
+        app.router_action(tx, ctx, rec, action, body).await
+    }
+}
+
+/// The two flavours a router changes between while administratively down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Flavour {
+    /// `ha`: active and standby hosts.
+    Ha,
+    /// `distributed`: DVR.
+    Distributed,
+}
+
+impl Flavour {
+    fn attribute(self) -> &'static str {
+        match self {
+            Flavour::Ha => "ha",
+            Flavour::Distributed => "distributed",
+        }
+    }
+
+    fn active_refusal(self) -> &'static str {
+        match self {
+            Flavour::Ha => "Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade",
+            Flavour::Distributed => "Cannot change the 'distributed' attribute of active routers. Please set router admin_state_up to False prior to upgrade",
+        }
+    }
+}
+
 /// Default of the `router_route` quota: extra routes per router.
 const DEFAULT_ROUTE_QUOTA: i64 = 30;
 
@@ -397,7 +487,7 @@ impl App {
                 let owner = s(&p.body, "device_owner");
                 s(&p.body, "device_id") == router
                     && (owner == GATEWAY_OWNER
-                        || owner == super::routers_dvr::SNAT_OWNER
+                        || owner == SNAT_OWNER
                         || INTERFACE_OWNERS.contains(&owner))
                     && bound_to_router_host(owner)
             })
@@ -419,9 +509,7 @@ impl App {
             .into_iter()
             .filter(|p| {
                 let owner = s(&p.body, "device_owner");
-                (owner == GATEWAY_OWNER
-                    || owner == super::routers_dvr::SNAT_OWNER
-                    || INTERFACE_OWNERS.contains(&owner))
+                (owner == GATEWAY_OWNER || owner == SNAT_OWNER || INTERFACE_OWNERS.contains(&owner))
                     && bound_to_router_host(owner)
                     && s(&p.body, "binding:host_id").is_empty()
             })
@@ -454,6 +542,57 @@ impl App {
             .into_iter()
             .filter(|p| INTERFACE_OWNERS.contains(&s(&p.body, "device_owner")))
             .collect())
+    }
+
+    /// A change of a router's flavour (`ha` or `distributed`, whose `update_router:<flavour>`
+    /// rule the policy checked): `None` when `changes` keeps it. Like Neutron, only a router
+    /// that is administratively down after the request may change flavour (`down_before`:
+    /// before it too). On a change the flag is set and the interface ports take the owner the
+    /// new flavour gives them, bound to `host(new)` (`None`: their binding stays).
+    pub(super) async fn change_flavour(
+        &self,
+        tx: &mut Tx,
+        rec: &mut Record,
+        changes: &Doc,
+        flavour: Flavour,
+    ) -> ApiResult<Option<bool>> {
+        let Some(wanted) = changes.get(flavour.attribute()).and_then(Value::as_bool) else {
+            return Ok(None);
+        };
+        let current = rec.body[flavour.attribute()] == true;
+        if wanted == current {
+            return Ok(None);
+        }
+        let up_before = rec.body["admin_state_up"] != false;
+        let up_after = changes
+            .get("admin_state_up")
+            .map_or(up_before, |v| v != &Value::Bool(false));
+        if up_after || (flavour == Flavour::Distributed && up_before) {
+            return Err(bad_request("router", flavour.active_refusal()));
+        }
+        rec.body[flavour.attribute()] = json!(wanted);
+        let owner = interface_owner(&rec.body);
+        let host = match flavour {
+            // A distributed router's interfaces are bound wherever its ports are; a
+            // centralized one's on its host.
+            Flavour::Distributed if wanted => Some(String::new()),
+            Flavour::Distributed => Some(self.router_host(tx, &rec.id).await?),
+            Flavour::Ha => None,
+        };
+        for mut port in self.interface_ports(tx, &rec.id).await? {
+            port.body["device_owner"] = json!(owner);
+            if let Some(host) = host
+                .as_deref()
+                .filter(|h| s(&port.body, "binding:host_id") != *h)
+            {
+                port.body["binding:host_id"] = json!(host);
+                port.body["binding:vif_type"] = json!("unbound");
+                port.body["status"] = json!("DOWN");
+            }
+            bump(&mut port.body);
+            tx.update("port", &port.id, &port.body).await.map_err(db)?;
+        }
+        Ok(Some(wanted))
     }
 
     /// The router's gateway port on `network`, if any.
@@ -777,8 +916,8 @@ impl App {
         changes: Doc,
     ) -> ApiResult<()> {
         self.lock_router(tx, rec).await?;
-        self.update_distributed(tx, ctx, rec, &changes).await?;
-        self.ha_on_update(tx, ctx, rec, &changes).await?;
+        self.update_distributed(tx, rec, &changes).await?;
+        self.ha_on_update(tx, rec, &changes).await?;
         super::routers_dvr::check_not_distributed_ha(rec.body.as_object().unwrap_or(&Doc::new()))?;
         let mut routes = stored_routes(&rec.body);
         if let Some(v) = changes.get("routes") {
@@ -909,7 +1048,7 @@ impl App {
         if out.is_null() {
             // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
             let doc = rec.body.as_object().cloned().unwrap_or_default();
-            let doc = super::strip_hidden(Collection::of("router")?, ctx, doc);
+            let doc = self.strip_hidden(&COLLECTION, ctx, doc);
             return Ok(json!({ "router": doc }));
         }
         Ok(out)
@@ -922,11 +1061,11 @@ impl App {
         ctx: &Context,
         id: &str,
     ) -> ApiResult<(Record, View)> {
-        let coll = Collection::of("subnet")?;
+        let coll = &super::subnets::COLLECTION;
         let found = tx.get("subnet", id).await.map_err(db)?;
-        let view = View::for_records(tx, "subnet", found.as_slice()).await?;
+        let view = View::check(tx, &super::subnets::COLLECTION, found.as_slice()).await?;
         match found {
-            Some(sub) if self.visible(&view, ctx, coll, &sub).await => Ok((sub, view)),
+            Some(sub) if self.visible(&view, ctx, coll, &sub) => Ok((sub, view)),
             _ => Err(ApiError::not_found("subnet", id)),
         }
     }
@@ -1019,11 +1158,11 @@ impl App {
         router: &Record,
         port_id: &str,
     ) -> ApiResult<Value> {
-        let coll = Collection::of("port")?;
+        let coll = &super::ports::COLLECTION;
         let found = tx.get("port", port_id).await.map_err(db)?;
-        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        let view = View::check(tx, &super::ports::COLLECTION, found.as_slice()).await?;
         let mut port = match found {
-            Some(p) if self.visible(&view, ctx, coll, &p).await => p,
+            Some(p) if self.visible(&view, ctx, coll, &p) => p,
             _ => return Err(ApiError::not_found("port", port_id)),
         };
         let network = port.parent_id.clone().unwrap_or_default();
@@ -1335,7 +1474,7 @@ impl App {
         ctx: &Context,
         router: &str,
     ) -> ApiResult<neutrino_l3::RouterRules> {
-        let coll = Collection::of("router")?;
+        let coll = &COLLECTION;
         self.show(ctx, coll, router, &[]).await?;
         let mut tx = self.read().await?;
         let model = self.router_model(&mut tx, router).await?;

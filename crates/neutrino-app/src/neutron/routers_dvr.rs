@@ -16,14 +16,10 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::routers::{bad_request, GATEWAY_OWNER};
-use super::{bump, s, Doc};
+use super::owners::{DVR_INTERFACE_OWNER, GATEWAY_OWNER, SNAT_OWNER};
+use super::routers::Flavour;
+use super::{s, Doc};
 use crate::{db, App, Context};
-
-/// Device owner of a distributed router's interface ports.
-pub(super) const DVR_INTERFACE_OWNER: &str = "network:router_interface_distributed";
-/// Device owner of a distributed router's SNAT ports (one per interface subnet).
-pub(super) const SNAT_OWNER: &str = "network:router_centralized_snat";
 
 /// Whether a stored router document is distributed.
 pub(super) fn is_distributed(router: &Value) -> bool {
@@ -118,56 +114,18 @@ impl App {
         Ok(())
     }
 
-    /// `distributed` on update: admins only; a change needs the router down before and
-    /// after the request, and rewrites its interface ports. The SNAT ports follow in
+    /// `distributed` on update: a change needs the router down before and after the
+    /// request, and rewrites its interface ports. The SNAT ports follow in
     /// [`App::sync_snat_ports`], which `update_router` calls last.
     pub(super) async fn update_distributed(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
         rec: &mut Record,
         changes: &Doc,
     ) -> ApiResult<()> {
-        let Some(v) = changes.get("distributed") else {
-            return Ok(());
-        };
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_router:distributed"));
-        }
-        let Some(want) = v.as_bool() else {
-            return Ok(());
-        };
-        if want == is_distributed(&rec.body) {
-            return Ok(());
-        }
-        let up_before = rec.body["admin_state_up"] != false;
-        let up_after = changes
-            .get("admin_state_up")
-            .map_or(up_before, |v| v != &Value::Bool(false));
-        if up_before || up_after {
-            return Err(bad_request(
-                "router",
-                "Cannot change the 'distributed' attribute of active routers. Please set router admin_state_up to False prior to upgrade",
-            ));
-        }
-        rec.body["distributed"] = json!(want);
-        let owner = interface_owner(&rec.body);
-        for mut port in self.interface_ports(tx, &rec.id).await? {
-            let host = if want {
-                String::new()
-            } else {
-                self.router_host(tx, &rec.id).await?
-            };
-            port.body["device_owner"] = json!(owner);
-            if s(&port.body, "binding:host_id") != host {
-                port.body["binding:host_id"] = json!(host);
-                port.body["binding:vif_type"] = json!("unbound");
-                port.body["status"] = json!("DOWN");
-            }
-            bump(&mut port.body);
-            tx.update("port", &port.id, &port.body).await.map_err(db)?;
-        }
-        Ok(())
+        self.change_flavour(tx, rec, changes, Flavour::Distributed)
+            .await
+            .map(drop)
     }
 
     /// The router's SNAT ports.
@@ -267,7 +225,7 @@ mod tests {
         );
         assert_eq!(
             interface_owner(&json!({})),
-            super::super::routers::INTERFACE_OWNER
+            super::super::owners::INTERFACE_OWNER
         );
         assert!(!bound_to_router_host(DVR_INTERFACE_OWNER));
         assert!(bound_to_router_host(SNAT_OWNER));

@@ -7,8 +7,254 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{bump, s, stamp_new, Doc, View};
+use async_trait::async_trait;
+use neutrino_types::query::ListQuery;
+use neutrino_types::resources as spec;
+
+use super::authz::{shared, Extras};
+use super::kind::Kind;
+use super::view::{narrow, own_ids, parent_ids, Need};
+use super::{bump, s, stamp_new, Collection, Doc, View};
 use crate::{db, new_id, App, Context};
+
+/// `/v2.0/security-groups`.
+pub(super) static GROUPS: Collection = Collection::new(
+    "security-groups",
+    "security_group",
+    spec::SECURITY_GROUP,
+    &Groups,
+);
+
+/// `/v2.0/security-group-rules`.
+pub(super) static RULES: Collection = Collection::new(
+    "security-group-rules",
+    "security_group_rule",
+    spec::SECURITY_GROUP_RULE,
+    &Rules,
+)
+.untagged()
+.immutable()
+.parent("security_group_id");
+
+/// `/v2.0/default-security-group-rules`: the rules every new group starts with.
+pub(super) static RULE_TEMPLATES: Collection = Collection::new(
+    "default-security-group-rules",
+    "default_security_group_rule",
+    spec::DEFAULT_SECURITY_GROUP_RULE,
+    &RuleTemplates,
+)
+.untagged()
+.unrevised()
+.immutable();
+
+/// Security groups, with their rules rendered inside.
+struct Groups;
+
+#[async_trait]
+impl Kind for Groups {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(own_ids(records))).await?;
+        view.load_rules(tx, narrow(own_ids(records))).await?;
+        for sg in records {
+            view.group_owners
+                .insert(sg.id.clone(), sg.project_id.clone());
+        }
+        let owners = records.iter().map(|sg| sg.project_id.clone()).collect();
+        view.load_default_groups(tx, owners).await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
+    }
+
+    fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        let rules = view.rules.get(&rec.id).cloned().unwrap_or_default();
+        let default = view.default_groups.get(&rec.project_id) == Some(&rec.id);
+        let rules: Vec<Value> = rules
+            .into_iter()
+            .map(|mut r| {
+                r.insert("belongs_to_default_sg".into(), json!(default));
+                Value::Object(r)
+            })
+            .collect();
+        doc.insert("security_group_rules".into(), json!(rules));
+        doc.insert(
+            "shared".into(),
+            json!(view.wildcard(&rec.id, "access_as_shared")),
+        );
+    }
+
+    async fn before_list(&self, app: &App, ctx: &Context, q: &ListQuery) -> ApiResult<()> {
+        // Like Neutron: listing a project's groups creates its default group.
+        let mut projects = vec![ctx.project_id.clone()];
+        if ctx.is_admin() {
+            if let Some(ps) = q.filter("project_id") {
+                projects.extend(ps.iter().filter_map(|p| p.as_str().map(str::to_string)));
+            }
+        }
+        if ctx.is_member() {
+            for p in projects {
+                app.ensure_default_group_committed(&p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn before_create(&self, app: &App, tx: &mut Tx, ctx: &Context) -> ApiResult<()> {
+        app.ensure_default_group(tx, &ctx.project_id).await?;
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_security_group(tx, ctx, body).await
+    }
+
+    async fn after_create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        app.add_default_egress_rules(tx, &rec.id).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_security_group(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        view: &View,
+    ) -> ApiResult<()> {
+        app.delete_security_group(tx, ctx, rec, view).await
+    }
+}
+
+/// Security group rules: children of groups, visible with their group.
+struct Rules;
+
+#[async_trait]
+impl Kind for Rules {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(parent_ids(records))).await?;
+        view.load_group_owners(tx, narrow(parent_ids(records)))
+            .await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        let group = rec.parent_id.as_deref().unwrap_or_default();
+        view.group_owners.get(group) == Some(&ctx.project_id)
+            || view.granted(group, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, _ctx: &Context, rec: &Record) -> Extras {
+        let group = rec.parent_id.as_deref().unwrap_or_default();
+        let Some(owner) = view.group_owners.get(group) else {
+            return Vec::new();
+        };
+        vec![
+            ("security_group:tenant_id", Value::from(owner.as_str())),
+            ("security_group:project_id", Value::from(owner.as_str())),
+        ]
+    }
+
+    fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        let sg = rec.parent_id.clone().unwrap_or_default();
+        let default = view.default_groups.get(&rec.project_id) == Some(&sg)
+            || view.default_groups.values().any(|v| *v == sg);
+        doc.insert("belongs_to_default_sg".into(), json!(default));
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_rule(tx, ctx, body).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_rule(tx, ctx, rec).await
+    }
+}
+
+/// Default security group rules: readable by all, written by admins.
+struct RuleTemplates;
+
+#[async_trait]
+impl Kind for RuleTemplates {
+    fn visible_to_others(&self, _view: &View, _ctx: &Context, _rec: &Record) -> bool {
+        true
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_rule_template(tx, ctx, body).await
+    }
+
+    async fn delete(
+        &self,
+        _app: &App,
+        _tx: &mut Tx,
+        ctx: &Context,
+        _rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        if ctx.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::no_such_url())
+        }
+    }
+}
 
 const PROTOCOLS: &[(&str, u8)] = &[
     ("ah", 51),

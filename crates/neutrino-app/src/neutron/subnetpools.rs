@@ -10,13 +10,95 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::networks::rbac_key;
-use super::{bump, s, Doc, View};
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::authz::{shared, Extras};
+use super::kind::Kind;
+use super::scopes::{network_cidr_scope, prefix_key, rbac_key};
+use super::view::{narrow, own_ids, Need};
+use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
-/// The claim key of a prefix allocated from a pool: sortable network address and length.
-pub(super) fn prefix_key(net: IpNet) -> String {
-    format!("{}/{:03}", ipam::ip_key(net.network()), net.prefix_len())
+/// `/v2.0/subnetpools`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("subnetpools", "subnetpool", spec::SUBNETPOOL, &SubnetPools);
+
+/// Subnet pools, shared through RBAC policies; prefixes change through actions.
+struct SubnetPools;
+
+#[async_trait]
+impl Kind for SubnetPools {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_rbac(tx, narrow(own_ids(records))).await
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        shared(view, ctx, rec)
+    }
+
+    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
+        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+        doc.insert("shared".into(), json!(shared));
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_subnetpool(tx, ctx, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_subnetpool(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_subnetpool(tx, ctx, rec).await
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &["add_prefixes", "remove_prefixes", "onboard_network_subnets"]
+    }
+
+    async fn action(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
+        app.subnetpool_action(tx, ctx, rec, action, body).await
+    }
 }
 
 fn prefix_from_key(key: &str, v6: bool) -> Option<IpNet> {
@@ -488,7 +570,7 @@ impl App {
                 .map_err(db)?;
             prefixes.push(cidr);
             sn.body["subnetpool_id"] = json!(rec.id);
-            let scope = super::subnets::network_cidr_scope(network, i64::from(version));
+            let scope = network_cidr_scope(network, i64::from(version));
             tx.release(&scope, &prefix_key(cidr)).await.map_err(db)?;
             tx.claim(&scope, &prefix_key(cidr), &format!("{}|{}", sn.id, rec.id))
                 .await

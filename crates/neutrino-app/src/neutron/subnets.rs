@@ -9,8 +9,141 @@ use neutrino_store::{Record, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{bump, s, Doc, View};
+use async_trait::async_trait;
+use neutrino_types::query::ListQuery;
+use neutrino_types::resources as spec;
+
+use super::authz::{network_parent, Extras};
+use super::kind::{Kind, ListFilter};
+use super::owners::INTERFACE_OWNERS;
+use super::scopes::{ip_scope, network_cidr_scope, prefix_key};
+use super::view::{narrow, parent_ids, Need};
+use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
+
+/// `/v2.0/subnets`.
+pub(super) static COLLECTION: Collection =
+    Collection::new("subnets", "subnet", spec::SUBNET, &Subnets)
+        .parent("network_id")
+        .filters(&["shared", "router:external"]);
+
+/// Subnets: children of networks, visible where their network is shared.
+struct Subnets;
+
+#[async_trait]
+impl Kind for Subnets {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        need: Need,
+    ) -> ApiResult<()> {
+        if need == Need::Check {
+            view.load_rbac(tx, narrow(parent_ids(records))).await?;
+            view.load_networks(tx, narrow(parent_ids(records))).await?;
+        }
+        Ok(())
+    }
+
+    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
+        let net = rec.parent_id.as_deref().and_then(|n| view.networks.get(n));
+        net.is_some_and(|net| {
+            net.project_id == ctx.project_id
+                || view.granted(&net.id, "access_as_shared", &ctx.project_id)
+        })
+    }
+
+    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        network_parent(view, ctx, rec)
+    }
+
+    fn foreign_project(&self, _action: &str, project: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "Tenant {project} not allowed to create subnet on this network"
+        ))
+    }
+
+    fn list_filter(&self, q: &mut ListQuery) -> Option<ListFilter> {
+        // Subnets have no visible `shared` or `router:external`, but filter on their network's.
+        let mut flag = |name: &str| {
+            q.take_filter(name).map(|v| {
+                v.iter()
+                    .any(|x| neutrino_types::attrs::to_bool(x) == Some(true))
+            })
+        };
+        let shared = flag("shared");
+        let external = flag("router:external");
+        if shared.is_none() && external.is_none() {
+            return None;
+        }
+        Some(Box::new(move |view, ctx, rec| {
+            let net = rec.parent_id.as_deref().unwrap_or_default();
+            let shared_ok = shared
+                .is_none_or(|want| view.granted(net, "access_as_shared", &ctx.project_id) == want);
+            let external_ok = external.is_none_or(|want| {
+                view.networks
+                    .get(net)
+                    .is_some_and(|n| n.body["router:external"] == true)
+                    == want
+            });
+            shared_ok && external_ok
+        }))
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_subnet(tx, ctx, body).await
+    }
+
+    async fn after_create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+    ) -> ApiResult<()> {
+        app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+            .await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_subnet(tx, ctx, rec, changes).await
+    }
+
+    async fn after_update(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+            .await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_subnet(tx, ctx, rec).await
+    }
+
+    async fn after_delete(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
+            .await
+    }
+}
 
 const MAX_DNS: usize = 5;
 const MAX_HOST_ROUTES: usize = 20;
@@ -244,13 +377,6 @@ fn validate_routes(v: &Value, cidr: IpNet) -> ApiResult<Value> {
     Ok(json!(out))
 }
 
-/// Claim scope of the CIDRs of one IP version on a network (key: sortable prefix, owner:
-/// `subnet|pool`): overlap and pool-affinity checks read a couple of keys instead of every
-/// subnet of the network.
-pub(super) fn network_cidr_scope(network: &str, version: i64) -> String {
-    format!("netcidr:{network}:{version}")
-}
-
 impl App {
     /// Whether `cidr` overlaps a subnet of the network (whose subnets never overlap each
     /// other, so only the nearest prefix below it can contain it).
@@ -455,13 +581,9 @@ impl App {
                 "Requested subnet with cidr: {cidr} for network: {network_id} overlaps with another subnet"
             )));
         }
-        tx.claim(
-            &cidr_scope,
-            &super::subnetpools::prefix_key(cidr),
-            &format!("{id}|{mine}"),
-        )
-        .await
-        .map_err(db)?;
+        tx.claim(&cidr_scope, &prefix_key(cidr), &format!("{id}|{mine}"))
+            .await
+            .map_err(db)?;
         let gateway = match body.get("gateway_ip") {
             Some(v) => parse_gateway(v, cidr)?,
             None => ipam::default_gateway(cidr),
@@ -566,15 +688,11 @@ impl App {
         if let Some(current) = info.gateway.filter(|g| Some(*g) != gateway) {
             // A router interface holding the gateway address pins it.
             let key = ipam::ip_key(current);
-            if let Some(port) = tx
-                .claim_owner(&super::ports::ip_scope(&rec.id), &key)
-                .await
-                .map_err(db)?
-            {
+            if let Some(port) = tx.claim_owner(&ip_scope(&rec.id), &key).await.map_err(db)? {
                 let owner = tx.get("port", &port).await.map_err(db)?;
-                let is_router = owner.as_ref().is_some_and(|p| {
-                    super::routers::INTERFACE_OWNERS.contains(&s(&p.body, "device_owner"))
-                });
+                let is_router = owner
+                    .as_ref()
+                    .is_some_and(|p| INTERFACE_OWNERS.contains(&s(&p.body, "device_owner")));
                 if is_router {
                     return Err(ApiError::conflict(
                         "GatewayIpInUse",
@@ -648,7 +766,7 @@ impl App {
         let version = if info.is_v6() { 6 } else { 4 };
         tx.release(
             &network_cidr_scope(&network_id, version),
-            &super::subnetpools::prefix_key(info.cidr),
+            &prefix_key(info.cidr),
         )
         .await
         .map_err(db)?;

@@ -12,12 +12,82 @@ use neutrino_types::attrs::is_uuid;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::owners::SUBPORT_OWNER;
 use super::ports::rebind;
+use async_trait::async_trait;
+use neutrino_types::resources as spec;
+
+use super::kind::Kind;
 use super::{bump, relock, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
+/// `/v2.0/trunks`.
+pub(super) static COLLECTION: Collection = Collection::new("trunks", "trunk", spec::TRUNK, &Trunks);
+
+/// Trunks: a parent port and subports added and removed through actions.
+struct Trunks;
+
+#[async_trait]
+impl Kind for Trunks {
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_trunk(tx, ctx, body).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_trunk(tx, rec).await
+    }
+
+    fn actions(&self) -> &'static [&'static str] {
+        &["add_subports", "remove_subports"]
+    }
+
+    async fn action(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        action: &str,
+        body: Value,
+    ) -> ApiResult<Value> {
+        app.trunk_action(tx, ctx, rec, action, body).await?;
+        Ok(Value::Object(app.render(
+            &View::default(),
+            ctx,
+            &COLLECTION,
+            rec,
+        )))
+    }
+
+    async fn get_action(
+        &self,
+        app: &App,
+        ctx: &Context,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<Value> {
+        if action != "get_subports" {
+            return Err(ApiError::no_such_url());
+        }
+        let trunk = app.show(ctx, &COLLECTION, id, &[]).await?;
+        Ok(json!({"sub_ports": trunk.get("sub_ports").cloned().unwrap_or(json!([]))}))
+    }
+}
+
 const PORT_SCOPE: &str = "trunkport";
-const SUBPORT_OWNER: &str = "trunk:subport";
 const DOWN: &str = "DOWN";
 const VLAN_IDS: std::ops::RangeInclusive<i64> = 1..=4094;
 
@@ -163,9 +233,9 @@ impl App {
         id: &str,
     ) -> ApiResult<Option<Record>> {
         let found = tx.get("port", id).await.map_err(db)?;
-        let view = View::for_records(tx, "port", found.as_slice()).await?;
+        let view = View::check(tx, &super::ports::COLLECTION, found.as_slice()).await?;
         Ok(match found {
-            Some(p) if self.visible(&view, ctx, Collection::of("port")?, &p).await => Some(p),
+            Some(p) if self.visible(&view, ctx, &super::ports::COLLECTION, &p) => Some(p),
             _ => None,
         })
     }

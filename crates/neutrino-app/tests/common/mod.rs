@@ -14,10 +14,15 @@ pub struct Env {
 }
 
 pub async fn env() -> Env {
+    env_with(Config::default()).await
+}
+
+/// A fresh app with the given settings.
+pub async fn env_with(config: Config) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
     let store = Store::open(&url).await.unwrap();
-    let app = App::new(store.clone(), Config::default()).await.unwrap();
+    let app = App::new(store.clone(), config).await.unwrap();
     Env {
         app,
         store,

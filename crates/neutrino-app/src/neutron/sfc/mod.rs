@@ -34,7 +34,12 @@ use neutrino_types::{ApiError, ApiResult};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{Collection, Doc};
+use async_trait::async_trait;
+use neutrino_types::attrs::Attr;
+use neutrino_types::sfc as sfc_spec;
+
+use super::kind::Kind;
+use super::{Collection, Doc, View};
 use crate::{db, App, Context};
 
 const PORT_USE: &str = "sfc-port";
@@ -55,23 +60,129 @@ fn chain_index(ethertype: &str) -> String {
     format!("sfc-chain-src:{ethertype}")
 }
 
-/// The storage kinds of the SFC collections.
-pub(crate) const KINDS: &[&str] = &[
-    "flow_classifier",
-    "port_pair",
-    "port_pair_group",
-    "port_chain",
-    "service_graph",
-];
+/// `/v2.0/sfc/flow_classifiers`.
+pub(crate) static FLOW_CLASSIFIERS: Collection = sfc_collection(
+    "sfc/flow_classifiers",
+    &SfcKind {
+        resource: "flow_classifier",
+        spec: sfc_spec::FLOW_CLASSIFIER,
+    },
+);
+/// `/v2.0/sfc/port_pairs`.
+pub(crate) static PORT_PAIRS: Collection = sfc_collection(
+    "sfc/port_pairs",
+    &SfcKind {
+        resource: "port_pair",
+        spec: sfc_spec::PORT_PAIR,
+    },
+);
+/// `/v2.0/sfc/port_pair_groups`.
+pub(crate) static PORT_PAIR_GROUPS: Collection = sfc_collection(
+    "sfc/port_pair_groups",
+    &SfcKind {
+        resource: "port_pair_group",
+        spec: sfc_spec::PORT_PAIR_GROUP,
+    },
+);
+/// `/v2.0/sfc/port_chains`.
+pub(crate) static PORT_CHAINS: Collection = sfc_collection(
+    "sfc/port_chains",
+    &SfcKind {
+        resource: "port_chain",
+        spec: sfc_spec::PORT_CHAIN,
+    },
+);
+/// `/v2.0/sfc/service_graphs`.
+pub(crate) static SERVICE_GRAPHS: Collection = sfc_collection(
+    "sfc/service_graphs",
+    &SfcKind {
+        resource: "service_graph",
+        spec: sfc_spec::SERVICE_GRAPH,
+    },
+);
 
-/// Whether a collection is one of `/v2.0/sfc/...`.
-pub(crate) fn is_sfc(coll: &Collection) -> bool {
-    KINDS.contains(&coll.resource)
+/// A networking-sfc collection: no tags, no standard attributes, one item per POST.
+const fn sfc_collection(path: &'static str, kind: &'static SfcKind) -> Collection {
+    Collection::new(path, kind.resource, kind.spec, kind)
+        .untagged()
+        .unrevised()
+        .single()
+}
+
+/// One networking-sfc resource kind; the rules between them are claims (see above).
+struct SfcKind {
+    resource: &'static str,
+    spec: &'static [Attr],
+}
+
+#[async_trait]
+impl Kind for SfcKind {
+    fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {
+        if self.resource == "port_pair" {
+            // Pairs created before the health attributes existed have none stored.
+            neutrino_types::sfc_status::fill_health(doc);
+        }
+    }
+
+    fn foreign_project(&self, _action: &str, _project: &str) -> ApiError {
+        ApiError::bad_request(
+            "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges",
+        )
+    }
+
+    fn known_query(&self, pairs: &[(String, String)]) -> Option<Vec<(String, String)>> {
+        Some(known_query(self.spec, pairs))
+    }
+
+    async fn create(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        body: &mut Doc,
+    ) -> ApiResult<Option<String>> {
+        app.create_sfc(tx, ctx, self.resource, body).await
+    }
+
+    async fn update(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        ctx: &Context,
+        rec: &mut Record,
+        changes: Doc,
+    ) -> ApiResult<()> {
+        app.update_sfc(tx, ctx, rec, changes).await
+    }
+
+    async fn delete(
+        &self,
+        app: &App,
+        tx: &mut Tx,
+        _ctx: &Context,
+        rec: &Record,
+        _view: &View,
+    ) -> ApiResult<()> {
+        app.delete_sfc(tx, rec).await
+    }
+
+    async fn get_action(
+        &self,
+        app: &App,
+        ctx: &Context,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<Value> {
+        if (self.resource, action) != ("port_chain", "statistics") {
+            return Err(ApiError::no_such_url());
+        }
+        app.port_chain_statistics(ctx, id).await
+    }
 }
 
 /// Drops the query keys networking-sfc ignores (it disables filter validation): anything
 /// that is not a filterable attribute or a list parameter.
-pub(crate) fn known_query(coll: &Collection, pairs: &[(String, String)]) -> Vec<(String, String)> {
+fn known_query(spec: &[Attr], pairs: &[(String, String)]) -> Vec<(String, String)> {
     const KEEP: &[&str] = &[
         "fields",
         "sort_key",
@@ -86,7 +197,7 @@ pub(crate) fn known_query(coll: &Collection, pairs: &[(String, String)]) -> Vec<
         .iter()
         .filter(|(k, _)| {
             KEEP.contains(&k.as_str())
-                || neutrino_types::attrs::find(coll.spec, k).is_some_and(|a| a.filter)
+                || neutrino_types::attrs::find(spec, k).is_some_and(|a| a.filter)
         })
         .cloned()
         .collect()

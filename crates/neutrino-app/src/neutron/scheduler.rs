@@ -1,4 +1,6 @@
-//! Router scheduling across L3 agents (`l3_agent_scheduler`) and failover.
+//! Placement: which host runs what. A network's DHCP server goes to an alive DHCP agent that
+//! reaches the network, chosen by a hash of the network id; routers are scheduled across L3
+//! agents (`l3_agent_scheduler`) and fail over.
 //!
 //! Which host runs a router is the `l3-agent` claim (see [`super::l3_ha`]); the router's
 //! ports are bound there. `GET /v2.0/routers/{id}/l3-agents` shows the agents hosting a
@@ -13,14 +15,15 @@
 
 use std::collections::BTreeMap;
 
-use neutrino_store::{Record, Tx};
+use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::l3_ha::{is_ha, HOST_SCOPE, STANDBY_SCOPE};
+use super::l3_ha::is_ha;
 use super::ports::rebind;
-use super::{bump, s, Collection};
-use crate::agents::pick_host;
+use super::scopes::{HOST_SCOPE, STANDBY_SCOPE};
+use super::{bump, s};
+use crate::agents::{pick_host, AGENT_TYPE};
 use crate::{db, App, Context};
 
 /// Where a router should run given the alive L3 hosts: `(active, standby)`.
@@ -319,7 +322,7 @@ impl App {
             return Ok(json!({"routers": []}));
         }
         let pairs: Vec<(String, String)> = ids.into_iter().map(|i| ("id".to_string(), i)).collect();
-        let page = self.list(ctx, Collection::of("router")?, &pairs).await?;
+        let page = self.list(ctx, &super::routers::COLLECTION, &pairs).await?;
         let routers: Vec<Value> = page.items.into_iter().map(Value::Object).collect();
         Ok(json!({ "routers": routers }))
     }
@@ -415,6 +418,39 @@ impl App {
         if is_ha(&rec.body) {
             self.set_standby(&mut tx, &rec, active.as_deref(), None)
                 .await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+}
+
+impl App {
+    /// The host that serves DHCP for a network and its agent's id; `None` without alive agents.
+    pub(super) async fn dhcp_host(
+        &self,
+        tx: &mut Tx,
+        network: &str,
+    ) -> ApiResult<Option<(String, String)>> {
+        let hosts = self.agent_hosts(tx, "dhcp").await?;
+        let hosts = self
+            .hosts_reaching(tx, hosts, &[network.to_string()])
+            .await?;
+        let Some(host) = pick_host(&hosts, network) else {
+            return Ok(None);
+        };
+        let agent = tx
+            .claim_owner(&format!("agent:{AGENT_TYPE}"), &host)
+            .await
+            .map_err(db)?
+            .unwrap_or_default();
+        Ok(Some((host, agent)))
+    }
+
+    /// Gives every network that needs one its DHCP port (after an agent registered).
+    pub(crate) async fn schedule_dhcp(&self) -> ApiResult<()> {
+        let mut tx = self.write().await?;
+        let networks = tx.list("network", &Selector::default()).await.map_err(db)?;
+        for net in networks {
+            self.sync_dhcp_port(&mut tx, &net.id).await?;
         }
         tx.commit().await.map_err(db)
     }
