@@ -285,10 +285,10 @@ def _chain_traffic(sfc: Sfc, src: Instance, dst: Instance, f1: Function, f2: Fun
 
 
 def _two_function_chain(sfc: Sfc, net: str, version: int, kinds: tuple[str, str],
-                        f2_host: str) -> None:
+                        f2_host: str, dst_secure: bool = True) -> Instance:
     lab = sfc.lab
     src = sfc.instance(net, "h1", "src")
-    dst = sfc.instance(net, "h3", "dst")
+    dst = sfc.instance(net, "h3", "dst", secure=dst_secure)
     f1 = sfc.function(net, "h2", "sf1", kinds[0])
     f2 = sfc.function(net, f2_host, "sf2", kinds[1])
     sfc.activate([src, dst, f1, f2])
@@ -316,16 +316,27 @@ def _two_function_chain(sfc: Sfc, net: str, version: int, kinds: tuple[str, str]
         f"no steering table on the classifier's host h1 after the chain was created\n"
         f"{sfc.diag()}")
     _chain_traffic(sfc, src, dst, f1, f2, version)
+    return dst
 
 
-@pytest.mark.parametrize("kind,f2_host", [("bump", "h1"), ("bump", "h3"), ("routed", "h3")],
-                         ids=["bump-in-the-wire", "bump-ending-at-destination", "routed"])
-def test_chain_of_two_groups_across_three_hosts(sfc, kind, f2_host):
+@pytest.mark.parametrize("kind,f2_host,dst_secure", [
+    ("bump", "h1", True), ("bump", "h3", True), ("routed", "h3", True),
+    ("bump", "h3", False), ("bump", "h1", False)],
+    ids=["bump-in-the-wire", "bump-ending-at-destination", "routed",
+         "open-destination-here", "open-destination-across"])
+def test_chain_of_two_groups_across_three_hosts(sfc, kind, f2_host, dst_secure):
     """Source on h1, function 1 on h2, function 2 on h1 or h3, destination on h3. The
     source has port security: its TCP replies come back unsteered and must find the
-    connection its security group saw leave (the chain enters through the bridge)."""
+    connection its security group saw leave (the chain enters through the bridge). A
+    destination without port security gets the frames straight from the last function's
+    host (its tap, or the VXLAN device), not through the bridge."""
     net = sfc.network("10.91.0.0/24")
-    _two_function_chain(sfc, net, 4, (kind, kind), f2_host)
+    dst = _two_function_chain(sfc, net, 4, (kind, kind), f2_host, dst_secure)
+    if not dst_secure:
+        table = sfc_table(sfc.lab, f2_host)
+        assert f"{dst.ip()} : goto dd-" in table and "chain dd-" in table, (
+            f"{f2_host}, the last function's host, has no direct delivery to the destination "
+            f"without port security:\n{table}")
 
 
 def test_ipv6_chain(sfc):
@@ -888,6 +899,16 @@ def test_agent_killed_and_restarted_during_a_stream(sfc):
         assert now == tables[h], (
             f"the steering table of {h} changed across the restarts:\nbefore:\n{tables[h]}\n"
             f"after:\n{now}")
+
+    # The agent plans against the table it applied last, but a table deleted behind its
+    # back is seen (the table's handle) and made again at its next reconcile.
+    in_ns(lab.host_ns("h1"), "nft", "delete", "table", "netdev", "neutrino_sfc")
+    sfc.net.create_network(name="unrelated-2")
+    sfc.settle()
+    again = _steering_state(lab, "h1")
+    assert again == tables["h1"], (
+        f"h1's steering table, deleted by hand, was not made again as it was:\n"
+        f"before:\n{tables['h1']}\nafter:\n{again}")
 
 
 # ---------------------------------------------------------------------------------------------

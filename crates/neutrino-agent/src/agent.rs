@@ -58,12 +58,20 @@ struct Agent {
     firewall: Option<neutrino_firewall::FirewallModel>,
     /// No functions and no steering table: reconciles skip steering until a pair appears.
     sfc_idle: bool,
-    /// The steering table last applied (the first step of a change keeps its entries).
+    /// The steering table last applied (the first step of a change keeps its entries), and
+    /// what the next change is planned against while `sfc_checked` vouches for it.
     sfc_applied: Option<neutrino_sfc::Table>,
+    /// The last full listing of the kernel's table and its handle since.
+    sfc_checked: Option<Checked>,
+    /// The steering ports in place (kept while their network's bridge is here).
+    sfc_steering_ports: BTreeMap<String, neutrino_sfc::SteeringPort>,
     /// The revision the status file shows.
     status_revision: i64,
-    /// The latest steering report (as sent to the server), for the status file.
+    /// The latest steering report (every pair, every chain), for the status file.
     sfc_report: Value,
+    /// The chain counters the server last accepted, and when (unchanged ones are not sent
+    /// again before [`COUNTERS_REFRESH`]).
+    sfc_chains_sent: (Value, std::time::Instant),
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
     /// Health prober of the functions plugged here.
@@ -99,9 +107,12 @@ pub async fn run(
         firewall: None,
         sfc_idle: false,
         sfc_applied: None,
+        sfc_checked: None,
+        sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
         status_revision: 0,
         sfc_report: Value::Null,
+        sfc_chains_sent: (Value::Null, std::time::Instant::now()),
         prober,
         health_rx: Some(health_rx),
         health: Default::default(),
@@ -115,8 +126,11 @@ pub async fn run(
     Ok(())
 }
 
-/// How often chain counters go to the server between reconciles.
+/// How often chain counters go to the server between reconciles (when they moved).
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
+
+/// Counters that did not move are sent again after this long.
+const COUNTERS_REFRESH: Duration = Duration::from_secs(60);
 
 /// The namespace the health prober sends from.
 fn probe_netns(cfg: &AgentConfig) -> String {
@@ -258,6 +272,80 @@ fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
+/// Kinds only the steering step reads.
+const STEERING_KINDS: &[&str] = &[
+    "port_pair",
+    "port_pair_group",
+    "port_chain",
+    "flow_classifier",
+    "service_graph",
+];
+
+/// A feed page changes chain resources only (see [`STEERING_KINDS`]).
+fn steering_only(page: &Value) -> bool {
+    page["changes"].as_array().is_some_and(|changes| {
+        changes.iter().all(|c| {
+            c["kind"]
+                .as_str()
+                .is_some_and(|kind| STEERING_KINDS.contains(&kind))
+        })
+    })
+}
+
+/// The server already stores this pair health report (`{"id", "health", "detail"}`), as
+/// the mirrored port pair shows: sending it again would change nothing.
+fn stored(cluster: &Cluster, report: &Value) -> bool {
+    let Some(pair) = report["id"]
+        .as_str()
+        .and_then(|id| cluster.get("port_pair", id))
+    else {
+        return false;
+    };
+    text(pair, "neutrino:health") == report["health"].as_str().unwrap_or_default()
+        && text(pair, "neutrino:health_detail") == report["detail"].as_str().unwrap_or_default()
+}
+
+/// A full listing of the steering table is trusted this long; then the kernel is listed
+/// again (drift made by hand: a rule deleted, a chain flushed).
+const SFC_DRIFT_CHECK: Duration = Duration::from_secs(60);
+
+/// When the kernel's steering table was last listed in full, and its handle since.
+#[derive(Clone, Copy, Debug)]
+struct Checked {
+    /// The table's handle (`None`: no table).
+    handle: Option<u64>,
+    /// The last full listing.
+    listed_at: std::time::Instant,
+}
+
+/// The kernel's steering table when the table applied last cannot be trusted (`trusted`
+/// is `None`, or the table's handle changed: deleted or made again behind the agent's
+/// back): `(Some(listing), check)`; else `(None, check)`, the applied table holds.
+fn base_table(
+    kernel: &dyn Kernel,
+    trusted: Option<Checked>,
+) -> Result<(Option<neutrino_sfc::Table>, Checked), AgentError> {
+    let handle = kernel.sfc_table_handle()?;
+    if let Some(c) = trusted.filter(|c| c.handle == handle) {
+        return Ok((None, c));
+    }
+    let listing = list_sfc_table(kernel)?;
+    tracing::debug!(chains = listing.chains.len(), "listed the steering table");
+    let checked = Checked {
+        handle: kernel.sfc_table_handle()?,
+        listed_at: std::time::Instant::now(),
+    };
+    Ok((Some(listing), checked))
+}
+
+/// The kernel's steering table, listed and parsed (the whole table: slow when large).
+fn list_sfc_table(kernel: &dyn Kernel) -> Result<neutrino_sfc::Table, AgentError> {
+    neutrino_sfc::observe(&kernel.observe_sfc()?).map_err(|e| AgentError::Command {
+        command: "nft list table netdev neutrino_sfc".into(),
+        message: e.to_string(),
+    })
+}
+
 /// Retries `f` with a growing pause until it succeeds.
 async fn retry<T, F, Fut>(what: &str, mut f: F) -> T
 where
@@ -316,7 +404,8 @@ impl Agent {
                 .await
         });
         let debounce = Duration::from_millis(30);
-        let mut dirty = false;
+        // Changes wait to be reconciled; `full`: some concern more than steering.
+        let (mut dirty, mut full) = (false, false);
         let mut periodic = tokio::time::interval(self.cfg.resync_every);
         periodic.tick().await;
         let mut health_rx = self.health_rx.take();
@@ -324,16 +413,27 @@ impl Agent {
         counters.tick().await;
         let outcome = loop {
             tokio::select! {
-                _ = counters.tick() => self.report_counters().await,
-                Some(changed) = next_verdicts(&mut health_rx) => self.health_changed(changed).await,
+                _ = counters.tick() => self.report_counters(cluster).await,
+                Some(changed) = next_verdicts(&mut health_rx) => {
+                    self.health_changed(cluster, changed).await
+                }
                 ev = rx.recv() => match ev {
-                    Some(WatchEvent::Page(page)) => dirty |= cluster.apply_page(&page),
+                    Some(WatchEvent::Page(page)) => {
+                        if cluster.apply_page(&page) {
+                            dirty = true;
+                            full |= !steering_only(&page);
+                        }
+                    }
                     Some(WatchEvent::Resync) => break Ok(true),
                     None => break Ok(false),
                 },
                 _ = tokio::time::sleep(debounce), if dirty => {
-                    self.reconcile(cluster).await;
-                    dirty = false;
+                    if full {
+                        self.reconcile(cluster).await;
+                    } else {
+                        self.reconcile_steering(cluster).await;
+                    }
+                    (dirty, full) = (false, false);
                 }
                 _ = periodic.tick() => self.reconcile(cluster).await,
             }
@@ -406,15 +506,26 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
             }
         }
-        self.reconcile_sfc(cluster, &want).await;
+        self.reconcile_sfc(cluster, &want, false).await;
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
         self.write_status(cluster);
     }
 
+    /// After changes of chain resources only: the steering step alone. Nothing else on the
+    /// host depends on them, so the host is not observed (every namespace, the firewall
+    /// tables) before and after.
+    async fn reconcile_steering(&mut self, cluster: &Cluster) {
+        let want = desired(cluster, &self.cfg.host);
+        self.stats.reconciles += 1;
+        self.stats.last_ops = 0;
+        self.reconcile_sfc(cluster, &want, true).await;
+        self.write_status(cluster);
+    }
+
     /// Service function chaining after the plan (the taps it steers between exist by now):
     /// one atomic nft transaction with what differs, then the counters back to the server.
-    async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired) {
+    async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired, steering_only: bool) {
         if cluster.count("port_pair") == 0 && self.sfc_idle {
             return;
         }
@@ -425,17 +536,56 @@ impl Agent {
             Err(e) => return tracing::warn!(error = %e, "listing interfaces panicked"),
         };
         let ifindex = crate::kernel::indexes(&links);
+        // What the kernel holds: the table applied last, while the table's handle says it is
+        // still ours and the last full listing is recent; else the kernel's listing. (Taken:
+        // after a failure below, the next reconcile lists the kernel again.)
+        let applied = self.sfc_applied.take();
+        let trusted = self
+            .sfc_checked
+            .take()
+            .filter(|c| applied.is_some() && c.listed_at.elapsed() < SFC_DRIFT_CHECK);
+        let kernel = self.kernel.clone();
+        let base = tokio::task::spawn_blocking(move || base_table(kernel.as_ref(), trusted)).await;
+        let (listed, checked) = match base {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return tracing::warn!(error = %e, "cannot read the steering table"),
+            Err(e) => return tracing::warn!(error = %e, "reading the steering table panicked"),
+        };
+        let Some(have) = listed.as_ref().or(applied.as_ref()) else {
+            return;
+        };
         let mut model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
+        // Probed pairs keep their probe numbers (and so their probe rules and counters).
+        model.probe_numbers = neutrino_sfc::probe::numbers(have);
         let mut compiled = neutrino_sfc::compile(&model);
         // Steering ports and the probe port first: entry through them needs their
         // interface indexes.
-        let have_ports = ifindex.keys().any(|d| d.starts_with("sfs"));
-        let want_probe = !compiled.probes.is_empty();
+        // Both outlive the chains that need them (a chain made again finds them in place):
+        // a steering port while its network's bridge is here, the probe port while a
+        // function has both ports here.
+        let mut ports = compiled.steering.clone();
+        for (dev, port) in &self.sfc_steering_ports {
+            if want.state.bridges.contains_key(&port.bridge) {
+                ports.entry(dev.clone()).or_insert_with(|| port.clone());
+            }
+        }
+        let want_probe = model
+            .functions
+            .iter()
+            .any(|p| p.ingress.local_tap().is_some() && p.egress.local_tap().is_some());
         let have_probe = ifindex.contains_key(neutrino_sfc::probe::DEVICE);
+        // After chain changes only, the devices being there is enough; a full reconcile
+        // also checks their addresses, forwarding entries and the probe namespace.
+        let in_place = ports.keys().all(|d| ifindex.contains_key(d))
+            && ifindex
+                .keys()
+                .filter(|d| d.starts_with("sfs"))
+                .all(|d| ports.contains_key(d))
+            && want_probe == have_probe;
         let mut probe_recreated = false;
-        if !compiled.steering.is_empty() || have_ports || want_probe || have_probe {
+        if !(steering_only && in_place) && (!ports.is_empty() || want_probe || have_probe) {
             let kernel = self.kernel.clone();
-            let ports = compiled.steering.clone();
+            let ports = ports.clone();
             let netns = probe_netns(&self.cfg);
             let result = tokio::task::spawn_blocking(move || {
                 let (mut n, mut errors) = kernel.steering_ports(&ports)?;
@@ -465,36 +615,33 @@ impl Agent {
                 Err(e) => tracing::warn!(error = %e, "steering ports panicked"),
             }
         }
+        self.sfc_steering_ports = ports;
         self.prober
             .watch(watched(&model, &compiled), probe_recreated);
         let want_table = compiled.table.clone();
         // A change applied in two steps: new paths first, the switch after the grace period.
         // (Only when another host takes part: one host alone applies in one step.)
-        let first = self
-            .sfc_applied
+        let first = applied
             .as_ref()
             .filter(|_| compiled.spans_hosts || self.sfc_spanned)
             .map(|old| neutrino_sfc::transition(old, &want_table))
-            .filter(|t| t != &want_table && Some(t) != self.sfc_applied.as_ref());
+            .filter(|t| t != &want_table && Some(t) != applied.as_ref());
+        let have = listed.or(applied).unwrap_or_default();
         let grace = self.cfg.sfc_grace;
         let kernel = self.kernel.clone();
         let result = tokio::task::spawn_blocking(
-            move || -> Result<(usize, neutrino_sfc::Table, Vec<String>), AgentError> {
-                let parse = |json: &str| {
-                    neutrino_sfc::observe(json).map_err(|e| AgentError::Command {
-                        command: "nft list table netdev neutrino_sfc".into(),
-                        message: e.to_string(),
-                    })
-                };
+            move || -> Result<(usize, neutrino_sfc::Table, Vec<String>, Checked), AgentError> {
+                let mut checked = checked;
                 let mut count = 0;
                 let mut errors = Vec::new();
                 let steps: Vec<&neutrino_sfc::Table> = first.iter().chain([&want_table]).collect();
-                let mut have = parse(&kernel.observe_sfc()?)?;
+                let mut base = &have;
                 for (i, step) in steps.iter().enumerate() {
                     if i > 0 {
                         std::thread::sleep(grace);
                     }
-                    let plan = neutrino_sfc::plan(step, &have);
+                    let plan = neutrino_sfc::plan(step, base);
+                    base = step;
                     if plan.is_empty() {
                         continue;
                     }
@@ -503,20 +650,28 @@ impl Agent {
                     }
                     errors.extend(kernel.apply_sfc(&plan.script())?);
                     count += plan.commands().len();
-                    have = parse(&kernel.observe_sfc()?)?;
+                    if !errors.is_empty() {
+                        break;
+                    }
+                    // The kernel holds the step now: no listing, only its (cheap) handle.
+                    checked.handle = kernel.sfc_table_handle()?;
                 }
-                Ok((count, have, errors))
+                Ok((count, want_table, errors, checked))
             },
         )
         .await;
-        let (n, have, errors) = match result {
-            Ok(Ok(r)) => {
-                // Without chains and without a table there is nothing to look at next time.
-                self.sfc_idle = model.functions.is_empty() && !r.1.present;
-                // What the kernel holds now is the desired table, unless nft refused it.
-                self.sfc_applied = r.2.is_empty().then(|| compiled.table.clone());
+        let (n, errors) = match result {
+            Ok(Ok((n, applied, errors, checked))) => {
                 self.sfc_spanned = compiled.spans_hosts;
-                r
+                // What the kernel holds now is the desired table, unless nft refused it (then
+                // the next reconcile lists the kernel).
+                if errors.is_empty() {
+                    // Without chains and without a table there is nothing to look at next time.
+                    self.sfc_idle = model.functions.is_empty() && !applied.present;
+                    self.sfc_applied = Some(applied);
+                    self.sfc_checked = Some(checked);
+                }
+                (n, errors)
             }
             Ok(Err(e)) => return tracing::warn!(error = %e, "steering reconcile failed"),
             Err(e) => return tracing::warn!(error = %e, "steering reconcile panicked"),
@@ -531,22 +686,46 @@ impl Agent {
             self.stats.last_ops += n;
             tracing::info!(commands = n, "applied steering plan");
         }
-        self.report_sfc(&model, &compiled, &have, &links).await;
+        let counters = self.read_counters().await;
+        self.report_sfc(cluster, &model, &compiled, &counters, &links)
+            .await;
         self.sfc_last = Some((model, compiled, links));
+    }
+
+    /// The steering table's named counters (empty when they cannot be read).
+    async fn read_counters(&self) -> BTreeMap<String, (u64, u64)> {
+        let kernel = self.kernel.clone();
+        match tokio::task::spawn_blocking(move || kernel.sfc_counters()).await {
+            Ok(Ok(counters)) => counters,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot read the steering counters");
+                BTreeMap::new()
+            }
+            Err(_) => BTreeMap::new(),
+        }
     }
 
     /// The prober saw pairs change health: record it and tell the server at once (it marks
     /// the pairs, and every host's next reconcile takes a dead one out of its group).
-    async fn health_changed(&mut self, changed: Vec<crate::prober::Health>) {
-        let mut pairs = Vec::new();
+    async fn health_changed(&mut self, cluster: &Cluster, changed: Vec<crate::prober::Health>) {
+        let mut ids = Vec::new();
         for (pair, healthy, detail) in changed {
             tracing::info!(pair = %pair, healthy, detail = %detail, "port pair health changed");
-            pairs.push(json!({
-                "id": pair,
-                "health": if healthy { "UP" } else { "DOWN" },
-                "detail": detail,
-            }));
-            self.health.insert(pair, (healthy, detail));
+            self.health.insert(pair.clone(), (healthy, detail));
+            ids.push(pair);
+        }
+        let Some((model, _, links)) = &self.sfc_last else {
+            return;
+        };
+        let pairs: Vec<Value> = model
+            .functions
+            .iter()
+            .filter(|p| ids.contains(&p.id))
+            .map(|p| crate::sfc_report::pair_health(p, links, &self.health))
+            .filter(|report| !stored(cluster, report))
+            .collect();
+        if pairs.is_empty() {
+            return;
         }
         let doc = json!({"host": self.cfg.host.host, "port_pairs": pairs, "chains": []});
         if let Err(e) = self.client.sfc_status(&doc).await {
@@ -555,29 +734,28 @@ impl Agent {
     }
 
     /// Between reconciles: the chains' counters as they are now.
-    async fn report_counters(&mut self) {
+    async fn report_counters(&mut self, cluster: &Cluster) {
         let Some((model, compiled, links)) = self.sfc_last.take() else {
             return;
         };
         if !model.chains.is_empty() {
-            let kernel = self.kernel.clone();
-            let listing = tokio::task::spawn_blocking(move || kernel.observe_sfc()).await;
-            if let Ok(Ok(json)) = listing {
-                if let Ok(have) = neutrino_sfc::observe(&json) {
-                    self.report_sfc(&model, &compiled, &have, &links).await;
-                    self.rewrite_status();
-                }
-            }
+            let counters = self.read_counters().await;
+            self.report_sfc(cluster, &model, &compiled, &counters, &links)
+                .await;
+            self.rewrite_status();
         }
         self.sfc_last = Some((model, compiled, links));
     }
 
-    /// Health of the functions plugged here and the counters of every chain steered here.
+    /// Health of the functions plugged here and the counters of every chain steered here:
+    /// only the pairs whose health differs from what the server stores, and nothing at all
+    /// when no pair differs and no counter moved since the last report.
     async fn report_sfc(
         &mut self,
+        cluster: &Cluster,
         model: &neutrino_sfc::SfcModel,
         compiled: &neutrino_sfc::Compiled,
-        have: &neutrino_sfc::Table,
+        counters: &BTreeMap<String, (u64, u64)>,
         links: &std::collections::BTreeMap<String, crate::kernel::LinkInfo>,
     ) {
         if model.functions.is_empty() && model.chains.is_empty() {
@@ -587,12 +765,26 @@ impl Agent {
             &self.cfg.host.host,
             model,
             compiled,
-            have,
+            counters,
             links,
             &self.health,
         );
-        if let Err(e) = self.client.sfc_status(&doc).await {
-            tracing::debug!(error = %e, "steering status report failed");
+        let pairs: Vec<&Value> = doc["port_pairs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|report| !stored(cluster, report))
+            .collect();
+        // Unchanged counters still go out now and then: the server counts a host's report
+        // for five minutes only.
+        let counters_due = doc["chains"] != self.sfc_chains_sent.0
+            || self.sfc_chains_sent.1.elapsed() >= COUNTERS_REFRESH;
+        if !pairs.is_empty() || counters_due {
+            let send = json!({"host": doc["host"], "port_pairs": pairs, "chains": doc["chains"]});
+            match self.client.sfc_status(&send).await {
+                Ok(_) => self.sfc_chains_sent = (doc["chains"].clone(), std::time::Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "steering status report failed"),
+            }
         }
         self.sfc_report = doc;
     }
@@ -761,6 +953,44 @@ mod tests {
     use super::*;
     use neutrino_dataplane::state::Namespace;
     use neutrino_dataplane::Op;
+
+    #[test]
+    fn pages_of_chain_resources_only_are_steering_only() {
+        let page = |kinds: &[&str]| {
+            let changes: Vec<Value> = kinds
+                .iter()
+                .map(|k| json!({"kind": k, "id": "x", "body": null}))
+                .collect();
+            json!({"revision": 3, "changes": changes})
+        };
+        assert!(steering_only(&page(&["port_chain", "port_pair"])));
+        assert!(steering_only(&page(&["flow_classifier", "service_graph"])));
+        assert!(!steering_only(&page(&["port_chain", "port"])));
+        assert!(!steering_only(&page(&["network"])));
+    }
+
+    #[test]
+    fn a_health_report_the_server_stores_is_not_sent_again() {
+        let mut cluster = Cluster::default();
+        let doc = json!({"id": "pp", "neutrino:health": "UP", "neutrino:health_detail": ""});
+        cluster.put("port_pair", "pp", Some(&doc));
+        assert!(stored(
+            &cluster,
+            &json!({"id": "pp", "health": "UP", "detail": ""})
+        ));
+        assert!(!stored(
+            &cluster,
+            &json!({"id": "pp", "health": "DOWN", "detail": ""})
+        ));
+        assert!(!stored(
+            &cluster,
+            &json!({"id": "pp", "health": "UP", "detail": "no probe has come through it yet"})
+        ));
+        assert!(!stored(
+            &cluster,
+            &json!({"id": "other", "health": "UP", "detail": ""})
+        ));
+    }
 
     #[test]
     fn announces_added_router_addresses_and_those_of_relinked_router_interfaces() {

@@ -38,8 +38,12 @@ pub trait Kernel: Send + Sync {
     fn observe_sfc(&self) -> Result<String, AgentError>;
     /// Runs one steering transaction (`nft -f`); returns nft's complaints.
     fn apply_sfc(&self, script: &str) -> Result<Vec<String>, AgentError>;
-    /// `nft -j` listing of the chain counting health probes (empty when absent).
-    fn observe_probes(&self) -> Result<String, AgentError>;
+    /// The steering table's named counters (hops, drops, health probes): name → (packets,
+    /// bytes); none when the table does not exist. Read without listing the table.
+    fn sfc_counters(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError>;
+    /// The steering table's handle (`None`: no table); another handle means the table was
+    /// deleted and made again behind the agent's back.
+    fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError>;
     /// Creates (`want`) or removes the health prober's namespace `netns` and its veth
     /// (`sfqprobe` here, `probe0` there); returns whether it was (re)created, and the error
     /// lines of commands that failed.
@@ -51,6 +55,9 @@ pub trait Kernel: Send + Sync {
         want: &std::collections::BTreeMap<String, neutrino_sfc::SteeringPort>,
     ) -> Result<(usize, Vec<String>), AgentError>;
 }
+
+/// The steering table's name (family netdev).
+const SFC_TABLE: &str = "neutrino_sfc";
 
 /// A device as steering sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,18 +403,12 @@ impl Kernel for IpRoute2 {
         })
     }
 
-    fn observe_probes(&self) -> Result<String, AgentError> {
-        let (program, args) = self.in_dataplane(&[
-            "nft",
-            "-j",
-            "list",
-            "chain",
-            "netdev",
-            "neutrino_sfc",
-            neutrino_sfc::probe::CHAIN,
-        ]);
-        let (ok, out, _) = run(program, &args, None)?;
-        Ok(if ok { out } else { String::new() })
+    fn sfc_counters(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError> {
+        crate::nft_netlink::counters(self.dataplane_netns.as_deref(), SFC_TABLE)
+    }
+
+    fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError> {
+        crate::nft_netlink::table_handle(self.dataplane_netns.as_deref(), SFC_TABLE)
     }
 
     fn probe_port(&self, netns: &str, want: bool) -> Result<(bool, Vec<String>), AgentError> {

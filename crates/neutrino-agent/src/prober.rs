@@ -137,6 +137,8 @@ fn judge_loop(
                 (false, dead_ports.join("; "))
             } else {
                 match alive.get(&w.pair) {
+                    // Its first probes are on their way: what was said stands.
+                    Some(Verdict::Pending) => continue,
                     Some(Verdict::Dead) => (
                         false,
                         format!(
@@ -199,20 +201,14 @@ fn send(pairs: &[Watched], sockets: &mut BTreeMap<u16, UdpSocket>) {
     }
 }
 
-/// Probes counted per probed pair (0 when its rule is missing).
+/// Probes counted per probed pair (0 when its counter is missing).
 fn probe_counters(kernel: &dyn Kernel, pairs: &[Watched]) -> BTreeMap<String, u64> {
-    let listing = kernel.observe_probes().unwrap_or_default();
-    let table = neutrino_sfc::observe(&listing).unwrap_or_default();
-    let chain = table.chains.get(neutrino_sfc::probe::CHAIN);
+    let counters = kernel.sfc_counters().unwrap_or_default();
     pairs
         .iter()
         .filter_map(|w| w.probe.as_ref())
         .map(|p| {
-            let key = format!("{}#", p.key());
-            let n = chain
-                .and_then(|c| c.rules.iter().find(|r| r.comment.starts_with(&key)))
-                .and_then(|r| r.counter)
-                .map_or(0, |(packets, _)| packets);
+            let n = counters.get(&p.key()).map_or(0, |(packets, _)| *packets);
             (p.pair.clone(), n)
         })
         .collect()

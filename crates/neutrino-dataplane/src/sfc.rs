@@ -8,8 +8,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use neutrino_sfc::{
-    Chain, Classifier, Family, Group, LbField, Location, NTuple, NTupleMapping, NetworkMacs, Pair,
-    Port, SfcModel,
+    Chain, Classifier, Delivery, Family, Group, LbField, Location, NTuple, NTupleMapping,
+    NetworkMacs, Pair, Port, SfcModel,
 };
 use serde_json::Value;
 
@@ -396,6 +396,29 @@ impl<'a> Resolver<'a> {
             }
         }
         macs.hosts = by_ip.into_iter().map(|(ip, (mac, _))| (ip, mac)).collect();
+        // Instance ports without port security: no security group to cross the bridge for.
+        for doc in self.cluster.all("port").filter(|p| {
+            text(p, "network_id") == network
+                && p["port_security_enabled"] == Value::Bool(false)
+                && !text(p, "device_owner").starts_with("network:")
+        }) {
+            let Some(port) = self.port(text(doc, "id")) else {
+                continue;
+            };
+            let Some(device) = port.egress_device() else {
+                continue;
+            };
+            for f in doc["fixed_ips"].as_array().into_iter().flatten() {
+                if let Some(ip) = f["ip_address"].as_str().and_then(|a| a.parse().ok()) {
+                    let to = Delivery {
+                        port: port.id.clone(),
+                        mac: port.mac.clone(),
+                        device: device.to_string(),
+                    };
+                    macs.direct.insert(ip, to);
+                }
+            }
+        }
         macs
     }
 }

@@ -23,7 +23,8 @@
 //! transactions and their inverses) and `summary.json` (sizes). `scripts/bench-dataplane
 //! --only sfc-apply` loads them into a private network namespace and times them; when it
 //! has left the kernel's listing of the full table in `DIR/listing.json`, this bench also
-//! times parsing it (`observe`), which the agent does before and after every change.
+//! times parsing it (`observe`), which the agent does at start, after an error and every
+//! 60 s.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -151,6 +152,7 @@ fn host(chains: u32) -> Host {
                 hosts: BTreeMap::new(),
                 gateways: [(format!("10.{net}.0.0/16").parse().unwrap(), mac(0xee, net))].into(),
                 tunnel: Some(tunnel),
+                direct: BTreeMap::new(),
             },
         );
         let n = |i: u32| net * 1000 + i;
@@ -257,17 +259,30 @@ fn added(h: &Host) -> SfcModel {
     m
 }
 
+/// `m` compiled as the agent does: keeping the probe numbers of the table in force.
+fn compile_over(m: &SfcModel, in_force: &Table) -> Table {
+    let mut m = m.clone();
+    m.probe_numbers = probe::numbers(in_force);
+    compile(&m).table
+}
+
 fn write_scripts(dir: &Path, h: &Host) {
     std::fs::create_dir_all(dir).expect("script directory");
     let before = compile(&h.model).table;
-    let update = compile(&updated(h)).table;
-    let add = compile(&added(h)).table;
+    let update = compile_over(&updated(h), &before);
+    let add = compile_over(&added(h), &before);
     let scripts = [
         ("full.nft", plan(&before, &Table::default())),
         ("update.nft", plan(&update, &applied(&before))),
-        ("update-revert.nft", plan(&before, &applied(&update))),
+        (
+            "update-revert.nft",
+            plan(&compile_over(&h.model, &update), &applied(&update)),
+        ),
         ("add.nft", plan(&add, &applied(&before))),
-        ("add-revert.nft", plan(&before, &applied(&add))),
+        (
+            "add-revert.nft",
+            plan(&compile_over(&h.model, &add), &applied(&add)),
+        ),
     ];
     let mut commands = BTreeMap::new();
     for (name, p) in &scripts {
@@ -301,8 +316,11 @@ fn main() {
     }
     let before = compile(&h.model).table;
     let have = applied(&before);
-    let update = updated(&h);
-    let add = added(&h);
+    // The agent compiles with the probe numbers of the table in force.
+    let mut update = updated(&h);
+    update.probe_numbers = probe::numbers(&have);
+    let mut add = added(&h);
+    add.probe_numbers = probe::numbers(&have);
     let update_table = compile(&update).table;
     // The change is a change, and the table does not get rebuilt for it.
     let p = plan(&update_table, &have);
@@ -334,6 +352,7 @@ fn main() {
             b.iter(|| observe(black_box(&listing)).expect("listing"))
         });
     }
+
     g.finish();
     c.final_summary();
 }

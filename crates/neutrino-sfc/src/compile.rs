@@ -20,13 +20,25 @@
 //! h-C-G-d             choose an instance: pinned flow → its pair, else jhash of the
 //!                     group's lb_fields into 64 weighted buckets; nothing usable → drop
 //!                     (or, with fail_open, on to the next step)
-//! m-C-G-P-d           pin the flow (dynamic set pinN-C-G-P), count, rewrite the
-//!                     destination MAC and fwd to the pair's port (tap or VXLAN device)
+//! m-C-G-P-d           pin the flow (dynamic set pinN-C-G-P), count (named counter of the
+//!                     same name), rewrite the destination MAC and fwd to the pair's port
+//!                     (tap or VXLAN device)
 //! tap-C-G / tm-C-G-P  tap groups: a copy (dup) to one tap instance, the original goes on
-//! out-C-d             after the last hop: service-graph successors, else restore the
-//!                     destination MAC (macN-<network> map / gateway), set the source MAC
-//!                     to the last function port's and hand the frame to the bridge
+//! out-C-d             after the last hop: service-graph successors, else set the source
+//!                     MAC to the last function port's and deliver: a destination without
+//!                     port security straight (fwd to its tap or the VXLAN device; by the
+//!                     chain's logical destination port, else its address in dirN-<network>
+//!                     → dd-<port>); else restore the destination MAC (macN-<network> map /
+//!                     gateway) and hand the frame to the bridge (its security group)
+//! dev-sfqprobe-<idx>  health probes: `udp sport & 63` → psend-<0..63>, one rule per pair
+//!                     (set the ingress port's MAC, fwd to its tap); where they leave the
+//!                     function, the egress tap's dev chain counts them in the named
+//!                     counter probe-<pair> (by the number in the payload) and drops them
 //! ```
+//!
+//! Everything that counts uses a named counter (`m-…`, `tm-…`, `h-…`, `probe-…`): the agent
+//! reads them all with one small listing, and a chain rewritten for another reason keeps its
+//! counts.
 //!
 //! A step is entered by `goto`: the first (classifier at the source port, or the reverse
 //! classifier at the logical destination port) and each re-classification at a function's
@@ -125,7 +137,7 @@ pub fn compile(model: &SfcModel) -> Compiled {
         devices: BTreeMap::new(),
         function_ports: BTreeMap::new(),
         steered: BTreeMap::new(),
-        probe_exits: BTreeSet::new(),
+        probe_exits: BTreeMap::new(),
     };
     let mut chains: Vec<&Chain> = model.chains.iter().collect();
     chains.sort_by_key(|ch| ch.number);
@@ -187,8 +199,8 @@ struct Compiler<'a> {
     function_ports: BTreeMap<String, (String, String, Vec<IpAddr>)>,
     /// Egress rules of steering ports (by device): the second classification.
     steered: BTreeMap<String, Vec<Rule>>,
-    /// Exit taps of probed pairs: probes are caught there first.
-    probe_exits: BTreeSet<String>,
+    /// Exit taps of probed pairs and their counting rules: probes are caught there first.
+    probe_exits: BTreeMap<String, Vec<Rule>>,
 }
 
 /// Hash and pin layout of one group for one IP family.
@@ -614,10 +626,14 @@ impl Compiler<'_> {
                 let dev = p.ingress.egress_device().unwrap_or_default();
                 let rule = Rule::salted(
                     "copy",
-                    format!("counter ether daddr set {} dup to \"{dev}\"", p.ingress.mac),
+                    format!(
+                        "counter name \"{name}\" ether daddr set {} dup to \"{dev}\"",
+                        p.ingress.mac
+                    ),
                     &self.salt(dev),
                 );
                 self.chain_named(name.clone(), vec![rule]);
+                self.out.table.counters.insert(name.clone());
                 self.out.counters.insert(
                     name.clone(),
                     Counted::Hop {
@@ -734,10 +750,14 @@ impl Compiler<'_> {
             }
             mrules.push(Rule::salted(
                 "deliver",
-                format!("counter ether daddr set {} fwd to \"{dev}\"", port.mac),
+                format!(
+                    "counter name \"{name}\" ether daddr set {} fwd to \"{dev}\"",
+                    port.mac
+                ),
                 &self.salt(dev),
             ));
             self.chain_named(name.clone(), mrules);
+            self.out.table.counters.insert(name.clone());
             self.out.counters.insert(
                 name.clone(),
                 Counted::Hop {
@@ -798,7 +818,9 @@ impl Compiler<'_> {
         if g.fail_open {
             rules.push(Rule::new("open", format!("goto {skip_to}")));
         } else {
-            rules.push(Rule::new("closed", "counter drop"));
+            let name = format!("h-{cid}-{gid}-{tag}");
+            rules.push(Rule::new("closed", format!("counter name \"{name}\" drop")));
+            self.out.table.counters.insert(name);
             self.out.counters.insert(
                 format!("h-{cid}-{gid}-{tag}"),
                 Counted::Dropped {
@@ -882,11 +904,50 @@ impl Compiler<'_> {
             }
             Direction::Reverse | Direction::Tap => None,
         };
-        if let Some(mac) = known_dst {
+        let direct_dst = known_dst.and_then(|_| {
+            let dst = chain.classifiers.first()?.destination.as_ref()?;
+            Some((dst.mac.clone(), dst.egress_device()?.to_string())).filter(|_| !dst.port_security)
+        });
+        if let Some((mac, dev)) = direct_dst {
+            // No security group to apply: straight to the destination, no bridge.
+            rules.push(Rule::salted(
+                "direct",
+                format!("ether daddr set {mac} fwd to \"{dev}\""),
+                &self.salt(&dev),
+            ));
+        } else if let Some(mac) = known_dst {
             rules.push(Rule::new("dmac", format!("ether daddr set {mac} accept")));
         } else {
             let net = &exit.network;
             let macs = self.model.networks.get(net).cloned().unwrap_or_default();
+            for fam in families {
+                // Destinations without port security first: straight to them.
+                let name = direct_map(net, *fam);
+                let kw = fam.keyword();
+                let mut elements = BTreeSet::new();
+                for (ip, to) in macs.direct.iter().filter(|(ip, _)| Family::of(ip) == *fam) {
+                    let target = format!("dd-{}", short(&to.port));
+                    elements.insert(format!("{ip} : goto {target}"));
+                    let rule = Rule::salted(
+                        "direct",
+                        format!("ether daddr set {} fwd to \"{}\"", to.mac, to.device),
+                        &self.salt(&to.device),
+                    );
+                    self.chain_named(target, vec![rule]);
+                }
+                self.out.table.sets.insert(
+                    name.clone(),
+                    Set {
+                        map: true,
+                        decl: format!("type {} : verdict;", fam.addr_type()),
+                        elements: Some(elements),
+                    },
+                );
+                rules.push(Rule::new(
+                    &format!("direct{kw}"),
+                    format!("meta protocol {kw} {kw} daddr vmap @{name}"),
+                ));
+            }
             for fam in families {
                 let name = mac_map(net, *fam);
                 let kw = fam.keyword();
@@ -927,70 +988,98 @@ impl Compiler<'_> {
         self.chain_named(format!("out-{cid}-{}", d.tag()), rules);
     }
 
-    /// Health probes of the pairs with both ports here (see [`crate::probe`]).
+    /// Health probes of the pairs with both ports here (see [`crate::probe`]): each keeps
+    /// the number it had ([`SfcModel::probe_numbers`]), so another pair joining or leaving
+    /// touches none of its objects.
     fn probes(&mut self) {
-        let mut pairs: Vec<&Pair> = self
+        let mut pairs: Vec<(&Pair, IpAddr)> = self
             .model
             .functions
             .iter()
             .filter(|p| p.ingress.local_tap().is_some() && p.egress.local_tap().is_some())
-            .collect();
-        pairs.sort_by(|a, b| a.id.cmp(&b.id));
-        let entry = self.model.ifindex.contains_key(probe::DEVICE);
-        let (mut counting, mut sending) = (Vec::new(), Vec::new());
-        for p in pairs {
-            let Some(source_port) = u16::try_from(self.out.probes.len())
-                .ok()
-                .and_then(|i| probe::FIRST_SOURCE_PORT.checked_add(i))
-            else {
-                break;
-            };
             // A pair in no chain has nowhere meaningful to send to: carrier only.
-            let Some(destination) = self.probe_destination(&p.id) else {
+            .filter_map(|p| Some((p, self.probe_destination(&p.id)?)))
+            .collect();
+        pairs.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        let numbers = probe::assign(
+            pairs.iter().map(|(p, _)| p.id.as_str()),
+            &self.model.probe_numbers,
+        );
+        let mut sending: BTreeMap<String, Vec<Rule>> = BTreeMap::new();
+        for (p, destination) in pairs {
+            let Some(number) = numbers.get(&p.id).copied() else {
                 continue;
             };
+            let source_port = probe::FIRST_SOURCE_PORT + number;
             let source = match destination {
                 IpAddr::V4(_) => IpAddr::V4(probe::SOURCE_V4),
                 IpAddr::V6(_) => IpAddr::V6(probe::SOURCE_V6),
             };
             let probe = Probe {
                 pair: p.id.clone(),
-                number: source_port - probe::FIRST_SOURCE_PORT,
+                number,
                 source_port,
                 source,
                 destination,
             };
-            counting.push(Rule::new(
-                &probe.key(),
-                format!("@th,128,16 {} counter drop", probe.number),
-            ));
             let (tap, exit) = (
                 p.ingress.local_tap().unwrap_or_default(),
                 p.egress.local_tap().unwrap_or_default(),
             );
-            self.probe_exits.insert(exit.to_string());
-            sending.push(Rule::salted(
-                &probe.key(),
-                format!(
-                    "udp sport {source_port} ether daddr set {} fwd to \"{tap}\"",
-                    p.ingress.mac
-                ),
-                &self.salt(tap),
-            ));
+            let counter = probe.key();
+            self.probe_exits
+                .entry(exit.to_string())
+                .or_default()
+                .push(Rule::new(
+                    &counter,
+                    format!(
+                        "udp dport {} @th,64,64 {:#x} @th,128,16 {number} counter name \"{counter}\" drop",
+                        probe::PORT,
+                        probe::MAGIC,
+                    ),
+                ));
+            self.out.table.counters.insert(counter);
+            sending
+                .entry(probe::send_chain(number))
+                .or_default()
+                .push(Rule::salted(
+                    &probe::send_key(number, &p.id),
+                    format!(
+                        "udp sport {source_port} ether daddr set {} fwd to \"{tap}\"",
+                        p.ingress.mac
+                    ),
+                    &self.salt(tap),
+                ));
             self.out.probes.push(probe);
         }
-        if counting.is_empty() {
+        if sending.is_empty() {
             return;
         }
-        counting.push(Rule::new("other", "drop"));
-        self.chain_named(probe::CHAIN.to_string(), counting);
-        if entry {
-            sending.push(Rule::new("other", "drop"));
+        // Every send chain exists (the dispatch rule never changes), most hold a few rules.
+        let mut dispatch = Vec::new();
+        for k in 0..probe::SEND_CHAINS {
+            let name = probe::send_chain(k);
+            dispatch.push(format!("{k} : jump {name}"));
+            let mut rules = sending.remove(&name).unwrap_or_default();
+            rules.sort_by(|a, b| a.comment.cmp(&b.comment));
+            self.chain_named(name, rules);
+        }
+        if self.model.ifindex.contains_key(probe::DEVICE) {
             self.out.table.chains.insert(
                 self.base_name("dev", probe::DEVICE),
                 NftChain {
                     hook: Some(Hook::Ingress(probe::DEVICE.to_string())),
-                    rules: sending,
+                    rules: vec![
+                        Rule::new(
+                            "send",
+                            format!(
+                                "udp sport & {} vmap {{ {} }}",
+                                probe::SEND_CHAINS - 1,
+                                dispatch.join(", ")
+                            ),
+                        ),
+                        Rule::new("other", "drop"),
+                    ],
                 },
             );
         }
@@ -1027,17 +1116,16 @@ impl Compiler<'_> {
         let function_ports = std::mem::take(&mut self.function_ports);
         let mut base: BTreeMap<String, Vec<Rule>> = devices;
         // Probes leaving a function are counted and dropped before anything else.
-        for tap in std::mem::take(&mut self.probe_exits) {
-            let catch = [Rule::new(
+        for (tap, mut counting) in std::mem::take(&mut self.probe_exits) {
+            counting.push(Rule::new(
                 "probe",
                 format!(
-                    "udp dport {} @th,64,64 {:#x} goto {}",
+                    "udp dport {} @th,64,64 {:#x} drop",
                     probe::PORT,
-                    probe::MAGIC,
-                    probe::CHAIN
+                    probe::MAGIC
                 ),
-            )];
-            base.entry(tap).or_default().splice(0..0, catch);
+            ));
+            base.entry(tap).or_default().splice(0..0, counting);
         }
         // Function ports: frames they forward are steered or dropped.
         for (tap, (mac, _, addrs)) in &function_ports {
@@ -1139,6 +1227,15 @@ fn pin_set(cid: u32, gid: u32, pp: &str, fam: Family, k: &Key) -> String {
     };
     let kind = digest(&k.types.join(".")) & 0xffff;
     format!("pin{n}-{cid}-{gid}-{pp}-{kind:04x}")
+}
+
+/// The verdict map of a network's destinations without port security (address → `dd-…`).
+fn direct_map(network: &str, fam: Family) -> String {
+    let n = match fam {
+        Family::V4 => 4,
+        Family::V6 => 6,
+    };
+    format!("dir{n}-{}", short(network))
 }
 
 fn mac_map(network: &str, fam: Family) -> String {

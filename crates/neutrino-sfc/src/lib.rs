@@ -26,8 +26,8 @@ pub mod transition;
 
 pub use compile::{buckets, compile, Compiled, Counted, Direction, BUCKETS};
 pub use model::{
-    Chain, Classifier, Family, Group, LbField, Location, NTuple, NTupleMapping, NetworkMacs, Pair,
-    Port, SfcModel,
+    Chain, Classifier, Delivery, Family, Group, LbField, Location, NTuple, NTupleMapping,
+    NetworkMacs, Pair, Port, SfcModel,
 };
 pub use observe::observe;
 pub use steering::SteeringPort;

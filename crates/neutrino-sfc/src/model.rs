@@ -300,6 +300,20 @@ pub struct NetworkMacs {
     pub gateways: BTreeMap<IpNet, String>,
     /// This host's VXLAN device of the network, if it has one.
     pub tunnel: Option<String>,
+    /// Addresses of the instance ports without port security (no security group to apply):
+    /// after the last function, frames for them skip the bridge.
+    pub direct: BTreeMap<IpAddr, Delivery>,
+}
+
+/// Where a frame for a port without port security is handed over directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Port id.
+    pub port: String,
+    /// Its MAC address.
+    pub mac: String,
+    /// Its tap (here) or this host's VXLAN device of its network (elsewhere).
+    pub device: String,
 }
 
 /// Everything about chains that matters on one host.
@@ -317,4 +331,7 @@ pub struct SfcModel {
     /// Every port pair with a port plugged here, in a chain or not: a function forwards
     /// only what is steered to it, never floods or frames of others into its bridge.
     pub functions: Vec<Pair>,
+    /// The probe numbers in force (pair id → number, from the table applied last:
+    /// [`crate::probe::numbers`]); a probed pair keeps its number (see [`crate::probe`]).
+    pub probe_numbers: BTreeMap<String, u16>,
 }

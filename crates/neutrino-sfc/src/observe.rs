@@ -1,6 +1,6 @@
 //! The steering table as the kernel has it, read from `nft -j list table netdev
-//! neutrino_sfc`: chains with their hooks and rule comments (and counters), sets and the
-//! elements of maps the planner manages.
+//! neutrino_sfc`: chains with their hooks and rule comments (and counters), sets, named
+//! counters and the elements of maps the planner manages.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -78,6 +78,10 @@ pub fn observe(json: &str) -> Result<Table, ParseError> {
                     comment: r["comment"].as_str().unwrap_or_default().to_string(),
                     counter,
                 });
+        } else if let Some(c) = item.get("counter") {
+            table
+                .counters
+                .insert(c["name"].as_str().unwrap_or_default().to_string());
         } else if let Some(s) = item.get("set") {
             let name = s["name"].as_str().unwrap_or_default().to_string();
             table.sets.insert(
@@ -109,17 +113,25 @@ pub fn observe(json: &str) -> Result<Table, ParseError> {
     Ok(table)
 }
 
-/// `["10.0.0.2", "02:00:00:00:00:02"]` → `10.0.0.2 : 02:00:00:00:00:02` (the form the
-/// planner writes).
+/// `["10.0.0.2", "02:00:00:00:00:02"]` → `10.0.0.2 : 02:00:00:00:00:02`, `[49152, {"goto":
+/// {"target": "c"}}]` → `49152 : goto c` (the forms the planner writes).
 fn map_element(e: &Value) -> Option<String> {
     let pair = e.as_array()?;
     let key = pair.first()?;
-    let key = key
-        .as_str()
-        .or_else(|| key.get("elem")?.get("val")?.as_str())?;
-    let ip: IpAddr = key.parse().ok()?;
-    let mac = pair.get(1)?.as_str()?.to_ascii_lowercase();
-    Some(format!("{ip} : {mac}"))
+    let key = match key.as_u64() {
+        Some(n) => n.to_string(),
+        None => key
+            .as_str()
+            .or_else(|| key.get("elem")?.get("val")?.as_str())?
+            .parse::<IpAddr>()
+            .ok()?
+            .to_string(),
+    };
+    let value = pair.get(1)?;
+    if let Some((verdict, target)) = value.as_object().and_then(|o| o.iter().next()) {
+        return Some(format!("{key} : {verdict} {}", target["target"].as_str()?));
+    }
+    Some(format!("{key} : {}", value.as_str()?.to_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -154,6 +166,30 @@ mod tests {
             .contains("10.0.0.2 : 02:aa:00:00:00:02"));
         assert_eq!(t.sets["pin4-1-1-x"].elements, None);
         assert_eq!(observe("").unwrap(), Table::default());
+    }
+
+    #[test]
+    fn reads_named_counters_and_verdict_maps() {
+        let json = r#"{"nftables": [{"metainfo": {}},
+          {"table": {"family": "netdev", "name": "neutrino_sfc", "handle": 7}},
+          {"counter": {"family": "netdev", "name": "probe-pp1", "table": "neutrino_sfc",
+                       "handle": 1, "packets": 12, "bytes": 840}},
+          {"map": {"family": "netdev", "name": "probe-send", "table": "neutrino_sfc",
+                   "type": "inet_service", "handle": 2, "map": "verdict",
+                   "elem": [[49152, {"goto": {"target": "psend-pp1"}}]]}},
+          {"map": {"family": "netdev", "name": "dir4-n1", "table": "neutrino_sfc",
+                   "type": "ipv4_addr", "handle": 3, "map": "verdict",
+                   "elem": [["10.0.0.7", {"goto": {"target": "dd-p7"}}]]}}]}"#;
+        let t = observe(json).unwrap();
+        assert!(t.counters.contains("probe-pp1"));
+        assert_eq!(
+            t.sets["probe-send"].elements,
+            Some(["49152 : goto psend-pp1".to_string()].into())
+        );
+        assert_eq!(
+            t.sets["dir4-n1"].elements,
+            Some(["10.0.0.7 : goto dd-p7".to_string()].into())
+        );
     }
 
     #[test]

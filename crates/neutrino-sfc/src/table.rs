@@ -5,6 +5,8 @@
 //! rule's text): a chain whose list differs is flushed and refilled inside the transaction,
 //! so packets see either the old or the new rules, never a mix. Sets keep the elements the
 //! packet path added (flow pins); maps with managed elements are changed element by element.
+//! Named counters (what the agent reports and the prober reads) outlive the rewrite of the
+//! chains that use them: only a counter no longer wanted is deleted, last.
 //! Everything goes into one `nft -f` run: atomic.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -81,6 +83,8 @@ pub struct Table {
     pub chains: BTreeMap<String, Chain>,
     /// Sets and maps by name.
     pub sets: BTreeMap<String, Set>,
+    /// Named counters.
+    pub counters: BTreeSet<String>,
 }
 
 /// FNV-1a over the text: stable across runs and builds.
@@ -106,7 +110,12 @@ pub fn plan(want: &Table, have: &Table) -> Plan {
     if !have.present {
         p.push(format!("add table {TABLE}"));
     }
-    // New sets and maps, then element changes.
+    // Counters and sets first (rules name them), removed elements out, new chains declared
+    // (rules and verdict map elements may refer to chains declared later), new elements in.
+    for name in want.counters.difference(&have.counters) {
+        p.push(format!("add counter {TABLE} {name}"));
+    }
+    let mut additions = Vec::new();
     for (name, set) in &want.sets {
         let kind = if set.map { "map" } else { "set" };
         let old = have.sets.get(name);
@@ -133,17 +142,19 @@ pub fn plan(want: &Table, have: &Table) -> Plan {
             ));
         }
         for chunk in new.chunks(500) {
-            p.push(format!(
+            additions.push(format!(
                 "add element {TABLE} {name} {{ {} }}",
                 chunk.join(", ")
             ));
         }
     }
-    // Declare every new chain first: rules may jump to chains declared later.
     for (name, chain) in &want.chains {
         if !have.chains.contains_key(name) {
             p.push(declare_chain(name, chain));
         }
+    }
+    for command in additions {
+        p.push(command);
     }
     for (name, chain) in &want.chains {
         let old = have.chains.get(name);
@@ -177,14 +188,18 @@ pub fn plan(want: &Table, have: &Table) -> Plan {
             p.push(format!("flush chain {TABLE} {name}"));
         }
     }
-    for name in &obsolete {
-        p.push(format!("delete chain {TABLE} {name}"));
-    }
+    // Sets and maps before chains: a verdict map's elements jump to chains.
     for (name, set) in &have.sets {
         if !want.sets.contains_key(name) {
             let kind = if set.map { "map" } else { "set" };
             p.push(format!("delete {kind} {TABLE} {name}"));
         }
+    }
+    for name in &obsolete {
+        p.push(format!("delete chain {TABLE} {name}"));
+    }
+    for name in have.counters.difference(&want.counters) {
+        p.push(format!("delete counter {TABLE} {name}"));
     }
     p
 }

@@ -12,8 +12,8 @@
 //! Entries are the classifier chains (`cls-…`) and the steering ports' egress chains
 //! (`egr-sfs…`): where a flow is first matched or matched again. In the first step they keep
 //! their old version when they had one; device base chains (`dev-…`) keep the dispatch jumps
-//! of both versions; every other chain takes its new version, and chains, sets and maps that
-//! only the old table had stay.
+//! of both versions; every other chain takes its new version, and chains, sets, maps and
+//! counters that only the old table had stay.
 
 use crate::table::{Chain, Rule, Table};
 
@@ -47,6 +47,7 @@ pub fn transition(old: &Table, new: &Table) -> Table {
     for (name, set) in &old.sets {
         t.sets.entry(name.clone()).or_insert_with(|| set.clone());
     }
+    t.counters.extend(old.counters.iter().cloned());
     t
 }
 
@@ -93,6 +94,7 @@ mod tests {
                 .map(|(n, c)| (n.to_string(), c))
                 .collect(),
             sets: Default::default(),
+            counters: Default::default(),
         }
     }
 

@@ -115,6 +115,7 @@ fn model() -> SfcModel {
             )]
             .into(),
             tunnel: Some("vxlan-100".into()),
+            direct: BTreeMap::new(),
         },
     );
     let ifindex = [
@@ -135,6 +136,7 @@ fn model() -> SfcModel {
         pin_timeout: 120,
         ifindex,
         functions: Vec::new(),
+        probe_numbers: BTreeMap::new(),
     }
 }
 
@@ -227,7 +229,13 @@ fn dead_group_fails_closed_or_open() {
     }
     let c = compile(&m);
     let h = &c.table.chains["h-7-2-f"];
-    assert!(h.rules.iter().any(|r| r.text == "counter drop"), "{h:?}");
+    assert!(
+        h.rules
+            .iter()
+            .any(|r| r.text == "counter name \"h-7-2-f\" drop"),
+        "{h:?}"
+    );
+    assert!(c.table.counters.contains("h-7-2-f"));
     m.chains[0].groups[1].fail_open = true;
     let c = compile(&m);
     let h = &c.table.chains["h-7-2-f"];
@@ -326,19 +334,129 @@ fn functions_here_are_probed() {
     // The chain's logical destination port.
     assert_eq!(p.destination.to_string(), "10.0.0.9");
     let exit = &c2.table.chains["dev-tapa1out-12"];
-    assert!(
-        exit.rules[0].text.contains("goto probes"),
+    assert_eq!(
+        exit.rules[0].text,
+        format!(
+            "udp dport 3784 @th,64,64 0x4e54524e50524245 @th,128,16 0 counter name \"{}\" drop",
+            p.key()
+        ),
         "{:?}",
         exit.rules
     );
+    assert!(c2.table.counters.contains(&p.key()));
     let entry = &c2.table.chains["dev-sfqprobe-60"];
     assert!(entry.rules[0]
         .text
-        .contains("ether daddr set fa:16:3e:00:01:01 fwd to \"tapa1in\""));
-    let counting = &c2.table.chains[probe::CHAIN];
-    assert_eq!(counting.rules[0].text, "@th,128,16 0 counter drop");
+        .starts_with("udp sport & 63 vmap { 0 : jump psend-0, 1 : jump psend-1,"));
+    assert_eq!(entry.rules.last().unwrap().text, "drop");
+    let send = &c2.table.chains[&probe::send_chain(p.number)];
+    assert_eq!(
+        send.rules[0].text,
+        "udp sport 49152 ether daddr set fa:16:3e:00:01:01 fwd to \"tapa1in\""
+    );
     assert!(p.payload().starts_with(b"NTRNPRBE\0\0"));
-    assert_eq!(counting.rules.last().unwrap().text, "drop");
+    // The table gives the assignment back.
+    assert_eq!(probe::numbers(&c2.table)[&p.pair], 0);
+}
+
+/// Eight probed pairs, each in a chain of its own; `n` more of the same shape.
+fn probed_host(n: u8) -> SfcModel {
+    let mut m = model();
+    m.chains.clear();
+    m.ifindex.insert(probe::DEVICE.into(), 60);
+    for i in 0..n {
+        let id = format!("{:08x}", 0x1000_0000_u32 + u32::from(i) * 0x0100_0000);
+        let (tin, tout) = (format!("tp{i}in"), format!("tp{i}out"));
+        m.ifindex.insert(tin.clone(), 100 + u32::from(i) * 2);
+        m.ifindex.insert(tout.clone(), 101 + u32::from(i) * 2);
+        let p = pair(&id, 20 + i, local(&tin), local(&tout), 1);
+        let mut chain = model().chains[0].clone();
+        chain.id = format!("chain-{i}");
+        chain.number = 100 + u32::from(i);
+        chain.symmetric = false;
+        chain.groups = vec![group(
+            &format!("ppg-{i}"),
+            10 + u32::from(i),
+            vec![p.clone()],
+        )];
+        m.chains.push(chain);
+        m.functions.push(p);
+    }
+    m
+}
+
+/// A pair joining (its id sorting first) or leaving keeps every other pair's probe number,
+/// and the transaction touches only the pair's own probe objects: no counter of another
+/// pair is flushed or deleted, no probe chain is flushed.
+#[test]
+fn a_pair_joining_or_leaving_touches_only_its_own_probe() {
+    let before_model = probed_host(8);
+    let before = compile(&before_model);
+    assert_eq!(before.probes.len(), 8);
+    let mut m = probed_host(8);
+    m.probe_numbers = probe::numbers(&applied(&before.table));
+    // A new pair whose id sorts before all the others, in a chain of its own.
+    let newcomer = pair("00000001", 90, local("tpnewin"), local("tpnewout"), 1);
+    m.ifindex.insert("tpnewin".into(), 300);
+    m.ifindex.insert("tpnewout".into(), 301);
+    let mut chain = m.chains[0].clone();
+    chain.id = "chain-new".into();
+    chain.number = 99;
+    chain.groups = vec![group("ppg-new", 99, vec![newcomer.clone()])];
+    m.chains.push(chain);
+    m.functions.push(newcomer.clone());
+    let after = compile(&m);
+    let number =
+        |c: &Compiled, pair: &str| c.probes.iter().find(|p| p.pair == pair).unwrap().number;
+    for p in &before.probes {
+        assert_eq!(number(&after, &p.pair), p.number, "{} renumbered", p.pair);
+    }
+    assert_eq!(number(&after, &newcomer.id), 8);
+    let script = plan(&after.table, &applied(&before.table)).script();
+    for line in script.lines() {
+        // (The shared source's dispatch chain gains the new chain's jump, the tunnel's
+        // ingress the arrivals for the new function ports.)
+        if line.starts_with("flush") || line.starts_with("delete") {
+            assert!(
+                [
+                    "flush chain netdev neutrino_sfc dev-tapsrc-10",
+                    "flush chain netdev neutrino_sfc dev-vxlan-100-15"
+                ]
+                .contains(&line),
+                "adding a pair removes nothing of the others: {line}\n{script}"
+            );
+        }
+        if line.contains("probe") || line.contains("psend") {
+            assert!(
+                line.contains(&newcomer.id) || line.contains("tpnewout"),
+                "only the newcomer's probe objects: {line}\n{script}"
+            );
+        }
+    }
+    golden("add-probed-pair.nft", &script);
+    // And it leaves again: only its own objects go.
+    let mut back = probed_host(8);
+    back.probe_numbers = probe::numbers(&applied(&after.table));
+    let left = compile(&back);
+    for p in &before.probes {
+        assert_eq!(number(&left, &p.pair), p.number);
+    }
+    let script = plan(&left.table, &applied(&after.table)).script();
+    for line in script
+        .lines()
+        .filter(|l| l.contains("probe") || l.contains("psend"))
+    {
+        assert!(
+            line.contains(&newcomer.id)
+                || line.contains("tpnewout")
+                || line == "flush chain netdev neutrino_sfc psend-8",
+            "{line}\n{script}"
+        );
+    }
+    assert!(script.contains(&format!(
+        "delete counter netdev neutrino_sfc probe-{}",
+        newcomer.id
+    )));
 }
 
 /// A tap group, `lb_fields`, an egress n-tuple mapping, an IPv6 classifier and a service
@@ -396,4 +514,111 @@ fn tap_lb_fields_mapping_ipv6_and_graph() {
     assert!(plan(&c.table, &applied(&c.table)).is_empty());
     // The IPv4 mapping leaves the IPv6 classifier alone.
     assert!(!script.contains("ip6 saddr 10.0.0.250"), "{script}");
+}
+
+/// The last probed pair leaving: its probe objects go, the send chains after the dispatch
+/// rule that jumps to them (nft refuses to delete a chain a rule still names).
+#[test]
+fn the_last_probe_leaving_removes_the_send_chains_after_their_dispatch() {
+    let before = compile(&probed_host(1));
+    let mut m = probed_host(1);
+    m.chains.clear();
+    m.probe_numbers = probe::numbers(&applied(&before.table));
+    let after = compile(&m);
+    assert!(after.probes.is_empty());
+    let script = plan(&after.table, &applied(&before.table)).script();
+    let at = |needle: &str| {
+        script
+            .lines()
+            .position(|l| l == needle)
+            .unwrap_or_else(|| panic!("no {needle}:\n{script}"))
+    };
+    assert!(
+        at("flush chain netdev neutrino_sfc dev-sfqprobe-60")
+            < at("delete chain netdev neutrino_sfc psend-0"),
+        "{script}"
+    );
+    assert!(script.contains(&format!(
+        "delete counter netdev neutrino_sfc probe-{}",
+        before.probes[0].pair
+    )));
+}
+
+/// After the last function, a destination without port security gets the frame straight
+/// (no bridge, no conntrack): by the chain's logical destination port, or by its address
+/// when the classifiers name a prefix. A destination with port security still crosses the
+/// bridge (its security group).
+#[test]
+fn destination_without_port_security_is_delivered_directly() {
+    let mut m = model();
+    m.chains[0].symmetric = false;
+    m.chains[0].groups = vec![group(
+        "ppg-a",
+        1,
+        vec![pair("aaaaaaaa", 1, local("tapa1in"), local("tapa1out"), 1)],
+    )];
+    // By the logical destination port, here.
+    let dst = m.chains[0].classifiers[0].destination.as_mut().unwrap();
+    dst.location = local("tapdst");
+    dst.port_security = false;
+    m.ifindex.insert("tapdst".into(), 80);
+    let c = compile(&m);
+    let out = &c.table.chains["out-7-f"];
+    assert!(
+        out.rules
+            .iter()
+            .any(|r| r.text == "ether daddr set fa:16:3e:bb:00:01 fwd to \"tapdst\""),
+        "{out:?}"
+    );
+    // With port security: the bridge, as before.
+    m.chains[0].classifiers[0]
+        .destination
+        .as_mut()
+        .unwrap()
+        .port_security = true;
+    let c = compile(&m);
+    let out = &c.table.chains["out-7-f"];
+    assert!(
+        out.rules
+            .iter()
+            .any(|r| r.text == "ether daddr set fa:16:3e:bb:00:01 accept"),
+        "{out:?}"
+    );
+    // By address: the network's map of open ports, one chain per port.
+    m.chains[0].classifiers[0].destination = None;
+    let net = m.networks.get_mut("net-1").unwrap();
+    net.direct.insert(
+        "10.0.0.9".parse().unwrap(),
+        Delivery {
+            port: "dst-port".into(),
+            mac: "fa:16:3e:bb:00:01".into(),
+            device: "tapdst".into(),
+        },
+    );
+    let c = compile(&m);
+    let script = plan(&c.table, &Table::default()).script();
+    golden("direct-delivery.nft", &script);
+    let out: Vec<&str> = c.table.chains["out-7-f"]
+        .rules
+        .iter()
+        .map(|r| r.text.as_str())
+        .collect();
+    let direct = out
+        .iter()
+        .position(|t| *t == "meta protocol ip ip daddr vmap @dir4-net1")
+        .expect("the direct map is looked up");
+    let bridge = out
+        .iter()
+        .position(|t| t.contains("map @mac4-net1 accept"))
+        .expect("else the bridge");
+    assert!(direct < bridge, "{out:?}");
+    assert_eq!(
+        c.table.sets["dir4-net1"].elements,
+        Some(["10.0.0.9 : goto dd-dstport".to_string()].into())
+    );
+    assert_eq!(
+        c.table.chains["dd-dstport"].rules[0].text,
+        "ether daddr set fa:16:3e:bb:00:01 fwd to \"tapdst\""
+    );
+    assert!(plan(&c.table, &applied(&c.table)).is_empty());
 }
