@@ -75,14 +75,6 @@ pub enum FeedPage {
     },
 }
 
-fn admin(ctx: &Context, action: &str) -> ApiResult<()> {
-    if ctx.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(action))
-    }
-}
-
 pub(crate) fn epoch_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -121,7 +113,7 @@ impl App {
     /// An agent reports in: registers it (or refreshes its configuration) and records a
     /// heartbeat. Only a changed registration is a write the feed carries.
     pub async fn report_agent(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
-        admin(ctx, "report_agent")?;
+        self.check_rule(ctx, "report_agent", &Map::new())?;
         let doc = body
             .get("agent")
             .and_then(Value::as_object)
@@ -325,22 +317,20 @@ impl App {
         Ok(if able.is_empty() { hosts } else { able })
     }
 
-    /// `GET /v2.0/agents` (admin only; others see an empty list, as in Neutron).
+    /// `GET /v2.0/agents`: the agents `get_agent` lets the caller see (by default admins see
+    /// all, others an empty list, as in Neutron).
     pub async fn list_agents(
         &self,
         ctx: &Context,
         pairs: &[(String, String)],
     ) -> ApiResult<crate::ListResult> {
         let q = query::parse(pairs, AGENT, &[])?;
-        let items = if ctx.is_admin() {
-            self.agents_rendered()
-                .await?
-                .into_iter()
-                .filter(|d| query::matches(d, &q))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let items = self
+            .agents_rendered()
+            .await?
+            .into_iter()
+            .filter(|d| query::matches(d, &q) && self.may_see_agent(ctx, d))
+            .collect();
         let page = query::page(items, &q, "agent")?;
         let fields: Vec<String> = q.fields.clone();
         Ok(crate::ListResult {
@@ -356,22 +346,37 @@ impl App {
 
     /// `GET /v2.0/agents/{id}`.
     pub async fn show_agent(&self, ctx: &Context, id: &str) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::not_found("agent", id));
-        }
+        self.visible_agent(ctx, id)
+            .await
+            .map(|d| json!({"agent": d}))
+    }
+
+    /// Whether `get_agent` lets the caller see a rendered agent.
+    fn may_see_agent(&self, ctx: &Context, agent: &Map<String, Value>) -> bool {
+        self.permits(ctx, "get_agent", agent)
+    }
+
+    /// The rendered agent `id`, when the caller may see it (404 otherwise, as for a missing
+    /// one).
+    async fn visible_agent(&self, ctx: &Context, id: &str) -> ApiResult<Map<String, Value>> {
         self.agents_rendered()
             .await?
             .into_iter()
             .find(|d| d.get("id").and_then(Value::as_str) == Some(id))
-            .map(|d| json!({"agent": d}))
+            .filter(|d| self.may_see_agent(ctx, d))
             .ok_or_else(|| ApiError::not_found("agent", id))
+    }
+
+    /// Refuses a write to agent `id` unless `rule` allows it (404 when the caller cannot
+    /// even see it, as Neutron answers).
+    async fn check_agent_write(&self, ctx: &Context, id: &str, rule: &str) -> ApiResult<()> {
+        let agent = self.visible_agent(ctx, id).await?;
+        self.check_rule(ctx, rule, &agent)
     }
 
     /// `PUT /v2.0/agents/{id}`: `admin_state_up` and `description`.
     pub async fn update_agent(&self, ctx: &Context, id: &str, body: Value) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::not_found("agent", id));
-        }
+        self.check_agent_write(ctx, id, "update_agent").await?;
         let doc = body
             .get("agent")
             .and_then(Value::as_object)
@@ -393,9 +398,7 @@ impl App {
 
     /// `DELETE /v2.0/agents/{id}`: forgets an agent (it registers again if it reports).
     pub async fn delete_agent(&self, ctx: &Context, id: &str) -> ApiResult<()> {
-        if !ctx.is_admin() {
-            return Err(ApiError::not_found("agent", id));
-        }
+        self.check_agent_write(ctx, id, "delete_agent").await?;
         let mut tx = self.write().await?;
         let rec = tx
             .get("agent", id)
@@ -413,7 +416,7 @@ impl App {
 
     /// Every resource a host agent mirrors, and the revision to follow the feed from.
     pub async fn feed_snapshot(&self, ctx: &Context) -> ApiResult<Value> {
-        admin(ctx, "get_feed")?;
+        self.check_rule(ctx, "get_feed", &Map::new())?;
         let snap = self.inner.store.snapshot(FEED_KINDS).await.map_err(db)?;
         let resources: Map<String, Value> = snap
             .records
@@ -428,7 +431,7 @@ impl App {
 
     /// Up to `limit` changes after `since` of the mirrored kinds.
     pub async fn feed_changes(&self, ctx: &Context, since: i64, limit: i64) -> ApiResult<FeedPage> {
-        admin(ctx, "get_feed")?;
+        self.check_rule(ctx, "get_feed", &Map::new())?;
         let page = self
             .inner
             .store
@@ -458,7 +461,7 @@ impl App {
     /// `{"host": H, "ports": [{"id", "status", "vif_type"?}]}`. Reports for ports bound
     /// elsewhere (a stale agent after a move) or gone are skipped; returns how many changed.
     pub async fn report_port_status(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
-        admin(ctx, "update_port:status")?;
+        self.check_rule(ctx, "report_port_status", &Map::new())?;
         let host = body
             .get("host")
             .and_then(Value::as_str)

@@ -192,7 +192,11 @@ async fn prerequisites() {
         t.dry_run(&me).await.unwrap(),
         json!({"auto_allocated_topology": {"id": "dry-run=pass", "project_id": "project-a"}})
     );
-    assert_err(t.topology(&me, "project-b").await, 403, "NotAuthorized");
+    assert_err(
+        t.topology(&me, "project-b").await,
+        403,
+        "PolicyNotAuthorized",
+    );
     let e = t
         .app
         .auto_allocated_topology(&me, "None", &["id".to_string()])

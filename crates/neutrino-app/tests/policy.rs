@@ -133,3 +133,73 @@ async fn hidden_records_are_not_found_and_not_listed() {
     assert!(t.list(&tenant(), "networks", &[]).await.is_empty());
     assert_eq!(t.list(&admin(), "networks", &[]).await.len(), 1);
 }
+
+/// Checks that used to be hard-coded for admins (router flavours, quotas, agents, IP
+/// availability, wildcard RBAC, subnet pool defaults) now ask the policy: a loosening file
+/// opens exactly them to members, and the defaults keep them closed.
+#[tokio::test]
+async fn loosening_overrides_reach_the_formerly_hard_coded_checks() {
+    let loose = r#"
+"create_router:ha": "role:member"
+"create_router:distributed": "role:member"
+"get_quota": "role:member"
+"update_quota": "role:member and project_id:%(project_id)s"
+"get_network_ip_availability": "role:member"
+"create_rbac_policy:target_tenant": "role:member"
+"create_subnetpool:is_default": "role:member"
+"#;
+    for (label, t, open) in [
+        ("defaults", env().await, false),
+        ("loose", with_policy(loose).await, true),
+    ] {
+        let me = tenant();
+        let outcome = |ok: bool, what: &str| assert_eq!(ok, open, "{label}: {what}");
+        let ha = t.create(&me, "routers", json!({"ha": true})).await;
+        outcome(ha.is_ok(), "member creates an HA router");
+        let dvr = t
+            .create(&me, "routers", json!({"distributed": false}))
+            .await;
+        outcome(dvr.is_ok(), "member names a router flavour");
+        let quotas = t.app.quota_list(&me).await;
+        outcome(quotas.is_ok(), "member lists quotas");
+        let update = t
+            .app
+            .quota_update(&me, &me.project_id, &json!({"quota": {"network": 7}}))
+            .await;
+        outcome(update.is_ok(), "member sets its own quota");
+        let other = t
+            .app
+            .quota_update(&me, "project-b", &json!({"quota": {"network": 7}}))
+            .await;
+        assert!(
+            other.is_err(),
+            "{label}: another project's quota stays closed"
+        );
+        let availability = t.app.ip_availabilities(&me, &[]).await;
+        outcome(availability.is_ok(), "member reads IP availability");
+        let (net, _) = t
+            .net(&me, json!({"name": format!("rbac-{label}")}), "10.8.0.0/24")
+            .await;
+        let wildcard = t
+            .create(
+                &me,
+                "rbac-policies",
+                json!({"object_type": "network", "object_id": net,
+                       "action": "access_as_shared", "target_tenant": "*"}),
+            )
+            .await;
+        outcome(wildcard.is_ok(), "member shares a network with everyone");
+        let pool = t
+            .create(
+                &me,
+                "subnetpools",
+                json!({"name": format!("default-{label}"), "prefixes": ["10.200.0.0/16"],
+                       "is_default": true}),
+            )
+            .await;
+        outcome(pool.is_ok(), "member makes a default subnet pool");
+        if let Err(e) = ha {
+            assert_eq!((e.status, e.kind.as_str()), (403, "PolicyNotAuthorized"));
+        }
+    }
+}

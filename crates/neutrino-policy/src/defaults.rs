@@ -188,7 +188,7 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "delete_port", check: "(rule:admin_only) or (rule:service_api) or role:member and rule:network_owner or role:member and project_id:%(project_id)s", description: "Delete a port", operations: &[("DELETE", "/ports/{id}")] },
     DefaultRule { name: "delete_port:tags", check: "rule:context_is_advsvc or role:member and project_id:%(project_id)s or (rule:admin_only) or (role:member and rule:network_owner)", description: "Delete the port tags", operations: &[("DELETE", "/ports/{id}/tags"), ("DELETE", "/ports/{id}/tags/{tag_id}")] },
     // neutron/conf/policies/quotas.py
-    DefaultRule { name: "get_quota", check: "(rule:admin_only) or (role:manager and project_id:%(project_id)s)", description: "Get a resource quota", operations: &[("GET", "/quota"), ("GET", "/quota/{id}")] },
+    DefaultRule { name: "get_quota", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Neutrino: readers of the project too, as Neutron before its manager role (Neutron master: admins or the project's managers). Get a resource quota", operations: &[("GET", "/quota"), ("GET", "/quota/{id}")] },
     DefaultRule { name: "update_quota", check: "rule:admin_only", description: "Update a resource quota", operations: &[("PUT", "/quota/{id}")] },
     DefaultRule { name: "delete_quota", check: "rule:admin_only", description: "Delete a resource quota", operations: &[("DELETE", "/quota/{id}")] },
     // neutron/conf/policies/rbac.py
@@ -332,5 +332,8 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "get_service_graph", check: "rule:admin_or_owner", description: "Get service graphs", operations: &[("GET", "/sfc/service_graphs"), ("GET", "/sfc/service_graphs/{id}")] },
     // Neutrino's extensions
     DefaultRule { name: "get_port_chain_statistics", check: "rule:admin_or_owner", description: "Get the packet and byte counters of a port chain (Neutrino extension; same default as get_port_chain)", operations: &[("GET", "/sfc/port_chains/{id}/statistics")] },
+    DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },
+    DefaultRule { name: "get_feed", check: "(rule:admin_only) or (rule:service_api)", description: "Read the change feed: a snapshot of the desired state and the changes since a revision (Neutrino's agents)", operations: &[("GET", "/neutrino/v1/snapshot"), ("GET", "/neutrino/v1/changes"), ("GET", "/neutrino/v1/watch")] },
+    DefaultRule { name: "report_port_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the status of ports the agent wired (Neutrino's agents)", operations: &[("PUT", "/neutrino/v1/port-status")] },
     DefaultRule { name: "update_sfc_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the health of service function port pairs (Neutrino extension, used by agents)", operations: &[("PUT", "/neutrino/v1/sfc-status")] },
 ];

@@ -186,7 +186,11 @@ fn cases() -> Vec<Case> {
             .denied(),
         case("member gets own auto-allocated topology", "get_auto_allocated_topology", "member", "p1"),
         case("member updates a quota", "update_quota", "member", "p1").denied(),
-        case("reader gets own quota", "get_quota", "reader", "p1").denied(),
+        // Neutrino's deviation: the project's readers see its quota (Neutron master: managers).
+        case("reader gets own quota", "get_quota", "reader", "p1"),
+        case("reader gets another project's quota", "get_quota", "reader", "p2")
+            .target(json!({"project_id": "p1"}))
+            .denied(),
         case("manager gets own quota", "get_quota", "manager", "p1"),
         case("member lists agents", "get_agent", "member", "p1").denied(),
         case("admin schedules a router", "create_l3-router", "admin", "p9"),

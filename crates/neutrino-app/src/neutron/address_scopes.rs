@@ -98,8 +98,8 @@ impl App {
             .remove("shared")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        if shared && !ctx.is_admin() {
-            return Err(ApiError::forbidden("create_address_scope:shared"));
+        if shared {
+            self.check_rule(ctx, "create_address_scope:shared", body)?;
         }
         for k in ["created_at", "updated_at", "revision_number"] {
             body.remove(k);
@@ -128,9 +128,11 @@ impl App {
     ) -> ApiResult<()> {
         for (key, value) in changes {
             if key == "shared" {
-                if !ctx.is_admin() {
-                    return Err(ApiError::forbidden("update_address_scope:shared"));
-                }
+                self.check_rule(
+                    ctx,
+                    "update_address_scope:shared",
+                    super::authz::body_of(rec),
+                )?;
                 let view = View::load(tx, "address_scope").await?;
                 let now_shared = view.wildcard(&rec.id, "access_as_shared");
                 match (now_shared, value.as_bool() == Some(true)) {

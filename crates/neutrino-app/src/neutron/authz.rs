@@ -103,6 +103,24 @@ impl App {
         )
     }
 
+    /// Whether the rule named `rule` lets the caller act on `target`: for calls outside the
+    /// collections (quotas, agents, scheduling, the agents' own endpoints) and for the
+    /// attribute rules a kind checks itself.
+    pub(crate) fn permits(&self, ctx: &Context, rule: &str, target: &Doc) -> bool {
+        self.config()
+            .policy
+            .enforce(rule, &Overlay::new(target), &ctx.credentials())
+    }
+
+    /// [`App::permits`], refused with Neutron's 403 naming the rule.
+    pub(crate) fn check_rule(&self, ctx: &Context, rule: &str, target: &Doc) -> ApiResult<()> {
+        if self.permits(ctx, rule, target) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(&format!("rule:{rule}")))
+        }
+    }
+
     /// Removes what the policy hides from the caller (`get_port:binding:host_id`, ...).
     pub(crate) fn strip_hidden(&self, coll: &Collection, ctx: &Context, mut doc: Doc) -> Doc {
         let action = format!("get_{}", coll.resource);
@@ -118,6 +136,14 @@ impl App {
         }
         doc
     }
+}
+
+/// The target of an action on a whole project (quotas, auto-allocated topologies, pools).
+pub(crate) fn project_target(project: &str) -> Doc {
+    let mut doc = Doc::new();
+    doc.insert("project_id".into(), Value::from(project));
+    doc.insert("tenant_id".into(), Value::from(project));
+    doc
 }
 
 /// Lets a record's stored body serve as a policy target.

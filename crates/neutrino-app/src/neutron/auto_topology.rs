@@ -10,6 +10,7 @@ use neutrino_types::attrs::{self, Op};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
+use super::authz::project_target;
 use super::{owner_project, s, Collection, Doc};
 use crate::{db, App, Context};
 
@@ -27,20 +28,19 @@ fn response(network: &str, project: &str) -> Value {
     json!({"auto_allocated_topology": {"id": network, "project_id": project}})
 }
 
-/// The project a request is about: `None` means the caller's; others need an admin.
-fn target_project(ctx: &Context, project: &str) -> ApiResult<String> {
-    let project = if project == "None" || project.is_empty() {
-        ctx.project_id.clone()
-    } else {
-        project.to_string()
-    };
-    if !ctx.is_admin() && project != ctx.project_id {
-        return Err(ApiError::new(403, "NotAuthorized", "Not authorized."));
-    }
-    Ok(project)
-}
-
 impl App {
+    /// The project a request is about (`None` means the caller's), once the policy's `rule`
+    /// allows the caller on it.
+    fn target_project(&self, ctx: &Context, project: &str, rule: &str) -> ApiResult<String> {
+        let project = if project == "None" || project.is_empty() {
+            ctx.project_id.clone()
+        } else {
+            project.to_string()
+        };
+        self.check_rule(ctx, rule, &project_target(&project))?;
+        Ok(project)
+    }
+
     /// `GET /v2.0/auto-allocated-topology/{project}`; `fields=dry-run` only checks that the
     /// deployment can provide one (a default external network and default subnet pools).
     pub async fn auto_allocated_topology(
@@ -49,7 +49,7 @@ impl App {
         project: &str,
         fields: &[String],
     ) -> ApiResult<Value> {
-        let project = target_project(ctx, project)?;
+        let project = self.target_project(ctx, project, "get_auto_allocated_topology")?;
         let mut tx = self.read().await?;
         if fields.iter().any(|f| f == "dry-run") {
             self.default_external_network(&mut tx).await?;
@@ -92,7 +92,7 @@ impl App {
         ctx: &Context,
         project: &str,
     ) -> ApiResult<()> {
-        let project = target_project(ctx, project)?;
+        let project = self.target_project(ctx, project, "delete_auto_allocated_topology")?;
         let mut tx = self.write().await?;
         let Some(network) = tx.claim_owner(NETWORK_CLAIM, &project).await.map_err(db)? else {
             return Ok(());

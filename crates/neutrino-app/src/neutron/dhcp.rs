@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use super::owners::DHCP_OWNER;
 use super::subnets::SubnetInfo;
 use super::{s, Doc};
-use crate::{db, App, Context};
+use crate::{db, App};
 
 impl App {
     /// Brings a network's DHCP port in line with the subnets its DHCP server serves.
@@ -93,10 +93,9 @@ impl App {
             })
             .collect();
         wanted.extend(missing.iter().map(|id| json!({"subnet_id": id})));
-        let service = Context::new("neutrino", "", &["admin".to_string()]);
         let mut changes = Doc::new();
         changes.insert("fixed_ips".into(), json!(wanted));
-        self.update_port(tx, &service, &mut port, changes).await?;
+        self.update_port(tx, &mut port, changes).await?;
         super::bump(&mut port.body);
         tx.update("port", &port.id, &port.body).await.map_err(db)?;
         Ok(())

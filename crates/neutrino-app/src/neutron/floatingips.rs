@@ -21,6 +21,7 @@ use super::routers::bad_request;
 use super::subnets::SubnetInfo;
 use async_trait::async_trait;
 
+use super::authz::project_target;
 use super::kind::Kind;
 use super::view::Need;
 use super::{bump, s, Collection, Doc, View};
@@ -596,9 +597,7 @@ impl App {
         ctx: &Context,
         pairs: &[(String, String)],
     ) -> ApiResult<Vec<Doc>> {
-        if !ctx.is_admin() && !ctx.has("reader") {
-            return Err(ApiError::forbidden("get_floatingip_pool"));
-        }
+        self.check_rule(ctx, "get_floatingip_pool", &project_target(&ctx.project_id))?;
         let q = query::parse(pairs, spec::FLOATINGIP_POOL, &[])?;
         let mut tx = self.read().await?;
         let view = View::load(&mut tx, "network").await?;

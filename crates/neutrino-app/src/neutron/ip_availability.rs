@@ -46,9 +46,7 @@ impl App {
         ctx: &Context,
         filters: &[(String, String)],
     ) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("get_network_ip_availability"));
-        }
+        self.check_rule(ctx, "get_network_ip_availability", &Default::default())?;
         let wanted = |k: &str| -> Vec<&str> {
             filters
                 .iter()
@@ -96,9 +94,7 @@ impl App {
 
     /// `GET /v2.0/network-ip-availabilities/{network_id}`.
     pub async fn ip_availability(&self, ctx: &Context, network: &str) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("get_network_ip_availability"));
-        }
+        self.check_rule(ctx, "get_network_ip_availability", &Default::default())?;
         let mut tx = self.read().await?;
         let net = tx
             .get("network", network)

@@ -54,8 +54,9 @@ impl App {
         body: &mut Doc,
     ) -> ApiResult<()> {
         let requested = body.get("ha").cloned();
-        if requested.is_some() && !ctx.is_admin() {
-            return Err(ApiError::forbidden("create_router:ha"));
+        // Any value, also `false`, asks the policy (Neutron's default is "not specified").
+        if requested.is_some() {
+            self.check_rule(ctx, "create_router:ha", body)?;
         }
         let ha = requested
             .and_then(|v| v.as_bool())

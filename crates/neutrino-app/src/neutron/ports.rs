@@ -104,11 +104,11 @@ impl Kind for Ports {
         &self,
         app: &App,
         tx: &mut Tx,
-        ctx: &Context,
+        _ctx: &Context,
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
-        app.update_port(tx, ctx, rec, changes).await
+        app.update_port(tx, rec, changes).await
     }
 
     async fn delete(
@@ -546,47 +546,9 @@ impl App {
         let network = found
             .filter(|n| view.network_visible(ctx, n))
             .ok_or_else(|| ApiError::not_found("network", &network_id))?;
-        let net_owner = ctx.owns(&network.project_id);
         let device_owner = s(&doc, "device_owner").to_string();
-        if !net_owner {
-            let explicit_ips = doc["fixed_ips"]
-                .as_array()
-                .is_some_and(|l| l.iter().any(|e| e.get("ip_address").is_some()));
-            for (denied, what) in [
-                (explicit_ips, "create_port:fixed_ips:ip_address"),
-                (doc.get("mac_address").is_some(), "create_port:mac_address"),
-                (
-                    device_owner.starts_with("network:"),
-                    "create_port:device_owner",
-                ),
-                (
-                    doc.get("port_security_enabled").is_some(),
-                    "create_port:port_security_enabled",
-                ),
-                (
-                    doc["allowed_address_pairs"]
-                        .as_array()
-                        .is_some_and(|p| !p.is_empty()),
-                    "create_port:allowed_address_pairs",
-                ),
-            ] {
-                if denied {
-                    return Err(ApiError::forbidden(what));
-                }
-            }
-        }
-        if !ctx.is_admin() {
-            for key in ["binding:host_id", "binding:profile"] {
-                let set = match doc.get(key) {
-                    Some(Value::String(v)) => !v.is_empty(),
-                    Some(Value::Object(o)) => !o.is_empty(),
-                    _ => false,
-                };
-                if set {
-                    return Err(ApiError::forbidden(&format!("create_port:{key}")));
-                }
-            }
-        }
+        // Who may set which attribute (MAC, fixed IPs, binding, device owner, port
+        // security, address pairs) the flow asked the policy before this.
         let mac = self
             .claim_mac(tx, &network_id, &id, doc.get("mac_address"))
             .await?;
@@ -701,38 +663,10 @@ impl App {
     pub(super) async fn update_port(
         &self,
         tx: &mut Tx,
-        ctx: &Context,
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
         let network_id = rec.parent_id.clone().unwrap_or_default();
-        let network = tx.get("network", &network_id).await.map_err(db)?;
-        let net_owner = network.as_ref().is_some_and(|n| ctx.owns(&n.project_id));
-        if !ctx.is_admin() {
-            for key in ["binding:host_id", "binding:profile", "mac_address"] {
-                if changes.contains_key(key) {
-                    return Err(ApiError::forbidden(&format!("update_port:{key}")));
-                }
-            }
-        }
-        if !net_owner {
-            for key in [
-                "fixed_ips",
-                "port_security_enabled",
-                "allowed_address_pairs",
-            ] {
-                if changes.contains_key(key) {
-                    return Err(ApiError::forbidden(&format!("update_port:{key}")));
-                }
-            }
-            if changes
-                .get("device_owner")
-                .and_then(Value::as_str)
-                .is_some_and(|o| o.starts_with("network:"))
-            {
-                return Err(ApiError::forbidden("update_port:device_owner"));
-            }
-        }
         let host_changed = changes
             .get("binding:host_id")
             .is_some_and(|h| *h != rec.body["binding:host_id"]);

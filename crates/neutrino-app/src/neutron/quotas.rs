@@ -5,6 +5,7 @@ use neutrino_store::Tx;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Map, Value};
 
+use super::authz::project_target;
 use crate::{db, App, Context};
 
 /// Quota resources and their default limits (-1 = unlimited).
@@ -80,20 +81,11 @@ fn as_object(limits: &[(&str, i64)]) -> Map<String, Value> {
         .collect()
 }
 
-fn may_read(ctx: &Context, project: &str) -> ApiResult<()> {
-    if ctx.is_admin() || ctx.project_id == project {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("get_quota"))
-    }
-}
-
 impl App {
     /// `GET /v2.0/quotas`: projects with non-default limits (admin).
     pub async fn quota_list(&self, ctx: &Context) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("get_quota"));
-        }
+        // Neutron's target here is empty: only rules that need no project pass.
+        self.check_rule(ctx, "get_quota", &Map::new())?;
         let mut tx = self.read().await?;
         let mut out = Vec::new();
         for project in tx.quota_projects().await.map_err(db)? {
@@ -107,21 +99,21 @@ impl App {
 
     /// `GET /v2.0/quotas/{project}`.
     pub async fn quota_show(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
-        may_read(ctx, project)?;
+        self.check_rule(ctx, "get_quota", &project_target(project))?;
         let mut tx = self.read().await?;
         Ok(json!({"quota": as_object(&limits(&mut tx, project).await?)}))
     }
 
     /// `GET /v2.0/quotas/{project}/default`.
     pub async fn quota_defaults(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
-        may_read(ctx, project)?;
+        self.check_rule(ctx, "get_quota", &project_target(project))?;
         let defaults: Vec<(&str, i64)> = QUOTA_RESOURCES.to_vec();
         Ok(json!({"quota": as_object(&defaults)}))
     }
 
     /// `GET /v2.0/quotas/{project}/details`: limit, used and reserved per resource.
     pub async fn quota_details(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
-        may_read(ctx, project)?;
+        self.check_rule(ctx, "get_quota", &project_target(project))?;
         let mut tx = self.read().await?;
         let mut out = Map::new();
         for (name, limit) in limits(&mut tx, project).await? {
@@ -141,9 +133,7 @@ impl App {
         project: &str,
         body: &Value,
     ) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_quota"));
-        }
+        self.check_rule(ctx, "update_quota", &project_target(project))?;
         let quota = body
             .get("quota")
             .and_then(Value::as_object)
@@ -192,9 +182,7 @@ impl App {
 
     /// `DELETE /v2.0/quotas/{project}` (admin): back to defaults.
     pub async fn quota_delete(&self, ctx: &Context, project: &str) -> ApiResult<()> {
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("delete_quota"));
-        }
+        self.check_rule(ctx, "delete_quota", &project_target(project))?;
         let mut tx = self.write().await?;
         tx.delete_quotas(project).await.map_err(db)?;
         tx.commit().await.map_err(db)

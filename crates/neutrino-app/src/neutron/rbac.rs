@@ -108,8 +108,8 @@ impl App {
                 "Invalid action '{action}' for object type '{object_type}'. Valid actions: {actions:?}"
             )));
         }
-        if target == "*" && !ctx.is_admin() {
-            return Err(ApiError::forbidden("create_rbac_policy:target_tenant"));
+        if target == "*" {
+            self.check_rule(ctx, "create_rbac_policy:target_tenant", body)?;
         }
         let view = View::load(tx, &object_type).await?;
         let rec = tx.get(&object_type, &object).await.map_err(db)?;
@@ -349,8 +349,11 @@ impl App {
                 )));
             }
             let new = v.as_str().unwrap_or_default().to_string();
-            if new == "*" && !ctx.is_admin() {
-                return Err(ApiError::forbidden("update_rbac_policy:target_tenant"));
+            if new == "*" {
+                let mut target = super::authz::body_of(rec).clone();
+                target.insert("target_tenant".into(), json!(new));
+                target.insert("target_project".into(), json!(new));
+                self.check_rule(ctx, "update_rbac_policy:target_tenant", &target)?;
             }
             if new != s(&rec.body, "target_tenant") {
                 let before = rec.clone();

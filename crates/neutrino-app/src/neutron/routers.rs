@@ -435,10 +435,6 @@ fn interface_info(
     })
 }
 
-fn service_context() -> Context {
-    Context::new("neutrino", "", &["admin".to_string()])
-}
-
 impl App {
     /// Loads a network for use as an external network: 404 when the caller cannot see it;
     /// the flag says whether it is external (`router:external` or an `access_as_external`
@@ -764,17 +760,14 @@ impl App {
     ) -> ApiResult<Value> {
         let req = parse_gateway(requested)?;
         if let Some(r) = &req {
-            if !ctx.is_admin() {
-                if r.enable_snat.is_some() {
-                    return Err(ApiError::forbidden(&format!(
-                        "{op}_router:external_gateway_info:enable_snat"
-                    )));
-                }
-                if r.fixed_ips.is_some() {
-                    return Err(ApiError::forbidden(&format!(
-                        "{op}_router:external_gateway_info:external_fixed_ips"
-                    )));
-                }
+            let target = super::authz::project_target(&ctx.project_id);
+            if r.enable_snat.is_some() {
+                let rule = format!("{op}_router:external_gateway_info:enable_snat");
+                self.check_rule(ctx, &rule, &target)?;
+            }
+            if r.fixed_ips.is_some() {
+                let rule = format!("{op}_router:external_gateway_info:external_fixed_ips");
+                self.check_rule(ctx, &rule, &target)?;
             }
         }
         let current_net = current
@@ -826,8 +819,7 @@ impl App {
                 if gateway_ips_change(&port, &ext_ips) {
                     let mut changes = Doc::new();
                     changes.insert("fixed_ips".into(), json!(ext_ips));
-                    self.update_port(tx, &service_context(), &mut port, changes)
-                        .await?;
+                    self.update_port(tx, &mut port, changes).await?;
                     bump(&mut port.body);
                     tx.update("port", &port.id, &port.body).await.map_err(db)?;
                 }
@@ -1117,8 +1109,7 @@ impl App {
                 ips.push(fixed_ip);
                 let mut changes = Doc::new();
                 changes.insert("fixed_ips".into(), json!(ips));
-                self.update_port(tx, &service_context(), &mut port, changes)
-                    .await?;
+                self.update_port(tx, &mut port, changes).await?;
                 bump(&mut port.body);
                 tx.update("port", &port.id, &port.body).await.map_err(db)?;
                 return Ok(interface_info(
@@ -1390,8 +1381,7 @@ impl App {
                     .collect();
                 let mut changes = Doc::new();
                 changes.insert("fixed_ips".into(), json!(keep));
-                self.update_port(tx, &service_context(), &mut port, changes)
-                    .await?;
+                self.update_port(tx, &mut port, changes).await?;
                 bump(&mut port.body);
                 tx.update("port", &port.id, &port.body).await.map_err(db)?;
             } else {

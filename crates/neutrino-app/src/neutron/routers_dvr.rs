@@ -98,15 +98,13 @@ fn wanted_snat_ports(interfaces: &[Record]) -> Vec<(String, Vec<String>)> {
 }
 
 impl App {
-    /// `distributed` on create: admins only (403 `create_router:distributed` for anyone else,
-    /// whatever the value); centralized by default.
+    /// `distributed` on create: any value asks the policy's `create_router:distributed`
+    /// (admins only by default); centralized by default.
     pub(super) fn create_distributed(&self, ctx: &Context, body: &mut Doc) -> ApiResult<()> {
         let value = match body.get("distributed") {
             None => None,
             Some(v) => {
-                if !ctx.is_admin() {
-                    return Err(ApiError::forbidden("create_router:distributed"));
-                }
+                self.check_rule(ctx, "create_router:distributed", body)?;
                 v.as_bool()
             }
         };

@@ -76,14 +76,6 @@ async fn claims(tx: &mut Tx, scope: &str) -> ApiResult<BTreeMap<String, String>>
         .collect())
 }
 
-fn admin(ctx: &Context, action: &str) -> ApiResult<()> {
-    if ctx.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(action))
-    }
-}
-
 fn invalid_agent(id: &str) -> ApiError {
     ApiError::new(
         404,
@@ -279,7 +271,7 @@ impl App {
 
     /// `GET /v2.0/routers/{id}/l3-agents`.
     pub async fn l3_agents_hosting_router(&self, ctx: &Context, router: &str) -> ApiResult<Value> {
-        admin(ctx, "get_l3-agents")?;
+        self.check_rule(ctx, "get_l3-agents", &Default::default())?;
         let beats = self.inner.store.heartbeats().await.map_err(db)?;
         let mut tx = self.read().await?;
         let rec = self.existing_router(&mut tx, router).await?;
@@ -302,7 +294,7 @@ impl App {
 
     /// `GET /v2.0/agents/{id}/l3-routers`.
     pub async fn l3_agent_routers(&self, ctx: &Context, agent: &str) -> ApiResult<Value> {
-        admin(ctx, "get_l3-routers")?;
+        self.check_rule(ctx, "get_l3-routers", &Default::default())?;
         let ids: Vec<String> = {
             let mut tx = self.read().await?;
             let (_, host) = self.l3_agent(&mut tx, agent).await?;
@@ -336,7 +328,7 @@ impl App {
         agent: &str,
         body: Value,
     ) -> ApiResult<Value> {
-        admin(ctx, "create_l3-router")?;
+        self.check_rule(ctx, "create_l3-router", &Default::default())?;
         let router = body
             .get("router_id")
             .and_then(Value::as_str)
@@ -398,7 +390,7 @@ impl App {
         agent: &str,
         router: &str,
     ) -> ApiResult<()> {
-        admin(ctx, "delete_l3-router")?;
+        self.check_rule(ctx, "delete_l3-router", &Default::default())?;
         let mut tx = self.write().await?;
         let (_, host) = self.l3_agent(&mut tx, agent).await?;
         let mut rec = self.existing_router(&mut tx, router).await?;

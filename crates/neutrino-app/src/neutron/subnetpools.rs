@@ -310,12 +310,11 @@ impl App {
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
         let is_default = doc["is_default"].as_bool() == Some(true);
-        if (shared || is_default) && !ctx.is_admin() {
-            return Err(ApiError::forbidden(if shared {
-                "create_subnetpool:shared"
-            } else {
-                "create_subnetpool:is_default"
-            }));
+        if shared {
+            self.check_rule(ctx, "create_subnetpool:shared", body)?;
+        }
+        if is_default {
+            self.check_rule(ctx, "create_subnetpool:is_default", body)?;
         }
         if let Some(scope) = doc.get("address_scope_id").and_then(Value::as_str) {
             self.check_scope_association(tx, ctx, scope, version, &id, &prefixes)
@@ -414,9 +413,11 @@ impl App {
             }
         }
         if let Some(d) = changes.get("is_default") {
-            if !ctx.is_admin() {
-                return Err(ApiError::forbidden("update_subnetpool:is_default"));
-            }
+            self.check_rule(
+                ctx,
+                "update_subnetpool:is_default",
+                super::authz::body_of(rec),
+            )?;
             if d.as_bool() == Some(true) {
                 self.claim_default(tx, version, &rec.id).await?;
             } else if rec.body["is_default"] == true {

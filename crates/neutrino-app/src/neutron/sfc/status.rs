@@ -47,9 +47,7 @@ impl App {
         body: Value,
         at: i64,
     ) -> ApiResult<Value> {
-        if !ctx.is_admin() {
-            return Err(ApiError::forbidden("update_sfc_status"));
-        }
+        self.check_rule(ctx, "update_sfc_status", &Default::default())?;
         let report = sfc_status::parse_report(&body)?;
         let mut tx = self.write().await?;
         let updated = self.apply_health(&mut tx, &report).await?;
