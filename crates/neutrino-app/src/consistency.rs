@@ -34,10 +34,7 @@ pub fn check(records: &[Record], claims: &[(String, String, String)]) -> Vec<Str
             t.kind,
             kinds.join("/")
         )),
-        None => problems.push(format!(
-            "{} {}: {field} {id} does not exist",
-            r.kind, r.id
-        )),
+        None => problems.push(format!("{} {}: {field} {id} does not exist", r.kind, r.id)),
     };
     let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let ids_of = |v: &Value, k: &str| -> Vec<String> {
@@ -266,8 +263,12 @@ mod tests {
         let (mut records, claims) = store();
         records.remove(0);
         let problems = check(&records, &claims);
-        assert!(problems.iter().any(|p| p.contains("subnet") && p.contains(NET)));
-        assert!(problems.iter().any(|p| p.contains("port") && p.contains(NET)));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("subnet") && p.contains(NET)));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("port") && p.contains(NET)));
     }
 
     #[test]
@@ -275,9 +276,15 @@ mod tests {
         let (mut records, claims) = store();
         records.pop();
         let problems = check(&records, &claims);
-        assert!(problems.iter().any(|p| p.starts_with("claim ip:")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.starts_with("claim ip:")),
+            "{problems:?}"
+        );
         let (records, _) = store();
         let problems = check(&records, &[]);
-        assert!(problems.iter().any(|p| p.contains("not claimed")), "{problems:?}");
+        assert!(
+            problems.iter().any(|p| p.contains("not claimed")),
+            "{problems:?}"
+        );
     }
 }

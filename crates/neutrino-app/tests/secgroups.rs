@@ -121,7 +121,13 @@ async fn templates_never_give_rules_naming_a_missing_address_group() {
     assert_eq!(e.status, 404, "{e}");
 
     // A template naming a group that is deleted afterwards.
-    let ag = t.ok(&admin, "address-groups", json!({"addresses": ["10.1.0.0/24"]})).await;
+    let ag = t
+        .ok(
+            &admin,
+            "address-groups",
+            json!({"addresses": ["10.1.0.0/24"]}),
+        )
+        .await;
     let ag = id(&ag);
     t.app
         .create(&admin, templates, vec![doc(tmpl(&ag))])

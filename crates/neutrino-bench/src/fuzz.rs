@@ -143,8 +143,20 @@ const TARGETS: &[Target] = &[
     t("networks", "network", r::NETWORK, &[], true),
     t("subnets", "subnet", r::SUBNET, &[], true),
     t("ports", "port", r::PORT, &[], true),
-    t("security-groups", "security_group", r::SECURITY_GROUP, &[], true),
-    t("security-group-rules", "security_group_rule", r::SECURITY_GROUP_RULE, &[], false),
+    t(
+        "security-groups",
+        "security_group",
+        r::SECURITY_GROUP,
+        &[],
+        true,
+    ),
+    t(
+        "security-group-rules",
+        "security_group_rule",
+        r::SECURITY_GROUP_RULE,
+        &[],
+        false,
+    ),
     t(
         "routers",
         "router",
@@ -165,7 +177,13 @@ const TARGETS: &[Target] = &[
         &["add_prefixes", "remove_prefixes", "onboard_network_subnets"],
         true,
     ),
-    t("address-scopes", "address_scope", r::ADDRESS_SCOPE, &[], false),
+    t(
+        "address-scopes",
+        "address_scope",
+        r::ADDRESS_SCOPE,
+        &[],
+        false,
+    ),
     t(
         "default-security-group-rules",
         "default_security_group_rule",
@@ -180,13 +198,37 @@ const TARGETS: &[Target] = &[
         &["add_addresses", "remove_addresses"],
         false,
     ),
-    t("trunks", "trunk", r::TRUNK, &["add_subports", "remove_subports", "get_subports"], true),
+    t(
+        "trunks",
+        "trunk",
+        r::TRUNK,
+        &["add_subports", "remove_subports", "get_subports"],
+        true,
+    ),
     t("rbac-policies", "rbac_policy", r::RBAC_POLICY, &[], false),
-    t("sfc/flow_classifiers", "flow_classifier", sfc::FLOW_CLASSIFIER, &[], false),
+    t(
+        "sfc/flow_classifiers",
+        "flow_classifier",
+        sfc::FLOW_CLASSIFIER,
+        &[],
+        false,
+    ),
     t("sfc/port_pairs", "port_pair", sfc::PORT_PAIR, &[], false),
-    t("sfc/port_pair_groups", "port_pair_group", sfc::PORT_PAIR_GROUP, &[], false),
+    t(
+        "sfc/port_pair_groups",
+        "port_pair_group",
+        sfc::PORT_PAIR_GROUP,
+        &[],
+        false,
+    ),
     t("sfc/port_chains", "port_chain", sfc::PORT_CHAIN, &[], false),
-    t("sfc/service_graphs", "service_graph", sfc::SERVICE_GRAPH, &[], false),
+    t(
+        "sfc/service_graphs",
+        "service_graph",
+        sfc::SERVICE_GRAPH,
+        &[],
+        false,
+    ),
 ];
 
 const fn t(
@@ -340,9 +382,7 @@ fn valid_value(rng: &mut Rng, ids: &Ids, a: &Attr) -> Option<Value> {
         "ip_version" => json!(*rng.pick(&[4, 4, 6])),
         "prefixes" => json!([format!("10.{}.0.0/16", octet(rng))]),
         "remote_ip_prefix" => json!(format!("192.168.{}.0/24", octet(rng))),
-        "gateway_ip" | "mac_address" | "floating_ip_address" | "fixed_ip_address" => {
-            return None
-        }
+        "gateway_ip" | "mac_address" | "floating_ip_address" | "fixed_ip_address" => return None,
         "ethertype" => json!(*rng.pick(&["IPv4", "IPv6"])),
         "protocol" => json!(*rng.pick(&["tcp", "udp", "icmp", "6", "132"])),
         "port_range_min" => json!(rng.below(1000) + 1),
@@ -379,7 +419,10 @@ fn valid_value(rng: &mut Rng, ids: &Ids, a: &Attr) -> Option<Value> {
         "provider:network_type" => json!(*rng.pick(&["vxlan", "vlan", "flat", "local"])),
         _ => match a.conv {
             Conv::Str(n) | Conv::NullableStr(n) => {
-                json!(format!("fz{}", rng.below(1000)).chars().take(n).collect::<String>())
+                json!(format!("fz{}", rng.below(1000))
+                    .chars()
+                    .take(n)
+                    .collect::<String>())
             }
             Conv::Bool | Conv::NullableBool => json!(rng.chance(50)),
             Conv::Int(lo, hi) | Conv::NullableInt(lo, hi) => {
@@ -526,9 +569,17 @@ fn mutate_body(rng: &mut Rng, resource: &str, mut inner: Map<String, Value>) -> 
         17 => serde_json::to_vec(&json!({ resource: "string" })).unwrap_or_default(),
         18 => serde_json::to_vec(&json!({ resource: inner.clone(), "extra": inner }))
             .unwrap_or_default(),
-        19 => (*rng.pick(&["null", "1", "\"s\"", "[]", "{}", "true", "{\"a\":1,\"a\":2}"]))
-            .as_bytes()
-            .to_vec(),
+        19 => (*rng.pick(&[
+            "null",
+            "1",
+            "\"s\"",
+            "[]",
+            "{}",
+            "true",
+            "{\"a\":1,\"a\":2}",
+        ]))
+        .as_bytes()
+        .to_vec(),
         20 => {
             // Every attribute of the spec with a wrong value.
             for k in inner.clone().keys() {
@@ -597,7 +648,11 @@ fn query(rng: &mut Rng, ids: &Ids, target: &Target) -> String {
             12 => format!("tags={}", *rng.pick(&["a", "a,b", "", "%2C%2C"])),
             13 => format!("not-tags-any={}", *rng.pick(&["a", "", "x,y"])),
             14 => format!("id={}&id={}", bad_id(rng), rng.uuid()),
-            _ => format!("{}={}", rng.pick(target.spec).name, "A".repeat(rng.below(9000))),
+            _ => format!(
+                "{}={}",
+                rng.pick(target.spec).name,
+                "A".repeat(rng.below(9000))
+            ),
         };
         parts.push(part);
     }
@@ -661,7 +716,11 @@ fn generate(rng: &mut Rng, ids: &Ids) -> Req {
             req.path = format!("{base}{}", query(rng, ids, target));
         }
         12..=19 => {
-            let id = if rng.chance(80) { known(rng) } else { bad_id(rng) };
+            let id = if rng.chance(80) {
+                known(rng)
+            } else {
+                bad_id(rng)
+            };
             req.path = format!("{base}/{id}{}", query(rng, ids, target));
         }
         20..=44 => {
@@ -697,7 +756,11 @@ fn generate(rng: &mut Rng, ids: &Ids) -> Req {
         }
         49..=66 => {
             req.method = Method::PUT;
-            let id = if rng.chance(85) { known(rng) } else { bad_id(rng) };
+            let id = if rng.chance(85) {
+                known(rng)
+            } else {
+                bad_id(rng)
+            };
             req.path = format!("{base}/{id}");
             let inner = valid_body(rng, ids, target.spec, true);
             req.body = Some(if mutate {
@@ -723,7 +786,11 @@ fn generate(rng: &mut Rng, ids: &Ids) -> Req {
         }
         67..=72 => {
             req.method = Method::DELETE;
-            let id = if rng.chance(60) { known(rng) } else { bad_id(rng) };
+            let id = if rng.chance(60) {
+                known(rng)
+            } else {
+                bad_id(rng)
+            };
             req.path = format!("{base}/{id}");
             req.deleted = Some((target.path, id));
             if rng.chance(10) {
@@ -732,7 +799,11 @@ fn generate(rng: &mut Rng, ids: &Ids) -> Req {
         }
         73..=80 => {
             // Actions (and unknown ones).
-            let id = if rng.chance(85) { known(rng) } else { bad_id(rng) };
+            let id = if rng.chance(85) {
+                known(rng)
+            } else {
+                bad_id(rng)
+            };
             let action = if target.actions.is_empty() || rng.chance(15) {
                 *rng.pick(&["add_router_interface", "nope", "tags", "get_subports"])
             } else {
@@ -758,10 +829,18 @@ fn generate(rng: &mut Rng, ids: &Ids) -> Req {
         }
         81..=86 => {
             // Tags.
-            let id = if rng.chance(85) { known(rng) } else { bad_id(rng) };
+            let id = if rng.chance(85) {
+                known(rng)
+            } else {
+                bad_id(rng)
+            };
             let tag = *rng.pick(&["red", "", "%zz", "a b", "x,y", "%ff"]);
             let long_tag = "t".repeat(300);
-            let tag = if rng.chance(10) { long_tag.as_str() } else { tag };
+            let tag = if rng.chance(10) {
+                long_tag.as_str()
+            } else {
+                tag
+            };
             let _ = target.taggable;
             match rng.below(5) {
                 0 => req.path = format!("{base}/{id}/tags"),
@@ -932,26 +1011,35 @@ fn prefix(bytes: &[u8], n: usize) -> String {
     }
 }
 
+/// Counts and findings of a run.
+#[derive(Default)]
+struct Tally {
+    statuses: BTreeMap<String, usize>,
+    classes: BTreeMap<String, usize>,
+    findings_total: usize,
+    findings: Vec<Finding>,
+}
+
 struct Shared {
     http: Client,
     url: String,
     token: String,
     ids: Ids,
-    tally: Mutex<(BTreeMap<String, usize>, BTreeMap<String, usize>, usize, Vec<Finding>)>,
+    tally: Mutex<Tally>,
 }
 
 impl Shared {
     fn finding(&self, req: &Req, outcome: String) {
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        t.2 += 1;
-        if t.3.len() < MAX_FINDINGS {
+        t.findings_total += 1;
+        if t.findings.len() < MAX_FINDINGS {
             eprintln!(
                 "neutrino-fuzz: finding: {} {} -> {}",
                 req.method,
                 prefix(req.path.as_bytes(), 200),
                 outcome
             );
-            t.3.push(Finding {
+            t.findings.push(Finding {
                 method: req.method.to_string(),
                 path: prefix(req.path.as_bytes(), 300),
                 body_prefix: prefix(req.body.as_deref().unwrap_or_default(), 300),
@@ -962,8 +1050,8 @@ impl Shared {
 
     fn count(&self, status: String, class: &str) {
         let mut t = self.tally.lock().unwrap_or_else(|e| e.into_inner());
-        *t.0.entry(status).or_default() += 1;
-        *t.1.entry(class.to_string()).or_default() += 1;
+        *t.statuses.entry(status).or_default() += 1;
+        *t.classes.entry(class.to_string()).or_default() += 1;
     }
 
     async fn send(&self, req: Req) {
@@ -1000,7 +1088,10 @@ impl Shared {
             Err(first) => match retry {
                 Some(retry) => {
                     self.count("retried".into(), "retried");
-                    retry.send().await.map_err(|e| format!("{first}; retry: {e}"))
+                    retry
+                        .send()
+                        .await
+                        .map_err(|e| format!("{first}; retry: {e}"))
                 }
                 None => Err(first.to_string()),
             },
@@ -1033,7 +1124,10 @@ impl Shared {
         {
             self.finding(
                 &req,
-                format!("{status} without a NeutronError body: {}", prefix(&body, 300)),
+                format!(
+                    "{status} without a NeutronError body: {}",
+                    prefix(&body, 300)
+                ),
             );
         } else if status.is_success() {
             if let Some(path) = req.created {
@@ -1081,7 +1175,10 @@ pub async fn run_fuzz(args: FuzzArgs) -> Result<FuzzReport, BenchError> {
         let shared = shared.clone();
         let n = args.requests / args.concurrency
             + usize::from(worker < args.requests % args.concurrency);
-        let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(worker as u64);
+        let seed = args
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(worker as u64);
         tasks.push(tokio::spawn(async move {
             let mut rng = Rng::new(seed);
             for _ in 0..n {
@@ -1107,10 +1204,10 @@ pub async fn run_fuzz(args: FuzzArgs) -> Result<FuzzReport, BenchError> {
         seconds,
         seed: args.seed,
         concurrency: args.concurrency,
-        statuses: t.0.clone(),
-        classes: t.1.clone(),
-        findings_total: t.2,
-        findings: t.3.clone(),
+        statuses: t.statuses.clone(),
+        classes: t.classes.clone(),
+        findings_total: t.findings_total,
+        findings: t.findings.clone(),
         alive_after,
         json: args.json,
     })
@@ -1134,15 +1231,21 @@ mod tests {
         let ids = Ids::default();
         let a: Vec<String> = {
             let mut rng = Rng::new(7);
-            (0..500).map(|_| describe(&generate(&mut rng, &ids))).collect()
+            (0..500)
+                .map(|_| describe(&generate(&mut rng, &ids)))
+                .collect()
         };
         let b: Vec<String> = {
             let mut rng = Rng::new(7);
-            (0..500).map(|_| describe(&generate(&mut rng, &ids))).collect()
+            (0..500)
+                .map(|_| describe(&generate(&mut rng, &ids)))
+                .collect()
         };
         let c: Vec<String> = {
             let mut rng = Rng::new(8);
-            (0..500).map(|_| describe(&generate(&mut rng, &ids))).collect()
+            (0..500)
+                .map(|_| describe(&generate(&mut rng, &ids)))
+                .collect()
         };
         assert_eq!(a, b);
         assert_ne!(a, c);
@@ -1157,7 +1260,8 @@ mod tests {
             let base = format!("/v2.0/{}", t.path);
             for m in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
                 assert!(
-                    reqs.iter().any(|r| r.method == m && r.path.starts_with(&base)),
+                    reqs.iter()
+                        .any(|r| r.method == m && r.path.starts_with(&base)),
                     "{m} {base}"
                 );
             }
@@ -1169,9 +1273,10 @@ mod tests {
         assert!(reqs
             .iter()
             .any(|r| r.body.as_ref().is_some_and(|b| b.len() > 1 << 20)));
-        assert!(reqs
-            .iter()
-            .any(|r| r.body.as_ref().is_some_and(|b| std::str::from_utf8(b).is_err())));
+        assert!(reqs.iter().any(|r| r
+            .body
+            .as_ref()
+            .is_some_and(|b| std::str::from_utf8(b).is_err())));
         assert!(reqs.iter().any(|r| r.token == TokenMode::Missing));
     }
 

@@ -423,14 +423,19 @@ impl Tx {
 
     /// Every resource (in creation order) and every claim `(scope, key, owner)`: the whole
     /// store, for consistency checks.
-    pub async fn dump(&mut self) -> Result<(Vec<Record>, Vec<(String, String, String)>), StoreError> {
+    pub async fn dump(
+        &mut self,
+    ) -> Result<(Vec<Record>, Vec<(String, String, String)>), StoreError> {
         let rows: Vec<RecordRow> = self
             .fetch_all(
                 "SELECT kind, id, project_id, parent_id, body FROM resources ORDER BY seq",
                 &[],
             )
             .await?;
-        let records = rows.into_iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        let records = rows
+            .into_iter()
+            .map(record)
+            .collect::<Result<Vec<_>, _>>()?;
         let claims: Vec<(String, String, String)> = self
             .fetch_all(
                 "SELECT scope, key, owner FROM claims ORDER BY scope, key",
