@@ -11,6 +11,7 @@ mod reply;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
@@ -78,10 +79,36 @@ async fn dispatch(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
     let path = uri.path().to_string();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            // A body over the limit (or one that could not be read) gets the API's own error
+            // body, not axum's plain text.
+            let err = ApiError::new(
+                rejection.status().as_u16(),
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "RequestEntityTooLarge"
+                } else {
+                    "HTTPBadRequest"
+                },
+                format!(
+                    "Request body rejected ({}); at most {MAX_BODY_BYTES} bytes are accepted.",
+                    rejection.body_text()
+                ),
+            );
+            let response = if path.starts_with("/v3") {
+                reply::keystone_error(&err)
+            } else {
+                reply::neutron_error(&err)
+            };
+            log_request(&method, &path, response.status(), started);
+            return response;
+        }
+    };
     let mut segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -156,4 +183,46 @@ pub(crate) async fn caller(state: &ApiState, req: &Request) -> Result<Context, A
 
 pub(crate) fn status(code: u16) -> StatusCode {
     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{to_bytes, Body};
+    use tower::ServiceExt;
+
+    async fn send(method: &str, path: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = neutrino_store::Store::open(&url).await.unwrap();
+        let app = App::new(store, neutrino_app::Config::default())
+            .await
+            .unwrap();
+        let req = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let res = router(app, AuthMode::NoAuth).oneshot(req).await.unwrap();
+        let status = res.status();
+        let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// Fuzz finding: a body over the limit was answered with axum's plain-text 413.
+    #[tokio::test]
+    async fn oversized_bodies_get_the_apis_error_body() {
+        let big = vec![b'A'; MAX_BODY_BYTES + 10];
+        let (status, body) = send("POST", "/v2.0/networks", big.clone()).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            body["NeutronError"]["type"], "RequestEntityTooLarge",
+            "{body}"
+        );
+        assert!(body["NeutronError"]["message"].is_string(), "{body}");
+        let (status, body) = send("POST", "/v3/auth/tokens", big).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(body["error"]["code"], 413, "{body}");
+    }
 }

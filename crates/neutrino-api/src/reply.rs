@@ -40,7 +40,9 @@ pub fn keystone_error(err: &ApiError) -> Response {
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
+        405 => "Method Not Allowed",
         409 => "Conflict",
+        413 => "Request Entity Too Large",
         _ => "Internal Server Error",
     };
     json(

@@ -7,6 +7,7 @@
 //! attribute; [`App`] strips what a caller may not see when it renders them.
 
 pub mod agents;
+pub mod consistency;
 pub mod context;
 pub mod extensions;
 pub mod identity;

@@ -96,3 +96,56 @@ async fn a_group_needs_room_for_its_default_rules() {
         .unwrap_err();
     assert_eq!((e.status, e.kind.as_str()), (409, "OverQuota"), "{e}");
 }
+
+/// Fuzz finding: a template naming an address group that does not exist (or no longer does)
+/// gave every new group a rule pointing at nothing, with a claim owned by nothing.
+#[tokio::test]
+async fn templates_never_give_rules_naming_a_missing_address_group() {
+    let t = env().await;
+    let admin = Context::new("admin", "p-admin", &["admin".into()]);
+    let templates = Collection::by_path("default-security-group-rules").unwrap();
+    let groups = Collection::by_path("security-groups").unwrap();
+    let tmpl = |ag: &str| {
+        json!({"direction": "ingress", "ethertype": "IPv4", "remote_address_group_id": ag,
+               "used_in_default_sg": false, "used_in_non_default_sg": true})
+    };
+    let e = t
+        .app
+        .create(
+            &admin,
+            templates,
+            vec![doc(tmpl("0b6f9c1e-1111-4111-8111-111111111111"))],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 404, "{e}");
+
+    // A template naming a group that is deleted afterwards.
+    let ag = t
+        .ok(
+            &admin,
+            "address-groups",
+            json!({"addresses": ["10.1.0.0/24"]}),
+        )
+        .await;
+    let ag = id(&ag);
+    t.app
+        .create(&admin, templates, vec![doc(tmpl(&ag))])
+        .await
+        .unwrap();
+    t.delete(&admin, "address-groups", &ag).await.unwrap();
+    let sg = t
+        .app
+        .create(&admin, groups, vec![doc(json!({"name": "g"}))])
+        .await
+        .unwrap();
+    let rules = sg[0]["security_group_rules"].as_array().unwrap();
+    assert!(
+        rules.iter().all(|r| r["remote_address_group_id"].is_null()),
+        "{rules:?}"
+    );
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
+    assert_eq!(problems, Vec::<String>::new());
+}

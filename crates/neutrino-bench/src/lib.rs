@@ -100,12 +100,14 @@
 mod api;
 mod auth;
 mod error;
+mod fuzz;
 mod report;
 mod scenarios;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::BenchError;
+pub use fuzz::{run_fuzz, Finding, FuzzArgs, FuzzReport};
 pub use report::{Report, ScenarioResult};
 
 /// A benchmark scenario (`--scenarios` value).

@@ -421,6 +421,30 @@ impl Tx {
             .collect())
     }
 
+    /// Every resource (in creation order) and every claim `(scope, key, owner)`: the whole
+    /// store, for consistency checks.
+    pub async fn dump(
+        &mut self,
+    ) -> Result<(Vec<Record>, Vec<(String, String, String)>), StoreError> {
+        let rows: Vec<RecordRow> = self
+            .fetch_all(
+                "SELECT kind, id, project_id, parent_id, body FROM resources ORDER BY seq",
+                &[],
+            )
+            .await?;
+        let records = rows
+            .into_iter()
+            .map(record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let claims: Vec<(String, String, String)> = self
+            .fetch_all(
+                "SELECT scope, key, owner FROM claims ORDER BY scope, key",
+                &[],
+            )
+            .await?;
+        Ok((records, claims))
+    }
+
     /// Runs a query that returns one integer.
     async fn scalar(&mut self, text: &str, args: &[Arg<'_>]) -> Result<i64, StoreError> {
         let (n,): (i64,) = self.fetch_one(text, args).await?;

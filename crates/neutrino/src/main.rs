@@ -46,6 +46,21 @@ enum Command {
     Agent(AgentArgs),
     /// Measure ops/s and latency of a Neutron-compatible endpoint.
     Bench(neutrino_bench::BenchArgs),
+    /// Send generated bad input to a Neutron endpoint; fails on any 5xx, transport error or
+    /// non-Neutron error body.
+    Fuzz(neutrino_bench::FuzzArgs),
+    /// Check a stopped server's store: references, claims; exits non-zero on any problem.
+    CheckStore(CheckStoreArgs),
+}
+
+#[derive(clap::Args)]
+struct CheckStoreArgs {
+    /// Data directory of the server (its `neutrino.db`).
+    #[arg(long, env = "NEUTRINO_DATA_DIR", default_value = "./neutrino-data")]
+    data_dir: PathBuf,
+    /// PostgreSQL URL instead of the data directory's SQLite database.
+    #[arg(long, env = "NEUTRINO_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -392,6 +407,37 @@ fn main() -> anyhow::Result<()> {
             Command::Bench(args) => {
                 let report = neutrino_bench::run(args).await?;
                 print!("{report}");
+                Ok(())
+            }
+            Command::CheckStore(args) => {
+                let url = match &args.database_url {
+                    Some(url) => url.clone(),
+                    None => {
+                        let path = args.data_dir.join("neutrino.db");
+                        anyhow::ensure!(path.exists(), "no database at {}", path.display());
+                        format!("sqlite://{}", path.display())
+                    }
+                };
+                let store = Store::open(&url).await.context("opening the database")?;
+                let problems = neutrino_app::consistency::check_store(&store).await?;
+                store.close().await;
+                for p in &problems {
+                    println!("{p}");
+                }
+                anyhow::ensure!(problems.is_empty(), "store: {} problems", problems.len());
+                println!("store consistent");
+                Ok(())
+            }
+            Command::Fuzz(args) => {
+                let report = neutrino_bench::run_fuzz(args).await?;
+                print!("{report}");
+                if !report.passed() {
+                    bail!(
+                        "fuzz: {} findings, server alive after: {}",
+                        report.findings_total,
+                        report.alive_after
+                    );
+                }
                 Ok(())
             }
         }

@@ -456,6 +456,11 @@ impl App {
             body.insert("security_group_id".into(), json!(group));
             stamp_new(&mut body, &id, project);
             if let Some(ag) = body["remote_address_group_id"].as_str().map(str::to_string) {
+                // The template's address group may have been deleted since (templates do not
+                // hold it): no rule naming a group that does not exist.
+                if tx.get("address_group", &ag).await.map_err(db)?.is_none() {
+                    continue;
+                }
                 super::address_groups::claim_rule(tx, &ag, project, &id).await?;
             }
             tx.insert(&Record {
@@ -492,6 +497,11 @@ impl App {
         if let Some(rg) = remote_group.filter(|rg| rg != "PARENT") {
             if tx.get("security_group", &rg).await.map_err(db)?.is_none() {
                 return Err(ApiError::not_found("security_group", &rg));
+            }
+        }
+        if let Some(ag) = body.get("remote_address_group_id").and_then(Value::as_str) {
+            if tx.get("address_group", ag).await.map_err(db)?.is_none() {
+                return Err(ApiError::not_found("address_group", ag));
             }
         }
         let new = json!(body);
