@@ -527,12 +527,9 @@ fn attach_netns(name: &str, path: &str) -> Result<(), String> {
     let dir = std::path::Path::new("/run/netns");
     std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     let target = dir.join(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&target)
-        .map_err(|e| format!("{}: {e}", target.display()))?;
+    if !target.exists() {
+        std::fs::File::create(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
     let target = target.to_string_lossy().into_owned();
     match run("mount", &["--bind", path, &target], None) {
         Ok((true, _, _)) => Ok(()),

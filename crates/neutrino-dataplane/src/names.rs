@@ -70,7 +70,7 @@ pub fn dhcp_interface(port_id: &str) -> String {
 /// Whether a namespace name is one this agent manages.
 pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix).is_some_and(|rest| {
-        ["vm-", "qrouter-", "qdhcp-", "snat-"]
+        ["vm-", "ctr-", "qrouter-", "qdhcp-", "snat-"]
             .iter()
             .any(|p| rest.starts_with(p))
     })
