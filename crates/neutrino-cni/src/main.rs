@@ -280,7 +280,10 @@ impl Api {
         let list = self
             .get(&format!("/v2.0/{collection}?name={}", enc(wanted)))
             .await?;
-        let items = list[collection].as_array().cloned().unwrap_or_default();
+        let items = list[format!("{key}s")]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         match items.as_slice() {
             [one] => Ok(one["id"].as_str().unwrap_or_default().to_string()),
             [] => Err(CniError::new(
