@@ -13,6 +13,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
+import shutil
 import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +26,14 @@ from conftest import REPO, osc
 from dataplane_lab import (  # noqa: F401 (lab is a fixture)
     bound_port, ip_of, lab, needs_root, network_with_subnet, sh, wait_active, wait_for)
 
-pytestmark = needs_root
-
-
 def cni_binary() -> str:
     return os.environ.get("NEUTRINO_CNI_BIN") or str(REPO / "target" / "release" / "neutrino-cni")
+
+
+pytestmark = [needs_root, pytest.mark.skipif(
+    not Path(cni_binary()).exists() or not shutil.which("nsenter"),
+    reason="needs the plugin binary (cargo build --release -p neutrino-cni, or NEUTRINO_CNI_BIN) "
+           "and nsenter")]
 
 
 def cni(command: str, conf: dict | str | None, *, container: str = "", netns: str = "",
@@ -164,7 +169,6 @@ def test_errors_and_version(lab, runtime, tmp_path):
     # Server down: ADD fails with "try again later" and leaves nothing; STATUS says 50.
     dead = tmp_path / "dead-openrc"
     text = Path(lab.server.openrc_path).read_text()
-    import re
     dead.write_text(re.sub(r"OS_AUTH_URL=\S+", "OS_AUTH_URL=http://127.0.0.1:9/v3", text))
     rc, out = cni("ADD", config(lab, net, openrc=str(dead)), container=cid, netns=path)
     assert rc != 0 and out["code"] == 11, out
