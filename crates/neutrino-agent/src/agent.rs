@@ -462,7 +462,7 @@ impl Agent {
 
     /// Brings the kernel to the desired state of `cluster` and reports port status.
     async fn reconcile(&mut self, cluster: &Cluster) {
-        let want = desired(cluster, &self.cfg.host);
+        let mut want = desired(cluster, &self.cfg.host);
         // Filters first: a port is never plugged before its rules exist.
         self.reconcile_firewall(cluster, &want).await;
         let mut have = match self.observe().await {
@@ -472,6 +472,14 @@ impl Agent {
                 return;
             }
         };
+        let gone = neutrino_dataplane::desired::drop_vanished_containers(
+            &mut want.state,
+            &|name| have.namespaces.contains_key(name),
+            &|path| std::path::Path::new(path).exists(),
+        );
+        for name in gone {
+            tracing::debug!(netns = %name, "container namespace gone before its port");
+        }
         let ops = plan(&want.state, &have);
         self.stats.reconciles += 1;
         self.stats.last_ops = ops.len();

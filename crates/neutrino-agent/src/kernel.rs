@@ -264,6 +264,16 @@ impl Kernel for IpRoute2 {
                 }
                 continue;
             }
+            if target == Target::Mount {
+                for op in chunk {
+                    if let Op::AttachNetns { name, path } = op {
+                        if let Err(e) = attach_netns(name, path) {
+                            report("mount", &["--bind", path, name], &e);
+                        }
+                    }
+                }
+                continue;
+            }
             if let Target::Exec(ns) = &target {
                 // Commands of their own, one at a time, in order.
                 for op in chunk {
@@ -300,7 +310,7 @@ impl Kernel for IpRoute2 {
                 Target::Host => ("ip", self.host_args(&["-force", "-batch", "-"])),
                 Target::Bridge => ("bridge", self.host_args(&["-force", "-batch", "-"])),
                 Target::Netns(ns) => ("ip", vec!["-n", ns, "-force", "-batch", "-"]),
-                Target::Exec(_) | Target::HostNft => continue,
+                Target::Exec(_) | Target::HostNft | Target::Mount => continue,
             };
             let (ok, _, err) = run(program, &args, Some(&input))?;
             if !ok {
@@ -508,5 +518,28 @@ impl Kernel for IpRoute2 {
             errors.extend(err.lines().map(|l| format!("nft: {l}")));
         }
         Ok(errors)
+    }
+}
+
+/// Bind-mounts a container runtime's namespace file at `/run/netns/<name>`, so every
+/// `ip -n <name>` reaches it; `ip netns del <name>` later removes only the mount.
+fn attach_netns(name: &str, path: &str) -> Result<(), String> {
+    let dir = std::path::Path::new("/run/netns");
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let target = dir.join(name);
+    if !target.exists() {
+        std::fs::File::create(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    let target = target.to_string_lossy().into_owned();
+    match run("mount", &["--bind", path, &target], None) {
+        Ok((true, _, _)) => Ok(()),
+        Ok((false, _, err)) => {
+            let _ = std::fs::remove_file(&target);
+            Err(err.trim().to_string())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&target);
+            Err(e.to_string())
+        }
     }
 }

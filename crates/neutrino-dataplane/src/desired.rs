@@ -117,6 +117,50 @@ fn role(port: &Value) -> Option<Role> {
     }
 }
 
+/// `device_owner` of container ports (the CNI plugin's); any port whose profile carries
+/// `neutrino:netns` is wired the same way.
+pub const CONTAINER_OWNER: &str = "compute:container";
+
+/// A container port's runtime namespace path and interface name, from its
+/// `binding:profile` (`neutrino:netns`, `neutrino:ifname`, default `eth0`). `None` for
+/// ports that are not containers' (or whose profile names no namespace).
+pub fn container_attachment(port: &Value) -> Option<(String, String)> {
+    let profile = &port["binding:profile"];
+    let path = profile["neutrino:netns"]
+        .as_str()
+        .filter(|p| p.starts_with('/'))?;
+    let ifname = profile["neutrino:ifname"]
+        .as_str()
+        .filter(|n| !n.is_empty() && n.len() <= 15 && !n.contains(['/', ':', ' ']))
+        .unwrap_or("eth0");
+    Some((path.to_string(), ifname.to_string()))
+}
+
+/// Drops from `state` the container namespaces that are neither mounted yet (`mounted`)
+/// nor present at their runtime path any more (`exists`): the runtime removed the
+/// container before its port. Their ports stay DOWN instead of failing every reconcile.
+pub fn drop_vanished_containers(
+    state: &mut HostState,
+    mounted: &dyn Fn(&str) -> bool,
+    exists: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let gone: Vec<String> = state
+        .namespaces
+        .iter()
+        .filter(|(name, ns)| {
+            ns.external
+                .as_deref()
+                .is_some_and(|path| !mounted(name) && !exists(path))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in &gone {
+        state.namespaces.remove(name);
+        state.taps.retain(|_, tap| &tap.peer.0 != name);
+    }
+    gone
+}
+
 /// Tunnel endpoints of the registered agents, by host.
 fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
     cluster
@@ -198,7 +242,13 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             }
         }
         let role = role(port).unwrap_or(Role::Instance);
+        let container = container_attachment(port);
         let (netns, ifname) = match role {
+            Role::Instance if container.is_some() => {
+                let (_, ifname) = container.clone().expect("checked");
+                let netns = names::container_netns(&cfg.netns_prefix, text(port, "device_id"));
+                (netns, ifname)
+            }
             Role::Instance => {
                 let netns = names::instance_netns(&cfg.netns_prefix, text(port, "device_id"), id);
                 let n = next_if.entry(netns.clone()).or_default();
@@ -251,6 +301,9 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             },
         );
         let ns = out.state.namespaces.entry(netns.clone()).or_default();
+        if let Some((path, _)) = &container {
+            ns.external = Some(path.clone());
+        }
         let mac = if dvr_here.contains(id) {
             names::dvr_mac(&cfg.host, id)
         } else {

@@ -25,8 +25,17 @@ pub fn instance_netns(prefix: &str, device_id: &str, port_id: &str) -> String {
     } else {
         device_id.to_string()
     };
-    let clean: String = raw
-        .chars()
+    format!("{prefix}vm-{}", clean_id(&raw))
+}
+
+/// Managed name of a container's namespace (`device_id` = the CNI container id): the
+/// runtime's namespace bind-mounted at `/run/netns/<prefix>ctr-<id>`.
+pub fn container_netns(prefix: &str, device_id: &str) -> String {
+    format!("{prefix}ctr-{}", clean_id(device_id))
+}
+
+fn clean_id(raw: &str) -> String {
+    raw.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
                 c
@@ -35,8 +44,7 @@ pub fn instance_netns(prefix: &str, device_id: &str, port_id: &str) -> String {
             }
         })
         .take(200)
-        .collect();
-    format!("{prefix}vm-{clean}")
+        .collect()
 }
 
 /// Network namespace of a router.
@@ -62,7 +70,7 @@ pub fn dhcp_interface(port_id: &str) -> String {
 /// Whether a namespace name is one this agent manages.
 pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix).is_some_and(|rest| {
-        ["vm-", "qrouter-", "qdhcp-", "snat-"]
+        ["vm-", "ctr-", "qrouter-", "qdhcp-", "snat-"]
             .iter()
             .any(|p| rest.starts_with(p))
     })

@@ -15,6 +15,8 @@ use crate::state::{FdbEntry, HostState, Namespace, Neighbor, Route, SrcRoute, FL
 pub enum Target {
     /// `ip netns` in the agent's own namespace (namespaces are named globally).
     Namespaces,
+    /// A bind mount of a runtime's namespace file (run by the agent itself, one at a time).
+    Mount,
     /// `ip` in the host's dataplane namespace.
     Host,
     /// `bridge` (forwarding database) in the agent's own namespace.
@@ -32,6 +34,14 @@ pub enum Target {
 pub enum Op {
     /// Create a network namespace (and bring its loopback up).
     AddNetns(String),
+    /// Make a container runtime's namespace (`path`) reachable under the managed `name`:
+    /// a bind mount at `/run/netns/<name>`. `DelNetns` later removes only that mount.
+    AttachNetns {
+        /// Managed name.
+        name: String,
+        /// The runtime's namespace path.
+        path: String,
+    },
     /// Delete a network namespace with everything in it.
     DelNetns(String),
     /// Bring a namespace's loopback up.
@@ -197,6 +207,7 @@ impl Op {
         match self {
             Op::AddFdb(_) | Op::DelFdb(_) => Target::Bridge,
             Op::AddNetns(_) | Op::DelNetns(_) => Target::Namespaces,
+            Op::AttachNetns { .. } => Target::Mount,
             Op::Forwarding(netns) | Op::LoadNft { netns, .. } => Target::Exec(netns.clone()),
             Op::LoadHostNft { .. } => Target::HostNft,
             Op::AddNeigh { netns, .. }
@@ -217,6 +228,7 @@ impl Op {
     pub fn command(&self) -> String {
         match self {
             Op::AddNetns(n) => format!("netns add {n}"),
+            Op::AttachNetns { name, path } => format!("mount --bind {path} /run/netns/{name}"),
             Op::DelNetns(n) => format!("netns del {n}"),
             Op::LoUp(_) => "link set lo up".to_string(),
             Op::AddBridge { name, mtu } => format!("link add {name} mtu {mtu} type bridge"),
@@ -310,7 +322,7 @@ impl fmt::Display for Op {
             Target::Bridge => write!(f, "bridge {}", self.command()),
             Target::Netns(ns) => write!(f, "ip -n {ns} {}", self.command()),
             Target::Exec(ns) => write!(f, "ip netns exec {ns} {}", self.command()),
-            Target::HostNft => write!(f, "{}", self.command()),
+            Target::HostNft | Target::Mount => write!(f, "{}", self.command()),
         }
     }
 }
@@ -369,10 +381,19 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
     }
 
     // Creations and fixes, outside in.
-    for name in desired.namespaces.keys() {
+    for (name, ns) in &desired.namespaces {
         if !obs.namespaces.contains_key(name) {
-            ops.push(Op::AddNetns(name.clone()));
-            ops.push(Op::LoUp(name.clone()));
+            match &ns.external {
+                // The runtime owns the namespace and its loopback.
+                Some(path) => ops.push(Op::AttachNetns {
+                    name: name.clone(),
+                    path: path.clone(),
+                }),
+                None => {
+                    ops.push(Op::AddNetns(name.clone()));
+                    ops.push(Op::LoUp(name.clone()));
+                }
+            }
         }
     }
     for (name, bridge) in &desired.bridges {

@@ -105,6 +105,11 @@ pub struct Namespace {
     pub neighbors: BTreeSet<Neighbor>,
     /// Source-based default routes (distributed routers: per subnet toward its SNAT port).
     pub src_routes: BTreeSet<SrcRoute>,
+    /// Desired state only: the namespace belongs to a container runtime (the path it gave
+    /// the CNI plugin, `binding:profile` `neutrino:netns`). The agent never creates or
+    /// deletes it: it bind-mounts that path under the managed name and later removes only
+    /// the mount.
+    pub external: Option<String>,
 }
 
 /// A permanent neighbour entry.

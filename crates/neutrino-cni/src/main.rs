@@ -1,0 +1,519 @@
+//! `neutrino-cni`: the CNI plugin binary. Reads `CNI_*` variables and the request
+//! configuration, talks to the Neutrino server (Keystone v3 password login, then the
+//! Neutron API), prints the result or a CNI error object. The protocol rules live in
+//! `protocol.rs`; this file does the I/O.
+
+use neutrino_cni::protocol::{self, code, CniError, Command, CredentialSource, Env, NetConf};
+use neutrino_keystone::{network_endpoint, password_login, Credentials};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let get = |name: &str| std::env::var(name).ok();
+    let mut stdin = String::new();
+    let (version, outcome) = match std::io::stdin().read_to_string(&mut stdin) {
+        Err(e) => (
+            protocol::SUPPORTED_VERSIONS[1].to_string(),
+            Err(CniError::new(
+                code::IO_FAILURE,
+                "cannot read stdin",
+                e.to_string(),
+            )),
+        ),
+        Ok(_) => run(&get, &stdin),
+    };
+    let mut out = std::io::stdout().lock();
+    match outcome {
+        Ok(Some(value)) => {
+            let _ = writeln!(out, "{value}");
+        }
+        Ok(None) => {}
+        Err(err) => {
+            let _ = writeln!(out, "{}", err.to_json(&version));
+            let _ = out.flush();
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs one call; returns the version to tag errors with and the output.
+fn run(
+    get: &dyn Fn(&str) -> Option<String>,
+    stdin: &str,
+) -> (String, Result<Option<Value>, CniError>) {
+    let fallback = protocol::SUPPORTED_VERSIONS[1].to_string();
+    let command = match get("CNI_COMMAND") {
+        Some(c) => match Command::parse(&c) {
+            Ok(c) => c,
+            Err(e) => return (fallback, Err(e)),
+        },
+        None => {
+            return (
+                fallback,
+                Err(CniError::new(
+                    code::INVALID_ENV,
+                    "required environment variables missing",
+                    "CNI_COMMAND",
+                )),
+            )
+        }
+    };
+    if command == Command::Version {
+        return match protocol::request_version(stdin) {
+            Ok(v) => (fallback, Ok(Some(protocol::version_answer(v.as_deref())))),
+            Err(e) => (fallback, Err(e)),
+        };
+    }
+    // Errors answer in the requested version when it is one we speak.
+    let version = match protocol::request_version(stdin) {
+        Ok(Some(v)) if protocol::SUPPORTED_VERSIONS.contains(&v.as_str()) => v,
+        _ => fallback,
+    };
+    let result = (|| {
+        let conf = NetConf::parse(stdin, command)?;
+        let env = Env::read(command, get)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                CniError::new(code::IO_FAILURE, "cannot start the runtime", e.to_string())
+            })?;
+        rt.block_on(async {
+            let mut api = Api::login(&conf).await?;
+            match command {
+                Command::Add => add(&mut api, &conf, &env).await.map(Some),
+                Command::Del => del(&mut api, &env).await.map(|_| None),
+                Command::Check => check(&mut api, &env).await.map(|_| None),
+                Command::Gc => gc(&mut api, &conf).await.map(|_| None),
+                Command::Status => api.get("/v2.0/networks?limit=1").await.map(|_| None),
+                Command::Version => unreachable!("answered above"),
+            }
+        })
+    })();
+    let result = match (command, result) {
+        // STATUS: anything that stops an ADD now is "not available".
+        (Command::Status, Err(e)) => Err(CniError::new(
+            code::NOT_AVAILABLE,
+            "plugin not available",
+            format!("{}: {}", e.msg, e.details),
+        )),
+        (_, r) => r,
+    };
+    (version, result)
+}
+
+/// Transport failures are transient: the runtime should retry.
+fn transport(e: impl std::fmt::Display) -> CniError {
+    CniError::new(
+        code::TRY_AGAIN_LATER,
+        "server unreachable, try again later",
+        e.to_string(),
+    )
+}
+
+/// Reads credentials from the configured source.
+fn credentials(conf: &NetConf) -> Result<Credentials, CniError> {
+    let vars: Vec<(String, String)> = match &conf.credentials {
+        CredentialSource::Openrc(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CniError::new(
+                    code::CREDENTIALS,
+                    "cannot read the openrc file",
+                    format!("{path}: {e}"),
+                )
+            })?;
+            protocol::parse_openrc(&text)
+        }
+        CredentialSource::CloudsYaml { path, cloud } => clouds_yaml(path, cloud)?,
+    };
+    Credentials::from_env(&|name| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .map_err(|e| CniError::new(code::CREDENTIALS, "incomplete credentials", e.to_string()))
+}
+
+/// The `OS_*` equivalents of one cloud of a clouds.yaml file.
+fn clouds_yaml(path: &str, cloud: &str) -> Result<Vec<(String, String)>, CniError> {
+    let fail = |d: String| CniError::new(code::CREDENTIALS, "cannot use the clouds.yaml file", d);
+    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("{path}: {e}")))?;
+    let docs =
+        yaml_rust2::YamlLoader::load_from_str(&text).map_err(|e| fail(format!("{path}: {e}")))?;
+    let entry = &docs
+        .first()
+        .ok_or_else(|| fail(format!("{path} is empty")))?["clouds"][cloud];
+    if entry.is_badvalue() {
+        return Err(fail(format!("{path} has no cloud {cloud:?}")));
+    }
+    let auth = &entry["auth"];
+    let mut vars = Vec::new();
+    for (key, var) in [
+        ("auth_url", "OS_AUTH_URL"),
+        ("username", "OS_USERNAME"),
+        ("password", "OS_PASSWORD"),
+        ("project_name", "OS_PROJECT_NAME"),
+        ("user_domain_name", "OS_USER_DOMAIN_NAME"),
+        ("project_domain_name", "OS_PROJECT_DOMAIN_NAME"),
+    ] {
+        if let Some(v) = auth[key].as_str() {
+            vars.push((var.to_string(), v.to_string()));
+        }
+    }
+    if let Some(v) = entry["region_name"].as_str() {
+        vars.push(("OS_REGION_NAME".into(), v.into()));
+    }
+    Ok(vars)
+}
+
+/// An authenticated Neutron client.
+struct Api {
+    http: Client,
+    token: String,
+    endpoint: String,
+}
+
+impl Api {
+    async fn login(conf: &NetConf) -> Result<Self, CniError> {
+        let creds = credentials(conf)?;
+        let http = Client::builder()
+            .timeout(Duration::from_secs(conf.request_timeout_secs))
+            .build()
+            .map_err(|e| {
+                CniError::new(
+                    code::IO_FAILURE,
+                    "cannot build the HTTP client",
+                    e.to_string(),
+                )
+            })?;
+        let (token, body) = password_login(&http, &creds).await.map_err(|e| match e {
+            neutrino_keystone::KeystoneError::Http(e) => transport(e),
+            other => CniError::new(code::SERVER_REFUSED, "login failed", other.to_string()),
+        })?;
+        let endpoint = network_endpoint(&body, creds.region.as_deref()).map_err(|e| {
+            CniError::new(code::SERVER_REFUSED, "no network endpoint", e.to_string())
+        })?;
+        Ok(Api {
+            http,
+            token,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// One request; `Ok(None)` for 404.
+    async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Option<Value>, CniError> {
+        let url = format!("{}{path}", self.endpoint);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header(neutrino_keystone::AUTH_TOKEN_HEADER, &self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(transport)?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status.is_server_error() || status == StatusCode::SERVICE_UNAVAILABLE {
+            return Err(CniError::new(
+                code::TRY_AGAIN_LATER,
+                "server error, try again later",
+                format!("{method} {path}: HTTP {status}: {text}"),
+            ));
+        }
+        if !status.is_success() {
+            return Err(CniError::new(
+                code::SERVER_REFUSED,
+                "the server refused the request",
+                format!("{method} {path}: HTTP {status}: {text}"),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Ok(Some(Value::Null));
+        }
+        serde_json::from_str(&text).map(Some).map_err(|e| {
+            CniError::new(
+                code::SERVER_REFUSED,
+                "bad answer from the server",
+                e.to_string(),
+            )
+        })
+    }
+
+    async fn get(&mut self, path: &str) -> Result<Value, CniError> {
+        self.call(Method::GET, path, None).await?.ok_or_else(|| {
+            CniError::new(
+                code::SERVER_REFUSED,
+                "not found",
+                format!("GET {path}: HTTP 404"),
+            )
+        })
+    }
+
+    /// Resolves a network or security-group name or id.
+    async fn resolve(
+        &mut self,
+        collection: &str,
+        key: &str,
+        wanted: &str,
+    ) -> Result<String, CniError> {
+        let by_id = self
+            .call(
+                Method::GET,
+                &format!("/v2.0/{collection}/{}", enc(wanted)),
+                None,
+            )
+            .await?;
+        if let Some(id) = by_id.as_ref().and_then(|v| v[key]["id"].as_str()) {
+            return Ok(id.to_string());
+        }
+        let list = self
+            .get(&format!("/v2.0/{collection}?name={}", enc(wanted)))
+            .await?;
+        let items = list[format!("{key}s")]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        match items.as_slice() {
+            [one] => Ok(one["id"].as_str().unwrap_or_default().to_string()),
+            [] => Err(CniError::new(
+                code::INVALID_NETWORK_CONFIG,
+                "invalid network config",
+                format!("no {key} named or with id {wanted:?}"),
+            )),
+            _ => Err(CniError::new(
+                code::INVALID_NETWORK_CONFIG,
+                "invalid network config",
+                format!("several {collection} are named {wanted:?}: give an id"),
+            )),
+        }
+    }
+
+    async fn ports_of(&mut self, container_id: &str) -> Result<Vec<Value>, CniError> {
+        let list = self
+            .get(&format!(
+                "/v2.0/ports?device_id={}&device_owner={}",
+                enc(container_id),
+                enc(protocol::DEVICE_OWNER)
+            ))
+            .await?;
+        Ok(list["ports"].as_array().cloned().unwrap_or_default())
+    }
+
+    async fn delete_port(&mut self, id: &str) -> Result<(), CniError> {
+        self.call(Method::DELETE, &format!("/v2.0/ports/{id}"), None)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Percent-encodes a query or path value.
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+async fn add(api: &mut Api, conf: &NetConf, env: &Env) -> Result<Value, CniError> {
+    if !std::path::Path::new(&env.netns).exists() {
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            "invalid CNI_NETNS",
+            format!("{} does not exist", env.netns),
+        ));
+    }
+    if interface_json(&env.netns, &env.ifname).is_some() {
+        return Err(CniError::new(
+            code::INVALID_ENV,
+            "interface exists",
+            format!("{} already exists in {}", env.ifname, env.netns),
+        ));
+    }
+    let network_id = api.resolve("networks", "network", &conf.network).await?;
+    let groups = match &conf.security_groups {
+        None => None,
+        Some(names) => {
+            let mut ids = Vec::new();
+            for n in names {
+                ids.push(api.resolve("security-groups", "security_group", n).await?);
+            }
+            Some(ids)
+        }
+    };
+    let host = conf.host.clone().unwrap_or_else(hostname);
+    // A previous ADD of this attachment that the runtime never DELeted: start afresh.
+    for old in api.ports_of(&env.container_id).await? {
+        if protocol::is_attachment_port(&old, &env.container_id, &env.ifname) {
+            api.delete_port(old["id"].as_str().unwrap_or_default())
+                .await?;
+        }
+    }
+    let body = protocol::port_body(env, &network_id, &host, groups.as_deref());
+    let created = api.get_or_post(body).await?;
+    let port_id = created["port"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    match finish_add(api, conf, env, &port_id).await {
+        Ok(result) => Ok(result),
+        Err(e) => {
+            // Leave nothing behind; the original error is what the runtime needs to see.
+            let _ = api.delete_port(&port_id).await;
+            Err(e)
+        }
+    }
+}
+
+impl Api {
+    async fn get_or_post(&mut self, body: Value) -> Result<Value, CniError> {
+        self.call(Method::POST, "/v2.0/ports", Some(body))
+            .await?
+            .ok_or_else(|| {
+                CniError::new(
+                    code::SERVER_REFUSED,
+                    "not found",
+                    "POST /v2.0/ports: HTTP 404",
+                )
+            })
+    }
+}
+
+async fn finish_add(
+    api: &mut Api,
+    conf: &NetConf,
+    env: &Env,
+    port_id: &str,
+) -> Result<Value, CniError> {
+    let deadline = Instant::now() + Duration::from_secs(conf.active_timeout_secs);
+    let port = loop {
+        let port = api.get(&format!("/v2.0/ports/{port_id}")).await?["port"].clone();
+        if port["status"] == "ACTIVE" {
+            break port;
+        }
+        if Instant::now() >= deadline {
+            return Err(CniError::new(
+                code::PORT_NOT_ACTIVE,
+                "port not active",
+                format!(
+                    "port {port_id} is {} after {} s: is the agent of host {} running?",
+                    port["status"], conf.active_timeout_secs, port["binding:host_id"]
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut subnets = Vec::new();
+    for fixed in port["fixed_ips"].as_array().cloned().unwrap_or_default() {
+        let id = fixed["subnet_id"].as_str().unwrap_or_default();
+        subnets.push(api.get(&format!("/v2.0/subnets/{id}")).await?["subnet"].clone());
+    }
+    Ok(protocol::add_result(
+        &conf.cni_version,
+        env,
+        &port,
+        &subnets,
+    ))
+}
+
+async fn del(api: &mut Api, env: &Env) -> Result<(), CniError> {
+    for port in api.ports_of(&env.container_id).await? {
+        if protocol::is_attachment_port(&port, &env.container_id, &env.ifname) {
+            api.delete_port(port["id"].as_str().unwrap_or_default())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `ip -j addr show dev <ifname>` inside the netns at `path`.
+fn interface_json(netns: &str, ifname: &str) -> Option<Value> {
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={netns}"))
+        .args(["ip", "-j", "addr", "show", "dev", ifname])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+    (v.as_array().is_some_and(|a| !a.is_empty())).then_some(v)
+}
+
+async fn check(api: &mut Api, env: &Env) -> Result<(), CniError> {
+    let ports: Vec<Value> = api
+        .ports_of(&env.container_id)
+        .await?
+        .into_iter()
+        .filter(|p| protocol::is_attachment_port(p, &env.container_id, &env.ifname))
+        .collect();
+    let [port] = ports.as_slice() else {
+        return Err(CniError::new(
+            code::CHECK_FAILED,
+            "check failed",
+            format!("{} ports for this attachment, expected 1", ports.len()),
+        ));
+    };
+    let observed = interface_json(&env.netns, &env.ifname).unwrap_or_else(|| json!([]));
+    let problems = protocol::check_interface(&observed, port);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::CHECK_FAILED,
+            "check failed",
+            problems.join("; "),
+        ))
+    }
+}
+
+async fn gc(api: &mut Api, conf: &NetConf) -> Result<(), CniError> {
+    let host = conf.host.clone().unwrap_or_else(hostname);
+    // Only this CNI network's ports: the valid attachments are those of this network.
+    let network_id = api.resolve("networks", "network", &conf.network).await?;
+    let list = api
+        .get(&format!(
+            "/v2.0/ports?device_owner={}&binding:host_id={}&network_id={}",
+            enc(protocol::DEVICE_OWNER),
+            enc(&host),
+            enc(&network_id)
+        ))
+        .await?;
+    let ports = list["ports"].as_array().cloned().unwrap_or_default();
+    let mut failures = Vec::new();
+    for id in protocol::gc_victims(&ports, &conf.valid_attachments) {
+        if let Err(e) = api.delete_port(&id).await {
+            failures.push(format!("{id}: {}", e.details));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::TRY_AGAIN_LATER,
+            "some ports could not be deleted",
+            failures.join("; "),
+        ))
+    }
+}

@@ -1,0 +1,130 @@
+//! Container ports (the CNI plugin's): the namespace belongs to the runtime, so the plan
+//! bind-mounts it instead of creating it, names the interface as the profile says, and on
+//! port deletion removes the host end and the mount only.
+
+use std::net::IpAddr;
+
+use neutrino_dataplane::desired::{container_attachment, drop_vanished_containers, PortOutcome};
+use neutrino_dataplane::{desired, plan, Cluster, HostConfig, HostState, Op};
+use serde_json::{json, Value};
+
+const CTR: &str = "c0ffee00c0ffee00";
+const PORT: &str = "c1aaaaaa-0000-4000-8000-000000000009";
+
+fn cluster(with_container: bool) -> Cluster {
+    let mut doc: Value = serde_json::from_str(include_str!("fixtures.json")).unwrap();
+    if with_container {
+        let ports = doc["resources"]["port"].as_array_mut().unwrap();
+        let mut port = ports[0].clone();
+        port["id"] = json!(PORT);
+        port["device_id"] = json!(CTR);
+        port["device_owner"] = json!("compute:container");
+        port["mac_address"] = json!("FA:16:3E:00:00:99");
+        port["fixed_ips"] = json!([{"subnet_id": "s1", "ip_address": "10.1.0.99"}]);
+        port["binding:profile"] =
+            json!({"neutrino:netns": "/run/netns/cni-test", "neutrino:ifname": "net1"});
+        ports.push(port);
+    }
+    Cluster::from_snapshot(&doc)
+}
+
+fn host() -> HostConfig {
+    HostConfig {
+        host: "h1".into(),
+        tunnel_ip: "192.0.2.1".parse::<IpAddr>().unwrap(),
+        vxlan_port: 4789,
+        netns_prefix: "h1-".into(),
+        interface_mappings: Default::default(),
+    }
+}
+
+#[test]
+fn profile_decides_the_attachment() {
+    let p = json!({"device_owner": "compute:container",
+        "binding:profile": {"neutrino:netns": "/proc/42/ns/net", "neutrino:ifname": "eth3"}});
+    assert_eq!(
+        container_attachment(&p),
+        Some(("/proc/42/ns/net".into(), "eth3".into()))
+    );
+    let default_if = json!({"binding:profile": {"neutrino:netns": "/run/netns/x"}});
+    assert_eq!(container_attachment(&default_if).unwrap().1, "eth0");
+    assert_eq!(
+        container_attachment(&json!({"device_owner": "compute:nova"})),
+        None
+    );
+    let relative = json!({"binding:profile": {"neutrino:netns": "x"}});
+    assert_eq!(container_attachment(&relative), None);
+}
+
+#[test]
+fn container_namespace_is_attached_not_created() {
+    let d = desired(&cluster(true), &host());
+    let ns = "h1-ctr-c0ffee00c0ffee00";
+    assert_eq!(
+        d.state.namespaces[ns].external.as_deref(),
+        Some("/run/netns/cni-test")
+    );
+    match &d.ports[PORT] {
+        PortOutcome::Plug { netns, ifname, .. } => {
+            assert_eq!(netns, ns);
+            assert_eq!(ifname, "net1");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let ops = plan(&d.state, &HostState::default());
+    assert!(ops.contains(&Op::AttachNetns {
+        name: ns.into(),
+        path: "/run/netns/cni-test".into()
+    }));
+    assert!(!ops.contains(&Op::AddNetns(ns.into())));
+    assert!(!ops.contains(&Op::LoUp(ns.into())));
+    // The veth's peer goes into the container under the profile's name with the port MAC.
+    let rendered: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+    let veth = rendered
+        .iter()
+        .find(|l| l.contains("tapc1aaaaaa-00") && l.contains("veth"))
+        .expect("veth op");
+    assert!(veth.contains("net1") && veth.contains(ns), "{veth}");
+    assert!(rendered
+        .iter()
+        .any(|l| l.contains(&format!("-n {ns}")) && l.contains("10.1.0.99")));
+    // Mounting comes before anything inside the namespace.
+    let attach = ops
+        .iter()
+        .position(|o| matches!(o, Op::AttachNetns { .. }))
+        .unwrap();
+    let first_inside = rendered
+        .iter()
+        .position(|l| l.contains(&format!("-n {ns}")) || l.contains(&format!("netns {ns}")))
+        .unwrap();
+    assert!(attach < first_inside);
+}
+
+#[test]
+fn port_delete_removes_the_host_end_and_the_mount_only() {
+    let with = desired(&cluster(true), &host());
+    let without = desired(&cluster(false), &host());
+    // Pretend the kernel is exactly as desired with the container.
+    let ops = plan(&without.state, &with.state);
+    assert!(ops.contains(&Op::DelLink("tapc1aaaaaa-00".into())));
+    // `ip netns del` of a bind mount unmounts it; the runtime's namespace lives on.
+    assert!(ops.contains(&Op::DelNetns("h1-ctr-c0ffee00c0ffee00".into())));
+}
+
+#[test]
+fn vanished_runtime_namespace_is_left_alone() {
+    let mut d = desired(&cluster(true), &host());
+    let ns = "h1-ctr-c0ffee00c0ffee00";
+    // Already mounted: kept (the mount keeps the namespace alive until the port goes).
+    let gone = drop_vanished_containers(&mut d.state, &|n| n == ns, &|_| false);
+    assert!(gone.is_empty());
+    // Not mounted and the path is gone: dropped, with its veth; VMs untouched.
+    let vms = d.state.namespaces.len() - 1;
+    let gone = drop_vanished_containers(&mut d.state, &|_| false, &|_| false);
+    assert_eq!(gone, vec![ns.to_string()]);
+    assert_eq!(d.state.namespaces.len(), vms);
+    assert!(!d.state.taps.contains_key("tapc1aaaaaa-00"));
+    assert!(plan(&d.state, &HostState::default())
+        .iter()
+        .all(|o| !matches!(o, Op::AttachNetns { .. })));
+}
