@@ -11,9 +11,8 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
-use super::authz::{shared, Extras};
 use super::kind::Kind;
-use super::view::{narrow, own_ids, Need, View};
+use super::view::{Need, View};
 use super::{bump, relock, Collection, Doc};
 use crate::{db, App, Context};
 
@@ -24,31 +23,14 @@ pub(super) static COLLECTION: Collection = Collection::new(
     spec::ADDRESS_GROUP,
     &AddressGroups,
 )
-.untagged();
+.untagged()
+.shared_through_rbac();
 
 /// Address groups, shared through RBAC policies; addresses change through actions.
 struct AddressGroups;
 
 #[async_trait]
 impl Kind for AddressGroups {
-    async fn load_view(
-        &self,
-        tx: &mut Tx,
-        records: &[Record],
-        view: &mut View,
-        _need: Need,
-    ) -> ApiResult<()> {
-        view.load_rbac(tx, narrow(own_ids(records))).await
-    }
-
-    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
-    }
-
-    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
-        shared(view, ctx, rec)
-    }
-
     fn hides_from(&self, ctx: &Context, rec: &Record) -> bool {
         // Like Neutron, a shared address group is not revealed to those who may not change it.
         !ctx.owns(&rec.project_id)

@@ -9,10 +9,8 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
-use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::scopes::rbac_key;
-use super::view::{narrow, own_ids, Need};
 use super::{s, Collection, Doc, View};
 use crate::{db, App, Context};
 
@@ -24,36 +22,14 @@ pub(super) static COLLECTION: Collection = Collection::new(
     &AddressScopes,
 )
 .untagged()
-.unrevised();
+.unrevised()
+.shared_through_rbac();
 
 /// Address scopes, shared through RBAC policies.
 struct AddressScopes;
 
 #[async_trait]
 impl Kind for AddressScopes {
-    async fn load_view(
-        &self,
-        tx: &mut Tx,
-        records: &[Record],
-        view: &mut View,
-        _need: Need,
-    ) -> ApiResult<()> {
-        view.load_rbac(tx, narrow(own_ids(records))).await
-    }
-
-    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
-    }
-
-    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
-        shared(view, ctx, rec)
-    }
-
-    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
-        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
-        doc.insert("shared".into(), json!(shared));
-    }
-
     async fn create(
         &self,
         app: &App,

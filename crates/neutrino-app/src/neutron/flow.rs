@@ -27,6 +27,7 @@ impl App {
     ) -> bool {
         ctx.is_admin()
             || rec.project_id == ctx.project_id
+            || (coll.rbac_shared && view.granted(&rec.id, "access_as_shared", &ctx.project_id))
             || coll.kind.visible_to_others(view, ctx, rec)
     }
 
@@ -50,6 +51,10 @@ impl App {
         rec: &Record,
         mut doc: Doc,
     ) -> Doc {
+        if coll.rbac_shared && coll.spec.iter().any(|a| a.name == "shared") {
+            let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
+            doc.insert("shared".into(), Value::Bool(shared));
+        }
         coll.kind.render(view, ctx, rec, &mut doc);
         self.strip_hidden(coll, ctx, doc)
     }
@@ -103,7 +108,7 @@ impl App {
                 _ => Doc::new(),
             };
             let doc = self.render_doc(&view, ctx, coll, &record, body);
-            let extras = coll.kind.policy_extras(&view, ctx, &record);
+            let extras = coll.policy_extras(&view, ctx, &record);
             if self.may_read(ctx, coll, &doc, extras) && query::matches(&doc, &q) {
                 items.push(doc);
             }
@@ -134,7 +139,7 @@ impl App {
         drop(tx);
         if let Some(rec) = rec.filter(|r| self.visible(&view, ctx, coll, r)) {
             let doc = self.render(&view, ctx, coll, &rec);
-            let extras = coll.kind.policy_extras(&view, ctx, &rec);
+            let extras = coll.policy_extras(&view, ctx, &rec);
             if self.may_read(ctx, coll, &doc, extras) {
                 return Ok(query::project(doc, fields));
             }
@@ -274,7 +279,7 @@ impl App {
             Some(_) => View::check(tx, coll, std::slice::from_ref(&rec)).await?,
             None => View::default(),
         };
-        let extras = coll.kind.policy_extras(&view, ctx, &rec);
+        let extras = coll.policy_extras(&view, ctx, &rec);
         if rec.parent_id.is_some() && extras.is_empty() {
             // The parent (a network, a security group) is missing or hidden from the caller:
             // the kind answers 404 for it, as Neutron does, rather than a policy 403.
@@ -315,7 +320,7 @@ impl App {
         };
         // Readers never write, whatever a policy file says.
         require_member(ctx, &action)?;
-        let extras = coll.kind.policy_extras(&view, ctx, &rec);
+        let extras = coll.policy_extras(&view, ctx, &rec);
         self.authorize(ctx, &action, body_of(&rec), extras, set)?;
         Ok((rec, view))
     }

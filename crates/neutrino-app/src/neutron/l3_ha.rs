@@ -15,8 +15,8 @@ use neutrino_types::attrs::{self, Op};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::owners::{HA_INTERFACE_OWNER, HA_PORT_OWNER, INTERFACE_OWNER};
-use super::routers::Flavour;
+use super::owners::HA_PORT_OWNER;
+use super::router_flavour::{is_ha, Flavour};
 use super::scopes::{HOST_SCOPE, STANDBY_SCOPE};
 use super::{s, Doc, View};
 use crate::{db, new_id, App, Context};
@@ -25,20 +25,6 @@ use crate::{db, new_id, App, Context};
 const HA_CIDR: &str = "169.254.192.0/18";
 /// Claim scope: project → its HA network.
 const NETWORK_SCOPE: &str = "ha-network";
-
-/// Whether a router document is highly available.
-pub(super) fn is_ha(router: &Value) -> bool {
-    router["ha"] == true
-}
-
-/// The device owner of a new interface of `router`.
-pub(super) fn interface_owner(router: &Value) -> &'static str {
-    if is_ha(router) {
-        HA_INTERFACE_OWNER
-    } else {
-        INTERFACE_OWNER
-    }
-}
 
 fn service() -> Context {
     Context::new("neutrino", "", &["admin".to_string()])

@@ -17,6 +17,7 @@ mod owners;
 mod ports;
 mod quotas;
 mod rbac;
+mod router_flavour;
 mod routers;
 mod routers_dvr;
 mod scheduler;
@@ -34,6 +35,7 @@ use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
 use crate::{db, now, Context};
+use authz::Extras;
 
 pub use kind::Doc;
 pub use quotas::QUOTA_RESOURCES;
@@ -84,6 +86,8 @@ pub struct Collection {
     pub(crate) parent_key: Option<&'static str>,
     /// Side effects of a create write into the new rows: render them as stored.
     pub(crate) reread_after_create: bool,
+    /// Other projects read records granted to them by `access_as_shared` RBAC policies.
+    pub(crate) rbac_shared: bool,
     /// What is this resource's own.
     pub(crate) kind: &'static dyn kind::Kind,
 }
@@ -116,8 +120,30 @@ impl Collection {
             extra_filters: &[],
             parent_key: None,
             reread_after_create: false,
+            rbac_shared: false,
             kind,
         }
+    }
+
+    /// Shared with other projects through `access_as_shared` RBAC policies: the flow loads
+    /// the policies of the records, lets granted projects read them, gives the policy target
+    /// `shared`, and renders a `shared` attribute of the spec as whether the caller was
+    /// granted (a kind's own `render` may refine it).
+    pub(crate) const fn shared_through_rbac(mut self) -> Collection {
+        self.rbac_shared = true;
+        self
+    }
+
+    /// What the policy target of `rec` needs beyond the record: `shared` for collections
+    /// shared through RBAC, then the kind's own extras.
+    pub(crate) fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
+        let mut extras = if self.rbac_shared {
+            authz::shared(view, ctx, rec)
+        } else {
+            Vec::new()
+        };
+        extras.extend(self.kind.policy_extras(view, ctx, rec));
+        extras
     }
 
     /// Without the `/tags` sub-resource.

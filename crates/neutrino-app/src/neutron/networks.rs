@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
-use super::authz::{shared, Extras};
+use super::authz::Extras;
 use super::kind::Kind;
 use super::owners::FLOATINGIP_OWNER;
 use super::scopes::{network_cidr_scope, rbac_key};
@@ -19,7 +19,9 @@ use crate::{db, new_id, App, Context};
 
 /// `/v2.0/networks`.
 pub(super) static COLLECTION: Collection =
-    Collection::new("networks", "network", spec::NETWORK, &Networks).reread();
+    Collection::new("networks", "network", spec::NETWORK, &Networks)
+        .reread()
+        .shared_through_rbac();
 
 /// Networks, shared and external through RBAC policies.
 struct Networks;
@@ -33,7 +35,6 @@ impl Kind for Networks {
         view: &mut View,
         _need: Need,
     ) -> ApiResult<()> {
-        view.load_rbac(tx, narrow(own_ids(records))).await?;
         view.load_subnet_ids(tx, narrow(own_ids(records))).await
     }
 
@@ -41,15 +42,11 @@ impl Kind for Networks {
         view.network_visible(ctx, rec)
     }
 
-    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
-        let mut extras = shared(view, ctx, rec);
-        extras.push(("router:external", Value::Bool(view.is_external(rec))));
-        extras
+    fn policy_extras(&self, view: &View, _ctx: &Context, rec: &Record) -> Extras {
+        vec![("router:external", Value::Bool(view.is_external(rec)))]
     }
 
-    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
-        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
-        doc.insert("shared".into(), json!(shared));
+    fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
         let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
         doc.insert("subnets".into(), json!(subnets));
         if doc.get("router:external") == Some(&Value::Bool(true)) {

@@ -1024,7 +1024,7 @@ impl App {
         let router_port = device_owner == GATEWAY_OWNER
             || device_owner == SNAT_OWNER
             || INTERFACE_OWNERS.contains(&device_owner);
-        let host = if router_port && super::routers_dvr::bound_to_router_host(device_owner) {
+        let host = if router_port && super::router_flavour::bound_to_router_host(device_owner) {
             self.router_host(tx, device_id).await?
         } else if device_owner == DHCP_OWNER {
             self.dhcp_host(tx, network)

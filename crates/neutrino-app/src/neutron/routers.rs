@@ -16,7 +16,9 @@ use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
 use super::owners::{GATEWAY_OWNER, INTERFACE_OWNERS, SNAT_OWNER};
-use super::routers_dvr::{bound_to_router_host, interface_owner};
+use super::router_flavour::{
+    bound_to_router_host, check_not_distributed_ha, interface_owner, Flavour,
+};
 use super::subnets::SubnetInfo;
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
@@ -92,31 +94,6 @@ impl Kind for Routers {
         body: Value,
     ) -> ApiResult<Value> {
         app.router_action(tx, ctx, rec, action, body).await
-    }
-}
-
-/// The two flavours a router changes between while administratively down.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Flavour {
-    /// `ha`: active and standby hosts.
-    Ha,
-    /// `distributed`: DVR.
-    Distributed,
-}
-
-impl Flavour {
-    fn attribute(self) -> &'static str {
-        match self {
-            Flavour::Ha => "ha",
-            Flavour::Distributed => "distributed",
-        }
-    }
-
-    fn active_refusal(self) -> &'static str {
-        match self {
-            Flavour::Ha => "Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade",
-            Flavour::Distributed => "Cannot change the 'distributed' attribute of active routers. Please set router admin_state_up to False prior to upgrade",
-        }
     }
 }
 
@@ -877,7 +854,7 @@ impl App {
         }
         self.create_distributed(ctx, body)?;
         self.ha_on_create(tx, ctx, body).await?;
-        super::routers_dvr::check_not_distributed_ha(body)?;
+        check_not_distributed_ha(body)?;
         let id = body
             .get("id")
             .and_then(Value::as_str)
@@ -910,7 +887,7 @@ impl App {
         self.lock_router(tx, rec).await?;
         self.update_distributed(tx, rec, &changes).await?;
         self.ha_on_update(tx, rec, &changes).await?;
-        super::routers_dvr::check_not_distributed_ha(rec.body.as_object().unwrap_or(&Doc::new()))?;
+        check_not_distributed_ha(rec.body.as_object().unwrap_or(&Doc::new()))?;
         let mut routes = stored_routes(&rec.body);
         if let Some(v) = changes.get("routes") {
             let new = parse_routes(v, true)?;

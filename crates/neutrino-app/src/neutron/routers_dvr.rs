@@ -13,46 +13,13 @@
 use std::net::IpAddr;
 
 use neutrino_store::{Record, Selector, Tx};
-use neutrino_types::{ApiError, ApiResult};
+use neutrino_types::ApiResult;
 use serde_json::{json, Value};
 
 use super::owners::{DVR_INTERFACE_OWNER, GATEWAY_OWNER, SNAT_OWNER};
-use super::routers::Flavour;
+use super::router_flavour::{is_distributed, Flavour};
 use super::{s, Doc};
 use crate::{db, App, Context};
-
-/// Whether a stored router document is distributed.
-pub(super) fn is_distributed(router: &Value) -> bool {
-    router.get("distributed") == Some(&Value::Bool(true))
-}
-
-/// The device owner a new interface port of this router gets.
-pub(super) fn interface_owner(router: &Value) -> &'static str {
-    if is_distributed(router) {
-        DVR_INTERFACE_OWNER
-    } else {
-        super::l3_ha::interface_owner(router)
-    }
-}
-
-/// A router is not both distributed and HA here (400 `DistributedHARouterNotSupported`, as
-/// Neutron before DVR+HA): the failover moves every bound router port, which a distributed
-/// router's per-host interfaces must never be.
-pub(super) fn check_not_distributed_ha(router: &Doc) -> ApiResult<()> {
-    if router.get("distributed") == Some(&json!(true)) && router.get("ha") == Some(&json!(true)) {
-        return Err(ApiError::bad(
-            "DistributedHARouterNotSupported",
-            "Currently distributed HA routers are not supported.",
-        ));
-    }
-    Ok(())
-}
-
-/// Whether a router port with this owner is bound to the router's (SNAT) host: everything
-/// but the distributed interfaces, which every host realises.
-pub(super) fn bound_to_router_host(owner: &str) -> bool {
-    owner != DVR_INTERFACE_OWNER
-}
 
 /// Addresses of a port as `(subnet id, address)`.
 fn addresses(port: &Record) -> Vec<(String, Option<IpAddr>)> {
@@ -213,19 +180,5 @@ mod tests {
                 ("n2".to_string(), vec!["s6a".to_string(), "s6b".to_string()]),
             ]
         );
-    }
-
-    #[test]
-    fn owners() {
-        assert_eq!(
-            interface_owner(&json!({"distributed": true})),
-            DVR_INTERFACE_OWNER
-        );
-        assert_eq!(
-            interface_owner(&json!({})),
-            super::super::owners::INTERFACE_OWNER
-        );
-        assert!(!bound_to_router_host(DVR_INTERFACE_OWNER));
-        assert!(bound_to_router_host(SNAT_OWNER));
     }
 }

@@ -19,8 +19,8 @@ use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::l3_ha::is_ha;
 use super::ports::rebind;
+use super::router_flavour::is_ha;
 use super::scopes::{HOST_SCOPE, STANDBY_SCOPE};
 use super::{bump, s};
 use crate::agents::{pick_host, AGENT_TYPE};

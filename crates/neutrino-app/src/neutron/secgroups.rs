@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use neutrino_types::query::ListQuery;
 use neutrino_types::resources as spec;
 
-use super::authz::{shared, Extras};
+use super::authz::Extras;
 use super::kind::Kind;
 use super::view::{narrow, own_ids, parent_ids, Need};
 use super::{bump, s, stamp_new, Collection, Doc, View};
@@ -23,7 +23,8 @@ pub(super) static GROUPS: Collection = Collection::new(
     "security_group",
     spec::SECURITY_GROUP,
     &Groups,
-);
+)
+.shared_through_rbac();
 
 /// `/v2.0/security-group-rules`.
 pub(super) static RULES: Collection = Collection::new(
@@ -59,7 +60,6 @@ impl Kind for Groups {
         view: &mut View,
         _need: Need,
     ) -> ApiResult<()> {
-        view.load_rbac(tx, narrow(own_ids(records))).await?;
         view.load_rules(tx, narrow(own_ids(records))).await?;
         for sg in records {
             view.group_owners
@@ -67,14 +67,6 @@ impl Kind for Groups {
         }
         let owners = records.iter().map(|sg| sg.project_id.clone()).collect();
         view.load_default_groups(tx, owners).await
-    }
-
-    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
-    }
-
-    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
-        shared(view, ctx, rec)
     }
 
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {

@@ -13,45 +13,21 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
-use super::authz::{shared, Extras};
 use super::kind::Kind;
 use super::scopes::{network_cidr_scope, prefix_key, rbac_key};
-use super::view::{narrow, own_ids, Need};
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
 /// `/v2.0/subnetpools`.
 pub(super) static COLLECTION: Collection =
-    Collection::new("subnetpools", "subnetpool", spec::SUBNETPOOL, &SubnetPools);
+    Collection::new("subnetpools", "subnetpool", spec::SUBNETPOOL, &SubnetPools)
+        .shared_through_rbac();
 
 /// Subnet pools, shared through RBAC policies; prefixes change through actions.
 struct SubnetPools;
 
 #[async_trait]
 impl Kind for SubnetPools {
-    async fn load_view(
-        &self,
-        tx: &mut Tx,
-        records: &[Record],
-        view: &mut View,
-        _need: Need,
-    ) -> ApiResult<()> {
-        view.load_rbac(tx, narrow(own_ids(records))).await
-    }
-
-    fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        view.granted(&rec.id, "access_as_shared", &ctx.project_id)
-    }
-
-    fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
-        shared(view, ctx, rec)
-    }
-
-    fn render(&self, view: &View, ctx: &Context, rec: &Record, doc: &mut Doc) {
-        let shared = view.granted(&rec.id, "access_as_shared", &ctx.project_id);
-        doc.insert("shared".into(), json!(shared));
-    }
-
     async fn create(
         &self,
         app: &App,

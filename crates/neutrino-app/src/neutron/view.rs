@@ -91,6 +91,9 @@ impl View {
     ) -> ApiResult<View> {
         let mut view = View::default();
         if !records.is_empty() {
+            if coll.rbac_shared {
+                view.load_rbac(tx, narrow(own_ids(records))).await?;
+            }
             coll.kind.load_view(tx, records, &mut view, need).await?;
         }
         Ok(view)
