@@ -1,8 +1,10 @@
 //! The agent's side of the server API: Keystone password login (the `OS_*` variables of an
 //! openrc, via `neutrino-keystone`), agent reports, the snapshot, the change feed (a JSON-lines watch stream), and
-//! port status reports. A token that expires or is rejected is renewed transparently.
+//! port status reports. A token is renewed before it expires (after three quarters of its
+//! lifetime), so requests never wait for a refusal; one that is refused anyway (revoked) is
+//! renewed and the request sent again.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use neutrino_keystone::{network_endpoint, password_login, Credentials};
@@ -26,7 +28,19 @@ pub struct ServerClient {
     creds: Credentials,
     /// Network endpoint base (`http://host:port`), from `--server` or the catalog.
     server: Mutex<Option<String>>,
-    token: Mutex<Option<String>>,
+    /// The current token and when to renew it.
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+/// How long after it was issued a token should be renewed: three quarters of its lifetime
+/// (`issued_at` to `expires_at` of the token body), `None` when the body does not say.
+pub fn renewal_delay(doc: &Value) -> Option<Duration> {
+    let time = |key: &str| {
+        let text = doc.pointer(&format!("/token/{key}"))?.as_str()?;
+        chrono::DateTime::parse_from_rfc3339(text).ok()
+    };
+    let lifetime = (time("expires_at")? - time("issued_at")?).to_std().ok()?;
+    Some(lifetime.mul_f64(0.75))
 }
 
 impl ServerClient {
@@ -45,13 +59,16 @@ impl ServerClient {
     }
 
     async fn login(&self) -> Result<(String, String), AgentError> {
+        let started = Instant::now();
         let (token, doc) = password_login(&self.http, &self.creds).await?;
+        // Without a stated lifetime, renew hourly (and on refusal).
+        let renew_at = started + renewal_delay(&doc).unwrap_or(Duration::from_secs(3600));
         let mut server = self.server.lock().await;
         if server.is_none() {
             let endpoint = network_endpoint(&doc, self.creds.region.as_deref())?;
             *server = Some(endpoint.trim_end_matches('/').to_string());
         }
-        *self.token.lock().await = Some(token.clone());
+        *self.token.lock().await = Some((token.clone(), renew_at));
         Ok((token, server.clone().unwrap_or_default()))
     }
 
@@ -59,7 +76,11 @@ impl ServerClient {
         let token = self.token.lock().await.clone();
         let server = self.server.lock().await.clone();
         match (token, server) {
-            (Some(t), Some(s)) => Ok((t, s)),
+            (Some((t, renew_at)), Some(s)) if Instant::now() < renew_at => Ok((t, s)),
+            (Some(_), Some(_)) => {
+                tracing::debug!("renewing the token before it expires");
+                self.login().await
+            }
             _ => self.login().await,
         }
     }
@@ -191,5 +212,25 @@ impl ServerClient {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_renewed_after_three_quarters_of_their_lifetime() {
+        let doc = json!({"token": {
+            "issued_at": "2026-12-06T03:00:00.000000Z",
+            "expires_at": "2026-12-06T04:00:00.000000Z",
+        }});
+        assert_eq!(renewal_delay(&doc), Some(Duration::from_secs(2700)));
+        let short = json!({"token": {
+            "issued_at": "2026-12-06T03:00:00Z",
+            "expires_at": "2026-12-06T03:00:04Z",
+        }});
+        assert_eq!(renewal_delay(&short), Some(Duration::from_secs(3)));
+        assert_eq!(renewal_delay(&json!({"token": {}})), None);
     }
 }

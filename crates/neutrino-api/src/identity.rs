@@ -59,6 +59,11 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
         }
         return Ok(r);
     }
+    if let (&Method::POST, ["users", user, "password"]) = (m, seg.as_slice()) {
+        // As in Keystone, the old password is the credential: no token needed.
+        app.change_password(user, &body_json(req)?).await?;
+        return Ok(empty(204));
+    }
     let ctx = caller(state, req).await.map_err(|_| {
         ApiError::new(
             401,
@@ -76,7 +81,11 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
             }
             Ok(r)
         }
-        (Method::DELETE, ["auth", "tokens"]) => Ok(empty(204)),
+        (Method::DELETE, ["auth", "tokens"]) => {
+            let subject = req.header("x-subject-token").unwrap_or_default();
+            app.revoke_token(&ctx, subject).await?;
+            Ok(empty(204))
+        }
         (Method::GET, ["auth", "projects"]) => Ok(json(
             200,
             &app.user_projects(&ctx, &ctx.user_id, base).await?,

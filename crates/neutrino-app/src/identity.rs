@@ -11,6 +11,7 @@ use pbkdf2::pbkdf2_hmac;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
+use crate::revocation::{disabled, Revoked};
 use crate::token::{self, Claims};
 use crate::{db, hex, new_id, App, Context};
 
@@ -348,13 +349,18 @@ impl App {
             .pointer("/auth/identity")
             .ok_or_else(|| bad("'identity' is a required property"))?;
         let mut tx = self.read().await?;
+        // A token made from a token expires with it, as in Keystone: holding a token never
+        // lets one extend it.
+        let mut source_expiry = None;
         let (user, method) = if let Some(t) = identity.pointer("/token/id").and_then(Value::as_str)
         {
-            let ctx = self.authenticate(t).await.map_err(|_| unauthorized())?;
+            let source = self.valid_claims(t).await.map_err(|_| unauthorized())?;
+            source_expiry = Some(source.e);
             let user = tx
-                .get("user", &ctx.user_id)
+                .get("user", &source.u)
                 .await
                 .map_err(db)?
+                .filter(|u| !disabled(&u.body))
                 .ok_or_else(unauthorized)?;
             (user, "token")
         } else {
@@ -401,7 +407,11 @@ impl App {
                     let domain = self.resolve_domain(&mut tx, p.get("domain")).await?;
                     find_by_name(&mut tx, "project", &domain, name).await?
                 };
-                Some(found.ok_or_else(unauthorized)?)
+                Some(
+                    found
+                        .filter(|p| !disabled(&p.body))
+                        .ok_or_else(unauthorized)?,
+                )
             }
             None => None,
         };
@@ -415,7 +425,10 @@ impl App {
             }
             None => Vec::new(),
         };
-        let now = chrono::Utc::now().timestamp();
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = now_ms / 1000;
+        let lifetime_end = now + self.config().token_ttl_secs;
+        let expires = source_expiry.map_or(lifetime_end, |e| e.min(lifetime_end));
         let names: Vec<String> = roles
             .iter()
             .filter_map(|r| {
@@ -429,9 +442,10 @@ impl App {
             u: user.id.clone(),
             p: project.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
             r: crate::context::implied_roles(&names),
-            e: now + self.config().token_ttl_secs,
+            e: expires,
             i: now,
             a: new_id().replace('-', "")[..22].to_string(),
+            m: now_ms,
         };
         let token = token::sign(&self.inner.token_key, &claims);
         let body = self.token_body(&mut tx, &claims, method, base).await?;
@@ -547,12 +561,75 @@ impl App {
         Ok(json!({"token": token}))
     }
 
-    /// Validates a token for the network API.
-    pub async fn authenticate(&self, token: &str) -> ApiResult<Context> {
+    /// The claims of a token that is signed by this deployment, unexpired and not revoked.
+    async fn valid_claims(&self, token: &str) -> ApiResult<Claims> {
         let now = chrono::Utc::now().timestamp();
         let claims =
             token::verify(&self.inner.token_key, token, now).ok_or_else(ApiError::unauthorized)?;
+        if self.is_revoked(&claims).await? {
+            return Err(ApiError::unauthorized());
+        }
+        Ok(claims)
+    }
+
+    /// Validates a token for the network API.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<Context> {
+        let claims = self.valid_claims(token).await?;
         Ok(Context::new(&claims.u, &claims.p, &claims.r))
+    }
+
+    /// `DELETE /v3/auth/tokens`: revokes the subject token (the caller's own, or any for
+    /// admins); 404 when it is not a valid token the caller may see.
+    pub async fn revoke_token(&self, ctx: &Context, subject: &str) -> ApiResult<()> {
+        let claims = self
+            .valid_claims(subject)
+            .await
+            .map_err(|_| keystone_not_found("token", "subject"))?;
+        if !ctx.is_admin() && claims.u != ctx.user_id {
+            return Err(keystone_not_found("token", "subject"));
+        }
+        let mut tx = self.write().await?;
+        self.revoke_tokens(&mut tx, Revoked::Token(&claims.a))
+            .await?;
+        tx.commit().await.map_err(db)
+    }
+
+    /// `POST /v3/users/{id}/password`: a user changes their own password, giving the old
+    /// one (the credential of this call, as in Keystone); every token they hold is revoked.
+    pub async fn change_password(&self, user: &str, body: &Value) -> ApiResult<()> {
+        let bad = |m: &str| ApiError::new(400, "ValidationError", m.to_string());
+        let input = body
+            .get("user")
+            .ok_or_else(|| bad("'user' is a required property"))?;
+        let field = |name: &str| {
+            input
+                .get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(&format!("'{name}' is a required property")))
+        };
+        let (old, new) = (field("original_password")?, field("password")?);
+        let mut tx = self.write().await?;
+        let unauthorized = || {
+            ApiError::new(
+                401,
+                "Unauthorized",
+                "The request you have made requires authentication.",
+            )
+        };
+        // An unknown user is refused like a wrong password: the call reveals no names.
+        let mut rec = tx
+            .get("user", user)
+            .await
+            .map_err(db)?
+            .ok_or_else(unauthorized)?;
+        let hash = rec.body["password_hash"].as_str().unwrap_or_default();
+        if !check_password(old, hash) || disabled(&rec.body) {
+            return Err(unauthorized());
+        }
+        rec.body["password_hash"] = json!(hash_password(new));
+        tx.update("user", user, &rec.body).await.map_err(db)?;
+        self.revoke_tokens(&mut tx, Revoked::User(user)).await?;
+        tx.commit().await.map_err(db)
     }
 
     /// `GET /v3/auth/tokens`: the body of a valid subject token.
@@ -562,9 +639,10 @@ impl App {
         subject: &str,
         base: &str,
     ) -> ApiResult<Value> {
-        let now = chrono::Utc::now().timestamp();
-        let claims = token::verify(&self.inner.token_key, subject, now)
-            .ok_or_else(|| keystone_not_found("token", "subject"))?;
+        let claims = self
+            .valid_claims(subject)
+            .await
+            .map_err(|_| keystone_not_found("token", "subject"))?;
         if !ctx.is_admin() && claims.u != ctx.user_id {
             return Err(keystone_not_found("token", "subject"));
         }
@@ -751,6 +829,17 @@ impl App {
             .map_err(db)?
             .ok_or_else(|| keystone_not_found(kind, id))?;
         let obj = rec.body.as_object_mut().ok_or_else(ApiError::internal)?;
+        // A new password or switching off a user or project takes back its tokens.
+        let revoke = match kind {
+            "user"
+                if input.contains_key("password")
+                    || input.get("enabled") == Some(&json!(false)) =>
+            {
+                Some(Revoked::User(id))
+            }
+            "project" if input.get("enabled") == Some(&json!(false)) => Some(Revoked::Project(id)),
+            _ => None,
+        };
         for (k, v) in input {
             match k.as_str() {
                 "id" | "domain_id" | "password_hash" => {}
@@ -790,6 +879,9 @@ impl App {
             }
         }
         tx.update(kind, id, &rec.body).await.map_err(db)?;
+        if let Some(subject) = revoke {
+            self.revoke_tokens(&mut tx, subject).await?;
+        }
         tx.commit().await.map_err(db)?;
         Ok(json!({kind: links(public(rec.body), base, collection)}))
     }
@@ -826,6 +918,11 @@ impl App {
             .await
             .map_err(db)?;
         tx.delete(kind, id).await.map_err(db)?;
+        match kind {
+            "user" => self.revoke_tokens(&mut tx, Revoked::User(id)).await?,
+            "project" => self.revoke_tokens(&mut tx, Revoked::Project(id)).await?,
+            _ => {}
+        }
         let sel = match kind {
             "user" => Some(Selector {
                 parent_ids: Some(vec![id.to_string()]),
@@ -849,6 +946,12 @@ impl App {
                     continue;
                 }
                 tx.delete("role_assignment", &a.id).await.map_err(db)?;
+                if kind == "role" {
+                    let user = a.parent_id.clone().unwrap_or_default();
+                    let project = a.project_id.clone();
+                    self.revoke_tokens(&mut tx, Revoked::UserOnProject(&user, &project))
+                        .await?;
+                }
             }
         }
         tx.commit().await.map_err(db)?;
@@ -892,6 +995,9 @@ impl App {
         }
         if revoke {
             tx.delete("role_assignment", &id).await.map_err(db)?;
+            // The user's tokens on the project carry the role: they go with it.
+            self.revoke_tokens(&mut tx, Revoked::UserOnProject(user, project))
+                .await?;
             tx.commit().await.map_err(db)?;
         }
         Ok(())

@@ -12,6 +12,7 @@ pub mod context;
 pub mod extensions;
 pub mod identity;
 mod neutron;
+mod revocation;
 mod token;
 
 use std::sync::Arc;
@@ -59,7 +60,7 @@ impl Default for Config {
             vni_range: (1, 16_000_000),
             physical_networks: vec!["physnet1".to_string()],
             global_mtu: 1500,
-            token_ttl_secs: 24 * 3600,
+            token_ttl_secs: 3600,
             region: "RegionOne".to_string(),
             public_url: None,
             base_mac: [0xfa, 0x16, 0x3e],

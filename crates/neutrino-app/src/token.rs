@@ -22,6 +22,21 @@ pub struct Claims {
     pub i: i64,
     /// Audit id.
     pub a: String,
+    /// Issued at, Unix milliseconds (revocations compare it; 0 in tokens of earlier
+    /// versions, which count as issued at the start of their second).
+    #[serde(default)]
+    pub m: i64,
+}
+
+impl Claims {
+    /// When the token was issued, Unix milliseconds.
+    pub fn issued_ms(&self) -> i64 {
+        if self.m > 0 {
+            self.m
+        } else {
+            self.i * 1000
+        }
+    }
 }
 
 fn mac(key: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -65,6 +80,7 @@ mod tests {
             e,
             i: 0,
             a: "x".into(),
+            m: 0,
         }
     }
 

@@ -169,6 +169,10 @@ struct ServerArgs {
     /// Seconds without a heartbeat after which an agent is dead (its routers fail over).
     #[arg(long, default_value_t = 75)]
     agent_down_time: u32,
+    /// Lifetime of the tokens this server issues, in seconds (Keystone's `[token]
+    /// expiration`).
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..))]
+    token_expiration: u32,
     /// New routers are highly available unless the request says `ha: false`.
     #[arg(long)]
     l3_ha: bool,
@@ -289,6 +293,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .collect(),
         public_url: args.public_url.clone(),
         agent_down_secs: i64::from(args.agent_down_time.max(1)),
+        token_ttl_secs: i64::from(args.token_expiration),
         l3_ha: args.l3_ha,
         allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
         policy,
