@@ -13,11 +13,12 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use neutrino_app::{App, Context};
 use neutrino_types::ApiError;
+use tracing::Instrument;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -74,7 +75,45 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("{scheme}://{host}")
 }
 
+/// The response header naming the request, as Neutron's (oslo.middleware) request id.
+pub const REQUEST_ID_HEADER: &str = "x-openstack-request-id";
+
+/// A request id of the form `req-<uuid>`, the only form Neutron accepts from callers.
+fn is_request_id(text: &str) -> bool {
+    text.strip_prefix("req-")
+        .is_some_and(|u| u.len() == 36 && uuid::Uuid::parse_str(u).is_ok())
+}
+
+/// Every request gets its own id, `req-<uuid>`, in the `x-openstack-request-id` response
+/// header and in every log line written while it is served. A caller's own
+/// `X-OpenStack-Request-ID` of that form is logged beside it as `global_id`, as Neutron keeps
+/// it for correlation across services (its local id stays its own).
 async fn dispatch(
+    state: State<ApiState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request_id = format!("req-{}", uuid::Uuid::new_v4());
+    let global_id = headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_request_id(v));
+    let span = tracing::info_span!("request", id = %request_id, global_id = tracing::field::Empty);
+    if let Some(global) = global_id {
+        span.record("global_id", global);
+    }
+    let mut response = serve(state, method, uri, headers, body)
+        .instrument(span)
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
+
+async fn serve(
     State(state): State<ApiState>,
     method: Method,
     uri: Uri,

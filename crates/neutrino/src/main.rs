@@ -22,7 +22,8 @@ Logging: to stderr, at level INFO by default; the server logs one line per HTTP 
 (method, path, status, duration in ms). RUST_LOG sets the level, for everything or per
 module: RUST_LOG=debug, RUST_LOG=warn (no request lines), RUST_LOG=info,neutrino_api=warn
 (everything but the request lines). Colours only when stderr is a terminal (NO_COLOR=1:
-never).";
+never); --log-format json writes JSON lines. Each request's lines carry its request id, the
+x-openstack-request-id of its response.";
 
 #[derive(Parser)]
 #[command(
@@ -32,8 +33,39 @@ never).";
     after_help = LOGGING_HELP
 )]
 struct Cli {
+    /// Log lines as text (coloured on a terminal) or as JSON objects, one per line, for log
+    /// shippers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NEUTRINO_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: time, level, target, message, fields and the spans (the
+    /// request id of an API request).
+    Json,
+}
+
+/// Logs to stderr at `RUST_LOG`'s levels (INFO by default) in the chosen format.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(log_colours()).init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -393,15 +425,8 @@ fn log_colours() -> bool {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(log_colours())
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
