@@ -5,8 +5,11 @@
 
 mod feed;
 mod identity;
+mod metrics;
 mod network;
 mod reply;
+
+pub use metrics::Metrics;
 
 use std::time::Instant;
 
@@ -36,14 +39,39 @@ pub enum AuthMode {
 struct ApiState {
     app: App,
     auth: AuthMode,
+    metrics: Metrics,
 }
 
-/// Builds the router serving both APIs.
-pub fn router(app: App, auth: AuthMode) -> Router {
+/// Builds the router serving both APIs (and `GET /metrics` for admins).
+pub fn router(app: App, auth: AuthMode, metrics: Metrics) -> Router {
     Router::new()
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(ApiState { app, auth })
+        .with_state(ApiState { app, auth, metrics })
+}
+
+/// A router serving only `GET /metrics`, without authentication: for a separate listener
+/// that only a scraper reaches (`--metrics-listen`).
+pub fn metrics_router(app: App, metrics: Metrics) -> Router {
+    Router::new().fallback(move |method: Method, uri: Uri| {
+        let (app, metrics) = (app.clone(), metrics.clone());
+        async move {
+            if method == Method::GET && uri.path() == "/metrics" {
+                metrics_response(metrics.render(&app).await)
+            } else {
+                reply::neutron_error(&ApiError::no_such_url())
+            }
+        }
+    })
+}
+
+fn metrics_response(text: String) -> Response {
+    let mut response = Response::new(axum::body::Body::from(text));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// One parsed request.
@@ -177,8 +205,17 @@ async fn serve(
     let response = match req.segments.first().map(String::as_str) {
         Some("v3") => identity::handle(&state, &req).await,
         Some("neutrino") => feed::handle(&state, &req).await,
+        Some("metrics") if req.segments.len() == 1 && req.method == Method::GET => {
+            serve_metrics(&state, &req).await
+        }
         _ => network::handle(&state, &req, path.ends_with('/')).await,
     };
+    state.metrics.request(
+        &req.segments,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     log_request(&method, &path, response.status(), started);
     response
 }
@@ -205,6 +242,20 @@ fn percent_decode(s: &str) -> String {
 }
 
 /// Resolves the caller from `X-Auth-Token` (or the no-auth development mode).
+/// `GET /metrics` on the API listener: for callers the `get_metrics` rule admits.
+async fn serve_metrics(state: &ApiState, req: &Request) -> Response {
+    let allowed = match caller(state, req).await {
+        Ok(ctx) => state
+            .app
+            .check_rule(&ctx, "get_metrics", &Default::default()),
+        Err(err) => Err(err),
+    };
+    match allowed {
+        Ok(()) => metrics_response(state.metrics.render(&state.app).await),
+        Err(err) => reply::neutron_error(&err),
+    }
+}
+
 pub(crate) async fn caller(state: &ApiState, req: &Request) -> Result<Context, ApiError> {
     match state.auth {
         AuthMode::NoAuth => {
@@ -243,7 +294,10 @@ mod tests {
             .header("content-type", "application/json")
             .body(Body::from(body))
             .unwrap();
-        let res = router(app, AuthMode::NoAuth).oneshot(req).await.unwrap();
+        let res = router(app, AuthMode::NoAuth, Metrics::new())
+            .oneshot(req)
+            .await
+            .unwrap();
         let status = res.status();
         let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or_default())

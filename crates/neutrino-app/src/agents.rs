@@ -452,6 +452,18 @@ impl App {
         self.inner.store.feed().subscribe()
     }
 
+    /// How many watches of the change feed are open now.
+    pub fn feed_watchers(&self) -> usize {
+        self.inner.store.feed().watchers()
+    }
+
+    /// How many agents are alive and how many dead, now.
+    pub async fn agent_liveness(&self) -> ApiResult<(usize, usize)> {
+        let agents = self.agents_rendered().await?;
+        let alive = agents.iter().filter(|a| a["alive"] == json!(true)).count();
+        Ok((alive, agents.len() - alive))
+    }
+
     /// Drops old feed entries, keeping the newest `keep`.
     pub async fn compact_feed(&self, keep: i64) -> ApiResult<i64> {
         self.inner.store.compact_feed(keep).await.map_err(db)

@@ -23,6 +23,7 @@ use neutrino_types::ApiError;
 
 pub use context::Context;
 pub use neutrino_l3::RouterRules;
+pub use neutrino_store::CommitObserver;
 pub use neutron::{validate_tags, Collection, ListResult, COLLECTIONS, QUOTA_RESOURCES};
 
 /// Server settings the application layer needs.

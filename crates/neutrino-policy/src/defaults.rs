@@ -335,5 +335,6 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },
     DefaultRule { name: "get_feed", check: "(rule:admin_only) or (rule:service_api)", description: "Read the change feed: a snapshot of the desired state and the changes since a revision (Neutrino's agents)", operations: &[("GET", "/neutrino/v1/snapshot"), ("GET", "/neutrino/v1/changes"), ("GET", "/neutrino/v1/watch")] },
     DefaultRule { name: "report_port_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the status of ports the agent wired (Neutrino's agents)", operations: &[("PUT", "/neutrino/v1/port-status")] },
+    DefaultRule { name: "get_metrics", check: "rule:admin_only", description: "Read the server's Prometheus metrics on the API address (Neutrino extension; --metrics-listen serves them without a token)", operations: &[("GET", "/metrics")] },
     DefaultRule { name: "update_sfc_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the health of service function port pairs (Neutrino extension, used by agents)", operations: &[("PUT", "/neutrino/v1/sfc-status")] },
 ];

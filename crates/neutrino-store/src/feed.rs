@@ -142,6 +142,11 @@ impl Feed {
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.latest.subscribe()
     }
+
+    /// How many receivers are following the feed now.
+    pub fn watchers(&self) -> usize {
+        self.latest.receiver_count()
+    }
 }
 
 /// Appends the transaction's touched resources under the next revision; returns it.

@@ -107,6 +107,16 @@ pub struct Selector {
     pub parent_ids: Option<Vec<String>>,
 }
 
+/// Told of every commit that reached the database, for metrics.
+pub trait CommitObserver: Send + Sync {
+    /// `transactions` committed together in `took` (SQLite groups concurrent write
+    /// transactions into one commit; PostgreSQL commits each alone).
+    fn committed(&self, transactions: usize, took: Duration);
+}
+
+/// Where commits are reported, once someone asks (shared by every clone of a store).
+pub(crate) type Observer = Arc<std::sync::OnceLock<Arc<dyn CommitObserver>>>;
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -115,6 +125,7 @@ pub struct Store {
     /// SQLite: the one connection that writes.
     writer: Option<Arc<Writer>>,
     feed: Feed,
+    observer: Observer,
 }
 
 impl Store {
@@ -157,10 +168,15 @@ impl Store {
             backend,
             writer: None,
             feed: Feed::new(),
+            observer: Observer::default(),
         };
         schema::migrate(&store).await?;
         if backend == Backend::Sqlite {
-            store.writer = Some(Writer::open(sqlite_path(&url), &SQLITE_PRAGMAS)?);
+            store.writer = Some(Writer::open(
+                sqlite_path(&url),
+                &SQLITE_PRAGMAS,
+                store.observer.clone(),
+            )?);
         }
         store.feed.start(&store, &url).await?;
         Ok(store)
@@ -169,6 +185,11 @@ impl Store {
     /// The engine behind this store.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Reports every later commit to `observer` (the first call wins).
+    pub fn observe_commits(&self, observer: Arc<dyn CommitObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     /// Starts a transaction that may write.
@@ -182,6 +203,7 @@ impl Store {
             backend: self.backend,
             touched: Vec::new(),
             feed: Some(self.feed.clone()),
+            observer: Some(self.observer.clone()),
         })
     }
 
@@ -192,6 +214,7 @@ impl Store {
             backend: self.backend,
             touched: Vec::new(),
             feed: None,
+            observer: None,
         })
     }
 
@@ -209,6 +232,8 @@ pub struct Tx {
     touched: Vec<(String, String)>,
     /// Where to announce the revision of this transaction's commit (writers only).
     feed: Option<Feed>,
+    /// Where to report the commit (writers only).
+    observer: Option<Observer>,
 }
 
 /// The file path of a `sqlite://PATH?options` (or `sqlite:PATH`) URL.
@@ -281,7 +306,14 @@ impl Tx {
             Some(feed::append(&mut self).await?)
         };
         match self.conn {
-            Conn::Sqlx(tx) => tx.commit().await?,
+            Conn::Sqlx(tx) => {
+                let started = std::time::Instant::now();
+                tx.commit().await?;
+                if let Some(observer) = self.observer.as_ref().and_then(|o| o.get()) {
+                    observer.committed(1, started.elapsed());
+                }
+            }
+            // The writer reports the batch this member commits in.
             Conn::Writer(member) => member.commit().await?,
         }
         if let (Some(revision), Some(feed)) = (revision, &self.feed) {

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, Mutex, Notify, OwnedMutexGuard};
 
-use crate::StoreError;
+use crate::{Observer, StoreError};
 
 /// Most members in one batch.
 const MAX_BATCH: usize = 64;
@@ -55,6 +55,7 @@ struct Batch {
     /// Members whose savepoint is released into the open batch, waiting for its commit.
     pending: Vec<oneshot::Sender<Result<(), String>>>,
     commits: Arc<AtomicU64>,
+    observer: Observer,
 }
 
 impl Batch {
@@ -63,10 +64,14 @@ impl Batch {
         if !self.open {
             return;
         }
+        let started = std::time::Instant::now();
         match run(&self.conn, "COMMIT") {
             Ok(()) => {
                 self.open = false;
                 self.commits.fetch_add(1, Ordering::Release);
+                if let Some(observer) = self.observer.get() {
+                    observer.committed(self.pending.len(), started.elapsed());
+                }
                 for member in self.pending.drain(..) {
                     let _ = member.send(Ok(()));
                 }
@@ -101,7 +106,11 @@ impl Drop for Queued<'_> {
 
 impl Writer {
     /// Opens the writer connection on the SQLite file at `path` and starts the committer.
-    pub(crate) fn open(path: &str, pragmas: &[&str]) -> Result<Arc<Writer>, StoreError> {
+    pub(crate) fn open(
+        path: &str,
+        pragmas: &[&str],
+        observer: Observer,
+    ) -> Result<Arc<Writer>, StoreError> {
         let conn = connect(path, pragmas)?;
         // Savepoint journals in memory, not in temporary files; checkpoints in the
         // background (below); a log file that grew under a burst shrinks back when it
@@ -119,6 +128,7 @@ impl Writer {
                 open: false,
                 pending: Vec::new(),
                 commits: commits.clone(),
+                observer,
             })),
             queued: AtomicUsize::new(0),
             committer: Arc::new(Notify::new()),

@@ -189,6 +189,10 @@ struct ServerArgs {
     /// Base URL put in the identity catalog (default: the URL the client used).
     #[arg(long, env = "NEUTRINO_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Also serve `GET /metrics` (Prometheus) without authentication on this address, for a
+    /// scraper; on the API address it needs an admin token.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// VXLAN id range for tenant networks, `MIN:MAX`.
     #[arg(long, default_value = "1:16000000")]
     vni_range: String,
@@ -303,6 +307,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let listen = listener.local_addr()?;
+    let metrics_listener = match args.metrics_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding {addr} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let url = match &args.database_url {
@@ -331,6 +343,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         policy,
         ..Config::default()
     };
+    let metrics = neutrino_api::Metrics::new();
+    store.observe_commits(metrics.commit_observer());
     let app = App::new(store, config)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -386,10 +400,20 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "serving metrics");
+        let router = neutrino_api::metrics_router(app.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::warn!(error = %err, "metrics listener failed");
+            }
+        });
+    }
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let signal = stopping.clone();
-    let server =
-        axum::serve(listener, neutrino_api::router(app, auth)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, neutrino_api::router(app, auth, metrics))
+        .with_graceful_shutdown(async move {
             shutdown().await;
             signal.notify_waiters();
         });

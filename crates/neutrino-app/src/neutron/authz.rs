@@ -113,7 +113,7 @@ impl App {
     }
 
     /// [`App::permits`], refused with Neutron's 403 naming the rule.
-    pub(crate) fn check_rule(&self, ctx: &Context, rule: &str, target: &Doc) -> ApiResult<()> {
+    pub fn check_rule(&self, ctx: &Context, rule: &str, target: &Doc) -> ApiResult<()> {
         if self.permits(ctx, rule, target) {
             Ok(())
         } else {
