@@ -124,7 +124,7 @@ fn credentials(conf: &NetConf) -> Result<Credentials, CniError> {
                     format!("{path}: {e}"),
                 )
             })?;
-            protocol::parse_openrc(&text)
+            neutrino_keystone::parse_openrc(&text)
         }
         CredentialSource::CloudsYaml { path, cloud } => clouds_yaml(path, cloud)?,
     };

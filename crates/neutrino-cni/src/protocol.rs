@@ -423,36 +423,6 @@ impl NetConf {
     }
 }
 
-/// Parses an openrc file: `export NAME=value` or `NAME=value` lines, values optionally in
-/// single or double quotes; comments and other lines are ignored.
-pub fn parse_openrc(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        let line = line.strip_prefix("export ").unwrap_or(line).trim();
-        if line.starts_with('#') {
-            continue;
-        }
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            continue;
-        }
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            &v[1..v.len() - 1]
-        } else {
-            v
-        };
-        out.push((k.to_string(), v.to_string()));
-    }
-    out
-}
-
 /// Name of the port of an attachment: `cni-<first 12 of the container id>-<ifname>`.
 pub fn port_name(container_id: &str, ifname: &str) -> String {
     let short: String = container_id.chars().take(12).collect();
@@ -745,20 +715,6 @@ mod tests {
             ("CNI_IFNAME", "eth0"),
         ]);
         assert_eq!(Env::read(Command::Add, &bad_id).unwrap_err().code, 4);
-    }
-
-    #[test]
-    fn openrc_lines() {
-        let text = "# c\nexport OS_AUTH_URL=http://x:5000/v3\nexport OS_PASSWORD='p w'\nOS_USERNAME=\"u\"\nunset X\n";
-        let vars = parse_openrc(text);
-        assert_eq!(
-            vars,
-            vec![
-                ("OS_AUTH_URL".into(), "http://x:5000/v3".into()),
-                ("OS_PASSWORD".into(), "p w".into()),
-                ("OS_USERNAME".into(), "u".into()),
-            ]
-        );
     }
 
     #[test]

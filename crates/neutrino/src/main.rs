@@ -6,10 +6,12 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use neutrino_api::AuthMode;
 use neutrino_app::{App, Config};
 use neutrino_store::Store;
+
+mod config_file;
 
 /// mimalloc: the server allocates many small JSON values per request; glibc malloc showed up
 /// as the largest single cost when listing ports.
@@ -28,11 +30,16 @@ x-openstack-request-id of its response.";
 #[derive(Parser)]
 #[command(
     name = "neutrino",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("NEUTRINO_COMMIT"), ")"),
     about = "Neutron-compatible network control plane",
     after_help = LOGGING_HELP
 )]
 struct Cli {
+    /// The configuration file (TOML): a `[server]` and an `[agent]` table whose keys are the
+    /// options' names (`data_dir = "..."`); the command line and the environment win over
+    /// it. Default: /etc/neutrino/neutrino.toml when it exists.
+    #[arg(long, global = true, env = "NEUTRINO_CONFIG")]
+    config: Option<String>,
     /// Log lines as text (coloured on a terminal) or as JSON objects, one per line, for log
     /// shippers.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "NEUTRINO_LOG_FORMAT")]
@@ -83,6 +90,38 @@ enum Command {
     Fuzz(neutrino_bench::FuzzArgs),
     /// Check a stopped server's store: references, claims; exits non-zero on any problem.
     CheckStore(CheckStoreArgs),
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (neutrino.1, neutrino-server.1, ...) into a directory.
+    Man {
+        /// Where to write them.
+        dir: PathBuf,
+    },
+}
+
+/// Writes `neutrino.1` and one page per subcommand (`neutrino-server.1`, ...) into `dir`.
+fn write_man_pages(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let cmd = Cli::command();
+    let mut pages = vec![("neutrino".to_string(), cmd.clone())];
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("neutrino-{}", sub.get_name());
+        let page = sub
+            .clone()
+            .display_name(name.clone())
+            .bin_name(name.replace('-', " "));
+        pages.push((name, page));
+    }
+    for (name, page) in pages {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(page).render(&mut out)?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -107,6 +146,10 @@ struct AgentArgs {
     /// from the `OS_*` variables of an openrc file.
     #[arg(long, env = "NEUTRINO_SERVER")]
     server: Option<String>,
+    /// Read the `OS_*` credentials from this openrc file (`export OS_...=...` lines) instead
+    /// of the environment: for a service manager, which cannot source one.
+    #[arg(long, env = "NEUTRINO_OPENRC")]
+    openrc: Option<PathBuf>,
     /// Prefix of the instance namespaces this agent owns (lets several agents share a machine).
     #[arg(long, default_value = "")]
     netns_prefix: String,
@@ -143,7 +186,22 @@ struct AgentArgs {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let creds = neutrino_agent::Credentials::from_env(&|k| std::env::var(k).ok())?;
+    let from_file = match &args.openrc {
+        Some(path) => neutrino_keystone::parse_openrc(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading --openrc {}", path.display()))?,
+        ),
+        None => Vec::new(),
+    };
+    let creds = neutrino_agent::Credentials::from_env(&|k| match from_file
+        .iter()
+        .rev()
+        .find(|(name, _)| name == k)
+    {
+        Some((_, value)) => Some(value.clone()),
+        None if args.openrc.is_some() => None,
+        None => std::env::var(k).ok(),
+    })?;
     let client = neutrino_agent::ServerClient::new(creds, args.server);
     let interface_mappings =
         neutrino_dataplane::provider::parse_interface_mappings(&args.physical_interface_mappings)
@@ -449,7 +507,8 @@ fn log_colours() -> bool {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let argv = config_file::with_config_file(&Cli::command(), std::env::args_os().collect())?;
+    let cli = Cli::parse_from(argv);
     init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -463,6 +522,16 @@ fn main() -> anyhow::Result<()> {
                 print!("{report}");
                 Ok(())
             }
+            Command::Completions { shell } => {
+                clap_complete::generate(
+                    shell,
+                    &mut Cli::command(),
+                    "neutrino",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
+            Command::Man { dir } => write_man_pages(&dir),
             Command::CheckStore(args) => {
                 let url = match &args.database_url {
                     Some(url) => url.clone(),
