@@ -46,6 +46,8 @@ enum Shape {
     SubnetShared,
     SubnetExternal,
     Port,
+    /// A's port on A's network shared with B.
+    PortOnSharedNet,
     /// B's port on A's shared network: A is the network owner.
     PortOfBOnSharedNet,
     SecurityGroup,
@@ -125,9 +127,11 @@ static ROWS: &[Row] = &[
     // network's `access_as_shared` policies only), rule:external_network never applies.
     row("subnets", SubnetExternal, PRIVATE, OWNER).create(SHARED),
     row("ports", Port, PRIVATE, OWNER).create(PARENT_HIDDEN),
+    // Sharing the network shares neither its ports (get_port: the port's or the network's
+    // owner) nor their writes; create_port: rule:shared lets B's member create on it.
+    row("ports", PortOnSharedNet, PRIVATE, OWNER),
     // get_port: the network owner reads other projects' ports on its network and deletes them
-    // (delete_port: member and network_owner), but may not update them. create_port:
-    // rule:shared lets B's member create on A's shared network.
+    // (delete_port: member and network_owner), but may not update them.
     row("ports", PortOfBOnSharedNet, ALL, "ffofo").except(&[("delete", "ofofo")]),
     row("security-groups", SecurityGroup, PRIVATE, OWNER),
     row("security-groups", SecurityGroupShared, ALL, SHARED),
@@ -175,7 +179,8 @@ static ROWS: &[Row] = &[
     row("sfc/service_graphs", ServiceGraph, PRIVATE, OWNER).create(PARENT_HIDDEN),
 ];
 
-/// The actions of each collection: (name, is a `GET`).
+/// The actions of each collection: (name, is a `GET`). Every `PUT` action a collection
+/// declares must be here (checked), and each fixture gives the body of each.
 fn actions(path: &str) -> &'static [(&'static str, bool)] {
     match path {
         "routers" => &[
@@ -354,8 +359,11 @@ impl Env {
                 let create = json!({"network_id": net, "ip_version": 4, "cidr": "10.99.0.0/24"});
                 Fixture::new(sub, create)
             }
-            Port => {
+            Port | PortOnSharedNet => {
                 let net = self.a_lan().await;
+                if let PortOnSharedNet = shape {
+                    self.share("network", &net).await;
+                }
                 let port = self.a_port(&net, "vm").await;
                 Fixture::new(port, json!({"network_id": net}))
             }
@@ -678,6 +686,16 @@ async fn tenant_isolation_matrix() {
     assert!(
         missing.is_empty(),
         "collections without rows in the isolation matrix: {missing:?}"
+    );
+    let unlisted: Vec<String> = neutrino_app::COLLECTIONS
+        .iter()
+        .flat_map(|c| c.actions().iter().map(move |a| (c.path, *a)))
+        .filter(|(path, a)| !actions(path).iter().any(|(b, _)| b == a))
+        .map(|(path, a)| format!("{path} {a}"))
+        .collect();
+    assert!(
+        unlisted.is_empty(),
+        "actions without cells in the isolation matrix: {unlisted:?}"
     );
     let (mut cells, mut diffs) = (0, Vec::new());
     for row in ROWS {
