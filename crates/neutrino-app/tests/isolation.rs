@@ -326,27 +326,27 @@ impl Env {
         id(&self.ok(&tenant(), "port_chains", body).await)
     }
 
+    /// A's network for `shape`: external (with a subnet), shared with B, or private.
+    async fn net_for(&self, shape: Shape) -> String {
+        if let NetworkExternal | SubnetExternal = shape {
+            return self.a_external().await;
+        }
+        let net = self.a_net(json!({})).await;
+        if let NetworkShared | SubnetShared = shape {
+            self.share("network", &net).await;
+        }
+        net
+    }
+
     /// The record of `shape` for operation `op`.
     async fn fixture(&self, shape: Shape, op: &str) -> Fixture {
         match shape {
             Network | NetworkShared | NetworkExternal => {
-                let net = match shape {
-                    NetworkExternal => self.a_external().await,
-                    _ => self.a_net(json!({})).await,
-                };
-                if let NetworkShared = shape {
-                    self.share("network", &net).await;
-                }
+                let net = self.net_for(shape).await;
                 Fixture::new(net, json!({"name": "new"}))
             }
             Subnet | SubnetShared | SubnetExternal => {
-                let net = match shape {
-                    SubnetExternal => self.a_external().await,
-                    _ => self.a_net(json!({})).await,
-                };
-                if let SubnetShared = shape {
-                    self.share("network", &net).await;
-                }
+                let net = self.net_for(shape).await;
                 let sub = match shape {
                     SubnetExternal => {
                         let all = self
