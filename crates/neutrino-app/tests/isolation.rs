@@ -83,7 +83,9 @@ const OWNER: &str = "ofhho";
 const SHARED: &str = "offfo";
 /// Members and admins create in their own project; readers never write.
 const MEMBERS: &str = "ofofo";
-/// Against A's hidden parent: 404 for B's member.
+/// Against A's hidden parent: 404 for B's member. B's reader: 403, as the reader role never
+/// writes (checked before the parent is looked up). Known deviation for ports and subnets:
+/// Neutron's ownership check of their network (a hook before the policy) answers 404 there.
 const PARENT_HIDDEN: &str = "ofhfo";
 /// Naming another project needs admin: neutron-lib's `_validate_privileges` answers 400
 /// before any policy runs; A's reader names its own project and meets the policy.
