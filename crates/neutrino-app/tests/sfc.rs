@@ -1170,11 +1170,12 @@ async fn quotas_and_policy() {
         409,
         "OverQuota",
     );
-    // A reader may look but not create.
+    // A reader may look but not create (a valid body: as in Neutron, the body is checked
+    // before the policy).
     let reader = Context::new("r", "project-a", &["reader".into()]);
     assert_eq!(t.list(&reader, "port_pair_groups", &[]).await.len(), 10);
     assert_err(
-        t.create(&reader, "port_pairs", json!({})).await,
+        t.create(&reader, "port_pair_groups", json!({})).await,
         403,
         "PolicyNotAuthorized",
     );

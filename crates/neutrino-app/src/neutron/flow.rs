@@ -206,8 +206,8 @@ impl App {
         coll: &Collection,
         bodies: Vec<Doc>,
     ) -> ApiResult<Vec<Doc>> {
-        require_member(ctx, &format!("create_{}", coll.resource))?;
-        // Checks that need no database run before the write transaction starts.
+        // Checks that need no database run before the write transaction starts; as in
+        // Neutron, the body (and naming another project) is checked before the policy.
         let mut checked = Vec::with_capacity(bodies.len());
         for request in bodies {
             let mut body = attrs::validate(coll.spec, &request, Op::Create)?;
@@ -216,6 +216,7 @@ impl App {
             let project = owner_project(ctx, &mut body, coll)?;
             checked.push((body, project, set));
         }
+        require_member(ctx, &format!("create_{}", coll.resource))?;
         let mut tx = self.write().await?;
         let action = format!("create_{}", coll.resource);
         for (body, project, set) in &checked {
@@ -318,10 +319,22 @@ impl App {
             "update" | "delete" => format!("{action}_{}", coll.resource),
             own => own.to_string(),
         };
+        // As Neutron: a refusal is 404 to whom the `get_<kind>` policy hides the record (a
+        // shared group's rules from the group's grantees), 403 to the others.
+        let refused = |e: ApiError| {
+            let doc = self.render(&view, ctx, coll, &rec);
+            let extras = coll.policy_extras(&view, ctx, &rec);
+            if self.may_read(ctx, coll, &doc, extras) {
+                e
+            } else {
+                ApiError::not_found(coll.resource, id)
+            }
+        };
         // Readers never write, whatever a policy file says.
-        require_member(ctx, &action)?;
+        require_member(ctx, &action).map_err(refused)?;
         let extras = coll.policy_extras(&view, ctx, &rec);
-        self.authorize(ctx, &action, body_of(&rec), extras, set)?;
+        self.authorize(ctx, &action, body_of(&rec), extras, set)
+            .map_err(refused)?;
         Ok((rec, view))
     }
 

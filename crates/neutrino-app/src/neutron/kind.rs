@@ -62,9 +62,12 @@ pub(crate) trait Kind: Send + Sync {
         false
     }
 
-    /// The error for a non-admin creating a resource for another project.
-    fn foreign_project(&self, action: &str, _project: &str) -> ApiError {
-        ApiError::forbidden(action)
+    /// The error for a non-admin creating a resource for another project: neutron-lib's
+    /// check of the body, before any policy.
+    fn foreign_project(&self, _action: &str, _project: &str) -> ApiError {
+        ApiError::bad_request(
+            "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges",
+        )
     }
 
     /// Drops query keys the kind ignores instead of refusing (`None`: keep them all).

@@ -193,6 +193,11 @@ impl Collection {
         COLLECTIONS.iter().copied().find(|c| c.path == path)
     }
 
+    /// The names of its `PUT /{collection}/{id}/{action}` actions.
+    pub fn actions(&self) -> &'static [&'static str] {
+        self.kind.actions()
+    }
+
     /// Finds a collection by resource name.
     pub(crate) fn of(resource: &str) -> ApiResult<&'static Collection> {
         COLLECTIONS

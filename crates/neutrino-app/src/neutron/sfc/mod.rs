@@ -124,12 +124,6 @@ impl Kind for SfcKind {
         }
     }
 
-    fn foreign_project(&self, _action: &str, _project: &str) -> ApiError {
-        ApiError::bad_request(
-            "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin privileges",
-        )
-    }
-
     fn known_query(&self, pairs: &[(String, String)]) -> Option<Vec<(String, String)>> {
         Some(known_query(self.spec, pairs))
     }
