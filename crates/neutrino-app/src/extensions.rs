@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("address-group", "Address group", "Support address group"),
     ("address-scope", "Address scope", "Address scopes extension."),
+    ("agent", "agent", "The agent management extension."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
     ("auto-allocated-topology", "Auto Allocated Topology Services", "Auto Allocated Topology Services."),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
