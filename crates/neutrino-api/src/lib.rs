@@ -19,6 +19,9 @@ use axum::Router;
 use neutrino_app::{App, Context};
 use neutrino_types::ApiError;
 
+/// The response header of a successful write naming the feed revision that holds it.
+pub const REVISION_HEADER: &str = "x-neutrino-revision";
+
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -135,11 +138,22 @@ async fn dispatch(
         headers,
         body,
     };
-    let response = match req.segments.first().map(String::as_str) {
+    let mut response = match req.segments.first().map(String::as_str) {
         Some("v3") => identity::handle(&state, &req).await,
         Some("neutrino") => feed::handle(&state, &req).await,
         _ => network::handle(&state, &req, path.ends_with('/')).await,
     };
+    // A successful write to the network API says which feed revision contains it (at least):
+    // `GET /v2.0/neutrino/revisions/{revision}` waits until every host has applied it.
+    if response.status().is_success()
+        && matches!(method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH)
+        && req.segments.first().is_some_and(|s| s == "v2.0")
+    {
+        let revision = *state.app.feed_subscribe().borrow();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&revision.to_string()) {
+            response.headers_mut().insert(REVISION_HEADER, value);
+        }
+    }
     log_request(&method, &path, response.status(), started);
     response
 }

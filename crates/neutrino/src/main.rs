@@ -175,6 +175,10 @@ struct ServerArgs {
     /// Also move legacy (non-HA) routers off dead agents; HA routers always move.
     #[arg(long)]
     allow_automatic_l3agent_failover: bool,
+    /// Ports turn ACTIVE as soon as their own host plugs them, without waiting for the
+    /// other hosts to apply them (the realisation barrier off; for comparison only).
+    #[arg(long)]
+    no_active_barrier: bool,
     /// An operator's policy file (oslo.policy syntax, YAML or JSON): its rules override
     /// Neutron's defaults. A rule that does not parse or names an undefined rule stops the
     /// server, naming the line.
@@ -291,6 +295,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         agent_down_secs: i64::from(args.agent_down_time.max(1)),
         l3_ha: args.l3_ha,
         allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
+        active_barrier: !args.no_active_barrier,
         policy,
         ..Config::default()
     };
@@ -346,6 +351,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(routers = n, "rescheduled routers"),
                 Err(e) => tracing::warn!(error = %e.message, "router rescheduling failed"),
+            }
+        }
+    });
+    // Ports waiting at the realisation barrier pass when a lagging agent dies (or another
+    // server recorded the acknowledgement): a sweep every second.
+    let barrier = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = barrier.barrier_sweep().await {
+                tracing::warn!(error = %e.message, "barrier sweep failed");
             }
         }
     });
