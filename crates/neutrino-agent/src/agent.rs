@@ -561,7 +561,9 @@ impl Agent {
                 tracing::debug!(revision, "acknowledged the applied revision");
                 self.acked = (revision, std::time::Instant::now());
             }
-            Err(e) => tracing::warn!(error = %e, revision, "acknowledging the applied revision failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, revision, "acknowledging the applied revision failed")
+            }
         }
     }
 
@@ -919,36 +921,37 @@ impl Agent {
         let model = firewall_model(cluster, want);
         let previous = self.firewall.replace(model.clone());
         let kernel = self.kernel.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<(usize, usize, bool), AgentError> {
-            let observed = kernel.observe_firewall()?;
-            let plan = neutrino_firewall::plan(&model, &observed);
-            for w in plan.warnings() {
-                tracing::warn!(warning = %w, "security group rule skipped");
-            }
-            if plan.is_empty() {
-                return Ok((0, 0, true));
-            }
-            let refused = kernel.apply_firewall(&plan.script())?;
-            for e in &refused {
-                tracing::warn!(error = %e, "firewall update refused");
-            }
-            // Then what the new rules no longer allow, established or not, goes.
-            let cut = match &previous {
-                Some(old) => crate::conntrack::cut_lost_connections(
-                    kernel.as_ref(),
-                    old,
-                    &model,
-                    &observed.zones(),
-                )
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot cut connections");
-                    0
-                }),
-                None => 0,
-            };
-            Ok((plan.commands().len(), cut, refused.is_empty()))
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<(usize, usize, bool), AgentError> {
+                let observed = kernel.observe_firewall()?;
+                let plan = neutrino_firewall::plan(&model, &observed);
+                for w in plan.warnings() {
+                    tracing::warn!(warning = %w, "security group rule skipped");
+                }
+                if plan.is_empty() {
+                    return Ok((0, 0, true));
+                }
+                let refused = kernel.apply_firewall(&plan.script())?;
+                for e in &refused {
+                    tracing::warn!(error = %e, "firewall update refused");
+                }
+                // Then what the new rules no longer allow, established or not, goes.
+                let cut = match &previous {
+                    Some(old) => crate::conntrack::cut_lost_connections(
+                        kernel.as_ref(),
+                        old,
+                        &model,
+                        &observed.zones(),
+                    )
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot cut connections");
+                        0
+                    }),
+                    None => 0,
+                };
+                Ok((plan.commands().len(), cut, refused.is_empty()))
+            })
+            .await;
         match result {
             Ok(Ok((0, _, ok))) => ok,
             Ok(Ok((n, cut, ok))) => {

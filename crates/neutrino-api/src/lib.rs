@@ -146,7 +146,10 @@ async fn dispatch(
     // A successful write to the network API says which feed revision contains it (at least):
     // `GET /v2.0/neutrino/revisions/{revision}` waits until every host has applied it.
     if response.status().is_success()
-        && matches!(method, Method::POST | Method::PUT | Method::DELETE | Method::PATCH)
+        && matches!(
+            method,
+            Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+        )
         && req.segments.first().is_some_and(|s| s == "v2.0")
     {
         let revision = *state.app.feed_subscribe().borrow();

@@ -47,14 +47,23 @@ pub fn hosts_to_wait_for<'a>(
     ports: impl IntoIterator<Item = &'a Value>,
 ) -> BTreeSet<String> {
     let mut hosts: BTreeSet<String> = host_of(port).into_iter().map(str::to_string).collect();
-    hosts.extend(network_ports.into_iter().filter_map(host_of).map(str::to_string));
+    hosts.extend(
+        network_ports
+            .into_iter()
+            .filter_map(host_of)
+            .map(str::to_string),
+    );
     let groups: BTreeSet<&str> = strings(&port["security_groups"]).collect();
     if groups.is_empty() {
         return hosts;
     }
     let referring: BTreeSet<&str> = rules
         .into_iter()
-        .filter(|r| r["remote_group_id"].as_str().is_some_and(|g| groups.contains(g)))
+        .filter(|r| {
+            r["remote_group_id"]
+                .as_str()
+                .is_some_and(|g| groups.contains(g))
+        })
         .filter_map(|r| r["security_group_id"].as_str())
         .collect();
     if referring.is_empty() {
@@ -113,7 +122,12 @@ impl App {
             .filter(|(h, at)| registered.contains(h) && self.alive_at(*at, now))
             .map(|(h, _)| h)
             .collect();
-        let applied = tx.applied_revisions().await.map_err(db)?.into_iter().collect();
+        let applied = tx
+            .applied_revisions()
+            .await
+            .map_err(db)?
+            .into_iter()
+            .collect();
         Ok(Hosts { alive, applied })
     }
 
@@ -321,7 +335,11 @@ mod tests {
     #[test]
     fn a_port_waits_for_its_host_and_the_hosts_on_its_network() {
         let p = port("p", "h1", "n1", &[]);
-        let net = [port("p", "h1", "n1", &[]), port("q", "h2", "n1", &[]), port("r", "", "n1", &[])];
+        let net = [
+            port("p", "h1", "n1", &[]),
+            port("q", "h2", "n1", &[]),
+            port("r", "", "n1", &[]),
+        ];
         let others = [port("s", "h3", "n2", &[])];
         let got = hosts_to_wait_for(&p, &net, &[], net.iter().chain(&others));
         assert_eq!(got, set(&["h1", "h2"]));
@@ -331,7 +349,11 @@ mod tests {
     fn hosts_whose_groups_name_the_ports_group_as_remote_group_are_waited_for() {
         let p = port("p", "h1", "n1", &["web"]);
         let net = [p.clone()];
-        let rules = [rule("db", Some("web")), rule("web", None), rule("other", Some("x"))];
+        let rules = [
+            rule("db", Some("web")),
+            rule("web", None),
+            rule("other", Some("x")),
+        ];
         let ports = [
             p.clone(),
             port("d", "h3", "n2", &["db"]),
@@ -349,15 +371,22 @@ mod tests {
     #[test]
     fn dead_hosts_do_not_hold_a_port_back_but_its_own_host_does() {
         let hosts = set(&["h1", "h2", "h3"]);
-        let applied: BTreeMap<String, i64> =
-            [("h1".to_string(), 10), ("h2".to_string(), 9)].into_iter().collect();
+        let applied: BTreeMap<String, i64> = [("h1".to_string(), 10), ("h2".to_string(), 9)]
+            .into_iter()
+            .collect();
         let alive = set(&["h1", "h2", "h3"]);
         // h2 is behind, h3 has never acknowledged anything.
-        assert_eq!(lagging(&hosts, Some("h1"), 10, &applied, &alive), ["h2", "h3"]);
+        assert_eq!(
+            lagging(&hosts, Some("h1"), 10, &applied, &alive),
+            ["h2", "h3"]
+        );
         assert_eq!(lagging(&hosts, Some("h1"), 9, &applied, &alive), ["h3"]);
         // h3 dead: excluded; h2 dead too: the port passes.
         let alive = set(&["h1", "h2"]);
-        assert_eq!(lagging(&hosts, Some("h1"), 9, &applied, &alive), Vec::<String>::new());
+        assert_eq!(
+            lagging(&hosts, Some("h1"), 9, &applied, &alive),
+            Vec::<String>::new()
+        );
         let alive = set(&["h1"]);
         assert!(lagging(&hosts, Some("h1"), 10, &applied, &alive).is_empty());
         // Its own host counts even when it looks dead.

@@ -16,7 +16,11 @@ async fn register(t: &Env, host: &str) {
 }
 
 async fn status(t: &Env, port: &str) -> String {
-    let doc = t.app.show(&admin(), coll("ports"), port, &[]).await.unwrap();
+    let doc = t
+        .app
+        .show(&admin(), coll("ports"), port, &[])
+        .await
+        .unwrap();
     doc["status"].as_str().unwrap().to_string()
 }
 
@@ -56,7 +60,9 @@ async fn a_port_turns_active_once_every_host_on_its_network_applied_it() {
     }
     let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
     let other = id(&t.ok(&admin(), "networks", json!({"name": "o"})).await);
-    let sg = id(&t.ok(&admin(), "security-groups", json!({"name": "plain"})).await);
+    let sg = id(&t
+        .ok(&admin(), "security-groups", json!({"name": "plain"}))
+        .await);
     let p1 = port(&t, &net, "h1", &[&sg]).await;
     let _p2 = port(&t, &net, "h2", &[&sg]).await;
     // h3 has a port elsewhere and no group naming `plain`: it need not know p1.
@@ -87,8 +93,12 @@ async fn hosts_admitting_the_port_through_a_remote_group_are_waited_for() {
     }
     let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
     let other = id(&t.ok(&admin(), "networks", json!({"name": "o"})).await);
-    let web = id(&t.ok(&admin(), "security-groups", json!({"name": "web"})).await);
-    let db = id(&t.ok(&admin(), "security-groups", json!({"name": "db"})).await);
+    let web = id(&t
+        .ok(&admin(), "security-groups", json!({"name": "web"}))
+        .await);
+    let db = id(&t
+        .ok(&admin(), "security-groups", json!({"name": "db"}))
+        .await);
     t.ok(
         &admin(),
         "security-group-rules",
@@ -155,7 +165,11 @@ async fn a_port_moved_or_reported_down_stops_waiting() {
     t.app.report_port_status(&admin(), body).await.unwrap();
     applied(&t, "h1", r).await;
     applied(&t, "h2", r).await;
-    assert_eq!(status(&t, &p1).await, "DOWN", "reported down after the plug");
+    assert_eq!(
+        status(&t, &p1).await,
+        "DOWN",
+        "reported down after the plug"
+    );
     // Plugged again, then moved to h2 before the others caught up: the wait is forgotten.
     let r = revision(&t).await;
     plugged(&t, "h1", &p1, r + 1).await;
@@ -186,8 +200,10 @@ async fn a_revision_is_realised_once_every_alive_agent_applied_it() {
     assert_eq!(doc["lagging"], json!(["h2"]), "{out}");
     // A waiting caller is answered as soon as h2 catches up.
     let app = t.app.clone();
-    let waiter =
-        tokio::spawn(async move { app.revision_status(&admin(), r, Duration::from_secs(30)).await });
+    let waiter = tokio::spawn(async move {
+        app.revision_status(&admin(), r, Duration::from_secs(30))
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     applied(&t, "h2", r + 3).await;
     let out = waiter.await.unwrap().unwrap();
@@ -210,5 +226,9 @@ async fn a_revision_is_realised_once_every_alive_agent_applied_it() {
     assert_eq!(out["revision"]["realised"], false, "{out}");
     // Only agents (admin or service) acknowledge.
     let body = json!({"host": "h1", "revision": 1});
-    assert_err(t.app.report_applied(&tenant(), body).await, 403, "PolicyNotAuthorized");
+    assert_err(
+        t.app.report_applied(&tenant(), body).await,
+        403,
+        "PolicyNotAuthorized",
+    );
 }

@@ -732,7 +732,12 @@ impl Tx {
     /// Records that `host`'s agent has applied (realised in its kernel) everything up to
     /// feed revision `revision`, reported at `at` (seconds since the epoch). Not a resource:
     /// the change feed does not carry it.
-    pub async fn set_applied(&mut self, host: &str, revision: i64, at: i64) -> Result<(), StoreError> {
+    pub async fn set_applied(
+        &mut self,
+        host: &str,
+        revision: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
         self.execute(
             "INSERT INTO applied_revisions (host, revision, at) VALUES (?, ?, ?) \
              ON CONFLICT (host) DO UPDATE SET revision = excluded.revision, at = excluded.at",
