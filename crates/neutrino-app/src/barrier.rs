@@ -53,19 +53,7 @@ pub fn hosts_to_wait_for<'a>(
             .filter_map(host_of)
             .map(str::to_string),
     );
-    let groups: BTreeSet<&str> = strings(&port["security_groups"]).collect();
-    if groups.is_empty() {
-        return hosts;
-    }
-    let referring: BTreeSet<&str> = rules
-        .into_iter()
-        .filter(|r| {
-            r["remote_group_id"]
-                .as_str()
-                .is_some_and(|g| groups.contains(g))
-        })
-        .filter_map(|r| r["security_group_id"].as_str())
-        .collect();
+    let referring = referring_groups(port, rules);
     if referring.is_empty() {
         return hosts;
     }
@@ -77,6 +65,27 @@ pub fn hosts_to_wait_for<'a>(
             .map(str::to_string),
     );
     hosts
+}
+
+/// The groups with a rule whose remote group is one of `port`'s groups: their members'
+/// hosts hold the port's addresses in a remote-group set. Pure.
+pub fn referring_groups<'a>(
+    port: &Value,
+    rules: impl IntoIterator<Item = &'a Value>,
+) -> BTreeSet<&'a str> {
+    let groups: BTreeSet<&str> = strings(&port["security_groups"]).collect();
+    if groups.is_empty() {
+        return BTreeSet::new();
+    }
+    rules
+        .into_iter()
+        .filter(|r| {
+            r["remote_group_id"]
+                .as_str()
+                .is_some_and(|g| groups.contains(g))
+        })
+        .filter_map(|r| r["security_group_id"].as_str())
+        .collect()
 }
 
 /// Those of `hosts` that still have to apply `revision`: `own` (the port's host) always
@@ -170,8 +179,11 @@ impl App {
         drop(tx);
         let hosts = self.barrier_hosts().await?;
         let mut tx = self.read().await?;
-        // Read once per sweep, only when a waiting port has security groups.
-        let mut everything: Option<(Vec<Value>, Vec<Value>)> = None;
+        // Read once per sweep, only when a waiting port has security groups: the rules, and
+        // the members of each group that names one of its groups as remote group (found
+        // through the groups' `sgport:` claims).
+        let mut rules: Option<Vec<Value>> = None;
+        let mut members: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         let mut by_network: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         let mut passed = Vec::new();
         let mut stale = Vec::new();
@@ -192,20 +204,34 @@ impl App {
                 let ports = tx.list("port", &sel).await.map_err(db)?;
                 by_network.insert(net.clone(), ports.into_iter().map(|r| r.body).collect());
             }
-            if everything.is_none() && strings(&port["security_groups"]).next().is_some() {
+            if rules.is_none() && strings(&port["security_groups"]).next().is_some() {
                 let all = Selector::default();
-                let rules = tx.list("security_group_rule", &all).await.map_err(db)?;
-                let ports = tx.list("port", &all).await.map_err(db)?;
-                everything = Some((
-                    rules.into_iter().map(|r| r.body).collect(),
-                    ports.into_iter().map(|r| r.body).collect(),
-                ));
+                let list = tx.list("security_group_rule", &all).await.map_err(db)?;
+                rules = Some(list.into_iter().map(|r| r.body).collect());
             }
-            let (rules, ports) = everything
-                .as_ref()
-                .map(|(r, p)| (r.as_slice(), p.as_slice()))
-                .unwrap_or_default();
-            let must = hosts_to_wait_for(&port, &by_network[&net], rules, ports);
+            let rules = rules.as_deref().unwrap_or_default();
+            let referring = referring_groups(&port, rules);
+            for group in &referring {
+                if !members.contains_key(*group) {
+                    let scope = format!("sgport:{group}");
+                    let ids = tx
+                        .claimed_keys(&scope, "", None, i64::MAX)
+                        .await
+                        .map_err(db)?;
+                    let mut docs = Vec::with_capacity(ids.len());
+                    for chunk in ids.chunks(500) {
+                        let sel = Selector {
+                            ids: Some(chunk.to_vec()),
+                            ..Default::default()
+                        };
+                        let list = tx.list("port", &sel).await.map_err(db)?;
+                        docs.extend(list.into_iter().map(|r| r.body));
+                    }
+                    members.insert(group.to_string(), docs);
+                }
+            }
+            let peers = referring.iter().flat_map(|g| members[*g].iter());
+            let must = hosts_to_wait_for(&port, &by_network[&net], rules, peers);
             let behind = lagging(&must, Some(&host), revision, &hosts.applied, &hosts.alive);
             if behind.is_empty() {
                 passed.push((port_id, revision));

@@ -249,7 +249,12 @@ async fn applied_revisions_and_port_barriers_are_kept_outside_the_feed() {
         tx.delete_port_barrier(&port).await.unwrap();
         tx.commit().await.unwrap();
         let mut tx = store.read().await.unwrap();
-        assert!(!tx.port_barriers().await.unwrap().iter().any(|w| w.0 == port));
+        assert!(!tx
+            .port_barriers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|w| w.0 == port));
     }
 }
 
