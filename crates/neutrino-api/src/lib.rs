@@ -227,6 +227,70 @@ mod tests {
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
+    /// A write answers with the revision that holds it; the revision wait answers for it.
+    #[tokio::test]
+    async fn writes_name_their_revision_and_the_wait_answers_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = neutrino_store::Store::open(&url).await.unwrap();
+        let app = App::new(store, neutrino_app::Config::default())
+            .await
+            .unwrap();
+        let router = router(app, AuthMode::NoAuth);
+        let call = |method: &str, path: &str, body: &str| {
+            axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        let res = router
+            .clone()
+            .oneshot(call(
+                "POST",
+                "/v2.0/networks",
+                r#"{"network": {"name": "n"}}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let revision: i64 = res.headers()[REVISION_HEADER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(revision > 0);
+        // Reads carry no revision.
+        let res = router
+            .clone()
+            .oneshot(call("GET", "/v2.0/networks", ""))
+            .await
+            .unwrap();
+        assert!(!res.headers().contains_key(REVISION_HEADER));
+        // No agents: realised at once; a revision not yet written is not.
+        for (rev, realised) in [(revision, true), (revision + 1, false)] {
+            let path = format!("/v2.0/neutrino/revisions/{rev}?timeout=0.05");
+            let res = router
+                .clone()
+                .oneshot(call("GET", &path, ""))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(doc["revision"]["realised"], realised, "{doc}");
+            assert_eq!(doc["revision"]["lagging"], serde_json::json!([]), "{doc}");
+        }
+        for bad in [
+            "/v2.0/neutrino/revisions/x",
+            "/v2.0/neutrino/revisions/1?timeout=301",
+        ] {
+            let res = router.clone().oneshot(call("GET", bad, "")).await.unwrap();
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
+    }
+
     /// Fuzz finding: a body over the limit was answered with axum's plain-text 413.
     #[tokio::test]
     async fn oversized_bodies_get_the_apis_error_body() {
