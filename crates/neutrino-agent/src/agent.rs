@@ -575,8 +575,10 @@ impl Agent {
         self.stats.reconciles += 1;
         self.stats.last_ops = 0;
         // The rest of the host is as the last full reconcile left it: acknowledged only if
-        // that one applied everything.
-        if self.reconcile_sfc(cluster, &want, true).await && self.healthy {
+        // that one applied everything (and a failure here waits for the next full one).
+        if !self.reconcile_sfc(cluster, &want, true).await {
+            self.healthy = false;
+        } else if self.healthy {
             self.acknowledge(cluster.revision).await;
         }
         self.write_status(cluster);
