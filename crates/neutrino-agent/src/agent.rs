@@ -136,6 +136,10 @@ pub async fn run(
 /// it, e.g. a database restored from a backup, learns it again).
 const ACK_REFRESH: Duration = Duration::from_secs(60);
 
+/// The first pause before a failed reconcile is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
 /// How often chain counters go to the server between reconciles (when they moved).
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
 
@@ -421,6 +425,7 @@ impl Agent {
         let mut health_rx = self.health_rx.take();
         let mut counters = tokio::time::interval(COUNTERS_EVERY);
         counters.tick().await;
+        let mut retry = RETRY_FIRST;
         let outcome = loop {
             tokio::select! {
                 _ = counters.tick() => self.report_counters(cluster).await,
@@ -449,6 +454,16 @@ impl Agent {
                     (dirty, full) = (false, false);
                 }
                 _ = periodic.tick() => self.reconcile(cluster).await,
+                // A reconcile that did not apply everything holds the barrier: try again
+                // soon, backing off while it keeps failing.
+                _ = tokio::time::sleep(retry), if !self.healthy && !dirty => {
+                    tracing::info!(pause = ?retry, "reconciling again after a failure");
+                    self.reconcile(cluster).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+            if self.healthy {
+                retry = RETRY_FIRST;
             }
         };
         self.health_rx = health_rx;
