@@ -172,9 +172,10 @@ def hold_and_create(lab: Lab, api: Api) -> tuple[dict, dict, int]:
     lab.agents["h2"].send_signal(signal.SIGSTOP)
     y, revision = port(api, net, "h1", "hy")
     ns_y = lab.instance("h1", "hy")
-    wait_for("h1 to plug the new port and apply its revision",
+    # h1 plugged y and acknowledged the revision: only h2 can hold y now.
+    wait_for("h1 to plug the new port and acknowledge its revision",
              lambda: ns_y in sh("ip", "netns", "list").stdout
-             and lab.status("h1").get("revision", 0) >= revision)
+             and lab.status("h1").get("applied_revision", -1) >= revision)
     return x, y, revision
 
 

@@ -1052,6 +1052,8 @@ impl Agent {
         };
         let doc = json!({
             "revision": self.status_revision,
+            // The revision last acknowledged as applied (-1: none yet).
+            "applied_revision": self.acked.0,
             "reconciles": self.stats.reconciles,
             "ops_total": self.stats.ops_total,
             "last_ops": self.stats.last_ops,
