@@ -232,3 +232,71 @@ async fn a_revision_is_realised_once_every_alive_agent_applied_it() {
         "PolicyNotAuthorized",
     );
 }
+
+/// Two servers on one PostgreSQL (when `NEUTRINO_TEST_PG_URL` names one; SQLite otherwise):
+/// the report reaches one, the acknowledgements either, both sweep at once, and the port
+/// turns ACTIVE exactly once.
+#[tokio::test]
+async fn servers_sharing_a_database_decide_once() {
+    use neutrino_store::Store;
+    let tag = format!("{}-{}", std::process::id(), rand_tag());
+    let (h1, h2) = (format!("h1-{tag}"), format!("h2-{tag}"));
+    let mut setups: Vec<(App, App, Store, Option<Env>)> = Vec::new();
+    let t = env().await;
+    setups.push((t.app.clone(), t.app.clone(), t.store.clone(), None));
+    if let Ok(pg) = std::env::var("NEUTRINO_TEST_PG_URL") {
+        let s1 = Store::open(&pg).await.unwrap();
+        let s2 = Store::open(&pg).await.unwrap();
+        let a1 = App::new(s1.clone(), Config::default()).await.unwrap();
+        let a2 = App::new(s2, Config::default()).await.unwrap();
+        setups.push((a1, a2, s1, None));
+    } else {
+        eprintln!("skip PostgreSQL: NEUTRINO_TEST_PG_URL is not set");
+    }
+    for (one, two, store, _) in setups {
+        for h in [&h1, &h2] {
+            let body = json!({"agent": {"host": h, "configurations": {}}});
+            one.report_agent(&admin(), body).await.unwrap();
+        }
+        let create = |path: &'static str, body: Value| {
+            let one = one.clone();
+            async move {
+                let mut out = one
+                    .create(&admin(), coll(path), vec![doc(body)])
+                    .await
+                    .unwrap();
+                Value::Object(out.remove(0))
+            }
+        };
+        let net = id(&create("networks", json!({"name": "n"})).await);
+        let p1 = id(&create("ports", json!({"network_id": net, "binding:host_id": h1})).await);
+        create("ports", json!({"network_id": net, "binding:host_id": h2})).await;
+        let r = store.current_revision().await.unwrap();
+        let body = json!({"host": h1, "revision": r, "ports": [{"id": p1, "status": "ACTIVE"}]});
+        two.report_port_status(&admin(), body).await.unwrap();
+        one.report_applied(&admin(), json!({"host": h1, "revision": r}))
+            .await
+            .unwrap();
+        let show = |app: App, id: String| async move {
+            Value::Object(app.show(&admin(), coll("ports"), &id, &[]).await.unwrap())
+        };
+        let before = show(one.clone(), p1.clone()).await;
+        assert_eq!(before["status"], "DOWN");
+        // Recorded on server two, decided on both at once.
+        let mut tx = store.begin().await.unwrap();
+        tx.set_applied(&h2, r, 1).await.unwrap();
+        tx.commit().await.unwrap();
+        let (x, y) = tokio::join!(one.barrier_sweep(), two.barrier_sweep());
+        assert_eq!(x.unwrap() + y.unwrap(), 1, "one server turns it ACTIVE");
+        let after = show(two.clone(), p1.clone()).await;
+        assert_eq!(after["status"], "ACTIVE");
+        assert_eq!(
+            after["revision_number"].as_i64().unwrap(),
+            before["revision_number"].as_i64().unwrap() + 1
+        );
+    }
+}
+
+fn rand_tag() -> String {
+    format!("{:?}", std::time::Instant::now()).replace([' ', '.', ':', '{', '}'], "")
+}
