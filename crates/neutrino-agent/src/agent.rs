@@ -67,6 +67,10 @@ struct Agent {
     sfc_steering_ports: BTreeMap<String, neutrino_sfc::SteeringPort>,
     /// The revision the status file shows.
     status_revision: i64,
+    /// The last full reconcile applied everything (firewall, plan, steering).
+    healthy: bool,
+    /// The revision last acknowledged to the server, and when.
+    acked: (i64, std::time::Instant),
     /// The latest steering report (every pair, every chain), for the status file.
     sfc_report: Value,
     /// The chain counters the server last accepted, and when (unchanged ones are not sent
@@ -111,6 +115,8 @@ pub async fn run(
         sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
         status_revision: 0,
+        healthy: false,
+        acked: (-1, std::time::Instant::now()),
         sfc_report: Value::Null,
         sfc_chains_sent: (Value::Null, std::time::Instant::now()),
         prober,
@@ -125,6 +131,14 @@ pub async fn run(
     heartbeat.abort();
     Ok(())
 }
+
+/// An unchanged applied revision is acknowledged again after this long (a server that lost
+/// it, e.g. a database restored from a backup, learns it again).
+const ACK_REFRESH: Duration = Duration::from_secs(60);
+
+/// The first pause before a failed reconcile is tried again; it doubles up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// How often chain counters go to the server between reconciles (when they moved).
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
@@ -411,6 +425,7 @@ impl Agent {
         let mut health_rx = self.health_rx.take();
         let mut counters = tokio::time::interval(COUNTERS_EVERY);
         counters.tick().await;
+        let mut retry = RETRY_FIRST;
         let outcome = loop {
             tokio::select! {
                 _ = counters.tick() => self.report_counters(cluster).await,
@@ -422,6 +437,9 @@ impl Agent {
                         if cluster.apply_page(&page) {
                             dirty = true;
                             full |= !steering_only(&page);
+                        } else if !dirty && self.healthy {
+                            // Nothing here changed: the kernel already holds this revision.
+                            self.acknowledge(cluster.revision).await;
                         }
                     }
                     Some(WatchEvent::Resync) => break Ok(true),
@@ -436,6 +454,16 @@ impl Agent {
                     (dirty, full) = (false, false);
                 }
                 _ = periodic.tick() => self.reconcile(cluster).await,
+                // A reconcile that did not apply everything holds the barrier: try again
+                // soon, backing off while it keeps failing.
+                _ = tokio::time::sleep(retry), if !self.healthy && !dirty => {
+                    tracing::info!(pause = ?retry, "reconciling again after a failure");
+                    self.reconcile(cluster).await;
+                    retry = (retry * 2).min(RETRY_MAX);
+                }
+            }
+            if self.healthy {
+                retry = RETRY_FIRST;
             }
         };
         self.health_rx = health_rx;
@@ -464,11 +492,12 @@ impl Agent {
     async fn reconcile(&mut self, cluster: &Cluster) {
         let mut want = desired(cluster, &self.cfg.host);
         // Filters first: a port is never plugged before its rules exist.
-        self.reconcile_firewall(cluster, &want).await;
+        let mut ok = self.reconcile_firewall(cluster, &want).await;
         let mut have = match self.observe().await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot observe the kernel");
+                self.healthy = false;
                 return;
             }
         };
@@ -501,23 +530,56 @@ impl Agent {
             }
             match applied {
                 Ok(Ok(errors)) => {
+                    ok &= errors.is_empty();
                     self.stats.errors_total += errors.len() as u64;
                     for e in errors {
                         tracing::warn!(error = %e, "kernel refused an operation");
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "applying the plan failed"),
-                Err(e) => tracing::warn!(error = %e, "applying the plan panicked"),
+                Ok(Err(e)) => {
+                    ok = false;
+                    tracing::warn!(error = %e, "applying the plan failed")
+                }
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(error = %e, "applying the plan panicked")
+                }
             }
             match self.observe().await {
                 Ok(h) => have = h,
-                Err(e) => tracing::warn!(error = %e, "cannot observe the kernel"),
+                Err(e) => {
+                    ok = false;
+                    tracing::warn!(error = %e, "cannot observe the kernel")
+                }
             }
         }
-        self.reconcile_sfc(cluster, &want, false).await;
+        ok &= self.reconcile_sfc(cluster, &want, false).await;
+        // DHCP and RA daemons are retried on their own and do not hold the barrier.
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
+        self.healthy = ok;
+        if ok {
+            self.acknowledge(cluster.revision).await;
+        }
         self.write_status(cluster);
+    }
+
+    /// Tells the server everything up to `revision` is realised here (the barrier: ports
+    /// elsewhere turn ACTIVE once this host caught up). Only after a reconcile that applied
+    /// everything; a failed acknowledgement is sent again with the next one.
+    async fn acknowledge(&mut self, revision: i64) {
+        if revision == self.acked.0 && self.acked.1.elapsed() < ACK_REFRESH {
+            return;
+        }
+        match self.client.applied(&self.cfg.host.host, revision).await {
+            Ok(_) => {
+                tracing::debug!(revision, "acknowledged the applied revision");
+                self.acked = (revision, std::time::Instant::now());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, revision, "acknowledging the applied revision failed")
+            }
+        }
     }
 
     /// After changes of chain resources only: the steering step alone. Nothing else on the
@@ -527,21 +589,38 @@ impl Agent {
         let want = desired(cluster, &self.cfg.host);
         self.stats.reconciles += 1;
         self.stats.last_ops = 0;
-        self.reconcile_sfc(cluster, &want, true).await;
+        // The rest of the host is as the last full reconcile left it: acknowledged only if
+        // that one applied everything (and a failure here waits for the next full one).
+        if !self.reconcile_sfc(cluster, &want, true).await {
+            self.healthy = false;
+        } else if self.healthy {
+            self.acknowledge(cluster.revision).await;
+        }
         self.write_status(cluster);
     }
 
     /// Service function chaining after the plan (the taps it steers between exist by now):
     /// one atomic nft transaction with what differs, then the counters back to the server.
-    async fn reconcile_sfc(&mut self, cluster: &Cluster, want: &Desired, steering_only: bool) {
+    async fn reconcile_sfc(
+        &mut self,
+        cluster: &Cluster,
+        want: &Desired,
+        steering_only: bool,
+    ) -> bool {
         if cluster.count("port_pair") == 0 && self.sfc_idle {
-            return;
+            return true;
         }
         let kernel = self.kernel.clone();
         let mut links = match tokio::task::spawn_blocking(move || kernel.links()).await {
             Ok(Ok(m)) => m,
-            Ok(Err(e)) => return tracing::warn!(error = %e, "cannot list interfaces"),
-            Err(e) => return tracing::warn!(error = %e, "listing interfaces panicked"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot list interfaces");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "listing interfaces panicked");
+                return false;
+            }
         };
         let ifindex = crate::kernel::indexes(&links);
         // What the kernel holds: the table applied last, while the table's handle says it is
@@ -556,11 +635,17 @@ impl Agent {
         let base = tokio::task::spawn_blocking(move || base_table(kernel.as_ref(), trusted)).await;
         let (listed, checked) = match base {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) => return tracing::warn!(error = %e, "cannot read the steering table"),
-            Err(e) => return tracing::warn!(error = %e, "reading the steering table panicked"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read the steering table");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the steering table panicked");
+                return false;
+            }
         };
         let Some(have) = listed.as_ref().or(applied.as_ref()) else {
-            return;
+            return false;
         };
         let mut model = neutrino_dataplane::sfc::sfc_model(cluster, want, &self.cfg.host, &ifindex);
         // Probed pairs keep their probe numbers (and so their probe rules and counters).
@@ -591,6 +676,7 @@ impl Agent {
                 .all(|d| ports.contains_key(d))
             && want_probe == have_probe;
         let mut probe_recreated = false;
+        let mut ports_ok = true;
         if !(steering_only && in_place) && (!ports.is_empty() || want_probe || have_probe) {
             let kernel = self.kernel.clone();
             let ports = ports.clone();
@@ -605,6 +691,7 @@ impl Agent {
             .await;
             match result {
                 Ok(Ok((n, errors, created, now))) => {
+                    ports_ok = errors.is_empty();
                     self.stats.errors_total += errors.len() as u64;
                     for e in &errors {
                         tracing::warn!(error = %e, "steering port change refused");
@@ -619,8 +706,14 @@ impl Agent {
                         links = now;
                     }
                 }
-                Ok(Err(e)) => tracing::warn!(error = %e, "steering ports failed"),
-                Err(e) => tracing::warn!(error = %e, "steering ports panicked"),
+                Ok(Err(e)) => {
+                    ports_ok = false;
+                    tracing::warn!(error = %e, "steering ports failed")
+                }
+                Err(e) => {
+                    ports_ok = false;
+                    tracing::warn!(error = %e, "steering ports panicked")
+                }
             }
         }
         self.sfc_steering_ports = ports;
@@ -681,8 +774,14 @@ impl Agent {
                 }
                 (n, errors)
             }
-            Ok(Err(e)) => return tracing::warn!(error = %e, "steering reconcile failed"),
-            Err(e) => return tracing::warn!(error = %e, "steering reconcile panicked"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "steering reconcile failed");
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "steering reconcile panicked");
+                return false;
+            }
         };
         self.stats.errors_total += errors.len() as u64;
         for e in &errors {
@@ -698,6 +797,7 @@ impl Agent {
         self.report_sfc(cluster, &model, &compiled, &counters, &links)
             .await;
         self.sfc_last = Some((model, compiled, links));
+        errors.is_empty() && ports_ok
     }
 
     /// The steering table's named counters (empty when they cannot be read).
@@ -833,49 +933,59 @@ impl Agent {
         }
     }
 
-    async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) {
+    /// Returns whether the tables now hold the model (nft accepted every command).
+    async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) -> bool {
         let model = firewall_model(cluster, want);
         let previous = self.firewall.replace(model.clone());
         let kernel = self.kernel.clone();
-        let result = tokio::task::spawn_blocking(move || -> Result<(usize, usize), AgentError> {
-            let observed = kernel.observe_firewall()?;
-            let plan = neutrino_firewall::plan(&model, &observed);
-            for w in plan.warnings() {
-                tracing::warn!(warning = %w, "security group rule skipped");
-            }
-            if plan.is_empty() {
-                return Ok((0, 0));
-            }
-            for e in kernel.apply_firewall(&plan.script())? {
-                tracing::warn!(error = %e, "firewall update refused");
-            }
-            // Then what the new rules no longer allow, established or not, goes.
-            let cut = match &previous {
-                Some(old) => crate::conntrack::cut_lost_connections(
-                    kernel.as_ref(),
-                    old,
-                    &model,
-                    &observed.zones(),
-                )
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "cannot cut connections");
-                    0
-                }),
-                None => 0,
-            };
-            Ok((plan.commands().len(), cut))
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<(usize, usize, bool), AgentError> {
+                let observed = kernel.observe_firewall()?;
+                let plan = neutrino_firewall::plan(&model, &observed);
+                for w in plan.warnings() {
+                    tracing::warn!(warning = %w, "security group rule skipped");
+                }
+                if plan.is_empty() {
+                    return Ok((0, 0, true));
+                }
+                let refused = kernel.apply_firewall(&plan.script())?;
+                for e in &refused {
+                    tracing::warn!(error = %e, "firewall update refused");
+                }
+                // Then what the new rules no longer allow, established or not, goes.
+                let cut = match &previous {
+                    Some(old) => crate::conntrack::cut_lost_connections(
+                        kernel.as_ref(),
+                        old,
+                        &model,
+                        &observed.zones(),
+                    )
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "cannot cut connections");
+                        0
+                    }),
+                    None => 0,
+                };
+                Ok((plan.commands().len(), cut, refused.is_empty()))
+            })
+            .await;
         match result {
-            Ok(Ok((0, _))) => {}
-            Ok(Ok((n, cut))) => {
+            Ok(Ok((0, _, ok))) => ok,
+            Ok(Ok((n, cut, ok))) => {
                 self.stats.ops_total += n as u64;
                 self.stats.firewall_ops += n as u64;
                 self.stats.connections_cut += cut as u64;
                 tracing::info!(commands = n, connections_cut = cut, "applied firewall plan");
+                ok
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "firewall reconcile failed"),
-            Err(e) => tracing::warn!(error = %e, "firewall reconcile panicked"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "firewall reconcile failed");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "firewall reconcile panicked");
+                false
+            }
         }
     }
 
@@ -919,7 +1029,11 @@ impl Agent {
         if reports.is_empty() {
             return;
         }
-        match self.client.port_status(&self.cfg.host.host, &reports).await {
+        match self
+            .client
+            .port_status(&self.cfg.host.host, cluster.revision, &reports)
+            .await
+        {
             Ok(_) => tracing::info!(ports = reports.len(), "reported port status"),
             Err(e) => tracing::warn!(error = %e, "port status report failed"),
         }
@@ -938,6 +1052,8 @@ impl Agent {
         };
         let doc = json!({
             "revision": self.status_revision,
+            // The revision last acknowledged as applied (-1: none yet).
+            "applied_revision": self.acked.0,
             "reconciles": self.stats.reconciles,
             "ops_total": self.stats.ops_total,
             "last_ops": self.stats.last_ops,

@@ -147,10 +147,23 @@ impl ServerClient {
         self.call(Method::GET, "/neutrino/v1/snapshot", None).await
     }
 
-    /// Reports port status: `[{"id", "status", "vif_type"}]`.
-    pub async fn port_status(&self, host: &str, ports: &[Value]) -> Result<Value, AgentError> {
-        let body = json!({"host": host, "ports": ports});
+    /// Reports port status: `[{"id", "status", "vif_type"}]`, as of the state at feed
+    /// revision `revision`.
+    pub async fn port_status(
+        &self,
+        host: &str,
+        revision: i64,
+        ports: &[Value],
+    ) -> Result<Value, AgentError> {
+        let body = json!({"host": host, "revision": revision, "ports": ports});
         self.call(Method::PUT, "/neutrino/v1/port-status", Some(&body))
+            .await
+    }
+
+    /// Acknowledges that this host has realised everything up to feed revision `revision`.
+    pub async fn applied(&self, host: &str, revision: i64) -> Result<Value, AgentError> {
+        let body = json!({"host": host, "revision": revision});
+        self.call(Method::PUT, "/neutrino/v1/applied", Some(&body))
             .await
     }
 

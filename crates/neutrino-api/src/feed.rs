@@ -1,6 +1,7 @@
 //! `/neutrino/v1/...`: what host agents call (not part of the Neutron API): report in, fetch
 //! the snapshot, follow the change feed (one page at a time, or as a stream of JSON lines
-//! that stays open), report port status and SFC status (port pair health, chain counters).
+//! that stays open), report port status and SFC status (port pair health, chain counters),
+//! and acknowledge the revision they applied (the realisation barrier).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -69,6 +70,10 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
             200,
             &app.report_sfc_status(&ctx, parse_body(req)?).await?,
         )),
+        (&Method::PUT, ["neutrino", "v1", "applied"]) => Ok(json(
+            200,
+            &app.report_applied(&ctx, parse_body(req)?).await?,
+        )),
         (&Method::GET, ["neutrino", "v1", "snapshot"]) => {
             Ok(json(200, &app.feed_snapshot(&ctx).await?))
         }
@@ -98,12 +103,16 @@ async fn watch(app: &App, ctx: Context, since: i64) -> ApiResult<Response> {
     let app = app.clone();
     tokio::spawn(async move {
         let mut page = first;
+        let mut sent = since;
         loop {
             let revision = page["revision"].as_i64().unwrap_or(since);
             let has_changes = page["changes"].as_array().is_some_and(|c| !c.is_empty());
-            if has_changes && lines.send(line(&page)).await.is_err() {
+            // A revision without mirrored changes is sent too: the agent acknowledges it (a
+            // client waiting for it at the barrier need not wait for a bookmark).
+            if (has_changes || revision > sent) && lines.send(line(&page)).await.is_err() {
                 return;
             }
+            sent = revision;
             if page["more"] != true {
                 match tokio::time::timeout(BOOKMARK_EVERY, wake.changed()).await {
                     Ok(Ok(())) => {}

@@ -23,6 +23,9 @@ use neutrino_app::{App, Context};
 use neutrino_types::ApiError;
 use tracing::Instrument;
 
+/// The response header of a successful write naming the feed revision that holds it.
+pub const REVISION_HEADER: &str = "x-neutrino-revision";
+
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -202,7 +205,7 @@ async fn serve(
         headers,
         body,
     };
-    let response = match req.segments.first().map(String::as_str) {
+    let mut response = match req.segments.first().map(String::as_str) {
         Some("v3") => identity::handle(&state, &req).await,
         Some("neutrino") => feed::handle(&state, &req).await,
         Some("metrics") if req.segments.len() == 1 && req.method == Method::GET => {
@@ -216,6 +219,20 @@ async fn serve(
         response.status().as_u16(),
         started.elapsed(),
     );
+    // A successful write to the network API says which feed revision contains it (at least):
+    // `GET /v2.0/neutrino/revisions/{revision}` waits until every host has applied it.
+    if response.status().is_success()
+        && matches!(
+            method,
+            Method::POST | Method::PUT | Method::DELETE | Method::PATCH
+        )
+        && req.segments.first().is_some_and(|s| s == "v2.0")
+    {
+        let revision = *state.app.feed_subscribe().borrow();
+        if let Ok(value) = axum::http::HeaderValue::from_str(&revision.to_string()) {
+            response.headers_mut().insert(REVISION_HEADER, value);
+        }
+    }
     log_request(&method, &path, response.status(), started);
     response
 }
@@ -301,6 +318,70 @@ mod tests {
         let status = res.status();
         let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    /// A write answers with the revision that holds it; the revision wait answers for it.
+    #[tokio::test]
+    async fn writes_name_their_revision_and_the_wait_answers_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let store = neutrino_store::Store::open(&url).await.unwrap();
+        let app = App::new(store, neutrino_app::Config::default())
+            .await
+            .unwrap();
+        let router = router(app, AuthMode::NoAuth, Metrics::new());
+        let call = |method: &str, path: &str, body: &str| {
+            axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        let res = router
+            .clone()
+            .oneshot(call(
+                "POST",
+                "/v2.0/networks",
+                r#"{"network": {"name": "n"}}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let revision: i64 = res.headers()[REVISION_HEADER]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(revision > 0);
+        // Reads carry no revision.
+        let res = router
+            .clone()
+            .oneshot(call("GET", "/v2.0/networks", ""))
+            .await
+            .unwrap();
+        assert!(!res.headers().contains_key(REVISION_HEADER));
+        // No agents: realised at once; a revision not yet written is not.
+        for (rev, realised) in [(revision, true), (revision + 1, false)] {
+            let path = format!("/v2.0/neutrino/revisions/{rev}?timeout=0.05");
+            let res = router
+                .clone()
+                .oneshot(call("GET", &path, ""))
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(doc["revision"]["realised"], realised, "{doc}");
+            assert_eq!(doc["revision"]["lagging"], serde_json::json!([]), "{doc}");
+        }
+        for bad in [
+            "/v2.0/neutrino/revisions/x",
+            "/v2.0/neutrino/revisions/1?timeout=301",
+        ] {
+            let res = router.clone().oneshot(call("GET", bad, "")).await.unwrap();
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        }
     }
 
     /// Fuzz finding: a body over the limit was answered with axum's plain-text 413.

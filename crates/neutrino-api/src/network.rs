@@ -65,6 +65,19 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
     let ctx = caller(state, req).await?;
     let rest = &seg[1..];
     match rest {
+        ["neutrino", "revisions", revision] if req.method == Method::GET => {
+            let revision = revision
+                .parse::<i64>()
+                .ok()
+                .filter(|r| *r >= 0)
+                .ok_or_else(|| ApiError::bad_request(format!("Invalid revision {revision:?}")))?;
+            let timeout = wait_timeout(req)?;
+            Ok(json(
+                200,
+                &state.app.revision_status(&ctx, revision, timeout).await?,
+            ))
+        }
+        ["neutrino", "revisions", _] => Err(not_allowed()),
         ["extensions"] => only_get(req, || Ok(json(200, &extensions::list()))),
         ["extensions", alias] => only_get(req, || {
             extensions::get(alias)
@@ -183,6 +196,24 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         }
         [] => Err(ApiError::no_such_url()),
     }
+}
+
+/// `?timeout=SECS` of a wait (seconds, fractions allowed, at most
+/// [`neutrino_app::barrier::MAX_WAIT_SECS`]; absent: answer at once).
+fn wait_timeout(req: &Request) -> ApiResult<std::time::Duration> {
+    let Some((_, raw)) = req.query.iter().find(|(k, _)| k == "timeout") else {
+        return Ok(std::time::Duration::ZERO);
+    };
+    raw.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && (0.0..=neutrino_app::barrier::MAX_WAIT_SECS).contains(s))
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Invalid timeout {raw:?}: seconds from 0 to {}",
+                neutrino_app::barrier::MAX_WAIT_SECS
+            ))
+        })
 }
 
 fn only_get(req: &Request, f: impl FnOnce() -> ApiResult<Response>) -> ApiResult<Response> {

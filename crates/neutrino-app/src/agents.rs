@@ -470,8 +470,10 @@ impl App {
     }
 
     /// An agent reports the state of ports bound to its host:
-    /// `{"host": H, "ports": [{"id", "status", "vif_type"?}]}`. Reports for ports bound
-    /// elsewhere (a stale agent after a move) or gone are skipped; returns how many changed.
+    /// `{"host": H, "revision"?: R, "ports": [{"id", "status", "vif_type"?}]}`. Reports for
+    /// ports bound elsewhere (a stale agent after a move) or gone are skipped; returns how
+    /// many changed. With the barrier on, an ACTIVE report makes the port wait until every
+    /// host that must know it has applied revision R (see [`crate::barrier`]).
     pub async fn report_port_status(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
         self.check_rule(ctx, "report_port_status", &Map::new())?;
         let host = body
@@ -499,8 +501,29 @@ impl App {
                 .to_string();
             wanted.push((id.to_string(), status.to_string(), vif));
         }
+        // The revision the agent's report was computed from (the barrier's: every host
+        // that must know a port applies it before the port is ACTIVE); an agent that does
+        // not say gets the current one, which is at least as new.
+        let revision = match body.get("revision") {
+            None | Some(Value::Null) => self.inner.store.current_revision().await.map_err(db)?,
+            Some(v) => v.as_i64().filter(|r| *r >= 0).ok_or_else(|| {
+                ApiError::bad_request("Invalid input for revision: a non-negative integer")
+            })?,
+        };
+        let barrier = self.config().active_barrier;
         let mut tx = self.write().await?;
+        let waiting: std::collections::BTreeMap<String, String> = if barrier {
+            tx.port_barriers()
+                .await
+                .map_err(db)?
+                .into_iter()
+                .map(|(p, h, _)| (p, h))
+                .collect()
+        } else {
+            Default::default()
+        };
         let mut changed = 0;
+        let mut to_wait = 0;
         // The reporting agent's configuration, read once when a provider port needs it.
         let mut agent_conf: Option<Value> = None;
         // Whether that agent can carry a network, by network id.
@@ -544,6 +567,19 @@ impl App {
                         (status, vif) = ("ERROR".to_string(), "binding_failed".to_string());
                     }
                 }
+                // Plugged here: ACTIVE once the other hosts caught up (the barrier), unless
+                // it already is. Any other report ends a wait.
+                if barrier && !distributed && status == "ACTIVE" && rec.body["status"] != "ACTIVE" {
+                    if waiting.get(&rec.id).map(String::as_str) != Some(host) {
+                        tx.put_port_barrier(&rec.id, host, revision)
+                            .await
+                            .map_err(db)?;
+                    }
+                    to_wait += 1;
+                    status = rec.body["status"].as_str().unwrap_or("DOWN").to_string();
+                } else if waiting.contains_key(&rec.id) {
+                    tx.delete_port_barrier(&rec.id).await.map_err(db)?;
+                }
                 if rec.body["status"] == json!(status) && rec.body["binding:vif_type"] == json!(vif)
                 {
                     continue;
@@ -561,7 +597,12 @@ impl App {
             }
         }
         tx.commit().await.map_err(db)?;
-        Ok(json!({"updated": changed}))
+        let activated = if to_wait > 0 {
+            self.barrier_sweep().await?
+        } else {
+            0
+        };
+        Ok(json!({"updated": changed, "waiting": to_wait, "activated": activated}))
     }
 }
 

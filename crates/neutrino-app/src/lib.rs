@@ -7,6 +7,7 @@
 //! attribute; [`App`] strips what a caller may not see when it renders them.
 
 pub mod agents;
+pub mod barrier;
 pub mod consistency;
 pub mod context;
 pub mod extensions;
@@ -53,6 +54,9 @@ pub struct Config {
     pub allow_automatic_l3agent_failover: bool,
     /// Who may do what: Neutron's default rules, possibly overridden by `--policy-file`.
     pub policy: Arc<Policy>,
+    /// Whether a port turns ACTIVE only once every host that must know about it has applied
+    /// it (the realisation barrier, see [`barrier`]); off: as soon as its own host plugs it.
+    pub active_barrier: bool,
 }
 
 impl Default for Config {
@@ -69,6 +73,7 @@ impl Default for Config {
             l3_ha: false,
             allow_automatic_l3agent_failover: false,
             policy: default_policy(),
+            active_barrier: true,
         }
     }
 }

@@ -761,6 +761,69 @@ impl Tx {
         Ok(())
     }
 
+    /// Records that `host`'s agent has applied (realised in its kernel) everything up to
+    /// feed revision `revision`, reported at `at` (seconds since the epoch). Not a resource:
+    /// the change feed does not carry it.
+    pub async fn set_applied(
+        &mut self,
+        host: &str,
+        revision: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO applied_revisions (host, revision, at) VALUES (?, ?, ?) \
+             ON CONFLICT (host) DO UPDATE SET revision = excluded.revision, at = excluded.at",
+            &[host.into(), revision.into(), at.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The revision every host last said it applied, `(host, revision)` by host.
+    pub async fn applied_revisions(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        self.fetch_all(
+            "SELECT host, revision FROM applied_revisions ORDER BY host",
+            &[],
+        )
+        .await
+    }
+
+    /// Port `port_id` is plugged on `host` as of revision `revision` and waits for the
+    /// other hosts to apply that revision before it turns ACTIVE (replaces a previous wait).
+    pub async fn put_port_barrier(
+        &mut self,
+        port_id: &str,
+        host: &str,
+        revision: i64,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO port_barriers (port_id, host, revision) VALUES (?, ?, ?) \
+             ON CONFLICT (port_id) DO UPDATE SET host = excluded.host, revision = excluded.revision",
+            &[port_id.into(), host.into(), revision.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every port waiting at the barrier, `(port, host, revision)` by port.
+    pub async fn port_barriers(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.fetch_all(
+            "SELECT port_id, host, revision FROM port_barriers ORDER BY port_id",
+            &[],
+        )
+        .await
+    }
+
+    /// Port `port_id` no longer waits (it passed, went down, moved or is gone).
+    pub async fn delete_port_barrier(&mut self, port_id: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM port_barriers WHERE port_id = ?",
+            &[port_id.into()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Reads a server-wide setting.
     pub async fn setting(&mut self, name: &str) -> Result<Option<String>, StoreError> {
         let row: Option<(String,)> = self

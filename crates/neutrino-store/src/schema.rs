@@ -53,6 +53,18 @@ CREATE TABLE sfc_chain_counters (
     PRIMARY KEY (chain_id, host)
 );
 "#,
+    r#"
+CREATE TABLE applied_revisions (
+    host TEXT PRIMARY KEY,
+    revision BIGINT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE port_barriers (
+    port_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    revision BIGINT NOT NULL
+);
+"#,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -101,6 +113,18 @@ CREATE TABLE sfc_chain_counters (
     at BIGINT NOT NULL,
     report TEXT NOT NULL,
     PRIMARY KEY (chain_id, host)
+);
+"#,
+    r#"
+CREATE TABLE applied_revisions (
+    host TEXT PRIMARY KEY,
+    revision BIGINT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE port_barriers (
+    port_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    revision BIGINT NOT NULL
 );
 "#,
 ];

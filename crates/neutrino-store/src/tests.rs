@@ -219,6 +219,46 @@ async fn quotas_and_settings() {
 }
 
 #[tokio::test]
+async fn applied_revisions_and_port_barriers_are_kept_outside_the_feed() {
+    for (store, dir) in stores().await {
+        let (h1, h2, port) = (unique("h1"), unique("h2"), unique("port"));
+        let mut tx = store.begin().await.unwrap();
+        tx.set_applied(&h1, 7, 100).await.unwrap();
+        tx.set_applied(&h2, 3, 100).await.unwrap();
+        // An agent whose database was replaced reports a lower revision: it is believed.
+        tx.set_applied(&h1, 5, 101).await.unwrap();
+        tx.put_port_barrier(&port, &h1, 4).await.unwrap();
+        tx.put_port_barrier(&port, &h2, 6).await.unwrap();
+        assert_eq!(tx.commit_revision().await.unwrap(), None, "not in the feed");
+        // Kept across a restart (the SQLite file opened again).
+        let store = match &dir {
+            Some(d) => Store::open(&format!("sqlite://{}", d.path().join("t.db").display()))
+                .await
+                .unwrap(),
+            None => store,
+        };
+        let mut tx = store.read().await.unwrap();
+        let applied = tx.applied_revisions().await.unwrap();
+        assert!(applied.contains(&(h1.clone(), 5)), "{applied:?}");
+        assert!(applied.contains(&(h2.clone(), 3)), "{applied:?}");
+        let waits = tx.port_barriers().await.unwrap();
+        assert!(waits.contains(&(port.clone(), h2.clone(), 6)), "{waits:?}");
+        assert_eq!(waits.iter().filter(|w| w.0 == port).count(), 1);
+        drop(tx);
+        let mut tx = store.begin().await.unwrap();
+        tx.delete_port_barrier(&port).await.unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.read().await.unwrap();
+        assert!(!tx
+            .port_barriers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|w| w.0 == port));
+    }
+}
+
+#[tokio::test]
 async fn chain_counters_keep_the_latest_report_per_host_outside_the_feed() {
     for (store, _dir) in stores().await {
         let chain = unique("chain");

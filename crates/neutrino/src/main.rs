@@ -273,6 +273,10 @@ struct ServerArgs {
     /// Also move legacy (non-HA) routers off dead agents; HA routers always move.
     #[arg(long)]
     allow_automatic_l3agent_failover: bool,
+    /// Ports turn ACTIVE as soon as their own host plugs them, without waiting for the
+    /// other hosts to apply them (the realisation barrier off; for comparison only).
+    #[arg(long)]
+    no_active_barrier: bool,
     /// An operator's policy file (oslo.policy syntax, YAML or JSON): its rules override
     /// Neutron's defaults. A rule that does not parse or names an undefined rule stops the
     /// server, naming the line.
@@ -398,6 +402,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         token_ttl_secs: i64::from(args.token_expiration),
         l3_ha: args.l3_ha,
         allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
+        active_barrier: !args.no_active_barrier,
         policy,
         ..Config::default()
     };
@@ -468,6 +473,18 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             }
         });
     }
+    // Ports waiting at the realisation barrier pass when a lagging agent dies (or another
+    // server recorded the acknowledgement): a sweep every second.
+    let barrier = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = barrier.barrier_sweep().await {
+                tracing::warn!(error = %e.message, "barrier sweep failed");
+            }
+        }
+    });
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let signal = stopping.clone();
     let server = axum::serve(listener, neutrino_api::router(app, auth, metrics))
