@@ -616,7 +616,10 @@ async fn border_gateway_extension() {
     // Every claim went with its record.
     let mut tx = t.store.read().await.unwrap();
     let (records, claims) = tx.dump().await.unwrap();
-    assert!(claims.iter().all(|(s, _, _)| !s.starts_with("l2gw")), "{claims:?}");
+    assert!(
+        claims.iter().all(|(s, _, _)| !s.starts_with("l2gw")),
+        "{claims:?}"
+    );
     assert!(records.iter().all(|r| !r.kind.starts_with("l2_")));
 }
 
@@ -645,13 +648,17 @@ async fn network_delete_cascades_remote_records() {
         json!({"mac": "02:00:00:00:00:01", "rgw_connection": rconn}),
     )
     .await;
-    let problems = neutrino_app::consistency::check_store(&t.store).await.unwrap();
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     t.delete(&admin(), "networks", &net).await.unwrap();
     for path in [CONNS, RCONNS, RMACS] {
         assert!(t.list(&admin(), path, &[]).await.is_empty(), "{path}");
     }
-    let problems = neutrino_app::consistency::check_store(&t.store).await.unwrap();
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     t.delete(&admin(), GWS, &gw).await.unwrap();
     t.delete(&admin(), RGWS, &rgw).await.unwrap();
