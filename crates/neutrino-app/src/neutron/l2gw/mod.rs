@@ -177,32 +177,36 @@ impl Kind for L2gwKind {
         let mut rec = rec.clone();
         relock(tx, &mut rec).await?;
         let id = rec.id.as_str();
-        match self.resource {
-            "l2_gateway" => {
-                if first_user(tx, GW_USE, id).await?.is_some() {
-                    return Err(ApiError::conflict(
-                        "L2GatewayInUse",
-                        format!(
-                            "L2 Gateway '{id}' still has active mappings with one or more \
-                             neutron networks."
-                        ),
-                    ));
-                }
+        let in_use = match self.resource {
+            "l2_gateway" => first_user(tx, GW_USE, id).await?.map(|_| {
+                ApiError::conflict(
+                    "L2GatewayInUse",
+                    format!(
+                        "L2 Gateway '{id}' still has active mappings with one or more neutron \
+                         networks."
+                    ),
+                )
+            }),
+            "l2_gateway_connection" => first_user(tx, CONN_USE, id).await?.map(|user| {
+                ApiError::conflict(
+                    "L2GatewayConnectionInUse",
+                    format!(
+                        "L2 gateway connection {id} is used by remote gateway connection {user}."
+                    ),
+                )
+            }),
+            "l2_remote_gateway" => {
+                app.drop_remote_connections_of(tx, id).await?;
+                None
             }
-            "l2_gateway_connection" => {
-                if let Some(user) = first_user(tx, CONN_USE, id).await? {
-                    return Err(ApiError::conflict(
-                        "L2GatewayConnectionInUse",
-                        format!(
-                            "L2 gateway connection {id} is used by remote gateway connection \
-                             {user}."
-                        ),
-                    ));
-                }
+            "l2_remote_gateway_connection" => {
+                drop_macs(tx, &[id.to_string()]).await?;
+                None
             }
-            "l2_remote_gateway" => app.drop_remote_connections_of(tx, id).await?,
-            "l2_remote_gateway_connection" => drop_macs(tx, &[id.to_string()]).await?,
-            _ => {}
+            _ => None,
+        };
+        if let Some(err) = in_use {
+            return Err(err);
         }
         tx.release_owned("l2gw", id).await.map_err(db)?;
         Ok(())
