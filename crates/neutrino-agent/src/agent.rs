@@ -150,6 +150,8 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
             "netns_prefix": cfg.host.netns_prefix,
             // As the Linux bridge agent: the server binds flat/VLAN ports only where mapped.
             "interface_mappings": cfg.host.interface_mappings,
+            // The L2 gateway device this host is: the other hosts flood to it.
+            "l2gw_device": cfg.host.l2gw_device,
         },
     })
 }

@@ -38,6 +38,9 @@ pub const FEED_KINDS: &[&str] = &[
     "port_pair_group",
     "port_chain",
     "service_graph",
+    // L2 gateways: a gateway host bridges connected networks to its interfaces.
+    "l2_gateway",
+    "l2_gateway_connection",
 ];
 /// Port statuses an agent may report.
 const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];

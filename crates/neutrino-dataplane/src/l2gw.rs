@@ -1,0 +1,71 @@
+//! The software L2 gateway: a host whose agent runs with `--l2gw-device NAME` is the device
+//! `NAME` of networking-l2gw's gateways. Each connection of a gateway with such a device
+//! bridges the network's VXLAN overlay on this host to the device's interfaces: VLAN 0 (or
+//! an interface listed without VLANs under a connection whose VLAN is 0) is the interface
+//! itself, untagged; any other VLAN is the 802.1q sub-interface `<interface>.<vlan>`, as for
+//! VLAN provider networks. The other hosts of the network flood to the gateway host, so the
+//! hosts behind the interface are reached without learning.
+
+use serde_json::Value;
+
+use crate::cluster::{text, Cluster};
+
+/// One interface (and VLAN) of this host's gateway device joined to a network.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attachment {
+    /// The connected network.
+    pub network: String,
+    /// The device's interface.
+    pub interface: String,
+    /// 802.1q VLAN on the interface; 0 is untagged.
+    pub vlan: u16,
+}
+
+fn vlan_of(v: &Value) -> Option<u16> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) if s.is_empty() => Some(0),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|v| *v <= 4094)
+}
+
+/// The attachments of gateway device `device`, from the mirrored gateways and connections,
+/// sorted; an interface named by several connections keeps the first (by network id).
+pub fn attachments(cluster: &Cluster, device: &str) -> Vec<Attachment> {
+    let mut out: Vec<Attachment> = Vec::new();
+    for conn in cluster.all("l2_gateway_connection") {
+        let Some(gw) = cluster.get("l2_gateway", text(conn, "l2_gateway_id")) else {
+            continue;
+        };
+        let default = vlan_of(&conn["segmentation_id"]).unwrap_or(0);
+        let devices = gw["devices"].as_array().into_iter().flatten();
+        for dev in devices.filter(|d| text(d, "device_name") == device) {
+            for iface in dev["interfaces"].as_array().into_iter().flatten() {
+                let vlans: Vec<u16> = match iface["segmentation_id"].as_array() {
+                    Some(list) if !list.is_empty() => list.iter().filter_map(vlan_of).collect(),
+                    _ => vec![default],
+                };
+                for vlan in vlans {
+                    out.push(Attachment {
+                        network: text(conn, "network_id").to_string(),
+                        interface: text(iface, "name").to_string(),
+                        vlan,
+                    });
+                }
+            }
+        }
+    }
+    out.sort();
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|a| seen.insert((a.interface.clone(), a.vlan)));
+    out
+}
+
+/// The gateway device an agent document reports (`configurations.l2gw_device`), if any.
+pub fn agent_device(agent: &Value) -> Option<&str> {
+    agent["configurations"]["l2gw_device"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+}

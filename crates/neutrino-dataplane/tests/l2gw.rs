@@ -1,0 +1,139 @@
+//! The software L2 gateway in the desired state: a gateway host bridges connected VXLAN
+//! networks to its device's interfaces (untagged for VLAN 0, a VLAN sub-interface
+//! otherwise), and the network's other hosts flood to it.
+
+use std::net::IpAddr;
+
+use neutrino_dataplane::state::{FdbEntry, Uplink, FLOOD_MAC};
+use neutrino_dataplane::{desired, names, plan, Cluster, HostConfig, HostState, Op};
+use serde_json::{json, Value};
+
+const NET: &str = "11111111-1111-4111-8111-111111111111";
+const NET2: &str = "22222222-2222-4222-8222-222222222222";
+const GW: &str = "33333333-3333-4333-8333-333333333333";
+
+fn host(name: &str, ip: &str, device: Option<&str>) -> HostConfig {
+    HostConfig {
+        host: name.into(),
+        tunnel_ip: ip.parse::<IpAddr>().unwrap(),
+        vxlan_port: 4789,
+        netns_prefix: format!("{name}-"),
+        interface_mappings: Default::default(),
+        l2gw_device: device.map(str::to_string),
+    }
+}
+
+fn agent(host: &str, ip: &str, device: Option<&str>) -> Value {
+    json!({"id": format!("agent-{host}"), "host": host,
+           "configurations": {"tunnel_ip": ip, "l2gw_device": device}})
+}
+
+/// A network with a VM port on `compute`, a gateway whose device `gw1` has `interfaces`,
+/// connected with `segmentation_id`.
+fn cluster(interfaces: Value, segmentation_id: Value) -> Cluster {
+    Cluster::from_snapshot(&json!({"revision": 1, "resources": {
+        "agent": [agent("compute", "198.18.0.1", None), agent("gwhost", "198.18.0.2", Some("gw1"))],
+        "network": [
+            {"id": NET, "provider:network_type": "vxlan", "provider:segmentation_id": 1001, "mtu": 1450},
+            {"id": NET2, "provider:network_type": "vxlan", "provider:segmentation_id": 1002, "mtu": 1450},
+        ],
+        "port": [{"id": "p1", "network_id": NET, "binding:host_id": "compute", "device_id": "vm1",
+                  "device_owner": "compute:nova", "mac_address": "fa:16:3e:00:00:01",
+                  "fixed_ips": [], "created_at": "1"}],
+        "l2_gateway": [{"id": GW, "devices": [
+            {"id": "d1", "device_name": "gw1", "interfaces": interfaces},
+            {"id": "d2", "device_name": "other", "interfaces": [{"name": "eth7", "segmentation_id": []}]}]}],
+        "l2_gateway_connection": [{"id": "c1", "l2_gateway_id": GW, "network_id": NET,
+                                   "segmentation_id": segmentation_id}],
+    }}))
+}
+
+#[test]
+fn gateway_host_bridges_the_interface_untagged() {
+    let c = cluster(
+        json!([{"name": "veth-bm", "segmentation_id": []}]),
+        json!(""),
+    );
+    let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    let bridge = names::bridge(NET);
+    assert!(gw.state.bridges.contains_key(&bridge));
+    assert_eq!(
+        gw.state.vxlans[&names::vxlan(1001)].master.as_deref(),
+        Some(bridge.as_str())
+    );
+    assert_eq!(
+        gw.state.uplinks.get("veth-bm"),
+        Some(&Uplink {
+            vlan: None,
+            master: Some(bridge.clone())
+        })
+    );
+    // The other device's interface and the unconnected network stay off this host.
+    assert!(!gw.state.uplinks.contains_key("eth7"));
+    assert!(!gw.state.bridges.contains_key(&names::bridge(NET2)));
+    // Toward the compute host: flood and the VM's MAC.
+    let to_compute: Vec<&FdbEntry> = gw.state.fdb.iter().collect();
+    let compute_ip: IpAddr = "198.18.0.1".parse().unwrap();
+    for mac in [FLOOD_MAC, "fa:16:3e:00:00:01"] {
+        assert!(
+            to_compute
+                .iter()
+                .any(|e| e.mac == mac && e.dst == compute_ip),
+            "{mac}"
+        );
+    }
+    // The plan enslaves the interface to the bridge.
+    let ops = plan(&gw.state, &HostState::default());
+    assert!(ops.iter().any(
+        |op| matches!(op, Op::SetMaster { name, master } if name == "veth-bm" && *master == bridge)
+    ));
+
+    // The compute host floods to the gateway host.
+    let compute = desired(&c, &host("compute", "198.18.0.1", None));
+    let gw_ip: IpAddr = "198.18.0.2".parse().unwrap();
+    assert!(compute.state.fdb.contains(&FdbEntry {
+        dev: names::vxlan(1001),
+        mac: FLOOD_MAC.into(),
+        dst: gw_ip,
+    }));
+    assert!(compute.state.uplinks.is_empty());
+
+    // Without the connection nothing is bridged and nobody floods to the gateway.
+    let mut c2 = c.clone();
+    c2.apply_page(&json!({"revision": 2, "changes": [{"kind": "l2_gateway_connection", "id": "c1", "body": null}]}));
+    assert!(desired(&c2, &host("gwhost", "198.18.0.2", Some("gw1")))
+        .state
+        .uplinks
+        .is_empty());
+    let compute = desired(&c2, &host("compute", "198.18.0.1", None));
+    assert!(!compute.state.fdb.iter().any(|e| e.dst == gw_ip));
+}
+
+#[test]
+fn vlans_become_sub_interfaces() {
+    // The connection's VLAN applies to interfaces without their own.
+    let c = cluster(json!([{"name": "eth1", "segmentation_id": []}]), json!(100));
+    let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    assert_eq!(
+        gw.state.uplinks.get("eth1.100"),
+        Some(&Uplink {
+            vlan: Some(("eth1".into(), 100)),
+            master: Some(names::bridge(NET))
+        })
+    );
+    // An interface's own VLANs, each a sub-interface on the same bridge.
+    let c = cluster(
+        json!([{"name": "eth1", "segmentation_id": ["10", "20"]}]),
+        json!(""),
+    );
+    let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    let names: Vec<&String> = gw.state.uplinks.keys().collect();
+    assert_eq!(names, ["eth1.10", "eth1.20"]);
+}
+
+#[test]
+fn a_host_that_is_not_the_device_is_untouched() {
+    let c = cluster(json!([{"name": "eth1", "segmentation_id": []}]), json!(""));
+    let other = desired(&c, &host("gwhost", "198.18.0.2", Some("not-this-one")));
+    assert!(other.state.uplinks.is_empty() && other.state.bridges.is_empty());
+}
