@@ -138,7 +138,7 @@ fn probe_netns(cfg: &AgentConfig) -> String {
 }
 
 fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
-    json!({
+    let mut doc = json!({
         "host": cfg.host.host,
         "agent_type": "Neutrino agent",
         "binary": "neutrino-agent",
@@ -150,10 +150,13 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
             "netns_prefix": cfg.host.netns_prefix,
             // As the Linux bridge agent: the server binds flat/VLAN ports only where mapped.
             "interface_mappings": cfg.host.interface_mappings,
-            // The L2 gateway device this host is: the other hosts flood to it.
-            "l2gw_device": cfg.host.l2gw_device,
         },
-    })
+    });
+    if let Some(device) = &cfg.host.l2gw_device {
+        // The L2 gateway device this host is: the other hosts flood to it.
+        doc["configurations"]["l2gw_device"] = json!(device);
+    }
+    doc
 }
 
 /// What the prober watches: every pair with a port here, and its probe if it has one.
