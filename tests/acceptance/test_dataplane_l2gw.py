@@ -1,6 +1,7 @@
 """The software L2 gateway: h2's agent runs with ``--l2gw-device``; an L2 gateway naming that
 device and one of its interfaces, connected to a VXLAN network, bridges the network's overlay
-to the interface, so a "bare-metal" machine behind it reaches an instance on h1.
+to the interface, so a "bare-metal" machine behind it reaches an instance on h1, and the MACs
+the gateway host learns behind the interface become static FDB entries on h1.
 
 The bare-metal machine is a namespace with a veth into h2 (``bm0``). Every namespace is named
 with the lab's tag, so the lab's teardown deletes them (and the veths inside) with the rest.
@@ -26,7 +27,8 @@ def glab(tmp_path):
     server = NeutrinoServer(_server_binary(), tmp_path / "server").start()
     lab = Lab(server, tmp_path, ("h1", "h2"))
     lab.device = f"gw-{lab.tag}"
-    lab.agent_args = {"h2": ["--l2gw-device", lab.device]}
+    # A quick resync: the gateway reports what its bridge learned after each reconcile.
+    lab.agent_args = {"h2": ["--l2gw-device", lab.device, "--resync-interval", "1"]}
     try:
         yield lab.setup()
     finally:
@@ -51,6 +53,16 @@ def master_of(ns: str, dev: str) -> str | None:
     return json.loads(sh("ip", "-n", ns, "-j", "link", "show", dev).stdout)[0].get("master")
 
 
+def mac_of(ns: str, dev: str) -> str:
+    return json.loads(sh("ip", "-n", ns, "-j", "link", "show", dev).stdout)[0]["address"]
+
+
+def fdb_toward(ns: str, mac: str, dst: str) -> bool:
+    """Whether ``ns`` has a VXLAN FDB entry sending ``mac`` to ``dst``."""
+    return any(line.startswith(f"{mac} ") and f"dst {dst} " in line + " "
+               for line in sh("bridge", "-n", ns, "fdb", "show").stdout.splitlines())
+
+
 def test_gateway_bridges_bare_metal_to_the_overlay(glab):
     lab, env = glab, glab.server.env
     net, _ = network_with_subnet(env, "10.68.0.0/24")
@@ -72,11 +84,18 @@ def test_gateway_bridges_bare_metal_to_the_overlay(glab):
     h2 = lab.host_ns("h2")
     wait_for("bm0 on the network's bridge", lambda: master_of(h2, "bm0") == bridge)
     assert lab.pings(bm, ip_of(a), count=2)
+    # The gateway host reported the MAC it learned behind bm0; h1 sends it there directly.
+    bm_mac = mac_of(bm, "eth0")
+    h1 = lab.host_ns("h1")
+    wait_for("h1's FDB entry for the bare-metal MAC",
+             lambda: fdb_toward(h1, bm_mac, lab.tunnel_ip("h2")))
 
     # The connection goes: bm0 is released (and stays), the instance is unreachable again.
     osc("l2gw", "connection", "delete", conn["id"], env=env, json_output=False)
     wait_for("bm0 released", lambda: master_of(h2, "bm0") is None)
     assert not lab.pings(bm, ip_of(a))
+    wait_for("the bare-metal MAC's entry removed on h1",
+             lambda: not fdb_toward(h1, bm_mac, lab.tunnel_ip("h2")))
     osc("l2gw", "delete", gw["id"], env=env, json_output=False)
 
 

@@ -74,6 +74,10 @@ struct Agent {
     sfc_chains_sent: (Value, std::time::Instant),
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
+    /// The bridge FDB of the last observation (a gateway host reports what it learned).
+    fdb: Value,
+    /// The learned MACs the server last accepted from this gateway host.
+    l2gw_sent: Option<Value>,
     /// Health prober of the functions plugged here.
     prober: crate::prober::Prober,
     /// Its verdicts as they change (taken by the watch loop while it runs).
@@ -110,6 +114,8 @@ pub async fn run(
         sfc_checked: None,
         sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
+        fdb: Value::Null,
+        l2gw_sent: None,
         status_revision: 0,
         sfc_report: Value::Null,
         sfc_chains_sent: (Value::Null, std::time::Instant::now()),
@@ -453,7 +459,7 @@ impl Agent {
         }
     }
 
-    async fn observe(&self) -> Result<HostState, AgentError> {
+    async fn observe(&mut self) -> Result<HostState, AgentError> {
         let kernel = self.kernel.clone();
         let prefix = self.cfg.host.netns_prefix.clone();
         let raw = tokio::task::spawn_blocking(move || kernel.observe(&prefix))
@@ -462,7 +468,26 @@ impl Agent {
                 command: "observe".into(),
                 message: e.to_string(),
             })??;
-        Ok(observe(&raw))
+        let state = observe(&raw);
+        self.fdb = raw.fdb;
+        Ok(state)
+    }
+
+    /// On a gateway host: sends what the bridges learned behind the gateway interfaces when
+    /// it differs from what the server last accepted.
+    async fn report_l2gw_macs(&mut self, cluster: &Cluster) {
+        let Some(device) = &self.cfg.host.l2gw_device else {
+            return;
+        };
+        let learned = neutrino_dataplane::l2gw::learned_macs(cluster, device, &self.fdb);
+        let doc = json!({"host": self.cfg.host.host, "networks": learned});
+        if self.l2gw_sent.as_ref() == Some(&doc) {
+            return;
+        }
+        match self.client.l2gw_macs(&doc).await {
+            Ok(_) => self.l2gw_sent = Some(doc),
+            Err(e) => tracing::warn!(error = %e, "cannot report the gateway's learned MACs"),
+        }
     }
 
     /// Brings the kernel to the desired state of `cluster` and reports port status.
@@ -522,6 +547,7 @@ impl Agent {
         self.reconcile_sfc(cluster, &want, false).await;
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
+        self.report_l2gw_macs(cluster).await;
         self.write_status(cluster);
     }
 

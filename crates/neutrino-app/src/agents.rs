@@ -41,6 +41,8 @@ pub const FEED_KINDS: &[&str] = &[
     // L2 gateways: a gateway host bridges connected networks to its interfaces.
     "l2_gateway",
     "l2_gateway_connection",
+    // MACs learned behind software gateways' interfaces (static FDB entries elsewhere).
+    "l2gw_learned_macs",
 ];
 /// Port statuses an agent may report.
 const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];

@@ -680,3 +680,91 @@ async fn concurrent_connections_one_wins() {
     let loser = if a.is_err() { a } else { b };
     assert_err(loser, 409, "L2GatewayConnectionExists");
 }
+
+#[tokio::test]
+async fn gateway_hosts_report_learned_macs() {
+    let t = env().await;
+    let net = vxlan_net(&t).await;
+    let stored = |t: &Env| {
+        let store = t.store.clone();
+        async move {
+            let mut tx = store.read().await.unwrap();
+            let (records, _) = tx.dump().await.unwrap();
+            records
+                .into_iter()
+                .filter(|r| r.kind == "l2gw_learned_macs")
+                .map(|r| r.body)
+                .collect::<Vec<Value>>()
+        }
+    };
+    let report = |macs: Value| json!({"host": "gw-host", "networks": {net.clone(): macs}});
+    let r = t
+        .app
+        .report_l2gw_macs(
+            &admin(),
+            report(json!(["02:00:00:00:00:BB", "02:00:00:00:00:aa"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["updated"], 1);
+    let docs = stored(&t).await;
+    assert_eq!(docs.len(), 1);
+    assert_eq!(
+        docs[0]["macs"],
+        json!(["02:00:00:00:00:aa", "02:00:00:00:00:bb"])
+    );
+    assert_eq!(docs[0]["host"], "gw-host");
+    // The same set again is no write.
+    let r = t
+        .app
+        .report_l2gw_macs(
+            &admin(),
+            report(json!(["02:00:00:00:00:aa", "02:00:00:00:00:bb"])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["updated"], 0);
+    // Refusals: a member, a bad MAC, a bad shape.
+    let e = t.app.report_l2gw_macs(&tenant(), report(json!([]))).await;
+    assert_err(e, 403, "PolicyNotAuthorized");
+    let e = t
+        .app
+        .report_l2gw_macs(&admin(), report(json!(["nope"])))
+        .await;
+    assert_err(e, 400, "HTTPBadRequest");
+    let e = t
+        .app
+        .report_l2gw_macs(&admin(), json!({"host": "h", "networks": []}))
+        .await;
+    assert_err(e, 400, "HTTPBadRequest");
+    // Unknown networks are ignored; the network's deletion takes the report.
+    let r = t
+        .app
+        .report_l2gw_macs(
+            &admin(),
+            json!({"host": "gw-host", "networks": {"00000000-0000-0000-0000-000000000000": ["02:00:00:00:00:01"]}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["updated"], 0);
+    t.delete(&admin(), "networks", &net).await.unwrap();
+    assert!(stored(&t).await.is_empty());
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    // An empty list clears a report.
+    let net = vxlan_net(&t).await;
+    let report = |macs: Value| json!({"host": "gw-host", "networks": {net.clone(): macs}});
+    t.app
+        .report_l2gw_macs(&admin(), report(json!(["02:00:00:00:00:aa"])))
+        .await
+        .unwrap();
+    let r = t
+        .app
+        .report_l2gw_macs(&admin(), report(json!([])))
+        .await
+        .unwrap();
+    assert_eq!(r["updated"], 1);
+    assert!(stored(&t).await.is_empty());
+}

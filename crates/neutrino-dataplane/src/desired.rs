@@ -420,6 +420,21 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     mac: FLOOD_MAC.to_string(),
                     dst,
                 });
+                // The hosts behind its interfaces, as the gateway host reported them.
+                let learned = cluster
+                    .all("l2gw_learned_macs")
+                    .filter(|r| text(r, "host") == host && text(r, "network_id") == a.network);
+                for r in learned {
+                    for mac in r["macs"].as_array().into_iter().flatten() {
+                        if let Some(mac) = mac.as_str() {
+                            out.state.fdb.insert(FdbEntry {
+                                dev: vxlan.clone(),
+                                mac: mac.to_ascii_lowercase(),
+                                dst,
+                            });
+                        }
+                    }
+                }
             }
         }
     }
@@ -482,13 +497,8 @@ fn add_gateway_attachments(
             },
         );
         local_networks.insert(a.network.clone(), vxlan);
-        let (name, vlan) = match a.vlan {
-            0 => (a.interface.clone(), None),
-            vid => (
-                provider::vlan_interface(&a.interface, vid),
-                Some((a.interface.clone(), vid)),
-            ),
-        };
+        let name = crate::l2gw::uplink_name(&a);
+        let vlan = (a.vlan != 0).then(|| (a.interface.clone(), a.vlan));
         out.state.uplinks.entry(name).or_insert(Uplink {
             vlan,
             master: Some(bridge),

@@ -69,3 +69,50 @@ pub fn agent_device(agent: &Value) -> Option<&str> {
         .as_str()
         .filter(|d| !d.is_empty())
 }
+
+/// The interface enslaved for an attachment: the interface itself for VLAN 0, else its VLAN
+/// sub-interface.
+pub fn uplink_name(a: &Attachment) -> String {
+    match a.vlan {
+        0 => a.interface.clone(),
+        vid => crate::provider::vlan_interface(&a.interface, vid),
+    }
+}
+
+/// What this gateway host's bridges learned on its gateway interfaces, per connected network
+/// (every connected network present, possibly empty), from `bridge -j fdb show`: entries on
+/// an attachment's interface whose master is the network's bridge, neither permanent nor
+/// static nor the device's own (`self`).
+pub fn learned_macs(
+    cluster: &Cluster,
+    device: &str,
+    fdb: &Value,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut by_uplink = std::collections::BTreeMap::new();
+    for a in attachments(cluster, device) {
+        out.entry(a.network.clone()).or_default();
+        by_uplink.insert(uplink_name(&a), a.network);
+    }
+    for e in fdb.as_array().into_iter().flatten() {
+        let Some(network) = by_uplink.get(text(e, "ifname")) else {
+            continue;
+        };
+        let own = e["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "self"));
+        let state = text(e, "state");
+        if own
+            || matches!(state, "permanent" | "static" | "noarp")
+            || text(e, "master") != crate::names::bridge(network)
+        {
+            continue;
+        }
+        let mac = text(e, "mac").to_ascii_lowercase();
+        if !mac.is_empty() {
+            out.entry(network.clone()).or_default().insert(mac);
+        }
+    }
+    out
+}

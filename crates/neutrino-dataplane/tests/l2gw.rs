@@ -137,3 +137,48 @@ fn a_host_that_is_not_the_device_is_untouched() {
     let other = desired(&c, &host("gwhost", "198.18.0.2", Some("not-this-one")));
     assert!(other.state.uplinks.is_empty() && other.state.bridges.is_empty());
 }
+
+#[test]
+fn learned_macs_are_reported_and_become_fdb_entries_elsewhere() {
+    let c = cluster(
+        json!([{"name": "veth-bm", "segmentation_id": []}]),
+        json!(""),
+    );
+    let bridge = names::bridge(NET);
+    let fdb = json!([
+        {"mac": "02:00:00:00:00:aa", "ifname": "veth-bm", "master": bridge, "state": ""},
+        {"mac": "02:00:00:00:00:AB", "ifname": "veth-bm", "master": bridge},
+        // The interface's own address, a static entry, another interface, the device itself.
+        {"mac": "02:00:00:00:00:01", "ifname": "veth-bm", "master": bridge, "state": "permanent"},
+        {"mac": "02:00:00:00:00:02", "ifname": "veth-bm", "master": bridge, "state": "static"},
+        {"mac": "02:00:00:00:00:03", "ifname": "tap1", "master": bridge},
+        {"mac": "02:00:00:00:00:04", "ifname": "veth-bm", "flags": ["self"], "state": "permanent"},
+    ]);
+    let learned = neutrino_dataplane::l2gw::learned_macs(&c, "gw1", &fdb);
+    let macs: Vec<&String> = learned[NET].iter().collect();
+    assert_eq!(macs, ["02:00:00:00:00:aa", "02:00:00:00:00:ab"]);
+    // A device without attachments reports nothing.
+    assert!(neutrino_dataplane::l2gw::learned_macs(&c, "other-device", &fdb).is_empty());
+
+    // Once the server has the report, the compute host sends those MACs to the gateway host.
+    let mut c2 = c.clone();
+    c2.apply_page(
+        &json!({"revision": 2, "changes": [{"kind": "l2gw_learned_macs",
+        "id": "l2gw-macs:gwhost:n", "body": {"id": "l2gw-macs:gwhost:n", "host": "gwhost",
+        "network_id": NET, "macs": ["02:00:00:00:00:aa"]}}]}),
+    );
+    let compute = desired(&c2, &host("compute", "198.18.0.1", None));
+    assert!(compute.state.fdb.contains(&FdbEntry {
+        dev: names::vxlan(1001),
+        mac: "02:00:00:00:00:aa".into(),
+        dst: "198.18.0.2".parse().unwrap(),
+    }));
+    // Not once the connection is gone.
+    c2.apply_page(&json!({"revision": 3, "changes": [{"kind": "l2_gateway_connection", "id": "c1", "body": null}]}));
+    let compute = desired(&c2, &host("compute", "198.18.0.1", None));
+    assert!(!compute
+        .state
+        .fdb
+        .iter()
+        .any(|e| e.mac == "02:00:00:00:00:aa"));
+}

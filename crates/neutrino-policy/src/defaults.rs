@@ -356,5 +356,6 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },
     DefaultRule { name: "get_feed", check: "(rule:admin_only) or (rule:service_api)", description: "Read the change feed: a snapshot of the desired state and the changes since a revision (Neutrino's agents)", operations: &[("GET", "/neutrino/v1/snapshot"), ("GET", "/neutrino/v1/changes"), ("GET", "/neutrino/v1/watch")] },
     DefaultRule { name: "report_port_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the status of ports the agent wired (Neutrino's agents)", operations: &[("PUT", "/neutrino/v1/port-status")] },
+    DefaultRule { name: "report_l2gw_macs", check: "(rule:admin_only) or (rule:service_api)", description: "Report the MACs a software L2 gateway learned behind its interfaces (Neutrino's agents)", operations: &[("PUT", "/neutrino/v1/l2gw-macs")] },
     DefaultRule { name: "update_sfc_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the health of service function port pairs (Neutrino extension, used by agents)", operations: &[("PUT", "/neutrino/v1/sfc-status")] },
 ];

@@ -16,10 +16,14 @@
 //! | `l2gw-rgw-use` | `<remote gateway>/<remote connection>` | remote connection | cascade on remote gateway delete |
 //! | `l2gw-rmac:<remote connection>` | MAC | remote MAC | a MAC once per remote connection |
 //!
+//! [`learned`] keeps what software gateways (Neutrino's agents) learned behind their
+//! interfaces.
+//!
 //! A connection locks its gateway's row, a remote connection its connection's, a remote MAC
 //! its remote connection's, and each delete locks its own row first, so a delete and a new
 //! user of the same record serialise on PostgreSQL too.
 
+mod learned;
 mod remote;
 
 use async_trait::async_trait;
@@ -407,6 +411,8 @@ impl App {
         let remote = children(tx, "l2_remote_gateway_connection", &net).await?;
         drop_records(tx, &remote).await?;
         let local = children(tx, "l2_gateway_connection", &net).await?;
-        drop_records(tx, &local).await
+        drop_records(tx, &local).await?;
+        let learned = children(tx, learned::KIND, &net).await?;
+        drop_records(tx, &learned).await
     }
 }
