@@ -3,8 +3,9 @@
 //! bridges the network's VXLAN overlay on this host to the device's interfaces: VLAN 0 (or
 //! an interface listed without VLANs under a connection whose VLAN is 0) is the interface
 //! itself, untagged; any other VLAN is the 802.1q sub-interface `<interface>.<vlan>`, as for
-//! VLAN provider networks. The other hosts of the network flood to the gateway host, so the
-//! hosts behind the interface are reached without learning.
+//! VLAN provider networks. The other hosts of the network flood to the gateway host, and
+//! the MACs its bridges learn behind the interfaces ([`learned_macs`], reported to the
+//! server) become static FDB entries toward it on those hosts.
 
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::attrs::{ro, rw, Attr, Conv, Fill};
 use crate::error::{ApiError, ApiResult};
@@ -339,13 +339,6 @@ pub fn interface_names(device: &Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// A device object without its server id, for comparisons.
-pub fn without_id(device: &Value) -> Map<String, Value> {
-    let mut d = device.as_object().cloned().unwrap_or_default();
-    d.remove("id");
-    d
 }
 
 #[cfg(test)]
