@@ -405,6 +405,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         &mut out,
     );
     add_gateway_attachments(cluster, cfg, &mut local_networks, &mut out);
+    crate::l2gw::add_remote_gateways(cluster, cfg, &local_networks, &mut out);
     // Toward the gateway hosts of our networks: they flood to us and we to them.
     for agent in cluster.all("agent") {
         let (Some(device), host) = (crate::l2gw::agent_device(agent), text(agent, "host")) else {

@@ -117,3 +117,88 @@ pub fn learned_macs(
     }
     out
 }
+
+/// Border gateways (Neutrino's remote-gateway extension) on this gateway host: each remote
+/// gateway connection of a gateway with this host's device, on a network bridged here, sends
+/// the network to the remote gateway's `ipaddr` over VXLAN with the WAN key (`seg_id`, or the
+/// network's own VNI when empty: then the network's VXLAN device carries it). A separate key
+/// gets its own VXLAN device `vxlan-<key>` on the network's bridge, unless that name is taken
+/// by another network here. `flood` adds the remote gateway to the flood list; each remote MAC
+/// is a static FDB entry toward it.
+pub(crate) fn add_remote_gateways(
+    cluster: &Cluster,
+    cfg: &crate::HostConfig,
+    local_networks: &std::collections::BTreeMap<String, String>,
+    out: &mut crate::desired::Desired,
+) {
+    use crate::state::{FdbEntry, Vxlan, FLOOD_MAC};
+    let Some(device) = &cfg.l2gw_device else {
+        return;
+    };
+    for rc in cluster.all("l2_remote_gateway_connection") {
+        let ours = cluster
+            .get("l2_gateway", text(rc, "gateway"))
+            .and_then(|gw| gw["devices"].as_array())
+            .is_some_and(|ds| ds.iter().any(|d| text(d, "device_name") == device));
+        let network = text(rc, "network");
+        let (true, Some(local_dev), Some(net)) = (
+            ours,
+            local_networks.get(network),
+            cluster.get("network", network),
+        ) else {
+            continue;
+        };
+        let Some(remote) = cluster
+            .get("l2_remote_gateway", text(rc, "remote_gateway"))
+            .and_then(|r| text(r, "ipaddr").parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        let vni = net["provider:segmentation_id"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok());
+        let key = text(rc, "seg_id").parse::<u32>().ok().or(vni);
+        let dev = match key {
+            Some(key) if Some(key) != vni => {
+                let name = crate::names::vxlan(key);
+                let bridge = crate::names::bridge(network);
+                match out.state.vxlans.get(&name) {
+                    Some(v) if v.master.as_deref() != Some(bridge.as_str()) => continue,
+                    Some(_) => {}
+                    None => {
+                        let mtu = out.state.bridges.get(&bridge).map_or(1450, |b| b.mtu);
+                        out.state.vxlans.insert(
+                            name.clone(),
+                            Vxlan {
+                                vni: key,
+                                local: cfg.tunnel_ip,
+                                port: cfg.vxlan_port,
+                                mtu,
+                                master: Some(bridge),
+                            },
+                        );
+                    }
+                }
+                name
+            }
+            _ => local_dev.clone(),
+        };
+        if text(rc, "flood") != "False" {
+            out.state.fdb.insert(FdbEntry {
+                dev: dev.clone(),
+                mac: FLOOD_MAC.to_string(),
+                dst: remote,
+            });
+        }
+        let macs = cluster
+            .all("l2_remote_mac")
+            .filter(|m| text(m, "rgw_connection") == text(rc, "id"));
+        for m in macs {
+            out.state.fdb.insert(FdbEntry {
+                dev: dev.clone(),
+                mac: text(m, "mac").to_ascii_lowercase(),
+                dst: remote,
+            });
+        }
+    }
+}

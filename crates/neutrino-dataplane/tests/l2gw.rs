@@ -182,3 +182,68 @@ fn learned_macs_are_reported_and_become_fdb_entries_elsewhere() {
         .iter()
         .any(|e| e.mac == "02:00:00:00:00:aa"));
 }
+
+fn with_remote(c: &Cluster, seg_id: &str, flood: &str) -> Cluster {
+    let mut c = c.clone();
+    c.apply_page(&json!({"revision": 5, "changes": [
+        {"kind": "l2_remote_gateway", "id": "r1", "body": {"id": "r1", "ipaddr": "198.18.9.1"}},
+        {"kind": "l2_remote_gateway_connection", "id": "rc1", "body": {"id": "rc1", "gateway": GW,
+         "network": NET, "remote_gateway": "r1", "seg_id": seg_id, "flood": flood}},
+        {"kind": "l2_remote_mac", "id": "m1", "body": {"id": "m1", "uuid": "m1",
+         "mac": "02:00:00:00:09:01", "ipaddr": "", "rgw_connection": "rc1"}},
+    ]}));
+    c
+}
+
+#[test]
+fn remote_gateways_get_a_wan_tunnel() {
+    let base = cluster(
+        json!([{"name": "veth-bm", "segmentation_id": []}]),
+        json!(""),
+    );
+    let remote: IpAddr = "198.18.9.1".parse().unwrap();
+    let entry = |dev: &str, mac: &str| FdbEntry {
+        dev: dev.into(),
+        mac: mac.into(),
+        dst: remote,
+    };
+
+    // A WAN key of its own: a second VXLAN device on the network's bridge.
+    let gw = desired(
+        &with_remote(&base, "456", "True"),
+        &host("gwhost", "198.18.0.2", Some("gw1")),
+    );
+    let wan = &gw.state.vxlans[&names::vxlan(456)];
+    assert_eq!(
+        (wan.vni, wan.master.as_deref()),
+        (456, Some(names::bridge(NET).as_str()))
+    );
+    assert!(gw.state.fdb.contains(&entry("vxlan-456", FLOOD_MAC)));
+    assert!(gw
+        .state
+        .fdb
+        .contains(&entry("vxlan-456", "02:00:00:00:09:01")));
+
+    // No key: the network's own VXLAN device; no flooding when `flood` is "False".
+    let gw = desired(
+        &with_remote(&base, "", "False"),
+        &host("gwhost", "198.18.0.2", Some("gw1")),
+    );
+    assert!(!gw.state.vxlans.contains_key("vxlan-456"));
+    assert!(!gw.state.fdb.contains(&entry("vxlan-1001", FLOOD_MAC)));
+    assert!(gw
+        .state
+        .fdb
+        .contains(&entry("vxlan-1001", "02:00:00:00:09:01")));
+
+    // Other hosts, and a gateway host whose network is not connected, do nothing of it.
+    let compute = desired(
+        &with_remote(&base, "456", "True"),
+        &host("compute", "198.18.0.1", None),
+    );
+    assert!(!compute.state.fdb.iter().any(|e| e.dst == remote));
+    let mut c = with_remote(&base, "456", "True");
+    c.apply_page(&json!({"revision": 6, "changes": [{"kind": "l2_gateway_connection", "id": "c1", "body": null}]}));
+    let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    assert!(gw.state.vxlans.is_empty() && gw.state.fdb.is_empty());
+}
