@@ -78,6 +78,10 @@ struct Agent {
     sfc_chains_sent: (Value, std::time::Instant),
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
+    /// The bridge FDB of the last observation (a gateway host reports what it learned).
+    fdb: Value,
+    /// The learned MACs the server last accepted from this gateway host.
+    l2gw_sent: Option<Value>,
     /// Health prober of the functions plugged here.
     prober: crate::prober::Prober,
     /// Its verdicts as they change (taken by the watch loop while it runs).
@@ -114,6 +118,8 @@ pub async fn run(
         sfc_checked: None,
         sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
+        fdb: Value::Null,
+        l2gw_sent: None,
         status_revision: 0,
         healthy: false,
         acked: (-1, std::time::Instant::now()),
@@ -152,7 +158,7 @@ fn probe_netns(cfg: &AgentConfig) -> String {
 }
 
 fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
-    json!({
+    let mut doc = json!({
         "host": cfg.host.host,
         "agent_type": "Neutrino agent",
         "binary": "neutrino-agent",
@@ -165,7 +171,12 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
             // As the Linux bridge agent: the server binds flat/VLAN ports only where mapped.
             "interface_mappings": cfg.host.interface_mappings,
         },
-    })
+    });
+    if let Some(device) = &cfg.host.l2gw_device {
+        // The L2 gateway device this host is: the other hosts flood to it.
+        doc["configurations"]["l2gw_device"] = json!(device);
+    }
+    doc
 }
 
 /// What the prober watches: every pair with a port here, and its probe if it has one.
@@ -476,7 +487,7 @@ impl Agent {
         }
     }
 
-    async fn observe(&self) -> Result<HostState, AgentError> {
+    async fn observe(&mut self) -> Result<HostState, AgentError> {
         let kernel = self.kernel.clone();
         let prefix = self.cfg.host.netns_prefix.clone();
         let raw = tokio::task::spawn_blocking(move || kernel.observe(&prefix))
@@ -485,7 +496,26 @@ impl Agent {
                 command: "observe".into(),
                 message: e.to_string(),
             })??;
-        Ok(observe(&raw))
+        let state = observe(&raw);
+        self.fdb = raw.fdb;
+        Ok(state)
+    }
+
+    /// On a gateway host: sends what the bridges learned behind the gateway interfaces when
+    /// it differs from what the server last accepted.
+    async fn report_l2gw_macs(&mut self, cluster: &Cluster) {
+        let Some(device) = &self.cfg.host.l2gw_device else {
+            return;
+        };
+        let learned = neutrino_dataplane::l2gw::learned_macs(cluster, device, &self.fdb);
+        let doc = json!({"host": self.cfg.host.host, "networks": learned});
+        if self.l2gw_sent.as_ref() == Some(&doc) {
+            return;
+        }
+        match self.client.l2gw_macs(&doc).await {
+            Ok(_) => self.l2gw_sent = Some(doc),
+            Err(e) => tracing::warn!(error = %e, "cannot report the gateway's learned MACs"),
+        }
     }
 
     /// Brings the kernel to the desired state of `cluster` and reports port status.
@@ -561,6 +591,7 @@ impl Agent {
         if ok {
             self.acknowledge(cluster.revision).await;
         }
+        self.report_l2gw_macs(cluster).await;
         self.write_status(cluster);
     }
 

@@ -173,6 +173,12 @@ impl ServerClient {
             .await
     }
 
+    /// Reports the MACs this software gateway learned behind its interfaces.
+    pub async fn l2gw_macs(&self, doc: &Value) -> Result<Value, AgentError> {
+        self.call(Method::PUT, "/neutrino/v1/l2gw-macs", Some(doc))
+            .await
+    }
+
     /// Opens the watch stream from `since`; `on_event` gets every line until the stream ends
     /// (server gone, network error, idle beyond `idle`) or asks to stop by returning false.
     pub async fn watch(

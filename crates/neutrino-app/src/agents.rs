@@ -38,6 +38,15 @@ pub const FEED_KINDS: &[&str] = &[
     "port_pair_group",
     "port_chain",
     "service_graph",
+    // L2 gateways: a gateway host bridges connected networks to its interfaces.
+    "l2_gateway",
+    "l2_gateway_connection",
+    // MACs learned behind software gateways' interfaces (static FDB entries elsewhere).
+    "l2gw_learned_macs",
+    // Border gateways: the gateway host tunnels connected networks to remote gateways.
+    "l2_remote_gateway",
+    "l2_remote_gateway_connection",
+    "l2_remote_mac",
 ];
 /// Port statuses an agent may report.
 const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];

@@ -189,6 +189,20 @@ pub fn check(records: &[Record], claims: &[(String, String, String)]) -> Vec<Str
                     }
                 }
             }
+            "l2_gateway_connection" | "l2_remote_gateway_connection" | "l2_remote_mac" => {
+                for (f, kind) in [
+                    ("l2_gateway_id", "l2_gateway"),
+                    ("network_id", "network"),
+                    ("gateway", "l2_gateway"),
+                    ("network", "network"),
+                    ("remote_gateway", "l2_remote_gateway"),
+                    ("rgw_connection", "l2_remote_gateway_connection"),
+                ] {
+                    if let Some(id) = str_of(b, f) {
+                        expect(r, f, &id, &[kind]);
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -25,6 +25,11 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("flow_classifier", "Flow Classifier", "Flow Classifier Extension."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
     ("networking-sfc-tap", "Networking SFC Passive Tap Service Function support", "Extension for Passive TAP Service Function support"),
+    ("l2-gateway", "L2 Gateway", "Connects Neutron networks with external networks at layer 2."),
+    ("l2-gateway-connection", "L2 Gateway connection", "Connects Neutron networks with external networks at layer 2."),
+    ("l2-remote-gateway", "L2 Remote Gateway", "Neutrino extension: the border gateway of another cloud, reached over VXLAN (networking-l2gw border-gateway spec)."),
+    ("l2-remote-gateway-connection", "L2 Remote Gateway connection", "Neutrino extension: stretches a network connected to a local L2 gateway to a remote gateway."),
+    ("l2-remote-mac", "L2 Remote MAC", "Neutrino extension: MAC addresses known behind a remote gateway connection."),
     ("l3-ha", "HA Router extension", "Adds HA capability to routers."),
     ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),
@@ -82,6 +87,8 @@ const UPDATED: &[(&str, &str)] = &[
     ("sfc", "2015-10-05T10:00:00-00:00"),
     ("service_graph", "2017-09-20T00:00:00-00:00"),
     ("networking-sfc-tap", "2017-10-20T10:00:00-00:00"),
+    ("l2-gateway", "2015-01-01T00:00:00-00:00"),
+    ("l2-gateway-connection", "2014-01-01T00:00:00-00:00"),
 ];
 
 fn render(alias: &str, name: &str, description: &str) -> Value {

@@ -70,6 +70,11 @@ enum Shape {
     PortPairGroup,
     PortChain,
     ServiceGraph,
+    L2Gateway,
+    L2GatewayConnection,
+    L2RemoteGateway,
+    L2RemoteGatewayConnection,
+    L2RemoteMac,
 }
 
 // The common patterns (A's member, A's reader, B's member, B's reader, admin).
@@ -179,7 +184,65 @@ static ROWS: &[Row] = &[
     row("sfc/port_pair_groups", PortPairGroup, PRIVATE, OWNER).create(PARENT_HIDDEN),
     row("sfc/port_chains", PortChain, PRIVATE, OWNER).create(PARENT_HIDDEN),
     row("sfc/service_graphs", ServiceGraph, PRIVATE, OWNER).create(PARENT_HIDDEN),
+    // networking-l2gw: every rule is rule:admin_only, and its plugin refuses a non-admin
+    // listing outright (403 AdminRequired); a single record the get rule refuses is hidden
+    // (404), so are the writes on it. The border-gateway extension follows the same rules.
+    // Records here belong to project A (made by an admin naming it). Connections and remote
+    // MACs are never updated (405, as upstream has no update for them).
+    row("l2-gateways", L2Gateway, ADMIN_READS, ADMIN_WRITES)
+        .create(ADMIN_CREATES)
+        .except(&[("list", ADMIN_LISTS), ("create_in_a", ADMIN_IN_A)]),
+    row(
+        "l2-gateway-connections",
+        L2GatewayConnection,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[
+        ("list", ADMIN_LISTS),
+        ("create_in_a", ADMIN_IN_A),
+        ("update", "nnnnn"),
+    ]),
+    row(
+        "l2-remote-gateways",
+        L2RemoteGateway,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[("list", ADMIN_LISTS), ("create_in_a", ADMIN_IN_A)]),
+    row(
+        "l2-remote-gateway-connections",
+        L2RemoteGatewayConnection,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[
+        ("list", ADMIN_LISTS),
+        ("create_in_a", ADMIN_IN_A),
+        ("update", "nnnnn"),
+    ]),
+    row("l2-remote-macs", L2RemoteMac, ADMIN_READS, ADMIN_WRITES)
+        .create(ADMIN_CREATES)
+        .except(&[
+            ("list", ADMIN_LISTS),
+            ("create_in_a", ADMIN_IN_A),
+            ("update", "nnnnn"),
+        ]),
 ];
+
+/// Admin-only kinds (networking-l2gw): reads of one record are hidden from everyone else.
+const ADMIN_READS: &str = "hhhho";
+/// ... and listing them is refused.
+const ADMIN_LISTS: &str = "ffffo";
+/// Writes on a record the caller may not read: 404.
+const ADMIN_WRITES: &str = "hhhho";
+/// Creates: the policy refuses (403).
+const ADMIN_CREATES: &str = "ffffo";
+/// Naming project A: B's callers meet the 400 of naming another project first.
+const ADMIN_IN_A: &str = "ffbbo";
 
 /// The actions of each collection: (name, is a `GET`). Every `PUT` action a collection
 /// declares must be here (checked), and each fixture gives the body of each.
@@ -223,6 +286,23 @@ fn callers() -> [(&'static str, Context); 5] {
         ("B reader", other_reader()),
         ("admin", admin()),
     ]
+}
+
+/// A software gateway's device (one untagged interface).
+fn l2gw_body() -> Value {
+    let name = format!("gw{}", n());
+    json!({"name": name, "devices": [{"device_name": name, "interfaces": [{"name": "eth1"}]}]})
+}
+
+/// Another cloud's gateway.
+fn remote_gateway_body() -> Value {
+    let k = n();
+    json!({"name": format!("cloud{k}"), "ipaddr": format!("198.18.{}.{}", k / 250 % 250, k % 250 + 1)})
+}
+
+fn mac_address() -> String {
+    let k = n();
+    format!("fa:16:3e:00:{:02x}:{:02x}", k / 256 % 256, k % 256)
 }
 
 /// A number unique in the test run (CIDRs, ports, names).
@@ -326,6 +406,57 @@ impl Env {
         let body = json!({"port_pair_groups": [ppg], "flow_classifiers": [fc],
                           "chain_parameters": {"correlation": "mpls"}});
         id(&self.ok(&tenant(), "port_chains", body).await)
+    }
+
+    /// A gateway of project A (admins make them).
+    async fn a_l2gw(&self) -> String {
+        let mut body = l2gw_body();
+        body["project_id"] = json!("project-a");
+        id(&self.ok(&admin(), "l2-gateways", body).await)
+    }
+
+    /// A connection of project A between a new gateway and a new network of A.
+    async fn a_l2gw_connection(&self) -> String {
+        let (gw, net) = (self.a_l2gw().await, self.a_net(json!({})).await);
+        let body = json!({"l2_gateway_id": gw, "network_id": net, "segmentation_id": "5",
+                          "project_id": "project-a"});
+        id(&self.ok(&admin(), "l2-gateway-connections", body).await)
+    }
+
+    async fn a_remote_gateway(&self) -> String {
+        let mut body = remote_gateway_body();
+        body["project_id"] = json!("project-a");
+        id(&self.ok(&admin(), "l2-remote-gateways", body).await)
+    }
+
+    /// A gateway connected to a network of A, and a remote gateway: what a remote
+    /// connection names.
+    async fn a_remote_connection_parts(&self) -> (String, String, String) {
+        let (gw, net) = (self.a_l2gw().await, self.a_net(json!({})).await);
+        let body = json!({"l2_gateway_id": gw, "network_id": net, "segmentation_id": "6",
+                          "project_id": "project-a"});
+        self.ok(&admin(), "l2-gateway-connections", body).await;
+        (gw, net, self.a_remote_gateway().await)
+    }
+
+    async fn a_remote_connection(&self) -> String {
+        let (gw, net, rgw) = self.a_remote_connection_parts().await;
+        let body = json!({"gateway": gw, "network": net, "remote_gateway": rgw,
+                          "seg_id": "800", "project_id": "project-a"});
+        id(&self
+            .ok(&admin(), "l2-remote-gateway-connections", body)
+            .await)
+    }
+
+    async fn a_remote_mac(&self, rconn: &str) -> String {
+        let body = json!({"mac": mac_address(), "rgw_connection": rconn,
+                          "project_id": "project-a"});
+        let mac = self.ok(&admin(), "l2-remote-macs", body).await;
+        mac["uuid"]
+            .as_str()
+            .or(mac["id"].as_str())
+            .unwrap()
+            .to_string()
     }
 
     /// A's network for `shape`: external (with a subnet), shared with B, or private.
@@ -544,6 +675,33 @@ impl Env {
                 let spare = self.a_group(&net).await;
                 Fixture::new(chain, json!({"port_pair_groups": [spare]}))
                     .action("statistics", Value::Null)
+            }
+            L2Gateway => {
+                let gw = self.a_l2gw().await;
+                Fixture::new(gw, l2gw_body())
+            }
+            L2GatewayConnection => {
+                let conn = self.a_l2gw_connection().await;
+                let (gw, net) = (self.a_l2gw().await, self.a_net(json!({})).await);
+                let body = json!({"l2_gateway_id": gw, "network_id": net, "segmentation_id": "7"});
+                Fixture::new(conn, body).update(json!({"segmentation_id": "8"}))
+            }
+            L2RemoteGateway => {
+                let rgw = self.a_remote_gateway().await;
+                Fixture::new(rgw, remote_gateway_body())
+            }
+            L2RemoteGatewayConnection => {
+                let rconn = self.a_remote_connection().await;
+                let (gw, net, rgw) = self.a_remote_connection_parts().await;
+                let body = json!({"gateway": gw, "network": net, "remote_gateway": rgw,
+                                  "seg_id": "900"});
+                Fixture::new(rconn, body).update(json!({"flood": "False"}))
+            }
+            L2RemoteMac => {
+                let rconn = self.a_remote_connection().await;
+                let mac = self.a_remote_mac(&rconn).await;
+                let body = json!({"mac": mac_address(), "rgw_connection": rconn});
+                Fixture::new(mac, body).update(json!({"ipaddr": "10.9.0.9"}))
             }
             ServiceGraph => {
                 let net = self.a_lan().await;

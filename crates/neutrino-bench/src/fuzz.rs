@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use neutrino_types::attrs::{Attr, Conv};
-use neutrino_types::{resources as r, sfc};
+use neutrino_types::{l2gw, resources as r, sfc};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{Client, Method};
 use serde_json::{json, Map, Value};
@@ -226,6 +226,35 @@ const TARGETS: &[Target] = &[
         "sfc/service_graphs",
         "service_graph",
         sfc::SERVICE_GRAPH,
+        &[],
+        false,
+    ),
+    t("l2-gateways", "l2_gateway", l2gw::L2_GATEWAY, &[], false),
+    t(
+        "l2-gateway-connections",
+        "l2_gateway_connection",
+        l2gw::L2_GATEWAY_CONNECTION,
+        &[],
+        false,
+    ),
+    t(
+        "l2-remote-gateways",
+        "l2_remote_gateway",
+        l2gw::L2_REMOTE_GATEWAY,
+        &[],
+        false,
+    ),
+    t(
+        "l2-remote-gateway-connections",
+        "l2_remote_gateway_connection",
+        l2gw::L2_REMOTE_GATEWAY_CONNECTION,
+        &[],
+        false,
+    ),
+    t(
+        "l2-remote-macs",
+        "l2_remote_mac",
+        l2gw::L2_REMOTE_MAC,
         &[],
         false,
     ),

@@ -33,7 +33,7 @@ use crate::names;
 use crate::provider::{self, Segment};
 use crate::ra::{router_advertisements, RaConfig};
 use crate::router::{add_router, RouterPort};
-use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Vxlan, FLOOD_MAC};
+use crate::state::{Bridge, FdbEntry, HostState, NsLink, Route, Tap, Uplink, Vxlan, FLOOD_MAC};
 
 /// This host's settings.
 #[derive(Clone, Debug)]
@@ -48,6 +48,8 @@ pub struct HostConfig {
     pub netns_prefix: String,
     /// Physical network → host interface, for flat and VLAN provider networks.
     pub interface_mappings: BTreeMap<String, String>,
+    /// The L2 gateway device this host is (`device_name` of networking-l2gw), if any.
+    pub l2gw_device: Option<String>,
 }
 
 /// What should happen to one port bound to this host.
@@ -402,6 +404,41 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         &local_networks,
         &mut out,
     );
+    add_gateway_attachments(cluster, cfg, &mut local_networks, &mut out);
+    crate::l2gw::add_remote_gateways(cluster, cfg, &local_networks, &mut out);
+    // Toward the gateway hosts of our networks: they flood to us and we to them.
+    for agent in cluster.all("agent") {
+        let (Some(device), host) = (crate::l2gw::agent_device(agent), text(agent, "host")) else {
+            continue;
+        };
+        let Some(dst) = tunnels.get(host).copied().filter(|ip| *ip != cfg.tunnel_ip) else {
+            continue;
+        };
+        for a in crate::l2gw::attachments(cluster, device) {
+            if let Some(vxlan) = local_networks.get(&a.network) {
+                out.state.fdb.insert(FdbEntry {
+                    dev: vxlan.clone(),
+                    mac: FLOOD_MAC.to_string(),
+                    dst,
+                });
+                // The hosts behind its interfaces, as the gateway host reported them.
+                let learned = cluster
+                    .all("l2gw_learned_macs")
+                    .filter(|r| text(r, "host") == host && text(r, "network_id") == a.network);
+                for r in learned {
+                    for mac in r["macs"].as_array().into_iter().flatten() {
+                        if let Some(mac) = mac.as_str() {
+                            out.state.fdb.insert(FdbEntry {
+                                dev: vxlan.clone(),
+                                mac: mac.to_ascii_lowercase(),
+                                dst,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
     // Toward the other hosts with ports on our networks.
     for port in cluster.all("port") {
         let host = text(port, "binding:host_id");
@@ -425,6 +462,49 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         }
     }
     out
+}
+
+/// On a gateway host: each network a connection joins to this device gets its bridge and
+/// VXLAN device, and the device's interface (or its VLAN sub-interface) as an uplink.
+fn add_gateway_attachments(
+    cluster: &Cluster,
+    cfg: &HostConfig,
+    local_networks: &mut BTreeMap<String, String>,
+    out: &mut Desired,
+) {
+    let Some(device) = &cfg.l2gw_device else {
+        return;
+    };
+    for a in crate::l2gw::attachments(cluster, device) {
+        let Some(net) = cluster.get("network", &a.network) else {
+            continue;
+        };
+        // Only VXLAN networks can be connected (the server checks it).
+        let Ok(Segment::Vxlan(vni)) = provider::segment(net, &cfg.interface_mappings) else {
+            continue;
+        };
+        let mtu = mtu(net);
+        let bridge = names::bridge(&a.network);
+        out.state.bridges.insert(bridge.clone(), Bridge { mtu });
+        let vxlan = names::vxlan(vni);
+        out.state.vxlans.insert(
+            vxlan.clone(),
+            Vxlan {
+                vni,
+                local: cfg.tunnel_ip,
+                port: cfg.vxlan_port,
+                mtu,
+                master: Some(bridge.clone()),
+            },
+        );
+        local_networks.insert(a.network.clone(), vxlan);
+        let name = crate::l2gw::uplink_name(&a);
+        let vlan = (a.vlan != 0).then(|| (a.interface.clone(), a.vlan));
+        out.state.uplinks.entry(name).or_insert(Uplink {
+            vlan,
+            master: Some(bridge),
+        });
+    }
 }
 
 #[cfg(test)]

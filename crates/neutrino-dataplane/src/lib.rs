@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod desired;
 pub mod dhcp;
 pub mod dvr;
+pub mod l2gw;
 pub mod names;
 pub mod observe;
 pub mod plan;

@@ -35,6 +35,7 @@ fn host() -> HostConfig {
         vxlan_port: 4789,
         netns_prefix: "h1-".into(),
         interface_mappings: Default::default(),
+        l2gw_device: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn host(name: &str) -> HostConfig {
         vxlan_port: 4789,
         netns_prefix: format!("{name}-"),
         interface_mappings: Default::default(),
+        l2gw_device: None,
     }
 }
 

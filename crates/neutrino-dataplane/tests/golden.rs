@@ -19,6 +19,7 @@ fn host(name: &str, ip: &str) -> HostConfig {
         vxlan_port: 4789,
         netns_prefix: format!("{name}-"),
         interface_mappings: Default::default(),
+        l2gw_device: None,
     }
 }
 

@@ -6,7 +6,8 @@
 //! `neutron_lib/policy/rules.py` at `6cd671a8c4614b5ac798fb858d5d32add3419d88` (2026-06-29)
 //! expanding the ADMIN / PROJECT_MEMBER / PROJECT_READER / net-owner combinations, and
 //! networking-sfc's `networking_sfc/policies/*.py` at `c56070496710e4d1b163844f1af798faa9b51c62`
-//! (2026-06-03). These are the new defaults (`enforce_new_defaults=True`); the deprecated rules are
+//! (2026-06-03), and networking-l2gw's `networking_l2gw/policy/rules.py` (every rule
+//! `rule:admin_only`). These are the new defaults (`enforce_new_defaults=True`); the deprecated rules are
 //! not carried, and no check string of this release mentions `system_scope`.
 //!
 //! Included are the policy modules of the resources Neutrino serves (base, address groups and
@@ -36,7 +37,8 @@ pub struct DefaultRule {
     pub operations: &'static [(&'static str, &'static str)],
 }
 
-/// Every default, in the order of Neutron's `list_rules()`, networking-sfc's, then Neutrino's.
+/// Every default, in the order of Neutron's `list_rules()`, networking-sfc's, networking-l2gw's,
+/// then Neutrino's.
 pub static DEFAULT_RULES: &[DefaultRule] = &[
     // neutron/conf/policies/base.py
     DefaultRule { name: "context_is_admin", check: "role:admin", description: "Rule for cloud admin access", operations: &[] },
@@ -330,6 +332,25 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "update_service_graph", check: "rule:admin_or_owner", description: "Update a service graph", operations: &[("PUT", "/sfc/service_graphs/{id}")] },
     DefaultRule { name: "delete_service_graph", check: "rule:admin_or_owner", description: "Delete a service graph", operations: &[("DELETE", "/sfc/service_graphs/{id}")] },
     DefaultRule { name: "get_service_graph", check: "rule:admin_or_owner", description: "Get service graphs", operations: &[("GET", "/sfc/service_graphs"), ("GET", "/sfc/service_graphs/{id}")] },
+    // networking_l2gw/policy/rules.py (policy-in-code; every rule admin-only)
+    DefaultRule { name: "create_l2_gateway", check: "rule:admin_only", description: "Rule for creating l2gw", operations: &[("POST", "/l2-gateways")] },
+    DefaultRule { name: "update_l2_gateway", check: "rule:admin_only", description: "Rule for updating l2gw", operations: &[("PUT", "/l2-gateways/{id}")] },
+    DefaultRule { name: "get_l2_gateway", check: "rule:admin_only", description: "Rule for getting l2gw", operations: &[("GET", "/l2-gateways"), ("GET", "/l2-gateways/{id}")] },
+    DefaultRule { name: "delete_l2_gateway", check: "rule:admin_only", description: "Rule for deleting l2gw", operations: &[("DELETE", "/l2-gateways/{id}")] },
+    DefaultRule { name: "create_l2_gateway_connection", check: "rule:admin_only", description: "Rule for creating l2gw connection", operations: &[("POST", "/l2-gateway-connections")] },
+    DefaultRule { name: "get_l2_gateway_connection", check: "rule:admin_only", description: "Rule for getting l2gw connection", operations: &[("GET", "/l2-gateway-connections"), ("GET", "/l2-gateway-connections/{id}")] },
+    DefaultRule { name: "delete_l2_gateway_connection", check: "rule:admin_only", description: "Rule for deleting l2gw connection", operations: &[("DELETE", "/l2-gateway-connections/{id}")] },
+    // Neutrino's border-gateway extension (l2-remote-*): admin-only like networking-l2gw
+    DefaultRule { name: "create_l2_remote_gateway", check: "rule:admin_only", description: "Create an L2 remote gateway (Neutrino extension)", operations: &[("POST", "/l2-remote-gateways")] },
+    DefaultRule { name: "update_l2_remote_gateway", check: "rule:admin_only", description: "Update an L2 remote gateway (Neutrino extension)", operations: &[("PUT", "/l2-remote-gateways/{id}")] },
+    DefaultRule { name: "get_l2_remote_gateway", check: "rule:admin_only", description: "Get L2 remote gateways (Neutrino extension)", operations: &[("GET", "/l2-remote-gateways"), ("GET", "/l2-remote-gateways/{id}")] },
+    DefaultRule { name: "delete_l2_remote_gateway", check: "rule:admin_only", description: "Delete an L2 remote gateway (Neutrino extension)", operations: &[("DELETE", "/l2-remote-gateways/{id}")] },
+    DefaultRule { name: "create_l2_remote_gateway_connection", check: "rule:admin_only", description: "Create an L2 remote gateway connection (Neutrino extension)", operations: &[("POST", "/l2-remote-gateway-connections")] },
+    DefaultRule { name: "get_l2_remote_gateway_connection", check: "rule:admin_only", description: "Get L2 remote gateway connections (Neutrino extension)", operations: &[("GET", "/l2-remote-gateway-connections"), ("GET", "/l2-remote-gateway-connections/{id}")] },
+    DefaultRule { name: "delete_l2_remote_gateway_connection", check: "rule:admin_only", description: "Delete an L2 remote gateway connection (Neutrino extension)", operations: &[("DELETE", "/l2-remote-gateway-connections/{id}")] },
+    DefaultRule { name: "create_l2_remote_mac", check: "rule:admin_only", description: "Create an L2 remote mac (Neutrino extension)", operations: &[("POST", "/l2-remote-macs")] },
+    DefaultRule { name: "get_l2_remote_mac", check: "rule:admin_only", description: "Get L2 remote macs (Neutrino extension)", operations: &[("GET", "/l2-remote-macs"), ("GET", "/l2-remote-macs/{id}")] },
+    DefaultRule { name: "delete_l2_remote_mac", check: "rule:admin_only", description: "Delete an L2 remote mac (Neutrino extension)", operations: &[("DELETE", "/l2-remote-macs/{id}")] },
     // Neutrino's extensions
     DefaultRule { name: "get_port_chain_statistics", check: "rule:admin_or_owner", description: "Get the packet and byte counters of a port chain (Neutrino extension; same default as get_port_chain)", operations: &[("GET", "/sfc/port_chains/{id}/statistics")] },
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },
@@ -339,5 +360,6 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "report_applied_revision", check: "(rule:admin_only) or (rule:service_api)", description: "Acknowledge the change-feed revision a host has applied (Neutrino's agents; the realisation barrier)", operations: &[("PUT", "/neutrino/v1/applied")] },
     DefaultRule { name: "get_revision", check: "", description: "Wait until a change-feed revision (the X-Neutrino-Revision of a write) is applied by every alive host agent (Neutrino extension)", operations: &[("GET", "/neutrino/revisions/{revision}")] },
     DefaultRule { name: "get_revision:hosts", check: "rule:admin_only", description: "See which hosts have applied a revision and which lag (Neutrino extension)", operations: &[("GET", "/neutrino/revisions/{revision}")] },
+    DefaultRule { name: "report_l2gw_macs", check: "(rule:admin_only) or (rule:service_api)", description: "Report the MACs a software L2 gateway learned behind its interfaces (Neutrino's agents)", operations: &[("PUT", "/neutrino/v1/l2gw-macs")] },
     DefaultRule { name: "update_sfc_status", check: "(rule:admin_only) or (rule:service_api)", description: "Report the health of service function port pairs (Neutrino extension, used by agents)", operations: &[("PUT", "/neutrino/v1/sfc-status")] },
 ];

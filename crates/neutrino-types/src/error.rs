@@ -71,6 +71,22 @@ impl ApiError {
             "service_graph" => Some("Service Graph"),
             _ => None,
         };
+        // networking-l2gw's own wording.
+        let l2gw = match resource {
+            "l2_gateway" => Some(format!("L2 Gateway {id} could not be found")),
+            "l2_gateway_connection" => {
+                Some(format!("The connection {id} not found on the l2 gateway"))
+            }
+            "l2_remote_gateway" => Some(format!("L2 remote gateway {id} could not be found.")),
+            "l2_remote_gateway_connection" => Some(format!(
+                "L2 remote gateway connection {id} could not be found."
+            )),
+            "l2_remote_mac" => Some(format!("L2 remote MAC {id} could not be found.")),
+            _ => None,
+        };
+        if let Some(text) = l2gw {
+            return Self::new(404, format!("{}NotFound", camel_case(resource)), text);
+        }
         if let Some(words) = sfc {
             return Self::new(
                 404,

@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod error;
+pub mod l2gw;
 pub mod query;
 pub mod resources;
 pub mod sfc;

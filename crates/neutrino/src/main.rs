@@ -183,6 +183,10 @@ struct AgentArgs {
     /// VLAN network the sub-interface `eth1.<id>`).
     #[arg(long, default_value = "")]
     physical_interface_mappings: String,
+    /// This host is the L2 gateway device of this name (`device_name` of `openstack l2gw
+    /// create --device name=NAME,...`): connections bridge their networks to its interfaces.
+    #[arg(long)]
+    l2gw_device: Option<String>,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -214,6 +218,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             vxlan_port: args.vxlan_port,
             netns_prefix: args.netns_prefix,
             interface_mappings,
+            l2gw_device: args.l2gw_device.filter(|d| !d.is_empty()),
         },
         report_every: std::time::Duration::from_secs(args.report_interval.max(1)),
         resync_every: std::time::Duration::from_secs(args.resync_interval.max(1)),

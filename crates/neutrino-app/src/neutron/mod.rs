@@ -11,6 +11,7 @@ mod floatingips;
 mod flow;
 mod ip_availability;
 mod kind;
+mod l2gw;
 mod l3_ha;
 mod networks;
 mod owners;
@@ -61,6 +62,11 @@ pub static COLLECTIONS: &[&Collection] = &[
     &sfc::PORT_PAIR_GROUPS,
     &sfc::PORT_CHAINS,
     &sfc::SERVICE_GRAPHS,
+    &l2gw::GATEWAYS,
+    &l2gw::CONNECTIONS,
+    &l2gw::REMOTE_GATEWAYS,
+    &l2gw::REMOTE_CONNECTIONS,
+    &l2gw::REMOTE_MACS,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind

@@ -507,6 +507,7 @@ impl App {
                 format!("Unable to complete operation on network {}. There are one or more ports still in use on the network.", rec.id),
             ));
         }
+        self.drop_l2gw_of_network(tx, &rec.id).await?;
         for fip in unused_fips {
             tx.release_owned("fip:", &fip).await.map_err(db)?;
             tx.delete("floatingip", &fip).await.map_err(db)?;

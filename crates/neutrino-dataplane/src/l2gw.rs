@@ -1,0 +1,204 @@
+//! The software L2 gateway: a host whose agent runs with `--l2gw-device NAME` is the device
+//! `NAME` of networking-l2gw's gateways. Each connection of a gateway with such a device
+//! bridges the network's VXLAN overlay on this host to the device's interfaces: VLAN 0 (or
+//! an interface listed without VLANs under a connection whose VLAN is 0) is the interface
+//! itself, untagged; any other VLAN is the 802.1q sub-interface `<interface>.<vlan>`, as for
+//! VLAN provider networks. The other hosts of the network flood to the gateway host, and
+//! the MACs its bridges learn behind the interfaces ([`learned_macs`], reported to the
+//! server) become static FDB entries toward it on those hosts.
+
+use serde_json::Value;
+
+use crate::cluster::{text, Cluster};
+
+/// One interface (and VLAN) of this host's gateway device joined to a network.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attachment {
+    /// The connected network.
+    pub network: String,
+    /// The device's interface.
+    pub interface: String,
+    /// 802.1q VLAN on the interface; 0 is untagged.
+    pub vlan: u16,
+}
+
+fn vlan_of(v: &Value) -> Option<u16> {
+    match v {
+        Value::Number(n) => n.as_u64().and_then(|n| u16::try_from(n).ok()),
+        Value::String(s) if s.is_empty() => Some(0),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|v| *v <= 4094)
+}
+
+/// The attachments of gateway device `device`, from the mirrored gateways and connections,
+/// sorted; an interface named by several connections keeps the first (by network id).
+pub fn attachments(cluster: &Cluster, device: &str) -> Vec<Attachment> {
+    let mut out: Vec<Attachment> = Vec::new();
+    for conn in cluster.all("l2_gateway_connection") {
+        let Some(gw) = cluster.get("l2_gateway", text(conn, "l2_gateway_id")) else {
+            continue;
+        };
+        let default = vlan_of(&conn["segmentation_id"]).unwrap_or(0);
+        let devices = gw["devices"].as_array().into_iter().flatten();
+        for dev in devices.filter(|d| text(d, "device_name") == device) {
+            for iface in dev["interfaces"].as_array().into_iter().flatten() {
+                let vlans: Vec<u16> = match iface["segmentation_id"].as_array() {
+                    Some(list) if !list.is_empty() => list.iter().filter_map(vlan_of).collect(),
+                    _ => vec![default],
+                };
+                for vlan in vlans {
+                    out.push(Attachment {
+                        network: text(conn, "network_id").to_string(),
+                        interface: text(iface, "name").to_string(),
+                        vlan,
+                    });
+                }
+            }
+        }
+    }
+    out.sort();
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|a| seen.insert((a.interface.clone(), a.vlan)));
+    out
+}
+
+/// The gateway device an agent document reports (`configurations.l2gw_device`), if any.
+pub fn agent_device(agent: &Value) -> Option<&str> {
+    agent["configurations"]["l2gw_device"]
+        .as_str()
+        .filter(|d| !d.is_empty())
+}
+
+/// The interface enslaved for an attachment: the interface itself for VLAN 0, else its VLAN
+/// sub-interface.
+pub fn uplink_name(a: &Attachment) -> String {
+    match a.vlan {
+        0 => a.interface.clone(),
+        vid => crate::provider::vlan_interface(&a.interface, vid),
+    }
+}
+
+/// What this gateway host's bridges learned on its gateway interfaces, per connected network
+/// (every connected network present, possibly empty), from `bridge -j fdb show`: entries on
+/// an attachment's interface whose master is the network's bridge, neither permanent nor
+/// static nor the device's own (`self`).
+pub fn learned_macs(
+    cluster: &Cluster,
+    device: &str,
+    fdb: &Value,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut by_uplink = std::collections::BTreeMap::new();
+    for a in attachments(cluster, device) {
+        out.entry(a.network.clone()).or_default();
+        by_uplink.insert(uplink_name(&a), a.network);
+    }
+    for e in fdb.as_array().into_iter().flatten() {
+        let Some(network) = by_uplink.get(text(e, "ifname")) else {
+            continue;
+        };
+        let own = e["flags"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|x| x == "self"));
+        let state = text(e, "state");
+        if own
+            || matches!(state, "permanent" | "static" | "noarp")
+            || text(e, "master") != crate::names::bridge(network)
+        {
+            continue;
+        }
+        let mac = text(e, "mac").to_ascii_lowercase();
+        if !mac.is_empty() {
+            out.entry(network.clone()).or_default().insert(mac);
+        }
+    }
+    out
+}
+
+/// Border gateways (Neutrino's remote-gateway extension) on this gateway host: each remote
+/// gateway connection of a gateway with this host's device, on a network bridged here, sends
+/// the network to the remote gateway's `ipaddr` over VXLAN with the WAN key (`seg_id`, or the
+/// network's own VNI when empty: then the network's VXLAN device carries it). A separate key
+/// gets its own VXLAN device `vxlan-<key>` on the network's bridge, unless that name is taken
+/// by another network here. `flood` adds the remote gateway to the flood list; each remote MAC
+/// is a static FDB entry toward it.
+pub(crate) fn add_remote_gateways(
+    cluster: &Cluster,
+    cfg: &crate::HostConfig,
+    local_networks: &std::collections::BTreeMap<String, String>,
+    out: &mut crate::desired::Desired,
+) {
+    use crate::state::{FdbEntry, Vxlan, FLOOD_MAC};
+    let Some(device) = &cfg.l2gw_device else {
+        return;
+    };
+    for rc in cluster.all("l2_remote_gateway_connection") {
+        let ours = cluster
+            .get("l2_gateway", text(rc, "gateway"))
+            .and_then(|gw| gw["devices"].as_array())
+            .is_some_and(|ds| ds.iter().any(|d| text(d, "device_name") == device));
+        let network = text(rc, "network");
+        let (true, Some(local_dev), Some(net)) = (
+            ours,
+            local_networks.get(network),
+            cluster.get("network", network),
+        ) else {
+            continue;
+        };
+        let Some(remote) = cluster
+            .get("l2_remote_gateway", text(rc, "remote_gateway"))
+            .and_then(|r| text(r, "ipaddr").parse::<std::net::IpAddr>().ok())
+        else {
+            continue;
+        };
+        let vni = net["provider:segmentation_id"]
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok());
+        let key = text(rc, "seg_id").parse::<u32>().ok().or(vni);
+        let dev = match key {
+            Some(key) if Some(key) != vni => {
+                let name = crate::names::vxlan(key);
+                let bridge = crate::names::bridge(network);
+                match out.state.vxlans.get(&name) {
+                    Some(v) if v.master.as_deref() != Some(bridge.as_str()) => continue,
+                    Some(_) => {}
+                    None => {
+                        let mtu = out.state.bridges.get(&bridge).map_or(1450, |b| b.mtu);
+                        out.state.vxlans.insert(
+                            name.clone(),
+                            Vxlan {
+                                vni: key,
+                                local: cfg.tunnel_ip,
+                                port: cfg.vxlan_port,
+                                mtu,
+                                master: Some(bridge),
+                            },
+                        );
+                    }
+                }
+                name
+            }
+            _ => local_dev.clone(),
+        };
+        if text(rc, "flood") != "False" {
+            out.state.fdb.insert(FdbEntry {
+                dev: dev.clone(),
+                mac: FLOOD_MAC.to_string(),
+                dst: remote,
+            });
+        }
+        let macs = cluster
+            .all("l2_remote_mac")
+            .filter(|m| text(m, "rgw_connection") == text(rc, "id"));
+        for m in macs {
+            out.state.fdb.insert(FdbEntry {
+                dev: dev.clone(),
+                mac: text(m, "mac").to_ascii_lowercase(),
+                dst: remote,
+            });
+        }
+    }
+}
