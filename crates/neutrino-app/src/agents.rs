@@ -16,6 +16,31 @@ use crate::{db, new_id, now, App, Context};
 
 /// `agent_type` of `neutrino agent`.
 pub const AGENT_TYPE: &str = "Neutrino agent";
+/// The Neutron agents one `neutrino agent` also appears as, an entry per role it plays, so
+/// that clients and schedulers looking for an "L3 agent" or a "DHCP agent" find one
+/// (`openstack network agent list --agent-type l3`): `(agent_type, topic, the
+/// configurations key that turns the role off)`. Each entry has its own id and
+/// `admin_state_up` (an L3 entry switched off takes its host out of router scheduling);
+/// liveness is the host's.
+pub const ROLE_AGENTS: &[(&str, &str, &str)] = &[
+    ("L3 agent", "l3_agent", "l3"),
+    ("DHCP agent", "dhcp_agent", "dhcp"),
+];
+
+/// Whether an agent record is one of the role entries of [`ROLE_AGENTS`].
+pub(crate) fn is_role_entry(body: &Value) -> bool {
+    ROLE_AGENTS.iter().any(|(t, ..)| body["agent_type"] == *t)
+}
+
+/// The `configurations` of a role entry: what Neutron's agent of that type reports that
+/// clients read (an L3 agent's `agent_mode`: a Neutrino host runs distributed routers and
+/// central SNAT both).
+fn role_configurations(agent_type: &str) -> Value {
+    match agent_type {
+        "L3 agent" => json!({"agent_mode": "dvr_snat"}),
+        _ => json!({"dhcp_driver": "dnsmasq"}),
+    }
+}
 /// Default seconds without a heartbeat after which an agent is dead (Neutron's default).
 pub const AGENT_DOWN_SECS: i64 = 75;
 /// Resource kinds a host agent mirrors: the snapshot holds them and the feed carries them.
@@ -71,6 +96,44 @@ pub(crate) fn host_maps_network(configurations: &Value, network: &Value) -> bool
             .is_some_and(|p| configurations["interface_mappings"][p].is_string()),
         _ => true,
     }
+}
+
+/// Creates the role entries a Neutrino agent's configuration asks for and drops those it
+/// turns off (`"l3": false`); entries an admin deleted come back with the next report, as
+/// Neutron's agents register again.
+async fn sync_role_entries(tx: &mut neutrino_store::Tx, host: &str, main: &Value) -> ApiResult<()> {
+    for &(agent_type, topic, key) in ROLE_AGENTS {
+        let scope = format!("agent:{agent_type}");
+        let existing = tx.claim_owner(&scope, host).await.map_err(db)?;
+        let wanted = main["configurations"][key] != false;
+        match (existing, wanted) {
+            (None, true) => {
+                let id = new_id();
+                tx.claim(&scope, host, &id).await.map_err(db)?;
+                let body = json!({
+                    "id": id, "agent_type": agent_type, "binary": main["binary"], "host": host,
+                    "topic": topic, "admin_state_up": true, "description": null,
+                    "configurations": role_configurations(agent_type),
+                    "availability_zone": null, "resources_synced": null,
+                    "created_at": now(), "started_at": main["started_at"],
+                });
+                let rec = Record {
+                    kind: "agent".into(),
+                    id,
+                    project_id: String::new(),
+                    parent_id: None,
+                    body,
+                };
+                tx.insert(&rec).await.map_err(db)?;
+            }
+            (Some(id), false) => {
+                tx.release(&scope, host).await.map_err(db)?;
+                tx.delete("agent", &id).await.map_err(db)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A change page with the documents as JSON, or a sign that the reader must resync.
@@ -206,6 +269,9 @@ impl App {
                 rec
             }
         };
+        if agent_type == AGENT_TYPE {
+            sync_role_entries(&mut tx, &host, &rec.body).await?;
+        }
         tx.commit().await.map_err(db)?;
         let at = epoch_secs();
         self.inner.store.heartbeat(&host, at).await.map_err(db)?;
@@ -258,15 +324,25 @@ impl App {
     ) -> ApiResult<Vec<String>> {
         let beats = self.inner.store.heartbeats().await.map_err(db)?;
         let now = epoch_secs();
-        let mut hosts: Vec<String> = tx
-            .list("agent", &Selector::default())
-            .await
-            .map_err(db)?
-            .into_iter()
+        let agents = tx.list("agent", &Selector::default()).await.map_err(db)?;
+        // A role entry of this service switched off takes its host out.
+        let role = ROLE_AGENTS.iter().find(|(.., key)| *key == service);
+        let switched_off = |host: &str| {
+            agents.iter().any(|a| {
+                role.is_some_and(|(t, ..)| a.body["agent_type"] == *t)
+                    && a.body["host"] == host
+                    && a.body["admin_state_up"] == false
+            })
+        };
+        let mut hosts: Vec<String> = agents
+            .iter()
             .filter(|a| {
-                a.body["admin_state_up"] != false && a.body["configurations"][service] != false
+                !is_role_entry(&a.body)
+                    && a.body["admin_state_up"] != false
+                    && a.body["configurations"][service] != false
             })
             .filter_map(|a| a.body["host"].as_str().map(str::to_string))
+            .filter(|h| !switched_off(h))
             .filter(|h| {
                 beats
                     .iter()
@@ -468,7 +544,9 @@ impl App {
 
     /// How many agents are alive and how many dead, now.
     pub async fn agent_liveness(&self) -> ApiResult<(usize, usize)> {
-        let agents = self.agents_rendered().await?;
+        let mut agents = self.agents_rendered().await?;
+        // One per host: the role entries share their host's liveness.
+        agents.retain(|a| !ROLE_AGENTS.iter().any(|(t, ..)| a["agent_type"] == *t));
         let alive = agents.iter().filter(|a| a["alive"] == json!(true)).count();
         Ok((alive, agents.len() - alive))
     }

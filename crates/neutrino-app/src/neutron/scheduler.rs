@@ -23,7 +23,10 @@ use super::ports::rebind;
 use super::router_flavour::is_ha;
 use super::scopes::{HOST_SCOPE, STANDBY_SCOPE};
 use super::{bump, s};
-use crate::agents::{pick_host, AGENT_TYPE};
+use crate::agents::{is_role_entry, pick_host, AGENT_TYPE};
+
+/// The role entry of a Neutrino agent that clients know as the router host.
+const L3_AGENT_TYPE: &str = "L3 agent";
 use crate::{db, App, Context};
 
 /// Where a router should run given the alive L3 hosts: `(active, standby)`.
@@ -279,8 +282,16 @@ impl App {
         let agents = tx.list("agent", &Default::default()).await.map_err(db)?;
         let mut out = Vec::new();
         for (host, state) in hosting {
-            for agent in agents.iter().filter(|a| s(&a.body, "host") == host) {
-                if agent.body["configurations"]["l3"] == false {
+            // The host's "L3 agent" entry, or its own agent where it has none.
+            let on_host = || agents.iter().filter(|a| s(&a.body, "host") == host);
+            let l3_entry = on_host().any(|a| a.body["agent_type"] == L3_AGENT_TYPE);
+            for agent in on_host() {
+                let wanted = if l3_entry {
+                    agent.body["agent_type"] == L3_AGENT_TYPE
+                } else {
+                    !is_role_entry(&agent.body)
+                };
+                if !wanted || agent.body["configurations"]["l3"] == false {
                     continue;
                 }
                 let beat = beats.iter().find(|(h, _)| *h == host).map(|(_, at)| *at);
@@ -339,6 +350,7 @@ impl App {
         let (agent_rec, host) = self.l3_agent(&mut tx, agent).await?;
         if agent_rec.body["admin_state_up"] == false
             || agent_rec.body["configurations"]["l3"] == false
+            || (is_role_entry(&agent_rec.body) && agent_rec.body["agent_type"] != L3_AGENT_TYPE)
         {
             return Err(invalid_agent(agent));
         }
@@ -356,7 +368,8 @@ impl App {
                     .await
                     .map_err(db)?
                     .into_iter()
-                    .find(|a| s(&a.body, "host") == other)
+                    .filter(|a| s(&a.body, "host") == other)
+                    .max_by_key(|a| a.body["agent_type"] == L3_AGENT_TYPE)
                     .map(|a| a.id)
                     .unwrap_or(other);
                 return Err(ApiError::conflict(
