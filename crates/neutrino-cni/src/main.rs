@@ -105,11 +105,11 @@ fn run(
 }
 
 /// Transport failures are transient: the runtime should retry.
-fn transport(e: impl std::fmt::Display) -> CniError {
+fn transport(e: reqwest::Error) -> CniError {
     CniError::new(
         code::TRY_AGAIN_LATER,
         "server unreachable, try again later",
-        e.to_string(),
+        neutrino_keystone::error_chain(&e),
     )
 }
 
@@ -166,6 +166,13 @@ fn clouds_yaml(path: &str, cloud: &str) -> Result<Vec<(String, String)>, CniErro
     if let Some(v) = entry["region_name"].as_str() {
         vars.push(("OS_REGION_NAME".into(), v.into()));
     }
+    // TLS as openstacksdk reads it: `cacert`, and `verify: false` or `insecure: true`.
+    if let Some(v) = entry["cacert"].as_str() {
+        vars.push(("OS_CACERT".into(), v.into()));
+    }
+    if entry["verify"].as_bool() == Some(false) || entry["insecure"].as_bool() == Some(true) {
+        vars.push(("OS_INSECURE".into(), "true".into()));
+    }
     Ok(vars)
 }
 
@@ -179,8 +186,10 @@ struct Api {
 impl Api {
     async fn login(conf: &NetConf) -> Result<Self, CniError> {
         let creds = credentials(conf)?;
-        let http = Client::builder()
-            .timeout(Duration::from_secs(conf.request_timeout_secs))
+        let builder = Client::builder().timeout(Duration::from_secs(conf.request_timeout_secs));
+        let http = creds
+            .tls(builder)
+            .map_err(|e| CniError::new(code::CREDENTIALS, "unusable OS_CACERT", e.to_string()))?
             .build()
             .map_err(|e| {
                 CniError::new(
