@@ -526,3 +526,35 @@ async fn gc(api: &mut Api, conf: &NetConf) -> Result<(), CniError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clouds_yaml_tls_settings_become_os_variables() {
+        let dir = std::env::temp_dir().join(format!("neutrino-cni-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clouds.yaml");
+        std::fs::write(
+            &path,
+            "clouds:\n  a:\n    auth: {auth_url: 'https://h:9696/v3', username: u}\n    cacert: /etc/ca.pem\n  b:\n    auth: {auth_url: 'https://h:9696/v3'}\n    verify: false\n  c:\n    auth: {auth_url: 'https://h:9696/v3'}\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let get = |vars: &[(String, String)], k: &str| {
+            vars.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        };
+        let a = clouds_yaml(path, "a").unwrap();
+        assert_eq!(get(&a, "OS_CACERT").as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(get(&a, "OS_INSECURE"), None);
+        let b = clouds_yaml(path, "b").unwrap();
+        assert_eq!(get(&b, "OS_INSECURE").as_deref(), Some("true"));
+        let c = clouds_yaml(path, "c").unwrap();
+        assert_eq!(get(&c, "OS_CACERT"), None);
+        assert_eq!(get(&c, "OS_INSECURE"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -349,12 +349,10 @@ fn write_openrc(
     } else {
         host
     };
-    let base = public_url
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{host}:{}", listen.port())
-        });
+    let base = public_url.map(str::to_string).unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}:{}", listen.port())
+    });
     let path = dir.join("admin-openrc");
     let mut text = format!(
         "# Credentials of the neutrino admin: source this file, then use the openstack CLI.\n\
@@ -516,7 +514,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         AuthMode::Tokens
     };
-    let scheme = if tls_config.is_some() { "https" } else { "http" };
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!("neutrino server listening on {scheme}://{listen}");
     println!(
         "log in with the openstack CLI:  source {} && openstack network list",

@@ -130,6 +130,13 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     })
 }
 
+/// The ring provider, as reqwest's rustls in the clients: aws-lc-rs (rustls's choice for
+/// post-quantum key exchange, hence the deprecation) needs a C toolchain and cmake to build.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
 /// The server's TLS configuration from a certificate chain file (server certificate first,
 /// then intermediates) and its private key; HTTP/1.1 by ALPN, TLS 1.2 and 1.3.
 pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
@@ -140,20 +147,18 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
         key: key.to_path_buf(),
         reason,
     };
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| unusable(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(chain, private)
-    .map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
-            cert: cert.to_path_buf(),
-            key: key.to_path_buf(),
-        },
-        other => unusable(other.to_string()),
-    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| unusable(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => TlsError::KeyMismatch {
+                cert: cert.to_path_buf(),
+                key: key.to_path_buf(),
+            },
+            other => unusable(other.to_string()),
+        })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -241,7 +246,10 @@ async fn accept_loop(
 /// descriptors) waits a second before the next accept.
 async fn accept_error(e: std::io::Error) {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
         return;
     }
     tracing::error!(error = %e, "accepting a connection failed");
@@ -293,8 +301,11 @@ mod tests {
             std::fs::write(dir.path().join("server.pem"), cert.pem()).unwrap();
             std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
             std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-            std::fs::write(dir.path().join("other.key"), rcgen::KeyPair::generate().unwrap().serialize_pem())
-                .unwrap();
+            std::fs::write(
+                dir.path().join("other.key"),
+                rcgen::KeyPair::generate().unwrap().serialize_pem(),
+            )
+            .unwrap();
             Pki {
                 dir,
                 ca_pem: ca.pem(),
@@ -312,7 +323,9 @@ mod tests {
         let config = server_config(&pki.path("server.pem"), &pki.path("server.key")).unwrap();
         assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
         assert_eq!(
-            load_certificates("--tls-ca", &pki.path("ca.pem")).unwrap().len(),
+            load_certificates("--tls-ca", &pki.path("ca.pem"))
+                .unwrap()
+                .len(),
             1
         );
         assert!(pki.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
@@ -322,10 +335,28 @@ mod tests {
     fn a_missing_file_is_named() {
         let pki = Pki::new();
         let err = server_config(&pki.path("absent.pem"), &pki.path("server.key")).unwrap_err();
-        assert!(matches!(err, TlsError::Read { what: "--tls-cert", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::Read {
+                    what: "--tls-cert",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         assert!(err.to_string().contains("absent.pem"), "{err}");
         let err = server_config(&pki.path("server.pem"), &pki.path("absent.key")).unwrap_err();
-        assert!(matches!(err, TlsError::Read { what: "--tls-key", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::Read {
+                    what: "--tls-key",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -342,12 +373,27 @@ mod tests {
         let pki = Pki::new();
         let err = server_config(&pki.path("server.key"), &pki.path("server.key")).unwrap_err();
         assert!(
-            matches!(err, TlsError::NoCertificate { what: "--tls-cert", .. }),
+            matches!(
+                err,
+                TlsError::NoCertificate {
+                    what: "--tls-cert",
+                    ..
+                }
+            ),
             "{err}"
         );
         std::fs::write(pki.path("empty.pem"), "").unwrap();
         let err = load_certificates("--tls-ca", &pki.path("empty.pem")).unwrap_err();
-        assert!(matches!(err, TlsError::NoCertificate { what: "--tls-ca", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                TlsError::NoCertificate {
+                    what: "--tls-ca",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -378,13 +424,11 @@ mod tests {
         for cert in load_certificates("--tls-ca", &pki.path("ca.pem")).unwrap() {
             roots.add(cert).unwrap();
         }
-        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let client = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
         let server = tokio::spawn(async move {
             let (mut io, _) = axum::serve::Listener::accept(&mut listener).await;
