@@ -25,14 +25,14 @@ const MAX_HANDSHAKES: usize = 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// The file cannot be read.
-    #[error("cannot read {what} {}: {source}", path.display())]
+    #[error("cannot read {what} {}: {reason}", path.display())]
     Read {
         /// Which option named the file.
         what: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (in the message, not a separate cause: it would be printed twice).
+        reason: std::io::Error,
     },
     /// The file is not valid PEM.
     #[error("{what} {}: invalid PEM: {reason}", path.display())]
@@ -86,10 +86,10 @@ pub enum TlsError {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|reason| TlsError::Read {
         what,
         path: path.to_path_buf(),
-        source,
+        reason,
     })
 }
 
