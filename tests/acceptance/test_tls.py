@@ -113,6 +113,25 @@ def test_sdk_works_with_cacert(https_server, cleanup):
     assert conn.network.get_endpoint().startswith("https://")
 
 
+def test_bench_logs_in_and_measures_over_https(https_server):
+    """`neutrino bench` (the keystone client crate, then its own clients) with OS_CACERT."""
+    def bench(env):
+        return subprocess.run(
+            [_server_binary(), "bench", "--scenarios", "network-create,network-delete",
+             "--ports", "8", "--json"],
+            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    proc = bench(https_server.env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"network endpoint https://127.0.0.1:{https_server.port}" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report, proc.stdout
+    # Without the CA the login fails on the certificate, and says so.
+    proc = bench(client_env({k: v for k, v in https_server.openrc.items()
+                             if k != "OS_CACERT"}))
+    assert proc.returncode != 0
+    assert "certificate" in proc.stderr.lower(), proc.stderr
+
+
 def test_client_without_the_ca_fails_verification(https_server):
     env = client_env({k: v for k, v in https_server.openrc.items() if k != "OS_CACERT"})
     proc = osc_fails("network", "list", env=env)

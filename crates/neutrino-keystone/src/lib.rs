@@ -64,14 +64,7 @@ impl Credentials {
     /// trusted (as the openstack CLI does); with `OS_INSECURE`, nothing is verified;
     /// otherwise the system's roots.
     pub fn tls(&self, builder: ClientBuilder) -> Result<ClientBuilder, KeystoneError> {
-        let mut builder = builder.use_rustls_tls();
-        if let Some(path) = &self.cacert {
-            for cert in load_cacert(path)? {
-                builder = builder.add_root_certificate(cert);
-            }
-            builder = builder.tls_built_in_root_certs(false);
-        }
-        Ok(builder.danger_accept_invalid_certs(self.insecure))
+        tls_settings(builder, self.cacert.as_deref(), self.insecure)
     }
 
     /// Keystone v3 password authentication body, scoped to the project by
@@ -98,6 +91,24 @@ impl Credentials {
             }
         })
     }
+}
+
+/// TLS settings of a client builder, as the openstack CLI's: with a CA bundle (`OS_CACERT`)
+/// only its CAs are trusted, with `insecure` (`OS_INSECURE=true`) nothing is verified,
+/// otherwise the system's roots. An unusable bundle is an error here, before any request.
+pub fn tls_settings(
+    builder: ClientBuilder,
+    cacert: Option<&str>,
+    insecure: bool,
+) -> Result<ClientBuilder, KeystoneError> {
+    let mut builder = builder.use_rustls_tls();
+    if let Some(path) = cacert {
+        for cert in load_cacert(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+        builder = builder.tls_built_in_root_certs(false);
+    }
+    Ok(builder.danger_accept_invalid_certs(insecure))
 }
 
 /// An error with its causes, `a: b: c`: reqwest's own message alone hides why a request
