@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NeutrinoServer, _server_binary, client_env, osc, osc_fails, unique
+from conftest import REPO, NeutrinoServer, _server_binary, client_env, osc, osc_fails, unique
 from dataplane_lab import Lab, bound_port, needs_root, network_with_subnet, wait_active, wait_for
 
 pytestmark = pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl CLI")
@@ -259,3 +259,55 @@ def test_agent_without_the_ca_does_not_connect(tmp_path, pki):
                                    text=True).stdout.split():
             if name.startswith(prefix):
                 subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _cni_binary() -> str:
+    return os.environ.get("NEUTRINO_CNI_BIN") or str(REPO / "target" / "release" / "neutrino-cni")
+
+
+@needs_root
+@pytest.mark.skipif(not Path(_cni_binary()).exists(),
+                    reason="needs the plugin binary (NEUTRINO_CNI_BIN)")
+def test_cni_adds_a_container_over_https(tmp_path, pki):
+    server = tls_server(tmp_path, pki).start()
+    lab = Lab(server, tmp_path, ("h1",))
+    container = f"ntcni-{uuid.uuid4().hex[:10]}"
+    try:
+        lab.setup()
+        env = server.env
+        net, _ = network_with_subnet(env, "10.68.0.0/24")
+        subprocess.run(["ip", "netns", "add", container], check=True)
+        cid = uuid.uuid4().hex
+
+        def cni(command: str, openrc: Path):
+            conf = {"cniVersion": "1.0.0", "name": "neutrino", "type": "neutrino-cni",
+                    "network": net, "openrc": str(openrc), "host": "h1", "activeTimeout": 30}
+            p = subprocess.run(
+                [_cni_binary()], input=json.dumps(conf), capture_output=True, text=True,
+                timeout=90,
+                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+                     "CNI_COMMAND": command, "CNI_PATH": "/opt/cni/bin",
+                     "CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0",
+                     "CNI_NETNS": f"/run/netns/{container}"})
+            return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None)
+
+        # The openrc without OS_CACERT: the plugin refuses the unknown issuer.
+        bare = tmp_path / "openrc-without-ca"
+        bare.write_text("".join(line + "\n" for line in
+                                server.openrc_path.read_text().splitlines()
+                                if "OS_CACERT" not in line))
+        rc, out = cni("ADD", bare)
+        assert rc != 0 and "certificate" in json.dumps(out).lower(), out
+        # With it (admin-openrc as written by the server): the port is made and wired.
+        rc, out = cni("ADD", server.openrc_path)
+        assert rc == 0, out
+        ports = osc("port", "list", "--device-id", cid, env=env)
+        assert len(ports) == 1
+        assert osc("port", "show", ports[0]["ID"], env=env)["status"] == "ACTIVE"
+        rc, out = cni("DEL", server.openrc_path)
+        assert rc == 0, out
+        assert osc("port", "list", "--device-id", cid, env=env) == []
+    finally:
+        lab.teardown()
+        subprocess.run(["ip", "netns", "del", container], check=False)
+        server.stop()
