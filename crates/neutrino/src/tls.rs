@@ -451,4 +451,22 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut answer)).await;
         assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
     }
+
+    #[tokio::test]
+    async fn a_silent_client_is_dropped_after_the_handshake_timeout() {
+        use tokio::io::AsyncReadExt;
+        let pki = Pki::new();
+        let config = server_config(&pki.path("server.pem"), &pki.path("server.key")).unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TlsListener::new(tcp, config, Duration::from_millis(200)).unwrap();
+        let addr = axum::serve::Listener::local_addr(&listener).unwrap();
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf))
+            .await
+            .expect("the server closes the connection");
+        assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+        assert!(started.elapsed() >= Duration::from_millis(150));
+    }
 }
