@@ -374,6 +374,15 @@ fn write_openrc(
     Ok(path)
 }
 
+/// Whether an `admin-openrc` names an `OS_AUTH_URL` of another scheme than `scheme` (a
+/// server that was given --tls-cert after its first start, or lost it).
+fn openrc_names_other_scheme(text: &str, scheme: &str) -> bool {
+    neutrino_keystone::parse_openrc(text)
+        .iter()
+        .find(|(name, _)| name == "OS_AUTH_URL")
+        .is_some_and(|(_, url)| !url.starts_with(&format!("{scheme}://")))
+}
+
 /// What `admin-openrc` says about TLS.
 struct OpenrcTls {
     /// `OS_CACERT`: the CA file, absolute.
@@ -506,7 +515,16 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             "the admin user exists but its password is unknown here: pass --admin-password to write {}",
             openrc.display()
         ),
-        None => {}
+        None => {
+            let scheme = if tls_config.is_some() { "https" } else { "http" };
+            let text = std::fs::read_to_string(&openrc).unwrap_or_default();
+            if args.public_url.is_none() && openrc_names_other_scheme(&text, scheme) {
+                tracing::warn!(
+                    "{} was written for another scheme than {scheme}://: pass --admin-password to write it again",
+                    openrc.display()
+                );
+            }
+        }
     }
     let auth = if args.no_auth {
         tracing::warn!("--no-auth: every request is treated as admin; development only");
@@ -649,4 +667,40 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openrc_of_the_other_scheme_is_noticed() {
+        let http = "export OS_AUTH_URL=http://127.0.0.1:9696/v3\nexport OS_USERNAME=admin\n";
+        let https = "export OS_AUTH_URL=https://127.0.0.1:9696/v3\n";
+        assert!(openrc_names_other_scheme(http, "https"));
+        assert!(!openrc_names_other_scheme(http, "http"));
+        assert!(openrc_names_other_scheme(https, "http"));
+        assert!(!openrc_names_other_scheme(https, "https"));
+        assert!(!openrc_names_other_scheme("", "https"));
+    }
+
+    #[test]
+    fn admin_openrc_names_https_and_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = "127.0.0.1:9696".parse().unwrap();
+        let tls = OpenrcTls {
+            cacert: Some(PathBuf::from("/etc/neutrino/ca.pem")),
+        };
+        let path = write_openrc(dir.path(), &listen, None, "pw", Some(&tls)).unwrap();
+        let vars = neutrino_keystone::parse_openrc(&std::fs::read_to_string(&path).unwrap());
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("OS_AUTH_URL"), Some("https://127.0.0.1:9696/v3"));
+        assert_eq!(get("OS_CACERT"), Some("/etc/neutrino/ca.pem"));
+        let path = write_openrc(dir.path(), &listen, None, "pw", None).unwrap();
+        let vars = neutrino_keystone::parse_openrc(&std::fs::read_to_string(&path).unwrap());
+        assert!(vars
+            .iter()
+            .any(|(n, v)| n == "OS_AUTH_URL" && v == "http://127.0.0.1:9696/v3"));
+        assert!(!vars.iter().any(|(n, _)| n == "OS_CACERT"));
+    }
 }
