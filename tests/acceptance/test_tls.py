@@ -174,6 +174,19 @@ def test_plain_http_to_the_tls_port_is_refused(https_server):
         assert r.status == 200
 
 
+def test_tls_turned_on_later_warns_about_the_old_openrc(tmp_path, pki):
+    plain = NeutrinoServer(_server_binary(), tmp_path / "server").start()
+    plain.stop()
+    later = tls_server(tmp_path, pki)
+    later.port = plain.port
+    later.start()
+    try:
+        assert later.openrc["OS_AUTH_URL"].startswith("http://")
+        assert "was written for another scheme than https://" in later.log_tail()
+    finally:
+        later.stop()
+
+
 @pytest.mark.parametrize("fault, message", [
     ("mismatch", "does not belong to --tls-cert"),
     ("missing", "cannot read --tls-cert"),
