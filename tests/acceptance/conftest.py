@@ -23,6 +23,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -189,7 +190,8 @@ class NeutrinoServer:
 
     def __init__(self, binary: str | None, data_dir: Path, *, database_url: str | None = None,
                  admin_password: str | None = None, external_openrc: Path | None = None,
-                 name: str = "neutrino", extra_args: list[str] | None = None):
+                 name: str = "neutrino", extra_args: list[str] | None = None,
+                 cacert: str | None = None):
         self.binary = binary
         self.data_dir = data_dir
         self.database_url = database_url
@@ -197,6 +199,9 @@ class NeutrinoServer:
         self.name = name
         # More `neutrino server` options (e.g. a short --agent-down-time).
         self.extra_args = list(extra_args or [])
+        # With a CA file the server serves HTTPS (``extra_args`` name --tls-cert and
+        # --tls-key): the readiness probe and the clients verify it with this CA.
+        self.cacert = cacert
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / f"{name}.log" if data_dir else None
         self.port: int | None = None
@@ -218,7 +223,8 @@ class NeutrinoServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # A restart keeps the port, so clients (and host agents) find the server again.
         self.port = self.port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.cacert else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         cmd = [self.binary, "server", "--data-dir", str(self.data_dir),
                "--listen", f"127.0.0.1:{self.port}"]
         if self.database_url:
@@ -242,11 +248,12 @@ class NeutrinoServer:
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT
         last_error = "no answer"
+        context = ssl.create_default_context(cafile=self.cacert) if self.cacert else None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self._fail(f"exited with status {self.proc.returncode} before it was ready")
             try:
-                with urllib.request.urlopen(self.url + "/", timeout=2) as r:
+                with urllib.request.urlopen(self.url + "/", timeout=2, context=context) as r:
                     if r.status == 200 and self.openrc_path.exists():
                         self.openrc = parse_openrc(self.openrc_path)
                         if "OS_PASSWORD" in self.openrc and "OS_AUTH_URL" in self.openrc:
@@ -308,6 +315,8 @@ class NeutrinoServer:
             load_yaml_config=False,
             load_envvars=False,
         )
+        if "OS_CACERT" in o:
+            kw["cacert"] = o["OS_CACERT"]
         kw.update(overrides)
         return openstack.connect(**kw)
 

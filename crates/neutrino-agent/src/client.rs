@@ -2,7 +2,8 @@
 //! openrc, via `neutrino-keystone`), agent reports, the snapshot, the change feed (a JSON-lines watch stream), and
 //! port status reports. A token is renewed before it expires (after three quarters of its
 //! lifetime), so requests never wait for a refusal; one that is refused anyway (revoked) is
-//! renewed and the request sent again.
+//! renewed and the request sent again. HTTPS is verified with `OS_CACERT` (see
+//! `neutrino_keystone::Credentials::tls`).
 
 use std::time::{Duration, Instant};
 
@@ -44,18 +45,19 @@ pub fn renewal_delay(doc: &Value) -> Option<Duration> {
 }
 
 impl ServerClient {
-    /// A client; nothing is contacted until the first call.
-    pub fn new(creds: Credentials, server: Option<String>) -> ServerClient {
-        ServerClient {
-            http: Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .tcp_keepalive(Duration::from_secs(15))
-                .build()
-                .unwrap_or_default(),
+    /// A client; nothing is contacted until the first call. HTTPS servers are verified with
+    /// the CAs of `OS_CACERT` (the system roots without it); an unreadable `OS_CACERT` is an
+    /// error here, before any request.
+    pub fn new(creds: Credentials, server: Option<String>) -> Result<ServerClient, AgentError> {
+        let builder = Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_keepalive(Duration::from_secs(15));
+        Ok(ServerClient {
+            http: creds.tls(builder)?.build()?,
             creds,
             server: Mutex::new(server.map(|s| s.trim_end_matches('/').to_string())),
             token: Mutex::new(None),
-        }
+        })
     }
 
     async fn login(&self) -> Result<(String, String), AgentError> {

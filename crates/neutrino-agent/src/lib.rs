@@ -27,8 +27,8 @@ pub enum AgentError {
     /// Login or the catalog lookup failed (or an `OS_*` variable is missing).
     #[error(transparent)]
     Keystone(#[from] neutrino_keystone::KeystoneError),
-    /// The server could not be reached.
-    #[error("server unreachable")]
+    /// The server could not be reached (or its certificate not verified: the causes say).
+    #[error("server unreachable: {}", neutrino_keystone::error_chain(.0))]
     Http(#[from] reqwest::Error),
     /// The server refused a call.
     #[error("server answered {status}: {body}")]

@@ -17,13 +17,20 @@ const MAX_BODY_IN_MESSAGE: usize = 1000;
 
 /// A `reqwest` client builder with the settings shared by every client of the
 /// tool: per-request timeout, no proxies (only ever talk to the given
-/// endpoint), no Nagle delay.
-pub(crate) fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
-    Client::builder()
+/// endpoint), no Nagle delay, HTTPS verified with `OS_CACERT` (`OS_INSECURE=true`: not at
+/// all), as the openstack CLI.
+pub(crate) fn client_builder(timeout: Duration) -> Result<reqwest::ClientBuilder, BenchError> {
+    let builder = Client::builder()
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
-        .tcp_nodelay(true)
+        .tcp_nodelay(true);
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Ok(neutrino_keystone::tls_settings(
+        builder,
+        env("OS_CACERT").as_deref(),
+        env("OS_INSECURE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+    )?)
 }
 
 /// Validates a network endpoint base URL and normalises it: surrounding
@@ -111,7 +118,7 @@ impl Api {
         let mut headers = HeaderMap::new();
         headers.insert(HeaderName::from_static(AUTH_TOKEN_HEADER), token_value);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let http = client_builder(timeout).default_headers(headers).build()?;
+        let http = client_builder(timeout)?.default_headers(headers).build()?;
         Ok(Api {
             http,
             base: Arc::from(base),

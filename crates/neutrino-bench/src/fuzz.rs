@@ -1187,7 +1187,7 @@ pub async fn run_fuzz(args: FuzzArgs) -> Result<FuzzReport, BenchError> {
         ));
     }
     let timeout = Duration::from_secs(args.timeout);
-    let http = api::client_builder(timeout).build()?;
+    let http = api::client_builder(timeout)?.build()?;
     let (url, token) =
         auth::resolve(&http, args.url.as_deref(), args.token.as_deref(), &env_var).await?;
     eprintln!("neutrino-fuzz: network endpoint {url}, seed {}", args.seed);

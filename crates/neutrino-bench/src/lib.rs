@@ -298,7 +298,7 @@ fn env_var(name: &str) -> Option<String> {
 pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
     args.validate()?;
     let timeout = Duration::from_secs(args.timeout);
-    let http = api::client_builder(timeout).build()?;
+    let http = api::client_builder(timeout)?.build()?;
     let (url, token) =
         auth::resolve(&http, args.url.as_deref(), args.token.as_deref(), &env_var).await?;
     eprintln!("neutrino-bench: network endpoint {url}");

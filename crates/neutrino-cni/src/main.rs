@@ -105,11 +105,11 @@ fn run(
 }
 
 /// Transport failures are transient: the runtime should retry.
-fn transport(e: impl std::fmt::Display) -> CniError {
+fn transport(e: reqwest::Error) -> CniError {
     CniError::new(
         code::TRY_AGAIN_LATER,
         "server unreachable, try again later",
-        e.to_string(),
+        neutrino_keystone::error_chain(&e),
     )
 }
 
@@ -166,6 +166,13 @@ fn clouds_yaml(path: &str, cloud: &str) -> Result<Vec<(String, String)>, CniErro
     if let Some(v) = entry["region_name"].as_str() {
         vars.push(("OS_REGION_NAME".into(), v.into()));
     }
+    // TLS as openstacksdk reads it: `cacert`, and `verify: false` or `insecure: true`.
+    if let Some(v) = entry["cacert"].as_str() {
+        vars.push(("OS_CACERT".into(), v.into()));
+    }
+    if entry["verify"].as_bool() == Some(false) || entry["insecure"].as_bool() == Some(true) {
+        vars.push(("OS_INSECURE".into(), "true".into()));
+    }
     Ok(vars)
 }
 
@@ -179,8 +186,10 @@ struct Api {
 impl Api {
     async fn login(conf: &NetConf) -> Result<Self, CniError> {
         let creds = credentials(conf)?;
-        let http = Client::builder()
-            .timeout(Duration::from_secs(conf.request_timeout_secs))
+        let builder = Client::builder().timeout(Duration::from_secs(conf.request_timeout_secs));
+        let http = creds
+            .tls(builder)
+            .map_err(|e| CniError::new(code::CREDENTIALS, "unusable OS_CACERT", e.to_string()))?
             .build()
             .map_err(|e| {
                 CniError::new(
@@ -515,5 +524,37 @@ async fn gc(api: &mut Api, conf: &NetConf) -> Result<(), CniError> {
             "some ports could not be deleted",
             failures.join("; "),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clouds_yaml_tls_settings_become_os_variables() {
+        let dir = std::env::temp_dir().join(format!("neutrino-cni-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("clouds.yaml");
+        std::fs::write(
+            &path,
+            "clouds:\n  a:\n    auth: {auth_url: 'https://h:9696/v3', username: u}\n    cacert: /etc/ca.pem\n  b:\n    auth: {auth_url: 'https://h:9696/v3'}\n    verify: false\n  c:\n    auth: {auth_url: 'https://h:9696/v3'}\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap();
+        let get = |vars: &[(String, String)], k: &str| {
+            vars.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        };
+        let a = clouds_yaml(path, "a").unwrap();
+        assert_eq!(get(&a, "OS_CACERT").as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(get(&a, "OS_INSECURE"), None);
+        let b = clouds_yaml(path, "b").unwrap();
+        assert_eq!(get(&b, "OS_INSECURE").as_deref(), Some("true"));
+        let c = clouds_yaml(path, "c").unwrap();
+        assert_eq!(get(&c, "OS_CACERT"), None);
+        assert_eq!(get(&c, "OS_INSECURE"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,9 +1,11 @@
 //! The Keystone v3 subset every Neutrino client needs: password credentials read from the
 //! `OS_*` variables of an openrc file, password login (`POST /v3/auth/tokens`), token
 //! validation, and the lookup of the public `network` endpoint in the token's catalog.
-//! Used by `neutrino agent` and `neutrino bench` (and, later, the CNI plugin).
+//! Used by `neutrino agent`, `neutrino bench` and the CNI plugin. Its HTTP clients verify
+//! HTTPS servers as the openstack CLI does: against the CA bundle named by `OS_CACERT` when
+//! set (instead of the system roots), not at all with `OS_INSECURE=true` (unsafe).
 
-use reqwest::Client;
+use reqwest::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
 /// Header carrying a token on requests.
@@ -28,13 +30,18 @@ pub struct Credentials {
     pub project_domain_name: String,
     /// `OS_REGION_NAME`, used to choose among several network endpoints.
     pub region: Option<String>,
+    /// `OS_CACERT`: a PEM bundle of the CAs that may sign the server's certificate.
+    pub cacert: Option<String>,
+    /// `OS_INSECURE=true`: no verification of the server's certificate at all (unsafe:
+    /// anyone on the path can impersonate the server and read the credentials).
+    pub insecure: bool,
 }
 
 impl Credentials {
     /// Reads `OS_AUTH_URL`, `OS_USERNAME`, `OS_PASSWORD`, `OS_PROJECT_NAME`
     /// (or the legacy `OS_TENANT_NAME`), `OS_USER_DOMAIN_NAME` and
-    /// `OS_PROJECT_DOMAIN_NAME` (both default to `Default`) and
-    /// `OS_REGION_NAME` through `env`.
+    /// `OS_PROJECT_DOMAIN_NAME` (both default to `Default`),
+    /// `OS_REGION_NAME`, `OS_CACERT` and `OS_INSECURE` (`true` in any case: on) through `env`.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, KeystoneError> {
         let required = |name: &'static str| env(name).ok_or(KeystoneError::MissingEnv(name));
         Ok(Credentials {
@@ -48,7 +55,16 @@ impl Credentials {
             user_domain_name: env("OS_USER_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
             project_domain_name: env("OS_PROJECT_DOMAIN_NAME").unwrap_or_else(|| "Default".into()),
             region: env("OS_REGION_NAME"),
+            cacert: env("OS_CACERT").filter(|v| !v.is_empty()),
+            insecure: env("OS_INSECURE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         })
+    }
+
+    /// Applies the TLS settings to a client builder: with `OS_CACERT`, only its CAs are
+    /// trusted (as the openstack CLI does); with `OS_INSECURE`, nothing is verified;
+    /// otherwise the system's roots.
+    pub fn tls(&self, builder: ClientBuilder) -> Result<ClientBuilder, KeystoneError> {
+        tls_settings(builder, self.cacert.as_deref(), self.insecure)
     }
 
     /// Keystone v3 password authentication body, scoped to the project by
@@ -75,6 +91,56 @@ impl Credentials {
             }
         })
     }
+}
+
+/// TLS settings of a client builder, as the openstack CLI's: with a CA bundle (`OS_CACERT`)
+/// only its CAs are trusted, with `insecure` (`OS_INSECURE=true`) nothing is verified,
+/// otherwise the system's roots. An unusable bundle is an error here, before any request.
+pub fn tls_settings(
+    builder: ClientBuilder,
+    cacert: Option<&str>,
+    insecure: bool,
+) -> Result<ClientBuilder, KeystoneError> {
+    let mut builder = builder.use_rustls_tls();
+    if let Some(path) = cacert {
+        for cert in load_cacert(path)? {
+            builder = builder.add_root_certificate(cert);
+        }
+        builder = builder.tls_built_in_root_certs(false);
+    }
+    Ok(builder.danger_accept_invalid_certs(insecure))
+}
+
+/// An error with its causes, `a: b: c`: reqwest's own message alone hides why a request
+/// failed (refused connection, unknown certificate issuer, name mismatch).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = e.source();
+    }
+    text
+}
+
+/// The CA certificates of a PEM bundle (`OS_CACERT`); at least one.
+pub fn load_cacert(path: &str) -> Result<Vec<reqwest::Certificate>, KeystoneError> {
+    let failed = |reason: String| KeystoneError::CaCert {
+        path: path.to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| failed(e.to_string()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| failed(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(failed(
+            "no PEM certificate in it (expected -----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certs)
 }
 
 /// The identity API base: `OS_AUTH_URL` without trailing slashes, with `/v3`
@@ -223,6 +289,14 @@ pub enum KeystoneError {
     /// A required `OS_*` variable is not set.
     #[error("environment variable {0} is not set (source an openrc file)")]
     MissingEnv(&'static str),
+    /// The `OS_CACERT` file cannot be used.
+    #[error("OS_CACERT {path}: {reason}")]
+    CaCert {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// `OS_AUTH_URL` is unusable.
     #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {
@@ -238,7 +312,7 @@ pub enum KeystoneError {
     #[error("no public endpoint of type \"network\" in the Keystone service catalog{0}")]
     NoNetworkEndpoint(String),
     /// Keystone could not be reached or its answer not read.
-    #[error("identity request failed: {0}")]
+    #[error("identity request failed: {}", error_chain(.0))]
     Http(#[from] reqwest::Error),
     /// The answer was not JSON.
     #[error("invalid JSON from identity: {0}")]
@@ -422,10 +496,64 @@ mod tests {
             "Default"
         );
 
+        assert_eq!(creds.cacert, None);
+        assert!(!creds.insecure);
+
         let missing = |k: &str| if k == "OS_PASSWORD" { None } else { env(k) };
         assert!(matches!(
             Credentials::from_env(&missing),
             Err(KeystoneError::MissingEnv("OS_PASSWORD"))
         ));
+    }
+
+    #[test]
+    fn cacert_and_insecure_come_from_openrc_variables() {
+        let env = |k: &str| match k {
+            "OS_AUTH_URL" => Some("https://127.0.0.1:9696/v3".to_string()),
+            "OS_USERNAME" | "OS_PASSWORD" | "OS_PROJECT_NAME" => Some("admin".into()),
+            "OS_CACERT" => Some("/etc/neutrino/ca.pem".into()),
+            "OS_INSECURE" => Some("True".into()),
+            _ => None,
+        };
+        let creds = Credentials::from_env(&env).unwrap();
+        assert_eq!(creds.cacert.as_deref(), Some("/etc/neutrino/ca.pem"));
+        assert!(creds.insecure);
+        let off = |k: &str| match k {
+            "OS_INSECURE" => Some("false".to_string()),
+            "OS_CACERT" => Some(String::new()),
+            other => env(other),
+        };
+        let creds = Credentials::from_env(&off).unwrap();
+        assert!(!creds.insecure);
+        assert_eq!(creds.cacert, None);
+    }
+
+    #[test]
+    fn an_unusable_cacert_is_named() {
+        let err = load_cacert("/nonexistent/ca.pem").unwrap_err();
+        assert!(
+            matches!(&err, KeystoneError::CaCert { path, .. } if path == "/nonexistent/ca.pem"),
+            "{err}"
+        );
+        let dir = std::env::temp_dir().join(format!("neutrino-keystone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = load_cacert(empty.to_str().unwrap()).unwrap_err();
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        // The error reaches the caller before any request.
+        let creds = Credentials {
+            auth_url: "https://127.0.0.1:9696/v3".into(),
+            username: "u".into(),
+            password: "p".into(),
+            project_name: "p".into(),
+            user_domain_name: "Default".into(),
+            project_domain_name: "Default".into(),
+            region: None,
+            cacert: Some("/nonexistent/ca.pem".into()),
+            insecure: false,
+        };
+        assert!(creds.tls(Client::builder()).is_err());
     }
 }

@@ -12,6 +12,7 @@ use neutrino_app::{App, Config};
 use neutrino_store::Store;
 
 mod config_file;
+mod tls;
 
 /// mimalloc: the server allocates many small JSON values per request; glibc malloc showed up
 /// as the largest single cost when listing ports.
@@ -206,7 +207,10 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         None if args.openrc.is_some() => None,
         None => std::env::var(k).ok(),
     })?;
-    let client = neutrino_agent::ServerClient::new(creds, args.server);
+    if creds.insecure {
+        tracing::warn!("OS_INSECURE: the server's certificate is not verified; unsafe");
+    }
+    let client = neutrino_agent::ServerClient::new(creds, args.server)?;
     let interface_mappings =
         neutrino_dataplane::provider::parse_interface_mappings(&args.physical_interface_mappings)
             .map_err(anyhow::Error::msg)
@@ -256,6 +260,17 @@ struct ServerArgs {
     /// scraper; on the API address it needs an admin token.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Serve the API over HTTPS with this PEM certificate chain (server certificate first,
+    /// then intermediates); needs --tls-key. `admin-openrc` then names https://.
+    #[arg(long, env = "NEUTRINO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "NEUTRINO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate (PEM) that clients need to verify --tls-cert, when it is not
+    /// publicly trusted: written into `admin-openrc` as OS_CACERT.
+    #[arg(long, env = "NEUTRINO_TLS_CA", requires = "tls_cert")]
+    tls_ca: Option<PathBuf>,
     /// VXLAN id range for tenant networks, `MIN:MAX`.
     #[arg(long, default_value = "1:16000000")]
     vni_range: String,
@@ -322,11 +337,14 @@ fn parse_range(text: &str) -> anyhow::Result<(u32, u32)> {
     Ok((lo, hi))
 }
 
+/// Writes `admin-openrc`: the admin's credentials, `https://` when the API is served over
+/// TLS, and `OS_CACERT` when the operator named the CA (`--tls-ca`).
 fn write_openrc(
     dir: &Path,
     listen: &SocketAddr,
     public_url: Option<&str>,
     password: &str,
+    tls: Option<&OpenrcTls>,
 ) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -340,16 +358,20 @@ fn write_openrc(
     } else {
         host
     };
-    let base = public_url
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("http://{host}:{}", listen.port()));
+    let base = public_url.map(str::to_string).unwrap_or_else(|| {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{host}:{}", listen.port())
+    });
     let path = dir.join("admin-openrc");
-    let text = format!(
+    let mut text = format!(
         "# Credentials of the neutrino admin: source this file, then use the openstack CLI.\n\
          export OS_AUTH_URL={base}/v3\nexport OS_USERNAME=admin\nexport OS_PASSWORD='{password}'\n\
          export OS_PROJECT_NAME=admin\nexport OS_USER_DOMAIN_NAME=Default\nexport OS_PROJECT_DOMAIN_NAME=Default\n\
          export OS_IDENTITY_API_VERSION=3\nexport OS_REGION_NAME=RegionOne\nexport OS_INTERFACE=public\n"
     );
+    if let Some(ca) = tls.and_then(|t| t.cacert.as_deref()) {
+        text.push_str(&format!("export OS_CACERT='{}'\n", ca.display()));
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -361,6 +383,55 @@ fn write_openrc(
     Ok(path)
 }
 
+/// Whether an `admin-openrc` names an `OS_AUTH_URL` of another scheme than `scheme` (a
+/// server that was given --tls-cert after its first start, or lost it).
+fn openrc_names_other_scheme(text: &str, scheme: &str) -> bool {
+    neutrino_keystone::parse_openrc(text)
+        .iter()
+        .find(|(name, _)| name == "OS_AUTH_URL")
+        .is_some_and(|(_, url)| !url.starts_with(&format!("{scheme}://")))
+}
+
+/// What `admin-openrc` says about TLS.
+struct OpenrcTls {
+    /// `OS_CACERT`: the CA file, absolute.
+    cacert: Option<PathBuf>,
+}
+
+/// On a TLS listener the scheme the client used is https, whatever a client's own
+/// `X-Forwarded-Proto` says: the identity catalog's URLs are built from it.
+async fn scheme_https(mut request: axum::extract::Request) -> axum::extract::Request {
+    request.headers_mut().insert(
+        "x-forwarded-proto",
+        axum::http::HeaderValue::from_static("https"),
+    );
+    request
+}
+
+/// Serves the API on `listener` until SIGINT or SIGTERM, then gives open requests a moment.
+async fn serve_api<L>(listener: L, router: axum::Router) -> anyhow::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = stopping.clone();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown().await;
+        signal.notify_waiters();
+    });
+    // Agents' watch streams never end by themselves: give open requests a moment, then go.
+    let grace = async {
+        stopping.notified().await;
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = grace => tracing::info!("stopped with watch streams still open"),
+    }
+    Ok(())
+}
+
 async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     if args.dump_default_policy {
         print!("{}", neutrino_policy::dump_defaults_yaml());
@@ -368,6 +439,25 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     // A broken policy file stops the server before it binds or writes anything.
     let policy = load_policy(args.policy_file.as_deref())?;
+    // So does an unusable certificate, key or CA file.
+    let tls_config = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let openrc_tls = match &tls_config {
+        Some(_) => Some(OpenrcTls {
+            cacert: match &args.tls_ca {
+                Some(ca) => {
+                    tls::load_certificates("--tls-ca", ca)?;
+                    Some(std::path::absolute(ca).with_context(|| {
+                        format!("--tls-ca {}: cannot make the path absolute", ca.display())
+                    })?)
+                }
+                None => None,
+            },
+        }),
+        None => None,
+    };
     // Bind first: a server that cannot listen (address in use) must leave nothing behind, no
     // data directory, no database and no `admin-openrc` naming a port another process owns.
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -423,13 +513,28 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let openrc = args.data_dir.join("admin-openrc");
     match &boot.password {
         Some(pw) => {
-            write_openrc(&args.data_dir, &listen, args.public_url.as_deref(), pw)?;
+            write_openrc(
+                &args.data_dir,
+                &listen,
+                args.public_url.as_deref(),
+                pw,
+                openrc_tls.as_ref(),
+            )?;
         }
         None if !openrc.exists() => tracing::warn!(
             "the admin user exists but its password is unknown here: pass --admin-password to write {}",
             openrc.display()
         ),
-        None => {}
+        None => {
+            let scheme = if tls_config.is_some() { "https" } else { "http" };
+            let text = std::fs::read_to_string(&openrc).unwrap_or_default();
+            if args.public_url.is_none() && openrc_names_other_scheme(&text, scheme) {
+                tracing::warn!(
+                    "{} was written for another scheme than {scheme}://: pass --admin-password to write it again",
+                    openrc.display()
+                );
+            }
+        }
     }
     let auth = if args.no_auth {
         tracing::warn!("--no-auth: every request is treated as admin; development only");
@@ -437,12 +542,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         AuthMode::Tokens
     };
-    println!("neutrino server listening on http://{listen}");
+    let scheme = if tls_config.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("neutrino server listening on {scheme}://{listen}");
     println!(
         "log in with the openstack CLI:  source {} && openstack network list",
         openrc.display()
     );
-    tracing::info!(%listen, database = if args.database_url.is_some() { "postgresql" } else { "sqlite" }, "serving");
+    tracing::info!(%listen, tls = tls_config.is_some(), database = if args.database_url.is_some() { "postgresql" } else { "sqlite" }, "serving");
     // Keep the change feed to its newest 100,000 commits; agents further behind resync.
     let compactor = app.clone();
     tokio::spawn(async move {
@@ -490,23 +600,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
-    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-    let signal = stopping.clone();
-    let server = axum::serve(listener, neutrino_api::router(app, auth, metrics))
-        .with_graceful_shutdown(async move {
-            shutdown().await;
-            signal.notify_waiters();
-        });
-    // Agents' watch streams never end by themselves: give open requests a moment, then go.
-    let grace = async {
-        stopping.notified().await;
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    };
-    tokio::select! {
-        served = server => served?,
-        _ = grace => tracing::info!("stopped with watch streams still open"),
+    let router = neutrino_api::router(app, auth, metrics);
+    match tls_config {
+        Some(config) => {
+            let router = router.layer(axum::middleware::map_request(scheme_https));
+            let listener = tls::TlsListener::new(listener, config, tls::HANDSHAKE_TIMEOUT)?;
+            serve_api(listener, router).await
+        }
+        None => serve_api(listener, router).await,
     }
-    Ok(())
 }
 
 async fn shutdown() {
@@ -587,4 +689,40 @@ fn main() -> anyhow::Result<()> {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_openrc_of_the_other_scheme_is_noticed() {
+        let http = "export OS_AUTH_URL=http://127.0.0.1:9696/v3\nexport OS_USERNAME=admin\n";
+        let https = "export OS_AUTH_URL=https://127.0.0.1:9696/v3\n";
+        assert!(openrc_names_other_scheme(http, "https"));
+        assert!(!openrc_names_other_scheme(http, "http"));
+        assert!(openrc_names_other_scheme(https, "http"));
+        assert!(!openrc_names_other_scheme(https, "https"));
+        assert!(!openrc_names_other_scheme("", "https"));
+    }
+
+    #[test]
+    fn admin_openrc_names_https_and_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let listen: SocketAddr = "127.0.0.1:9696".parse().unwrap();
+        let tls = OpenrcTls {
+            cacert: Some(PathBuf::from("/etc/neutrino/ca.pem")),
+        };
+        let path = write_openrc(dir.path(), &listen, None, "pw", Some(&tls)).unwrap();
+        let vars = neutrino_keystone::parse_openrc(&std::fs::read_to_string(&path).unwrap());
+        let get = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("OS_AUTH_URL"), Some("https://127.0.0.1:9696/v3"));
+        assert_eq!(get("OS_CACERT"), Some("/etc/neutrino/ca.pem"));
+        let path = write_openrc(dir.path(), &listen, None, "pw", None).unwrap();
+        let vars = neutrino_keystone::parse_openrc(&std::fs::read_to_string(&path).unwrap());
+        assert!(vars
+            .iter()
+            .any(|(n, v)| n == "OS_AUTH_URL" && v == "http://127.0.0.1:9696/v3"));
+        assert!(!vars.iter().any(|(n, _)| n == "OS_CACERT"));
+    }
 }
