@@ -1,4 +1,4 @@
-"""The server's Prometheus metrics: scraped before and after a known workload, the counters
+"""The server's and the agent's Prometheus metrics: scraped before and after a known workload, the counters
 move by exactly that workload, and the text parses with Prometheus' own Python parser.
 ``GET /metrics`` on the API address needs an admin token; ``--metrics-listen`` serves it
 without one on a separate address.
@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import NeutrinoServer, _server_binary, free_port, osc, osc_run, unique
+from dataplane_lab import Lab, bound_port, needs_root, network_with_subnet, wait_active, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -118,3 +119,47 @@ def test_the_api_address_serves_metrics_to_admins_only(server):
     status, _, body = http("GET", server.url + "/metrics", headers["X-Subject-Token"])
     assert status == 403, body
     assert json.loads(body)["NeutronError"]["type"] == "PolicyNotAuthorized"
+
+
+@needs_root
+def test_agent_metrics_follow_its_work(server, tmp_path):
+    """An agent's `--metrics-listen`: a port bound to its host shows up ACTIVE, reconciles and
+    kernel operations move, and the acknowledged revision catches up (lag 0)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/metrics"
+    lab = Lab(server, tmp_path, ("h1",))
+    lab.agent_args["h1"] = ["--metrics-listen", f"127.0.0.1:{port}"]
+    try:
+        lab.setup()
+
+        def agent_scrape():
+            status, _, text = http("GET", url)
+            assert status == 200, text
+            return samples(text)
+
+        before = agent_scrape()
+        env = server.env
+        net, _ = network_with_subnet(env, "10.68.0.0/24")
+        p = bound_port(env, net, "h1", "m1")
+        wait_active(env, p["id"])
+
+        # The port and the network's DHCP port are bound to h1.
+        on_h1 = len(osc("port", "list", "--host", "h1", env=env))
+        active = "neutrino_agent_ports", (("status", "ACTIVE"),)
+        lag = "neutrino_agent_revision_lag", ()
+
+        def caught_up():
+            m = agent_scrape()
+            return m if m.get(lag) == 0 and m.get(active) == on_h1 else None
+
+        after = wait_for("the agent's metrics to catch up", caught_up)
+        assert on_h1 >= 1 and before.get(active, 0) == 0
+        reconciles = "neutrino_agent_reconciles_total", ()
+        assert after[reconciles] > before[reconciles]
+        kernel = "neutrino_agent_operations_total", (("kind", "kernel"),)
+        assert after[kernel] > before.get(kernel, 0)
+        assert after[("neutrino_agent_applied_revision", ())] >= \
+            before[("neutrino_agent_applied_revision", ())]
+        assert after[("neutrino_agent_reconcile_duration_seconds_count", ())] >= 1
+    finally:
+        lab.teardown()

@@ -33,6 +33,8 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Pause between the two steps of a live chain change (see `neutrino_sfc::transition`).
     pub sfc_grace: Duration,
+    /// Where the agent publishes its metrics (served by `--metrics-listen`).
+    pub metrics: crate::metrics::AgentMetrics,
 }
 
 /// Counters the status file shows.
@@ -67,6 +69,8 @@ struct Agent {
     sfc_steering_ports: BTreeMap<String, neutrino_sfc::SteeringPort>,
     /// The revision the status file shows.
     status_revision: i64,
+    /// Ports bound here by the status the last reconcile found.
+    port_statuses: BTreeMap<&'static str, i64>,
     /// The last full reconcile applied everything (firewall, plan, steering).
     healthy: bool,
     /// The revision last acknowledged to the server, and when.
@@ -121,6 +125,7 @@ pub async fn run(
         fdb: Value::Null,
         l2gw_sent: None,
         status_revision: 0,
+        port_statuses: BTreeMap::new(),
         healthy: false,
         acked: (-1, std::time::Instant::now()),
         sfc_report: Value::Null,
@@ -451,6 +456,7 @@ impl Agent {
                         } else if !dirty && self.healthy {
                             // Nothing here changed: the kernel already holds this revision.
                             self.acknowledge(cluster.revision).await;
+                            self.write_status(cluster);
                         }
                     }
                     Some(WatchEvent::Resync) => break Ok(true),
@@ -520,6 +526,13 @@ impl Agent {
 
     /// Brings the kernel to the desired state of `cluster` and reports port status.
     async fn reconcile(&mut self, cluster: &Cluster) {
+        let started = std::time::Instant::now();
+        self.reconcile_kernel(cluster).await;
+        self.cfg.metrics.reconciled_in(started.elapsed());
+    }
+
+    /// [`Agent::reconcile`] without its timing.
+    async fn reconcile_kernel(&mut self, cluster: &Cluster) {
         let mut want = desired(cluster, &self.cfg.host);
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
@@ -925,6 +938,7 @@ impl Agent {
                 Err(e) => tracing::debug!(error = %e, "steering status report failed"),
             }
         }
+        self.cfg.metrics.publish_sfc(&doc);
         self.sfc_report = doc;
     }
 
@@ -1021,12 +1035,13 @@ impl Agent {
     }
 
     async fn report_ports(
-        &self,
+        &mut self,
         cluster: &Cluster,
         ports: &BTreeMap<String, PortOutcome>,
         have: &HostState,
     ) {
         let mut reports = Vec::new();
+        self.port_statuses.clear();
         for (id, outcome) in ports {
             let (status, vif) = match outcome {
                 PortOutcome::Plug {
@@ -1050,6 +1065,7 @@ impl Agent {
                     ("ERROR", "binding_failed")
                 }
             };
+            *self.port_statuses.entry(status).or_default() += 1;
             let Some(port) = cluster.get("port", id) else {
                 continue;
             };
@@ -1078,6 +1094,32 @@ impl Agent {
     /// The status file: counters of the agent's work and the latest steering report (pair
     /// health, per-chain hop counters).
     fn rewrite_status(&self) {
+        self.cfg.metrics.publish(crate::metrics::Snapshot {
+            reconciles: self.stats.reconciles,
+            ops: vec![
+                (
+                    "kernel",
+                    self.stats.ops_total
+                        - self.stats.firewall_ops
+                        - self.stats.dhcp_ops
+                        - self.stats.ra_ops
+                        - self.stats.sfc_ops,
+                ),
+                ("firewall", self.stats.firewall_ops),
+                ("dhcp", self.stats.dhcp_ops),
+                ("ra", self.stats.ra_ops),
+                ("sfc", self.stats.sfc_ops),
+            ],
+            errors: self.stats.errors_total,
+            connections_cut: self.stats.connections_cut,
+            revision: self.status_revision,
+            applied_revision: self.acked.0,
+            ports: self
+                .port_statuses
+                .iter()
+                .map(|(s, n)| (s.to_string(), *n))
+                .collect(),
+        });
         let Some(path) = &self.cfg.status_file else {
             return;
         };

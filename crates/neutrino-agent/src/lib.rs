@@ -11,6 +11,7 @@ mod conntrack;
 mod daemon;
 mod dnsmasq;
 pub mod kernel;
+pub mod metrics;
 mod nft_netlink;
 mod prober;
 mod radvd;

@@ -188,6 +188,10 @@ struct AgentArgs {
     /// create --device name=NAME,...`): connections bridge their networks to its interfaces.
     #[arg(long)]
     l2gw_device: Option<String>,
+    /// Serve the agent's Prometheus metrics (`GET /metrics`, no authentication) on this
+    /// address: reconciles, operations, revision lag, ports by status, chain hop counters.
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -229,7 +233,35 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         status_file: args.status_file,
         state_dir: args.state_dir,
         sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
+        metrics: neutrino_agent::metrics::AgentMetrics::new(),
     };
+    if let Some(addr) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} (--metrics-listen)"))?;
+        let metrics = cfg.metrics.clone();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.render();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
+        tracing::info!(%addr, "serving metrics");
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, router).await {
+                tracing::warn!(error = %err, "metrics listener failed");
+            }
+        });
+    }
     tracing::info!(host = %cfg.host.host, tunnel_ip = %cfg.host.tunnel_ip, "agent starting");
     let kernel = std::sync::Arc::new(neutrino_agent::IpRoute2 {
         dataplane_netns: args.dataplane_netns,
