@@ -294,6 +294,10 @@ async fn servers_sharing_a_database_decide_once() {
             after["revision_number"].as_i64().unwrap(),
             before["revision_number"].as_i64().unwrap() + 1
         );
+        // Tests sharing the PostgreSQL database schedule on alive agents: these die.
+        for h in [&h1, &h2] {
+            store.heartbeat(h, 0).await.unwrap();
+        }
     }
 }
 

@@ -557,5 +557,8 @@ async fn concurrent_failover_has_one_winner() {
         one.delete(&admin(), coll("networks"), net, None)
             .await
             .unwrap();
+        for h in &hosts {
+            store.heartbeat(h, 0).await.unwrap();
+        }
     }
 }
