@@ -72,7 +72,8 @@ def test_gateway_bridges_bare_metal_to_the_overlay(glab):
     assert not lab.pings(bm, ip_of(a)), "reachable before any connection"
 
     # The gateway agent reports its device.
-    agents = {r["Host"]: r["ID"] for r in osc("network", "agent", "list", env=env)}
+    agents = {r["Host"]: r["ID"] for r in osc("network", "agent", "list", env=env)
+              if r["Agent Type"] == "Neutrino agent"}
     conf = osc("network", "agent", "show", agents["h2"], env=env)["configuration"]
     conf = json.loads(conf) if isinstance(conf, str) else conf
     assert conf["l2gw_device"] == lab.device

@@ -93,7 +93,8 @@ def open_group(env) -> tuple[str, ...]:
 def test_flat_network_on_the_physical_segment(plab):
     lab, env = plab.lab, plab.lab.server.env
     # The agents report their mappings; h3's maps nothing.
-    agents = {a["Host"]: a["ID"] for a in osc("network", "agent", "list", env=env)}
+    agents = {a["Host"]: a["ID"] for a in osc("network", "agent", "list", env=env)
+              if a["Agent Type"] == "Neutrino agent"}
     conf = osc("network", "agent", "show", agents["h1"], env=env)["configuration"]
     if isinstance(conf, str):
         conf = json.loads(conf)
