@@ -160,7 +160,12 @@ def test_router_gateway_on_a_flat_network_snats(plab):
                       if ip["subnet_id"] == ext_sub)
     out = plab.outside("out", "203.0.113.100/24")
     # The instance reaches the outside machine, which sees the router's gateway address.
-    assert tcp_peer(lab, out, lab.instance("h1", "a"), "203.0.113.100") == gateway_ip
+    # The outside namespace was just plugged into the physical bridge: give its link a
+    # moment (a few attempts), then the address it sees must be the router's.
+    seen = wait_for("a connection to the outside machine",
+                    lambda: tcp_peer(lab, out, lab.instance("h1", "a"), "203.0.113.100"),
+                    timeout=30)
+    assert seen == gateway_ip
     assert lab.pings(out, gateway_ip)
     assert ip_of(a).startswith("10.67.0.")
 
