@@ -238,22 +238,12 @@ async fn a_revision_is_realised_once_every_alive_agent_applied_it() {
 /// turns ACTIVE exactly once.
 #[tokio::test]
 async fn servers_sharing_a_database_decide_once() {
-    use neutrino_store::Store;
     let tag = format!("{}-{}", std::process::id(), rand_tag());
     let (h1, h2) = (format!("h1-{tag}"), format!("h2-{tag}"));
-    let mut setups: Vec<(App, App, Store, Option<Env>)> = Vec::new();
-    let t = env().await;
-    setups.push((t.app.clone(), t.app.clone(), t.store.clone(), None));
-    if let Ok(pg) = std::env::var("NEUTRINO_TEST_PG_URL") {
-        let s1 = Store::open(&pg).await.unwrap();
-        let s2 = Store::open(&pg).await.unwrap();
-        let a1 = App::new(s1.clone(), Config::default()).await.unwrap();
-        let a2 = App::new(s2, Config::default()).await.unwrap();
-        setups.push((a1, a2, s1, None));
-    } else {
-        eprintln!("skip PostgreSQL: NEUTRINO_TEST_PG_URL is not set");
-    }
-    for (one, two, store, _) in setups {
+    for pair in server_pairs().await {
+        let ServerPair {
+            one, two, store, ..
+        } = &pair;
         for h in [&h1, &h2] {
             let body = json!({"agent": {"host": h, "configurations": {}}});
             one.report_agent(&admin(), body).await.unwrap();

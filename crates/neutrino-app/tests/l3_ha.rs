@@ -493,19 +493,10 @@ async fn concurrent_failover_has_one_winner() {
         .iter()
         .map(|h| format!("{h}-{tag}"))
         .collect();
-    let mut setups: Vec<(App, App, Store, Option<tempfile::TempDir>)> = Vec::new();
-    let (app, store, dir) = app_with(Config::default()).await;
-    setups.push((app.clone(), app, store, Some(dir)));
-    if let Ok(pg) = std::env::var("NEUTRINO_TEST_PG_URL") {
-        let s1 = Store::open(&pg).await.unwrap();
-        let s2 = Store::open(&pg).await.unwrap();
-        let a1 = App::new(s1.clone(), Config::default()).await.unwrap();
-        let a2 = App::new(s2, Config::default()).await.unwrap();
-        setups.push((a1, a2, s1, None));
-    } else {
-        eprintln!("skip PostgreSQL: NEUTRINO_TEST_PG_URL is not set");
-    }
-    for (one, two, store, _dir) in setups {
+    for pair in server_pairs().await {
+        let ServerPair {
+            one, two, store, ..
+        } = &pair;
         for h in &hosts {
             register(&one, h).await;
         }
