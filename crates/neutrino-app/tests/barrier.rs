@@ -43,6 +43,17 @@ async fn port(t: &Env, net: &str, host: &str, groups: &[&str]) -> String {
     id(&t.ok(&admin(), "ports", body).await)
 }
 
+/// Hosts h1 and h2, each with a port on one network; returns the port of h1.
+async fn two_hosts_one_network(t: &Env) -> String {
+    for h in ["h1", "h2"] {
+        register(t, h).await;
+    }
+    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
+    let p1 = port(t, &net, "h1", &[]).await;
+    port(t, &net, "h2", &[]).await;
+    p1
+}
+
 async fn revision(t: &Env) -> i64 {
     let out = t
         .app
@@ -119,12 +130,7 @@ async fn hosts_admitting_the_port_through_a_remote_group_are_waited_for() {
 #[tokio::test]
 async fn dead_agents_do_not_hold_ports_back_and_the_barrier_can_be_switched_off() {
     let t = env().await;
-    for h in ["h1", "h2"] {
-        register(&t, h).await;
-    }
-    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
-    let p1 = port(&t, &net, "h1", &[]).await;
-    port(&t, &net, "h2", &[]).await;
+    let p1 = two_hosts_one_network(&t).await;
     let r = revision(&t).await;
     plugged(&t, "h1", &p1, r).await;
     applied(&t, "h1", r).await;
@@ -140,12 +146,7 @@ async fn dead_agents_do_not_hold_ports_back_and_the_barrier_can_be_switched_off(
         ..Config::default()
     })
     .await;
-    for h in ["h1", "h2"] {
-        register(&t, h).await;
-    }
-    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
-    let p1 = port(&t, &net, "h1", &[]).await;
-    port(&t, &net, "h2", &[]).await;
+    let p1 = two_hosts_one_network(&t).await;
     plugged(&t, "h1", &p1, 1).await;
     assert_eq!(status(&t, &p1).await, "ACTIVE");
 }
@@ -153,12 +154,7 @@ async fn dead_agents_do_not_hold_ports_back_and_the_barrier_can_be_switched_off(
 #[tokio::test]
 async fn a_port_moved_or_reported_down_stops_waiting() {
     let t = env().await;
-    for h in ["h1", "h2"] {
-        register(&t, h).await;
-    }
-    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
-    let p1 = port(&t, &net, "h1", &[]).await;
-    port(&t, &net, "h2", &[]).await;
+    let p1 = two_hosts_one_network(&t).await;
     let r = revision(&t).await;
     plugged(&t, "h1", &p1, r).await;
     let body = json!({"host": "h1", "revision": r, "ports": [{"id": p1, "status": "DOWN"}]});

@@ -14,7 +14,10 @@ async fn login(t: &Env, user: &str, password: &str, project: &str) -> Result<(St
         "identity": {"methods": ["password"], "password": {"user": {"id": user, "password": password}}},
         "scope": {"project": {"id": project}},
     }});
-    t.app.issue_token(&body, IDENTITY_BASE).await.map_err(|e| e.status)
+    t.app
+        .issue_token(&body, IDENTITY_BASE)
+        .await
+        .map_err(|e| e.status)
 }
 
 async fn works(t: &Env, token: &str) -> bool {
