@@ -265,6 +265,18 @@ async fn drop_records(tx: &mut Tx, records: &[Record]) -> ApiResult<()> {
     Ok(())
 }
 
+/// Locks the row of the `kind` record `id` and reads it, so that it cannot go while a new
+/// record comes to depend on it; `missing` is the error when there is none.
+async fn lock_existing(
+    tx: &mut Tx,
+    kind: &str,
+    id: &str,
+    missing: impl FnOnce() -> ApiError,
+) -> ApiResult<Record> {
+    tx.lock(kind, id).await.map_err(db)?;
+    tx.get(kind, id).await.map_err(db)?.ok_or_else(missing)
+}
+
 fn gateway_not_found(id: &str) -> ApiError {
     ApiError::not_found("l2_gateway", id)
 }
@@ -337,12 +349,7 @@ impl App {
             s(&doc, "l2_gateway_id"),
             s(&doc, "network_id"),
         );
-        tx.lock("l2_gateway", gw_id).await.map_err(db)?;
-        let gateway = tx
-            .get("l2_gateway", gw_id)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| gateway_not_found(gw_id))?;
+        let gateway = lock_existing(tx, "l2_gateway", gw_id, || gateway_not_found(gw_id)).await?;
         let devices = gateway.body["devices"]
             .as_array()
             .cloned()
