@@ -498,11 +498,11 @@ async fn concurrent_failover_has_one_winner() {
             one, two, store, ..
         } = &pair;
         for h in &hosts {
-            register(&one, h).await;
+            register(one, h).await;
         }
         let project = format!("p-{tag}");
         let r = create(
-            &one,
+            one,
             &admin(),
             "routers",
             json!({"ha": true, "project_id": project}),
@@ -510,25 +510,25 @@ async fn concurrent_failover_has_one_winner() {
         .await
         .unwrap();
         let r = id(&r);
-        let port = interface(&one, &r, "10.5.0.0/24").await;
-        let states = hosting(&one, &r).await;
+        let port = interface(one, &r, "10.5.0.0/24").await;
+        let states = hosting(one, &r).await;
         let (active, standby) = (states[0].0.clone(), states[1].0.clone());
         assert!(hosts.contains(&active) && hosts.contains(&standby));
-        let before = show(&one, &admin(), "ports", &id(&port)).await["revision_number"].clone();
+        let before = show(one, &admin(), "ports", &id(&port)).await["revision_number"].clone();
         store.heartbeat(&active, 0).await.unwrap();
         let (x, y) = tokio::join!(one.reschedule_routers(), two.reschedule_routers());
         assert!(x.is_ok() && y.is_ok());
-        let moved = show(&one, &admin(), "ports", &id(&port)).await;
+        let moved = show(one, &admin(), "ports", &id(&port)).await;
         assert_eq!(host_of(&moved), standby);
         assert_eq!(
             moved["revision_number"],
             json!(before.as_i64().unwrap() + 1),
             "moved once"
         );
-        let ha_hosts = ha_port_hosts(&one, &r).await;
+        let ha_hosts = ha_port_hosts(one, &r).await;
         assert_eq!(ha_hosts.len(), 2, "{ha_hosts:?}");
         assert!(ha_hosts.contains(&standby) && !ha_hosts.contains(&active));
-        let states = hosting(&two, &r).await;
+        let states = hosting(two, &r).await;
         assert_eq!(states[0], (standby.clone(), json!("active")));
         assert_eq!(states[1].1, json!("standby"));
         // Leave nothing for other tests sharing the database.
