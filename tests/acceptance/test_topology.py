@@ -72,6 +72,13 @@ def ids(view: dict) -> set[str]:
             for item in part if isinstance(item, dict) and "id" in item}
 
 
+def sfc_create(kind: str, *args: str, env: dict[str, str]) -> dict:
+    """``openstack sfc KIND create ARGS``; networking-sfc's plugin prints title-case keys
+    ("ID", "Name"), returned here in lower case like the core commands' output."""
+    made = osc("sfc", *kind.split(), "create", *args, env=env)
+    return {k.lower(): v for k, v in made.items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # the scenario
 
@@ -121,15 +128,15 @@ def cloud(neutrino, admin_env):
         s[name] = osc("port", "create", "--network", s[net]["id"], "--device-owner",
                       "compute:nova", "--device", instances[instance], unique(name), env=e)
     s["fip"] = osc("floating", "ip", "create", "--port", s["client"]["id"], public, env=e)
-    s["pair"] = osc("sfc", "port", "pair", "create", "--ingress", s["fw-in"]["id"],
+    s["pair"] = sfc_create("port pair", "--ingress", s["fw-in"]["id"],
                     "--egress", s["fw-out"]["id"], unique("fw"), env=e)
-    s["group"] = osc("sfc", "port", "pair", "group", "create", "--port-pair", s["pair"]["id"],
+    s["group"] = sfc_create("port pair group", "--port-pair", s["pair"]["id"],
                      unique("firewalls"), env=e)
-    s["classifier"] = osc("sfc", "flow", "classifier", "create", "--ethertype", "IPv4",
+    s["classifier"] = sfc_create("flow classifier", "--ethertype", "IPv4",
                           "--protocol", "tcp", "--destination-port", "80:80",
                           "--logical-source-port", s["client"]["id"],
                           "--logical-destination-port", s["server"]["id"], unique("http"), env=e)
-    s["chain"] = osc("sfc", "port", "chain", "create", "--port-pair-group", s["group"]["id"],
+    s["chain"] = sfc_create("port chain", "--port-pair-group", s["group"]["id"],
                      "--flow-classifier", s["classifier"]["id"], unique("web-to-db"), env=e)
     yield alice, bob, s
     undo = [
@@ -408,7 +415,9 @@ def test_a_project_of_500_ports_is_drawn(neutrino, admin_env, cloud, browser):
             "return window.neutrinoTopology.cy.nodes('.port').length")
         assert ports >= 500
         ms = browser.execute_script("return window.neutrinoTopology.lastRenderMs")
-        print(f"\ntopology page: {ports} ports drawn, layout done {ms} ms after the view arrived")
+        phases = browser.execute_script("return window.neutrinoTopology.lastPhasesMs")
+        print(f"\ntopology page: {ports} ports drawn, layout done {ms} ms after the view arrived"
+              f" ({phases})")
     finally:
         for i in range(0, len(made), 50):
             for pid in made[i:i + 50]:

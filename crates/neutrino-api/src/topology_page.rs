@@ -20,7 +20,7 @@ struct Asset {
 }
 
 macro_rules! asset {
-    ($path:literal, $media_type:literal) => {
+    ($path:literal, $media_type:expr) => {
         Asset {
             path: $path,
             media_type: $media_type,
@@ -76,7 +76,10 @@ pub(crate) fn serve(req: &Request) -> Response {
         "content-security-policy",
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
     );
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     response
 }
@@ -95,7 +98,10 @@ mod tests {
             .collect();
         assert!(named.len() >= 6, "{named:?}");
         for path in named {
-            assert!(ASSETS.iter().any(|a| a.path == path), "{path} is not embedded");
+            assert!(
+                ASSETS.iter().any(|a| a.path == path),
+                "{path} is not embedded"
+            );
         }
         // No inline script: the content security policy would block it.
         assert!(!html.contains("<script>"));

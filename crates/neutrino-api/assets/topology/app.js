@@ -16,6 +16,8 @@ const ROUTER_OWNERS = [
   "network:router_centralized_snat",
   "network:floatingip",
 ];
+/** Above this many nodes the layout trades polish for speed (see draw). */
+const LARGE_GRAPH_NODES = 400;
 const CHAIN_COLOURS = ["#e31b54", "#0e9384", "#7a5af8", "#dc6803", "#1570ef", "#c11574"];
 
 const page = {
@@ -24,6 +26,7 @@ const page = {
   etag: null,
   generation: 0, // bumped on logout: a running wait loop stops
   lastRenderMs: null,
+  lastPhasesMs: null, // {elements, apply, layout} of the last render
   renders: 0,
 };
 // For tests and the curious: the graph and the figures of the last render.
@@ -164,6 +167,12 @@ async function follow(generation) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- from the view to graph elements ----------------------------------------------------
+
+/** A subnet's pill fits its longest label line (8 px text: about 5 px a character). */
+function labelWidth(node) {
+  const lines = String(node.data("label") || "").split("\n");
+  return Math.max(64, 8 + 5 * Math.max(...lines.map((l) => l.length)));
+}
 
 function elementsOf(t) {
   const nodes = new Map();
@@ -340,11 +349,11 @@ function makeGraph() {
     maxZoom: 3,
     wheelSensitivity: 0.3,
     style: [
-      { selector: "node", style: { label: "data(label)", "font-size": 10, "text-wrap": "wrap", "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#1d2330" } },
+      { selector: "node", style: { label: "data(label)", "font-size": 10, "min-zoomed-font-size": 6, "text-wrap": "wrap", "text-valign": "bottom", "text-margin-y": 3, width: 18, height: 18, color: "#1d2330" } },
       { selector: ":parent", style: { "text-valign": "top", "text-margin-y": -3, padding: 10, "background-opacity": 0.35 } },
       { selector: ".network", style: { shape: "round-rectangle", "background-color": "#dbe8fd", "border-color": "#2f6fde", "border-width": 1.5, "font-weight": "bold" } },
       { selector: ".network.external", style: { "border-style": "double", "border-width": 4 } },
-      { selector: ".subnet", style: { shape: "round-rectangle", width: 64, height: 16, "background-color": "#2f6fde", "text-valign": "center", "text-margin-y": 0, color: "#fff", "font-size": 8 } },
+      { selector: ".subnet", style: { shape: "round-rectangle", width: labelWidth, height: 22, "background-color": "#2f6fde", "text-valign": "center", "text-margin-y": 0, color: "#fff", "font-size": 8 } },
       { selector: ".host", style: { shape: "round-rectangle", "background-color": "#eaecf0", "border-color": "#98a2b3", "border-width": 1 } },
       { selector: ".device", style: { shape: "round-rectangle", "background-color": "#f2f4f7", "border-color": "#d0d5dd", "border-style": "dashed", "border-width": 1, "font-size": 9 } },
       { selector: ".router", style: { shape: "ellipse", width: 30, height: 30, "background-color": "#f79009", "font-weight": "bold" } },
@@ -360,7 +369,7 @@ function makeGraph() {
       { selector: ".pp.health-down", style: { "background-color": "#f04438" } },
       { selector: ".fc", style: { shape: "tag", "background-color": "#e31b54" } },
       { selector: ".l2gw", style: { shape: "barrel", "background-color": "#0e9384" } },
-      { selector: "edge", style: { width: 1.5, "line-color": "#98a2b3", "curve-style": "bezier", label: "data(label)", "font-size": 8, color: "#475467", "text-background-color": "#f7f8fa", "text-background-opacity": 0.8 } },
+      { selector: "edge", style: { width: 1.5, "line-color": "#98a2b3", "curve-style": "bezier", label: "data(label)", "font-size": 8, "min-zoomed-font-size": 6, color: "#475467", "text-background-color": "#f7f8fa", "text-background-opacity": 0.8 } },
       { selector: ".interface", style: { width: 3, "line-color": "#f79009" } },
       { selector: ".gateway", style: { width: 3, "line-color": "#f79009", "line-style": "dashed" } },
       { selector: ".fip-port", style: { "line-color": "#7a5af8", "line-style": "dotted", width: 2 } },
@@ -382,6 +391,7 @@ function draw(topology) {
   if (!cy) return;
   const started = performance.now();
   const wanted = elementsOf(topology);
+  const built = performance.now();
   const wantedIds = new Set(wanted.map((e) => e.data.id));
   let changedShape = false;
   cy.batch(() => {
@@ -405,26 +415,36 @@ function draw(topology) {
       changedShape = true;
     }
   });
+  const applied = performance.now();
   const finish = () => {
-    page.lastRenderMs = Math.round(performance.now() - started);
+    const done = performance.now();
+    page.lastRenderMs = Math.round(done - started);
+    page.lastPhasesMs = {
+      elements: Math.round(built - started),
+      apply: Math.round(applied - built),
+      layout: Math.round(done - applied),
+    };
     page.renders += 1;
     const selected = cy.$(":selected");
     if (selected.nonempty()) showDetails(selected[0]);
   };
   if (!changedShape) { finish(); return; }
   const first = page.renders === 0;
+  // Large projects get fCoSE's spectral draft alone, without measuring labels or packing
+  // components: hundreds of ports are laid out in a fraction of a second.
+  const large = cy.nodes().length > LARGE_GRAPH_NODES;
   const layout = cy.layout({
     name: "fcose",
-    quality: cy.nodes().length > 400 ? "draft" : "default",
-    randomize: first,
-    animate: !first,
+    quality: large ? "draft" : "default",
+    randomize: first || large,
+    animate: !first && !large,
     animationDuration: 300,
     fit: first,
     padding: 40,
-    nodeDimensionsIncludeLabels: true,
+    nodeDimensionsIncludeLabels: !large,
     idealEdgeLength: 70,
     nodeRepulsion: 6000,
-    packComponents: true,
+    packComponents: !large,
   });
   layout.one("layoutstop", finish);
   layout.run();
