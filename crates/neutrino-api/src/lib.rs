@@ -8,6 +8,7 @@ mod identity;
 mod metrics;
 mod network;
 mod reply;
+mod topology_page;
 
 pub use metrics::Metrics;
 
@@ -208,6 +209,7 @@ async fn serve(
     let mut response = match req.segments.first().map(String::as_str) {
         Some("v3") => identity::handle(&state, &req).await,
         Some("neutrino") => feed::handle(&state, &req).await,
+        Some("topology") => topology_page::serve(&req),
         Some("metrics") if req.segments.len() == 1 && req.method == Method::GET => {
             serve_metrics(&state, &req).await
         }

@@ -71,13 +71,15 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 .ok()
                 .filter(|r| *r >= 0)
                 .ok_or_else(|| ApiError::bad_request(format!("Invalid revision {revision:?}")))?;
-            let timeout = wait_timeout(req)?;
+            let timeout = wait_timeout(req, neutrino_app::barrier::MAX_WAIT_SECS)?;
             Ok(json(
                 200,
                 &state.app.revision_status(&ctx, revision, timeout).await?,
             ))
         }
         ["neutrino", "revisions", _] => Err(not_allowed()),
+        ["neutrino", "topology"] if req.method == Method::GET => topology(state, req, &ctx).await,
+        ["neutrino", "topology"] => Err(not_allowed()),
         ["extensions"] => only_get(req, || Ok(json(200, &extensions::list()))),
         ["extensions", alias] => only_get(req, || {
             extensions::get(alias)
@@ -200,20 +202,44 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
 
 /// `?timeout=SECS` of a wait (seconds, fractions allowed, at most
 /// [`neutrino_app::barrier::MAX_WAIT_SECS`]; absent: answer at once).
-fn wait_timeout(req: &Request) -> ApiResult<std::time::Duration> {
+fn wait_timeout(req: &Request, max_secs: f64) -> ApiResult<std::time::Duration> {
     let Some((_, raw)) = req.query.iter().find(|(k, _)| k == "timeout") else {
         return Ok(std::time::Duration::ZERO);
     };
     raw.parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && (0.0..=neutrino_app::barrier::MAX_WAIT_SECS).contains(s))
+        .filter(|s| s.is_finite() && (0.0..=max_secs).contains(s))
         .map(std::time::Duration::from_secs_f64)
         .ok_or_else(|| {
             ApiError::bad_request(format!(
-                "Invalid timeout {raw:?}: seconds from 0 to {}",
-                neutrino_app::barrier::MAX_WAIT_SECS
+                "Invalid timeout {raw:?}: seconds from 0 to {max_secs}"
             ))
         })
+}
+
+/// `GET /v2.0/neutrino/topology[?timeout=S]`: the caller's topology view with its `ETag`.
+/// With `If-None-Match` naming the view the caller has, the answer waits up to `timeout`
+/// seconds for a change the caller can see: the new view, or `304 Not Modified`.
+async fn topology(state: &ApiState, req: &Request, ctx: &Context) -> ApiResult<Response> {
+    let wait = wait_timeout(req, neutrino_app::topology::MAX_WAIT_SECS)?;
+    let seen = req.header("if-none-match").map(str::trim);
+    let view = match seen {
+        Some(seen) => state.app.topology_change(ctx, seen, wait).await?,
+        None => Some(state.app.topology(ctx).await?),
+    };
+    let (mut response, etag) = match view {
+        Some(view) => (json(200, &view.document), view.etag),
+        None => (empty(304), seen.unwrap_or_default().to_string()),
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&etag) {
+        headers.insert(axum::http::header::ETAG, value);
+    }
+    headers.insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
 }
 
 fn only_get(req: &Request, f: impl FnOnce() -> ApiResult<Response>) -> ApiResult<Response> {

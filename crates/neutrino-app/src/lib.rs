@@ -15,6 +15,7 @@ pub mod identity;
 mod neutron;
 mod revocation;
 mod token;
+pub mod topology;
 
 use std::sync::Arc;
 
