@@ -188,6 +188,11 @@ struct AgentArgs {
     /// create --device name=NAME,...`): connections bridge their networks to its interfaces.
     #[arg(long)]
     l2gw_device: Option<String>,
+    /// This host hosts BGP speakers: it is listed as a "BGP dynamic routing agent" (`openstack
+    /// bgp dragent list`) and new speakers are scheduled to it (the BGP sessions themselves
+    /// are not run yet).
+    #[arg(long)]
+    bgp: bool,
     /// Serve the agent's Prometheus metrics (`GET /metrics`, no authentication) on this
     /// address: reconciles, operations, revision lag, ports by status, chain hop counters.
     #[arg(long)]
@@ -234,6 +239,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
         metrics: neutrino_agent::metrics::AgentMetrics::new(),
+        bgp: args.bgp,
     };
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -6,6 +6,7 @@ mod address_groups;
 mod address_scopes;
 mod authz;
 mod auto_topology;
+mod bgp;
 mod dhcp;
 mod floatingips;
 mod flow;
@@ -67,6 +68,8 @@ pub static COLLECTIONS: &[&Collection] = &[
     &l2gw::REMOTE_GATEWAYS,
     &l2gw::REMOTE_CONNECTIONS,
     &l2gw::REMOTE_MACS,
+    &bgp::SPEAKERS,
+    &bgp::PEERS,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind
