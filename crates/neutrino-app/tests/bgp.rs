@@ -1325,6 +1325,10 @@ async fn dragent_scheduling() {
         404,
         "BgpSpeakerNotFound",
     );
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
     // Deleting a speaker frees its agent; an unknown speaker has no agents.
     t.app
         .add_speaker_to_dragent(&admin(), &a2, json!({"bgp_speaker_id": sp}))
