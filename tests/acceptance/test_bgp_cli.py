@@ -1,6 +1,6 @@
 """The `openstack bgp speaker ...`, `openstack bgp peer ...` and `openstack bgp dragent ...`
-commands: python-neutronclient's dynamic-routing OSC plugin (requirements.txt), unchanged,
-against the server.
+commands (python-neutronclient's dynamic-routing plugin, now part of python-openstackclient,
+requirements.txt), unchanged, against the server.
 
 The dragent commands need a BGP dynamic routing agent: the test registers a host the way
 `neutrino agent --bgp` does (its report says `"bgp": true`), with the L3 and DHCP roles
@@ -18,9 +18,9 @@ from conftest import osc, osc_fails, osc_run, unique
 @pytest.fixture(autouse=True)
 def _plugin_installed():
     try:
-        import neutronclient.osc.v2.dynamic_routing.bgp_speaker  # noqa: F401
+        import openstackclient.network.v2.dynamic_routing.bgp_speaker  # noqa: F401
     except ImportError as e:  # pragma: no cover - requirements.txt installs it
-        pytest.fail(f"python-neutronclient's dynamic routing plugin is missing ({e})")
+        pytest.fail(f"the openstack CLI's dynamic routing commands are missing ({e})")
 
 
 def _speaker(env, cleanup, *args: str) -> dict:
@@ -70,16 +70,19 @@ def test_speaker_lifecycle(admin_env, cleanup):
     assert sp["id"] not in {row["ID"] for row in osc("bgp", "speaker", "list", env=env)}
 
 
-def test_peer_lifecycle_and_password_never_shown(admin_env, cleanup):
+def test_peer_lifecycle_and_password_never_shown(neutrino, admin_conn, admin_env, cleanup):
     env = admin_env
     peer = _peer(env, cleanup, "--peer-ip", "192.0.2.10", "--remote-as", "65002",
                  "--auth-type", "md5", "--password", "s3cret")
     assert peer["peer_ip"] == "192.0.2.10" and peer["remote_as"] == 65002
     assert peer["auth_type"] == "md5"
-    assert "s3cret" not in str(peer)
+    # (The create output echoes the password: openstacksdk keeps the attributes it sent when
+    # the response leaves them out. What the server returns is in show and list.)
     shown = osc("bgp", "peer", "show", peer["name"], env=env)
     assert shown["id"] == peer["id"] and "s3cret" not in str(shown)
     assert not shown.get("password")
+    raw = admin_conn.session.get(f"{neutrino.url}/v2.0/bgp-peers/{peer['id']}").json()["bgp_peer"]
+    assert "password" not in raw and raw["peer_ip"] == "192.0.2.10"
     listed = {row["ID"]: row for row in osc("bgp", "peer", "list", env=env)}
     assert listed[peer["id"]]["Peer IP"] == "192.0.2.10"
     assert listed[peer["id"]]["Remote AS"] == 65002
@@ -101,7 +104,7 @@ def test_peer_lifecycle_and_password_never_shown(admin_env, cleanup):
     assert osc_fails("bgp", "peer", "show", peer["id"], env=env).returncode != 0
 
 
-def test_speaker_peers_networks_and_advertised_routes(admin_env, cleanup):
+def test_speaker_peers_networks_and_advertised_routes(neutrino, admin_conn, admin_env, cleanup):
     env = admin_env
     # An address scope shared by the external network's subnet and a tenant subnet.
     scope = osc("address", "scope", "create", unique("scope"), "--share", env=env)
@@ -147,8 +150,14 @@ def test_speaker_peers_networks_and_advertised_routes(admin_env, cleanup):
     assert osc("bgp", "speaker", "list", "advertised", "routes", sp["id"], env=env) == []
     osc("bgp", "speaker", "add", "network", sp["name"], ext["name"], env=env)
     assert osc("bgp", "speaker", "show", sp["id"], env=env)["networks"] == [ext["id"]]
-    failed = osc_fails("bgp", "speaker", "add", "network", sp["id"], ext["id"], env=env)
-    assert "already bound" in failed.stderr, failed.stderr
+    # Bound twice: 409 (openstacksdk's add_gateway_network does not check the status, so the
+    # command itself succeeds and changes nothing).
+    r = admin_conn.session.put(f"{neutrino.url}/v2.0/bgp-speakers/{sp['id']}/add_gateway_network",
+                               json={"network_id": ext["id"]}, raise_exc=False)
+    assert r.status_code == 409, r.text
+    assert r.json()["NeutronError"]["type"] == "BgpSpeakerNetworkBindingError"
+    osc("bgp", "speaker", "add", "network", sp["id"], ext["id"], env=env)
+    assert osc("bgp", "speaker", "show", sp["id"], env=env)["networks"] == [ext["id"]]
     routes = osc("bgp", "speaker", "list", "advertised", "routes", sp["id"], env=env)
     assert routes == [{"Destination": "10.77.1.0/24", "Nexthop": gw_ip}], routes
 
@@ -203,12 +212,18 @@ def test_dragent_commands(neutrino, admin_conn, admin_env, cleanup):
     assert [row["ID"] for row in hosting] == [agent["ID"]], hosting
     on_agent = osc("bgp", "speaker", "list", "--agent", agent["ID"], env=env)
     assert [row["ID"] for row in on_agent] == [sp["id"]], on_agent
-    # One speaker per agent.
+    # One speaker per agent: 409 (openstacksdk does not check this call's status, so the
+    # command itself succeeds and changes nothing).
     other = _speaker(env, cleanup, "--local-as", "65031")
-    failed = osc_fails("bgp", "dragent", "add", "speaker", agent["ID"], other["id"], env=env)
-    assert "already associated" in failed.stderr, failed.stderr
+    instances = f"{neutrino.url}/v2.0/agents/{agent['ID']}/bgp-drinstances"
+    r = admin_conn.session.post(instances, json={"bgp_speaker_id": other["id"]}, raise_exc=False)
+    assert r.status_code == 409, r.text
+    assert r.json()["NeutronError"]["type"] == "DrAgentAssociationError"
+    osc("bgp", "dragent", "add", "speaker", agent["ID"], other["id"], env=env)
+    assert osc("bgp", "dragent", "list", "--bgp-speaker", other["id"], env=env) == []
     osc("bgp", "dragent", "remove", "speaker", agent["ID"], sp["id"], env=env)
     assert osc("bgp", "dragent", "list", "--bgp-speaker", sp["id"], env=env) == []
     assert osc("bgp", "speaker", "list", "--agent", agent["ID"], env=env) == []
-    failed = osc_fails("bgp", "dragent", "remove", "speaker", agent["ID"], sp["id"], env=env)
-    assert "is not hosted" in failed.stderr, failed.stderr
+    r = admin_conn.session.delete(f"{instances}/{sp['id']}", raise_exc=False)
+    assert r.status_code == 404, r.text
+    assert r.json()["NeutronError"]["type"] == "DrAgentNotHostingBgpSpeaker"

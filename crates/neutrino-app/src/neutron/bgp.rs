@@ -451,17 +451,23 @@ impl App {
         tx: &mut Tx,
         speaker: &str,
     ) -> ApiResult<Option<String>> {
-        let agents: Vec<DrAgent> = self
+        let mut agents: Vec<DrAgent> = self
             .dragents(tx)
             .await?
             .into_iter()
             .map(|(_, d)| d)
             .collect();
-        let Some(agent) = pick_dragent(&agents, speaker) else {
-            return Ok(None);
-        };
-        let bound = tx.claim(DRAGENT, &agent, speaker).await.map_err(db)?;
-        Ok(bound.then_some(agent))
+        // A concurrent create may take the agent first: then the next free one.
+        while let Some(agent) = pick_dragent(&agents, speaker) {
+            if tx.claim(DRAGENT, &agent, speaker).await.map_err(db)? {
+                return Ok(Some(agent));
+            }
+            agents
+                .iter_mut()
+                .filter(|a| a.id == agent)
+                .for_each(|a| a.hosting = true);
+        }
+        Ok(None)
     }
 
     /// Schedules every speaker no agent hosts (after a BGP agent registered).
