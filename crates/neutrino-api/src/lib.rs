@@ -298,13 +298,19 @@ mod tests {
     use axum::body::{to_bytes, Body};
     use tower::ServiceExt;
 
-    async fn send(method: &str, path: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+    /// An app on a fresh SQLite database, which lives as long as the directory.
+    async fn test_app() -> (App, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let store = neutrino_store::Store::open(&url).await.unwrap();
         let app = App::new(store, neutrino_app::Config::default())
             .await
             .unwrap();
+        (app, dir)
+    }
+
+    async fn send(method: &str, path: &str, body: Vec<u8>) -> (StatusCode, serde_json::Value) {
+        let (app, _dir) = test_app().await;
         let req = axum::http::Request::builder()
             .method(method)
             .uri(path)
@@ -323,12 +329,7 @@ mod tests {
     /// A write answers with the revision that holds it; the revision wait answers for it.
     #[tokio::test]
     async fn writes_name_their_revision_and_the_wait_answers_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/t.db", dir.path().display());
-        let store = neutrino_store::Store::open(&url).await.unwrap();
-        let app = App::new(store, neutrino_app::Config::default())
-            .await
-            .unwrap();
+        let (app, _dir) = test_app().await;
         let router = router(app, AuthMode::NoAuth, Metrics::new());
         let call = |method: &str, path: &str, body: &str| {
             axum::http::Request::builder()

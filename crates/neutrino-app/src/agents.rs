@@ -86,6 +86,18 @@ pub const FEED_KINDS: &[&str] = &[
     "l2_remote_gateway_connection",
     "l2_remote_mac",
 ];
+
+/// A new agent record (agents belong to no project).
+fn agent_record(id: String, body: Value) -> Record {
+    Record {
+        kind: "agent".into(),
+        id,
+        project_id: String::new(),
+        parent_id: None,
+        body,
+    }
+}
+
 /// Port statuses an agent may report.
 const PORT_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "ERROR"];
 
@@ -145,13 +157,7 @@ async fn sync_role_entries(
                     "availability_zone": null, "resources_synced": null,
                     "created_at": now(), "started_at": main["started_at"],
                 });
-                let rec = Record {
-                    kind: "agent".into(),
-                    id,
-                    project_id: String::new(),
-                    parent_id: None,
-                    body,
-                };
+                let rec = agent_record(id, body);
                 tx.insert(&rec).await.map_err(db)?;
                 bgp_new |= agent_type == BGP_AGENT_TYPE;
             }
@@ -288,13 +294,7 @@ impl App {
                     "resources_synced": null, "created_at": t,
                     "started_at": started_at.unwrap_or(t),
                 });
-                let rec = Record {
-                    kind: "agent".into(),
-                    id,
-                    project_id: String::new(),
-                    parent_id: None,
-                    body,
-                };
+                let rec = agent_record(id, body);
                 tx.insert(&rec).await.map_err(db)?;
                 rec
             }

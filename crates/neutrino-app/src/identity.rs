@@ -561,6 +561,19 @@ impl App {
         Ok(json!({"token": token}))
     }
 
+    /// The claims of a subject token of `DELETE`/`GET /v3/auth/tokens`: valid, and the
+    /// caller's own unless it is admin; 404 otherwise.
+    async fn subject_claims(&self, ctx: &Context, subject: &str) -> ApiResult<Claims> {
+        let claims = self
+            .valid_claims(subject)
+            .await
+            .map_err(|_| keystone_not_found("token", "subject"))?;
+        if !ctx.is_admin() && claims.u != ctx.user_id {
+            return Err(keystone_not_found("token", "subject"));
+        }
+        Ok(claims)
+    }
+
     /// The claims of a token that is signed by this deployment, unexpired and not revoked.
     async fn valid_claims(&self, token: &str) -> ApiResult<Claims> {
         let now = chrono::Utc::now().timestamp();
@@ -581,13 +594,7 @@ impl App {
     /// `DELETE /v3/auth/tokens`: revokes the subject token (the caller's own, or any for
     /// admins); 404 when it is not a valid token the caller may see.
     pub async fn revoke_token(&self, ctx: &Context, subject: &str) -> ApiResult<()> {
-        let claims = self
-            .valid_claims(subject)
-            .await
-            .map_err(|_| keystone_not_found("token", "subject"))?;
-        if !ctx.is_admin() && claims.u != ctx.user_id {
-            return Err(keystone_not_found("token", "subject"));
-        }
+        let claims = self.subject_claims(ctx, subject).await?;
         let mut tx = self.write().await?;
         self.revoke_tokens(&mut tx, Revoked::Token(&claims.a))
             .await?;
@@ -639,13 +646,7 @@ impl App {
         subject: &str,
         base: &str,
     ) -> ApiResult<Value> {
-        let claims = self
-            .valid_claims(subject)
-            .await
-            .map_err(|_| keystone_not_found("token", "subject"))?;
-        if !ctx.is_admin() && claims.u != ctx.user_id {
-            return Err(keystone_not_found("token", "subject"));
-        }
+        let claims = self.subject_claims(ctx, subject).await?;
         let mut tx = self.read().await?;
         self.token_body(&mut tx, &claims, "password", base).await
     }

@@ -43,6 +43,17 @@ async fn port(t: &Env, net: &str, host: &str, groups: &[&str]) -> String {
     id(&t.ok(&admin(), "ports", body).await)
 }
 
+/// Hosts h1 and h2, each with a port on one network; returns the port of h1.
+async fn two_hosts_one_network(t: &Env) -> String {
+    for h in ["h1", "h2"] {
+        register(t, h).await;
+    }
+    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
+    let p1 = port(t, &net, "h1", &[]).await;
+    port(t, &net, "h2", &[]).await;
+    p1
+}
+
 async fn revision(t: &Env) -> i64 {
     let out = t
         .app
@@ -119,12 +130,7 @@ async fn hosts_admitting_the_port_through_a_remote_group_are_waited_for() {
 #[tokio::test]
 async fn dead_agents_do_not_hold_ports_back_and_the_barrier_can_be_switched_off() {
     let t = env().await;
-    for h in ["h1", "h2"] {
-        register(&t, h).await;
-    }
-    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
-    let p1 = port(&t, &net, "h1", &[]).await;
-    port(&t, &net, "h2", &[]).await;
+    let p1 = two_hosts_one_network(&t).await;
     let r = revision(&t).await;
     plugged(&t, "h1", &p1, r).await;
     applied(&t, "h1", r).await;
@@ -140,12 +146,7 @@ async fn dead_agents_do_not_hold_ports_back_and_the_barrier_can_be_switched_off(
         ..Config::default()
     })
     .await;
-    for h in ["h1", "h2"] {
-        register(&t, h).await;
-    }
-    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
-    let p1 = port(&t, &net, "h1", &[]).await;
-    port(&t, &net, "h2", &[]).await;
+    let p1 = two_hosts_one_network(&t).await;
     plugged(&t, "h1", &p1, 1).await;
     assert_eq!(status(&t, &p1).await, "ACTIVE");
 }
@@ -153,12 +154,7 @@ async fn dead_agents_do_not_hold_ports_back_and_the_barrier_can_be_switched_off(
 #[tokio::test]
 async fn a_port_moved_or_reported_down_stops_waiting() {
     let t = env().await;
-    for h in ["h1", "h2"] {
-        register(&t, h).await;
-    }
-    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
-    let p1 = port(&t, &net, "h1", &[]).await;
-    port(&t, &net, "h2", &[]).await;
+    let p1 = two_hosts_one_network(&t).await;
     let r = revision(&t).await;
     plugged(&t, "h1", &p1, r).await;
     let body = json!({"host": "h1", "revision": r, "ports": [{"id": p1, "status": "DOWN"}]});
@@ -238,22 +234,12 @@ async fn a_revision_is_realised_once_every_alive_agent_applied_it() {
 /// turns ACTIVE exactly once.
 #[tokio::test]
 async fn servers_sharing_a_database_decide_once() {
-    use neutrino_store::Store;
     let tag = format!("{}-{}", std::process::id(), rand_tag());
     let (h1, h2) = (format!("h1-{tag}"), format!("h2-{tag}"));
-    let mut setups: Vec<(App, App, Store, Option<Env>)> = Vec::new();
-    let t = env().await;
-    setups.push((t.app.clone(), t.app.clone(), t.store.clone(), None));
-    if let Ok(pg) = std::env::var("NEUTRINO_TEST_PG_URL") {
-        let s1 = Store::open(&pg).await.unwrap();
-        let s2 = Store::open(&pg).await.unwrap();
-        let a1 = App::new(s1.clone(), Config::default()).await.unwrap();
-        let a2 = App::new(s2, Config::default()).await.unwrap();
-        setups.push((a1, a2, s1, None));
-    } else {
-        eprintln!("skip PostgreSQL: NEUTRINO_TEST_PG_URL is not set");
-    }
-    for (one, two, store, _) in setups {
+    for pair in server_pairs().await {
+        let ServerPair {
+            one, two, store, ..
+        } = &pair;
         for h in [&h1, &h2] {
             let body = json!({"agent": {"host": h, "configurations": {}}});
             one.report_agent(&admin(), body).await.unwrap();

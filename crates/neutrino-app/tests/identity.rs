@@ -6,38 +6,10 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-const BASE: &str = "http://neutrino.test:9696";
-
-fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-async fn make(t: &Env, collection: &str, kind: &str, name: &str) -> String {
-    let body = json!({kind: {"name": name, "password": "pw"}});
-    let out = t
-        .app
-        .identity_create(&admin(), collection, &body, BASE)
-        .await
-        .unwrap();
-    out[kind]["id"].as_str().unwrap().to_string()
-}
-
-async fn role_id(t: &Env, name: &str) -> String {
-    let roles = t
-        .app
-        .identity_list(&admin(), "roles", &q(&[("name", name)]), BASE)
-        .await
-        .unwrap();
-    roles["roles"][0]["id"].as_str().unwrap().to_string()
-}
-
 async fn assignments(t: &Env, filters: &[(&str, &str)]) -> Vec<Value> {
     let out = t
         .app
-        .list_role_assignments(&admin(), &q(filters), BASE)
+        .list_role_assignments(&admin(), &query(filters), IDENTITY_BASE)
         .await
         .unwrap();
     out["role_assignments"].as_array().unwrap().clone()
@@ -47,8 +19,8 @@ async fn assignments(t: &Env, filters: &[(&str, &str)]) -> Vec<Value> {
 async fn role_assignments_with_names_and_effective_roles() {
     let t = env().await;
     t.app.bootstrap(Some("secret")).await.unwrap();
-    let bob = make(&t, "users", "user", "bob").await;
-    let proj = make(&t, "projects", "project", "bobs").await;
+    let bob = make_identity(&t, "users", "user", "bob").await;
+    let proj = make_identity(&t, "projects", "project", "bobs").await;
     let member = role_id(&t, "member").await;
     let reader = role_id(&t, "reader").await;
     t.app
@@ -64,7 +36,7 @@ async fn role_assignments_with_names_and_effective_roles() {
             "role": {"id": member},
             "user": {"id": bob},
             "scope": {"project": {"id": proj}},
-            "links": {"assignment": format!("{BASE}/v3/projects/{proj}/users/{bob}/roles/{member}")},
+            "links": {"assignment": format!("{IDENTITY_BASE}/v3/projects/{proj}/users/{bob}/roles/{member}")},
         })]
     );
     // include_names: names, and the domain of the user and the project (roles are global).
@@ -92,7 +64,7 @@ async fn role_assignments_with_names_and_effective_roles() {
     assert_eq!(roles, vec![&json!(member), &json!(reader)]);
     assert_eq!(
         eff[1]["links"]["prior_role"],
-        json!(format!("{BASE}/v3/roles/{member}"))
+        json!(format!("{IDENTITY_BASE}/v3/roles/{member}"))
     );
     let eff_reader = assignments(
         &t,
@@ -123,7 +95,7 @@ async fn role_assignments_with_names_and_effective_roles() {
     }
 
     // A deleted role takes its assignments along (no dangling ids without names).
-    let custom = make(&t, "roles", "role", "custom").await;
+    let custom = make_identity(&t, "roles", "role", "custom").await;
     t.app
         .grant_role(&admin(), &proj, &bob, &custom)
         .await

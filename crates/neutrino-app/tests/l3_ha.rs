@@ -493,25 +493,16 @@ async fn concurrent_failover_has_one_winner() {
         .iter()
         .map(|h| format!("{h}-{tag}"))
         .collect();
-    let mut setups: Vec<(App, App, Store, Option<tempfile::TempDir>)> = Vec::new();
-    let (app, store, dir) = app_with(Config::default()).await;
-    setups.push((app.clone(), app, store, Some(dir)));
-    if let Ok(pg) = std::env::var("NEUTRINO_TEST_PG_URL") {
-        let s1 = Store::open(&pg).await.unwrap();
-        let s2 = Store::open(&pg).await.unwrap();
-        let a1 = App::new(s1.clone(), Config::default()).await.unwrap();
-        let a2 = App::new(s2, Config::default()).await.unwrap();
-        setups.push((a1, a2, s1, None));
-    } else {
-        eprintln!("skip PostgreSQL: NEUTRINO_TEST_PG_URL is not set");
-    }
-    for (one, two, store, _dir) in setups {
+    for pair in server_pairs().await {
+        let ServerPair {
+            one, two, store, ..
+        } = &pair;
         for h in &hosts {
-            register(&one, h).await;
+            register(one, h).await;
         }
         let project = format!("p-{tag}");
         let r = create(
-            &one,
+            one,
             &admin(),
             "routers",
             json!({"ha": true, "project_id": project}),
@@ -519,25 +510,25 @@ async fn concurrent_failover_has_one_winner() {
         .await
         .unwrap();
         let r = id(&r);
-        let port = interface(&one, &r, "10.5.0.0/24").await;
-        let states = hosting(&one, &r).await;
+        let port = interface(one, &r, "10.5.0.0/24").await;
+        let states = hosting(one, &r).await;
         let (active, standby) = (states[0].0.clone(), states[1].0.clone());
         assert!(hosts.contains(&active) && hosts.contains(&standby));
-        let before = show(&one, &admin(), "ports", &id(&port)).await["revision_number"].clone();
+        let before = show(one, &admin(), "ports", &id(&port)).await["revision_number"].clone();
         store.heartbeat(&active, 0).await.unwrap();
         let (x, y) = tokio::join!(one.reschedule_routers(), two.reschedule_routers());
         assert!(x.is_ok() && y.is_ok());
-        let moved = show(&one, &admin(), "ports", &id(&port)).await;
+        let moved = show(one, &admin(), "ports", &id(&port)).await;
         assert_eq!(host_of(&moved), standby);
         assert_eq!(
             moved["revision_number"],
             json!(before.as_i64().unwrap() + 1),
             "moved once"
         );
-        let ha_hosts = ha_port_hosts(&one, &r).await;
+        let ha_hosts = ha_port_hosts(one, &r).await;
         assert_eq!(ha_hosts.len(), 2, "{ha_hosts:?}");
         assert!(ha_hosts.contains(&standby) && !ha_hosts.contains(&active));
-        let states = hosting(&two, &r).await;
+        let states = hosting(two, &r).await;
         assert_eq!(states[0], (standby.clone(), json!("active")));
         assert_eq!(states[1].1, json!("standby"));
         // Leave nothing for other tests sharing the database.

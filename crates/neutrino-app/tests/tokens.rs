@@ -8,35 +8,16 @@ use common::*;
 use neutrino_app::Config;
 use serde_json::{json, Value};
 
-const BASE: &str = "http://neutrino.test:9696";
-
-async fn make(t: &Env, collection: &str, kind: &str, name: &str) -> String {
-    let body = json!({kind: {"name": name, "password": "pw"}});
-    let out = t
-        .app
-        .identity_create(&admin(), collection, &body, BASE)
-        .await
-        .unwrap();
-    out[kind]["id"].as_str().unwrap().to_string()
-}
-
-async fn role_id(t: &Env, name: &str) -> String {
-    let q = vec![("name".to_string(), name.to_string())];
-    let roles = t
-        .app
-        .identity_list(&admin(), "roles", &q, BASE)
-        .await
-        .unwrap();
-    roles["roles"][0]["id"].as_str().unwrap().to_string()
-}
-
 /// Logs `user` in with `password` on `project`: the token and its body.
 async fn login(t: &Env, user: &str, password: &str, project: &str) -> Result<(String, Value), u16> {
     let body = json!({"auth": {
         "identity": {"methods": ["password"], "password": {"user": {"id": user, "password": password}}},
         "scope": {"project": {"id": project}},
     }});
-    t.app.issue_token(&body, BASE).await.map_err(|e| e.status)
+    t.app
+        .issue_token(&body, IDENTITY_BASE)
+        .await
+        .map_err(|e| e.status)
 }
 
 async fn works(t: &Env, token: &str) -> bool {
@@ -51,8 +32,8 @@ struct Member {
 }
 
 async fn member(t: &Env, name: &str) -> Member {
-    let user = make(t, "users", "user", name).await;
-    let project = make(t, "projects", "project", &format!("{name}-project")).await;
+    let user = make_identity(t, "users", "user", name).await;
+    let project = make_identity(t, "projects", "project", &format!("{name}-project")).await;
     let role = role_id(t, "member").await;
     t.app
         .grant_role(&admin(), &project, &user, &role)
@@ -101,7 +82,7 @@ async fn a_token_made_from_a_token_keeps_its_expiry() {
         "identity": {"methods": ["token"], "token": {"id": token}},
         "scope": {"project": {"id": m.project}},
     }});
-    let (_, rescoped) = t.app.issue_token(&again, BASE).await.unwrap();
+    let (_, rescoped) = t.app.issue_token(&again, IDENTITY_BASE).await.unwrap();
     assert_eq!(rescoped["token"]["expires_at"], body["token"]["expires_at"]);
 }
 
@@ -134,7 +115,7 @@ async fn a_new_password_revokes_the_users_tokens() {
     // An admin sets it: the same.
     let patch = json!({"user": {"password": "pw3"}});
     t.app
-        .identity_update(&admin(), "users", &m.user, &patch, BASE)
+        .identity_update(&admin(), "users", &m.user, &patch, IDENTITY_BASE)
         .await
         .unwrap();
     assert!(!works(&t, &new).await);
@@ -151,14 +132,14 @@ async fn deleting_or_disabling_the_user_revokes_its_tokens() {
     let (bystander, _) = login(&t, &other.user, "pw", &other.project).await.unwrap();
     let off = json!({"user": {"enabled": false}});
     t.app
-        .identity_update(&admin(), "users", &m.user, &off, BASE)
+        .identity_update(&admin(), "users", &m.user, &off, IDENTITY_BASE)
         .await
         .unwrap();
     assert!(!works(&t, &token).await);
     assert_eq!(login(&t, &m.user, "pw", &m.project).await.unwrap_err(), 401);
     let on = json!({"user": {"enabled": true}});
     t.app
-        .identity_update(&admin(), "users", &m.user, &on, BASE)
+        .identity_update(&admin(), "users", &m.user, &on, IDENTITY_BASE)
         .await
         .unwrap();
     let (token, _) = login(&t, &m.user, "pw", &m.project).await.unwrap();
@@ -175,7 +156,7 @@ async fn deleting_or_disabling_the_user_revokes_its_tokens() {
 async fn losing_a_role_revokes_the_tokens_on_that_project_only() {
     let t = setup().await;
     let m = member(&t, "fay").await;
-    let second = make(&t, "projects", "project", "fay-second").await;
+    let second = make_identity(&t, "projects", "project", "fay-second").await;
     t.app
         .grant_role(&admin(), &second, &m.user, &m.role)
         .await
@@ -198,7 +179,7 @@ async fn deleting_or_disabling_the_project_revokes_its_tokens() {
     let (token, _) = login(&t, &m.user, "pw", &m.project).await.unwrap();
     let off = json!({"project": {"enabled": false}});
     t.app
-        .identity_update(&admin(), "projects", &m.project, &off, BASE)
+        .identity_update(&admin(), "projects", &m.project, &off, IDENTITY_BASE)
         .await
         .unwrap();
     assert!(!works(&t, &token).await);
@@ -247,7 +228,7 @@ async fn one_token_is_revoked_by_its_owner_or_an_admin() {
     assert!(works(&t, &three).await);
     let err = t
         .app
-        .validate_token(&admin(), &two, BASE)
+        .validate_token(&admin(), &two, IDENTITY_BASE)
         .await
         .unwrap_err();
     assert_eq!(err.status, 404, "a revoked token does not validate");

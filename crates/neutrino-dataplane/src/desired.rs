@@ -225,17 +225,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         out.state.bridges.insert(bridge.clone(), Bridge { mtu });
         match segment {
             Segment::Vxlan(vni) => {
-                let vxlan = names::vxlan(vni);
-                out.state.vxlans.insert(
-                    vxlan.clone(),
-                    Vxlan {
-                        vni,
-                        local: cfg.tunnel_ip,
-                        port: cfg.vxlan_port,
-                        mtu,
-                        master: Some(bridge.clone()),
-                    },
-                );
+                let vxlan = add_vxlan(&mut out, cfg, vni, mtu, &bridge);
                 local_networks.insert(net_id.to_string(), vxlan);
             }
             Segment::Uplink { name, mut uplink } => {
@@ -464,6 +454,22 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     out
 }
 
+/// Adds this host's VXLAN device of segment `vni`, a port of `bridge`; returns its name.
+fn add_vxlan(out: &mut Desired, cfg: &HostConfig, vni: u32, mtu: u32, bridge: &str) -> String {
+    let vxlan = names::vxlan(vni);
+    out.state.vxlans.insert(
+        vxlan.clone(),
+        Vxlan {
+            vni,
+            local: cfg.tunnel_ip,
+            port: cfg.vxlan_port,
+            mtu,
+            master: Some(bridge.to_string()),
+        },
+    );
+    vxlan
+}
+
 /// On a gateway host: each network a connection joins to this device gets its bridge and
 /// VXLAN device, and the device's interface (or its VLAN sub-interface) as an uplink.
 fn add_gateway_attachments(
@@ -486,17 +492,7 @@ fn add_gateway_attachments(
         let mtu = mtu(net);
         let bridge = names::bridge(&a.network);
         out.state.bridges.insert(bridge.clone(), Bridge { mtu });
-        let vxlan = names::vxlan(vni);
-        out.state.vxlans.insert(
-            vxlan.clone(),
-            Vxlan {
-                vni,
-                local: cfg.tunnel_ip,
-                port: cfg.vxlan_port,
-                mtu,
-                master: Some(bridge.clone()),
-            },
-        );
+        let vxlan = add_vxlan(out, cfg, vni, mtu, &bridge);
         local_networks.insert(a.network.clone(), vxlan);
         let name = crate::l2gw::uplink_name(&a);
         let vlan = (a.vlan != 0).then(|| (a.interface.clone(), a.vlan));

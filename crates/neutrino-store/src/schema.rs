@@ -6,6 +6,32 @@ use sqlx::{Acquire, Row};
 
 use crate::{Backend, Store, StoreError};
 
+/// The `sfc_chain_counters` migration, the same on both backends.
+const SFC_CHAIN_COUNTERS: &str = r#"
+CREATE TABLE sfc_chain_counters (
+    chain_id TEXT NOT NULL,
+    host TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    report TEXT NOT NULL,
+    PRIMARY KEY (chain_id, host)
+);
+"#;
+
+/// The realisation barrier's migration (applied revisions, waiting ports), the same on both
+/// backends.
+const BARRIER_TABLES: &str = r#"
+CREATE TABLE applied_revisions (
+    host TEXT PRIMARY KEY,
+    revision BIGINT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE TABLE port_barriers (
+    port_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    revision BIGINT NOT NULL
+);
+"#;
+
 /// Each entry is one migration; never edit a released entry, append a new one.
 const SQLITE: &[&str] = &[
     r#"
@@ -44,27 +70,8 @@ CREATE TABLE heartbeats (
     at BIGINT NOT NULL
 );
 "#,
-    r#"
-CREATE TABLE sfc_chain_counters (
-    chain_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    at BIGINT NOT NULL,
-    report TEXT NOT NULL,
-    PRIMARY KEY (chain_id, host)
-);
-"#,
-    r#"
-CREATE TABLE applied_revisions (
-    host TEXT PRIMARY KEY,
-    revision BIGINT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE TABLE port_barriers (
-    port_id TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    revision BIGINT NOT NULL
-);
-"#,
+    SFC_CHAIN_COUNTERS,
+    BARRIER_TABLES,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -106,27 +113,8 @@ CREATE TABLE heartbeats (
     at BIGINT NOT NULL
 );
 "#,
-    r#"
-CREATE TABLE sfc_chain_counters (
-    chain_id TEXT NOT NULL,
-    host TEXT NOT NULL,
-    at BIGINT NOT NULL,
-    report TEXT NOT NULL,
-    PRIMARY KEY (chain_id, host)
-);
-"#,
-    r#"
-CREATE TABLE applied_revisions (
-    host TEXT PRIMARY KEY,
-    revision BIGINT NOT NULL,
-    at BIGINT NOT NULL
-);
-CREATE TABLE port_barriers (
-    port_id TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    revision BIGINT NOT NULL
-);
-"#,
+    SFC_CHAIN_COUNTERS,
+    BARRIER_TABLES,
 ];
 
 /// Arbitrary constant naming the migration lock on PostgreSQL.

@@ -3,10 +3,14 @@
 //! update, delete, bulk, tags, If-Match, pagination, fields) never names a kind.
 //!
 //! Every method has the behaviour of a plain owned resource as its default, so a kind states
-//! only what is its own.
+//! only what is its own. A family of kinds that share one implementation (networking-sfc's,
+//! networking-l2gw's) declares its members as [`FamilyKind`]s.
+
+use std::marker::PhantomData;
 
 use async_trait::async_trait;
 use neutrino_store::{Record, Tx};
+use neutrino_types::attrs::Attr;
 use neutrino_types::query::ListQuery;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{Map, Value};
@@ -20,6 +24,34 @@ pub type Doc = Map<String, Value>;
 
 /// A kind's extra condition on the items of a listing, taken out of the query.
 pub(crate) type ListFilter = Box<dyn Fn(&View, &Context, &Record) -> bool + Send + Sync>;
+
+/// One resource kind of a family `F` whose members share one [`Kind`] implementation
+/// (`impl Kind for FamilyKind<F>`), which tells them apart by `resource`.
+pub(crate) struct FamilyKind<F> {
+    /// Resource key, as in the collection.
+    pub(crate) resource: &'static str,
+    /// Attribute specification, as in the collection.
+    pub(crate) spec: &'static [Attr],
+    family: PhantomData<F>,
+}
+
+impl<F> FamilyKind<F> {
+    /// The member `resource` with attributes `spec`.
+    pub(crate) const fn new(resource: &'static str, spec: &'static [Attr]) -> Self {
+        FamilyKind {
+            resource,
+            spec,
+            family: PhantomData,
+        }
+    }
+}
+
+/// Applies validated changes to a record's body as they are (what a plain update does).
+pub(crate) fn apply_changes(rec: &mut Record, changes: Doc) {
+    for (key, value) in changes {
+        rec.body[key.as_str()] = value;
+    }
+}
 
 /// One resource kind of the API.
 #[async_trait]
@@ -120,9 +152,7 @@ pub(crate) trait Kind: Send + Sync {
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
-        for (k, v) in changes {
-            rec.body[k.as_str()] = v;
-        }
+        apply_changes(rec, changes);
         Ok(())
     }
 

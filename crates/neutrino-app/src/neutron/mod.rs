@@ -134,6 +134,20 @@ impl Collection {
         }
     }
 
+    /// A collection of a member of a kind family (networking-sfc's, networking-l2gw's):
+    /// without tags and standard attributes, which those projects' resources lack.
+    pub(crate) const fn family<F>(
+        path: &'static str,
+        kind: &'static kind::FamilyKind<F>,
+    ) -> Collection
+    where
+        kind::FamilyKind<F>: kind::Kind,
+    {
+        Collection::new(path, kind.resource, kind.spec, kind)
+            .untagged()
+            .unrevised()
+    }
+
     /// Shared with other projects through `access_as_shared` RBAC policies: the flow loads
     /// the policies of the records, lets granted projects read them, gives the policy target
     /// `shared`, and renders a `shared` attribute of the spec as whether the caller was

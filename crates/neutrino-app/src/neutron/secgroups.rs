@@ -12,7 +12,7 @@ use neutrino_types::query::ListQuery;
 use neutrino_types::resources as spec;
 
 use super::authz::Extras;
-use super::kind::Kind;
+use super::kind::{apply_changes, Kind};
 use super::view::{narrow, own_ids, parent_ids, Need};
 use super::{bump, s, stamp_new, Collection, Doc, View};
 use crate::{db, new_id, App, Context};
@@ -610,9 +610,7 @@ impl App {
                 return Err(in_use(&rec.id));
             }
         }
-        for (k, v) in changes {
-            rec.body[k.as_str()] = v;
-        }
+        apply_changes(rec, changes);
         Ok(())
     }
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
-use super::kind::Kind;
+use super::kind::{apply_changes, Kind};
 use super::scopes::{network_cidr_scope, prefix_key, rbac_key};
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
@@ -404,9 +404,7 @@ impl App {
         }
         let scope_changed = changes.contains_key("address_scope_id")
             && changes.get("address_scope_id") != rec.body.get("address_scope_id");
-        for (k, v) in changes {
-            rec.body[k.as_str()] = v;
-        }
+        apply_changes(rec, changes);
         rec.body["prefixes"] = prefixes_json(&prefixes);
         if scope_changed {
             self.refresh_pool_networks(tx, &rec.id).await?;

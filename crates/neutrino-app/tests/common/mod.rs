@@ -1,5 +1,6 @@
 //! Helpers shared by the application-level tests: a fresh app on a temporary SQLite
-//! database, callers, and short forms of the API calls.
+//! database, pairs of servers sharing one database, callers, short forms of the API calls and
+//! of the built-in Keystone's.
 #![allow(dead_code)]
 
 pub use neutrino_app::{App, Collection, Config, Context};
@@ -30,6 +31,44 @@ pub async fn env_with(config: Config) -> Env {
     }
 }
 
+/// Two servers on one database, for what several servers decide at once.
+pub struct ServerPair {
+    pub one: App,
+    pub two: App,
+    /// A handle on the database they share.
+    pub store: Store,
+    /// The temporary SQLite database, kept as long as the pair.
+    _env: Option<Env>,
+}
+
+/// The pairs of servers a test runs with: two handles on one app on a temporary SQLite
+/// database, then two apps on the PostgreSQL database `NEUTRINO_TEST_PG_URL` names (left out,
+/// with a note, when it is not set).
+pub async fn server_pairs() -> Vec<ServerPair> {
+    let t = env().await;
+    let mut pairs = vec![ServerPair {
+        one: t.app.clone(),
+        two: t.app.clone(),
+        store: t.store.clone(),
+        _env: Some(t),
+    }];
+    if let Ok(pg) = std::env::var("NEUTRINO_TEST_PG_URL") {
+        let s1 = Store::open(&pg).await.unwrap();
+        let s2 = Store::open(&pg).await.unwrap();
+        let a1 = App::new(s1.clone(), Config::default()).await.unwrap();
+        let a2 = App::new(s2, Config::default()).await.unwrap();
+        pairs.push(ServerPair {
+            one: a1,
+            two: a2,
+            store: s1,
+            _env: None,
+        });
+    } else {
+        eprintln!("skip PostgreSQL: NEUTRINO_TEST_PG_URL is not set");
+    }
+    pairs
+}
+
 pub fn admin() -> Context {
     Context::new("admin", "admin-project", &["admin".into()])
 }
@@ -47,6 +86,14 @@ pub fn coll(path: &str) -> &'static Collection {
     Collection::by_path(path)
         .or_else(|| Collection::by_path(&format!("sfc/{path}")))
         .unwrap()
+}
+
+/// Query pairs as the app takes them.
+pub fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 pub fn doc(v: Value) -> Map<String, Value> {
@@ -127,12 +174,8 @@ impl Env {
 
     /// `GET /v2.0/{path}?k=v...` as `ctx`.
     pub async fn list(&self, ctx: &Context, path: &str, filters: &[(&str, &str)]) -> Vec<Value> {
-        let pairs: Vec<(String, String)> = filters
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
         self.app
-            .list(ctx, coll(path), &pairs)
+            .list(ctx, coll(path), &query(filters))
             .await
             .unwrap()
             .items
@@ -182,4 +225,29 @@ impl Env {
 pub fn in_cidr(ip: &str, cidr: &str) -> bool {
     let ip: std::net::IpAddr = ip.parse().unwrap();
     cidr.parse::<ipnet::IpNet>().unwrap().contains(&ip)
+}
+
+/// The public address the identity tests give the built-in Keystone (its links start so).
+pub const IDENTITY_BASE: &str = "http://neutrino.test:9696";
+
+/// Creates, as admin, an identity object of `kind` (`user`, `project`, `role`...) in
+/// `collection` named `name` (with password `pw`, which only users keep); returns its id.
+pub async fn make_identity(t: &Env, collection: &str, kind: &str, name: &str) -> String {
+    let body = json!({kind: {"name": name, "password": "pw"}});
+    let out = t
+        .app
+        .identity_create(&admin(), collection, &body, IDENTITY_BASE)
+        .await
+        .unwrap();
+    out[kind]["id"].as_str().unwrap().to_string()
+}
+
+/// The id of the role named `name`.
+pub async fn role_id(t: &Env, name: &str) -> String {
+    let roles = t
+        .app
+        .identity_list(&admin(), "roles", &query(&[("name", name)]), IDENTITY_BASE)
+        .await
+        .unwrap();
+    roles["roles"][0]["id"].as_str().unwrap().to_string()
 }

@@ -28,14 +28,13 @@ mod remote;
 
 use async_trait::async_trait;
 use neutrino_store::{Record, Selector, Tx};
-use neutrino_types::attrs::Attr;
 use neutrino_types::l2gw as spec;
 use neutrino_types::query::ListQuery;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
 use super::authz::project_target;
-use super::kind::Kind;
+use super::kind::{apply_changes, FamilyKind, Kind};
 use super::{relock, s, Collection, Doc, View};
 use crate::{db, new_id, App, Context};
 
@@ -44,61 +43,42 @@ const GW_USE: &str = "l2gw-use";
 const CONN_USE: &str = "l2gw-conn-use";
 
 /// `/v2.0/l2-gateways`.
-pub(crate) static GATEWAYS: Collection = l2gw_collection(
+pub(crate) static GATEWAYS: Collection = Collection::family(
     "l2-gateways",
-    &L2gwKind {
-        resource: "l2_gateway",
-        spec: spec::L2_GATEWAY,
-    },
+    &L2gwKind::new("l2_gateway", spec::L2_GATEWAY),
 );
 /// `/v2.0/l2-gateway-connections`.
-pub(crate) static CONNECTIONS: Collection = l2gw_collection(
+pub(crate) static CONNECTIONS: Collection = Collection::family(
     "l2-gateway-connections",
-    &L2gwKind {
-        resource: "l2_gateway_connection",
-        spec: spec::L2_GATEWAY_CONNECTION,
-    },
+    &L2gwKind::new("l2_gateway_connection", spec::L2_GATEWAY_CONNECTION),
 )
 .immutable();
 /// `/v2.0/l2-remote-gateways` (Neutrino extension).
-pub(crate) static REMOTE_GATEWAYS: Collection = l2gw_collection(
+pub(crate) static REMOTE_GATEWAYS: Collection = Collection::family(
     "l2-remote-gateways",
-    &L2gwKind {
-        resource: "l2_remote_gateway",
-        spec: spec::L2_REMOTE_GATEWAY,
-    },
+    &L2gwKind::new("l2_remote_gateway", spec::L2_REMOTE_GATEWAY),
 );
 /// `/v2.0/l2-remote-gateway-connections` (Neutrino extension).
-pub(crate) static REMOTE_CONNECTIONS: Collection = l2gw_collection(
+pub(crate) static REMOTE_CONNECTIONS: Collection = Collection::family(
     "l2-remote-gateway-connections",
-    &L2gwKind {
-        resource: "l2_remote_gateway_connection",
-        spec: spec::L2_REMOTE_GATEWAY_CONNECTION,
-    },
+    &L2gwKind::new(
+        "l2_remote_gateway_connection",
+        spec::L2_REMOTE_GATEWAY_CONNECTION,
+    ),
 )
 .immutable();
 /// `/v2.0/l2-remote-macs` (Neutrino extension).
-pub(crate) static REMOTE_MACS: Collection = l2gw_collection(
+pub(crate) static REMOTE_MACS: Collection = Collection::family(
     "l2-remote-macs",
-    &L2gwKind {
-        resource: "l2_remote_mac",
-        spec: spec::L2_REMOTE_MAC,
-    },
+    &L2gwKind::new("l2_remote_mac", spec::L2_REMOTE_MAC),
 )
 .immutable();
 
-/// An l2gw collection: no tags, no standard attributes (upstream's API maps carry none).
-const fn l2gw_collection(path: &'static str, kind: &'static L2gwKind) -> Collection {
-    Collection::new(path, kind.resource, kind.spec, kind)
-        .untagged()
-        .unrevised()
-}
+/// Marks the l2gw kinds.
+struct L2gw;
 
 /// One l2gw resource kind; the rules between them are claims (see above).
-struct L2gwKind {
-    resource: &'static str,
-    spec: &'static [Attr],
-}
+type L2gwKind = FamilyKind<L2gw>;
 
 #[async_trait]
 impl Kind for L2gwKind {
@@ -164,9 +144,7 @@ impl Kind for L2gwKind {
             "l2_gateway" => app.update_l2_gateway(rec, &mut changes)?,
             _ => remote::update_remote_gateway(&mut changes)?,
         }
-        for (key, value) in changes {
-            rec.body[key.as_str()] = value;
-        }
+        apply_changes(rec, changes);
         Ok(())
     }
 
@@ -287,6 +265,18 @@ async fn drop_records(tx: &mut Tx, records: &[Record]) -> ApiResult<()> {
     Ok(())
 }
 
+/// Locks the row of the `kind` record `id` and reads it, so that it cannot go while a new
+/// record comes to depend on it; `missing` is the error when there is none.
+async fn lock_existing(
+    tx: &mut Tx,
+    kind: &str,
+    id: &str,
+    missing: impl FnOnce() -> ApiError,
+) -> ApiResult<Record> {
+    tx.lock(kind, id).await.map_err(db)?;
+    tx.get(kind, id).await.map_err(db)?.ok_or_else(missing)
+}
+
 fn gateway_not_found(id: &str) -> ApiError {
     ApiError::not_found("l2_gateway", id)
 }
@@ -359,12 +349,7 @@ impl App {
             s(&doc, "l2_gateway_id"),
             s(&doc, "network_id"),
         );
-        tx.lock("l2_gateway", gw_id).await.map_err(db)?;
-        let gateway = tx
-            .get("l2_gateway", gw_id)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| gateway_not_found(gw_id))?;
+        let gateway = lock_existing(tx, "l2_gateway", gw_id, || gateway_not_found(gw_id)).await?;
         let devices = gateway.body["devices"]
             .as_array()
             .cloned()

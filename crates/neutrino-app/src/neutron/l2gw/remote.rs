@@ -8,7 +8,7 @@ use neutrino_types::l2gw as spec;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::{drop_records, gateway_not_found, users, Doc, CONN, CONN_USE};
+use super::{drop_records, gateway_not_found, lock_existing, users, Doc, CONN, CONN_USE};
 use crate::neutron::s;
 use crate::{db, App};
 
@@ -58,19 +58,14 @@ impl App {
         if tx.get("network", net).await.map_err(db)?.is_none() {
             return Err(ApiError::not_found("network", net));
         }
-        tx.lock("l2_remote_gateway", rgw).await.map_err(db)?;
-        if tx
-            .get("l2_remote_gateway", rgw)
-            .await
-            .map_err(db)?
-            .is_none()
-        {
-            return Err(ApiError::new(
+        lock_existing(tx, "l2_remote_gateway", rgw, || {
+            ApiError::new(
                 404,
                 "L2RemoteGatewayNotFound",
                 format!("L2 remote gateway {rgw} could not be found."),
-            ));
-        }
+            )
+        })
+        .await?;
         let local = tx
             .claim_owner(CONN, &format!("{gw}|{net}"))
             .await
@@ -85,19 +80,14 @@ impl App {
                 ),
             ));
         };
-        tx.lock("l2_gateway_connection", &local).await.map_err(db)?;
-        if tx
-            .get("l2_gateway_connection", &local)
-            .await
-            .map_err(db)?
-            .is_none()
-        {
-            return Err(ApiError::new(
+        lock_existing(tx, "l2_gateway_connection", &local, || {
+            ApiError::new(
                 404,
                 "L2GatewayConnectionNotFound",
                 format!("The connection {local} not found on the l2 gateway"),
-            ));
-        }
+            )
+        })
+        .await?;
         if !tx
             .claim(RCONN, &format!("{gw}|{net}|{rgw}"), id)
             .await
@@ -128,17 +118,10 @@ impl App {
         let (id, conn) = (s(&doc, "id"), s(&doc, "rgw_connection"));
         let mac = spec::mac(s(&doc, "mac"))?;
         let ip = spec::mac_ip(s(&doc, "ipaddr"))?;
-        tx.lock("l2_remote_gateway_connection", conn)
-            .await
-            .map_err(db)?;
-        if tx
-            .get("l2_remote_gateway_connection", conn)
-            .await
-            .map_err(db)?
-            .is_none()
-        {
-            return Err(ApiError::not_found("l2_remote_gateway_connection", conn));
-        }
+        lock_existing(tx, "l2_remote_gateway_connection", conn, || {
+            ApiError::not_found("l2_remote_gateway_connection", conn)
+        })
+        .await?;
         if !tx.claim(&rmac_scope(conn), &mac, id).await.map_err(db)? {
             return Err(ApiError::conflict(
                 "L2RemoteMacExists",

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use neutrino_types::attrs::Attr;
 use neutrino_types::sfc as sfc_spec;
 
-use super::kind::Kind;
+use super::kind::{apply_changes, FamilyKind, Kind};
 use super::{Collection, Doc, View};
 use crate::{db, App, Context};
 
@@ -60,60 +60,42 @@ fn chain_index(ethertype: &str) -> String {
     format!("sfc-chain-src:{ethertype}")
 }
 
-/// `/v2.0/sfc/flow_classifiers`.
-pub(crate) static FLOW_CLASSIFIERS: Collection = sfc_collection(
+/// `/v2.0/sfc/flow_classifiers` (one item per POST).
+pub(crate) static FLOW_CLASSIFIERS: Collection = Collection::family(
     "sfc/flow_classifiers",
-    &SfcKind {
-        resource: "flow_classifier",
-        spec: sfc_spec::FLOW_CLASSIFIER,
-    },
-);
-/// `/v2.0/sfc/port_pairs`.
-pub(crate) static PORT_PAIRS: Collection = sfc_collection(
+    &SfcKind::new("flow_classifier", sfc_spec::FLOW_CLASSIFIER),
+)
+.single();
+/// `/v2.0/sfc/port_pairs` (one item per POST).
+pub(crate) static PORT_PAIRS: Collection = Collection::family(
     "sfc/port_pairs",
-    &SfcKind {
-        resource: "port_pair",
-        spec: sfc_spec::PORT_PAIR,
-    },
-);
-/// `/v2.0/sfc/port_pair_groups`.
-pub(crate) static PORT_PAIR_GROUPS: Collection = sfc_collection(
+    &SfcKind::new("port_pair", sfc_spec::PORT_PAIR),
+)
+.single();
+/// `/v2.0/sfc/port_pair_groups` (one item per POST).
+pub(crate) static PORT_PAIR_GROUPS: Collection = Collection::family(
     "sfc/port_pair_groups",
-    &SfcKind {
-        resource: "port_pair_group",
-        spec: sfc_spec::PORT_PAIR_GROUP,
-    },
-);
-/// `/v2.0/sfc/port_chains`.
-pub(crate) static PORT_CHAINS: Collection = sfc_collection(
+    &SfcKind::new("port_pair_group", sfc_spec::PORT_PAIR_GROUP),
+)
+.single();
+/// `/v2.0/sfc/port_chains` (one item per POST).
+pub(crate) static PORT_CHAINS: Collection = Collection::family(
     "sfc/port_chains",
-    &SfcKind {
-        resource: "port_chain",
-        spec: sfc_spec::PORT_CHAIN,
-    },
-);
-/// `/v2.0/sfc/service_graphs`.
-pub(crate) static SERVICE_GRAPHS: Collection = sfc_collection(
+    &SfcKind::new("port_chain", sfc_spec::PORT_CHAIN),
+)
+.single();
+/// `/v2.0/sfc/service_graphs` (one item per POST).
+pub(crate) static SERVICE_GRAPHS: Collection = Collection::family(
     "sfc/service_graphs",
-    &SfcKind {
-        resource: "service_graph",
-        spec: sfc_spec::SERVICE_GRAPH,
-    },
-);
+    &SfcKind::new("service_graph", sfc_spec::SERVICE_GRAPH),
+)
+.single();
 
-/// A networking-sfc collection: no tags, no standard attributes, one item per POST.
-const fn sfc_collection(path: &'static str, kind: &'static SfcKind) -> Collection {
-    Collection::new(path, kind.resource, kind.spec, kind)
-        .untagged()
-        .unrevised()
-        .single()
-}
+/// Marks the networking-sfc kinds.
+struct Sfc;
 
 /// One networking-sfc resource kind; the rules between them are claims (see above).
-struct SfcKind {
-    resource: &'static str,
-    spec: &'static [Attr],
-}
+type SfcKind = FamilyKind<Sfc>;
 
 #[async_trait]
 impl Kind for SfcKind {
@@ -327,9 +309,7 @@ impl App {
             "port_chain" => self.update_port_chain(tx, ctx, rec, &mut changes).await?,
             _ => {}
         }
-        for (key, value) in changes {
-            rec.body[key.as_str()] = value;
-        }
+        apply_changes(rec, changes);
         Ok(())
     }
 
