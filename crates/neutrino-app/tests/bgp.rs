@@ -50,6 +50,24 @@ async fn act(
     t.act(ctx, SPEAKERS, sp, action, body).await
 }
 
+/// `PUT /v2.0/{path}/{id}` as admin, which must succeed.
+async fn set(t: &Env, path: &str, id: &str, body: Value) {
+    t.update(&admin(), path, id, body).await.unwrap();
+}
+
+/// A speaker action as admin, which must succeed.
+async fn act_ok(t: &Env, sp: &str, action: &str, body: Value) -> Value {
+    act(t, &admin(), sp, action, body).await.unwrap()
+}
+
+/// Turning `flag` of `id` in `path` off withdraws every route of the speaker `sp`; the flag
+/// is turned on again.
+async fn off_withdraws(t: &Env, path: &str, id: &str, flag: &str, sp: &str) {
+    set(t, path, id, json!({flag: false})).await;
+    assert!(routes(t, &admin(), sp).await.unwrap().is_empty());
+    set(t, path, id, json!({flag: true})).await;
+}
+
 async fn routes(t: &Env, ctx: &Context, sp: &str) -> Result<Vec<(String, String)>, ApiError> {
     let out = t
         .app
@@ -246,14 +264,7 @@ async fn peer_rules_and_password_never_shown() {
     assert!(up.get("password").is_none());
     assert_eq!(stored(&t, &pid).await["password"], "new");
     // OSC's `bgp peer set --name` sends password null: it clears the password (upstream).
-    t.update(
-        &admin(),
-        PEERS,
-        &pid,
-        json!({"name": "r", "password": null}),
-    )
-    .await
-    .unwrap();
+    set(&t, PEERS, &pid, json!({"name": "r", "password": null})).await;
     assert_eq!(stored(&t, &pid).await["password"], Value::Null);
 
     // md5 needs a password.
@@ -427,15 +438,7 @@ async fn speaker_peer_actions() {
     }
     // A peer of the other family is fine (MP-BGP; upstream does not check).
     let p6 = peer(&t, "2001:db8::9").await;
-    act(
-        &t,
-        &admin(),
-        &sp,
-        "add_bgp_peer",
-        json!({"bgp_peer_id": p6}),
-    )
-    .await
-    .unwrap();
+    act_ok(&t, &sp, "add_bgp_peer", json!({"bgp_peer_id": p6})).await;
     assert_eq!(
         t.show(&admin(), SPEAKERS, &sp).await.unwrap()["peers"],
         json!([p1, p6])
@@ -519,15 +522,7 @@ async fn speaker_peer_actions() {
         );
     }
     // Now the address is free again.
-    act(
-        &t,
-        &admin(),
-        &sp,
-        "add_bgp_peer",
-        json!({"bgp_peer_id": same_ip}),
-    )
-    .await
-    .unwrap();
+    act_ok(&t, &sp, "add_bgp_peer", json!({"bgp_peer_id": same_ip})).await;
     // Deleting a bound peer unbinds it (no 409, upstream's cascade).
     t.delete(&admin(), PEERS, &same_ip).await.unwrap();
     assert_eq!(
@@ -560,24 +555,8 @@ async fn speaker_network_actions() {
     .unwrap();
     assert_eq!(out, json!({"network_id": ext}));
     // Several networks per speaker, several speakers per network: allowed.
-    act(
-        &t,
-        &admin(),
-        &sp,
-        "add_gateway_network",
-        json!({"network_id": other}),
-    )
-    .await
-    .unwrap();
-    act(
-        &t,
-        &admin(),
-        &sp2,
-        "add_gateway_network",
-        json!({"network_id": ext}),
-    )
-    .await
-    .unwrap();
+    act_ok(&t, &sp, "add_gateway_network", json!({"network_id": other})).await;
+    act_ok(&t, &sp2, "add_gateway_network", json!({"network_id": ext})).await;
     assert_eq!(
         t.show(&admin(), SPEAKERS, &sp).await.unwrap()["networks"],
         json!([ext, other])
@@ -856,68 +835,32 @@ async fn advertised_tenant_networks_follow_address_scopes() {
     let sp = id(&speaker(&t, json!({})).await);
     // Not bound yet: nothing.
     assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
-    act(
+    act_ok(
         &t,
-        &admin(),
         &sp,
         "add_gateway_network",
         json!({"network_id": topo.ext}),
     )
-    .await
-    .unwrap();
+    .await;
     // Only the subnet in the external subnet's scope (not the other scope, not the unscoped).
     assert_eq!(
         routes(&t, &admin(), &sp).await.unwrap(),
         vec![route("10.10.0.0/24", &topo.gw_ip)]
     );
     // The flag turns it off.
-    t.update(
-        &admin(),
-        SPEAKERS,
-        &sp,
-        json!({"advertise_tenant_networks": false}),
-    )
-    .await
-    .unwrap();
-    assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
-    t.update(
-        &admin(),
-        SPEAKERS,
-        &sp,
-        json!({"advertise_tenant_networks": true}),
-    )
-    .await
-    .unwrap();
+    off_withdraws(&t, SPEAKERS, &sp, "advertise_tenant_networks", &sp).await;
     // An IPv6 speaker on the same network: no IPv6 scope there, nothing.
     let sp6 = id(&speaker(&t, json!({"ip_version": 6})).await);
-    act(
+    act_ok(
         &t,
-        &admin(),
         &sp6,
         "add_gateway_network",
         json!({"network_id": topo.ext}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(routes(&t, &admin(), &sp6).await.unwrap().is_empty());
     // A disabled router advertises nothing.
-    t.update(
-        &admin(),
-        "routers",
-        &topo.router,
-        json!({"admin_state_up": false}),
-    )
-    .await
-    .unwrap();
-    assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
-    t.update(
-        &admin(),
-        "routers",
-        &topo.router,
-        json!({"admin_state_up": true}),
-    )
-    .await
-    .unwrap();
+    off_withdraws(&t, "routers", &topo.router, "admin_state_up", &sp).await;
     // Removing the interface withdraws the route.
     t.action(
         &tenant(),
@@ -938,34 +881,30 @@ async fn advertised_tenant_networks_follow_address_scopes() {
     .unwrap();
     assert_eq!(routes(&t, &admin(), &sp).await.unwrap().len(), 1);
     // Removing the gateway too.
-    t.update(
-        &admin(),
+    set(
+        &t,
         "routers",
         &topo.router,
         json!({"external_gateway_info": {}}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
     // And unbinding the network.
-    t.update(
-        &admin(),
+    set(
+        &t,
         "routers",
         &topo.router,
         json!({"external_gateway_info": {"network_id": topo.ext}}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(routes(&t, &admin(), &sp).await.unwrap().len(), 1);
-    act(
+    act_ok(
         &t,
-        &admin(),
         &sp,
         "remove_gateway_network",
         json!({"network_id": topo.ext}),
     )
-    .await
-    .unwrap();
+    .await;
     assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
     let _ = topo.tenant_net;
 }
@@ -978,15 +917,7 @@ async fn advertised_floating_ips() {
     let (net, sub) = t.net(&tenant(), json!({}), "10.0.0.0/24").await;
     let rid = t.gateway_router(&ext).await;
     let sp = id(&speaker(&t, json!({})).await);
-    act(
-        &t,
-        &admin(),
-        &sp,
-        "add_gateway_network",
-        json!({"network_id": ext}),
-    )
-    .await
-    .unwrap();
+    act_ok(&t, &sp, "add_gateway_network", json!({"network_id": ext})).await;
     assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
     // test_get_advertised_routes_floating_ips: an associated FIP is a /32 via the gateway.
     t.action(
@@ -1024,23 +955,7 @@ async fn advertised_floating_ips() {
     )
     .await;
     assert_eq!(routes(&t, &admin(), &sp).await.unwrap().len(), 1);
-    t.update(
-        &admin(),
-        SPEAKERS,
-        &sp,
-        json!({"advertise_floating_ip_host_routes": false}),
-    )
-    .await
-    .unwrap();
-    assert!(routes(&t, &admin(), &sp).await.unwrap().is_empty());
-    t.update(
-        &admin(),
-        SPEAKERS,
-        &sp,
-        json!({"advertise_floating_ip_host_routes": true}),
-    )
-    .await
-    .unwrap();
+    off_withdraws(&t, SPEAKERS, &sp, "advertise_floating_ip_host_routes", &sp).await;
     // Disassociating withdraws it; associating again brings it back; deleting withdraws it.
     t.update(
         &tenant(),
@@ -1085,15 +1000,13 @@ async fn floating_ips_and_scoped_networks_together() {
         .await;
     let addr = fip["floating_ip_address"].as_str().unwrap();
     let sp = id(&speaker(&t, json!({})).await);
-    act(
+    act_ok(
         &t,
-        &admin(),
         &sp,
         "add_gateway_network",
         json!({"network_id": topo.ext}),
     )
-    .await
-    .unwrap();
+    .await;
     // Floating IPs first, then tenant networks (upstream's order).
     assert_eq!(
         routes(&t, &admin(), &sp).await.unwrap(),
@@ -1102,14 +1015,13 @@ async fn floating_ips_and_scoped_networks_together() {
             route("10.10.0.0/24", &topo.gw_ip)
         ]
     );
-    t.update(
-        &admin(),
+    set(
+        &t,
         SPEAKERS,
         &sp,
         json!({"advertise_floating_ip_host_routes": false}),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         routes(&t, &admin(), &sp).await.unwrap(),
         vec![route("10.10.0.0/24", &topo.gw_ip)]
@@ -1122,12 +1034,11 @@ async fn register(t: &Env, host: &str, configurations: Value) {
 }
 
 async fn bgp_agents(t: &Env) -> Vec<Value> {
-    let pairs = vec![(
-        "agent_type".to_string(),
-        "BGP dynamic routing agent".to_string(),
-    )];
     t.app
-        .list_agents(&admin(), &pairs)
+        .list_agents(
+            &admin(),
+            &query(&[("agent_type", "BGP dynamic routing agent")]),
+        )
         .await
         .unwrap()
         .items
@@ -1137,13 +1048,7 @@ async fn bgp_agents(t: &Env) -> Vec<Value> {
 }
 
 async fn hosting(t: &Env, sp: &str) -> Vec<String> {
-    let out = t.app.speaker_dragents(&admin(), sp).await.unwrap();
-    out["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["host"].as_str().unwrap().to_string())
-        .collect()
+    agent_hosts(&t.app.speaker_dragents(&admin(), sp).await.unwrap())
 }
 
 #[tokio::test]

@@ -25,8 +25,8 @@ use neutrino_types::bgp as spec;
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::kind::Kind;
-use super::{relock, s, Collection, Doc, View};
+use super::kind::{apply_changes, FamilyKind, Kind};
+use super::{lock_existing, relock, s, Collection, Doc, View};
 use crate::agents::{epoch_secs, pick_host, BGP_AGENT_TYPE, BGP_DRAGENT_SCOPE};
 use crate::{db, App, Context};
 
@@ -34,19 +34,20 @@ use crate::{db, App, Context};
 const DRAGENT: &str = BGP_DRAGENT_SCOPE;
 
 /// `/v2.0/bgp-speakers`.
-pub(crate) static SPEAKERS: Collection =
-    Collection::new("bgp-speakers", "bgp_speaker", spec::BGP_SPEAKER, &Speakers)
-        .untagged()
-        .unrevised();
+pub(crate) static SPEAKERS: Collection = Collection::family(
+    "bgp-speakers",
+    &BgpKind::new("bgp_speaker", spec::BGP_SPEAKER),
+);
 
 /// `/v2.0/bgp-peers`.
 pub(crate) static PEERS: Collection =
-    Collection::new("bgp-peers", "bgp_peer", spec::BGP_PEER, &Peers)
-        .untagged()
-        .unrevised();
+    Collection::family("bgp-peers", &BgpKind::new("bgp_peer", spec::BGP_PEER));
 
-struct Speakers;
-struct Peers;
+/// Marks the neutron-dynamic-routing kinds.
+struct Bgp;
+
+/// A BGP speaker or peer (`resource` tells them apart).
+type BgpKind = FamilyKind<Bgp>;
 
 /// One BGP agent as the scheduler sees it.
 #[derive(Clone, Debug)]
@@ -98,9 +99,45 @@ fn ids(doc: &Value, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Stores `bound` as the speaker's `key` list (`peers`, `networks`).
+async fn store_bound(
+    tx: &mut Tx,
+    rec: &mut Record,
+    key: &str,
+    bound: Vec<String>,
+) -> ApiResult<()> {
+    rec.body[key] = json!(bound);
+    tx.update("bgp_speaker", &rec.id, &rec.body)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Takes `id` out of the (freshly locked) speaker's `key` list; `missing` is the error
+/// when the speaker does not name it.
+async fn unbind_one(
+    tx: &mut Tx,
+    rec: &mut Record,
+    key: &str,
+    id: &str,
+    missing: impl FnOnce() -> ApiError,
+) -> ApiResult<()> {
+    relock(tx, rec).await?;
+    let mut bound = ids(&rec.body, key);
+    if !bound.iter().any(|b| b == id) {
+        return Err(missing());
+    }
+    bound.retain(|b| b != id);
+    store_bound(tx, rec, key, bound).await
+}
+
 #[async_trait]
-impl Kind for Speakers {
+impl Kind for BgpKind {
     fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {
+        if self.resource == "bgp_peer" {
+            doc.remove("password");
+            return;
+        }
         for key in ["peers", "networks"] {
             if !doc.get(key).is_some_and(Value::is_array) {
                 doc.insert(key.into(), json!([]));
@@ -109,7 +146,10 @@ impl Kind for Speakers {
     }
 
     fn check_request(&self, body: &Doc) -> ApiResult<()> {
-        spec::check_speaker(body)
+        match self.resource {
+            "bgp_speaker" => spec::check_speaker(body),
+            _ => spec::check_peer(body),
+        }
     }
 
     async fn create(
@@ -119,8 +159,20 @@ impl Kind for Speakers {
         _ctx: &Context,
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
-        body.insert("peers".into(), json!([]));
-        body.insert("networks".into(), json!([]));
+        if self.resource == "bgp_speaker" {
+            body.insert("peers".into(), json!([]));
+            body.insert("networks".into(), json!([]));
+            return Ok(None);
+        }
+        let empty = body
+            .get("password")
+            .is_none_or(|p| p.as_str().is_none_or(str::is_empty));
+        if body.get("auth_type").and_then(Value::as_str) == Some("md5") && empty {
+            return Err(ApiError::bad(
+                "InvalidBgpPeerMd5Authentication",
+                "A password must be supplied when using auth_type md5.",
+            ));
+        }
         Ok(None)
     }
 
@@ -131,6 +183,9 @@ impl Kind for Speakers {
         _ctx: &Context,
         rec: &Record,
     ) -> ApiResult<()> {
+        if self.resource != "bgp_speaker" {
+            return Ok(());
+        }
         app.schedule_speaker(tx, &rec.id).await.map(drop)
     }
 
@@ -143,9 +198,15 @@ impl Kind for Speakers {
         changes: Doc,
     ) -> ApiResult<()> {
         relock(tx, rec).await?;
-        for (k, v) in changes {
-            rec.body[k.as_str()] = v;
+        let password = changes.get("password").is_some_and(|p| !p.is_null());
+        if self.resource == "bgp_peer" && password && s(&rec.body, "auth_type") == "none" {
+            return Err(ApiError::new(
+                404,
+                "BgpPeerNotAuthenticated",
+                format!("BGP peer {} not authenticated.", rec.id),
+            ));
         }
+        apply_changes(rec, changes);
         Ok(())
     }
 
@@ -159,16 +220,22 @@ impl Kind for Speakers {
     ) -> ApiResult<()> {
         let mut rec = rec.clone();
         relock(tx, &mut rec).await?;
-        tx.release_owned("bgp", &rec.id).await.map_err(db)
+        match self.resource {
+            "bgp_speaker" => tx.release_owned("bgp", &rec.id).await.map_err(db),
+            _ => unbind(tx, "peers", &rec.id).await,
+        }
     }
 
     fn actions(&self) -> &'static [&'static str] {
-        &[
-            "add_bgp_peer",
-            "remove_bgp_peer",
-            "add_gateway_network",
-            "remove_gateway_network",
-        ]
+        match self.resource {
+            "bgp_speaker" => &[
+                "add_bgp_peer",
+                "remove_bgp_peer",
+                "add_gateway_network",
+                "remove_gateway_network",
+            ],
+            _ => &[],
+        }
     }
 
     async fn action(
@@ -184,12 +251,10 @@ impl Kind for Speakers {
         match action {
             "add_bgp_peer" => {
                 let peer_id = id_in(&body, "bgp_peer_id")?;
-                tx.lock("bgp_peer", &peer_id).await.map_err(db)?;
-                let peer = tx
-                    .get("bgp_peer", &peer_id)
-                    .await
-                    .map_err(db)?
-                    .ok_or_else(|| ApiError::not_found("bgp_peer", &peer_id))?;
+                let peer = lock_existing(tx, "bgp_peer", &peer_id, || {
+                    ApiError::not_found("bgp_peer", &peer_id)
+                })
+                .await?;
                 relock(tx, rec).await?;
                 let mut bound = ids(&rec.body, "peers");
                 let peer_ip = s(&peer.body, "peer_ip");
@@ -210,36 +275,25 @@ impl Kind for Speakers {
                     }
                 }
                 bound.push(peer_id.clone());
-                rec.body["peers"] = json!(bound);
-                tx.update("bgp_speaker", &speaker, &rec.body)
-                    .await
-                    .map_err(db)?;
+                store_bound(tx, rec, "peers", bound).await?;
                 Ok(json!({ "bgp_peer_id": peer_id }))
             }
             "remove_bgp_peer" => {
                 let peer_id = id_in(&body, "bgp_peer_id")?;
-                relock(tx, rec).await?;
-                let mut bound = ids(&rec.body, "peers");
-                if !bound.contains(&peer_id) {
-                    return Err(ApiError::new(
+                unbind_one(tx, rec, "peers", &peer_id, || {
+                    ApiError::new(
                         404,
                         "BgpSpeakerPeerNotAssociated",
                         format!("BGP peer {peer_id} is not associated with BGP speaker {speaker}."),
-                    ));
-                }
-                bound.retain(|p| *p != peer_id);
-                rec.body["peers"] = json!(bound);
-                tx.update("bgp_speaker", &speaker, &rec.body)
-                    .await
-                    .map_err(db)?;
+                    )
+                })
+                .await?;
+                // Upstream's plugin returns nothing here (unlike the other three).
                 Ok(Value::Null)
             }
             "add_gateway_network" => {
                 let net = id_in(&body, "network_id")?;
-                tx.lock("network", &net).await.map_err(db)?;
-                if tx.get("network", &net).await.map_err(db)?.is_none() {
-                    return Err(ApiError::not_found("network", &net));
-                }
+                lock_existing(tx, "network", &net, || ApiError::not_found("network", &net)).await?;
                 relock(tx, rec).await?;
                 let mut bound = ids(&rec.body, "networks");
                 if bound.contains(&net) {
@@ -249,28 +303,19 @@ impl Kind for Speakers {
                     ));
                 }
                 bound.push(net.clone());
-                rec.body["networks"] = json!(bound);
-                tx.update("bgp_speaker", &speaker, &rec.body)
-                    .await
-                    .map_err(db)?;
+                store_bound(tx, rec, "networks", bound).await?;
                 Ok(json!({ "network_id": net }))
             }
             "remove_gateway_network" => {
                 let net = id_in(&body, "network_id")?;
-                relock(tx, rec).await?;
-                let mut bound = ids(&rec.body, "networks");
-                if !bound.contains(&net) {
-                    return Err(ApiError::new(
+                unbind_one(tx, rec, "networks", &net, || {
+                    ApiError::new(
                         404,
                         "BgpSpeakerNetworkNotAssociated",
                         format!("Network {net} is not associated with BGP speaker {speaker}."),
-                    ));
-                }
-                bound.retain(|n| *n != net);
-                rec.body["networks"] = json!(bound);
-                tx.update("bgp_speaker", &speaker, &rec.body)
-                    .await
-                    .map_err(db)?;
+                    )
+                })
+                .await?;
                 Ok(json!({ "network_id": net }))
             }
             _ => Err(ApiError::no_such_url()),
@@ -284,79 +329,13 @@ impl Kind for Speakers {
         id: &str,
         action: &str,
     ) -> ApiResult<Value> {
-        if action != "get_advertised_routes" {
+        if self.resource != "bgp_speaker" || action != "get_advertised_routes" {
             return Err(ApiError::no_such_url());
         }
         let speaker = app.show(ctx, &SPEAKERS, id, &[]).await?;
         app.check_rule(ctx, "get_advertised_routes", &speaker)?;
         let routes = app.advertised_routes(&Value::Object(speaker)).await?;
         Ok(json!({ "advertised_routes": routes }))
-    }
-}
-
-#[async_trait]
-impl Kind for Peers {
-    fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {
-        doc.remove("password");
-    }
-
-    fn check_request(&self, body: &Doc) -> ApiResult<()> {
-        spec::check_peer(body)
-    }
-
-    async fn create(
-        &self,
-        _app: &App,
-        _tx: &mut Tx,
-        _ctx: &Context,
-        body: &mut Doc,
-    ) -> ApiResult<Option<String>> {
-        let empty = body
-            .get("password")
-            .is_none_or(|p| p.as_str().is_none_or(str::is_empty));
-        if body.get("auth_type").and_then(Value::as_str) == Some("md5") && empty {
-            return Err(ApiError::bad(
-                "InvalidBgpPeerMd5Authentication",
-                "A password must be supplied when using auth_type md5.",
-            ));
-        }
-        Ok(None)
-    }
-
-    async fn update(
-        &self,
-        _app: &App,
-        tx: &mut Tx,
-        _ctx: &Context,
-        rec: &mut Record,
-        changes: Doc,
-    ) -> ApiResult<()> {
-        relock(tx, rec).await?;
-        let password = changes.get("password").is_some_and(|p| !p.is_null());
-        if password && s(&rec.body, "auth_type") == "none" {
-            return Err(ApiError::new(
-                404,
-                "BgpPeerNotAuthenticated",
-                format!("BGP peer {} not authenticated.", rec.id),
-            ));
-        }
-        for (k, v) in changes {
-            rec.body[k.as_str()] = v;
-        }
-        Ok(())
-    }
-
-    async fn delete(
-        &self,
-        _app: &App,
-        tx: &mut Tx,
-        _ctx: &Context,
-        rec: &Record,
-        _view: &View,
-    ) -> ApiResult<()> {
-        let mut rec = rec.clone();
-        relock(tx, &mut rec).await?;
-        unbind(tx, "peers", &rec.id).await
     }
 }
 
@@ -383,10 +362,7 @@ async fn unbind(tx: &mut Tx, key: &str, id: &str) -> ApiResult<()> {
             continue;
         }
         bound.retain(|b| b != id);
-        sp.body[key] = json!(bound);
-        tx.update("bgp_speaker", &sp.id, &sp.body)
-            .await
-            .map_err(db)?;
+        store_bound(tx, &mut sp, key, bound).await?;
     }
     Ok(())
 }
