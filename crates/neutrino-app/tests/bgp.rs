@@ -1261,3 +1261,96 @@ async fn dragent_scheduling() {
         "{claims:?}"
     );
 }
+
+/// The id of the BGP agent entry of `host`.
+async fn bgp_agent_of(t: &Env, host: &str) -> String {
+    bgp_agents(t)
+        .await
+        .into_iter()
+        .find(|a| a["host"] == host)
+        .map(|a| id(&a))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn speakers_leave_dead_dragents() {
+    let t = env().await;
+    register(&t, "h1", json!({"bgp": true})).await;
+    let sp = id(&speaker(&t, json!({})).await);
+    assert_eq!(hosting(&t, &sp).await, vec!["h1"]);
+    register(&t, "h2", json!({"bgp": true})).await;
+    // Nothing moves while the agents live.
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 0);
+    assert_eq!(hosting(&t, &sp).await, vec!["h1"]);
+    // h1's heartbeat is older than the agent down time: the speaker goes to h2.
+    t.store.heartbeat("h1", 0).await.unwrap();
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 1);
+    assert_eq!(hosting(&t, &sp).await, vec!["h2"]);
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 0, "stable");
+    // A dead agent that is disabled keeps its speaker (upstream's down bindings are those
+    // of enabled agents).
+    let a2 = bgp_agent_of(&t, "h2").await;
+    t.app
+        .update_agent(&admin(), &a2, json!({"agent": {"admin_state_up": false}}))
+        .await
+        .unwrap();
+    t.store.heartbeat("h2", 0).await.unwrap();
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 0);
+    assert_eq!(hosting(&t, &sp).await, vec!["h2"]);
+    // Enabled again with no live agent left: the speaker is unbound and waits...
+    t.app
+        .update_agent(&admin(), &a2, json!({"agent": {"admin_state_up": true}}))
+        .await
+        .unwrap();
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 1);
+    assert!(hosting(&t, &sp).await.is_empty());
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 0);
+    // ...until an agent lives again: the next pass schedules it there.
+    register(&t, "h1", json!({"bgp": true})).await;
+    assert_eq!(t.app.reschedule_bgp_speakers().await.unwrap(), 1);
+    assert_eq!(hosting(&t, &sp).await, vec!["h1"]);
+}
+
+#[tokio::test]
+async fn two_servers_move_a_speaker_off_a_dead_dragent_once() {
+    for (n, pair) in server_pairs().await.iter().enumerate() {
+        let (one, two) = (&pair.one, &pair.two);
+        let hosts: Vec<String> = ["a", "b", "c"]
+            .iter()
+            .map(|h| format!("bgp-pair{n}-{h}"))
+            .collect();
+        let body = json!({"agent": {"host": hosts[0], "configurations": {"bgp": true}}});
+        one.report_agent(&admin(), body).await.unwrap();
+        let sp = one
+            .create(
+                &admin(),
+                coll(SPEAKERS),
+                vec![doc(json!({"name": "s", "local_as": 1234, "ip_version": 4}))],
+            )
+            .await
+            .unwrap();
+        let sp = sp[0]["id"].as_str().unwrap().to_string();
+        let on = |app: &App| {
+            let (app, sp) = (app.clone(), sp.clone());
+            async move { agent_hosts(&app.speaker_dragents(&admin(), &sp).await.unwrap()) }
+        };
+        assert_eq!(on(one).await, vec![hosts[0].clone()]);
+        for h in &hosts[1..] {
+            let body = json!({"agent": {"host": h, "configurations": {"bgp": true}}});
+            two.report_agent(&admin(), body).await.unwrap();
+        }
+        pair.store.heartbeat(&hosts[0], 0).await.unwrap();
+        let (x, y) = tokio::join!(one.reschedule_bgp_speakers(), two.reschedule_bgp_speakers());
+        assert_eq!(x.unwrap() + y.unwrap(), 1, "moved once");
+        let now = on(two).await;
+        assert_eq!(now.len(), 1, "{now:?}");
+        assert!(hosts[1..].contains(&now[0]), "{now:?}");
+        // Leave nothing for other tests sharing the database.
+        one.delete(&admin(), coll(SPEAKERS), &sp, None)
+            .await
+            .unwrap();
+        for h in &hosts {
+            pair.store.heartbeat(h, 0).await.unwrap();
+        }
+    }
+}

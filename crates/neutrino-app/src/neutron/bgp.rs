@@ -350,6 +350,18 @@ async fn bodies(tx: &mut Tx, kind: &str) -> ApiResult<Vec<Value>> {
         .collect())
 }
 
+/// The speakers some agent hosts (owners of `bgp-dragent` claims; repeated when several).
+async fn hosted_speakers(tx: &mut Tx) -> ApiResult<Vec<String>> {
+    let all = [(String::new(), "\u{10ffff}".to_string())];
+    Ok(tx
+        .claims_in_ranges(DRAGENT, &all)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|(_, owner)| owner)
+        .collect())
+}
+
 /// Removes `id` from the `key` list (`peers`, `networks`) of every speaker naming it.
 async fn unbind(tx: &mut Tx, key: &str, id: &str) -> ApiResult<()> {
     let speakers = tx
@@ -446,7 +458,8 @@ impl App {
         Ok(None)
     }
 
-    /// Schedules every speaker no agent hosts (after a BGP agent registered).
+    /// Schedules every speaker no agent hosts (after a BGP agent registered, and after each
+    /// pass of [`App::reschedule_bgp_speakers`]).
     pub(crate) async fn schedule_bgp_speakers(&self) -> ApiResult<usize> {
         let mut tx = self.write().await?;
         let speakers = tx
@@ -456,26 +469,83 @@ impl App {
         if speakers.is_empty() {
             return Ok(0);
         }
-        let all = [(String::new(), "\u{10ffff}".to_string())];
-        let hosted: Vec<String> = tx
-            .claims_in_ranges(DRAGENT, &all)
-            .await
-            .map_err(db)?
-            .into_iter()
-            .map(|(_, owner)| owner)
-            .collect();
+        let hosted = hosted_speakers(&mut tx).await?;
         let mut n = 0;
         for sp in speakers {
             if hosted.contains(&sp.id) {
                 continue;
             }
             tx.lock("bgp_speaker", &sp.id).await.map_err(db)?;
+            // Another server may have scheduled it meanwhile.
+            if hosted_speakers(&mut tx).await?.contains(&sp.id) {
+                continue;
+            }
             if self.schedule_speaker(&mut tx, &sp.id).await?.is_some() {
                 n += 1;
             }
         }
         tx.commit().await.map_err(db)?;
         Ok(n)
+    }
+
+    /// One pass of BGP agent failover (upstream's periodic `remove_bgp_speaker_from_down_
+    /// dragents` and `schedule_all_unscheduled_bgp_speakers`): a speaker hosted by an enabled
+    /// agent whose heartbeat is older than the agent down time leaves it, and goes to a live,
+    /// enabled BGP agent hosting nothing unless another agent still hosts it; with none, it
+    /// waits unscheduled until one comes. Then unhosted speakers are scheduled. Returns how
+    /// many speakers left a dead agent or were scheduled. Safe to run on several servers.
+    pub async fn reschedule_bgp_speakers(&self) -> ApiResult<usize> {
+        let down: Vec<(String, String)> = {
+            let mut tx = self.read().await?;
+            let mut down = Vec::new();
+            for (_, agent) in self.dragents(&mut tx).await? {
+                if agent.alive || !agent.admin_state_up || !agent.hosting {
+                    continue;
+                }
+                if let Some(sp) = tx.claim_owner(DRAGENT, &agent.id).await.map_err(db)? {
+                    down.push((agent.id, sp));
+                }
+            }
+            down
+        };
+        let mut n = 0;
+        for (agent, speaker) in down {
+            match self.move_off_dead_dragent(&agent, &speaker).await {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(%speaker, error = %e.message, "BGP speaker rescheduling failed")
+                }
+            }
+        }
+        Ok(n + self.schedule_bgp_speakers().await?)
+    }
+
+    /// Unbinds `speaker` from the dead `agent` and schedules it anew, under the speaker's row
+    /// lock; false when another server did it already.
+    async fn move_off_dead_dragent(&self, agent: &str, speaker: &str) -> ApiResult<bool> {
+        let mut tx = self.write().await?;
+        tx.lock("bgp_speaker", speaker).await.map_err(db)?;
+        if tx.claim_owner(DRAGENT, agent).await.map_err(db)?.as_deref() != Some(speaker) {
+            return Ok(false);
+        }
+        tx.release(DRAGENT, agent).await.map_err(db)?;
+        // Upstream's scheduler gives a speaker one agent: none when another still hosts it.
+        let to = if hosted_speakers(&mut tx).await?.iter().any(|s| s == speaker) {
+            None
+        } else {
+            self.schedule_speaker(&mut tx, speaker).await?
+        };
+        tx.commit().await.map_err(db)?;
+        match to {
+            Some(to) => {
+                tracing::info!(%speaker, from = %agent, %to, "BGP speaker moves off a dead agent")
+            }
+            None => {
+                tracing::warn!(%speaker, from = %agent, "BGP speaker leaves a dead agent; no eligible agent found")
+            }
+        }
+        Ok(true)
     }
 
     /// An agent by id (404 `AgentNotFound`), and whether it is a BGP agent that is enabled.
