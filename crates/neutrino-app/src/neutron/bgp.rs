@@ -495,10 +495,11 @@ impl App {
     /// waits unscheduled until one comes. Then unhosted speakers are scheduled. Returns how
     /// many speakers left a dead agent or were scheduled. Safe to run on several servers.
     pub async fn reschedule_bgp_speakers(&self) -> ApiResult<usize> {
-        let down: Vec<(String, String)> = {
+        let (down, free) = {
             let mut tx = self.read().await?;
-            let mut down = Vec::new();
+            let (mut down, mut free) = (Vec::new(), false);
             for (_, agent) in self.dragents(&mut tx).await? {
+                free |= agent.alive && agent.admin_state_up && !agent.hosting;
                 if agent.alive || !agent.admin_state_up || !agent.hosting {
                     continue;
                 }
@@ -506,7 +507,7 @@ impl App {
                     down.push((agent.id, sp));
                 }
             }
-            down
+            (down, free)
         };
         let mut n = 0;
         for (agent, speaker) in down {
@@ -518,7 +519,11 @@ impl App {
                 }
             }
         }
-        Ok(n + self.schedule_bgp_speakers().await?)
+        // No write transaction on every pass where no agent could take a speaker.
+        if free {
+            n += self.schedule_bgp_speakers().await?;
+        }
+        Ok(n)
     }
 
     /// Unbinds `speaker` from the dead `agent` and schedules it anew, under the speaker's row
