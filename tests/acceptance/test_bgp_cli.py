@@ -200,11 +200,14 @@ def test_dragent_commands(neutrino, admin_conn, admin_env, cleanup):
     for row in osc("network", "agent", "list", "--host", host, env=env):
         cleanup.add(osc_run, "network", "agent", "delete", row["ID"], env=env)
 
-    # A new speaker goes to a free BGP agent: this one, unless another test's holds it.
+    # A new speaker goes to a free BGP agent: this one, unless another test's holds it. (The
+    # server also schedules unhosted speakers every few seconds, as upstream's periodic
+    # schedule_all_unscheduled_bgp_speakers, so a speaker taken off an enabled agent may come
+    # back to it at any time.)
     sp = _speaker(env, cleanup, "--local-as", "65030")
     hosting = osc("bgp", "dragent", "list", "--bgp-speaker", sp["id"], env=env)
-    if hosting:
-        for row in hosting:
+    for row in hosting:
+        if row["ID"] != agent["ID"]:
             osc("bgp", "dragent", "remove", "speaker", row["ID"], sp["id"], env=env)
     # Explicit add (by speaker name), list both ways, remove.
     osc("bgp", "dragent", "add", "speaker", agent["ID"], sp["name"], env=env)
@@ -220,9 +223,14 @@ def test_dragent_commands(neutrino, admin_conn, admin_env, cleanup):
     assert r.status_code == 409, r.text
     assert r.json()["NeutronError"]["type"] == "DrAgentAssociationError"
     osc("bgp", "dragent", "add", "speaker", agent["ID"], other["id"], env=env)
-    assert osc("bgp", "dragent", "list", "--bgp-speaker", other["id"], env=env) == []
+    hosting = osc("bgp", "dragent", "list", "--bgp-speaker", other["id"], env=env)
+    assert agent["ID"] not in [row["ID"] for row in hosting], hosting
+    # Disabled, the agent is out of scheduling, so the removal below stays (removing works on a
+    # disabled agent, as upstream's).
+    osc("network", "agent", "set", "--disable", agent["ID"], env=env, json_output=False)
     osc("bgp", "dragent", "remove", "speaker", agent["ID"], sp["id"], env=env)
-    assert osc("bgp", "dragent", "list", "--bgp-speaker", sp["id"], env=env) == []
+    hosting = osc("bgp", "dragent", "list", "--bgp-speaker", sp["id"], env=env)
+    assert agent["ID"] not in [row["ID"] for row in hosting], hosting
     assert osc("bgp", "speaker", "list", "--agent", agent["ID"], env=env) == []
     r = admin_conn.session.delete(f"{instances}/{sp['id']}", raise_exc=False)
     assert r.status_code == 404, r.text
