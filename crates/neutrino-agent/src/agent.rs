@@ -35,6 +35,9 @@ pub struct AgentConfig {
     pub sfc_grace: Duration,
     /// Where the agent publishes its metrics (served by `--metrics-listen`).
     pub metrics: crate::metrics::AgentMetrics,
+    /// This host can speak BGP: reported as `configurations.bgp`, so the server lists a
+    /// "BGP dynamic routing agent" for it and schedules BGP speakers there.
+    pub bgp: bool,
 }
 
 /// Counters the status file shows.
@@ -180,6 +183,9 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
     if let Some(device) = &cfg.host.l2gw_device {
         // The L2 gateway device this host is: the other hosts flood to it.
         doc["configurations"]["l2gw_device"] = json!(device);
+    }
+    if cfg.bgp {
+        doc["configurations"]["bgp"] = json!(true);
     }
     doc
 }

@@ -142,6 +142,29 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             }
             _ => Err(not_allowed()),
         },
+        ["agents", id, "bgp-drinstances"] => match req.method {
+            Method::GET => Ok(json(200, &state.app.dragent_speakers(&ctx, id).await?)),
+            Method::POST => {
+                let body = parse_body(req)?;
+                let out = state.app.add_speaker_to_dragent(&ctx, id, body).await?;
+                Ok(json(201, &out))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["agents", id, "bgp-drinstances", speaker] => match req.method {
+            Method::DELETE => {
+                state
+                    .app
+                    .remove_speaker_from_dragent(&ctx, id, speaker)
+                    .await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["bgp-speakers", id, "bgp-dragents"] => match req.method {
+            Method::GET => Ok(json(200, &state.app.speaker_dragents(&ctx, id).await?)),
+            _ => Err(not_allowed()),
+        },
         ["routers", id, "l3-agents"] => match req.method {
             Method::GET => Ok(json(
                 200,

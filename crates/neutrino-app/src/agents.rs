@@ -22,10 +22,20 @@ pub const AGENT_TYPE: &str = "Neutrino agent";
 /// configurations key that turns the role off)`. Each entry has its own id and
 /// `admin_state_up` (an L3 entry switched off takes its host out of router scheduling);
 /// liveness is the host's.
+///
+/// The BGP dynamic routing agent entry is opt-in (see [`OPT_IN_ROLES`]): only hosts whose
+/// agent reports `"bgp": true` (`neutrino agent --bgp`) have one.
 pub const ROLE_AGENTS: &[(&str, &str, &str)] = &[
     ("L3 agent", "l3_agent", "l3"),
     ("DHCP agent", "dhcp_agent", "dhcp"),
+    (BGP_AGENT_TYPE, "bgp_dragent", "bgp"),
 ];
+/// The configurations keys of [`ROLE_AGENTS`] a host must turn on (the others are on unless
+/// turned off).
+pub const OPT_IN_ROLES: &[&str] = &["bgp"];
+/// `agent_type` of the role entry that hosts BGP speakers (neutron-dynamic-routing's
+/// `neutron-bgp-dragent`).
+pub const BGP_AGENT_TYPE: &str = "BGP dynamic routing agent";
 
 /// Whether an agent record is one of the role entries of [`ROLE_AGENTS`].
 pub(crate) fn is_role_entry(body: &Value) -> bool {
@@ -38,9 +48,12 @@ pub(crate) fn is_role_entry(body: &Value) -> bool {
 fn role_configurations(agent_type: &str) -> Value {
     match agent_type {
         "L3 agent" => json!({"agent_mode": "dvr_snat"}),
+        BGP_AGENT_TYPE => json!({"bgp_speakers": 0, "bgp_peers": 0, "advertise_routes": 0}),
         _ => json!({"dhcp_driver": "dnsmasq"}),
     }
 }
+/// The claim scope binding a BGP speaker (owner) to the agent hosting it (key).
+pub(crate) const BGP_DRAGENT_SCOPE: &str = "bgp-dragent";
 /// Default seconds without a heartbeat after which an agent is dead (Neutron's default).
 pub const AGENT_DOWN_SECS: i64 = 75;
 /// Resource kinds a host agent mirrors: the snapshot holds them and the feed carries them.
@@ -113,17 +126,32 @@ pub(crate) fn host_maps_network(configurations: &Value, network: &Value) -> bool
 /// Creates the role entries a Neutrino agent's configuration asks for and drops those it
 /// turns off (`"l3": false`); entries an admin deleted come back with the next report, as
 /// Neutron's agents register again.
-async fn sync_role_entries(tx: &mut neutrino_store::Tx, host: &str, main: &Value) -> ApiResult<()> {
+/// Returns whether a BGP agent entry was created.
+async fn sync_role_entries(
+    tx: &mut neutrino_store::Tx,
+    host: &str,
+    main: &Value,
+) -> ApiResult<bool> {
+    let mut bgp_new = false;
     for &(agent_type, topic, key) in ROLE_AGENTS {
         let scope = format!("agent:{agent_type}");
         let existing = tx.claim_owner(&scope, host).await.map_err(db)?;
-        let wanted = main["configurations"][key] != false;
+        let wanted = if OPT_IN_ROLES.contains(&key) {
+            main["configurations"][key] == true
+        } else {
+            main["configurations"][key] != false
+        };
+        let binary = if agent_type == BGP_AGENT_TYPE {
+            json!("neutron-bgp-dragent")
+        } else {
+            main["binary"].clone()
+        };
         match (existing, wanted) {
             (None, true) => {
                 let id = new_id();
                 tx.claim(&scope, host, &id).await.map_err(db)?;
                 let body = json!({
-                    "id": id, "agent_type": agent_type, "binary": main["binary"], "host": host,
+                    "id": id, "agent_type": agent_type, "binary": binary, "host": host,
                     "topic": topic, "admin_state_up": true, "description": null,
                     "configurations": role_configurations(agent_type),
                     "availability_zone": null, "resources_synced": null,
@@ -131,15 +159,17 @@ async fn sync_role_entries(tx: &mut neutrino_store::Tx, host: &str, main: &Value
                 });
                 let rec = agent_record(id, body);
                 tx.insert(&rec).await.map_err(db)?;
+                bgp_new |= agent_type == BGP_AGENT_TYPE;
             }
             (Some(id), false) => {
                 tx.release(&scope, host).await.map_err(db)?;
+                tx.release(BGP_DRAGENT_SCOPE, &id).await.map_err(db)?;
                 tx.delete("agent", &id).await.map_err(db)?;
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(bgp_new)
 }
 
 /// A change page with the documents as JSON, or a sign that the reader must resync.
@@ -269,8 +299,9 @@ impl App {
                 rec
             }
         };
+        let mut bgp_entry_new = false;
         if agent_type == AGENT_TYPE {
-            sync_role_entries(&mut tx, &host, &rec.body).await?;
+            bgp_entry_new = sync_role_entries(&mut tx, &host, &rec.body).await?;
         }
         tx.commit().await.map_err(db)?;
         let at = epoch_secs();
@@ -282,6 +313,12 @@ impl App {
             }
             self.schedule_dhcp().await?;
             self.reschedule_routers().await?;
+        }
+        if fresh || bgp_entry_new {
+            let n = self.schedule_bgp_speakers().await?;
+            if n > 0 {
+                tracing::info!(%host, speakers = n, "scheduled BGP speakers");
+            }
         }
         Ok(json!({"agent": self.render_agent(rec.body, Some(at))}))
     }
@@ -495,6 +532,8 @@ impl App {
         tx.release(&format!("agent:{agent_type}"), host)
             .await
             .map_err(db)?;
+        // A deleted BGP agent hosts no speaker any more.
+        tx.release(BGP_DRAGENT_SCOPE, id).await.map_err(db)?;
         tx.delete("agent", id).await.map_err(db)?;
         tx.commit().await.map_err(db)
     }

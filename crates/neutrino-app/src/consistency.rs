@@ -203,6 +203,15 @@ pub fn check(records: &[Record], claims: &[(String, String, String)]) -> Vec<Str
                     }
                 }
             }
+            "bgp_speaker" => {
+                for (f, kind) in [("peers", "bgp_peer"), ("networks", "network")] {
+                    for id in b[f].as_array().into_iter().flatten() {
+                        if let Some(id) = id.as_str() {
+                            expect(r, f, id, &[kind]);
+                        }
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -210,9 +219,12 @@ pub fn check(records: &[Record], claims: &[(String, String, String)]) -> Vec<Str
     // Claims: every object named in a scope or an owner exists.
     let ids: HashSet<&str> = by_id.keys().copied().collect();
     for (scope, key, owner) in claims {
+        // A BGP speaker's agent binding is keyed by the agent's id.
+        let agent_key = (scope == "bgp-dragent").then_some(key.as_str());
         let named = scope
             .split(':')
             .chain(owner.split(['|', '/']))
+            .chain(agent_key)
             .filter(|t| is_uuid(t));
         for id in named {
             if !ids.contains(id) {

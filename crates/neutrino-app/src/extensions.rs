@@ -10,6 +10,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("agent", "agent", "The agent management extension."),
     ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs"),
     ("auto-allocated-topology", "Auto Allocated Topology Services", "Auto Allocated Topology Services."),
+    ("bgp", "Neutron BGP Dynamic Routing Extension", "Discover and advertise routes for Neutron prefixes dynamically via BGP"),
+    ("bgp_4byte_asn", "4-byte ASN Support for BGP Dynamic Routing", "Support bgp 4-byte ASN"),
+    ("bgp_dragent_scheduler", "BGP Dynamic Routing Agent Scheduler", "Schedules BgpSpeakers on BgpDynamicRoutingAgent"),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
     ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default."),
     ("dvr", "Distributed Virtual Router", "Enables configuration of Distributed Virtual Routers."),
@@ -89,6 +92,9 @@ const UPDATED: &[(&str, &str)] = &[
     ("networking-sfc-tap", "2017-10-20T10:00:00-00:00"),
     ("l2-gateway", "2015-01-01T00:00:00-00:00"),
     ("l2-gateway-connection", "2014-01-01T00:00:00-00:00"),
+    ("bgp", "2016-05-10T15:37:00-00:00"),
+    ("bgp_dragent_scheduler", "2015-07-30T10:00:00-00:00"),
+    ("bgp_4byte_asn", "2017-09-07T00:00:00-00:00"),
 ];
 
 fn render(alias: &str, name: &str, description: &str) -> Value {

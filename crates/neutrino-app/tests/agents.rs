@@ -125,12 +125,7 @@ async fn hosts_of(t: &Env, router: &str) -> Vec<String> {
         .l3_agents_hosting_router(&admin(), router)
         .await
         .unwrap();
-    out["agents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["host"].as_str().unwrap().to_string())
-        .collect()
+    agent_hosts(&out)
 }
 
 #[tokio::test]

@@ -75,6 +75,8 @@ enum Shape {
     L2RemoteGateway,
     L2RemoteGatewayConnection,
     L2RemoteMac,
+    BgpSpeaker,
+    BgpPeer,
 }
 
 // The common patterns (A's member, A's reader, B's member, B's reader, admin).
@@ -231,6 +233,15 @@ static ROWS: &[Row] = &[
             ("create_in_a", ADMIN_IN_A),
             ("update", "nnnnn"),
         ]),
+    // neutron-dynamic-routing: every rule admin-only. Listings leave the records out (the
+    // generic listing, no plugin refusal); a record the get rule refuses is hidden (404),
+    // so are writes and actions on it. Records belong to project A (an admin names it).
+    row("bgp-speakers", BgpSpeaker, ADMIN_READS, ADMIN_WRITES)
+        .create(ADMIN_CREATES)
+        .except(&[("create_in_a", ADMIN_IN_A)]),
+    row("bgp-peers", BgpPeer, ADMIN_READS, ADMIN_WRITES)
+        .create(ADMIN_CREATES)
+        .except(&[("create_in_a", ADMIN_IN_A)]),
 ];
 
 /// Admin-only kinds (networking-l2gw): reads of one record are hidden from everyone else.
@@ -266,6 +277,13 @@ fn actions(path: &str) -> &'static [(&'static str, bool)] {
             ("get_subports", true),
         ],
         "sfc/port_chains" => &[("statistics", true)],
+        "bgp-speakers" => &[
+            ("add_bgp_peer", false),
+            ("remove_bgp_peer", false),
+            ("add_gateway_network", false),
+            ("remove_gateway_network", false),
+            ("get_advertised_routes", true),
+        ],
         _ => &[],
     }
 }
@@ -292,6 +310,13 @@ fn callers() -> [(&'static str, Context); 5] {
 fn l2gw_body() -> Value {
     let name = format!("gw{}", n());
     json!({"name": name, "devices": [{"device_name": name, "interfaces": [{"name": "eth1"}]}]})
+}
+
+/// A BGP peer with a fresh address.
+fn bgp_peer_body() -> Value {
+    let k = n();
+    json!({"peer_ip": format!("198.19.{}.{}", k / 250 % 250, k % 250 + 1), "remote_as": 65001,
+           "auth_type": "md5", "password": "secret"})
 }
 
 /// Another cloud's gateway.
@@ -457,6 +482,42 @@ impl Env {
             .or(mac["id"].as_str())
             .unwrap()
             .to_string()
+    }
+
+    /// A BGP peer of project A.
+    async fn a_bgp_peer(&self) -> String {
+        let mut body = bgp_peer_body();
+        body["project_id"] = json!("project-a");
+        id(&self.ok(&admin(), "bgp-peers", body).await)
+    }
+
+    /// A BGP speaker of project A with a peer and a network bound.
+    async fn a_bgp_speaker(&self) -> (String, String, String) {
+        let body = json!({"local_as": 64512, "ip_version": 4, "project_id": "project-a"});
+        let sp = id(&self.ok(&admin(), "bgp-speakers", body).await);
+        let (peer, net) = (self.a_bgp_peer().await, self.a_net(json!({})).await);
+        let c = coll("bgp-speakers");
+        self.app
+            .action(
+                &admin(),
+                c,
+                &sp,
+                "add_bgp_peer",
+                json!({"bgp_peer_id": peer}),
+            )
+            .await
+            .unwrap();
+        self.app
+            .action(
+                &admin(),
+                c,
+                &sp,
+                "add_gateway_network",
+                json!({"network_id": net}),
+            )
+            .await
+            .unwrap();
+        (sp, peer, net)
     }
 
     /// A's network for `shape`: external (with a subnet), shared with B, or private.
@@ -702,6 +763,20 @@ impl Env {
                 let mac = self.a_remote_mac(&rconn).await;
                 let body = json!({"mac": mac_address(), "rgw_connection": rconn});
                 Fixture::new(mac, body).update(json!({"ipaddr": "10.9.0.9"}))
+            }
+            BgpSpeaker => {
+                let (sp, bound_peer, bound_net) = self.a_bgp_speaker().await;
+                let (peer, net) = (self.a_bgp_peer().await, self.a_net(json!({})).await);
+                Fixture::new(sp, json!({"local_as": 64513, "ip_version": 4}))
+                    .action("add_bgp_peer", json!({"bgp_peer_id": peer}))
+                    .action("remove_bgp_peer", json!({"bgp_peer_id": bound_peer}))
+                    .action("add_gateway_network", json!({"network_id": net}))
+                    .action("remove_gateway_network", json!({"network_id": bound_net}))
+                    .action("get_advertised_routes", Value::Null)
+            }
+            BgpPeer => {
+                let peer = self.a_bgp_peer().await;
+                Fixture::new(peer, bgp_peer_body())
             }
             ServiceGraph => {
                 let net = self.a_lan().await;

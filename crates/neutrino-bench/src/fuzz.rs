@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use neutrino_types::attrs::{Attr, Conv};
-use neutrino_types::{l2gw, resources as r, sfc};
+use neutrino_types::{bgp, l2gw, resources as r, sfc};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{Client, Method};
 use serde_json::{json, Map, Value};
@@ -258,6 +258,19 @@ const TARGETS: &[Target] = &[
         &[],
         false,
     ),
+    t(
+        "bgp-speakers",
+        "bgp_speaker",
+        bgp::BGP_SPEAKER,
+        &[
+            "add_bgp_peer",
+            "remove_bgp_peer",
+            "add_gateway_network",
+            "remove_gateway_network",
+        ],
+        false,
+    ),
+    t("bgp-peers", "bgp_peer", bgp::BGP_PEER, &[], false),
 ];
 
 const fn t(
@@ -430,6 +443,10 @@ fn valid_value(rng: &mut Rng, ids: &Ids, a: &Attr) -> Option<Value> {
             None => json!([]),
         },
         "addresses" => json!([format!("172.16.{}.0/24", octet(rng))]),
+        "local_as" | "remote_as" => json!(rng.below(65000) + 1),
+        "peer_ip" => json!(format!("198.51.100.{}", octet(rng))),
+        "auth_type" => json!(*rng.pick(&["none", "md5"])),
+        "password" => json!("secret"),
         "object_type" => json!("network"),
         "action" => json!(*rng.pick(&["access_as_shared", "access_as_external"])),
         "target_tenant" => json!("*"),
@@ -716,6 +733,12 @@ fn action_body(rng: &mut Rng, ids: &Ids, action: &str) -> Value {
         "add_subports" | "remove_subports" => json!({"sub_ports": [{
             "port_id": ids.pick(rng, "ports").unwrap_or_else(|| rng.uuid()),
             "segmentation_type": "vlan", "segmentation_id": rng.below(4094) + 1}]}),
+        "add_bgp_peer" | "remove_bgp_peer" => {
+            json!({"bgp_peer_id": ids.pick(rng, "bgp-peers").unwrap_or_else(|| rng.uuid())})
+        }
+        "add_gateway_network" | "remove_gateway_network" => {
+            json!({"network_id": ids.pick(rng, "networks").unwrap_or_else(|| rng.uuid())})
+        }
         _ => json!({}),
     }
 }

@@ -6,8 +6,8 @@
 //! `neutron_lib/policy/rules.py` at `6cd671a8c4614b5ac798fb858d5d32add3419d88` (2026-06-29)
 //! expanding the ADMIN / PROJECT_MEMBER / PROJECT_READER / net-owner combinations, and
 //! networking-sfc's `networking_sfc/policies/*.py` at `c56070496710e4d1b163844f1af798faa9b51c62`
-//! (2026-06-03), and networking-l2gw's `networking_l2gw/policy/rules.py` (every rule
-//! `rule:admin_only`). These are the new defaults (`enforce_new_defaults=True`); the deprecated rules are
+//! (2026-06-03), networking-l2gw's `networking_l2gw/policy/rules.py` (every rule
+//! `rule:admin_only`), and neutron-dynamic-routing's `policies/*.py` (every rule admin-only). These are the new defaults (`enforce_new_defaults=True`); the deprecated rules are
 //! not carried, and no check string of this release mentions `system_scope`.
 //!
 //! Included are the policy modules of the resources Neutrino serves (base, address groups and
@@ -38,7 +38,7 @@ pub struct DefaultRule {
 }
 
 /// Every default, in the order of Neutron's `list_rules()`, networking-sfc's, networking-l2gw's,
-/// then Neutrino's.
+/// neutron-dynamic-routing's, then Neutrino's.
 pub static DEFAULT_RULES: &[DefaultRule] = &[
     // neutron/conf/policies/base.py
     DefaultRule { name: "context_is_admin", check: "role:admin", description: "Rule for cloud admin access", operations: &[] },
@@ -351,6 +351,24 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "create_l2_remote_mac", check: "rule:admin_only", description: "Create an L2 remote mac (Neutrino extension)", operations: &[("POST", "/l2-remote-macs")] },
     DefaultRule { name: "get_l2_remote_mac", check: "rule:admin_only", description: "Get L2 remote macs (Neutrino extension)", operations: &[("GET", "/l2-remote-macs"), ("GET", "/l2-remote-macs/{id}")] },
     DefaultRule { name: "delete_l2_remote_mac", check: "rule:admin_only", description: "Delete an L2 remote mac (Neutrino extension)", operations: &[("DELETE", "/l2-remote-macs/{id}")] },
+    // neutron_dynamic_routing/policies/*.py (every rule ADMIN)
+    DefaultRule { name: "create_bgp_speaker", check: "rule:admin_only", description: "Create a BGP speaker", operations: &[("POST", "/bgp-speakers")] },
+    DefaultRule { name: "update_bgp_speaker", check: "rule:admin_only", description: "Update a BGP speaker", operations: &[("PUT", "/bgp-speakers/{id}")] },
+    DefaultRule { name: "delete_bgp_speaker", check: "rule:admin_only", description: "Delete a BGP speaker", operations: &[("DELETE", "/bgp-speakers/{id}")] },
+    DefaultRule { name: "get_bgp_speaker", check: "rule:admin_only", description: "Get BGP speakers", operations: &[("GET", "/bgp-speakers"), ("GET", "/bgp-speakers/{id}")] },
+    DefaultRule { name: "add_bgp_peer", check: "rule:admin_only", description: "Add a BGP peer to a BGP speaker", operations: &[("PUT", "/bgp-speakers/{id}/add_bgp_peer")] },
+    DefaultRule { name: "remove_bgp_peer", check: "rule:admin_only", description: "Remove a BGP peer from a BGP speaker", operations: &[("PUT", "/bgp-speakers/{id}/remove_bgp_peer")] },
+    DefaultRule { name: "add_gateway_network", check: "rule:admin_only", description: "Add a gateway network to a BGP speaker", operations: &[("PUT", "/bgp-speakers/{id}/add_gateway_network")] },
+    DefaultRule { name: "remove_gateway_network", check: "rule:admin_only", description: "Remove a gateway network from a BGP speaker", operations: &[("PUT", "/bgp-speakers/{id}/remove_gateway_network")] },
+    DefaultRule { name: "get_advertised_routes", check: "rule:admin_only", description: "Get advertised routes of a BGP speaker", operations: &[("GET", "/bgp-speakers/{id}/get_advertised_routes")] },
+    DefaultRule { name: "create_bgp_peer", check: "rule:admin_only", description: "Create a BGP peer", operations: &[("POST", "/bgp-peers")] },
+    DefaultRule { name: "update_bgp_peer", check: "rule:admin_only", description: "Update a BGP peer", operations: &[("PUT", "/bgp-peers/{id}")] },
+    DefaultRule { name: "delete_bgp_peer", check: "rule:admin_only", description: "Delete a BGP peer", operations: &[("DELETE", "/bgp-peers/{id}")] },
+    DefaultRule { name: "get_bgp_peer", check: "rule:admin_only", description: "Get BGP peers", operations: &[("GET", "/bgp-peers"), ("GET", "/bgp-peers/{id}")] },
+    DefaultRule { name: "add_bgp_speaker_to_dragent", check: "rule:admin_only", description: "Add a BGP speaker to a dynamic routing agent", operations: &[("POST", "/agents/{agent_id}/bgp-drinstances")] },
+    DefaultRule { name: "remove_bgp_speaker_from_dragent", check: "rule:admin_only", description: "Remove a BGP speaker from a dynamic routing agent", operations: &[("DELETE", "/agents/{agent_id}/bgp-drinstances/{bgp_speaker_id}")] },
+    DefaultRule { name: "list_bgp_speaker_on_dragent", check: "rule:admin_only", description: "List BGP speakers hosted by a dynamic routing agent", operations: &[("GET", "/agents/{agent_id}/bgp-drinstances")] },
+    DefaultRule { name: "list_dragent_hosting_bgp_speaker", check: "rule:admin_only", description: "List dynamic routing agents hosting a BGP speaker", operations: &[("GET", "/bgp-speakers/{bgp_speaker_id}/bgp-dragents")] },
     // Neutrino's extensions
     DefaultRule { name: "get_port_chain_statistics", check: "rule:admin_or_owner", description: "Get the packet and byte counters of a port chain (Neutrino extension; same default as get_port_chain)", operations: &[("GET", "/sfc/port_chains/{id}/statistics")] },
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },

@@ -82,6 +82,9 @@ impl ApiError {
                 "L2 remote gateway connection {id} could not be found."
             )),
             "l2_remote_mac" => Some(format!("L2 remote MAC {id} could not be found.")),
+            // neutron-dynamic-routing's.
+            "bgp_speaker" => Some(format!("BGP speaker {id} could not be found.")),
+            "bgp_peer" => Some(format!("BGP peer {id} could not be found.")),
             _ => None,
         };
         if let Some(text) = l2gw {

@@ -2,6 +2,7 @@
 //! validation, list-query semantics and the API error type. Pure: no I/O, no async.
 
 pub mod attrs;
+pub mod bgp;
 pub mod error;
 pub mod l2gw;
 pub mod query;

@@ -188,6 +188,11 @@ struct AgentArgs {
     /// create --device name=NAME,...`): connections bridge their networks to its interfaces.
     #[arg(long)]
     l2gw_device: Option<String>,
+    /// This host hosts BGP speakers: it is listed as a "BGP dynamic routing agent" (`openstack
+    /// bgp dragent list`) and new speakers are scheduled to it (the BGP sessions themselves
+    /// are not run yet).
+    #[arg(long)]
+    bgp: bool,
     /// Serve the agent's Prometheus metrics (`GET /metrics`, no authentication) on this
     /// address: reconciles, operations, revision lag, ports by status, chain hop counters.
     #[arg(long)]
@@ -234,6 +239,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
         metrics: neutrino_agent::metrics::AgentMetrics::new(),
+        bgp: args.bgp,
     };
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -312,7 +318,8 @@ struct ServerArgs {
     /// Development only: no authentication, every caller is admin.
     #[arg(long)]
     no_auth: bool,
-    /// Seconds without a heartbeat after which an agent is dead (its routers fail over).
+    /// Seconds without a heartbeat after which an agent is dead (its routers and BGP speakers
+    /// fail over).
     #[arg(long, default_value_t = 75)]
     agent_down_time: u32,
     /// Lifetime of the tokens this server issues, in seconds (Keystone's `[token]
@@ -596,7 +603,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
-    // Routers leave dead agents: a few checks per agent down time (at most every 10 s).
+    // Routers and BGP speakers leave dead agents: a few checks per agent down time (at most
+    // every 10 s).
     let scheduler = app.clone();
     let every = u64::from(args.agent_down_time / 4).clamp(1, 10);
     tokio::spawn(async move {
@@ -607,6 +615,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(routers = n, "rescheduled routers"),
                 Err(e) => tracing::warn!(error = %e.message, "router rescheduling failed"),
+            }
+            match scheduler.reschedule_bgp_speakers().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(speakers = n, "rescheduled BGP speakers"),
+                Err(e) => tracing::warn!(error = %e.message, "BGP speaker rescheduling failed"),
             }
         }
     });

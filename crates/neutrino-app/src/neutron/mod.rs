@@ -6,6 +6,7 @@ mod address_groups;
 mod address_scopes;
 mod authz;
 mod auto_topology;
+mod bgp;
 mod dhcp;
 mod floatingips;
 mod flow;
@@ -67,6 +68,8 @@ pub static COLLECTIONS: &[&Collection] = &[
     &l2gw::REMOTE_GATEWAYS,
     &l2gw::REMOTE_CONNECTIONS,
     &l2gw::REMOTE_MACS,
+    &bgp::SPEAKERS,
+    &bgp::PEERS,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind
@@ -279,14 +282,21 @@ pub(crate) fn bump(doc: &mut Value) {
 /// Locks a record's row and reloads it, so concurrent changes to one object serialise
 /// (PostgreSQL row lock; SQLite runs one writer at a time anyway).
 pub(crate) async fn relock(tx: &mut Tx, rec: &mut Record) -> ApiResult<()> {
-    tx.lock(&rec.kind, &rec.id).await.map_err(db)?;
-    match tx.get(&rec.kind, &rec.id).await.map_err(db)? {
-        Some(fresh) => {
-            *rec = fresh;
-            Ok(())
-        }
-        None => Err(ApiError::not_found(&rec.kind, &rec.id)),
-    }
+    let (kind, id) = (rec.kind.clone(), rec.id.clone());
+    *rec = lock_existing(tx, &kind, &id, || ApiError::not_found(&kind, &id)).await?;
+    Ok(())
+}
+
+/// Locks the row of the `kind` record `id` and reads it, so that it cannot go while a new
+/// record comes to depend on it; `missing` is the error when there is none.
+pub(crate) async fn lock_existing(
+    tx: &mut Tx,
+    kind: &str,
+    id: &str,
+    missing: impl FnOnce() -> ApiError,
+) -> ApiResult<Record> {
+    tx.lock(kind, id).await.map_err(db)?;
+    tx.get(kind, id).await.map_err(db)?.ok_or_else(missing)
 }
 
 /// Decides the owning project of a new resource from the body and the caller.

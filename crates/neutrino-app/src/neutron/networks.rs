@@ -508,6 +508,7 @@ impl App {
             ));
         }
         self.drop_l2gw_of_network(tx, &rec.id).await?;
+        self.drop_bgp_of_network(tx, &rec.id).await?;
         for fip in unused_fips {
             tx.release_owned("fip:", &fip).await.map_err(db)?;
             tx.delete("floatingip", &fip).await.map_err(db)?;

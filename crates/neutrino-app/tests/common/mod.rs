@@ -96,6 +96,16 @@ pub fn query(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The hosts of the agents in an `{"agents": [...]}` answer, in order.
+pub fn agent_hosts(out: &Value) -> Vec<String> {
+    out["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["host"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn doc(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }

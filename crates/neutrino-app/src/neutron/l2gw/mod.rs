@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use super::authz::project_target;
 use super::kind::{apply_changes, FamilyKind, Kind};
-use super::{relock, s, Collection, Doc, View};
+use super::{lock_existing, relock, s, Collection, Doc, View};
 use crate::{db, new_id, App, Context};
 
 const CONN: &str = "l2gw-conn";
@@ -263,18 +263,6 @@ async fn drop_records(tx: &mut Tx, records: &[Record]) -> ApiResult<()> {
         tx.delete(&rec.kind, &rec.id).await.map_err(db)?;
     }
     Ok(())
-}
-
-/// Locks the row of the `kind` record `id` and reads it, so that it cannot go while a new
-/// record comes to depend on it; `missing` is the error when there is none.
-async fn lock_existing(
-    tx: &mut Tx,
-    kind: &str,
-    id: &str,
-    missing: impl FnOnce() -> ApiError,
-) -> ApiResult<Record> {
-    tx.lock(kind, id).await.map_err(db)?;
-    tx.get(kind, id).await.map_err(db)?.ok_or_else(missing)
 }
 
 fn gateway_not_found(id: &str) -> ApiError {
