@@ -78,7 +78,7 @@ pub trait LocalCommits: Send + Sync {
 pub struct Feed {
     latest: Arc<watch::Sender<i64>>,
     /// Told of this process's commits; dropped observers are forgotten.
-    local: Arc<Mutex<Vec<Weak<dyn LocalCommits>>>>,
+    pub(crate) local: Arc<Mutex<Vec<Weak<dyn LocalCommits>>>>,
 }
 
 impl Default for Feed {
