@@ -97,6 +97,8 @@ struct Inner {
     store: Store,
     config: Config,
     token_key: Vec<u8>,
+    /// The token revocation events, in memory.
+    revocations: Arc<revocation::Revocations>,
 }
 
 /// Maps storage failures to the client's view: details go to the log, not the client.
@@ -115,11 +117,13 @@ impl App {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        let revocations = revocation::Revocations::start(&store).await.map_err(db)?;
         let app = App {
             inner: Arc::new(Inner {
                 store,
                 config,
                 token_key: key.into_bytes(),
+                revocations,
             }),
         };
         app.ensure_rule_templates().await?;

@@ -233,3 +233,141 @@ async fn one_token_is_revoked_by_its_owner_or_an_admin() {
         .unwrap_err();
     assert_eq!(err.status, 404, "a revoked token does not validate");
 }
+
+/// Logs `user` in on `app` (any server of a pair): the token.
+async fn login_on(app: &App, user: &str, password: &str, project: &str) -> String {
+    let body = json!({"auth": {
+        "identity": {"methods": ["password"], "password": {"user": {"id": user, "password": password}}},
+        "scope": {"project": {"id": project}},
+    }});
+    app.issue_token(&body, IDENTITY_BASE).await.unwrap().0
+}
+
+/// Whether `app` comes to refuse `token` within five seconds; how long it took.
+async fn refused_within(app: &App, token: &str) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        match app.authenticate(token).await {
+            Err(e) if e.status == 401 => return Some(started.elapsed()),
+            Err(e) => panic!("{e}"),
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_server_voids_the_token_on_every_server_sharing_the_database() {
+    for pair in server_pairs().await {
+        // Besides the pair, a third app on the first one's store handle (its feed is the
+        // first one's: commits reach it as its own process's).
+        let third = App::new(pair.store.clone(), Config::default())
+            .await
+            .unwrap();
+        let servers = [&pair.one, &pair.two, &third];
+        pair.one.bootstrap(Some("secret")).await.unwrap();
+        let unique = uuid::Uuid::new_v4().simple().to_string();
+        let make = |kind: &'static str, collection: &'static str| {
+            let body = json!({kind: {"name": format!("{kind}-{unique}"), "password": "pw"}});
+            let app = pair.one.clone();
+            async move {
+                let out = app
+                    .identity_create(&admin(), collection, &body, IDENTITY_BASE)
+                    .await
+                    .unwrap();
+                out[kind]["id"].as_str().unwrap().to_string()
+            }
+        };
+        let user = make("user", "users").await;
+        let project = make("project", "projects").await;
+        let roles = pair
+            .two
+            .identity_list(
+                &admin(),
+                "roles",
+                &query(&[("name", "member")]),
+                IDENTITY_BASE,
+            )
+            .await
+            .unwrap();
+        let role = roles["roles"][0]["id"].as_str().unwrap().to_string();
+        pair.two
+            .grant_role(&admin(), &project, &user, &role)
+            .await
+            .unwrap();
+
+        // One token, revoked on the first server, which refuses it at once.
+        let token = login_on(&pair.two, &user, "pw", &project).await;
+        let kept = login_on(&pair.one, &user, "pw", &project).await;
+        for app in servers {
+            app.authenticate(&token).await.unwrap();
+        }
+        pair.one.revoke_token(&admin(), &token).await.unwrap();
+        assert_eq!(
+            pair.one.authenticate(&token).await.unwrap_err().status,
+            401,
+            "at once on the server that revoked it"
+        );
+        assert_eq!(
+            third.authenticate(&token).await.unwrap_err().status,
+            401,
+            "at once on another app of the same process"
+        );
+        let took = refused_within(&pair.two, &token).await;
+        assert!(took.is_some(), "the other server refuses it");
+        eprintln!("token revocation reached the other server in {took:?}");
+        for app in servers {
+            app.authenticate(&kept).await.unwrap();
+        }
+
+        // Every token of the user, revoked on the second server by disabling them.
+        let patch = json!({"user": {"enabled": false}});
+        pair.two
+            .identity_update(&admin(), "users", &user, &patch, IDENTITY_BASE)
+            .await
+            .unwrap();
+        assert_eq!(pair.two.authenticate(&kept).await.unwrap_err().status, 401);
+        for app in servers {
+            assert!(refused_within(app, &kept).await.is_some());
+        }
+
+        // Once every server has caught up, a token issued afterwards works everywhere, and
+        // the revoked ones stay refused when the check is answered from memory.
+        let patch = json!({"user": {"enabled": true}});
+        pair.one
+            .identity_update(&admin(), "users", &user, &patch, IDENTITY_BASE)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let fresh = login_on(&pair.one, &user, "pw", &project).await;
+        for app in servers {
+            let started = std::time::Instant::now();
+            while !app.revocations_current() {
+                assert!(started.elapsed().as_secs() < 5, "the copy catches up");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            app.authenticate(&fresh).await.unwrap();
+            for old in [&token, &kept] {
+                assert_eq!(app.authenticate(old).await.unwrap_err().status, 401);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn checking_a_token_reads_no_database_once_the_events_are_in_memory() {
+    let t = setup().await;
+    let m = member(&t, "kim").await;
+    let (revoked, _) = login(&t, &m.user, "pw", &m.project).await.unwrap();
+    let (valid, _) = login(&t, &m.user, "pw", &m.project).await.unwrap();
+    t.app.revoke_token(&admin(), &revoked).await.unwrap();
+    let started = std::time::Instant::now();
+    while !t.app.revocations_current() {
+        assert!(started.elapsed().as_secs() < 5, "the copy catches up");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Without a database to read from, both are still told apart.
+    t.store.close().await;
+    t.app.authenticate(&valid).await.unwrap();
+    assert_eq!(t.app.authenticate(&revoked).await.unwrap_err().status, 401);
+}

@@ -16,7 +16,7 @@
 //! bring in the commits of other servers.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -64,10 +64,21 @@ pub struct Snapshot {
     pub records: BTreeMap<String, Vec<Record>>,
 }
 
+/// Told of every commit of this process that got a revision, with the `(kind, id)` pairs it
+/// wrote, right after it reached the database and before the revision is announced: a
+/// follower of the feed can so account for its own process's commits without reading them
+/// back. Commits of other processes (servers sharing PostgreSQL) are not reported.
+pub trait LocalCommits: Send + Sync {
+    /// `revision` committed, writing `touched` (sorted, no duplicates).
+    fn committed(&self, revision: i64, touched: &[(String, String)]);
+}
+
 /// The per-process view of the newest committed revision; cheap to clone.
 #[derive(Clone)]
 pub struct Feed {
     latest: Arc<watch::Sender<i64>>,
+    /// Told of this process's commits; dropped observers are forgotten.
+    pub(crate) local: Arc<Mutex<Vec<Weak<dyn LocalCommits>>>>,
 }
 
 impl Default for Feed {
@@ -80,6 +91,7 @@ impl Feed {
     pub(crate) fn new() -> Feed {
         Feed {
             latest: Arc::new(watch::channel(0).0),
+            local: Arc::default(),
         }
     }
 
@@ -135,6 +147,32 @@ impl Feed {
                 *latest = revision;
             }
             newer
+        });
+    }
+
+    /// The newest revision this process knows to be committed (its own commits at once,
+    /// other servers' on PostgreSQL as their notification or the 2 s poll brings them in).
+    pub fn latest(&self) -> i64 {
+        *self.latest.borrow()
+    }
+
+    /// Tells `observer` of every later commit of this process, until it is dropped.
+    pub fn observe_local_commits(&self, observer: Weak<dyn LocalCommits>) {
+        self.local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(observer);
+    }
+
+    /// Tells the local observers that this process committed `revision`.
+    pub(crate) fn committed_here(&self, revision: i64, touched: &[(String, String)]) {
+        let mut observers = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        observers.retain(|o| match o.upgrade() {
+            Some(o) => {
+                o.committed(revision, touched);
+                true
+            }
+            None => false,
         });
     }
 

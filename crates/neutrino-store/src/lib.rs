@@ -23,7 +23,7 @@ mod feed;
 mod schema;
 mod writer;
 
-pub use feed::{Change, ChangePage, Feed, Snapshot};
+pub use feed::{Change, ChangePage, Feed, LocalCommits, Snapshot};
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -317,6 +317,7 @@ impl Tx {
             Conn::Writer(member) => member.commit().await?,
         }
         if let (Some(revision), Some(feed)) = (revision, &self.feed) {
+            feed.committed_here(revision, &self.touched);
             feed.announce(revision);
         }
         Ok(revision)

@@ -689,3 +689,56 @@ async fn concurrent_claims_under_group_commit_never_duplicate() {
         assert_eq!(fed, 16, "every committed insert is in the feed once");
     }
 }
+
+/// One commit as [`LocalCommits`] is told of it.
+type Commit = (i64, Vec<(String, String)>);
+
+/// Records what [`LocalCommits`] is told.
+#[derive(Default)]
+struct Told(std::sync::Mutex<Vec<Commit>>);
+
+impl LocalCommits for Told {
+    fn committed(&self, revision: i64, touched: &[(String, String)]) {
+        self.0.lock().unwrap().push((revision, touched.to_vec()));
+    }
+}
+
+#[tokio::test]
+async fn local_commits_are_told_before_their_revision_is_announced() {
+    for (store, _dir) in stores().await {
+        let a = unique("local-a");
+        let b = unique("local-b");
+        let told = Arc::new(Told::default());
+        let observer: Arc<dyn LocalCommits> = told.clone();
+        store
+            .feed()
+            .observe_local_commits(Arc::downgrade(&observer));
+
+        let mut tx = store.begin().await.unwrap();
+        tx.insert(&rec("network", &a, 1)).await.unwrap();
+        tx.insert(&rec("port", &b, 1)).await.unwrap();
+        let revision = tx.commit_revision().await.unwrap().unwrap();
+        assert!(store.feed().latest() >= revision);
+        let expected = vec![
+            ("network".to_string(), a.clone()),
+            ("port".to_string(), b.clone()),
+        ];
+        assert_eq!(*told.0.lock().unwrap(), vec![(revision, expected)]);
+
+        // No revision, nothing told: a commit that wrote no resource, a rollback.
+        let tx = store.begin().await.unwrap();
+        assert_eq!(tx.commit_revision().await.unwrap(), None);
+        let mut tx = store.begin().await.unwrap();
+        tx.delete("port", &b).await.unwrap();
+        drop(tx);
+        assert_eq!(told.0.lock().unwrap().len(), 1);
+
+        // A dropped observer is forgotten.
+        drop(observer);
+        drop(told);
+        let mut tx = store.begin().await.unwrap();
+        tx.delete("port", &b).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(store.feed().local.lock().unwrap().is_empty());
+    }
+}
