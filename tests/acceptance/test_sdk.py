@@ -173,14 +173,15 @@ def test_ports_fixed_ips_and_address_pairs(admin_conn, cleanup, net):
     assert by_subnet[s6.id] == eui64(s6.cidr, auto.mac_address)
     assert auto.security_group_ids, "a port gets the project's default security group"
 
-    # Fixed address + allowed address pairs.
+    # Fixed address (outside the pool, which an admin may ask for: the automatic address
+    # above, drawn from the pool, can't have taken it) + allowed address pairs.
     port = admin_conn.network.create_port(
         network_id=net.id, name=unique("sdk-port"),
-        fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.50"}],
+        fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.150"}],
         allowed_address_pairs=[{"ip_address": "10.20.0.200"},
                                {"ip_address": "192.168.7.0/24", "mac_address": "fa:16:3e:11:22:33"}])
     cleanup.add(admin_conn.network.delete_port, port, ignore_missing=True)
-    assert {"subnet_id": s4.id, "ip_address": "10.20.0.50"} in port.fixed_ips
+    assert {"subnet_id": s4.id, "ip_address": "10.20.0.150"} in port.fixed_ips
     pairs = sorted(port.allowed_address_pairs, key=lambda p: p["ip_address"])
     assert pairs == [
         {"ip_address": "10.20.0.200", "mac_address": port.mac_address},  # defaults to the port's MAC
@@ -190,12 +191,12 @@ def test_ports_fixed_ips_and_address_pairs(admin_conn, cleanup, net):
     ports = {p.id: p for p in admin_conn.network.ports(network_id=net.id)}
     assert set(ports) == {auto.id, port.id}
     assert ports[port.id].mac_address == port.mac_address
-    assert [p.id for p in admin_conn.network.ports(fixed_ips="ip_address=10.20.0.50")] == [port.id]
+    assert [p.id for p in admin_conn.network.ports(fixed_ips="ip_address=10.20.0.150")] == [port.id]
 
     # Duplicate fixed IP -> 409.
     with pytest.raises(exc.ConflictException) as e:
         admin_conn.network.create_port(network_id=net.id,
-                                       fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.50"}])
+                                       fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.150"}])
     assert e.value.status_code == 409
     # An address outside the subnet -> 400.
     with pytest.raises(exc.BadRequestException):
@@ -204,13 +205,13 @@ def test_ports_fixed_ips_and_address_pairs(admin_conn, cleanup, net):
 
     upd = admin_conn.network.update_port(
         port, name=unique("sdk-port-b"), allowed_address_pairs=[{"ip_address": "10.20.0.201"}],
-        fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.51"}])
+        fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.151"}])
     assert upd.allowed_address_pairs == [{"ip_address": "10.20.0.201", "mac_address": port.mac_address}]
-    assert {"subnet_id": s4.id, "ip_address": "10.20.0.51"} in upd.fixed_ips
-    assert {"subnet_id": s4.id, "ip_address": "10.20.0.50"} not in upd.fixed_ips
+    assert {"subnet_id": s4.id, "ip_address": "10.20.0.151"} in upd.fixed_ips
+    assert {"subnet_id": s4.id, "ip_address": "10.20.0.150"} not in upd.fixed_ips
     # The old address was released.
     again = admin_conn.network.create_port(network_id=net.id,
-                                           fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.50"}])
+                                           fixed_ips=[{"subnet_id": s4.id, "ip_address": "10.20.0.150"}])
     cleanup.add(admin_conn.network.delete_port, again, ignore_missing=True)
 
     # A subnet with allocations cannot go; the network neither while ports exist.
