@@ -716,7 +716,10 @@ impl Agent {
                 tracing::info!(%session, "BGP session removed");
             }
         }
-        self.bgp_sessions = states;
+        if self.bgp_sessions != states || n > 0 {
+            self.bgp_sessions = states;
+            self.rewrite_status();
+        }
     }
 
     /// Tells the server everything up to `revision` is realised here (the barrier: ports
