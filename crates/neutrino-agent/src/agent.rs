@@ -147,6 +147,14 @@ pub async fn run(
         sfc_last: None,
         bgp_sessions: BTreeMap::new(),
     };
+    if !agent.cfg.bgp {
+        // A `bird` an earlier run with --bgp left behind (it stops bird on a clean shutdown).
+        let bird = agent.bird();
+        if bird.dir.exists() {
+            tracing::info!("not a BGP agent: stopping the bird an earlier run left");
+            let _ = tokio::task::spawn_blocking(move || bird.stop()).await;
+        }
+    }
     tokio::select! {
         _ = agent.follow() => {}
         _ = stop => tracing::info!("agent stopping"),
