@@ -151,3 +151,58 @@ impl Bird {
 pub fn dir(state_dir: &Path) -> PathBuf {
     state_dir.join("bgp")
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// BIRD itself parses what the planner renders (`bird -p`), for IPv4 with MD5 and for
+    /// IPv6; skipped where bird is not installed.
+    #[test]
+    fn bird_parses_the_rendered_configuration() {
+        let ok = std::process::Command::new("bird")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !ok {
+            eprintln!("bird is not installed (apt-get install bird2): skipped");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("neutrino-bird-parse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (version, peer, route, hop) in [
+            (4, "198.18.0.2", "10.0.0.0/24", "198.18.0.10"),
+            (6, "2001:db8::2", "2001:db8:1::/64", "2001:db8::10"),
+        ] {
+            let doc = json!({"bgp_speakers": [{
+                "id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "local_as": 64512,
+                "ip_version": version,
+                "peers": [
+                    {"id": "11111111-2222-4333-8444-555555555555", "peer_ip": peer,
+                     "remote_as": 64513, "auth_type": "md5", "password": "s3cret"},
+                    {"id": "66666666-7777-4888-8999-aaaaaaaaaaaa", "peer_ip": peer,
+                     "remote_as": 64512, "auth_type": "none"},
+                ],
+                "advertised_routes": [{"destination": route, "next_hop": hop}]}]});
+            let speakers = neutrino_dataplane::bgp::speakers_from_json(&doc);
+            let log = dir.join("bird.log");
+            let conf = neutrino_dataplane::bgp::render(
+                "192.0.2.1".parse().unwrap(),
+                &log.to_string_lossy(),
+                &speakers,
+            );
+            let path = dir.join(format!("bird{version}.conf"));
+            std::fs::write(&path, &conf).unwrap();
+            let out = std::process::Command::new("bird")
+                .args(["-p", "-c", &path.to_string_lossy()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}\n{conf}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
