@@ -1387,8 +1387,21 @@ async fn agent_fetches_its_speakers_with_peers_and_routes() {
         let doc = t.app.host_bgp_speakers(&admin(), host).await.unwrap();
         assert_eq!(doc, json!({"bgp_speakers": []}));
     }
-    // Unbound: the agent gets nothing (and stops announcing).
+    // A disabled BGP agent keeps its speaker but gets nothing (upstream's
+    // get_bgp_speakers_for_agent_host); enabled again, it gets it back.
     let agent = bgp_agent_of(&t, "bgp-host").await;
+    for up in [false, true] {
+        t.app
+            .update_agent(&admin(), &agent, json!({"agent": {"admin_state_up": up}}))
+            .await
+            .unwrap();
+        let doc = t.app.host_bgp_speakers(&admin(), "bgp-host").await.unwrap();
+        assert_eq!(
+            doc["bgp_speakers"].as_array().unwrap().len(),
+            usize::from(up)
+        );
+    }
+    // Unbound: the agent gets nothing (and stops announcing).
     t.app
         .remove_speaker_from_dragent(&admin(), &agent, &sp)
         .await
