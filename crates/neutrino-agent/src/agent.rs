@@ -36,8 +36,13 @@ pub struct AgentConfig {
     /// Where the agent publishes its metrics (served by `--metrics-listen`).
     pub metrics: crate::metrics::AgentMetrics,
     /// This host can speak BGP: reported as `configurations.bgp`, so the server lists a
-    /// "BGP dynamic routing agent" for it and schedules BGP speakers there.
+    /// "BGP dynamic routing agent" for it and schedules BGP speakers there; the agent runs
+    /// `bird` for the speakers bound to it.
     pub bgp: bool,
+    /// BGP router id of the speakers (default: the tunnel address, when it is IPv4).
+    pub bgp_router_id: Option<std::net::Ipv4Addr>,
+    /// The namespace the dataplane (and `bird`) lives in (`--dataplane-netns`).
+    pub dataplane_netns: Option<String>,
 }
 
 /// Counters the status file shows.
@@ -52,6 +57,7 @@ struct Stats {
     ra_ops: u64,
     connections_cut: u64,
     sfc_ops: u64,
+    bgp_ops: u64,
 }
 
 struct Agent {
@@ -102,6 +108,8 @@ struct Agent {
         neutrino_sfc::Compiled,
         std::collections::BTreeMap<String, crate::kernel::LinkInfo>,
     )>,
+    /// The state of each BGP session when last looked at (changes are logged).
+    bgp_sessions: BTreeMap<String, String>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -137,12 +145,26 @@ pub async fn run(
         health_rx: Some(health_rx),
         health: Default::default(),
         sfc_last: None,
+        bgp_sessions: BTreeMap::new(),
     };
+    if !agent.cfg.bgp {
+        // A `bird` an earlier run with --bgp left behind (it stops bird on a clean shutdown).
+        let bird = agent.bird();
+        if bird.dir.exists() {
+            tracing::info!("not a BGP agent: stopping the bird an earlier run left");
+            let _ = tokio::task::spawn_blocking(move || bird.stop()).await;
+        }
+    }
     tokio::select! {
         _ = agent.follow() => {}
         _ = stop => tracing::info!("agent stopping"),
     }
     heartbeat.abort();
+    if agent.cfg.bgp {
+        // The sessions end with the agent (the peers withdraw what it announced).
+        let bird = agent.bird();
+        let _ = tokio::task::spawn_blocking(move || bird.stop()).await;
+    }
     Ok(())
 }
 
@@ -153,6 +175,10 @@ const ACK_REFRESH: Duration = Duration::from_secs(60);
 /// The first pause before a failed reconcile is tried again; it doubles up to [`RETRY_MAX`].
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How often a BGP agent asks for its speakers besides after feed lines (a binding to an
+/// agent is not a resource of the feed).
+const BGP_EVERY: Duration = Duration::from_secs(5);
 
 /// How often chain counters go to the server between reconciles (when they moved).
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
@@ -447,6 +473,10 @@ impl Agent {
         let mut health_rx = self.health_rx.take();
         let mut counters = tokio::time::interval(COUNTERS_EVERY);
         counters.tick().await;
+        let mut bgp_every = tokio::time::interval(BGP_EVERY);
+        bgp_every.tick().await;
+        // A feed line came: the speakers, their peers or their routes may have changed.
+        let mut bgp_dirty = false;
         let mut retry = RETRY_FIRST;
         let outcome = loop {
             tokio::select! {
@@ -456,6 +486,7 @@ impl Agent {
                 }
                 ev = rx.recv() => match ev {
                     Some(WatchEvent::Page(page)) => {
+                        bgp_dirty |= self.cfg.bgp;
                         if cluster.apply_page(&page) {
                             dirty = true;
                             full |= !steering_only(&page);
@@ -477,6 +508,11 @@ impl Agent {
                     (dirty, full) = (false, false);
                 }
                 _ = periodic.tick() => self.reconcile(cluster).await,
+                _ = tokio::time::sleep(debounce), if bgp_dirty && !dirty => {
+                    bgp_dirty = false;
+                    self.reconcile_bgp().await;
+                }
+                _ = bgp_every.tick(), if self.cfg.bgp => self.reconcile_bgp().await,
                 // A reconcile that did not apply everything holds the barrier: try again
                 // soon, backing off while it keeps failing.
                 _ = tokio::time::sleep(retry), if !self.healthy && !dirty => {
@@ -611,7 +647,87 @@ impl Agent {
             self.acknowledge(cluster.revision).await;
         }
         self.report_l2gw_macs(cluster).await;
+        self.reconcile_bgp().await;
         self.write_status(cluster);
+    }
+
+    fn bird(&self) -> crate::bird::Bird {
+        crate::bird::Bird {
+            dir: crate::bird::dir(&self.cfg.state_dir),
+            netns: self.cfg.dataplane_netns.clone(),
+        }
+    }
+
+    /// The BGP speakers bound here: fetched from the server (speakers, peers, the routes the
+    /// server computes), rendered as BIRD's configuration, `bird` started, reloaded or
+    /// stopped to match; then the sessions' states, logged when they change. Not part of
+    /// the barrier (it realises no port).
+    async fn reconcile_bgp(&mut self) {
+        if !self.cfg.bgp {
+            return;
+        }
+        let doc = match self.client.bgp_speakers(&self.cfg.host.host).await {
+            Ok(doc) => doc,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fetch the BGP speakers bound here");
+                return;
+            }
+        };
+        let speakers = neutrino_dataplane::bgp::speakers_from_json(&doc);
+        let router_id = self.cfg.bgp_router_id.or(match self.cfg.host.tunnel_ip {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        });
+        let bird = self.bird();
+        let want = match router_id {
+            _ if speakers.is_empty() => None,
+            Some(id) => Some(neutrino_dataplane::bgp::render(
+                id,
+                &bird.log_path(),
+                &speakers,
+            )),
+            None => {
+                tracing::warn!("BGP speakers need an IPv4 router id: set --bgp-router-id");
+                None
+            }
+        };
+        let result = tokio::task::spawn_blocking(move || {
+            let ops = neutrino_dataplane::bgp::plan_bird(want.as_deref(), &bird.observe());
+            let errors = bird.apply(&ops);
+            let states = if want.is_some() {
+                bird.birdc(&["show", "protocols"])
+                    .map(|out| neutrino_dataplane::bgp::session_states(&out))
+                    .unwrap_or_default()
+            } else {
+                BTreeMap::new()
+            };
+            (ops.len(), errors, states)
+        })
+        .await;
+        let Ok((n, errors, states)) = result else {
+            tracing::warn!("BGP reconcile panicked");
+            return;
+        };
+        self.stats.bgp_ops += n as u64;
+        self.stats.ops_total += n as u64;
+        self.stats.errors_total += errors.len() as u64;
+        for e in errors {
+            tracing::warn!(error = %e, "bird operation failed");
+        }
+        for (session, state) in &states {
+            if self.bgp_sessions.get(session) != Some(state) {
+                tracing::info!(%session, %state, "BGP session");
+            }
+        }
+        for session in self.bgp_sessions.keys() {
+            if !states.contains_key(session) {
+                tracing::info!(%session, "BGP session removed");
+            }
+        }
+        if self.bgp_sessions != states || n > 0 {
+            self.bgp_sessions = states;
+            self.rewrite_status();
+        }
     }
 
     /// Tells the server everything up to `revision` is realised here (the barrier: ports
@@ -1109,12 +1225,14 @@ impl Agent {
                         - self.stats.firewall_ops
                         - self.stats.dhcp_ops
                         - self.stats.ra_ops
-                        - self.stats.sfc_ops,
+                        - self.stats.sfc_ops
+                        - self.stats.bgp_ops,
                 ),
                 ("firewall", self.stats.firewall_ops),
                 ("dhcp", self.stats.dhcp_ops),
                 ("ra", self.stats.ra_ops),
                 ("sfc", self.stats.sfc_ops),
+                ("bgp", self.stats.bgp_ops),
             ],
             errors: self.stats.errors_total,
             connections_cut: self.stats.connections_cut,
@@ -1143,6 +1261,9 @@ impl Agent {
             "connections_cut": self.stats.connections_cut,
             "sfc_ops": self.stats.sfc_ops,
             "sfc": self.sfc_report,
+            "bgp_ops": self.stats.bgp_ops,
+            // BGP session → BIRD's state and info (`up Established`).
+            "bgp_sessions": self.bgp_sessions,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {

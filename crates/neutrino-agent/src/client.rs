@@ -175,6 +175,26 @@ impl ServerClient {
             .await
     }
 
+    /// The BGP speakers bound to `host`'s BGP agent, with their peers (and passwords) and
+    /// the routes they advertise.
+    pub async fn bgp_speakers(&self, host: &str) -> Result<Value, AgentError> {
+        let host: String = host
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        self.call(
+            Method::GET,
+            &format!("/neutrino/v1/bgp-speakers?host={host}"),
+            None,
+        )
+        .await
+    }
+
     /// Reports the MACs this software gateway learned behind its interfaces.
     pub async fn l2gw_macs(&self, doc: &Value) -> Result<Value, AgentError> {
         self.call(Method::PUT, "/neutrino/v1/l2gw-macs", Some(doc))

@@ -6,6 +6,7 @@
 //! snapshot; a restart adopts what is in the kernel instead of flushing it.
 
 mod agent;
+pub mod bird;
 pub mod client;
 mod conntrack;
 mod daemon;

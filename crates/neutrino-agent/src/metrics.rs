@@ -21,7 +21,7 @@ use serde_json::Value;
 pub struct Snapshot {
     /// Reconciles so far.
     pub reconciles: u64,
-    /// Operations applied so far, by kind (`kernel`, `firewall`, `dhcp`, `ra`, `sfc`).
+    /// Operations applied so far, by kind (`kernel`, `firewall`, `dhcp`, `ra`, `sfc`, `bgp`).
     pub ops: Vec<(&'static str, u64)>,
     /// Refused commands so far.
     pub errors: u64,

@@ -1,7 +1,8 @@
 //! `/neutrino/v1/...`: what host agents call (not part of the Neutron API): report in, fetch
 //! the snapshot, follow the change feed (one page at a time, or as a stream of JSON lines
 //! that stays open), report port status and SFC status (port pair health, chain counters),
-//! and acknowledge the revision they applied (the realisation barrier).
+//! acknowledge the revision they applied (the realisation barrier), and fetch the BGP
+//! speakers bound to their host with their peers and advertised routes.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -86,6 +87,16 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
                 FeedPage::Changes(page) => Ok(json(200, &page)),
                 FeedPage::Resync { compacted: c } => Err(compacted(c)),
             }
+        }
+        (&Method::GET, ["neutrino", "v1", "bgp-speakers"]) => {
+            let host = req
+                .query
+                .iter()
+                .find(|(k, _)| k == "host")
+                .map(|(_, v)| v.as_str())
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+            Ok(json(200, &app.host_bgp_speakers(&ctx, host).await?))
         }
         (&Method::GET, ["neutrino", "v1", "watch"]) => watch(app, ctx, since(req)?).await,
         _ => Err(ApiError::no_such_url()),

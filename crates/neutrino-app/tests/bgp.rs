@@ -1354,3 +1354,65 @@ async fn two_servers_move_a_speaker_off_a_dead_dragent_once() {
         }
     }
 }
+
+/// `GET /neutrino/v1/bgp-speakers?host=H`: what a BGP agent needs to speak (its speaker, the
+/// peers with their passwords, the advertised routes); nothing for other hosts.
+#[tokio::test]
+async fn agent_fetches_its_speakers_with_peers_and_routes() {
+    let t = env().await;
+    let topo = scoped_topology(&t).await;
+    register(&t, "bgp-host", json!({"bgp": true})).await;
+    register(&t, "other", json!({})).await;
+    let sp = id(&speaker(&t, json!({"local_as": "64512"})).await);
+    let pid = peer(&t, "198.18.0.2").await;
+    act_ok(&t, &sp, "add_bgp_peer", json!({"bgp_peer_id": pid})).await;
+    act_ok(
+        &t,
+        &sp,
+        "add_gateway_network",
+        json!({"network_id": topo.ext}),
+    )
+    .await;
+    let doc = t.app.host_bgp_speakers(&admin(), "bgp-host").await.unwrap();
+    assert_eq!(
+        doc,
+        json!({"bgp_speakers": [{
+            "id": sp, "name": "s", "local_as": 64512, "ip_version": 4,
+            "peers": [{"id": pid, "peer_ip": "198.18.0.2", "remote_as": 4321,
+                       "auth_type": "md5", "password": "my-secret"}],
+            "advertised_routes": [{"destination": "10.10.0.0/24", "next_hop": topo.gw_ip}],
+        }]})
+    );
+    for host in ["other", "nobody"] {
+        let doc = t.app.host_bgp_speakers(&admin(), host).await.unwrap();
+        assert_eq!(doc, json!({"bgp_speakers": []}));
+    }
+    // A disabled BGP agent keeps its speaker but gets nothing (upstream's
+    // get_bgp_speakers_for_agent_host); enabled again, it gets it back.
+    let agent = bgp_agent_of(&t, "bgp-host").await;
+    for up in [false, true] {
+        t.app
+            .update_agent(&admin(), &agent, json!({"agent": {"admin_state_up": up}}))
+            .await
+            .unwrap();
+        let doc = t.app.host_bgp_speakers(&admin(), "bgp-host").await.unwrap();
+        assert_eq!(
+            doc["bgp_speakers"].as_array().unwrap().len(),
+            usize::from(up)
+        );
+    }
+    // Unbound: the agent gets nothing (and stops announcing).
+    t.app
+        .remove_speaker_from_dragent(&admin(), &agent, &sp)
+        .await
+        .unwrap();
+    let doc = t.app.host_bgp_speakers(&admin(), "bgp-host").await.unwrap();
+    assert_eq!(doc, json!({"bgp_speakers": []}));
+    // Agents only: a project user is refused.
+    let err = t
+        .app
+        .host_bgp_speakers(&tenant(), "bgp-host")
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, 403);
+}

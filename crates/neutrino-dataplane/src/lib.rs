@@ -7,6 +7,7 @@
 //! a plan and planning again yields an empty plan; that is what makes the agent idempotent
 //! and lets it adopt what an earlier run left behind instead of flushing it.
 
+pub mod bgp;
 pub mod cluster;
 pub mod desired;
 pub mod dhcp;

@@ -1,8 +1,8 @@
 //! BGP dynamic routing (neutron-dynamic-routing) as data: the attribute specifications of BGP
 //! speakers and peers, their value checks with upstream's messages, and the computation of
 //! what a speaker advertises ([`advertised_routes`]), a pure function of the documents the
-//! server stores (and agents mirror), so that the server's `get_advertised_routes` and a
-//! later agent-side BGP driver agree.
+//! server stores. The server uses it for `get_advertised_routes` and for what it sends the
+//! BGP agents (`GET /neutrino/v1/bgp-speakers`), so the two always agree.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;

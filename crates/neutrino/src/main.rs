@@ -189,10 +189,13 @@ struct AgentArgs {
     #[arg(long)]
     l2gw_device: Option<String>,
     /// This host hosts BGP speakers: it is listed as a "BGP dynamic routing agent" (`openstack
-    /// bgp dragent list`) and new speakers are scheduled to it (the BGP sessions themselves
-    /// are not run yet).
+    /// bgp dragent list`), new speakers are scheduled to it, and it runs `bird` (BIRD 2) for
+    /// them: one session per peer, announcing the speaker's advertised routes.
     #[arg(long)]
     bgp: bool,
+    /// BGP router id of the speakers this agent hosts (default: --tunnel-ip, when IPv4).
+    #[arg(long)]
+    bgp_router_id: Option<std::net::Ipv4Addr>,
     /// Serve the agent's Prometheus metrics (`GET /metrics`, no authentication) on this
     /// address: reconciles, operations, revision lag, ports by status, chain hop counters.
     #[arg(long)]
@@ -240,6 +243,8 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
         metrics: neutrino_agent::metrics::AgentMetrics::new(),
         bgp: args.bgp,
+        bgp_router_id: args.bgp_router_id,
+        dataplane_netns: args.dataplane_netns.clone(),
     };
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)

@@ -642,6 +642,64 @@ impl App {
         Ok(json!({ "bgp_speakers": items }))
     }
 
+    /// `GET /neutrino/v1/bgp-speakers?host=H` (agents): what the BGP agent of host `H` needs
+    /// to speak for the speakers bound to it: `{"bgp_speakers": [{"id", "local_as",
+    /// "ip_version", "peers": [{"id", "peer_ip", "remote_as", "auth_type", "password"}],
+    /// "advertised_routes": [...]}]}` (the peers' passwords included: the agent configures
+    /// them; the caller is an admin or the service). Empty when the host has no enabled BGP
+    /// agent entry or it hosts nothing. A binding is a claim, not a resource, so the agent
+    /// asks again periodically besides after every change of the feed.
+    pub async fn host_bgp_speakers(&self, ctx: &Context, host: &str) -> ApiResult<Value> {
+        self.check_rule(ctx, "get_feed", &Default::default())?;
+        let mut out = Vec::new();
+        let speakers = {
+            let mut tx = self.read().await?;
+            let agent = tx
+                .claim_owner(&format!("agent:{BGP_AGENT_TYPE}"), host)
+                .await
+                .map_err(db)?;
+            let mut speakers = Vec::new();
+            if let Some(agent) = agent {
+                let enabled = tx
+                    .get("agent", &agent)
+                    .await
+                    .map_err(db)?
+                    .is_some_and(|a| a.body["admin_state_up"] != false);
+                let hosted = tx.claim_owner(DRAGENT, &agent).await.map_err(db)?;
+                if let (true, Some(sp)) = (enabled, hosted) {
+                    if let Some(rec) = tx.get("bgp_speaker", &sp).await.map_err(db)? {
+                        let mut peers = Vec::new();
+                        for peer in ids(&rec.body, "peers") {
+                            if let Some(p) = tx.get("bgp_peer", &peer).await.map_err(db)? {
+                                peers.push(json!({
+                                    "id": p.id,
+                                    "peer_ip": p.body["peer_ip"],
+                                    "remote_as": p.body["remote_as"],
+                                    "auth_type": p.body["auth_type"],
+                                    "password": p.body["password"],
+                                }));
+                            }
+                        }
+                        speakers.push((rec.body, peers));
+                    }
+                }
+            }
+            speakers
+        };
+        for (body, peers) in speakers {
+            let routes = self.advertised_routes(&body).await?;
+            out.push(json!({
+                "id": body["id"],
+                "name": body["name"],
+                "local_as": body["local_as"],
+                "ip_version": body["ip_version"],
+                "peers": peers,
+                "advertised_routes": routes,
+            }));
+        }
+        Ok(json!({ "bgp_speakers": out }))
+    }
+
     /// `GET /v2.0/bgp-speakers/{id}/bgp-dragents`: the agents hosting the speaker, alive or
     /// not (`[]` for an unknown speaker, as upstream).
     pub async fn speaker_dragents(&self, ctx: &Context, speaker: &str) -> ApiResult<Value> {
