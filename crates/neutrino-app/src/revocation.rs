@@ -258,7 +258,8 @@ impl Revocations {
 /// Keeps `cache` current while it lives: woken by every new revision, it reads the feed when
 /// the copy does not cover it; now and then it drops expired events.
 async fn follow(cache: Weak<Revocations>, store: Store) {
-    let mut wake = store.feed().subscribe();
+    let mut follower = store.feed().follow_internally();
+    let wake = &mut follower.wake;
     let mut tick = tokio::time::interval(PRUNE_EVERY);
     let mut failed = false;
     loop {

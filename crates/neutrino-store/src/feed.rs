@@ -16,6 +16,7 @@
 //! bring in the commits of other servers.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -79,6 +80,21 @@ pub struct Feed {
     latest: Arc<watch::Sender<i64>>,
     /// Told of this process's commits; dropped observers are forgotten.
     pub(crate) local: Arc<Mutex<Vec<Weak<dyn LocalCommits>>>>,
+    /// Receivers held by this process's own followers (see [`Feed::follow_internally`]).
+    internal: Arc<AtomicUsize>,
+}
+
+/// A wake-up on each new revision for a follower inside this process (such as the token
+/// revocation cache), which [`Feed::watchers`] does not count.
+pub struct InternalFollower {
+    pub wake: watch::Receiver<i64>,
+    internal: Arc<AtomicUsize>,
+}
+
+impl Drop for InternalFollower {
+    fn drop(&mut self) {
+        self.internal.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Default for Feed {
@@ -92,6 +108,7 @@ impl Feed {
         Feed {
             latest: Arc::new(watch::channel(0).0),
             local: Arc::default(),
+            internal: Arc::default(),
         }
     }
 
@@ -181,9 +198,20 @@ impl Feed {
         self.latest.subscribe()
     }
 
-    /// How many receivers are following the feed now.
+    /// Like [`Feed::subscribe`], for a follower inside this process.
+    pub fn follow_internally(&self) -> InternalFollower {
+        self.internal.fetch_add(1, Ordering::SeqCst);
+        InternalFollower {
+            wake: self.latest.subscribe(),
+            internal: self.internal.clone(),
+        }
+    }
+
+    /// How many receivers are following the feed now, this process's own followers aside.
     pub fn watchers(&self) -> usize {
-        self.latest.receiver_count()
+        self.latest
+            .receiver_count()
+            .saturating_sub(self.internal.load(Ordering::SeqCst))
     }
 }
 

@@ -23,7 +23,7 @@ mod feed;
 mod schema;
 mod writer;
 
-pub use feed::{Change, ChangePage, Feed, LocalCommits, Snapshot};
+pub use feed::{Change, ChangePage, Feed, InternalFollower, LocalCommits, Snapshot};
 
 use std::str::FromStr;
 use std::sync::Arc;

@@ -742,3 +742,17 @@ async fn local_commits_are_told_before_their_revision_is_announced() {
         assert!(store.feed().local.lock().unwrap().is_empty());
     }
 }
+
+#[tokio::test]
+async fn watchers_count_the_feed_clients_not_this_process_followers() {
+    let feed = crate::Feed::default();
+    assert_eq!(feed.watchers(), 0);
+    let internal = feed.follow_internally();
+    assert_eq!(feed.watchers(), 0);
+    let client = feed.subscribe();
+    assert_eq!(feed.watchers(), 1);
+    drop(internal);
+    assert_eq!(feed.watchers(), 1);
+    drop(client);
+    assert_eq!(feed.watchers(), 0);
+}
