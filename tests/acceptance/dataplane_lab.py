@@ -97,7 +97,7 @@ class Lab:
         except (OSError, ValueError):
             return {}
 
-    def start_agent(self, host: str) -> None:
+    def start_agent(self, host: str, timeout: float = WAIT) -> None:
         self.status_path(host).unlink(missing_ok=True)
         log = open(self.tmp / f"agent-{host}.log", "ab")
         env = dict(self.server.env)
@@ -111,7 +111,8 @@ class Lab:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
             start_new_session=True)
         log.close()
-        wait_for(f"agent {host} to reconcile", lambda: self.status(host).get("reconciles"))
+        wait_for(f"agent {host} to reconcile", lambda: self.status(host).get("reconciles"),
+                 timeout=timeout)
 
     def state_dir(self, host: str) -> Path:
         return self.tmp / f"state-{host}"

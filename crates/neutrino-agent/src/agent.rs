@@ -58,6 +58,10 @@ struct Stats {
     connections_cut: u64,
     sfc_ops: u64,
     bgp_ops: u64,
+    /// Snapshots loaded: one at start, then one per revision the server no longer had.
+    snapshots: u64,
+    /// Watch streams opened: a broken stream resumes from the agent's revision.
+    watch_streams: u64,
 }
 
 struct Agent {
@@ -435,6 +439,7 @@ impl Agent {
             let client = self.client.clone();
             let snap = retry("snapshot", || client.snapshot()).await;
             let mut cluster = Cluster::from_snapshot(&snap);
+            self.stats.snapshots += 1;
             tracing::info!(revision = cluster.revision, "snapshot loaded");
             self.reconcile(&cluster).await;
             loop {
@@ -458,6 +463,7 @@ impl Agent {
         let (events, mut rx) = mpsc::unbounded_channel();
         let client = self.client.clone();
         let since = cluster.revision;
+        self.stats.watch_streams += 1;
         let stream = tokio::spawn(async move {
             client
                 .watch(since, Duration::from_secs(35), move |ev| {
@@ -1264,6 +1270,8 @@ impl Agent {
             "bgp_ops": self.stats.bgp_ops,
             // BGP session → BIRD's state and info (`up Established`).
             "bgp_sessions": self.bgp_sessions,
+            "snapshots": self.stats.snapshots,
+            "watch_streams": self.stats.watch_streams,
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {
