@@ -412,7 +412,9 @@ fn list_sfc_table(kernel: &dyn Kernel) -> Result<neutrino_sfc::Table, AgentError
     })
 }
 
-/// Retries `f` with a growing pause until it succeeds.
+/// Retries `f` until it succeeds: after the server's `Retry-After` when it is letting a crowd
+/// in, else after a pause that grows; both with jitter, so that the hosts of a site that
+/// failed together do not come back together.
 async fn retry<T, F, Fut>(what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -423,11 +425,21 @@ where
         match f().await {
             Ok(v) => return v,
             Err(e) => {
-                tracing::warn!(error = %e, "{what} failed; retrying in {pause:?}");
-                tokio::time::sleep(pause).await;
+                let wait = pause_after(&e, pause);
+                tracing::warn!(error = %e, "{what} failed; retrying in {wait:?}");
+                tokio::time::sleep(wait).await;
                 pause = (pause * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// How long to wait after `error`: the server's `Retry-After` stretched by up to a half, or
+/// `pause` shrunk by up to a half.
+fn pause_after(error: &AgentError, pause: Duration) -> Duration {
+    match error {
+        AgentError::Busy { after } => crate::client::jittered(*after, 1.0, 1.5),
+        _ => crate::client::jittered(pause, 0.5, 1.0),
     }
 }
 
@@ -449,8 +461,9 @@ impl Agent {
                         tracing::info!(revision = cluster.revision, "watch ended; resuming")
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, revision = cluster.revision, "watch failed; resuming");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let wait = pause_after(&e, Duration::from_millis(500));
+                        tracing::warn!(error = %e, revision = cluster.revision, "watch failed; resuming in {wait:?}");
+                        tokio::time::sleep(wait).await;
                     }
                 }
             }

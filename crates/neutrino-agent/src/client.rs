@@ -44,6 +44,33 @@ pub fn renewal_delay(doc: &Value) -> Option<Duration> {
     Some(lifetime.mul_f64(0.75))
 }
 
+/// `Err(Busy)` for a 503 or 429 answer that says when to come back (`Retry-After` in
+/// seconds).
+fn busy(resp: &reqwest::Response) -> Result<(), AgentError> {
+    if !matches!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        return Ok(());
+    }
+    match retry_after(resp.headers().get(reqwest::header::RETRY_AFTER)) {
+        Some(after) => Err(AgentError::Busy { after }),
+        None => Ok(()),
+    }
+}
+
+/// A `Retry-After` of delay-seconds (the form the server sends), at most ten minutes.
+pub fn retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Duration> {
+    let secs: u64 = value?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(600)))
+}
+
+/// `pause` stretched by a random factor in `[low, high)`: agents that failed together do
+/// not come back together.
+pub fn jittered(pause: Duration, low: f64, high: f64) -> Duration {
+    pause.mul_f64(low + rand::random::<f64>() * (high - low))
+}
+
 impl ServerClient {
     /// A client; nothing is contacted until the first call. HTTPS servers are verified with
     /// the CAs of `OS_CACERT` (the system roots without it); an unreadable `OS_CACERT` is an
@@ -123,6 +150,7 @@ impl ServerClient {
         body: Option<&Value>,
     ) -> Result<Value, AgentError> {
         let resp = self.send(method, path, body).await?;
+        busy(&resp)?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {
@@ -216,6 +244,7 @@ impl ServerClient {
                 None,
             )
             .await?;
+        busy(&resp)?;
         match resp.status() {
             StatusCode::GONE => {
                 on_event(WatchEvent::Resync);
@@ -259,6 +288,28 @@ impl ServerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let v = |s: &str| reqwest::header::HeaderValue::from_str(s).unwrap();
+        assert_eq!(retry_after(Some(&v("3"))), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(Some(&v("86400"))),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(retry_after(Some(&v("soon"))), None);
+        assert_eq!(retry_after(None), None);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_bounds_and_varies() {
+        let base = Duration::from_secs(2);
+        let pauses: Vec<Duration> = (0..200).map(|_| jittered(base, 1.0, 1.5)).collect();
+        assert!(pauses
+            .iter()
+            .all(|p| *p >= base && *p < Duration::from_secs(3)));
+        assert!(pauses.iter().any(|p| *p != pauses[0]));
+    }
 
     #[test]
     fn tokens_are_renewed_after_three_quarters_of_their_lifetime() {

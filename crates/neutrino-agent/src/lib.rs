@@ -40,6 +40,12 @@ pub enum AgentError {
         /// Response body.
         body: String,
     },
+    /// The server is letting a crowd in (a start-up storm): come back after `after`.
+    #[error("server busy: retry after {after:?}")]
+    Busy {
+        /// The server's `Retry-After`.
+        after: std::time::Duration,
+    },
     /// The watch stream went quiet for longer than the server's bookmark interval.
     #[error("watch stream stalled")]
     Stalled,

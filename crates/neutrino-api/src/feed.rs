@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use axum::http::Method;
 use axum::response::Response;
 use neutrino_app::agents::FeedPage;
@@ -80,7 +80,14 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
             &app.report_applied(&ctx, parse_body(req)?).await?,
         )),
         (&Method::GET, ["neutrino", "v1", "snapshot"]) => {
-            Ok(json(200, &app.feed_snapshot(&ctx).await?))
+            // Serialised once per revision and shared by every agent asking at it.
+            let snap = app.feed_snapshot_shared(&ctx).await?;
+            Ok(Response::builder()
+                .status(status(200))
+                .header(CONTENT_TYPE, "application/json")
+                .header(REVISION_HEADER, snap.revision)
+                .body(Body::from(Bytes::from_owner(SharedBody(snap.body))))
+                .unwrap_or_default())
         }
         (&Method::GET, ["neutrino", "v1", "changes"]) => {
             match app.feed_changes(&ctx, since(req)?, PAGE).await? {
@@ -98,7 +105,10 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
                 .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
             Ok(json(200, &app.host_bgp_speakers(&ctx, host).await?))
         }
-        (&Method::GET, ["neutrino", "v1", "watch"]) => watch(app, ctx, since(req)?).await,
+        (&Method::GET, ["neutrino", "v1", "watch"]) => match app.admit_watch() {
+            Ok(()) => watch(app, ctx, since(req)?).await,
+            Err(after) => Ok(come_back_later(after)),
+        },
         _ => Err(ApiError::no_such_url()),
     }
 }
@@ -164,6 +174,32 @@ async fn watch(app: &App, ctx: Context, since: i64) -> ApiResult<Response> {
         .header(CONTENT_TYPE, "application/x-ndjson")
         .body(Body::from_stream(stream))
         .unwrap_or_default())
+}
+
+/// The snapshot's feed revision, so that a client can start its watch without parsing the
+/// body first.
+const REVISION_HEADER: &str = "x-neutrino-revision";
+
+/// The shared snapshot bytes as a response body, without copying them.
+struct SharedBody(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// 503 with `Retry-After`: too many watches are starting at once (a start-up storm).
+fn come_back_later(after: Duration) -> Response {
+    let mut resp = neutron_error(&ApiError::new(
+        503,
+        "ServiceUnavailable",
+        "Too many agents are starting their watch at once; retry after the time given.",
+    ));
+    if let Ok(value) = after.as_secs().to_string().parse() {
+        resp.headers_mut().insert(RETRY_AFTER, value);
+    }
+    resp
 }
 
 fn line(v: &Value) -> Bytes {

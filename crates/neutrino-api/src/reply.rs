@@ -27,10 +27,18 @@ pub fn empty(code: u16) -> Response {
 
 /// Neutron's error body.
 pub fn neutron_error(err: &ApiError) -> Response {
-    json(
+    let mut resp = json(
         err.status,
         &json!({"NeutronError": {"type": err.kind, "message": err.message, "detail": ""}}),
-    )
+    );
+    if err.status == 503 {
+        // Busy (the database's connections all taken, a storm of agents): say when to retry.
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
+    }
+    resp
 }
 
 /// Keystone's error body.

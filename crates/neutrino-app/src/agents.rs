@@ -4,6 +4,8 @@
 //!
 //! Every call here is admin-only: agents log in with the cloud's admin (or a service) account.
 
+use std::sync::Arc;
+
 use neutrino_store::{ChangePage, Record, Selector};
 use neutrino_types::attrs::{self, Op};
 use neutrino_types::query;
@@ -173,6 +175,7 @@ async fn sync_role_entries(
 }
 
 /// A change page with the documents as JSON, or a sign that the reader must resync.
+#[derive(Clone)]
 pub enum FeedPage {
     /// The changes after the reader's revision.
     Changes(Value),
@@ -307,20 +310,39 @@ impl App {
         let at = epoch_secs();
         self.inner.store.heartbeat(&host, at).await.map_err(db)?;
         if fresh {
-            let bound = self.schedule_unhosted_routers().await?;
-            if bound > 0 {
-                tracing::info!(%host, ports = bound, "scheduled routers on the new agent");
-            }
-            self.schedule_dhcp().await?;
-            self.reschedule_routers().await?;
-        }
-        if fresh || bgp_entry_new {
+            self.schedule_for_new_agents(&host).await?;
+        } else if bgp_entry_new {
             let n = self.schedule_bgp_speakers().await?;
             if n > 0 {
                 tracing::info!(%host, speakers = n, "scheduled BGP speakers");
             }
         }
         Ok(json!({"agent": self.render_agent(rec.body, Some(at))}))
+    }
+
+    /// Schedules routers, DHCP and BGP speakers after new agents registered. When a site's
+    /// hosts register together, one pass serves every agent committed before it started:
+    /// a registration returns once a pass that saw it has run, without a pass of its own.
+    async fn schedule_for_new_agents(&self, host: &str) -> ApiResult<()> {
+        use std::sync::atomic::Ordering;
+        let ticket = self.inner.schedule_wanted.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.inner.schedule_done.lock().await;
+        if *done >= ticket {
+            return Ok(());
+        }
+        let covers = self.inner.schedule_wanted.load(Ordering::SeqCst);
+        let bound = self.schedule_unhosted_routers().await?;
+        if bound > 0 {
+            tracing::info!(%host, ports = bound, "scheduled routers on new agents");
+        }
+        self.schedule_dhcp().await?;
+        self.reschedule_routers().await?;
+        let n = self.schedule_bgp_speakers().await?;
+        if n > 0 {
+            tracing::info!(%host, speakers = n, "scheduled BGP speakers");
+        }
+        *done = covers;
+        Ok(())
     }
 
     /// Whether an agent whose last heartbeat was at `beat` is alive at `now`.
@@ -553,13 +575,55 @@ impl App {
         Ok(json!({"revision": snap.revision, "resources": resources}))
     }
 
+    /// The snapshot serialised, shared by every agent asking at the same revision (built
+    /// once per revision; see [`crate::admission`]).
+    pub async fn feed_snapshot_shared(
+        &self,
+        ctx: &Context,
+    ) -> ApiResult<crate::admission::SharedSnapshot> {
+        self.check_rule(ctx, "get_feed", &Map::new())?;
+        let newest = *self.feed_subscribe().borrow();
+        self.inner
+            .snapshot_cache
+            .get_or_build(newest, || async {
+                let doc = self.feed_snapshot(ctx).await?;
+                let revision = doc["revision"].as_i64().unwrap_or_default();
+                let body = serde_json::to_vec(&doc)
+                    .map_err(|e| ApiError::unavailable(format!("snapshot: {e}")))?;
+                Ok(crate::admission::SharedSnapshot {
+                    revision,
+                    body: Arc::new(body),
+                })
+            })
+            .await
+    }
+
+    /// Whether a new watch of the change feed may start now; `Err(after)`: not before
+    /// `after` (a start-up storm is being let in at the configured pace).
+    pub fn admit_watch(&self) -> Result<(), std::time::Duration> {
+        self.inner.watch_admission.admit()
+    }
+
     /// Up to `limit` changes after `since` of the mirrored kinds.
     pub async fn feed_changes(&self, ctx: &Context, since: i64, limit: i64) -> ApiResult<FeedPage> {
         self.check_rule(ctx, "get_feed", &Map::new())?;
+        let limit = limit.clamp(1, 10_000);
+        // Watchers woken by one commit all ask for the same page: one reads it, the others
+        // get it from the cache.
+        let newest = *self.feed_subscribe().borrow();
+        self.inner
+            .feed_pages
+            .get_or_read(since, limit, newest, || {
+                self.read_feed_changes(since, limit)
+            })
+            .await
+    }
+
+    async fn read_feed_changes(&self, since: i64, limit: i64) -> ApiResult<FeedPage> {
         let page = self
             .inner
             .store
-            .changes_since(since, FEED_KINDS, limit.clamp(1, 10_000))
+            .changes_since(since, FEED_KINDS, limit)
             .await
             .map_err(db)?;
         Ok(match page {

@@ -6,6 +6,7 @@
 //! enforced by the generic request flow for every collection. Resources are JSON documents (`serde_json::Map`) holding every
 //! attribute; [`App`] strips what a caller may not see when it renders them.
 
+pub mod admission;
 pub mod agents;
 pub mod barrier;
 pub mod consistency;
@@ -58,6 +59,9 @@ pub struct Config {
     /// Whether a port turns ACTIVE only once every host that must know about it has applied
     /// it (the realisation barrier, see [`barrier`]); off: as soon as its own host plugs it.
     pub active_barrier: bool,
+    /// New watches of the change feed admitted per second (start-up storms, see
+    /// [`admission`]); the others are told to come back later.
+    pub watch_admission_rate: u32,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             allow_automatic_l3agent_failover: false,
             policy: default_policy(),
             active_barrier: true,
+            watch_admission_rate: 100,
         }
     }
 }
@@ -99,6 +104,16 @@ struct Inner {
     token_key: Vec<u8>,
     /// The token revocation events, in memory.
     revocations: Arc<revocation::Revocations>,
+    /// The agents' snapshot, serialised once per revision.
+    snapshot_cache: admission::SnapshotCache,
+    /// The change feed's recent pages, shared by the watchers that ask for them.
+    feed_pages: admission::FeedPageCache,
+    /// The pace at which new watches of the change feed are admitted.
+    watch_admission: admission::WatchAdmission,
+    /// Registrations of new agents waiting for a scheduling pass, and the last one a pass
+    /// covered (see `App::schedule_for_new_agents`).
+    schedule_wanted: std::sync::atomic::AtomicU64,
+    schedule_done: tokio::sync::Mutex<u64>,
 }
 
 /// Maps storage failures to the client's view: details go to the log, not the client.
@@ -118,12 +133,18 @@ impl App {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         let revocations = revocation::Revocations::start(&store).await.map_err(db)?;
+        let watch_admission = admission::WatchAdmission::new(config.watch_admission_rate);
         let app = App {
             inner: Arc::new(Inner {
                 store,
                 config,
                 token_key: key.into_bytes(),
                 revocations,
+                snapshot_cache: admission::SnapshotCache::default(),
+                feed_pages: admission::FeedPageCache::default(),
+                schedule_wanted: std::sync::atomic::AtomicU64::new(0),
+                schedule_done: tokio::sync::Mutex::new(0),
+                watch_admission,
             }),
         };
         app.ensure_rule_templates().await?;

@@ -103,12 +103,14 @@ mod error;
 mod fuzz;
 mod report;
 mod scenarios;
+mod storm;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use error::BenchError;
 pub use fuzz::{run_fuzz, Finding, FuzzArgs, FuzzReport};
 pub use report::{Report, ScenarioResult};
+pub use storm::{run_storm, StormArgs, StormReport};
 
 /// A benchmark scenario (`--scenarios` value).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Hash)]

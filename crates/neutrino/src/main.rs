@@ -89,6 +89,9 @@ enum Command {
     /// Send generated bad input to a Neutron endpoint; fails on any 5xx, transport error or
     /// non-Neutron error body.
     Fuzz(neutrino_bench::FuzzArgs),
+    /// A start-up storm of simulated agents (register, snapshot, watch; no kernel) while a
+    /// user probes the API; fails unless every agent converged and every probe answered.
+    Storm(neutrino_bench::StormArgs),
     /// Check a stopped server's store: references, claims; exits non-zero on any problem.
     CheckStore(CheckStoreArgs),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
@@ -341,6 +344,10 @@ struct ServerArgs {
     /// other hosts to apply them (the realisation barrier off; for comparison only).
     #[arg(long)]
     no_active_barrier: bool,
+    /// New watches of the change feed admitted per second: when a whole site's agents start
+    /// at once, the rest are answered 503 with a `Retry-After` spread over the next seconds.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    watch_admission_rate: u32,
     /// An operator's policy file (oslo.policy syntax, YAML or JSON): its rules override
     /// Neutron's defaults. A rule that does not parse or names an undefined rule stops the
     /// server, naming the line.
@@ -542,6 +549,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         l3_ha: args.l3_ha,
         allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
         active_barrier: !args.no_active_barrier,
+        watch_admission_rate: args.watch_admission_rate,
         policy,
         ..Config::default()
     };
@@ -723,6 +731,24 @@ fn main() -> anyhow::Result<()> {
                 }
                 anyhow::ensure!(problems.is_empty(), "store: {} problems", problems.len());
                 println!("store consistent");
+                Ok(())
+            }
+            Command::Storm(args) => {
+                let json = args.json;
+                let report = neutrino_bench::run_storm(args).await?;
+                if json {
+                    println!("{}", report.to_json());
+                } else {
+                    print!("{report}");
+                }
+                if !report.passed() {
+                    bail!(
+                        "storm: {} of {} agents converged, {} probe errors",
+                        report.converged,
+                        report.agents,
+                        report.probe_errors
+                    );
+                }
                 Ok(())
             }
             Command::Fuzz(args) => {
