@@ -110,6 +110,8 @@ struct Agent {
     )>,
     /// The state of each BGP session when last looked at (changes are logged).
     bgp_sessions: BTreeMap<String, String>,
+    /// Whether `bird` was looked at since the agent started (the first look adopts one).
+    bgp_looked: bool,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -146,9 +148,10 @@ pub async fn run(
         health: Default::default(),
         sfc_last: None,
         bgp_sessions: BTreeMap::new(),
+        bgp_looked: false,
     };
     if !agent.cfg.bgp {
-        // A `bird` an earlier run with --bgp left behind (it stops bird on a clean shutdown).
+        // A `bird` an earlier run with --bgp left behind (bird outlives the agent).
         let bird = agent.bird();
         if bird.dir.exists() {
             tracing::info!("not a BGP agent: stopping the bird an earlier run left");
@@ -160,11 +163,8 @@ pub async fn run(
         _ = stop => tracing::info!("agent stopping"),
     }
     heartbeat.abort();
-    if agent.cfg.bgp {
-        // The sessions end with the agent (the peers withdraw what it announced).
-        let bird = agent.bird();
-        let _ = tokio::task::spawn_blocking(move || bird.stop()).await;
-    }
+    // `bird` keeps running: its sessions and announcements survive an agent restart (the
+    // next agent adopts it); it stops when no speaker is bound here any more.
     Ok(())
 }
 
@@ -691,8 +691,20 @@ impl Agent {
                 None
             }
         };
+        let first = !self.bgp_looked;
+        self.bgp_looked = true;
         let result = tokio::task::spawn_blocking(move || {
-            let ops = neutrino_dataplane::bgp::plan_bird(want.as_deref(), &bird.observe());
+            let have = bird.observe();
+            if first && have.running {
+                // An earlier run's bird (it outlives the agent): adopted, reconfigured only
+                // when the configuration differs.
+                tracing::info!(
+                    dir = %bird.dir.display(),
+                    same = want.as_deref() == Some(have.conf.as_str()),
+                    "adopting the running bird"
+                );
+            }
+            let ops = neutrino_dataplane::bgp::plan_bird(want.as_deref(), &have);
             let errors = bird.apply(&ops);
             let states = if want.is_some() {
                 bird.birdc(&["show", "protocols"])
