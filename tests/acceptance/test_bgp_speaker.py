@@ -6,7 +6,8 @@ peers with. Through the ``openstack`` CLI: an address scope with two subnet pool
 network and a tenant subnet in the scope, a router between them, a speaker with the external
 network and a peer pointing at the router-BIRD. The router-BIRD must learn the tenant prefix
 with the router's gateway address as BGP next hop (``birdc show route all``), and lose it
-when the peer or the network is removed from the speaker. A second case uses an MD5 password on both
+when the peer or the network is removed from the speaker, and the agent must report the
+peer ``Established`` in its BGP agent entry. A second case uses an MD5 password on both
 sides. ``bird`` outlives its agent: a killed one comes back, the agent's shutdown leaves
 it running, a restarted agent adopts it (the router's session keeps its ``since`` and the
 route never disappears), deleting the speaker stops it. With two BGP hosts, killing the
@@ -202,6 +203,19 @@ def _dump(lab: Lab, router: RouterBird) -> str:
             f"\n-- router session:\n{router.session()}\n-- agent log tail:\n{agent_log}")
 
 
+def _bgp_agent_conf(env, host: str) -> dict:
+    """The ``configuration`` of the host's BGP dynamic routing agent entry."""
+    agents = osc("network", "agent", "list", "--host", host, env=env)
+    bgp = [a["ID"] for a in agents if a["Agent Type"] == "BGP dynamic routing agent"]
+    assert len(bgp) == 1, agents
+    return osc("network", "agent", "show", bgp[0], env=env)["configuration"]
+
+
+def _peer_states(env, host: str) -> dict:
+    """``neutrino:peer_states`` of the host's BGP dynamic routing agent entry."""
+    return _bgp_agent_conf(env, host).get("neutrino:peer_states") or {}
+
+
 def _announced(lab, router, cidr, gw_ip):
     try:
         wait_for(f"{cidr} via {gw_ip} at the router",
@@ -239,6 +253,11 @@ def test_speaker_announces_tenant_prefix_and_withdraws_it(bgp_lab):
     wait_for("the agent's session up", lambda: any(
         s.startswith("up Established")
         for s in lab.status("h1").get("bgp_sessions", {}).values()))
+    # ... and reports it to the server, in its BGP agent entry.
+    wait_for("the peer Established at the server",
+             lambda: _peer_states(env, "h1").get(peer) == "Established", interval=1)
+    conf = _bgp_agent_conf(env, "h1")
+    assert (conf["bgp_speakers"], conf["bgp_peers"], conf["advertise_routes"]) == (1, 1, 1), conf
 
     # Unbinding the gateway network withdraws the prefix; the session stays up.
     osc_run("bgp", "speaker", "remove", "network", speaker, ext, env=env)
@@ -250,6 +269,8 @@ def test_speaker_announces_tenant_prefix_and_withdraws_it(bgp_lab):
     # Removing the peer ends the session: the router forgets the prefix.
     osc_run("bgp", "speaker", "remove", "peer", speaker, peer, env=env)
     _withdrawn(lab, router, cidr)
+    wait_for("the peer gone from the agent entry",
+             lambda: peer not in _peer_states(env, "h1"), interval=1)
 
     # Deleting the speaker stops the agent's bird.
     osc_run("bgp", "speaker", "delete", speaker, env=env)
@@ -412,3 +433,5 @@ def test_speaker_moves_off_a_dead_host_and_routes_come_back(bgp_lab2):
     _announced(lab, router, cidr, gw_ip)
     assert router.learned_from(cidr) == [session[alive]], router.birdc("show", "route", "all")
     assert router.session_since(session[alive]) is not None
+    wait_for(f"{alive} reports the peer Established",
+             lambda: _peer_states(env, alive).get(peer) == "Established", interval=1)

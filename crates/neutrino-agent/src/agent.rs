@@ -112,6 +112,9 @@ struct Agent {
     bgp_sessions: BTreeMap<String, String>,
     /// Whether `bird` was looked at since the agent started (the first look adopts one).
     bgp_looked: bool,
+    /// What the heartbeats report in the BGP agent entry's `configurations` (counts and
+    /// each peer's session state; `null` until the first BGP pass).
+    bgp_status: tokio::sync::watch::Sender<Value>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -122,7 +125,8 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let client = Arc::new(client);
-    let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone()));
+    let (bgp_status, bgp_status_rx) = tokio::sync::watch::channel(Value::Null);
+    let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone(), bgp_status_rx));
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
     let mut agent = Agent {
         cfg,
@@ -149,6 +153,7 @@ pub async fn run(
         sfc_last: None,
         bgp_sessions: BTreeMap::new(),
         bgp_looked: false,
+        bgp_status,
     };
     if !agent.cfg.bgp {
         // A `bird` an earlier run with --bgp left behind (bird outlives the agent).
@@ -247,14 +252,29 @@ async fn next_verdicts(
     }
 }
 
-async fn heartbeats(cfg: AgentConfig, client: Arc<ServerClient>) {
+/// Reports the agent every `report_every`, and at once when the BGP status changes (the
+/// server shows it in the BGP dynamic routing agent entry's `configurations`).
+async fn heartbeats(
+    cfg: AgentConfig,
+    client: Arc<ServerClient>,
+    mut bgp_status: tokio::sync::watch::Receiver<Value>,
+) {
     let started = now();
-    let doc = agent_doc(&cfg, &started);
+    let base = agent_doc(&cfg, &started);
+    let mut open = true;
     loop {
+        let mut doc = base.clone();
+        let status = bgp_status.borrow_and_update().clone();
+        if !status.is_null() {
+            doc["configurations"]["bgp_dragent"] = status;
+        }
         if let Err(e) = client.report(&doc).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
-        tokio::time::sleep(cfg.report_every).await;
+        tokio::select! {
+            () = tokio::time::sleep(cfg.report_every) => {}
+            changed = bgp_status.changed(), if open => open = changed.is_ok(),
+        }
     }
 }
 
@@ -720,6 +740,12 @@ impl Agent {
             tracing::warn!("BGP reconcile panicked");
             return;
         };
+        let status = neutrino_dataplane::bgp::dragent_status(&speakers, &states);
+        self.bgp_status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
         self.stats.bgp_ops += n as u64;
         self.stats.ops_total += n as u64;
         self.stats.errors_total += errors.len() as u64;
