@@ -145,7 +145,14 @@ class Lab:
         for host in list(self.agents):
             self.stop_agent(host)
         for host in self.hosts:
-            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values()]:
+            # The BGP agents' bird outlives its agent (it keeps the sessions over a restart).
+            bird = []
+            try:
+                bird = [int((self.state_dir(host) / "bgp" / "pid").read_text().strip())]
+            except (OSError, ValueError):
+                pass
+            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values(),
+                        *bird]:
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except OSError:

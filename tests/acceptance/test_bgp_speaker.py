@@ -6,8 +6,13 @@ peers with. Through the ``openstack`` CLI: an address scope with two subnet pool
 network and a tenant subnet in the scope, a router between them, a speaker with the external
 network and a peer pointing at the router-BIRD. The router-BIRD must learn the tenant prefix
 with the router's gateway address as BGP next hop (``birdc show route all``), and lose it
-when the peer or the network is removed from the speaker. A second case uses an MD5
-password on both sides.
+when the peer or the network is removed from the speaker, and the agent must report the
+peer ``Established`` in its BGP agent entry. A second case uses an MD5 password on both
+sides. ``bird`` outlives its agent: a killed one comes back, the agent's shutdown leaves
+it running, a restarted agent adopts it (the router's session keeps its ``since`` and the
+route never disappears), deleting the speaker stops it. With two BGP hosts, killing the
+speaker's host moves the speaker to the other one and the router learns the prefix again
+through the other host's session.
 
 Underlay addresses are from 198.18.0.0/15 (the lab's hosts: 198.18.0.x; the router-BIRD:
 198.18.0.100; the external network: 198.19.0.0/24). Everything created is deleted: the lab's
@@ -17,8 +22,11 @@ namespaces (the router's with them), and the router-BIRD is stopped first.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
+import threading
+import time
 import uuid
 
 import pytest
@@ -66,21 +74,28 @@ class RouterBird:
         sh("ip", "-n", self.ns, "link", "set", "lo", "up")
         return self
 
-    def configure(self, speaker_ip: str, password: str | None = None) -> None:
+    def configure(self, speaker_ip: str | list[str], password: str | None = None) -> None:
+        """A session to each of the speaker addresses: ``speaker`` for the first, then
+        ``speaker2``, ``speaker3`` ..."""
+        ips = [speaker_ip] if isinstance(speaker_ip, str) else list(speaker_ip)
         auth = f'  password "{password}";\n' if password else ""
+        vias = " ".join(f"via {ip}" for ip in ips)
+        sessions = "".join(
+            f"protocol bgp {self.protocol(i)} {{\n"
+            f"  local {ROUTER_IP} as {ROUTER_AS};\n"
+            f"  neighbor {ip} as {SPEAKER_AS};\n"
+            "  multihop;\n"
+            f"{auth}"
+            "  ipv4 { import all; export none; };\n"
+            "}\n" for i, ip in enumerate(ips))
         self.conf.write_text(
             f"router id {ROUTER_IP};\n"
             f'log "{self.dir / "bird.log"}" all;\n'
             "protocol device { }\n"
-            # The external network lies behind the speaker's host: BGP next hops there resolve.
-            f"protocol static {{ ipv4; route {EXT_CIDR} via {speaker_ip}; }}\n"
-            "protocol bgp speaker {\n"
-            f"  local {ROUTER_IP} as {ROUTER_AS};\n"
-            f"  neighbor {speaker_ip} as {SPEAKER_AS};\n"
-            "  multihop;\n"
-            f"{auth}"
-            "  ipv4 { import all; export none; };\n"
-            "}\n")
+            # The external network lies behind the speakers' hosts: BGP next hops there
+            # resolve.
+            f"protocol static {{ ipv4; route {EXT_CIDR} {vias}; }}\n"
+            f"{sessions}")
         if self.pid_file.exists():
             out = self.birdc("configure")
             assert "Reconfigur" in out, out
@@ -101,8 +116,25 @@ class RouterBird:
                 return line.split(":", 1)[1].strip()
         return None
 
-    def session(self) -> str:
-        return self.birdc("show", "protocols", "speaker")
+    @staticmethod
+    def protocol(index: int) -> str:
+        return "speaker" if index == 0 else f"speaker{index + 1}"
+
+    def session(self, name: str = "speaker") -> str:
+        return self.birdc("show", "protocols", name)
+
+    def session_since(self, name: str = "speaker") -> tuple[str, str] | None:
+        """(state, since) of an Established session, else None."""
+        for line in self.session(name).splitlines():
+            cols = line.split()
+            if cols and cols[0] == name and "Established" in cols:
+                return cols[3], " ".join(cols[4:cols.index("Established")])
+        return None
+
+    def learned_from(self, prefix: str) -> list[str]:
+        """The sessions the router has a route for ``prefix`` from (``[speaker2 ...]``)."""
+        out = self.birdc("show", "route", "all", prefix)
+        return re.findall(r"\[(speaker\d*) ", out)
 
     def stop(self) -> None:
         try:
@@ -171,6 +203,19 @@ def _dump(lab: Lab, router: RouterBird) -> str:
             f"\n-- router session:\n{router.session()}\n-- agent log tail:\n{agent_log}")
 
 
+def _bgp_agent_conf(env, host: str) -> dict:
+    """The ``configuration`` of the host's BGP dynamic routing agent entry."""
+    agents = osc("network", "agent", "list", "--host", host, env=env)
+    bgp = [a["ID"] for a in agents if a["Agent Type"] == "BGP dynamic routing agent"]
+    assert len(bgp) == 1, agents
+    return osc("network", "agent", "show", bgp[0], env=env)["configuration"]
+
+
+def _peer_states(env, host: str) -> dict:
+    """``neutrino:peer_states`` of the host's BGP dynamic routing agent entry."""
+    return _bgp_agent_conf(env, host).get("neutrino:peer_states") or {}
+
+
 def _announced(lab, router, cidr, gw_ip):
     try:
         wait_for(f"{cidr} via {gw_ip} at the router",
@@ -208,6 +253,11 @@ def test_speaker_announces_tenant_prefix_and_withdraws_it(bgp_lab):
     wait_for("the agent's session up", lambda: any(
         s.startswith("up Established")
         for s in lab.status("h1").get("bgp_sessions", {}).values()))
+    # ... and reports it to the server, in its BGP agent entry.
+    wait_for("the peer Established at the server",
+             lambda: _peer_states(env, "h1").get(peer) == "Established", interval=1)
+    conf = _bgp_agent_conf(env, "h1")
+    assert (conf["bgp_speakers"], conf["bgp_peers"], conf["advertise_routes"]) == (1, 1, 1), conf
 
     # Unbinding the gateway network withdraws the prefix; the session stays up.
     osc_run("bgp", "speaker", "remove", "network", speaker, ext, env=env)
@@ -219,6 +269,8 @@ def test_speaker_announces_tenant_prefix_and_withdraws_it(bgp_lab):
     # Removing the peer ends the session: the router forgets the prefix.
     osc_run("bgp", "speaker", "remove", "peer", speaker, peer, env=env)
     _withdrawn(lab, router, cidr)
+    wait_for("the peer gone from the agent entry",
+             lambda: peer not in _peer_states(env, "h1"), interval=1)
 
     # Deleting the speaker stops the agent's bird.
     osc_run("bgp", "speaker", "delete", speaker, env=env)
@@ -243,22 +295,143 @@ def test_md5_session(bgp_lab):
     assert "Established" not in router.session()
 
 
-def test_agent_restarts_a_dead_bird_and_stops_it_on_shutdown(bgp_lab):
+def _speaker_on_router(env, ext):
+    speaker, peer = _speaker_with_peer(env)
+    osc_run("bgp", "speaker", "add", "network", speaker, ext, env=env)
+    osc_run("bgp", "speaker", "add", "peer", speaker, peer, env=env)
+    return speaker, peer
+
+
+def _bird_pid(lab: Lab, host: str) -> int | None:
+    try:
+        return int((lab.state_dir(host) / "bgp" / "pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def test_agent_restarts_a_dead_bird_and_bird_outlives_the_agent(bgp_lab):
     lab, router = bgp_lab
     env = lab.server.env
     router.configure(lab.tunnel_ip("h1"))
     ext, cidr, gw_ip = _scoped_topology(env)
-    speaker, peer = _speaker_with_peer(env)
-    osc_run("bgp", "speaker", "add", "network", speaker, ext, env=env)
-    osc_run("bgp", "speaker", "add", "peer", speaker, peer, env=env)
+    speaker, _ = _speaker_on_router(env, ext)
     _announced(lab, router, cidr, gw_ip)
-    pid_file = lab.state_dir("h1") / "bgp" / "pid"
-    pid = int(pid_file.read_text().strip())
+    pid = _bird_pid(lab, "h1")
     os.kill(pid, signal.SIGKILL)
-    wait_for("a new bird", lambda: pid_file.exists() and pid_file.read_text().strip()
-             and int(pid_file.read_text().strip()) != pid, timeout=30)
+    wait_for("a new bird", lambda: _bird_pid(lab, "h1") not in (None, pid), timeout=30)
     _announced(lab, router, cidr, gw_ip)
-    new_pid = int(pid_file.read_text().strip())
+    new_pid = _bird_pid(lab, "h1")
+    # The agent's shutdown leaves bird running: the router keeps the route.
     lab.stop_agent("h1")
-    assert not os.path.exists(f"/proc/{new_pid}"), "bird outlived the agent"
+    assert os.path.exists(f"/proc/{new_pid}"), "bird ended with the agent"
+    assert router.next_hop_of(cidr) == gw_ip
+    # The agent comes back and adopts it; deleting the speaker stops it.
+    lab.start_agent("h1")
+    assert _bird_pid(lab, "h1") == new_pid
+    osc_run("bgp", "speaker", "delete", speaker, env=env)
+    wait_for("bird stopped", lambda: not os.path.exists(f"/proc/{new_pid}"), timeout=30)
+    assert not (lab.state_dir("h1") / "bgp").exists()
     _withdrawn(lab, router, cidr)
+
+
+def test_agent_restart_keeps_the_session_and_the_route(bgp_lab):
+    lab, router = bgp_lab
+    env = lab.server.env
+    router.configure(lab.tunnel_ip("h1"))
+    ext, cidr, gw_ip = _scoped_topology(env)
+    _speaker_on_router(env, ext)
+    _announced(lab, router, cidr, gw_ip)
+    before = wait_for("the router's session Established", router.session_since)
+    pid = _bird_pid(lab, "h1")
+    conf = (lab.state_dir("h1") / "bgp" / "bird.conf").read_text()
+
+    # Poll the route at the router all through the restart.
+    missing: list[str] = []
+    polls = [0]
+    done = threading.Event()
+
+    def poll():
+        while not done.is_set():
+            hop = router.next_hop_of(cidr)
+            polls[0] += 1
+            if hop != gw_ip:
+                missing.append(f"{time.monotonic():.1f}: {hop!r}")
+            time.sleep(0.2)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        lab.stop_agent("h1")
+        time.sleep(3)  # a few of the agent's 5 s BGP passes would have happened
+        lab.start_agent("h1")
+        # The new agent looked at its speakers (its status lists the session again).
+        wait_for("the restarted agent's session up", lambda: any(
+            s.startswith("up Established")
+            for s in lab.status("h1").get("bgp_sessions", {}).values()), timeout=60)
+        time.sleep(2)
+    finally:
+        done.set()
+        poller.join()
+    assert polls[0] > 10, polls
+    assert not missing, f"the route disappeared during the agent restart: {missing}{_dump(lab, router)}"
+    assert router.session_since() == before, f"{router.session()}{_dump(lab, router)}"
+    assert _bird_pid(lab, "h1") == pid
+    assert (lab.state_dir("h1") / "bgp" / "bird.conf").read_text() == conf
+    log = (lab.tmp / "agent-h1.log").read_text(errors="replace")
+    assert "adopting the running bird" in log, log[-3000:]
+
+
+@pytest.fixture
+def bgp_lab2(tmp_path):
+    """Two BGP agents; the server declares an agent dead after 6 s without heartbeat."""
+    server = NeutrinoServer(_server_binary(), tmp_path / "server",
+                            extra_args=["--agent-down-time", "6"]).start()
+    lab = Lab(server, tmp_path, ("h1", "h2"))
+    lab.agent_args["h1"] = ["--bgp"]
+    lab.agent_args["h2"] = ["--bgp"]
+    router = None
+    try:
+        lab.setup()
+        router = RouterBird(lab).setup()
+        yield lab, router
+    finally:
+        if router is not None:
+            router.stop()
+        lab.teardown()
+        server.stop()
+
+
+def _hosting(env, speaker) -> list[str]:
+    return sorted(a["Host"] for a in osc("bgp", "dragent", "list", "--bgp-speaker", speaker,
+                                         env=env))
+
+
+def test_speaker_moves_off_a_dead_host_and_routes_come_back(bgp_lab2):
+    lab, router = bgp_lab2
+    env = lab.server.env
+    router.configure([lab.tunnel_ip("h1"), lab.tunnel_ip("h2")])
+    ext, cidr, gw_ip = _scoped_topology(env)
+    speaker, peer = _speaker_on_router(env, ext)
+    hosts = wait_for("the speaker scheduled", lambda: _hosting(env, speaker))
+    assert len(hosts) == 1, hosts
+    dead = hosts[0]
+    alive = "h2" if dead == "h1" else "h1"
+    session = {h: router.protocol(lab.hosts.index(h)) for h in lab.hosts}
+    _announced(lab, router, cidr, gw_ip)
+    assert router.learned_from(cidr) == [session[dead]], router.birdc("show", "route", "all")
+    assert _bird_pid(lab, alive) is None
+
+    # The host dies: its agent and its bird are killed.
+    proc = lab.agents.pop(dead)
+    proc.kill()
+    proc.wait(timeout=10)
+    os.kill(_bird_pid(lab, dead), signal.SIGKILL)
+    _withdrawn(lab, router, cidr)
+
+    wait_for(f"the speaker moved to {alive}", lambda: _hosting(env, speaker) == [alive],
+             timeout=90, interval=1)
+    _announced(lab, router, cidr, gw_ip)
+    assert router.learned_from(cidr) == [session[alive]], router.birdc("show", "route", "all")
+    assert router.session_since(session[alive]) is not None
+    wait_for(f"{alive} reports the peer Established",
+             lambda: _peer_states(env, alive).get(peer) == "Established", interval=1)

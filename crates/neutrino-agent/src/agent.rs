@@ -114,6 +114,11 @@ struct Agent {
     )>,
     /// The state of each BGP session when last looked at (changes are logged).
     bgp_sessions: BTreeMap<String, String>,
+    /// Whether `bird` was looked at since the agent started (the first look adopts one).
+    bgp_looked: bool,
+    /// What the heartbeats report in the BGP agent entry's `configurations` (counts and
+    /// each peer's session state; `null` until the first BGP pass).
+    bgp_status: tokio::sync::watch::Sender<Value>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -124,7 +129,8 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let client = Arc::new(client);
-    let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone()));
+    let (bgp_status, bgp_status_rx) = tokio::sync::watch::channel(Value::Null);
+    let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone(), bgp_status_rx));
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
     let mut agent = Agent {
         cfg,
@@ -150,9 +156,11 @@ pub async fn run(
         health: Default::default(),
         sfc_last: None,
         bgp_sessions: BTreeMap::new(),
+        bgp_looked: false,
+        bgp_status,
     };
     if !agent.cfg.bgp {
-        // A `bird` an earlier run with --bgp left behind (it stops bird on a clean shutdown).
+        // A `bird` an earlier run with --bgp left behind (bird outlives the agent).
         let bird = agent.bird();
         if bird.dir.exists() {
             tracing::info!("not a BGP agent: stopping the bird an earlier run left");
@@ -164,11 +172,8 @@ pub async fn run(
         _ = stop => tracing::info!("agent stopping"),
     }
     heartbeat.abort();
-    if agent.cfg.bgp {
-        // The sessions end with the agent (the peers withdraw what it announced).
-        let bird = agent.bird();
-        let _ = tokio::task::spawn_blocking(move || bird.stop()).await;
-    }
+    // `bird` keeps running: its sessions and announcements survive an agent restart (the
+    // next agent adopts it); it stops when no speaker is bound here any more.
     Ok(())
 }
 
@@ -251,14 +256,29 @@ async fn next_verdicts(
     }
 }
 
-async fn heartbeats(cfg: AgentConfig, client: Arc<ServerClient>) {
+/// Reports the agent every `report_every`, and at once when the BGP status changes (the
+/// server shows it in the BGP dynamic routing agent entry's `configurations`).
+async fn heartbeats(
+    cfg: AgentConfig,
+    client: Arc<ServerClient>,
+    mut bgp_status: tokio::sync::watch::Receiver<Value>,
+) {
     let started = now();
-    let doc = agent_doc(&cfg, &started);
+    let base = agent_doc(&cfg, &started);
+    let mut open = true;
     loop {
+        let mut doc = base.clone();
+        let status = bgp_status.borrow_and_update().clone();
+        if !status.is_null() {
+            doc["configurations"]["bgp_dragent"] = status;
+        }
         if let Err(e) = client.report(&doc).await {
             tracing::warn!(error = %e, "heartbeat failed");
         }
-        tokio::time::sleep(cfg.report_every).await;
+        tokio::select! {
+            () = tokio::time::sleep(cfg.report_every) => {}
+            changed = bgp_status.changed(), if open => open = changed.is_ok(),
+        }
     }
 }
 
@@ -710,8 +730,20 @@ impl Agent {
                 None
             }
         };
+        let first = !self.bgp_looked;
+        self.bgp_looked = true;
         let result = tokio::task::spawn_blocking(move || {
-            let ops = neutrino_dataplane::bgp::plan_bird(want.as_deref(), &bird.observe());
+            let have = bird.observe();
+            if first && have.running {
+                // An earlier run's bird (it outlives the agent): adopted, reconfigured only
+                // when the configuration differs.
+                tracing::info!(
+                    dir = %bird.dir.display(),
+                    same = want.as_deref() == Some(have.conf.as_str()),
+                    "adopting the running bird"
+                );
+            }
+            let ops = neutrino_dataplane::bgp::plan_bird(want.as_deref(), &have);
             let errors = bird.apply(&ops);
             let states = if want.is_some() {
                 bird.birdc(&["show", "protocols"])
@@ -727,6 +759,12 @@ impl Agent {
             tracing::warn!("BGP reconcile panicked");
             return;
         };
+        let status = neutrino_dataplane::bgp::dragent_status(&speakers, &states);
+        self.bgp_status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
         self.stats.bgp_ops += n as u64;
         self.stats.ops_total += n as u64;
         self.stats.errors_total += errors.len() as u64;

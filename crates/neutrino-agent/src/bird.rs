@@ -1,9 +1,17 @@
 //! The BGP speakers of a `neutrino agent --bgp`: one `bird` (BIRD 2) per agent, in the
 //! dataplane namespace when there is one, with its configuration, control socket, pid file
 //! and log in `<state dir>/bgp/`. Observation reads the configuration back and checks that
-//! the pid file names a live `bird` started with it; application writes the file, starts
-//! `bird`, has it load a changed file (`birdc configure`) and stops it.
+//! the pid file names a live `bird` started with it that answers on its control socket;
+//! application writes the file, starts `bird`, has it load a changed file (`birdc
+//! configure`) and stops it.
+//!
+//! `bird` outlives the agent: it runs detached (a session and process group of its own, its
+//! pid file and control socket in the state directory), an agent that stops leaves it
+//! running with its sessions, and the next agent adopts it (same configuration: nothing is
+//! done; another: `birdc configure`). It stops when no speaker is bound here any more, or
+//! when the agent runs without `--bgp`.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -31,11 +39,15 @@ impl Bird {
         self.dir.join("bird.log").to_string_lossy().into_owned()
     }
 
-    /// What runs now.
+    /// What runs now: a `bird` counts as running when its pid file names a live `bird`
+    /// started with our configuration file and it answers `birdc show status` on our
+    /// socket (a hung one is started again).
     pub fn observe(&self) -> ObservedBird {
+        let running = running_pid(&self.dir, PROGRAM, CONF).is_some()
+            && self.birdc(&["show", "status"]).is_ok();
         ObservedBird {
             conf: read(&self.dir, CONF),
-            running: running_pid(&self.dir, PROGRAM, CONF).is_some(),
+            running,
         }
     }
 
@@ -84,9 +96,12 @@ impl Bird {
         let (conf, pid) = (self.dir.join(CONF), self.dir.join("pid"));
         let errors = self.dir.join("stderr");
         let stderr = std::fs::File::create(&errors).map_err(|e| io_error("stderr file", e))?;
-        // bird forks into the background once its configuration is loaded.
+        // bird forks into the background once its configuration is loaded; in a process
+        // group of its own (bird also starts a session), so nothing aimed at the agent's
+        // group reaches it: it outlives the agent.
         let status = self
             .command(PROGRAM)
+            .process_group(0)
             .args(["-c", &conf.to_string_lossy(), "-s", &self.socket()])
             .args(["-P", &pid.to_string_lossy()])
             .stdin(Stdio::null())

@@ -174,6 +174,51 @@ async fn sync_role_entries(
     Ok(bgp_new)
 }
 
+/// The `configurations` of a BGP agent entry given what its host's agent reports
+/// (`configurations.bgp_dragent`): upstream's dragent counts (`bgp_speakers`, `bgp_peers`,
+/// `advertise_routes`) and the Neutrino extension `neutrino:peer_states` (peer id → the BGP
+/// session state); anything else, or of the wrong type, is dropped.
+fn bgp_dragent_configurations(status: &Value) -> Value {
+    let mut conf = role_configurations(BGP_AGENT_TYPE);
+    for key in ["bgp_speakers", "bgp_peers", "advertise_routes"] {
+        if let Some(n) = status[key].as_u64() {
+            conf[key] = json!(n);
+        }
+    }
+    let states: Map<String, Value> = status["neutrino:peer_states"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(id, state)| id.len() <= 64 && state.as_str().is_some_and(|s| s.len() <= 32))
+        .take(1024)
+        .map(|(id, state)| (id.clone(), state.clone()))
+        .collect();
+    conf["neutrino:peer_states"] = Value::Object(states);
+    conf
+}
+
+/// Records the BGP status an agent reports in its host's BGP agent entry (a write only when
+/// it changed).
+async fn update_bgp_status(
+    tx: &mut neutrino_store::Tx,
+    host: &str,
+    status: &Value,
+) -> ApiResult<()> {
+    let scope = format!("agent:{BGP_AGENT_TYPE}");
+    let Some(id) = tx.claim_owner(&scope, host).await.map_err(db)? else {
+        return Ok(());
+    };
+    let Some(mut rec) = tx.get("agent", &id).await.map_err(db)? else {
+        return Ok(());
+    };
+    let conf = bgp_dragent_configurations(status);
+    if rec.body["configurations"] != conf {
+        rec.body["configurations"] = conf;
+        tx.update("agent", &rec.id, &rec.body).await.map_err(db)?;
+    }
+    Ok(())
+}
+
 /// A change page with the documents as JSON, or a sign that the reader must resync.
 #[derive(Clone)]
 pub enum FeedPage {
@@ -248,7 +293,7 @@ impl App {
             .and_then(Value::as_str)
             .unwrap_or("neutrino-agent")
             .to_string();
-        let configurations = match doc.get("configurations") {
+        let mut configurations = match doc.get("configurations") {
             None => json!({}),
             Some(Value::Object(c)) => Value::Object(c.clone()),
             Some(_) => {
@@ -261,6 +306,12 @@ impl App {
             .get("started_at")
             .and_then(Value::as_str)
             .map(str::to_string);
+        // What a Neutrino agent says about its BGP speakers belongs to its BGP agent entry,
+        // not to its own record (which changes only when the agent's setup does).
+        let bgp_status = configurations
+            .as_object_mut()
+            .and_then(|c| c.remove("bgp_dragent"))
+            .filter(|_| agent_type == AGENT_TYPE);
         let mut tx = self.write().await?;
         let scope = format!("agent:{agent_type}");
         let existing = match tx.claim_owner(&scope, &host).await.map_err(db)? {
@@ -305,6 +356,9 @@ impl App {
         let mut bgp_entry_new = false;
         if agent_type == AGENT_TYPE {
             bgp_entry_new = sync_role_entries(&mut tx, &host, &rec.body).await?;
+            if let Some(status) = &bgp_status {
+                update_bgp_status(&mut tx, &host, status).await?;
+            }
         }
         tx.commit().await.map_err(db)?;
         let at = epoch_secs();

@@ -1416,3 +1416,65 @@ async fn agent_fetches_its_speakers_with_peers_and_routes() {
         .unwrap_err();
     assert_eq!(err.status, 403);
 }
+
+async fn feed_revision(t: &Env) -> i64 {
+    t.app.feed_snapshot(&admin()).await.unwrap()["revision"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The BGP status a Neutrino agent reports (`configurations.bgp_dragent`) is shown in its BGP
+/// agent entry, as upstream's dragent reports its counts, with each peer's session state;
+/// the agent's own record does not carry it.
+#[tokio::test]
+async fn dragent_reports_counts_and_peer_states() {
+    let t = env().await;
+    register(&t, "h1", json!({"bgp": true})).await;
+    let conf = |agents: Vec<Value>| agents[0]["configurations"].clone();
+    assert_eq!(
+        conf(bgp_agents(&t).await),
+        json!({"bgp_speakers": 0, "bgp_peers": 0, "advertise_routes": 0})
+    );
+    let peer = "11111111-2222-4333-8444-555555555555";
+    let status = |state: &str| {
+        json!({"bgp": true, "bgp_dragent": {
+            "bgp_speakers": 1, "bgp_peers": 1, "advertise_routes": 2,
+            "neutrino:peer_states": {peer: state}, "junk": "dropped"}})
+    };
+    register(&t, "h1", status("Active")).await;
+    let revision = feed_revision(&t).await;
+    register(&t, "h1", status("Active")).await;
+    assert_eq!(
+        feed_revision(&t).await,
+        revision,
+        "an unchanged status is no write"
+    );
+    register(&t, "h1", status("Established")).await;
+    assert!(feed_revision(&t).await > revision);
+    assert_eq!(
+        conf(bgp_agents(&t).await),
+        json!({"bgp_speakers": 1, "bgp_peers": 1, "advertise_routes": 2,
+               "neutrino:peer_states": {peer: "Established"}})
+    );
+    let all = t
+        .app
+        .list_agents(&admin(), &query(&[]))
+        .await
+        .unwrap()
+        .items;
+    let main = all
+        .iter()
+        .find(|a| a["agent_type"] == "Neutrino agent")
+        .unwrap();
+    assert_eq!(main["configurations"]["bgp"], true);
+    assert!(
+        main["configurations"].get("bgp_dragent").is_none(),
+        "{main:?}"
+    );
+    // A report without the status (an older agent) leaves the entry as it is.
+    register(&t, "h1", json!({"bgp": true})).await;
+    assert_eq!(
+        conf(bgp_agents(&t).await)["neutrino:peer_states"][peer],
+        "Established"
+    );
+}

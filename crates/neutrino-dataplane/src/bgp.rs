@@ -265,6 +265,35 @@ pub fn session_states(show_protocols: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The BGP finite state machine state of a session from its [`session_states`] entry
+/// (`up Established` → `Established`, `start Active Socket: ...` → `Active`; a session
+/// BIRD shows without one, e.g. `down`, is `Idle`).
+pub fn fsm_state(state: &str) -> &str {
+    state.split_whitespace().nth(1).unwrap_or("Idle")
+}
+
+/// What the agent reports about its speakers in its BGP dynamic routing agent entry's
+/// `configurations`: upstream's dragent counts (`bgp_speakers`, `bgp_peers`,
+/// `advertise_routes`) and, as a Neutrino extension, the state of each peer's session by
+/// peer id (`"neutrino:peer_states": {"<peer id>": "Established"}`; peers without a session
+/// here, e.g. of the other IP version, are absent).
+pub fn dragent_status(speakers: &[Speaker], sessions: &BTreeMap<String, String>) -> Value {
+    let mut states = serde_json::Map::new();
+    for s in speakers {
+        for p in &s.peers {
+            if let Some(state) = sessions.get(&protocol_name(&s.id, &p.id)) {
+                states.insert(p.id.clone(), Value::from(fsm_state(state)));
+            }
+        }
+    }
+    serde_json::json!({
+        "bgp_speakers": speakers.len(),
+        "bgp_peers": speakers.iter().map(|s| s.peers.len()).sum::<usize>(),
+        "advertise_routes": speakers.iter().map(|s| s.routes.len()).sum::<usize>(),
+        "neutrino:peer_states": states,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -449,6 +478,50 @@ s0a1b2c3d4e5f_p666666667777 BGP        ---        start  22:10:01.123  Active   
         assert_eq!(
             states["s0a1b2c3d4e5f_p666666667777"],
             "start Active Socket: Connection refused"
+        );
+    }
+
+    #[test]
+    fn dragent_status_counts_and_peer_states() {
+        let doc = json!({"bgp_speakers": [{
+        "id": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", "local_as": 64512, "ip_version": 4,
+        "peers": [
+            {"id": "11111111-2222-4333-8444-555555555555", "peer_ip": "198.18.0.2",
+             "remote_as": 64513, "auth_type": "none"},
+            {"id": "66666666-7777-4888-8999-aaaaaaaaaaaa", "peer_ip": "198.18.0.3",
+             "remote_as": 64513, "auth_type": "none"},
+            {"id": "bbbbbbbb-7777-4888-8999-aaaaaaaaaaaa", "peer_ip": "198.18.0.4",
+             "remote_as": 64513, "auth_type": "none"},
+        ],
+        "advertised_routes": [
+            {"destination": "10.0.0.0/24", "next_hop": "198.19.0.10"},
+            {"destination": "10.0.1.0/24", "next_hop": "198.19.0.10"},
+        ]}]});
+        let speakers = speakers_from_json(&doc);
+        let sp = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
+        let sessions: BTreeMap<String, String> = [
+            (
+                protocol_name(sp, "11111111-2222-4333-8444-555555555555"),
+                "up Established".to_string(),
+            ),
+            (
+                protocol_name(sp, "66666666-7777-4888-8999-aaaaaaaaaaaa"),
+                "start Active Socket: Connection refused".to_string(),
+            ),
+        ]
+        .into();
+        assert_eq!(
+            dragent_status(&speakers, &sessions),
+            json!({"bgp_speakers": 1, "bgp_peers": 3, "advertise_routes": 2,
+                   "neutrino:peer_states": {
+                       "11111111-2222-4333-8444-555555555555": "Established",
+                       "66666666-7777-4888-8999-aaaaaaaaaaaa": "Active"}})
+        );
+        assert_eq!(fsm_state("down"), "Idle");
+        assert_eq!(
+            dragent_status(&[], &BTreeMap::new()),
+            json!({"bgp_speakers": 0, "bgp_peers": 0, "advertise_routes": 0,
+                   "neutrino:peer_states": {}})
         );
     }
 }
