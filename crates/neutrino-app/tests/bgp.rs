@@ -730,22 +730,16 @@ struct Topo {
     gw_ip: String,
 }
 
+/// A shared IPv4 address scope.
+async fn shared_scope(t: &Env, name: &str) -> String {
+    let body = json!({"name": name, "ip_version": 4, "shared": true});
+    id(&t.ok(&admin(), "address-scopes", body).await)
+}
+
 async fn scoped_topology(t: &Env) -> Topo {
     let a = admin();
-    let scope = id(&t
-        .ok(
-            &a,
-            "address-scopes",
-            json!({"name": "s1", "ip_version": 4, "shared": true}),
-        )
-        .await);
-    let scope2 = id(&t
-        .ok(
-            &a,
-            "address-scopes",
-            json!({"name": "s2", "ip_version": 4, "shared": true}),
-        )
-        .await);
+    let scope = shared_scope(t, "s1").await;
+    let scope2 = shared_scope(t, "s2").await;
     let ext_pool = id(&t
         .ok(
             &a,

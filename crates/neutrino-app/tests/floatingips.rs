@@ -33,15 +33,7 @@ async fn port_details_follow_the_association() {
     let t = env().await;
     let (ext, _) = t.external().await;
     let (net, sub) = t.net(&tenant(), json!({}), "10.0.0.0/24").await;
-    let rid = t.gateway_router(&ext).await;
-    t.action(
-        &tenant(),
-        &rid,
-        "add_router_interface",
-        json!({"subnet_id": sub}),
-    )
-    .await
-    .unwrap();
+    t.router_between(&ext, &sub).await;
     let vm = t
         .ok(
             &tenant(),
@@ -127,15 +119,7 @@ async fn port_details_on_a_long_listing() {
     let t = env().await;
     let (ext, _) = t.external().await;
     let (net, sub) = t.net(&tenant(), json!({}), "10.0.0.0/24").await;
-    let rid = t.gateway_router(&ext).await;
-    t.action(
-        &tenant(),
-        &rid,
-        "add_router_interface",
-        json!({"subnet_id": sub}),
-    )
-    .await
-    .unwrap();
+    t.router_between(&ext, &sub).await;
     let mut want = std::collections::HashMap::new();
     for i in 0..40 {
         let vm = t

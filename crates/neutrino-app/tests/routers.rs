@@ -664,15 +664,7 @@ async fn extra_routes() {
     let t = env().await;
     let (ext, _) = t.external().await;
     let (_, sub_a) = t.net(&tenant(), json!({"name": "a"}), "10.0.0.0/24").await;
-    let rid = t.gateway_router(&ext).await;
-    t.action(
-        &tenant(),
-        &rid,
-        "add_router_interface",
-        json!({"subnet_id": sub_a}),
-    )
-    .await
-    .unwrap();
+    let rid = t.router_between(&ext, &sub_a).await;
 
     let route = json!({"destination": "192.168.0.0/24", "nexthop": "10.0.0.5"});
     let up = t
@@ -879,15 +871,7 @@ async fn floating_ips() {
         .net(&tenant(), json!({"name": "far"}), "10.50.0.0/24")
         .await;
     let (hidden, _) = t.net(&other_tenant(), json!({}), "10.9.0.0/24").await;
-    let rid = t.gateway_router(&ext).await;
-    t.action(
-        &tenant(),
-        &rid,
-        "add_router_interface",
-        json!({"subnet_id": sub_a}),
-    )
-    .await
-    .unwrap();
+    let rid = t.router_between(&ext, &sub_a).await;
     let vm = t.ok(&tenant(), "ports", json!({"network_id": net_a})).await;
     let vm_ip = vm["fixed_ips"][0]["ip_address"]
         .as_str()

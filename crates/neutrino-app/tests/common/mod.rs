@@ -221,6 +221,21 @@ impl Env {
         id(&r)
     }
 
+    /// A router with a gateway on `ext` (see [`Env::gateway_router`]) and an interface on the
+    /// tenant's subnet `sub`; returns the router's id.
+    pub async fn router_between(&self, ext: &str, sub: &str) -> String {
+        let rid = self.gateway_router(ext).await;
+        self.action(
+            &tenant(),
+            &rid,
+            "add_router_interface",
+            json!({"subnet_id": sub}),
+        )
+        .await
+        .unwrap();
+        rid
+    }
+
     /// The external network of the tests: 172.24.4.0/24, visible to everyone.
     pub async fn external(&self) -> (String, String) {
         self.net(
