@@ -27,6 +27,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import time
 import uuid
 
 import pytest
@@ -48,6 +50,8 @@ EXT6_GW = "2001:db8:e::fffe"
 REMOTE_NET = "198.18.77.0/24"
 REMOTE_GW = "198.18.77.1"
 REMOTE_IP = "198.18.77.2"
+REMOTE6_GW = "2001:db8:77::1"
+REMOTE6_IP = "2001:db8:77::2"
 SCOPED_POOL = "10.66.0.0/16"
 OTHER_POOL = "10.67.0.0/16"
 V6_POOL = "2001:db8:100::/48"
@@ -115,15 +119,18 @@ class PeerRouter:
         sh("ip", "-n", r, "addr", "add", f"{EXT_GW}/24", "dev", "eth1")
         sh("ip", "-n", r, "addr", "add", f"{EXT6_GW}/64", "dev", "eth1", "nodad")
         sh("ip", "-n", r, "addr", "add", f"{REMOTE_GW}/24", "dev", "eth2")
+        sh("ip", "-n", r, "addr", "add", f"{REMOTE6_GW}/64", "dev", "eth2", "nodad")
         for dev in ("lo", "eth0", "eth2"):
             sh("ip", "-n", r, "link", "set", dev, "up")
         sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1",
            "net.ipv6.conf.all.forwarding=1")
         m = self.remote
         sh("ip", "-n", m, "addr", "add", f"{REMOTE_IP}/24", "dev", "eth0")
+        sh("ip", "-n", m, "addr", "add", f"{REMOTE6_IP}/64", "dev", "eth0", "nodad")
         sh("ip", "-n", m, "link", "set", "lo", "up")
         sh("ip", "-n", m, "link", "set", "eth0", "up")
         sh("ip", "-n", m, "route", "add", "default", "via", REMOTE_GW)
+        sh("ip", "-n", m, "-6", "route", "add", "default", "via", REMOTE6_GW)
         # The speaker's IPv6 address on the underlay (for the IPv6 session).
         sh("ip", "-n", self.lab.host_ns("h1"), "addr", "add", f"{H1_UL6}/64", "dev", "uplink",
            "nodad")
@@ -232,7 +239,34 @@ def _open_group(env) -> tuple[str, str]:
     for proto in ("tcp", "icmp"):
         osc("security", "group", "rule", "create", "--ingress", "--protocol", proto,
             "--remote-ip", "0.0.0.0/0", sg, env=env)
+    osc("security", "group", "rule", "create", "--ingress", "--ethertype", "IPv6",
+        "--protocol", "tcp", "--remote-ip", "::/0", sg, env=env)
     return ("--security-group", sg)
+
+
+def _tcp6_peer(server_ns: str, client_ns: str, target: str, port: int = 5006) -> str:
+    """Connects over IPv6 from one namespace to ``target``; returns the source address the
+    server saw (empty when the connection did not get through)."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", server_ns, "python3", "-c",
+         "import socket\n"
+         "s=socket.socket(socket.AF_INET6); "
+         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('::', {port})); s.listen(1); s.settimeout(6)\n"
+         "try:\n"
+         "    c,peer=s.accept(); print(peer[0], flush=True)\n"
+         "except OSError:\n"
+         "    pass"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    sh("ip", "netns", "exec", client_ns, "python3", "-c",
+       "import socket\n"
+       "try:\n"
+       f"    socket.create_connection(('{target}', {port}), timeout=3).close()\n"
+       "except OSError:\n"
+       "    pass", check=False)
+    out, _ = listener.communicate(timeout=20)
+    return out.strip()
 
 
 def _topology(env) -> dict:
@@ -380,9 +414,16 @@ def test_ipv6_speaker_announces_the_scoped_prefix(reach):
     net = osc("network", "create", _name("in6"), env=env)["id"]
     sub = osc("subnet", "create", "--network", net, "--ip-version", "6", "--subnet-pool", pool,
               "--subnet-range", "2001:db8:100:1::/64", _name("in6"), env=env)
+    # A subnet without a pool (no scope): neither announced nor reachable from outside.
+    loose = osc("network", "create", _name("loose6"), env=env)["id"]
+    loose_sub = osc("subnet", "create", "--network", loose, "--ip-version", "6",
+                    "--subnet-range", "2001:db8:200:1::/64", _name("loose6"), env=env)
     router_id = osc("router", "create", _name("router6"), env=env)["id"]
     osc("router", "set", router_id, "--external-gateway", ext, env=env, json_output=False)
-    osc("router", "add", "subnet", router_id, sub["id"], env=env, json_output=False)
+    for s in (sub, loose_sub):
+        osc("router", "add", "subnet", router_id, s["id"], env=env, json_output=False)
+    for rp in osc("port", "list", "--router", router_id, env=env):
+        wait_active(env, rp["ID"])
     info = osc("router", "show", router_id, env=env)["external_gateway_info"]
     gw6 = next(ip["ip_address"] for ip in info["external_fixed_ips"]
                if ip["subnet_id"] == ext_sub)
@@ -391,3 +432,19 @@ def test_ipv6_speaker_announces_the_scoped_prefix(reach):
     routes = osc("bgp", "speaker", "list", "advertised", "routes", speaker, env=env)
     assert [(r["Destination"], r["Nexthop"]) for r in routes] == [(sub["cidr"], gw6)], routes
     _learned(lab, router, sub["cidr"], gw6)
+    assert router.next_hop_of(loose_sub["cidr"]) is None
+
+    # The remote host reaches an instance on the scoped subnet by its own IPv6 address, and
+    # the instance sees the remote host's.
+    sg = _open_group(env)
+    a = wait_active(env, bound_port(env, net, "h1", "a6", *sg)["id"])
+    c = wait_active(env, bound_port(env, loose, "h1", "c6", *sg)["id"])
+    ns_a, ns_c = lab.instance("h1", "a6"), lab.instance("h1", "c6")
+    seen = wait_for("the remote host reaching a over IPv6",
+                    lambda: _tcp6_peer(ns_a, router.remote, ip_of(a)), timeout=30)
+    assert seen == REMOTE6_IP, _dump(lab, router)
+    assert _tcp6_peer(router.remote, ns_a, REMOTE6_IP) == ip_of(a)
+    # The unscoped subnet: blocked at the project router even with a static route to it.
+    sh("ip", "-n", router.ns, "-6", "route", "add", loose_sub["cidr"], "via", gw6)
+    assert _tcp6_peer(ns_c, router.remote, ip_of(c)) == ""
+    assert _tcp6_peer(router.remote, ns_c, REMOTE6_IP) == ""
