@@ -14,7 +14,8 @@ speaker announces and installs it into its kernel table (``protocol kernel``); i
 
 Addresses: underlay 198.18.0.0/24 (h1 198.18.0.1, peer router 198.18.0.100; IPv6
 2001:db8:ff::/64), external network 198.19.0.0/24 (IPv6 2001:db8:e::/64; the peer router
-is .254 / ::fffe), remote host 198.18.77.0/24, tenant pools 10.66.0.0/16 (the external
+is .254 / ::fffe) with a floating-IP-only subnet 198.19.100.0/24 the peer router is not on,
+remote host 198.18.77.0/24 (2001:db8:77::/64), tenant pools 10.66.0.0/16 (the external
 network's scope), 10.67.0.0/16 (another scope) and 2001:db8:100::/48. Everything created is
 deleted: BIRD is stopped, the lab's teardown deletes every namespace named with its tag (the
 peer router's, the remote host's and the physical one included; veths go with them).
@@ -47,7 +48,7 @@ EXT_CIDR = "198.19.0.0/24"
 EXT_GW = "198.19.0.254"
 EXT6_CIDR = "2001:db8:e::/64"
 EXT6_GW = "2001:db8:e::fffe"
-REMOTE_NET = "198.18.77.0/24"
+FIP_CIDR = "198.19.100.0/24"
 REMOTE_GW = "198.18.77.1"
 REMOTE_IP = "198.18.77.2"
 REMOTE6_GW = "2001:db8:77::1"
@@ -277,8 +278,10 @@ def _topology(env) -> dict:
                 env=env)["id"]
     other = osc("address", "scope", "create", "--share", "--ip-version", "4", _name("o"),
                 env=env)["id"]
-    ext_pool = osc("subnet", "pool", "create", "--pool-prefix", EXT_CIDR, "--address-scope",
-                   scope, _name("extpool"), env=env)["id"]
+    # The external network's subnets share a pool (upstream's rule): the gateway subnet and
+    # the floating-IP-only one.
+    ext_pool = osc("subnet", "pool", "create", "--pool-prefix", EXT_CIDR, "--pool-prefix",
+                   FIP_CIDR, "--address-scope", scope, _name("extpool"), env=env)["id"]
     pool = osc("subnet", "pool", "create", "--pool-prefix", SCOPED_POOL, "--address-scope",
                scope, _name("pool"), env=env)["id"]
     other_pool = osc("subnet", "pool", "create", "--pool-prefix", OTHER_POOL,
@@ -303,7 +306,7 @@ def _topology(env) -> dict:
                  if ip["subnet_id"] == ext_sub)
     for rp in osc("port", "list", "--router", router, env=env):
         wait_active(env, rp["ID"])
-    return {"ext": ext, "nets": nets, "router": router, "gw_ip": gw_ip}
+    return {"ext": ext, "ext_pool": ext_pool, "nets": nets, "router": router, "gw_ip": gw_ip}
 
 
 def _speaker(env, ext: str, ip_version: int = 4, fips: bool = False,
@@ -371,8 +374,17 @@ def test_floating_ip_host_route(reach):
     speaker = _speaker(env, topo["ext"], fips=True)
     _learned(lab, router, "10.66.1.0/24", gw_ip)
 
-    fip = osc("floating", "ip", "create", "--port", b["id"], topo["ext"], env=env)
+    # The floating IP comes from a subnet of the external network that only floating IPs
+    # use: the peer router has no route to it but the announced host route.
+    fip_sub = osc("subnet", "create", "--network", topo["ext"], "--subnet-pool",
+                  topo["ext_pool"], "--subnet-range", FIP_CIDR,
+                  "--gateway", "none", "--no-dhcp", "--service-type", "network:floatingip",
+                  _name("fipsub"), env=env)["id"]
+    fip = osc("floating", "ip", "create", "--subnet", fip_sub, "--port", b["id"], topo["ext"],
+              env=env)
     address = fip["floating_ip_address"]
+    assert ipaddress.ip_address(address) in ipaddress.ip_network(FIP_CIDR)
+    assert router.kernel_route(FIP_CIDR) is None
     host_route = f"{address}/32"
     routes = osc("bgp", "speaker", "list", "advertised", "routes", speaker, env=env)
     assert (host_route, gw_ip) in [(r["Destination"], r["Nexthop"]) for r in routes], routes

@@ -56,9 +56,11 @@ pub fn add_router(
     let mut iface_of: BTreeMap<String, String> = BTreeMap::new();
     let mut cidr_of: BTreeMap<String, IpNet> = BTreeMap::new();
     let mut gateway_if: Option<String> = None;
+    let mut gateway_net: Option<&str> = None;
     for rp in ports {
         if rp.gateway {
             gateway_if = Some(rp.ifname.clone());
+            gateway_net = Some(text(rp.port, "network_id"));
         }
         for fixed in rp.port["fixed_ips"].as_array().into_iter().flatten() {
             let Some(subnet) = cluster.get("subnet", text(fixed, "subnet_id")) else {
@@ -100,6 +102,7 @@ pub fn add_router(
             id: text(fip, "id").to_string(),
             floating_ip,
             fixed_ip,
+            on_gateway_network: gateway_net == Some(text(fip, "floating_network_id")),
         });
     }
     let rules = compute(&model);
