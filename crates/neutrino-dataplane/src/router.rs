@@ -1,6 +1,7 @@
 //! Routers: what a router's namespace holds beyond its plugged interfaces. Forwarding on;
 //! the router's extra routes; its floating IPs as /32 addresses on the interface whose subnet
-//! holds them (the gateway, or an interface on an external network: `router-interface-fip`);
+//! holds them (the gateway, or an interface on an external network: `router-interface-fip`;
+//! one from a subnet of the gateway network the gateway has no address on: the gateway);
 //! and one nftables table with the address-scope rules the server's model implies
 //! (`neutrino_l3::compute`): blocked pairs dropped, SNAT toward the external network where
 //! scopes differ, floating IPs DNATed and SNATed toward their interface, and nothing from
