@@ -631,3 +631,53 @@ async fn isolated_ports_get_no_floating_ip() {
         "ExternalGatewayForFloatingIPNotFound",
     );
 }
+
+#[tokio::test]
+async fn floating_ip_of_a_floating_ip_only_subnet_lives_on_the_gateway() {
+    // A subnet of the external network that only floating IPs use: the router's gateway
+    // has no address there, the floating IP still lives on the gateway (announced to the
+    // physical routers as a BGP host route).
+    let t = env().await;
+    let (public, public_sub) = t.external().await;
+    let fip_sub = t
+        .ok(
+            &admin(),
+            "subnets",
+            json!({"network_id": public, "ip_version": 4, "cidr": "198.51.100.0/24",
+                   "gateway_ip": null, "service_types": ["network:floatingip"]}),
+        )
+        .await;
+    let r = t
+        .ok(
+            &tenant(),
+            "routers",
+            json!({"external_gateway_info": {"network_id": public}}),
+        )
+        .await;
+    let (net, sub) = t.net(&tenant(), json!({}), "10.9.0.0/24").await;
+    t.action(
+        &tenant(),
+        &id(&r),
+        "add_router_interface",
+        json!({"subnet_id": sub}),
+    )
+    .await
+    .unwrap();
+    let port = t.ok(&tenant(), "ports", json!({"network_id": net})).await;
+    let f = t
+        .ok(
+            &tenant(),
+            "floatingips",
+            json!({"floating_network_id": public, "subnet_id": id(&fip_sub),
+                   "port_id": id(&port)}),
+        )
+        .await;
+    assert!(in_cidr(
+        f["floating_ip_address"].as_str().unwrap(),
+        "198.51.100.0/24"
+    ));
+    let rules = t.app.router_rules(&tenant(), &id(&r)).await.unwrap();
+    let rule = &rules.floating[0];
+    assert_eq!(rule.via.as_deref(), Some(public_sub.as_str()));
+    assert!(!rule.via_interface);
+}

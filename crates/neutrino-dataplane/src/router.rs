@@ -1,6 +1,7 @@
 //! Routers: what a router's namespace holds beyond its plugged interfaces. Forwarding on;
 //! the router's extra routes; its floating IPs as /32 addresses on the interface whose subnet
-//! holds them (the gateway, or an interface on an external network: `router-interface-fip`);
+//! holds them (the gateway, or an interface on an external network: `router-interface-fip`;
+//! one from a subnet of the gateway network the gateway has no address on: the gateway);
 //! and one nftables table with the address-scope rules the server's model implies
 //! (`neutrino_l3::compute`): blocked pairs dropped, SNAT toward the external network where
 //! scopes differ, floating IPs DNATed and SNATed toward their interface, and nothing from
@@ -56,9 +57,11 @@ pub fn add_router(
     let mut iface_of: BTreeMap<String, String> = BTreeMap::new();
     let mut cidr_of: BTreeMap<String, IpNet> = BTreeMap::new();
     let mut gateway_if: Option<String> = None;
+    let mut gateway_net: Option<&str> = None;
     for rp in ports {
         if rp.gateway {
             gateway_if = Some(rp.ifname.clone());
+            gateway_net = Some(text(rp.port, "network_id"));
         }
         for fixed in rp.port["fixed_ips"].as_array().into_iter().flatten() {
             let Some(subnet) = cluster.get("subnet", text(fixed, "subnet_id")) else {
@@ -100,6 +103,7 @@ pub fn add_router(
             id: text(fip, "id").to_string(),
             floating_ip,
             fixed_ip,
+            on_gateway_network: gateway_net == Some(text(fip, "floating_network_id")),
         });
     }
     let rules = compute(&model);

@@ -50,6 +50,12 @@ pub struct FloatingIp {
     pub floating_ip: IpAddr,
     /// The internal address it maps to.
     pub fixed_ip: IpAddr,
+    /// Its floating network is the router's gateway network. A floating IP from a subnet of
+    /// that network the gateway port has no address on (e.g. a subnet of service type
+    /// `network:floatingip`, announced by BGP host routes) lives on the gateway too, as
+    /// upstream's L3 agent puts every floating IP on the gateway device.
+    #[serde(default)]
+    pub on_gateway_network: bool,
 }
 
 /// Everything the rules depend on.
@@ -191,7 +197,16 @@ pub fn compute(router: &RouterModel) -> RouterRules {
             .chain(router.interfaces.iter().map(|i| (i, true)))
             .filter(|(a, _)| a.cidr.contains(&fip.floating_ip))
             .collect();
-        let via = holders.first();
+        // Otherwise, a floating IP of the gateway network lives on the gateway of its version.
+        let via = holders.first().copied().or_else(|| {
+            router
+                .gateway
+                .iter()
+                .filter(|_| fip.on_gateway_network)
+                .find(|g| g.v6() == fip.floating_ip.is_ipv6())
+                .map(|g| (g, false))
+        });
+        let via = via.as_ref();
         let ext_scopes: Vec<&Option<String>> = via.map(|(a, _)| &a.scope).into_iter().collect();
         // The 1:1 NAT crossing: only a fixed IP outside the external scope needs its floating
         // IP to reach the internal subnets of that scope (same-scope subnets route anyway).
@@ -279,6 +294,7 @@ mod tests {
                 id: "f".into(),
                 floating_ip: "172.24.4.10".parse().unwrap(),
                 fixed_ip: "10.3.0.5".parse().unwrap(),
+                on_gateway_network: false,
             }],
         }
     }
@@ -376,6 +392,7 @@ mod tests {
             id: "f".into(),
             floating_ip: floating.parse().unwrap(),
             fixed_ip: fixed.parse().unwrap(),
+            on_gateway_network: false,
         }
     }
 
@@ -435,6 +452,24 @@ mod tests {
         let f = &compute(&m).floating[0];
         assert_eq!(f.via, None);
         assert!(f.reaches.is_empty());
+    }
+
+    #[test]
+    fn floating_ip_of_another_gateway_network_subnet_lives_on_the_gateway() {
+        // 203.0.113.0/24: a floating-IP-only subnet of the external network (no gateway
+        // address there); the fixed IP is in scope B, the gateway in scope A.
+        let mut m = router();
+        m.floating_ips = vec![FloatingIp {
+            on_gateway_network: true,
+            ..fip("203.0.113.9", "10.3.0.5")
+        }];
+        let f = &compute(&m).floating[0];
+        assert_eq!(f.via.as_deref(), Some("ext"));
+        assert!(!f.via_interface);
+        assert_eq!(f.reaches, vec!["a1".to_string(), "a2".to_string()]);
+        // No gateway subnet of its IP version: nowhere.
+        m.gateway.retain(|g| g.subnet_id == "ext6");
+        assert_eq!(compute(&m).floating[0].via, None);
     }
 
     #[test]

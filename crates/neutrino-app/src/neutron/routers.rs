@@ -1506,6 +1506,8 @@ impl App {
                 id: fip.id.clone(),
                 floating_ip,
                 fixed_ip,
+                on_gateway_network: rec.body["external_gateway_info"]["network_id"].as_str()
+                    == Some(s(&fip.body, "floating_network_id")),
             });
         }
         Ok(model)
