@@ -153,6 +153,7 @@ class PeerRouter:
             f"  local {local} as {ROUTER_AS};\n"
             f"  neighbor {speaker_ip} as {SPEAKER_AS};\n"
             "  multihop;\n"
+            "  connect delay time 1; connect retry time 2; error wait time 1, 5;\n"
             f"  {family} {{ import all; export none; }};\n"
             "}\n")
         sh("ip", "netns", "exec", self.ns, "bird", "-c", str(self.conf), "-s", self.sock,

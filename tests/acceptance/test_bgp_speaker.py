@@ -85,6 +85,8 @@ class RouterBird:
             f"  local {ROUTER_IP} as {ROUTER_AS};\n"
             f"  neighbor {ip} as {SPEAKER_AS};\n"
             "  multihop;\n"
+            # A lab router retries within a second or two, not BIRD's default two minutes.
+            "  connect delay time 1; connect retry time 2; error wait time 1, 5;\n"
             f"{auth}"
             "  ipv4 { import all; export none; };\n"
             "}\n" for i, ip in enumerate(ips))

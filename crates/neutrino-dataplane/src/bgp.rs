@@ -186,6 +186,10 @@ pub fn render(router_id: Ipv4Addr, log: &str, speakers: &[Speaker]) -> String {
             if let Some(password) = &peer.password {
                 let _ = writeln!(c, "  password \"{password}\";");
             }
+            // A session that failed (peer restarting, speaker moved here) is tried again
+            // within seconds, not after BIRD's default two minutes.
+            let _ = writeln!(c, "  connect retry time 5;");
+            let _ = writeln!(c, "  error wait time 5, 60;");
             let _ = writeln!(c, "  {family} {{");
             let _ = writeln!(c, "    table {s}_routes;");
             let _ = writeln!(c, "    import none;");
@@ -348,6 +352,8 @@ protocol bgp s0a1b2c3d4e5f_p111111112222 {
   local as 64512;
   neighbor 198.18.0.2 as 64513;
   multihop;
+  connect retry time 5;
+  error wait time 5, 60;
   ipv4 {
     table s0a1b2c3d4e5f_routes;
     import none;
@@ -360,6 +366,8 @@ protocol bgp s0a1b2c3d4e5f_p666666667777 {
   neighbor 198.18.0.9 as 64513;
   multihop;
   password "s3cret";
+  connect retry time 5;
+  error wait time 5, 60;
   ipv4 {
     table s0a1b2c3d4e5f_routes;
     import none;
