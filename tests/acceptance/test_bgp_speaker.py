@@ -5,8 +5,9 @@ BIRD, in a namespace of its own on the lab's underlay, plays the physical router
 peers with. Through the ``openstack`` CLI: an address scope with two subnet pools, an external
 network and a tenant subnet in the scope, a router between them, a speaker with the external
 network and a peer pointing at the router-BIRD. The router-BIRD must learn the tenant prefix
-with the router's gateway address as BGP next hop (``birdc show route all``), and lose it
-when the peer or the network is removed from the speaker, and the agent must report the
+with the router's gateway address as BGP next hop (``birdc show route all``), lose it when
+the router's interface or gateway goes (and learn it again when they come back), and when
+the peer or the network is removed from the speaker; and the agent must report the
 peer ``Established`` in its BGP agent entry. A second case uses an MD5 password on both
 sides. ``bird`` outlives its agent: a killed one comes back, the agent's shutdown leaves
 it running, a restarted agent adopts it (the router's session keeps its ``since`` and the
@@ -166,9 +167,10 @@ def _name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def _scoped_topology(env) -> tuple[str, str, str]:
+def _scoped_topology(env, details: bool = False) -> tuple[str, ...]:
     """External network and tenant subnet in one address scope, a router between them.
-    Returns (external network id, tenant subnet CIDR, router gateway address)."""
+    Returns (external network id, tenant subnet CIDR, router gateway address), and with
+    ``details`` the router's and the subnet's ids too."""
     scope = osc("address", "scope", "create", "--share", "--ip-version", "4", _name("scope"),
                 env=env)["id"]
     ext_pool = osc("subnet", "pool", "create", "--pool-prefix", EXT_CIDR, "--address-scope",
@@ -186,6 +188,8 @@ def _scoped_topology(env) -> tuple[str, str, str]:
     osc_run("router", "add", "subnet", router, sub["id"], env=env)
     info = osc("router", "show", router, env=env)["external_gateway_info"]
     gw_ip = info["external_fixed_ips"][0]["ip_address"]
+    if details:
+        return ext, sub["cidr"], gw_ip, router, sub["id"]
     return ext, sub["cidr"], gw_ip
 
 
@@ -239,7 +243,7 @@ def test_speaker_announces_tenant_prefix_and_withdraws_it(bgp_lab):
     env = lab.server.env
     speaker_ip = lab.tunnel_ip("h1")
     router.configure(speaker_ip)
-    ext, cidr, gw_ip = _scoped_topology(env)
+    ext, cidr, gw_ip, project_router, subnet = _scoped_topology(env, details=True)
     speaker, peer = _speaker_with_peer(env)
     # The only BGP agent hosts it.
     wait_for("the speaker on h1's BGP agent", lambda: [
@@ -260,6 +264,19 @@ def test_speaker_announces_tenant_prefix_and_withdraws_it(bgp_lab):
              lambda: _peer_states(env, "h1").get(peer) == "Established", interval=1)
     conf = _bgp_agent_conf(env, "h1")
     assert (conf["bgp_speakers"], conf["bgp_peers"], conf["advertise_routes"]) == (1, 1, 1), conf
+
+    # The router's interface on the subnet goes: withdrawn; back: announced again.
+    osc("router", "remove", "subnet", project_router, subnet, env=env, json_output=False)
+    _withdrawn(lab, router, cidr)
+    osc("router", "add", "subnet", project_router, subnet, env=env, json_output=False)
+    _announced(lab, router, cidr, gw_ip)
+    # The router's gateway goes: withdrawn; back (same scope): announced via its new address.
+    osc("router", "unset", "--external-gateway", project_router, env=env, json_output=False)
+    _withdrawn(lab, router, cidr)
+    osc("router", "set", "--external-gateway", ext, project_router, env=env, json_output=False)
+    info = osc("router", "show", project_router, env=env)["external_gateway_info"]
+    gw_ip = info["external_fixed_ips"][0]["ip_address"]
+    _announced(lab, router, cidr, gw_ip)
 
     # Unbinding the gateway network withdraws the prefix; the session stays up.
     osc_run("bgp", "speaker", "remove", "network", speaker, ext, env=env)
