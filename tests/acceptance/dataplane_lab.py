@@ -146,13 +146,8 @@ class Lab:
             self.stop_agent(host)
         for host in self.hosts:
             # The BGP agents' bird outlives its agent (it keeps the sessions over a restart).
-            bird = []
-            try:
-                bird = [int((self.state_dir(host) / "bgp" / "pid").read_text().strip())]
-            except (OSError, ValueError):
-                pass
-            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values(),
-                        *bird]:
+            stop_bird(self.state_dir(host) / "bgp" / "pid")
+            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values()]:
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except OSError:
@@ -225,6 +220,14 @@ def ip_of(port: dict) -> str:
     return port["fixed_ips"][0]["ip_address"]
 
 
+def stop_bird(pid_file: Path) -> None:
+    """Stops the ``bird`` a pid file names (if any)."""
+    try:
+        os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+
+
 def tcp_exchange(lab: Lab, server_ns: str, server_ip: str, client_ns: str) -> str:
     """Sends a line over TCP from one instance to another; returns what the server got."""
     listener = subprocess.Popen(
@@ -243,13 +246,15 @@ def tcp_exchange(lab: Lab, server_ns: str, server_ip: str, client_ns: str) -> st
 
 
 def tcp_peer(lab: Lab, server_ns: str, client_ns: str, target: str, port: int = 5003) -> str:
-    """Connects from one namespace to ``target``; returns the source address the server saw
-    (empty when the connection did not get through)."""
+    """Connects from one namespace to ``target`` (IPv4 or IPv6); returns the source address
+    the server saw (empty when the connection did not get through)."""
+    family, anywhere = ("AF_INET6", "::") if ":" in target else ("AF_INET", "0.0.0.0")
     listener = subprocess.Popen(
         ["ip", "netns", "exec", server_ns, "python3", "-c",
          "import socket\n"
-         "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-         f"s.bind(('0.0.0.0', {port})); s.listen(1); s.settimeout(6)\n"
+         f"s=socket.socket(socket.{family}); "
+         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('{anywhere}', {port})); s.listen(1); s.settimeout(6)\n"
          "try:\n"
          "    c,peer=s.accept(); print(peer[0], flush=True)\n"
          "except OSError:\n"

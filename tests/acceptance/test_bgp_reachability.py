@@ -25,17 +25,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
-import signal
-import subprocess
-import time
 import uuid
 
 import pytest
 
 from conftest import NeutrinoServer, _server_binary, osc
-from dataplane_lab import Lab, bound_port, ip_of, needs_root, sh, tcp_peer, wait_active, wait_for
+from dataplane_lab import Lab, bound_port, ip_of, needs_root, sh, stop_bird, tcp_peer, wait_active, wait_for
 
 pytestmark = [needs_root]
 
@@ -181,10 +177,7 @@ class PeerRouter:
         return routes[0] if routes else None
 
     def stop(self) -> None:
-        try:
-            os.kill(int(self.pid_file.read_text().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+        stop_bird(self.pid_file)
 
 
 @pytest.fixture
@@ -244,31 +237,6 @@ def _open_group(env) -> tuple[str, str]:
     osc("security", "group", "rule", "create", "--ingress", "--ethertype", "IPv6",
         "--protocol", "tcp", "--remote-ip", "::/0", sg, env=env)
     return ("--security-group", sg)
-
-
-def _tcp6_peer(server_ns: str, client_ns: str, target: str, port: int = 5006) -> str:
-    """Connects over IPv6 from one namespace to ``target``; returns the source address the
-    server saw (empty when the connection did not get through)."""
-    listener = subprocess.Popen(
-        ["ip", "netns", "exec", server_ns, "python3", "-c",
-         "import socket\n"
-         "s=socket.socket(socket.AF_INET6); "
-         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-         f"s.bind(('::', {port})); s.listen(1); s.settimeout(6)\n"
-         "try:\n"
-         "    c,peer=s.accept(); print(peer[0], flush=True)\n"
-         "except OSError:\n"
-         "    pass"],
-        stdout=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    sh("ip", "netns", "exec", client_ns, "python3", "-c",
-       "import socket\n"
-       "try:\n"
-       f"    socket.create_connection(('{target}', {port}), timeout=3).close()\n"
-       "except OSError:\n"
-       "    pass", check=False)
-    out, _ = listener.communicate(timeout=20)
-    return out.strip()
 
 
 def _topology(env) -> dict:
@@ -454,10 +422,10 @@ def test_ipv6_speaker_announces_the_scoped_prefix(reach):
     c = wait_active(env, bound_port(env, loose, "h1", "c6", *sg)["id"])
     ns_a, ns_c = lab.instance("h1", "a6"), lab.instance("h1", "c6")
     seen = wait_for("the remote host reaching a over IPv6",
-                    lambda: _tcp6_peer(ns_a, router.remote, ip_of(a)), timeout=30)
+                    lambda: tcp_peer(lab, ns_a, router.remote, ip_of(a)), timeout=30)
     assert seen == REMOTE6_IP, _dump(lab, router)
-    assert _tcp6_peer(router.remote, ns_a, REMOTE6_IP) == ip_of(a)
+    assert tcp_peer(lab, router.remote, ns_a, REMOTE6_IP) == ip_of(a)
     # The unscoped subnet: blocked at the project router even with a static route to it.
     sh("ip", "-n", router.ns, "-6", "route", "add", loose_sub["cidr"], "via", gw6)
-    assert _tcp6_peer(ns_c, router.remote, ip_of(c)) == ""
-    assert _tcp6_peer(router.remote, ns_c, REMOTE6_IP) == ""
+    assert tcp_peer(lab, ns_c, router.remote, ip_of(c)) == ""
+    assert tcp_peer(lab, router.remote, ns_c, REMOTE6_IP) == ""

@@ -22,6 +22,7 @@ namespaces (the router's with them), and the router-BIRD is stopped first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ import uuid
 import pytest
 
 from conftest import NeutrinoServer, _server_binary, osc, osc_run
-from dataplane_lab import Lab, needs_root, sh, wait_for
+from dataplane_lab import Lab, needs_root, sh, stop_bird, wait_for
 
 pytestmark = [needs_root]
 
@@ -140,17 +141,17 @@ class RouterBird:
         return re.findall(r"\[(speaker\d*) ", out)
 
     def stop(self) -> None:
-        try:
-            os.kill(int(self.pid_file.read_text().strip()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+        stop_bird(self.pid_file)
 
 
-@pytest.fixture
-def bgp_lab(tmp_path):
-    server = NeutrinoServer(_server_binary(), tmp_path / "server").start()
-    lab = Lab(server, tmp_path, ("h1",))
-    lab.agent_args["h1"] = ["--bgp"]
+@contextlib.contextmanager
+def _bgp_hosts(tmp_path, hosts: tuple[str, ...], server_args: list[str] | None = None):
+    """A lab whose hosts all run ``--bgp``, and the router-BIRD; everything stopped after."""
+    server = NeutrinoServer(_server_binary(), tmp_path / "server",
+                            extra_args=server_args).start()
+    lab = Lab(server, tmp_path, hosts)
+    for host in hosts:
+        lab.agent_args[host] = ["--bgp"]
     router = None
     try:
         lab.setup()
@@ -161,6 +162,12 @@ def bgp_lab(tmp_path):
             router.stop()
         lab.teardown()
         server.stop()
+
+
+@pytest.fixture
+def bgp_lab(tmp_path):
+    with _bgp_hosts(tmp_path, ("h1",)) as lab_and_router:
+        yield lab_and_router
 
 
 def _name(prefix: str) -> str:
@@ -403,21 +410,8 @@ def test_agent_restart_keeps_the_session_and_the_route(bgp_lab):
 @pytest.fixture
 def bgp_lab2(tmp_path):
     """Two BGP agents; the server declares an agent dead after 6 s without heartbeat."""
-    server = NeutrinoServer(_server_binary(), tmp_path / "server",
-                            extra_args=["--agent-down-time", "6"]).start()
-    lab = Lab(server, tmp_path, ("h1", "h2"))
-    lab.agent_args["h1"] = ["--bgp"]
-    lab.agent_args["h2"] = ["--bgp"]
-    router = None
-    try:
-        lab.setup()
-        router = RouterBird(lab).setup()
-        yield lab, router
-    finally:
-        if router is not None:
-            router.stop()
-        lab.teardown()
-        server.stop()
+    with _bgp_hosts(tmp_path, ("h1", "h2"), ["--agent-down-time", "6"]) as lab_and_router:
+        yield lab_and_router
 
 
 def _hosting(env, speaker) -> list[str]:

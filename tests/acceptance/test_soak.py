@@ -19,8 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from conftest import NeutrinoServer, _server_binary, unique
 from dataplane_lab import Lab, needs_root, wait_for
 from test_crash import _admin_token, _call, _host_snapshot
