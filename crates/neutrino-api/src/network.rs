@@ -190,9 +190,12 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             _ => Err(not_allowed()),
         },
         [first, more @ ..] => {
-            // networking-sfc collections live one level down: `/v2.0/sfc/port_chains/...`.
-            let (path, tail) = match (*first, more) {
-                ("sfc", [coll, tail @ ..]) => (format!("sfc/{coll}"), tail),
+            // Some extensions' collections live one level down (`/v2.0/sfc/port_chains/...`,
+            // `/v2.0/qos/policies/...`): a two-segment path wins when a collection has it.
+            let (path, tail) = match more {
+                [coll, tail @ ..] if Collection::by_path(&format!("{first}/{coll}")).is_some() => {
+                    (format!("{first}/{coll}"), tail)
+                }
                 _ => (first.to_string(), more),
             };
             let Some(collection) = Collection::by_path(&path) else {
