@@ -135,6 +135,13 @@ pub fn check(records: &[Record], claims: &[(String, String, String)]) -> Vec<Str
                 }
                 if let Some(p) = str_of(b, "port_id") {
                     expect(r, "port_id", &p, &["port"]);
+                    let scope = format!("fip:port:{p}");
+                    if !claim_set.contains_key(&(scope.as_str(), r.id.as_str())) {
+                        ip_problems.push(format!(
+                            "floatingip {}: no index claim {scope} for its port",
+                            r.id
+                        ));
+                    }
                 }
                 if let Some(x) = str_of(b, "router_id") {
                     expect(r, "router_id", &x, &["router"]);

@@ -105,6 +105,13 @@ pub struct Selector {
     pub project_ids: Option<Vec<String>>,
     /// Only children of these parents.
     pub parent_ids: Option<Vec<String>>,
+    /// Only these roles (a port's `device_owner`, see [`role_of`]).
+    pub roles: Option<Vec<String>>,
+}
+
+/// The `role` column of a document: its `device_owner` (ports), else none.
+fn role_of(body: &Value) -> Option<&str> {
+    body.get("device_owner").and_then(Value::as_str)
 }
 
 /// Told of every commit that reached the database, for metrics.
@@ -331,12 +338,14 @@ impl Tx {
     pub async fn insert(&mut self, rec: &Record) -> Result<(), StoreError> {
         let body = rec.body.to_string();
         self.execute(
-            "INSERT INTO resources (kind, id, project_id, parent_id, body) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO resources (kind, id, project_id, parent_id, role, body) \
+             VALUES (?, ?, ?, ?, ?, ?)",
             &[
                 (&rec.kind).into(),
                 (&rec.id).into(),
                 (&rec.project_id).into(),
                 rec.parent_id.as_deref().into(),
+                role_of(&rec.body).into(),
                 (&body).into(),
             ],
         )
@@ -347,11 +356,12 @@ impl Tx {
 
     /// Replaces the document of an existing resource; false when it does not exist.
     pub async fn update(&mut self, kind: &str, id: &str, body: &Value) -> Result<bool, StoreError> {
+        let role = role_of(body);
         let body = body.to_string();
         let n = self
             .execute(
-                "UPDATE resources SET body = ? WHERE kind = ? AND id = ?",
-                &[(&body).into(), kind.into(), id.into()],
+                "UPDATE resources SET body = ?, role = ? WHERE kind = ? AND id = ?",
+                &[(&body).into(), role.into(), kind.into(), id.into()],
             )
             .await?;
         if n > 0 {
@@ -419,6 +429,7 @@ impl Tx {
             ("id", &sel.ids),
             ("project_id", &sel.project_ids),
             ("parent_id", &sel.parent_ids),
+            ("role", &sel.roles),
         ] {
             if let Some(values) = values {
                 if values.is_empty() {

@@ -32,6 +32,28 @@ CREATE TABLE port_barriers (
 );
 "#;
 
+/// A resource's `role` column: a port's `device_owner`, indexed under its network, so a
+/// network's router or DHCP ports are found without reading every port of it. And the
+/// claims `fip:port:<port>` that index the floating IPs associated with a port.
+const ROLE_SQLITE: &str = r#"
+ALTER TABLE resources ADD COLUMN role TEXT;
+UPDATE resources SET role = json_extract(body, '$.device_owner') WHERE kind = 'port';
+CREATE INDEX resources_kind_parent_role ON resources (kind, parent_id, role);
+INSERT INTO claims (scope, key, owner)
+    SELECT 'fip:port:' || json_extract(body, '$.port_id'), id, id FROM resources
+    WHERE kind = 'floatingip' AND json_extract(body, '$.port_id') IS NOT NULL;
+"#;
+
+/// [`ROLE_SQLITE`] for PostgreSQL.
+const ROLE_POSTGRES: &str = r#"
+ALTER TABLE resources ADD COLUMN role TEXT;
+UPDATE resources SET role = (body::jsonb ->> 'device_owner') WHERE kind = 'port';
+CREATE INDEX resources_kind_parent_role ON resources (kind, parent_id, role);
+INSERT INTO claims (scope, key, owner)
+    SELECT 'fip:port:' || (body::jsonb ->> 'port_id'), id, id FROM resources
+    WHERE kind = 'floatingip' AND (body::jsonb ->> 'port_id') IS NOT NULL;
+"#;
+
 /// Each entry is one migration; never edit a released entry, append a new one.
 const SQLITE: &[&str] = &[
     r#"
@@ -72,6 +94,7 @@ CREATE TABLE heartbeats (
 "#,
     SFC_CHAIN_COUNTERS,
     BARRIER_TABLES,
+    ROLE_SQLITE,
 ];
 
 const POSTGRES: &[&str] = &[
@@ -115,6 +138,7 @@ CREATE TABLE heartbeats (
 "#,
     SFC_CHAIN_COUNTERS,
     BARRIER_TABLES,
+    ROLE_POSTGRES,
 ];
 
 /// Arbitrary constant naming the migration lock on PostgreSQL.

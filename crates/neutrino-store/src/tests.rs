@@ -69,6 +69,61 @@ async fn insert_get_list_update_delete() {
 }
 
 #[tokio::test]
+async fn ports_are_selected_by_role_under_their_network() {
+    for (store, _dir) in stores().await {
+        let net = unique("rolenet");
+        let port = |id: &str, owner: Option<&str>| Record {
+            kind: "port".into(),
+            id: id.into(),
+            project_id: "p".into(),
+            parent_id: Some(net.clone()),
+            body: match owner {
+                Some(o) => json!({"id": id, "device_owner": o}),
+                None => json!({"id": id}),
+            },
+        };
+        let (gw, vm, bare) = (format!("{net}-gw"), format!("{net}-vm"), format!("{net}-x"));
+        let mut tx = store.begin().await.unwrap();
+        tx.insert(&port(&gw, Some("network:router_gateway")))
+            .await
+            .unwrap();
+        tx.insert(&port(&vm, Some("compute:nova"))).await.unwrap();
+        tx.insert(&port(&bare, None)).await.unwrap();
+        tx.commit().await.unwrap();
+        let by_role = |roles: &[&str]| Selector {
+            parent_ids: Some(vec![net.clone()]),
+            roles: Some(roles.iter().map(|r| r.to_string()).collect()),
+            ..Default::default()
+        };
+        let ids = |recs: Vec<Record>| recs.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let mut tx = store.read().await.unwrap();
+        let found = tx.list("port", &by_role(&["network:router_gateway"])).await;
+        assert_eq!(ids(found.unwrap()), vec![gw.clone()]);
+        drop(tx);
+        // An update that changes the owner moves the port to its new role.
+        let mut tx = store.begin().await.unwrap();
+        tx.update(
+            "port",
+            &vm,
+            &json!({"id": vm, "device_owner": "network:router_gateway"}),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let mut tx = store.read().await.unwrap();
+        let found = tx
+            .list("port", &by_role(&["network:router_gateway", "x"]))
+            .await;
+        assert_eq!(ids(found.unwrap()), vec![gw, vm]);
+        assert!(tx
+            .list("port", &by_role(&["compute:nova"]))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
 async fn rollback_on_drop_leaves_nothing() {
     for (store, _dir) in stores().await {
         let id = unique("gone");

@@ -34,11 +34,8 @@ impl App {
             .map(|sn| sn.id.as_str())
             .collect();
         let mut ports: Vec<Record> = self
-            .network_ports(tx, network)
-            .await?
-            .into_iter()
-            .filter(|p| s(&p.body, "device_owner") == DHCP_OWNER)
-            .collect();
+            .network_ports_in_roles(tx, network, &[DHCP_OWNER])
+            .await?;
         ports.sort_by(|a, b| {
             (s(&a.body, "created_at"), &a.id).cmp(&(s(&b.body, "created_at"), &b.id))
         });

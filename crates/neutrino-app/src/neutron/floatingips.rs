@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use super::owners::{DHCP_OWNER, FLOATINGIP_OWNER, GATEWAY_OWNER, INTERFACE_OWNERS};
 use super::routers::bad_request;
+use super::scopes::ip_scope;
 use super::subnets::SubnetInfo;
 use async_trait::async_trait;
 
@@ -98,6 +99,12 @@ fn claim_scope(network: &str) -> String {
 
 fn claim_key(port: &str, ip: &str) -> String {
     format!("{port}/{ip}")
+}
+
+/// The claims that index a port's floating IPs (key and owner: the floating IP). Under
+/// `fip:` like the association claim, so releasing a floating IP's claims releases both.
+fn port_fips_scope(port: &str) -> String {
+    format!("fip:port:{port}")
 }
 
 /// What a floating IP is associated with: port, fixed IP, router (all JSON, null when free).
@@ -361,12 +368,8 @@ impl App {
         rec: &Record,
     ) -> ApiResult<()> {
         let network = rec.parent_id.clone().unwrap_or_default();
-        for port in self.network_ports(tx, &network).await? {
-            if s(&port.body, "device_id") == rec.id
-                && s(&port.body, "device_owner") == FLOATINGIP_OWNER
-            {
-                self.remove_service_port(tx, &port).await?;
-            }
+        if let Some(port) = self.floatingip_port(tx, rec, &network).await? {
+            self.remove_service_port(tx, &port).await?;
         }
         tx.release_owned("fip:", &rec.id).await.map_err(db)?;
         Ok(())
@@ -493,6 +496,9 @@ impl App {
                 ),
             ));
         }
+        tx.claim(&port_fips_scope(&port_id), fip.id, fip.id)
+            .await
+            .map_err(db)?;
         Ok(Association {
             port_id: json!(port_id),
             fixed_ip_address: json!(ip),
@@ -500,17 +506,61 @@ impl App {
         })
     }
 
+    /// The port holding a floating IP's address: the owner of the address's claim in one of
+    /// the external network's subnets (no scan of the network's ports).
+    async fn floatingip_port(
+        &self,
+        tx: &mut Tx,
+        rec: &Record,
+        network: &str,
+    ) -> ApiResult<Option<Record>> {
+        let Ok(address) = s(&rec.body, "floating_ip_address").parse::<IpAddr>() else {
+            return Ok(None);
+        };
+        for subnet in self.network_subnets(tx, network).await? {
+            let owner = tx
+                .claim_owner(&ip_scope(&subnet.id), &ipam::ip_key(address))
+                .await
+                .map_err(db)?;
+            let Some(port_id) = owner else { continue };
+            let port = tx.get("port", &port_id).await.map_err(db)?;
+            if let Some(port) = port.filter(|p| {
+                s(&p.body, "device_id") == rec.id && s(&p.body, "device_owner") == FLOATINGIP_OWNER
+            }) {
+                return Ok(Some(port));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The floating IPs associated with a port (from their index claims).
+    async fn port_floatingips(&self, tx: &mut Tx, port_id: &str) -> ApiResult<Vec<Record>> {
+        let ids = tx
+            .claimed_keys(&port_fips_scope(port_id), "", None, i64::MAX)
+            .await
+            .map_err(db)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sel = Selector {
+            ids: Some(ids),
+            ..Default::default()
+        };
+        tx.list("floatingip", &sel).await.map_err(db)
+    }
+
     /// Routers with a port on `network`: its gateway, or an interface (`router-interface-fip`:
     /// floating IPs of a network a router is attached to by an interface go through it too).
     async fn routers_on(&self, tx: &mut Tx, network: &str) -> ApiResult<HashSet<String>> {
+        let owners: Vec<&str> = INTERFACE_OWNERS
+            .iter()
+            .copied()
+            .chain([GATEWAY_OWNER])
+            .collect();
         Ok(self
-            .network_ports(tx, network)
+            .network_ports_in_roles(tx, network, &owners)
             .await?
             .iter()
-            .filter(|p| {
-                let owner = s(&p.body, "device_owner");
-                owner == GATEWAY_OWNER || INTERFACE_OWNERS.contains(&owner)
-            })
             .map(|p| s(&p.body, "device_id").to_string())
             .collect())
     }
@@ -557,10 +607,10 @@ impl App {
             .map(|sn| s(&sn.body, "gateway_ip").to_string())
             .unwrap_or_default();
         let mut first: Option<String> = None;
-        for p in self.network_ports(tx, &network).await? {
-            if !INTERFACE_OWNERS.contains(&s(&p.body, "device_owner")) {
-                continue;
-            }
+        for p in self
+            .network_ports_in_roles(tx, &network, INTERFACE_OWNERS)
+            .await?
+        {
             let Some(ip) = p.body["fixed_ips"].as_array().and_then(|ips| {
                 ips.iter()
                     .find(|ip| s(ip, "subnet_id") == subnet)
@@ -638,14 +688,7 @@ impl App {
     /// Disassociates every floating IP from a port that is going away. Meant for
     /// `delete_port` (before the port record is deleted).
     pub(super) async fn disassociate_port_fips(&self, tx: &mut Tx, port_id: &str) -> ApiResult<()> {
-        let fips = tx
-            .list("floatingip", &Selector::default())
-            .await
-            .map_err(db)?;
-        for mut fip in fips {
-            if s(&fip.body, "port_id") != port_id {
-                continue;
-            }
+        for mut fip in self.port_floatingips(tx, port_id).await? {
             tx.release_owned("fip:", &fip.id).await.map_err(db)?;
             Association::none().store(&mut fip.body);
             bump(&mut fip.body);
@@ -664,14 +707,7 @@ impl App {
         port_id: &str,
         new_fixed_ips: &[Value],
     ) -> ApiResult<()> {
-        let fips = tx
-            .list("floatingip", &Selector::default())
-            .await
-            .map_err(db)?;
-        for fip in fips {
-            if s(&fip.body, "port_id") != port_id {
-                continue;
-            }
+        for fip in self.port_floatingips(tx, port_id).await? {
             let fixed = s(&fip.body, "fixed_ip_address");
             if fixed.is_empty() || new_fixed_ips.iter().any(|ip| s(ip, "ip_address") == fixed) {
                 continue;

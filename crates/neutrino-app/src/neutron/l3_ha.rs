@@ -168,12 +168,10 @@ impl App {
             return Ok(Vec::new());
         };
         Ok(self
-            .network_ports(tx, &network)
+            .network_ports_in_roles(tx, &network, &[HA_PORT_OWNER])
             .await?
             .into_iter()
-            .filter(|p| {
-                s(&p.body, "device_id") == router.id && s(&p.body, "device_owner") == HA_PORT_OWNER
-            })
+            .filter(|p| s(&p.body, "device_id") == router.id)
             .collect())
     }
 

@@ -847,6 +847,21 @@ impl App {
         };
         tx.list("port", &sel).await.map_err(db)
     }
+
+    /// Ports on a network whose `device_owner` is one of `owners` (an index lookup).
+    pub(super) async fn network_ports_in_roles(
+        &self,
+        tx: &mut Tx,
+        network: &str,
+        owners: &[&str],
+    ) -> ApiResult<Vec<Record>> {
+        let sel = Selector {
+            parent_ids: Some(vec![network.to_string()]),
+            roles: Some(owners.iter().map(|o| o.to_string()).collect()),
+            ..Default::default()
+        };
+        tx.list("port", &sel).await.map_err(db)
+    }
 }
 
 /// Binds a port to `host` (empty: unbinds it); a moved or unbound port is down until the new

@@ -576,12 +576,10 @@ impl App {
         network: &str,
     ) -> ApiResult<Option<Record>> {
         Ok(self
-            .network_ports(tx, network)
+            .network_ports_in_roles(tx, network, &[GATEWAY_OWNER])
             .await?
             .into_iter()
-            .find(|p| {
-                s(&p.body, "device_id") == router && s(&p.body, "device_owner") == GATEWAY_OWNER
-            }))
+            .find(|p| s(&p.body, "device_id") == router))
     }
 
     /// Floating IPs whose traffic goes through the router.

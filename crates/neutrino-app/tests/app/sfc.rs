@@ -1,11 +1,9 @@
 //! Service function chaining through the public application API: every validation rule and
 //! conflict of networking-sfc, asserted by status code and NeutronError type.
 
-mod common;
-
 use std::ops::Deref;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// The common test environment plus a network per project (admin, a, b) for fresh ports.

@@ -3,9 +3,7 @@
 
 use std::collections::HashSet;
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,9 +2,7 @@
 //! subnet and by port), extra routes, floating IP allocation and association, and the
 //! in-use rules between them.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]

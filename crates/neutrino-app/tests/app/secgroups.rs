@@ -1,8 +1,6 @@
 //! Security group rule templates (`default-security-group-rules`) and the rules new groups get.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

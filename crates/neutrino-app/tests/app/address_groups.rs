@@ -2,9 +2,7 @@
 //! actions, security group rules naming a group as their remote, RBAC sharing and the in-use
 //! rules between the three.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 impl Env {
@@ -30,7 +28,7 @@ impl Env {
         self.create(ctx, "security-group-rules", body).await
     }
 
-    async fn share(&self, object: &str, target: &str) -> Value {
+    async fn share_group(&self, object: &str, target: &str) -> Value {
         self.ok(
             &admin(),
             "rbac-policies",
@@ -228,7 +226,7 @@ async fn sharing_through_rbac() {
         404,
         "AddressGroupNotFound",
     );
-    let policy = t.share(&ag, "project-a").await;
+    let policy = t.share_group(&ag, "project-a").await;
     assert_eq!(policy["object_type"], "address_group");
     t.show(&me, "address-groups", &ag).await.unwrap();
     assert_err(
@@ -274,7 +272,7 @@ async fn sharing_through_rbac() {
         "RbacPolicyInUse",
     );
     // ...unless another policy grants the same access.
-    let wildcard = id(&t.share(&ag, "*").await);
+    let wildcard = id(&t.share_group(&ag, "*").await);
     t.delete(&admin(), "rbac-policies", &policy).await.unwrap();
     assert_err(
         t.delete(&admin(), "rbac-policies", &wildcard).await,
@@ -294,7 +292,7 @@ async fn sharing_through_rbac() {
     );
 
     // Deleting the group takes its policies along.
-    t.share(&ag, "project-b").await;
+    t.share_group(&ag, "project-b").await;
     t.delete(&admin(), "address-groups", &ag).await.unwrap();
     let left = t
         .app

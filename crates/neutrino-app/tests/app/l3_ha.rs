@@ -3,9 +3,7 @@
 //! (and, for legacy routers, only when allowed), manual scheduling, and one winner when two
 //! servers on one PostgreSQL fail the same router over at once.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use neutrino_store::Store;
 use serde_json::{json, Value};
 

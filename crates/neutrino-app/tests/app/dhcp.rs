@@ -2,9 +2,7 @@
 //! registers, addresses following the DHCP-enabled subnets, recreated when deleted, gone
 //! with the last DHCP-enabled subnet, and no obstacle to deleting the network.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn dhcp_ports(t: &Env, network: &str) -> Vec<Value> {

@@ -14,11 +14,9 @@
 //! A collection of `COLLECTIONS` without a row fails the test, naming it: a new kind adds its
 //! rows here.
 
-mod common;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// Letters per caller for each group of operations; `except` overrides single operations.
@@ -376,7 +374,7 @@ impl Env {
     }
 
     /// `object` of `kind` shared with project B.
-    async fn share(&self, kind: &str, object: &str) {
+    async fn share_with_b(&self, kind: &str, object: &str) {
         let body = json!({"object_type": kind, "object_id": object,
                           "action": "access_as_shared", "target_tenant": "project-b"});
         self.ok(&tenant(), "rbac-policies", body).await;
@@ -527,7 +525,7 @@ impl Env {
         }
         let net = self.a_net(json!({})).await;
         if let NetworkShared | SubnetShared = shape {
-            self.share("network", &net).await;
+            self.share_with_b("network", &net).await;
         }
         net
     }
@@ -556,14 +554,14 @@ impl Env {
             Port | PortOnSharedNet => {
                 let net = self.a_lan().await;
                 if let PortOnSharedNet = shape {
-                    self.share("network", &net).await;
+                    self.share_with_b("network", &net).await;
                 }
                 let port = self.a_port(&net, "vm").await;
                 Fixture::new(port, json!({"network_id": net}))
             }
             PortOfBOnSharedNet => {
                 let net = self.a_lan().await;
-                self.share("network", &net).await;
+                self.share_with_b("network", &net).await;
                 let port = self
                     .ok(&other_tenant(), "ports", json!({"network_id": net}))
                     .await;
@@ -572,14 +570,14 @@ impl Env {
             SecurityGroup | SecurityGroupShared => {
                 let sg = id(&self.ok(&tenant(), "security-groups", json!({})).await);
                 if let SecurityGroupShared = shape {
-                    self.share("security_group", &sg).await;
+                    self.share_with_b("security_group", &sg).await;
                 }
                 Fixture::new(sg, json!({"name": "new"}))
             }
             Rule | RuleOfSharedGroup => {
                 let sg = id(&self.ok(&tenant(), "security-groups", json!({})).await);
                 if let RuleOfSharedGroup = shape {
-                    self.share("security_group", &sg).await;
+                    self.share_with_b("security_group", &sg).await;
                 }
                 let rule = |port: u32| {
                     json!({"security_group_id": sg, "direction": "ingress", "protocol": "tcp",
@@ -640,7 +638,7 @@ impl Env {
                                   "default_prefixlen": 24});
                 let pool = id(&self.ok(&tenant(), "subnetpools", body.clone()).await);
                 if let SubnetPoolShared = shape {
-                    self.share("subnetpool", &pool).await;
+                    self.share_with_b("subnetpool", &pool).await;
                 }
                 let net = self.a_net(json!({})).await;
                 let sub = json!({"network_id": net, "ip_version": 4, "cidr": "10.10.5.0/24"});
@@ -654,7 +652,7 @@ impl Env {
                 let body = json!({"name": "s", "ip_version": 4});
                 let scope = id(&self.ok(&tenant(), "address-scopes", body.clone()).await);
                 if let AddressScopeShared = shape {
-                    self.share("address_scope", &scope).await;
+                    self.share_with_b("address_scope", &scope).await;
                 }
                 Fixture::new(scope, body)
             }
@@ -672,7 +670,7 @@ impl Env {
                 let body = json!({"name": "g", "addresses": ["10.0.0.1/32"]});
                 let group = id(&self.ok(&tenant(), "address-groups", body.clone()).await);
                 if let AddressGroupShared = shape {
-                    self.share("address_group", &group).await;
+                    self.share_with_b("address_group", &group).await;
                 }
                 Fixture::new(group, body)
                     .action("add_addresses", json!({"addresses": ["10.0.0.2/32"]}))

@@ -1,9 +1,7 @@
 //! The built-in Keystone's role assignment listing: filters, `effective` (implied roles) and
 //! `include_names` (what `openstack role assignment list --names` reads).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn assignments(t: &Env, filters: &[(&str, &str)]) -> Vec<Value> {

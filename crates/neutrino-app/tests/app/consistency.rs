@@ -1,8 +1,6 @@
 //! The store consistency check passes on what the app writes and fails on a corrupted store.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,9 +1,7 @@
 //! Floating IP extensions through the application API: `fip-port-details`,
 //! `floatingip-pools`, `router-interface-fip` and `floating-ip-router-writable`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn pools(t: &Env, ctx: &Context, pairs: &[(&str, &str)]) -> Result<Vec<Value>, ApiError> {

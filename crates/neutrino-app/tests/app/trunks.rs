@@ -2,9 +2,7 @@
 //! plugin (with its exception names), `trunk_details` on the parent port, and what subports
 //! look like while they are in a trunk.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const NO_PORT: &str = "0b3b8a1c-1d2e-4f50-9a0b-0c1d2e3f4a5b";

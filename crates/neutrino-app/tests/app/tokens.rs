@@ -2,9 +2,7 @@
 //! loses a role on the token's project, when the project is deleted or disabled, or one by
 //! one through `DELETE /v3/auth/tokens`. A token made from a token expires with it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use neutrino_app::Config;
 use serde_json::{json, Value};
 

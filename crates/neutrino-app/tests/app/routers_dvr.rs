@@ -2,9 +2,7 @@
 //! down, and the port layout (distributed interfaces unbound, one SNAT port per interface
 //! subnet bound with the gateway to the router's SNAT host).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn owners(t: &Env, router: &str) -> Vec<(String, String)> {

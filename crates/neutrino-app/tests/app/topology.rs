@@ -1,11 +1,9 @@
 //! The topology view: it holds what the caller's own lists hold and nothing else, its entity
 //! tag follows its content, and a wait for a change ends on changes the caller can see only.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn ids_in(view: &Value, part: &str) -> Vec<String> {

@@ -3,9 +3,7 @@
 //! actions, the password that is never shown, the admin-only policy, what a speaker
 //! advertises, and the scheduling of speakers to BGP dynamic routing agents.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const SPEAKERS: &str = "bgp-speakers";

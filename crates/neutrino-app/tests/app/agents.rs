@@ -2,9 +2,7 @@
 //! clients filtering by agent type find them, router scheduling honours the L3 entry's
 //! `admin_state_up`, and the l3-agent endpoints name the L3 entry.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn register(t: &Env, host: &str, configurations: Value) -> String {

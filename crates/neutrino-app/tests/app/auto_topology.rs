@@ -1,9 +1,7 @@
 //! `is_default` external networks and the auto-allocated topology ("get me a network"):
 //! prerequisites, the topology built once (also when two requests race), and its removal.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 impl Env {

@@ -3,11 +3,9 @@
 //! remote group) has acknowledged the revision of the report; dead hosts do not hold it back;
 //! the barrier switched off restores the old behaviour; revision waits report lagging hosts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 async fn register(t: &Env, host: &str) {

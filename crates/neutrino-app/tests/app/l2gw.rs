@@ -2,9 +2,7 @@
 //! and status code of networking-l2gw (and its Tempest negative tests), and the
 //! border-gateway extension.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const GWS: &str = "l2-gateways";

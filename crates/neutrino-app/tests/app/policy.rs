@@ -1,11 +1,9 @@
 //! The policy in the request flow: Neutron's defaults decide as the hard-coded checks did
 //! before, and an operator's rules change exactly the outcomes they name.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use neutrino_policy::Policy;
 use serde_json::json;
 

@@ -1,0 +1,29 @@
+//! The application layer's tests through its public API, one module per area, linked into
+//! one test binary (one link instead of one per file; the tests of all modules run in
+//! parallel in one process, each on its own store).
+
+mod common;
+
+mod address_groups;
+mod agents;
+mod auto_topology;
+mod barrier;
+mod bgp;
+mod consistency;
+mod dhcp;
+mod floatingips;
+mod identity;
+mod isolation;
+mod l2gw;
+mod l3_ha;
+mod module_graph;
+mod policy;
+mod pool_props;
+mod ports_concurrent;
+mod routers;
+mod routers_dvr;
+mod secgroups;
+mod sfc;
+mod tokens;
+mod topology;
+mod trunks;
