@@ -19,6 +19,7 @@ import json
 import os
 import re
 import secrets
+import select
 import shlex
 import shutil
 import signal
@@ -26,6 +27,8 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -146,9 +149,85 @@ def osc_run(*args: str, env: dict[str, str], json_output: bool | None = None,
     argv = [_openstack_cli(), *args]
     if json_output:
         argv += ["-f", "json"]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = _FORK_SERVER.run(argv, env, timeout)
+    if proc is None:
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
     return argv, proc
+
+
+class _OscForkServer:
+    """A warm ``openstack`` (tests/acceptance/osc_forkserver.py) that forks one child per
+    command, started on first use; ``NEUTRINO_OSC_FORK=0`` runs every command as its own
+    process instead. One command at a time: a caller finding it busy runs its own process."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.proc: subprocess.Popen | None = None
+        self.buffer = b""
+
+    def _start(self, cli: str) -> subprocess.Popen | None:
+        python = Path(cli).parent / "python"
+        if not python.exists():
+            return None
+        script = Path(__file__).with_name("osc_forkserver.py")
+        self.buffer = b""
+        proc = subprocess.Popen([str(python), str(script)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE)
+        self.proc = proc
+        try:
+            if self._answer(time.monotonic() + 60).get("ready"):
+                return proc
+        except (subprocess.TimeoutExpired, ValueError, EOFError):
+            pass
+        proc.kill()
+        proc.wait()
+        return None
+
+    def _answer(self, deadline: float) -> dict:
+        """The server's next answer line, waiting until ``deadline`` (monotonic)."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(left, 0))
+            if not ready:
+                raise subprocess.TimeoutExpired("openstack", left)
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                raise EOFError("the openstack fork server exited")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def run(self, argv: list[str], env: dict[str, str],
+            timeout: float) -> subprocess.CompletedProcess | None:
+        if os.environ.get("NEUTRINO_OSC_FORK", "1") == "0" or not self.lock.acquire(blocking=False):
+            return None
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                if self._start(argv[0]) is None:
+                    self.proc = None
+                    return None
+            with tempfile.TemporaryDirectory(prefix="osc-") as tmp:
+                out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+                request = {"argv": argv[1:], "env": env, "stdout": str(out), "stderr": str(err)}
+                self.proc.stdin.write((json.dumps(request) + "\n").encode())
+                self.proc.stdin.flush()
+                deadline = time.monotonic() + timeout
+                pid = self._answer(deadline)["pid"]
+                try:
+                    rc = self._answer(deadline)["rc"]
+                except subprocess.TimeoutExpired:
+                    os.kill(pid, signal.SIGKILL)
+                    self._answer(time.monotonic() + 30)
+                    raise subprocess.TimeoutExpired(argv, timeout) from None
+                return subprocess.CompletedProcess(argv, rc, out.read_text(errors="replace"),
+                                                   err.read_text(errors="replace"))
+        finally:
+            self.lock.release()
+
+
+_FORK_SERVER = _OscForkServer()
 
 
 def osc(*args: str, env: dict[str, str], json_output: bool | None = None,
