@@ -1,8 +1,11 @@
-"""The `openstack` CLI on trunks, address groups and the auto-allocated topology."""
+"""The `openstack` CLI on trunks, address groups, the auto-allocated topology, and service
+flavors and providers."""
 
 from __future__ import annotations
 
-from conftest import osc, osc_fails, osc_run, unique
+import secrets
+
+from conftest import osc, osc_fails, osc_run, unique, user_env
 
 
 def _port(env, cleanup, network: str) -> dict:
@@ -184,3 +187,51 @@ def test_auto_allocated_topology(admin_env, cleanup):
     osc("network", "auto", "allocated", "topology", "delete", "--project", pid, env=admin_env)
     osc_fails("network", "show", topo["id"], env=admin_env)
     assert osc("router", "list", "--project", pid, env=admin_env) == []
+
+
+def _member_env(admin_env, cleanup) -> dict[str, str]:
+    """A member of a new project."""
+    project = unique("proj")
+    osc("project", "create", project, env=admin_env)
+    cleanup.add(osc_run, "project", "delete", project, env=admin_env)
+    username, password = unique("user"), "pw-" + secrets.token_hex(8)
+    user = osc("user", "create", "--project", project, "--password", password, username,
+               env=admin_env)
+    cleanup.add(osc_run, "user", "delete", user["id"], env=admin_env)
+    osc("role", "add", "--user", username, "--project", project, "member", env=admin_env)
+    return user_env(admin_env, username, password, project)
+
+
+def test_flavors_profiles_and_providers(admin_env, cleanup):
+    env_b = _member_env(admin_env, cleanup)
+    providers = osc("network", "service", "provider", "list", env=admin_env)
+    assert {"Service Type": "L3_ROUTER_NAT", "Name": "ha", "Default": False} in providers
+
+    profile = osc("network", "flavor", "profile", "create", "--driver", "neutrino.l3.ha",
+                  "--description", "two hosts", "--enable", env=admin_env)
+    cleanup.add(osc_run, "network", "flavor", "profile", "delete", profile["id"], env=admin_env)
+    assert profile["driver"] == "neutrino.l3.ha" and profile["enabled"] is True
+    failed = osc_fails("network", "flavor", "profile", "create", "--driver", "no.such.Driver",
+                       env=admin_env)
+    assert "could not be found" in failed.stderr
+
+    name = unique("flavor")
+    flavor = osc("network", "flavor", "create", "--service-type", "L3_ROUTER_NAT",
+                 "--description", "HA routers", name, env=admin_env)
+    cleanup.add(osc_run, "network", "flavor", "delete", flavor["id"], env=admin_env)
+    assert flavor["service_type"] == "L3_ROUTER_NAT" and flavor["enabled"] is True
+
+    osc("network", "flavor", "add", "profile", name, profile["id"], env=admin_env)
+    shown = osc("network", "flavor", "show", name, env=admin_env)
+    assert shown["service_profile_ids"] == [profile["id"]]
+    # A profile in use cannot go; a project reads flavors but cannot make them.
+    failed = osc_fails("network", "flavor", "profile", "delete", profile["id"], env=admin_env)
+    assert "in use" in failed.stderr.lower() or "used by" in failed.stderr
+    assert osc("network", "flavor", "show", name, env=env_b)["id"] == flavor["id"]
+    osc_fails("network", "flavor", "create", "--service-type", "L3_ROUTER_NAT",
+              unique("flavor"), env=env_b)
+
+    osc("network", "flavor", "set", "--disable", "--description", "off", name, env=admin_env)
+    assert osc("network", "flavor", "show", name, env=admin_env)["enabled"] is False
+    osc("network", "flavor", "remove", "profile", name, profile["id"], env=admin_env)
+    assert osc("network", "flavor", "show", name, env=admin_env)["service_profile_ids"] == []

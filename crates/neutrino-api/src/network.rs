@@ -172,6 +172,35 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             )),
             _ => Err(not_allowed()),
         },
+        ["service-providers"] if req.method == Method::GET => {
+            let items = state.app.service_providers(&ctx, &req.query)?;
+            Ok(json(200, &json!({ "service_providers": items })))
+        }
+        ["service-providers"] => Err(not_allowed()),
+        ["flavors", id, "service_profiles"] => match req.method {
+            Method::POST => {
+                let body = parse_body(req)?;
+                Ok(json(
+                    201,
+                    &state.app.bind_flavor_profile(&ctx, id, body).await?,
+                ))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["flavors", id, "service_profiles", profile] => match req.method {
+            Method::GET => Ok(json(
+                200,
+                &state.app.flavor_profile(&ctx, id, profile).await?,
+            )),
+            Method::DELETE => {
+                state.app.unbind_flavor_profile(&ctx, id, profile).await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["flavors", id, "next_providers"] if req.method == Method::GET => {
+            Ok(json(200, &state.app.flavor_next_providers(&ctx, id).await?))
+        }
         ["auto-allocated-topology", project] => match req.method {
             Method::GET => Ok(json(
                 200,

@@ -13,10 +13,10 @@
 //! Included are the policy modules of the resources Neutrino serves (base, address groups and
 //! scopes, agents and scheduling, auto-allocated topology, availability zones, default security
 //! group rules, floating IPs and their pools, networks, network IP availability, ports, quotas,
-//! RBAC, routers, security groups, service providers, subnets, subnet pools, trunks, SFC) plus
+//! RBAC, routers, security groups, service flavors and providers, subnets, subnet pools, trunks, SFC) plus
 //! Neutrino's own extensions at the end. Neutron modules for features Neutrino lacks (QoS,
 //! metering, logging, local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
-//! segment ranges, flavors, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
+//! segment ranges, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
 //!
 //! Where Neutron's defaults would refuse what Neutrino has always allowed (and Tempest checks),
@@ -369,6 +369,18 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "remove_bgp_speaker_from_dragent", check: "rule:admin_only", description: "Remove a BGP speaker from a dynamic routing agent", operations: &[("DELETE", "/agents/{agent_id}/bgp-drinstances/{bgp_speaker_id}")] },
     DefaultRule { name: "list_bgp_speaker_on_dragent", check: "rule:admin_only", description: "List BGP speakers hosted by a dynamic routing agent", operations: &[("GET", "/agents/{agent_id}/bgp-drinstances")] },
     DefaultRule { name: "list_dragent_hosting_bgp_speaker", check: "rule:admin_only", description: "List dynamic routing agents hosting a BGP speaker", operations: &[("GET", "/bgp-speakers/{bgp_speaker_id}/bgp-dragents")] },
+    // neutron/conf/policies/flavor.py
+    DefaultRule { name: "create_flavor", check: "rule:admin_only", description: "Create a flavor", operations: &[("POST", "/flavors")] },
+    DefaultRule { name: "get_flavor", check: "rule:regular_user", description: "Get a flavor", operations: &[("GET", "/flavors"), ("GET", "/flavors/{id}")] },
+    DefaultRule { name: "update_flavor", check: "rule:admin_only", description: "Update a flavor", operations: &[("PUT", "/flavors/{id}")] },
+    DefaultRule { name: "delete_flavor", check: "rule:admin_only", description: "Delete a flavor", operations: &[("DELETE", "/flavors/{id}")] },
+    DefaultRule { name: "create_service_profile", check: "rule:admin_only", description: "Create a service profile", operations: &[("POST", "/service_profiles")] },
+    DefaultRule { name: "get_service_profile", check: "rule:admin_only", description: "Get a service profile", operations: &[("GET", "/service_profiles"), ("GET", "/service_profiles/{id}")] },
+    DefaultRule { name: "update_service_profile", check: "rule:admin_only", description: "Update a service profile", operations: &[("PUT", "/service_profiles/{id}")] },
+    DefaultRule { name: "delete_service_profile", check: "rule:admin_only", description: "Delete a service profile", operations: &[("DELETE", "/service_profiles/{id}")] },
+    DefaultRule { name: "create_flavor_service_profile", check: "rule:admin_only", description: "Associate a flavor with a service profile", operations: &[("POST", "/flavors/{flavor_id}/service_profiles")] },
+    DefaultRule { name: "delete_flavor_service_profile", check: "rule:admin_only", description: "Disassociate a flavor from a service profile", operations: &[("DELETE", "/flavors/{flavor_id}/service_profiles/{profile_id}")] },
+    DefaultRule { name: "get_flavor_service_profile", check: "rule:regular_user", description: "Get a flavor associated with a given service profiles", operations: &[("GET", "/flavors/{flavor_id}/service_profiles/{profile_id}")] },
     // Neutrino's extensions
     DefaultRule { name: "get_port_chain_statistics", check: "rule:admin_or_owner", description: "Get the packet and byte counters of a port chain (Neutrino extension; same default as get_port_chain)", operations: &[("GET", "/sfc/port_chains/{id}/statistics")] },
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },

@@ -4,6 +4,7 @@
 pub mod attrs;
 pub mod bgp;
 pub mod error;
+pub mod flavors;
 pub mod l2gw;
 pub mod query;
 pub mod resources;

@@ -8,6 +8,7 @@ mod authz;
 mod auto_topology;
 mod bgp;
 mod dhcp;
+mod flavors;
 mod floatingips;
 mod flow;
 mod ip_availability;
@@ -70,6 +71,8 @@ pub static COLLECTIONS: &[&Collection] = &[
     &l2gw::REMOTE_MACS,
     &bgp::SPEAKERS,
     &bgp::PEERS,
+    &flavors::FLAVORS,
+    &flavors::SERVICE_PROFILES,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind

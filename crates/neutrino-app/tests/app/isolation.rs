@@ -75,6 +75,8 @@ enum Shape {
     L2RemoteMac,
     BgpSpeaker,
     BgpPeer,
+    Flavor,
+    ServiceProfile,
 }
 
 // The common patterns (A's member, A's reader, B's member, B's reader, admin).
@@ -240,6 +242,19 @@ static ROWS: &[Row] = &[
     row("bgp-peers", BgpPeer, ADMIN_READS, ADMIN_WRITES)
         .create(ADMIN_CREATES)
         .except(&[("create_in_a", ADMIN_IN_A)]),
+    // Flavors: every project reads them (get_flavor: regular_user), only admins write;
+    // service profiles are admin-only throughout.
+    row("flavors", Flavor, ALL, ADMIN_CREATES)
+        .create(ADMIN_CREATES)
+        .except(&[("create_in_a", ADMIN_IN_A)]),
+    row(
+        "service_profiles",
+        ServiceProfile,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[("create_in_a", ADMIN_IN_A)]),
 ];
 
 /// Admin-only kinds (networking-l2gw): reads of one record are hidden from everyone else.
@@ -775,6 +790,17 @@ impl Env {
             BgpPeer => {
                 let peer = self.a_bgp_peer().await;
                 Fixture::new(peer, bgp_peer_body())
+            }
+            Flavor => {
+                let body = json!({"service_type": "L3_ROUTER_NAT", "project_id": "project-a"});
+                let flavor = id(&self.ok(&admin(), "flavors", body).await);
+                Fixture::new(flavor, json!({"service_type": "L3_ROUTER_NAT"}))
+            }
+            ServiceProfile => {
+                let body = json!({"driver": "neutrino.l3.ha", "project_id": "project-a"});
+                let profile = id(&self.ok(&admin(), "service_profiles", body).await);
+                Fixture::new(profile, json!({"driver": "neutrino.l3.ha"}))
+                    .update(json!({"description": "renamed"}))
             }
             ServiceGraph => {
                 let net = self.a_lan().await;

@@ -11,6 +11,7 @@ mod barrier;
 mod bgp;
 mod consistency;
 mod dhcp;
+mod flavors;
 mod floatingips;
 mod identity;
 mod isolation;
