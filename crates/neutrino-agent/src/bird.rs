@@ -183,6 +183,20 @@ mod tests {
             eprintln!("bird is not installed (apt-get install bird2): skipped");
             return;
         }
+        // The route, and 20 host routes behind a second next hop (a multi-line prefix set).
+        let routes = |route: &str, hop: &str| {
+            let (host, other_hop) = if route.contains(':') {
+                ("2001:db8:2::", "2001:db8::11")
+            } else {
+                ("10.0.2.", "198.18.0.11")
+            };
+            let mut all = vec![json!({"destination": route, "next_hop": hop})];
+            for i in 1..=20 {
+                let len = if route.contains(':') { 128 } else { 32 };
+                all.push(json!({"destination": format!("{host}{i}/{len}"), "next_hop": other_hop}));
+            }
+            serde_json::Value::Array(all)
+        };
         let dir = std::env::temp_dir().join(format!("neutrino-bird-parse-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         for (version, peer, route, hop) in [
@@ -198,7 +212,7 @@ mod tests {
                     {"id": "66666666-7777-4888-8999-aaaaaaaaaaaa", "peer_ip": peer,
                      "remote_as": 64512, "auth_type": "none"},
                 ],
-                "advertised_routes": [{"destination": route, "next_hop": hop}]}]});
+                "advertised_routes": routes(route, hop)}]});
             let speakers = neutrino_dataplane::bgp::speakers_from_json(&doc);
             let log = dir.join("bird.log");
             let conf = neutrino_dataplane::bgp::render(

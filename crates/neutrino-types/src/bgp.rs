@@ -170,6 +170,8 @@ struct Index<'a> {
     pool_scope: BTreeMap<&'a str, &'a str>,
     routers: BTreeMap<&'a str, &'a Value>,
     ports: BTreeMap<&'a str, &'a Value>,
+    /// `(network, host)` → the FIP agent gateway ports bound there, in listing order.
+    fip_gateways: BTreeMap<(&'a str, &'a str), Vec<&'a Value>>,
 }
 
 impl<'a> Index<'a> {
@@ -184,6 +186,15 @@ impl<'a> Index<'a> {
                 .collect(),
             routers: t.routers.iter().map(|r| (text(r, "id"), r)).collect(),
             ports: t.ports.iter().map(|p| (text(p, "id"), p)).collect(),
+            fip_gateways: t
+                .ports
+                .iter()
+                .filter(|p| text(p, "device_owner") == FIP_GATEWAY_OWNER)
+                .fold(BTreeMap::new(), |mut m, p| {
+                    let key = (text(p, "network_id"), text(p, "binding:host_id"));
+                    m.entry(key).or_insert_with(Vec::new).push(p);
+                    m
+                }),
         }
     }
 
@@ -207,20 +218,14 @@ impl<'a> Index<'a> {
 
     /// The first IPv4 address of a FIP agent gateway port on `network` bound to `host`,
     /// with its subnet's address scope.
-    fn fip_gateway(
-        &self,
-        ports: &'a [Value],
-        network: &str,
-        host: &str,
-    ) -> Vec<(String, Option<&'a str>)> {
-        ports
-            .iter()
-            .filter(|p| {
-                text(p, "device_owner") == FIP_GATEWAY_OWNER
-                    && text(p, "network_id") == network
-                    && !host.is_empty()
-                    && text(p, "binding:host_id") == host
-            })
+    fn fip_gateway(&self, network: &str, host: &str) -> Vec<(String, Option<&'a str>)> {
+        if host.is_empty() {
+            return Vec::new();
+        }
+        self.fip_gateways
+            .get(&(network, host))
+            .into_iter()
+            .flatten()
             .filter_map(|p| {
                 fixed_ips(p, "fixed_ips")
                     .into_iter()
@@ -268,8 +273,9 @@ pub fn advertised_routes(speaker: &Value, topo: &Topology<'_>) -> Vec<Route> {
     let flag = |k: &str| speaker.get(k) != Some(&Value::Bool(false));
     let idx = Index::new(topo);
     let mut out: Vec<Route> = Vec::new();
-    let push = |r: Route, out: &mut Vec<Route>| {
-        if !out.contains(&r) {
+    let mut seen: BTreeSet<(String, Option<String>)> = BTreeSet::new();
+    let mut push = |r: Route, out: &mut Vec<Route>| {
+        if seen.insert((r.destination.clone(), r.next_hop.clone())) {
             out.push(r);
         }
     };
@@ -379,7 +385,7 @@ pub fn advertised_routes(speaker: &Value, topo: &Topology<'_>) -> Vec<Route> {
                 .map(|p| text(p, "binding:host_id"))
                 .unwrap_or_default();
             let gws: Vec<String> = idx
-                .fip_gateway(topo.ports, net, host)
+                .fip_gateway(net, host)
                 .into_iter()
                 .filter(|(_, scope)| scope.is_some())
                 .map(|(ip, _)| ip)
@@ -411,7 +417,7 @@ pub fn advertised_routes(speaker: &Value, topo: &Topology<'_>) -> Vec<Route> {
             }
             for net in &bound {
                 let hop = idx
-                    .fip_gateway(topo.ports, net, host)
+                    .fip_gateway(net, host)
                     .into_iter()
                     .find(|(_, s)| *s == Some(scope));
                 if let Some((hop, _)) = hop {
