@@ -38,6 +38,8 @@ pub struct AgentConfig {
     /// This host can speak BGP: reported as `configurations.bgp`, so the server lists a
     /// "BGP dynamic routing agent" for it and schedules BGP speakers there; the agent runs
     /// `bird` for the speakers bound to it.
+    /// The availability zone this host is in (Neutron's `availability_zone` of its agents).
+    pub availability_zone: String,
     pub bgp: bool,
     /// BGP router id of the speakers (default: the tunnel address, when it is IPv4).
     pub bgp_router_id: Option<std::net::Ipv4Addr>,
@@ -206,6 +208,7 @@ fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
         "agent_type": "Neutrino agent",
         "binary": "neutrino-agent",
         "started_at": started_at,
+        "availability_zone": cfg.availability_zone,
         "configurations": {
             "tunnel_ip": cfg.host.tunnel_ip.to_string(),
             "tunnel_types": ["vxlan"],

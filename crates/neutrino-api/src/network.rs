@@ -172,6 +172,11 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             )),
             _ => Err(not_allowed()),
         },
+        ["availability_zones"] if req.method == Method::GET => {
+            let items = state.app.availability_zones(&ctx, &req.query).await?;
+            Ok(json(200, &json!({ "availability_zones": items })))
+        }
+        ["availability_zones"] => Err(not_allowed()),
         ["service-providers"] if req.method == Method::GET => {
             let items = state.app.service_providers(&ctx, &req.query)?;
             Ok(json(200, &json!({ "service_providers": items })))

@@ -133,6 +133,7 @@ async fn sync_role_entries(
     tx: &mut neutrino_store::Tx,
     host: &str,
     main: &Value,
+    zone_changed: bool,
 ) -> ApiResult<bool> {
     let mut bgp_new = false;
     for &(agent_type, topic, key) in ROLE_AGENTS {
@@ -156,12 +157,21 @@ async fn sync_role_entries(
                     "id": id, "agent_type": agent_type, "binary": binary, "host": host,
                     "topic": topic, "admin_state_up": true, "description": null,
                     "configurations": role_configurations(agent_type),
-                    "availability_zone": null, "resources_synced": null,
+                    "availability_zone": main["availability_zone"], "resources_synced": null,
                     "created_at": now(), "started_at": main["started_at"],
                 });
                 let rec = agent_record(id, body);
                 tx.insert(&rec).await.map_err(db)?;
                 bgp_new |= agent_type == BGP_AGENT_TYPE;
+            }
+            (Some(id), true) if zone_changed => {
+                // The host moved to another zone: so do its roles.
+                if let Some(mut entry) = tx.get("agent", &id).await.map_err(db)? {
+                    if entry.body["availability_zone"] != main["availability_zone"] {
+                        entry.body["availability_zone"] = main["availability_zone"].clone();
+                        tx.update("agent", &id, &entry.body).await.map_err(db)?;
+                    }
+                }
             }
             (Some(id), false) => {
                 tx.release(&scope, host).await.map_err(db)?;
@@ -306,6 +316,15 @@ impl App {
             .get("started_at")
             .and_then(Value::as_str)
             .map(str::to_string);
+        let zone = match doc.get("availability_zone") {
+            None | Some(Value::Null) => Value::Null,
+            Some(Value::String(z)) if !z.is_empty() && z.len() <= 255 => json!(z),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "Invalid input for availability_zone: a non-empty string of at most 255 characters is required",
+                ))
+            }
+        };
         // What a Neutrino agent says about its BGP speakers belongs to its BGP agent entry,
         // not to its own record (which changes only when the agent's setup does).
         let bgp_status = configurations
@@ -319,15 +338,19 @@ impl App {
             None => None,
         };
         let mut fresh = false;
+        let mut zone_changed = false;
         let rec = match existing {
             Some(mut rec) => {
                 let same = rec.body["configurations"] == configurations
+                    && rec.body["availability_zone"] == zone
                     && rec.body["binary"] == json!(binary)
                     && started_at
                         .as_ref()
                         .is_none_or(|s| rec.body["started_at"] == json!(s));
                 if !same {
+                    zone_changed = rec.body["availability_zone"] != zone;
                     rec.body["configurations"] = configurations;
+                    rec.body["availability_zone"] = zone;
                     rec.body["binary"] = json!(binary);
                     if let Some(s) = &started_at {
                         rec.body["started_at"] = json!(s);
@@ -344,7 +367,7 @@ impl App {
                 let body = json!({
                     "id": id, "agent_type": agent_type, "binary": binary, "host": host,
                     "topic": "N/A", "admin_state_up": true, "description": null,
-                    "configurations": configurations, "availability_zone": null,
+                    "configurations": configurations, "availability_zone": zone,
                     "resources_synced": null, "created_at": t,
                     "started_at": started_at.unwrap_or(t),
                 });
@@ -355,7 +378,7 @@ impl App {
         };
         let mut bgp_entry_new = false;
         if agent_type == AGENT_TYPE {
-            bgp_entry_new = sync_role_entries(&mut tx, &host, &rec.body).await?;
+            bgp_entry_new = sync_role_entries(&mut tx, &host, &rec.body, zone_changed).await?;
             if let Some(status) = &bgp_status {
                 update_bgp_status(&mut tx, &host, status).await?;
             }

@@ -191,6 +191,11 @@ struct AgentArgs {
     /// create --device name=NAME,...`): connections bridge their networks to its interfaces.
     #[arg(long)]
     l2gw_device: Option<String>,
+    /// The availability zone of this host (`openstack availability zone list --network`):
+    /// networks and routers with `availability_zone_hints` are scheduled to hosts of those
+    /// zones.
+    #[arg(long, env = "NEUTRINO_AVAILABILITY_ZONE", default_value = "nova")]
+    availability_zone: String,
     /// This host hosts BGP speakers: it is listed as a "BGP dynamic routing agent" (`openstack
     /// bgp dragent list`), new speakers are scheduled to it, and it runs `bird` (BIRD 2) for
     /// them: one session per peer, announcing the speaker's advertised routes.
@@ -245,6 +250,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         state_dir: args.state_dir,
         sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
         metrics: neutrino_agent::metrics::AgentMetrics::new(),
+        availability_zone: args.availability_zone,
         bgp: args.bgp,
         bgp_router_id: args.bgp_router_id,
         dataplane_netns: args.dataplane_netns.clone(),

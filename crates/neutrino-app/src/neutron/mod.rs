@@ -31,6 +31,7 @@ mod subnetpools;
 mod subnets;
 mod trunks;
 mod view;
+mod zones;
 
 use neutrino_store::{Record, Tx};
 use neutrino_types::attrs::Attr;

@@ -35,7 +35,8 @@ impl Kind for Networks {
         view: &mut View,
         _need: Need,
     ) -> ApiResult<()> {
-        view.load_subnet_ids(tx, narrow(own_ids(records))).await
+        view.load_subnet_ids(tx, narrow(own_ids(records))).await?;
+        view.load_zones(tx, "network", records).await
     }
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
@@ -49,6 +50,7 @@ impl Kind for Networks {
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
         let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
         doc.insert("subnets".into(), json!(subnets));
+        doc.insert("availability_zones".into(), view.zones_of(&rec.id));
         if doc.get("router:external") == Some(&Value::Bool(true)) {
             let is_default = doc.get("is_default") == Some(&Value::Bool(true));
             doc.insert("is_default".into(), json!(is_default));
@@ -319,6 +321,7 @@ impl App {
         body.insert("provider:physical_network".into(), json!(physnet));
         body.insert("provider:segmentation_id".into(), json!(seg));
         body.insert("status".into(), json!("ACTIVE"));
+        self.check_zone_hints(tx, "network", &json!(body)).await?;
         body.insert("availability_zones".into(), json!([]));
         body.insert("ipv4_address_scope".into(), Value::Null);
         body.insert("ipv6_address_scope".into(), Value::Null);

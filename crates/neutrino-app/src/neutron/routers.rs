@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use neutrino_types::resources as spec;
 
 use super::kind::Kind;
+use super::view::Need;
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
@@ -36,6 +37,20 @@ struct Routers;
 
 #[async_trait]
 impl Kind for Routers {
+    async fn load_view(
+        &self,
+        tx: &mut Tx,
+        records: &[Record],
+        view: &mut View,
+        _need: Need,
+    ) -> ApiResult<()> {
+        view.load_zones(tx, "router", records).await
+    }
+
+    fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        doc.insert("availability_zones".into(), view.zones_of(&rec.id));
+    }
+
     fn check_request(&self, body: &Doc) -> ApiResult<()> {
         match body.get("external_gateway_info") {
             Some(gateway) => parse_gateway(gateway).map(drop),
@@ -868,6 +883,7 @@ impl App {
         body.insert("external_gateway_info".into(), gateway);
         body.insert("status".into(), json!("ACTIVE"));
         body.insert("routes".into(), json!([]));
+        self.check_zone_hints(tx, "router", &json!(body)).await?;
         body.insert("availability_zones".into(), json!([]));
         if !body.contains_key("availability_zone_hints") {
             body.insert("availability_zone_hints".into(), json!([]));

@@ -126,13 +126,16 @@ impl App {
             Some(h) => h,
             None => {
                 let hosts = self.agent_hosts(tx, "l3").await?;
+                let rec = tx.get("router", router).await.map_err(db)?;
+                let hosts = self
+                    .hosts_in_hinted_zones(tx, hosts, rec.as_ref().map(|r| &r.body))
+                    .await?;
                 // A gateway on a flat/VLAN network needs a host that maps its physical network.
-                let gateway = match tx.get("router", router).await.map_err(db)? {
-                    Some(r) => r.body["external_gateway_info"]["network_id"]
+                let gateway = rec.and_then(|r| {
+                    r.body["external_gateway_info"]["network_id"]
                         .as_str()
-                        .map(str::to_string),
-                    None => None,
-                };
+                        .map(str::to_string)
+                });
                 let hosts = self.hosts_reaching(tx, hosts, gateway.as_slice()).await?;
                 pick_host(&hosts, router).unwrap_or_default()
             }
@@ -436,6 +439,10 @@ impl App {
         network: &str,
     ) -> ApiResult<Option<(String, String)>> {
         let hosts = self.agent_hosts(tx, "dhcp").await?;
+        let net = tx.get("network", network).await.map_err(db)?;
+        let hosts = self
+            .hosts_in_hinted_zones(tx, hosts, net.as_ref().map(|n| &n.body))
+            .await?;
         let hosts = self
             .hosts_reaching(tx, hosts, &[network.to_string()])
             .await?;

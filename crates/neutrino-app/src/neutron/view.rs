@@ -44,6 +44,8 @@ pub(crate) struct View {
     pub(super) trunk_details: HashMap<String, Value>,
     /// `port_details` of the ports floating IPs are associated with, by port id.
     pub(super) port_details: HashMap<String, Value>,
+    /// The availability zones serving each network or router, by id.
+    pub(super) zones: HashMap<String, Vec<String>>,
 }
 
 /// Sorted, deduplicated ids, or `None` (meaning all) when there are too many to name.

@@ -28,3 +28,4 @@ mod sfc;
 mod tokens;
 mod topology;
 mod trunks;
+mod zones;
