@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from conftest import osc, osc_fails, osc_run, unique, user_env
+from conftest import NeutrinoServer, _server_binary, osc, osc_fails, osc_run, unique, user_env
 
 
 def _port(env, cleanup, network: str) -> dict:
@@ -235,3 +235,34 @@ def test_flavors_profiles_and_providers(admin_env, cleanup):
     assert osc("network", "flavor", "show", name, env=admin_env)["enabled"] is False
     osc("network", "flavor", "remove", "profile", name, profile["id"], env=admin_env)
     assert osc("network", "flavor", "show", name, env=admin_env)["service_profile_ids"] == []
+
+
+def test_availability_zones(tmp_path):
+    """Agents' zones through the CLI, on a server of its own (the fake agents registered here
+    would take routers of the session's server)."""
+    from test_crash import _admin_token, _call
+
+    server = NeutrinoServer(_server_binary(), tmp_path / "server").start()
+    try:
+        env = server.env
+        token, _ = _admin_token(server)
+        for host, zone in (("h1", "az1"), ("h2", "az2")):
+            status, doc, _ = _call(server, token, "POST", "/neutrino/v1/agents", {"agent": {
+                "host": host, "availability_zone": zone,
+                "configurations": {"tunnel_ip": "198.18.0.1"}}})
+            assert status in (200, 201), doc
+        zones = osc("availability", "zone", "list", "--network", "--long", env=env)
+        got = sorted((z["Zone Name"], z["Zone Resource"], z["Zone Status"]) for z in zones)
+        assert got == [("az1", "network", "available"), ("az1", "router", "available"),
+                       ("az2", "network", "available"), ("az2", "router", "available")], zones
+        net = osc("network", "create", "--availability-zone-hint", "az2", unique("net"),
+                  env=env)
+        assert net["availability_zone_hints"] == ["az2"]
+        failed = osc_fails("router", "create", "--availability-zone-hint", "nowhere",
+                           unique("router"), env=env)
+        assert "could not be found" in failed.stderr, failed.stderr
+        router = osc("router", "create", "--availability-zone-hint", "az1", unique("router"),
+                     env=env)
+        assert router["availability_zone_hints"] == ["az1"]
+    finally:
+        server.stop()
