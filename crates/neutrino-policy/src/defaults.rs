@@ -15,7 +15,7 @@
 //! group rules, floating IPs and their pools, networks, network IP availability, ports, quotas,
 //! RBAC, routers, security groups, service providers, subnets, subnet pools, trunks, SFC) plus
 //! Neutrino's own extensions at the end. Neutron modules for features Neutrino lacks (QoS,
-//! metering, logging, local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
+//! logging, local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
 //! segment ranges, flavors, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
 //!
@@ -369,6 +369,13 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "remove_bgp_speaker_from_dragent", check: "rule:admin_only", description: "Remove a BGP speaker from a dynamic routing agent", operations: &[("DELETE", "/agents/{agent_id}/bgp-drinstances/{bgp_speaker_id}")] },
     DefaultRule { name: "list_bgp_speaker_on_dragent", check: "rule:admin_only", description: "List BGP speakers hosted by a dynamic routing agent", operations: &[("GET", "/agents/{agent_id}/bgp-drinstances")] },
     DefaultRule { name: "list_dragent_hosting_bgp_speaker", check: "rule:admin_only", description: "List dynamic routing agents hosting a BGP speaker", operations: &[("GET", "/bgp-speakers/{bgp_speaker_id}/bgp-dragents")] },
+    // neutron/conf/policies/metering.py (every rule ADMIN)
+    DefaultRule { name: "create_metering_label", check: "rule:admin_only", description: "Create a metering label", operations: &[("POST", "/metering/metering-labels")] },
+    DefaultRule { name: "get_metering_label", check: "rule:admin_only", description: "Get a metering label", operations: &[("GET", "/metering/metering-labels"), ("GET", "/metering/metering-labels/{id}")] },
+    DefaultRule { name: "delete_metering_label", check: "rule:admin_only", description: "Delete a metering label", operations: &[("DELETE", "/metering/metering-labels/{id}")] },
+    DefaultRule { name: "create_metering_label_rule", check: "rule:admin_only", description: "Create a metering label rule", operations: &[("POST", "/metering/metering-label-rules")] },
+    DefaultRule { name: "get_metering_label_rule", check: "rule:admin_only", description: "Get a metering label rule", operations: &[("GET", "/metering/metering-label-rules"), ("GET", "/metering/metering-label-rules/{id}")] },
+    DefaultRule { name: "delete_metering_label_rule", check: "rule:admin_only", description: "Delete a metering label rule", operations: &[("DELETE", "/metering/metering-label-rules/{id}")] },
     // Neutrino's extensions
     DefaultRule { name: "get_port_chain_statistics", check: "rule:admin_or_owner", description: "Get the packet and byte counters of a port chain (Neutrino extension; same default as get_port_chain)", operations: &[("GET", "/sfc/port_chains/{id}/statistics")] },
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },

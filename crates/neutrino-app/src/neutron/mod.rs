@@ -14,6 +14,7 @@ mod ip_availability;
 mod kind;
 mod l2gw;
 mod l3_ha;
+mod metering;
 mod networks;
 mod owners;
 mod ports;
@@ -70,6 +71,8 @@ pub static COLLECTIONS: &[&Collection] = &[
     &l2gw::REMOTE_MACS,
     &bgp::SPEAKERS,
     &bgp::PEERS,
+    &metering::LABELS,
+    &metering::RULES,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind
