@@ -156,6 +156,9 @@ fn json_of(program: &str, args: &[&str]) -> Result<Value, AgentError> {
     Ok(serde_json::from_str(out.trim()).unwrap_or(Value::Array(Vec::new())))
 }
 
+/// Separates the router table's listing from the metering table's.
+const METER_MARK: &str = "--neutrino-meter--";
+
 /// The comment of a table listed as text, in the shape of `nft -j` output (nft 1.0.6 leaves
 /// table comments out of its JSON).
 fn table_comment(listing: &str) -> Option<Value> {
@@ -205,16 +208,20 @@ impl Kernel for IpRoute2 {
             let docs = json_documents(&out);
             let v6 = json_of("ip", &["-n", name, "-j", "-6", "route", "show"])
                 .unwrap_or(Value::Array(Vec::new()));
-            let (mut ip_forward, mut nft) = (None, None);
+            let (mut ip_forward, mut nft, mut meter) = (None, None, None);
             if router {
                 let script = format!(
-                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null || true",
-                    neutrino_dataplane::router::TABLE
+                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null; \
+                     echo {METER_MARK}; nft list table inet {} 2>/dev/null; true",
+                    neutrino_dataplane::router::TABLE,
+                    neutrino_dataplane::meter::TABLE,
                 );
                 let (_, out, _) = run("ip", &["netns", "exec", name, "sh", "-c", &script], None)?;
                 let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
                 ip_forward = Some(first.to_string());
-                nft = table_comment(rest);
+                let (router_part, meter_part) = rest.split_once(METER_MARK).unwrap_or((rest, ""));
+                nft = table_comment(router_part);
+                meter = table_comment(meter_part);
             }
             namespaces.push(RawNamespace {
                 name: name.to_string(),
@@ -223,6 +230,7 @@ impl Kernel for IpRoute2 {
                 routes: vec![docs.get(2).cloned().unwrap_or_default(), v6],
                 ip_forward,
                 nft,
+                meter,
                 neighbors: docs.get(3).cloned().unwrap_or_default(),
                 rules: docs.get(4).cloned().unwrap_or_default(),
                 table_routes: docs.get(5).cloned().unwrap_or_default(),
