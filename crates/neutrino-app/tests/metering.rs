@@ -193,3 +193,69 @@ async fn extensions_are_listed() {
         assert!(neutrino_app::extensions::has(alias), "{alias}");
     }
 }
+
+async fn statistics(t: &Env, ctx: &Context, label: &str) -> Result<Value, ApiError> {
+    t.app
+        .get_action(ctx, coll(LABELS), label, "statistics")
+        .await
+}
+
+#[tokio::test]
+async fn agents_report_counters_and_statistics_sum_them() {
+    let t = env().await;
+    let lid = label(&t, json!({})).await;
+    let rid = id(&rule(
+        &t,
+        json!({"metering_label_id": lid, "remote_ip_prefix": "10.0.0.0/24"}),
+    )
+    .await
+    .unwrap());
+    let empty = statistics(&t, &admin(), &lid).await.unwrap();
+    assert_eq!(empty["statistics"]["bytes"], 0);
+    assert_eq!(empty["statistics"]["updated_at"], Value::Null);
+    for (host, packets, bytes) in [("h1", 2, 168), ("h2", 1, 84), ("h1", 3, 252)] {
+        let body = json!({"host": host, "labels": [
+            {"id": lid, "rules": [{"id": rid, "packets": packets, "bytes": bytes}]},
+            {"id": "gone", "rules": []}]});
+        let out = t
+            .app
+            .report_metering_counters(&admin(), body)
+            .await
+            .unwrap();
+        assert_eq!(out, json!({"labels": 1}));
+    }
+    // The latest report of each host counts.
+    let s = &statistics(&t, &admin(), &lid).await.unwrap()["statistics"];
+    assert_eq!(
+        (s["packets"].as_u64(), s["bytes"].as_u64()),
+        (Some(4), Some(336))
+    );
+    assert_eq!(
+        s["rules"],
+        json!([{"metering_label_rule_id": rid, "packets": 4, "bytes": 336}])
+    );
+    assert!(s["updated_at"].is_string());
+    // Admin-only, as the label.
+    assert_err(
+        statistics(&t, &tenant(), &lid).await,
+        404,
+        "MeteringLabelNotFound",
+    );
+    let e = t
+        .app
+        .report_metering_counters(&tenant(), json!({"host": "h1", "labels": []}))
+        .await;
+    assert_err(e, 403, "PolicyNotAuthorized");
+    let e = t
+        .app
+        .report_metering_counters(&admin(), json!({"labels": 5}))
+        .await;
+    assert_err(e, 400, "HTTPBadRequest");
+    // A deleted label's counters go with it.
+    t.delete(&admin(), LABELS, &lid).await.unwrap();
+    let again = label(&t, json!({})).await;
+    assert_eq!(
+        statistics(&t, &admin(), &again).await.unwrap()["statistics"]["bytes"],
+        0
+    );
+}

@@ -6,7 +6,11 @@
 //! A rule is a child of its label (`parent_id`, not the collection's parent key: the policy
 //! target of a rule has no parent attributes, and the create policy must run); creating one locks the label's row, so a
 //! label being deleted and a rule being added to it serialise, and the overlap check reads
-//! the label's rules under that lock. Deleting a label deletes its rules.
+//! the label's rules under that lock. Deleting a label deletes its rules (and the counters
+//! the agents reported for it).
+//!
+//! `GET .../metering-labels/{id}/statistics` (Neutrino extension) answers the traffic the
+//! agents counted ([`super::metering_counters`]).
 
 use async_trait::async_trait;
 use neutrino_store::{Record, Selector, Tx};
@@ -95,7 +99,23 @@ impl Kind for MeteringKind {
                     .await
                     .map_err(db)?;
             }
+            tx.delete_chain_counters(&super::metering_counters::key(&rec.id))
+                .await
+                .map_err(db)?;
         }
         Ok(())
+    }
+
+    async fn get_action(
+        &self,
+        app: &App,
+        ctx: &Context,
+        id: &str,
+        action: &str,
+    ) -> ApiResult<Value> {
+        if self.resource != "metering_label" || action != "statistics" {
+            return Err(ApiError::no_such_url());
+        }
+        app.label_statistics(ctx, &LABELS, id).await
     }
 }

@@ -15,6 +15,7 @@ mod kind;
 mod l2gw;
 mod l3_ha;
 mod metering;
+mod metering_counters;
 mod networks;
 mod owners;
 mod ports;
