@@ -93,6 +93,11 @@ struct Agent {
     /// The chain counters the server last accepted, and when (unchanged ones are not sent
     /// again before [`COUNTERS_REFRESH`]).
     sfc_chains_sent: (Value, std::time::Instant),
+    /// What the counters of each router namespace's metering table count (the last
+    /// reconcile's desired state).
+    meters: BTreeMap<String, BTreeMap<String, neutrino_dataplane::meter::Counted>>,
+    /// The metering report the server last accepted, and when.
+    meter_sent: (Value, std::time::Instant),
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
     /// The bridge FDB of the last observation (a gateway host reports what it learned).
@@ -143,6 +148,8 @@ pub async fn run(
         sfc_checked: None,
         sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
+        meters: BTreeMap::new(),
+        meter_sent: (Value::Null, std::time::Instant::now()),
         fdb: Value::Null,
         l2gw_sent: None,
         status_revision: 0,
@@ -519,7 +526,10 @@ impl Agent {
         let mut retry = RETRY_FIRST;
         let outcome = loop {
             tokio::select! {
-                _ = counters.tick() => self.report_counters(cluster).await,
+                _ = counters.tick() => {
+                    self.report_counters(cluster).await;
+                    self.report_meters().await;
+                }
                 Some(changed) = next_verdicts(&mut health_rx) => {
                     self.health_changed(cluster, changed).await
                 }
@@ -678,6 +688,8 @@ impl Agent {
             }
         }
         ok &= self.reconcile_sfc(cluster, &want, false).await;
+        self.meters = want.meters.clone();
+        self.report_meters().await;
         // DHCP and RA daemons are retried on their own and do not hold the barrier.
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
@@ -1076,6 +1088,38 @@ impl Agent {
             self.rewrite_status();
         }
         self.sfc_last = Some((model, compiled, links));
+    }
+
+    /// The metering counters of this host's routers: to the metrics always, to the server
+    /// when they moved (or now and then, as the server keeps a report five minutes).
+    async fn report_meters(&mut self) {
+        if self.meters.is_empty() && self.meter_sent.0.is_null() {
+            return;
+        }
+        let kernel = self.kernel.clone();
+        let namespaces: Vec<String> = self.meters.keys().cloned().collect();
+        let read = tokio::task::spawn_blocking(move || {
+            namespaces
+                .into_iter()
+                .map(|ns| {
+                    let counters = kernel.meter_counters(&ns).unwrap_or_default();
+                    (ns, counters)
+                })
+                .collect::<BTreeMap<_, _>>()
+        })
+        .await
+        .unwrap_or_default();
+        let doc = crate::meter_report::report(&self.cfg.host.host, &self.meters, &read);
+        self.cfg.metrics.publish_meter(&doc);
+        let due = doc != self.meter_sent.0 || self.meter_sent.1.elapsed() >= COUNTERS_REFRESH;
+        if due && !doc["labels"].as_array().is_some_and(Vec::is_empty) {
+            match self.client.metering_counters(&doc).await {
+                Ok(_) => self.meter_sent = (doc, std::time::Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "metering report failed"),
+            }
+        } else if due {
+            self.meter_sent = (doc, std::time::Instant::now());
+        }
     }
 
     /// Health of the functions plugged here and the counters of every chain steered here:

@@ -41,6 +41,12 @@ pub trait Kernel: Send + Sync {
     /// The steering table's named counters (hops, drops, health probes): name → (packets,
     /// bytes); none when the table does not exist. Read without listing the table.
     fn sfc_counters(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError>;
+    /// The named counters of the metering table in router namespace `netns`: name →
+    /// (packets, bytes); none when the table does not exist.
+    fn meter_counters(
+        &self,
+        netns: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError>;
     /// The steering table's handle (`None`: no table); another handle means the table was
     /// deleted and made again behind the agent's back.
     fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError>;
@@ -423,6 +429,23 @@ impl Kernel for IpRoute2 {
 
     fn sfc_counters(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError> {
         crate::nft_netlink::counters(self.dataplane_netns.as_deref(), SFC_TABLE)
+    }
+
+    fn meter_counters(
+        &self,
+        netns: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError> {
+        let table = neutrino_dataplane::meter::TABLE;
+        let args = [
+            "netns", "exec", netns, "nft", "-j", "list", "counters", "table", "inet", table,
+        ];
+        let (ok, out, _) = run("ip", &args, None)?;
+        if !ok {
+            // No table (yet), or the namespace went.
+            return Ok(Default::default());
+        }
+        let doc: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+        Ok(neutrino_dataplane::meter::parse_counters(&doc))
     }
 
     fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError> {
