@@ -172,6 +172,10 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             )),
             _ => Err(not_allowed()),
         },
+        ["log", "loggable-resources"] => match req.method {
+            Method::GET => Ok(json(200, &state.app.loggable_resources(&ctx).await?)),
+            _ => Err(not_allowed()),
+        },
         ["auto-allocated-topology", project] => match req.method {
             Method::GET => Ok(json(
                 200,

@@ -36,6 +36,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("l3-ha", "HA Router extension", "Adds HA capability to routers."),
     ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),
+    ("logging", "Logging API Extension", "Provides a logging API."),
+    ("network-log", "Network logging", "Neutrino: security group logging through the agents' nftables log statements."),
     ("metering", "Neutron Metering", "Neutron Metering extension."),
     ("metering_source_and_destination_fields", "Neutron Metering with source and destination filtering", "Neutron Metering extension that enables the use of source and destination IP prefixes to create metering label rules."),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),

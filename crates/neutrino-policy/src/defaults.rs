@@ -13,9 +13,10 @@
 //! Included are the policy modules of the resources Neutrino serves (base, address groups and
 //! scopes, agents and scheduling, auto-allocated topology, availability zones, default security
 //! group rules, floating IPs and their pools, networks, network IP availability, ports, quotas,
-//! RBAC, routers, security groups, service providers, subnets, subnet pools, trunks, SFC) plus
+//! RBAC, routers, security groups, service providers, subnets, subnet pools, trunks, SFC,
+//! metering, logging) plus
 //! Neutrino's own extensions at the end. Neutron modules for features Neutrino lacks (QoS,
-//! logging, local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
+//! local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
 //! segment ranges, flavors, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
 //!
@@ -369,6 +370,12 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "remove_bgp_speaker_from_dragent", check: "rule:admin_only", description: "Remove a BGP speaker from a dynamic routing agent", operations: &[("DELETE", "/agents/{agent_id}/bgp-drinstances/{bgp_speaker_id}")] },
     DefaultRule { name: "list_bgp_speaker_on_dragent", check: "rule:admin_only", description: "List BGP speakers hosted by a dynamic routing agent", operations: &[("GET", "/agents/{agent_id}/bgp-drinstances")] },
     DefaultRule { name: "list_dragent_hosting_bgp_speaker", check: "rule:admin_only", description: "List dynamic routing agents hosting a BGP speaker", operations: &[("GET", "/bgp-speakers/{bgp_speaker_id}/bgp-dragents")] },
+    // neutron/conf/policies/logging.py (every rule ADMIN)
+    DefaultRule { name: "get_loggable_resource", check: "rule:admin_only", description: "Get loggable resources", operations: &[("GET", "/log/loggable-resources")] },
+    DefaultRule { name: "create_log", check: "rule:admin_only", description: "Create a network log", operations: &[("POST", "/log/logs")] },
+    DefaultRule { name: "get_log", check: "rule:admin_only", description: "Get a network log", operations: &[("GET", "/log/logs"), ("GET", "/log/logs/{id}")] },
+    DefaultRule { name: "update_log", check: "rule:admin_only", description: "Update a network log", operations: &[("PUT", "/log/logs/{id}")] },
+    DefaultRule { name: "delete_log", check: "rule:admin_only", description: "Delete a network log", operations: &[("DELETE", "/log/logs/{id}")] },
     // neutron/conf/policies/metering.py (every rule ADMIN)
     DefaultRule { name: "create_metering_label", check: "rule:admin_only", description: "Create a metering label", operations: &[("POST", "/metering/metering-labels")] },
     DefaultRule { name: "get_metering_label", check: "rule:admin_only", description: "Get a metering label", operations: &[("GET", "/metering/metering-labels"), ("GET", "/metering/metering-labels/{id}")] },

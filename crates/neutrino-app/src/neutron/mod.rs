@@ -14,6 +14,7 @@ mod ip_availability;
 mod kind;
 mod l2gw;
 mod l3_ha;
+mod logging;
 mod metering;
 mod metering_counters;
 mod networks;
@@ -74,6 +75,7 @@ pub static COLLECTIONS: &[&Collection] = &[
     &bgp::PEERS,
     &metering::LABELS,
     &metering::RULES,
+    &logging::LOGS,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind
