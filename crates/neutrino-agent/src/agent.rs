@@ -98,6 +98,8 @@ struct Agent {
     meters: BTreeMap<String, BTreeMap<String, neutrino_dataplane::meter::Counted>>,
     /// The metering report the server last accepted, and when.
     meter_sent: (Value, std::time::Instant),
+    /// The enabled security-group logs of each port plugged here, for the log reader.
+    sg_log_covers: crate::sg_log::Covers,
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
     /// The bridge FDB of the last observation (a gateway host reports what it learned).
@@ -137,6 +139,15 @@ pub async fn run(
     let (bgp_status, bgp_status_rx) = tokio::sync::watch::channel(Value::Null);
     let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone(), bgp_status_rx));
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
+    let sg_log_covers = crate::sg_log::Covers::default();
+    if let Err(e) = std::fs::create_dir_all(&cfg.state_dir) {
+        tracing::warn!(error = %e, "cannot create the state directory");
+    }
+    crate::sg_log::start(
+        cfg.dataplane_netns.clone(),
+        cfg.state_dir.join(crate::sg_log::FILE),
+        sg_log_covers.clone(),
+    );
     let mut agent = Agent {
         cfg,
         client,
@@ -149,6 +160,7 @@ pub async fn run(
         sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
         meters: BTreeMap::new(),
+        sg_log_covers: sg_log_covers.clone(),
         meter_sent: (Value::Null, std::time::Instant::now()),
         fdb: Value::Null,
         l2gw_sent: None,
@@ -625,6 +637,7 @@ impl Agent {
     /// [`Agent::reconcile`] without its timing.
     async fn reconcile_kernel(&mut self, cluster: &Cluster) {
         let mut want = desired(cluster, &self.cfg.host);
+        self.update_log_covers(cluster, &want);
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
         let mut have = match self.observe().await {
@@ -1088,6 +1101,29 @@ impl Agent {
             self.rewrite_status();
         }
         self.sfc_last = Some((model, compiled, links));
+    }
+
+    /// Which enabled security-group logs cover each port plugged here (the log reader names
+    /// them in its lines).
+    fn update_log_covers(&self, cluster: &Cluster, want: &Desired) {
+        let mut covers: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for id in want.ports.keys() {
+            let Some(port) = cluster.get("port", id) else {
+                continue;
+            };
+            for log in cluster.all("log") {
+                if neutrino_dataplane::security::log_covers(log, port) {
+                    let text = |k: &str| log[k].as_str().unwrap_or_default().to_string();
+                    covers
+                        .entry(id.clone())
+                        .or_default()
+                        .push((text("id"), text("event")));
+                }
+            }
+        }
+        if let Ok(mut shared) = self.sg_log_covers.lock() {
+            *shared = covers;
+        }
     }
 
     /// The metering counters of this host's routers: to the metrics always, to the server

@@ -18,6 +18,7 @@ mod nft_netlink;
 mod prober;
 mod radvd;
 mod sfc_report;
+mod sg_log;
 
 pub use agent::{run, AgentConfig};
 pub use client::ServerClient;
