@@ -120,6 +120,12 @@ def test_router_counts_label_traffic_except_excluded(lab):
                            "packets": s["packets"], "bytes": before + want}]
     assert statistics(conn, other.id)["bytes"] == 0
 
+    # A restarted agent adopts the table (same digest): the counter goes on.
+    host = next(h for h in lab.hosts if ns_r.startswith(lab.prefix(h)))
+    lab.stop_agent(host)
+    lab.start_agent(host)
+    assert kernel_counters(ns_r)[name] == before + want
+
     # Deleting the label takes its table away.
     conn.network.delete_metering_label(label)
     wait_for("the metering table gone", lambda: not kernel_counters(ns_r))
