@@ -120,6 +120,18 @@ def test_router_counts_label_traffic_except_excluded(lab):
                            "packets": s["packets"], "bytes": before + want}]
     assert statistics(conn, other.id)["bytes"] == 0
 
+    # Upstream's errors over HTTP, as Neutron error bodies.
+    def refused(body: dict) -> tuple[int, str]:
+        resp = conn.network.post("/metering/metering-label-rules",
+                                 json={"metering_label_rule": body})
+        return resp.status_code, resp.json()["NeutronError"]["type"]
+    assert refused({"metering_label_id": label.id, "direction": "egress",
+                    "remote_ip_prefix": "198.51.100.128/25"}) == (409, "MeteringLabelRuleOverlaps")
+    assert refused({"metering_label_id": label.id, "remote_ip_prefix": "192.0.2.0/24",
+                    "source_ip_prefix": "10.0.0.0/8"}) == (400, "Invalid")
+    assert refused({"metering_label_id": str(uuid.uuid4()),
+                    "remote_ip_prefix": "192.0.2.0/24"}) == (404, "MeteringLabelNotFound")
+
     # A restarted agent adopts the table (same digest): the counter goes on.
     host = next(h for h in lab.hosts if ns_r.startswith(lab.prefix(h)))
     lab.stop_agent(host)
