@@ -95,6 +95,13 @@ struct Agent {
     /// The chain counters the server last accepted, and when (unchanged ones are not sent
     /// again before [`COUNTERS_REFRESH`]).
     sfc_chains_sent: (Value, std::time::Instant),
+    /// What the counters of each router namespace's metering table count (the last
+    /// reconcile's desired state).
+    meters: BTreeMap<String, BTreeMap<String, neutrino_dataplane::meter::Counted>>,
+    /// The metering report the server last accepted, and when.
+    meter_sent: (Value, std::time::Instant),
+    /// The enabled security-group logs of each port plugged here, for the log reader.
+    sg_log_covers: crate::sg_log::Covers,
     /// The table last applied steered chains that span hosts.
     sfc_spanned: bool,
     /// The bridge FDB of the last observation (a gateway host reports what it learned).
@@ -134,6 +141,15 @@ pub async fn run(
     let (bgp_status, bgp_status_rx) = tokio::sync::watch::channel(Value::Null);
     let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone(), bgp_status_rx));
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
+    let sg_log_covers = crate::sg_log::Covers::default();
+    if let Err(e) = std::fs::create_dir_all(&cfg.state_dir) {
+        tracing::warn!(error = %e, "cannot create the state directory");
+    }
+    crate::sg_log::start(
+        cfg.dataplane_netns.clone(),
+        cfg.state_dir.join(crate::sg_log::FILE),
+        sg_log_covers.clone(),
+    );
     let mut agent = Agent {
         cfg,
         client,
@@ -145,6 +161,9 @@ pub async fn run(
         sfc_checked: None,
         sfc_steering_ports: BTreeMap::new(),
         sfc_spanned: false,
+        meters: BTreeMap::new(),
+        sg_log_covers: sg_log_covers.clone(),
+        meter_sent: (Value::Null, std::time::Instant::now()),
         fdb: Value::Null,
         l2gw_sent: None,
         status_revision: 0,
@@ -522,7 +541,10 @@ impl Agent {
         let mut retry = RETRY_FIRST;
         let outcome = loop {
             tokio::select! {
-                _ = counters.tick() => self.report_counters(cluster).await,
+                _ = counters.tick() => {
+                    self.report_counters(cluster).await;
+                    self.report_meters().await;
+                }
                 Some(changed) = next_verdicts(&mut health_rx) => {
                     self.health_changed(cluster, changed).await
                 }
@@ -618,6 +640,7 @@ impl Agent {
     /// [`Agent::reconcile`] without its timing.
     async fn reconcile_kernel(&mut self, cluster: &Cluster) {
         let mut want = desired(cluster, &self.cfg.host);
+        self.update_log_covers(cluster, &want);
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
         let mut have = match self.observe().await {
@@ -681,6 +704,8 @@ impl Agent {
             }
         }
         ok &= self.reconcile_sfc(cluster, &want, false).await;
+        self.meters = want.meters.clone();
+        self.report_meters().await;
         // DHCP and RA daemons are retried on their own and do not hold the barrier.
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want.ports, &have).await;
@@ -1079,6 +1104,61 @@ impl Agent {
             self.rewrite_status();
         }
         self.sfc_last = Some((model, compiled, links));
+    }
+
+    /// Which enabled security-group logs cover each port plugged here (the log reader names
+    /// them in its lines).
+    fn update_log_covers(&self, cluster: &Cluster, want: &Desired) {
+        let mut covers: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for id in want.ports.keys() {
+            let Some(port) = cluster.get("port", id) else {
+                continue;
+            };
+            for log in cluster.all("log") {
+                if neutrino_dataplane::security::log_covers(log, port) {
+                    let text = |k: &str| log[k].as_str().unwrap_or_default().to_string();
+                    covers
+                        .entry(id.clone())
+                        .or_default()
+                        .push((text("id"), text("event")));
+                }
+            }
+        }
+        if let Ok(mut shared) = self.sg_log_covers.lock() {
+            *shared = covers;
+        }
+    }
+
+    /// The metering counters of this host's routers: to the metrics always, to the server
+    /// when they moved (or now and then, as the server keeps a report five minutes).
+    async fn report_meters(&mut self) {
+        if self.meters.is_empty() && self.meter_sent.0.is_null() {
+            return;
+        }
+        let kernel = self.kernel.clone();
+        let namespaces: Vec<String> = self.meters.keys().cloned().collect();
+        let read = tokio::task::spawn_blocking(move || {
+            namespaces
+                .into_iter()
+                .map(|ns| {
+                    let counters = kernel.meter_counters(&ns).unwrap_or_default();
+                    (ns, counters)
+                })
+                .collect::<BTreeMap<_, _>>()
+        })
+        .await
+        .unwrap_or_default();
+        let doc = crate::meter_report::report(&self.cfg.host.host, &self.meters, &read);
+        self.cfg.metrics.publish_meter(&doc);
+        let due = doc != self.meter_sent.0 || self.meter_sent.1.elapsed() >= COUNTERS_REFRESH;
+        if due && !doc["labels"].as_array().is_some_and(Vec::is_empty) {
+            match self.client.metering_counters(&doc).await {
+                Ok(_) => self.meter_sent = (doc, std::time::Instant::now()),
+                Err(e) => tracing::debug!(error = %e, "metering report failed"),
+            }
+        } else if due {
+            self.meter_sent = (doc, std::time::Instant::now());
+        }
     }
 
     /// Health of the functions plugged here and the counters of every chain steered here:

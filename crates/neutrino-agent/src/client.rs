@@ -203,6 +203,12 @@ impl ServerClient {
             .await
     }
 
+    /// Reports the traffic this host's routers counted for metering label rules.
+    pub async fn metering_counters(&self, doc: &Value) -> Result<Value, AgentError> {
+        self.call(Method::PUT, "/neutrino/v1/metering-counters", Some(doc))
+            .await
+    }
+
     /// The BGP speakers bound to `host`'s BGP agent, with their peers (and passwords) and
     /// the routes they advertise.
     pub async fn bgp_speakers(&self, host: &str) -> Result<Value, AgentError> {

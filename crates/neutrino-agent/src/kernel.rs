@@ -41,6 +41,12 @@ pub trait Kernel: Send + Sync {
     /// The steering table's named counters (hops, drops, health probes): name → (packets,
     /// bytes); none when the table does not exist. Read without listing the table.
     fn sfc_counters(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError>;
+    /// The named counters of the metering table in router namespace `netns`: name →
+    /// (packets, bytes); none when the table does not exist.
+    fn meter_counters(
+        &self,
+        netns: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError>;
     /// The steering table's handle (`None`: no table); another handle means the table was
     /// deleted and made again behind the agent's back.
     fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError>;
@@ -156,6 +162,9 @@ fn json_of(program: &str, args: &[&str]) -> Result<Value, AgentError> {
     Ok(serde_json::from_str(out.trim()).unwrap_or(Value::Array(Vec::new())))
 }
 
+/// Separates the router table's listing from the metering table's.
+const METER_MARK: &str = "--neutrino-meter--";
+
 /// The comment of a table listed as text, in the shape of `nft -j` output (nft 1.0.6 leaves
 /// table comments out of its JSON).
 fn table_comment(listing: &str) -> Option<Value> {
@@ -205,16 +214,20 @@ impl Kernel for IpRoute2 {
             let docs = json_documents(&out);
             let v6 = json_of("ip", &["-n", name, "-j", "-6", "route", "show"])
                 .unwrap_or(Value::Array(Vec::new()));
-            let (mut ip_forward, mut nft) = (None, None);
+            let (mut ip_forward, mut nft, mut meter) = (None, None, None);
             if router {
                 let script = format!(
-                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null || true",
-                    neutrino_dataplane::router::TABLE
+                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null; \
+                     echo {METER_MARK}; nft list table inet {} 2>/dev/null; true",
+                    neutrino_dataplane::router::TABLE,
+                    neutrino_dataplane::meter::TABLE,
                 );
                 let (_, out, _) = run("ip", &["netns", "exec", name, "sh", "-c", &script], None)?;
                 let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
                 ip_forward = Some(first.to_string());
-                nft = table_comment(rest);
+                let (router_part, meter_part) = rest.split_once(METER_MARK).unwrap_or((rest, ""));
+                nft = table_comment(router_part);
+                meter = table_comment(meter_part);
             }
             namespaces.push(RawNamespace {
                 name: name.to_string(),
@@ -223,6 +236,7 @@ impl Kernel for IpRoute2 {
                 routes: vec![docs.get(2).cloned().unwrap_or_default(), v6],
                 ip_forward,
                 nft,
+                meter,
                 neighbors: docs.get(3).cloned().unwrap_or_default(),
                 rules: docs.get(4).cloned().unwrap_or_default(),
                 table_routes: docs.get(5).cloned().unwrap_or_default(),
@@ -415,6 +429,23 @@ impl Kernel for IpRoute2 {
 
     fn sfc_counters(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError> {
         crate::nft_netlink::counters(self.dataplane_netns.as_deref(), SFC_TABLE)
+    }
+
+    fn meter_counters(
+        &self,
+        netns: &str,
+    ) -> Result<std::collections::BTreeMap<String, (u64, u64)>, AgentError> {
+        let table = neutrino_dataplane::meter::TABLE;
+        let args = [
+            "netns", "exec", netns, "nft", "-j", "list", "counters", "table", "inet", table,
+        ];
+        let (ok, out, _) = run("ip", &args, None)?;
+        if !ok {
+            // No table (yet), or the namespace went.
+            return Ok(Default::default());
+        }
+        let doc: Value = serde_json::from_str(out.trim()).unwrap_or(Value::Null);
+        Ok(neutrino_dataplane::meter::parse_counters(&doc))
     }
 
     fn sfc_table_handle(&self) -> Result<Option<u64>, AgentError> {

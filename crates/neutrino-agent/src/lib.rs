@@ -12,11 +12,13 @@ mod conntrack;
 mod daemon;
 mod dnsmasq;
 pub mod kernel;
+mod meter_report;
 pub mod metrics;
 mod nft_netlink;
 mod prober;
 mod radvd;
 mod sfc_report;
+mod sg_log;
 
 pub use agent::{run, AgentConfig};
 pub use client::ServerClient;

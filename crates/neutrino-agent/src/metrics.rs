@@ -1,7 +1,8 @@
 //! The agent's Prometheus metrics (`neutrino agent --metrics-listen`): reconciles and their
 //! duration, operations applied by kind, errors, the feed revision the agent holds and the
 //! one it acknowledged as applied (their difference is its lag), its ports by status, and,
-//! for service function chains steered here, each pair's health and each hop's counters.
+//! for service function chains steered here, each pair's health and each hop's counters, and
+//! for metering labels, the packets and bytes each rule counted in this host's routers.
 //! The agent publishes a snapshot after every reconcile; a scrape encodes the registry.
 
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,12 @@ struct HopLabels {
     direction: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MeterLabels {
+    metering_label: String,
+    metering_label_rule: String,
+}
+
 /// The agent's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct AgentMetrics {
@@ -78,6 +85,8 @@ struct Inner {
     pair_up: Family<PairLabel, Gauge>,
     hop_packets: Family<HopLabels, Gauge>,
     hop_bytes: Family<HopLabels, Gauge>,
+    meter_packets: Family<MeterLabels, Gauge>,
+    meter_bytes: Family<MeterLabels, Gauge>,
     /// The last snapshot published: counters move by the difference.
     last: Mutex<Snapshot>,
 }
@@ -155,6 +164,18 @@ impl AgentMetrics {
         );
         let hop_bytes = Family::<HopLabels, Gauge>::default();
         r.register("sfc_hop_bytes", "Bytes of the same", hop_bytes.clone());
+        let meter_packets = Family::<MeterLabels, Gauge>::default();
+        r.register(
+            "metering_packets",
+            "Packets each metering label rule counted in the routers of this host",
+            meter_packets.clone(),
+        );
+        let meter_bytes = Family::<MeterLabels, Gauge>::default();
+        r.register(
+            "metering_bytes",
+            "Bytes of the same (IP headers included)",
+            meter_bytes.clone(),
+        );
         AgentMetrics {
             inner: Arc::new(Inner {
                 registry: r,
@@ -170,6 +191,8 @@ impl AgentMetrics {
                 pair_up,
                 hop_packets,
                 hop_bytes,
+                meter_packets,
+                meter_bytes,
                 last: Mutex::new(Snapshot::default()),
             }),
         }
@@ -259,6 +282,32 @@ impl AgentMetrics {
         }
     }
 
+    /// Takes the latest metering report (`meter_report::report`): per label, each rule's
+    /// packets and bytes.
+    pub(crate) fn publish_meter(&self, report: &Value) {
+        let inner = &self.inner;
+        inner.meter_packets.clear();
+        inner.meter_bytes.clear();
+        for label in report["labels"].as_array().into_iter().flatten() {
+            for rule in label["rules"].as_array().into_iter().flatten() {
+                let labels = MeterLabels {
+                    metering_label: label["id"].as_str().unwrap_or_default().to_string(),
+                    metering_label_rule: rule["id"].as_str().unwrap_or_default().to_string(),
+                };
+                let number =
+                    |k: &str| i64::try_from(rule[k].as_u64().unwrap_or(0)).unwrap_or(i64::MAX);
+                inner
+                    .meter_packets
+                    .get_or_create(&labels)
+                    .set(number("packets"));
+                inner
+                    .meter_bytes
+                    .get_or_create(&labels)
+                    .set(number("bytes"));
+            }
+        }
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -318,6 +367,20 @@ mod tests {
         );
         assert!(
             text.contains(r#"port_chain="c1""#) && text.contains("} 700"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn metering_rules_show_their_counters() {
+        let m = AgentMetrics::new();
+        m.publish_meter(&json!({"labels": [{"id": "l1", "rules": [
+            {"id": "r1", "packets": 3, "bytes": 252}]}]}));
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"neutrino_agent_metering_bytes{metering_label="l1",metering_label_rule="r1"} 252"#
+            ),
             "{text}"
         );
     }

@@ -40,7 +40,7 @@ fn error(what: &str, message: impl std::fmt::Display) -> AgentError {
 }
 
 /// A netfilter netlink socket in `netns` (`/run/netns/<name>`; `None`: the agent's own).
-fn open(netns: Option<&str>) -> Result<OwnedFd, AgentError> {
+pub(crate) fn open(netns: Option<&str>) -> Result<OwnedFd, AgentError> {
     let make = || socket(AddressFamily::NETLINK, SocketType::RAW, Some(NETFILTER));
     let Some(ns) = netns else {
         return make().map_err(|e| error("socket", e));

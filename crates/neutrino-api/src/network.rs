@@ -206,6 +206,10 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         ["flavors", id, "next_providers"] if req.method == Method::GET => {
             Ok(json(200, &state.app.flavor_next_providers(&ctx, id).await?))
         }
+        ["log", "loggable-resources"] => match req.method {
+            Method::GET => Ok(json(200, &state.app.loggable_resources(&ctx).await?)),
+            _ => Err(not_allowed()),
+        },
         ["auto-allocated-topology", project] => match req.method {
             Method::GET => Ok(json(
                 200,

@@ -87,6 +87,11 @@ pub const FEED_KINDS: &[&str] = &[
     "l2_remote_gateway",
     "l2_remote_gateway_connection",
     "l2_remote_mac",
+    // Security-group logs: the firewall logs the covered ports' traffic.
+    "log",
+    // L3 metering: routers count their labels' traffic.
+    "metering_label",
+    "metering_label_rule",
 ];
 
 /// A new agent record (agents belong to no project).

@@ -81,6 +81,8 @@ pub struct Desired {
     pub dhcp: BTreeMap<String, DhcpServer>,
     /// Router advertisement daemons to run, by router namespace.
     pub ra: BTreeMap<String, RaConfig>,
+    /// What the named counters of each router namespace's metering table count.
+    pub meters: BTreeMap<String, BTreeMap<String, crate::meter::Counted>>,
 }
 
 /// What a port bound to a host is for.
@@ -380,6 +382,13 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     for ((router, netns), ports) in &routers {
         if let Some(ns) = out.state.namespaces.get_mut(netns) {
             add_router(cluster, router, ports, ns);
+            let gateway = ports.iter().find(|p| p.gateway);
+            if let Some(m) =
+                gateway.and_then(|qg| crate::meter::router_table(cluster, router, &qg.ifname))
+            {
+                ns.meter = Some(m.table);
+                out.meters.insert(netns.clone(), m.counters);
+            }
         }
         if let Some(ra) = router_advertisements(cluster, ports) {
             out.ra.insert(netns.clone(), ra);

@@ -13,6 +13,7 @@ pub mod desired;
 pub mod dhcp;
 pub mod dvr;
 pub mod l2gw;
+pub mod meter;
 pub mod names;
 pub mod observe;
 pub mod plan;

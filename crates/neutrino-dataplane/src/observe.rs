@@ -52,6 +52,8 @@ pub struct RawNamespace {
     /// Routers only, when the table `inet neutrino_router` exists: its comment (the digest),
     /// as `{"nftables": [{"table": {"comment": ...}}]}` (the shape of `nft -j` output).
     pub nft: Option<Value>,
+    /// Routers only, when the table `inet neutrino_meter` exists: its comment, as `nft`.
+    pub meter: Option<Value>,
     /// Routers only: `ip -j neigh show nud permanent`.
     pub neighbors: Value,
     /// Routers only: `ip -j rule show`.
@@ -187,6 +189,14 @@ pub fn observe(raw: &RawHost) -> HostState {
         parsed.forwarding = ns.ip_forward.as_deref().map(str::trim) == Some("1");
         parsed.nft = ns
             .nft
+            .as_ref()
+            .and_then(table_digest)
+            .map(|digest| NftTable {
+                digest,
+                script: String::new(),
+            });
+        parsed.meter = ns
+            .meter
             .as_ref()
             .and_then(table_digest)
             .map(|digest| NftTable {

@@ -512,6 +512,17 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
                 });
             }
         }
+        match (&want.meter, &have.meter) {
+            (Some(table), have) if have.as_ref() != Some(table) => ops.push(Op::LoadNft {
+                netns: netns.clone(),
+                script: table.script.clone(),
+            }),
+            (None, Some(_)) => ops.push(Op::LoadNft {
+                netns: netns.clone(),
+                script: crate::meter::DROP_SCRIPT.to_string(),
+            }),
+            _ => {}
+        }
         plan_dvr_namespace(&mut ops, netns, want, have);
     }
     match (&desired.arp_guard, &observed.arp_guard) {

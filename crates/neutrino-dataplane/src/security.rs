@@ -1,13 +1,14 @@
 //! The security-group input of one host, from the cluster mirror: every port plugged here
 //! (instances filtered; router ports, which the network owns, passed untouched), the rules
 //! of their groups, the members of every group those rules name as a remote group (ports on
-//! any host: fixed IPs and allowed address pairs), and the address groups they name.
+//! any host: fixed IPs and allowed address pairs), the address groups they name, and what
+//! the enabled security-group logs record of each filtered port.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use neutrino_firewall::{Direction, EtherType, FirewallModel, PortFilter, Rule};
+use neutrino_firewall::{Direction, EtherType, FirewallModel, PortFilter, PortLog, Rule};
 use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
@@ -91,6 +92,42 @@ fn rule(doc: &Value) -> Option<Rule> {
     })
 }
 
+/// Whether the enabled `log` covers `port` (of `project`): its `target_id`, else the
+/// members of its `resource_id`, else every port of its project.
+pub fn log_covers(log: &Value, port: &Value) -> bool {
+    if log["enabled"].as_bool() == Some(false) || text(log, "resource_type") != "security_group" {
+        return false;
+    }
+    let (group, target) = (text(log, "resource_id"), text(log, "target_id"));
+    if !target.is_empty() {
+        return target == text(port, "id");
+    }
+    if !group.is_empty() {
+        return strings(&port["security_groups"]).iter().any(|g| g == group);
+    }
+    text(log, "project_id") == text(port, "project_id")
+}
+
+/// What the enabled logs record of each port filtered here (ports with security only).
+fn port_logs(cluster: &Cluster, ports: &[PortFilter]) -> BTreeMap<String, PortLog> {
+    let mut out: BTreeMap<String, PortLog> = BTreeMap::new();
+    for log in cluster.all("log") {
+        let event = text(log, "event");
+        for p in ports.iter().filter(|p| p.port_security_enabled) {
+            let Some(port) = cluster.get("port", &p.port_id) else {
+                continue;
+            };
+            if !log_covers(log, port) {
+                continue;
+            }
+            let e = out.entry(p.port_id.clone()).or_default();
+            e.accept |= event != "DROP";
+            e.drop |= event != "ACCEPT";
+        }
+    }
+    out
+}
+
 /// The firewall input of the host whose plug decisions are `desired`.
 pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
     let mut model = FirewallModel::default();
@@ -121,6 +158,7 @@ pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
             security_groups,
         });
     }
+    model.logs = port_logs(cluster, &model.ports);
     let mut remote_groups: BTreeSet<String> = BTreeSet::new();
     let mut address_groups: BTreeSet<String> = BTreeSet::new();
     for doc in cluster.all("security_group_rule") {
@@ -170,4 +208,56 @@ pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
         model.address_groups.insert(id, addrs);
     }
     model
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster(logs: Value) -> Cluster {
+        Cluster::from_snapshot(&json!({"revision": 1, "resources": {
+            "port": [
+                {"id": "p1", "project_id": "a", "security_groups": ["g1"]},
+                {"id": "p2", "project_id": "a", "security_groups": ["g2"]},
+                {"id": "p3", "project_id": "b", "security_groups": []}],
+            "log": logs}}))
+    }
+
+    fn filters() -> Vec<PortFilter> {
+        ["p1", "p2", "p3"]
+            .iter()
+            .map(|id| PortFilter {
+                port_id: id.to_string(),
+                device: format!("tap{id}"),
+                bridge: None,
+                mac: String::new(),
+                fixed_ips: vec![],
+                allowed_address_pairs: vec![],
+                port_security_enabled: true,
+                security_groups: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn logs_cover_target_group_or_project_and_merge_events() {
+        let c = cluster(json!([
+            {"id": "l1", "project_id": "x", "resource_type": "security_group",
+             "resource_id": "g1", "target_id": null, "event": "DROP", "enabled": true},
+            {"id": "l2", "project_id": "x", "resource_type": "security_group",
+             "resource_id": null, "target_id": "p1", "event": "ACCEPT", "enabled": true},
+            {"id": "l3", "project_id": "b", "resource_type": "security_group",
+             "resource_id": null, "target_id": null, "event": "ALL", "enabled": true},
+            {"id": "l4", "project_id": "a", "resource_type": "security_group",
+             "resource_id": null, "target_id": null, "event": "ALL", "enabled": false}]));
+        let logs = port_logs(&c, &filters());
+        let both = PortLog {
+            accept: true,
+            drop: true,
+        };
+        assert_eq!(logs.get("p1"), Some(&both));
+        assert_eq!(logs.get("p2"), None);
+        assert_eq!(logs.get("p3"), Some(&both));
+    }
 }

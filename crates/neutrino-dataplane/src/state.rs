@@ -98,6 +98,8 @@ pub struct Namespace {
     pub forwarding: bool,
     /// The agent's nftables table inside the namespace (routers: NAT and scope rules).
     pub nft: Option<NftTable>,
+    /// Routers with metering labels: the metering table ([`crate::meter`]).
+    pub meter: Option<NftTable>,
     /// Desired state only: interfaces addressed by a DHCP client inside the instance, whose
     /// addresses and routes the agent leaves alone.
     pub dhcp_clients: BTreeSet<String>,

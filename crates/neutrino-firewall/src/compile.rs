@@ -17,6 +17,20 @@ use crate::observe::ObservedTables;
 
 /// Mark of a packet coming from port `index` (its egress filter).
 pub const MARK_FROM_PORT: u32 = 0x4e4f_0000;
+
+/// The netlink log group (NFLOG) security-group log statements send to; the agent reads it.
+pub const LOG_GROUP: u16 = 42;
+
+/// The rate limit of each logged port's log statements (packets per second, burst).
+pub const LOG_LIMIT: &str = "limit rate 100/second burst 100 packets";
+
+/// A log statement for `event` (`ACCEPT`, `DROP`) of `port`.
+fn log_statement(event: &str, port: &str) -> String {
+    format!(
+        "{LOG_LIMIT} log prefix \"{event} {}\" group {LOG_GROUP}",
+        clean(port)
+    )
+}
 /// Mark of a packet going to port `index` (its ingress filter).
 pub const MARK_TO_PORT: u32 = 0x4e49_0000;
 const INDEX_MASK: u32 = 0xffff;
@@ -596,6 +610,12 @@ fn inet_table(
     ingress_common.rule("invalid", "ct state invalid drop");
     chains.extend([egress_common, ingress_common]);
 
+    // Accepted traffic of logged ports: base chains after the filter's.
+    let mut log_egress = ChainDef::new("log-egress");
+    log_egress.hook = Some("type filter hook prerouting priority 10; policy accept;");
+    let mut log_ingress = ChainDef::new("log-ingress");
+    log_ingress.hook = Some("type filter hook forward priority 10; policy accept;");
+
     // Per-port chains and the verdict maps reaching them.
     let mut egress_ports = SetDef::map("egress-ports", Field::Mark, DataKind::Verdict);
     let mut ingress_ports = SetDef::map("ingress-ports", Field::Mark, DataKind::Verdict);
@@ -663,6 +683,25 @@ fn inet_table(
                 format!("jump {}", sg_chain(g, Direction::Ingress)),
             );
         }
+        let log = model.logs.get(&p.port_id).copied().unwrap_or_default();
+        if log.drop {
+            e.rule("log-drop", log_statement("DROP", &p.port_id));
+            n.rule("log-drop", log_statement("DROP", &p.port_id));
+        }
+        if log.accept {
+            let accept = log_statement("ACCEPT", &p.port_id);
+            log_egress.rule(
+                format!("accept-{dev}"),
+                format!(
+                    "meta mark 0x{:08x} ct state new {accept}",
+                    MARK_FROM_PORT | i
+                ),
+            );
+            log_ingress.rule(
+                format!("accept-{dev}"),
+                format!("meta mark 0x{:08x} ct state new {accept}", MARK_TO_PORT | i),
+            );
+        }
         e.rule("default-drop", "drop");
         n.rule("default-drop", "drop");
         let goto = |c: &ChainDef| Elem {
@@ -678,6 +717,9 @@ fn inet_table(
         chains.extend([e, n]);
     }
     sets.extend([egress_ports, ingress_ports]);
+    if !log_egress.rules.is_empty() {
+        chains.extend([log_egress, log_ingress]);
+    }
 
     // Security groups: one chain per group and direction; rules become set elements.
     let mut classes: BTreeMap<Class, Vec<(String, Key)>> = BTreeMap::new();

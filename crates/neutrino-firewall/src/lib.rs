@@ -42,6 +42,11 @@
 //!   chain egress-common:  DHCP client accept, RA drop, ICMPv6 accept, DHCPv6 client accept,
 //!                         DHCP/DHCPv6 server replies drop, ct invalid drop
 //!   chain ingress-common: MLD query / NS / NA accept, ct invalid drop
+//!   chain log-egress  (prerouting, 10) / log-ingress (forward, 10), only while a port has a
+//!                  log of accepted traffic: the packets that got past `egress` / `ingress`
+//!                  (accepted), per logged port `meta mark M ct state new limit … log`
+//!   (a port logging drops has `limit … log prefix "DROP <port>" group N` before its
+//!    default drop)
 //!   chain sg-<G>-ingress / sg-<G>-egress: one rule per non-empty *layer set*:
 //!       ip saddr . meta l4proto . th dport @sg-<G>-i4-cidr-port-0 accept
 //!       ip saddr @rg-<R>-4 meta l4proto . th dport @sg-<G>-i4-rg-<R>-port-0 accept
@@ -70,8 +75,9 @@ mod plan;
 #[doc(hidden)]
 pub mod testing;
 
+pub use compile::{LOG_GROUP, LOG_LIMIT};
 pub use compile::{MARK_FROM_PORT, MARK_TO_PORT};
-pub use model::{Direction, EtherType, FirewallModel, PortFilter, Rule};
+pub use model::{Direction, EtherType, FirewallModel, PortFilter, PortLog, Rule};
 pub use nft::{Family, TABLE};
 pub use observe::{ObservedTables, ParseError, LIST_COMMANDS};
 pub use plan::{plan, render, Plan};

@@ -102,4 +102,19 @@ pub struct FirewallModel {
     /// Address group id → its addresses.
     #[serde(default)]
     pub address_groups: BTreeMap<String, BTreeSet<IpNet>>,
+    /// Port id → what its security-group logs record (ports without a log are absent).
+    #[serde(default)]
+    pub logs: BTreeMap<String, PortLog>,
+}
+
+/// What the enabled security-group logs of one port record: new connections its groups
+/// accept, packets its chains drop, or both. Each becomes a rate-limited nftables `log`
+/// statement to the netlink log group [`crate::LOG_GROUP`], prefixed `ACCEPT <port id>` or
+/// `DROP <port id>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortLog {
+    /// Log the first packet of every connection the groups accept.
+    pub accept: bool,
+    /// Log every packet the port's chains drop.
+    pub drop: bool,
 }

@@ -237,3 +237,49 @@ fn invalid_rules_are_skipped_with_a_warning() {
     assert!(!p.script().contains("r-bad"));
     assert!(p.warnings().iter().any(|w| w.contains("r-bad")));
 }
+
+#[test]
+fn a_port_log_adds_its_statements_and_goes_away_cleanly() {
+    use neutrino_firewall::{PortLog, LOG_GROUP};
+    let prev = base();
+    let mut logged = base();
+    logged.logs.insert(
+        "port-2".into(),
+        PortLog {
+            accept: true,
+            drop: true,
+        },
+    );
+    let text = render(&logged);
+    let drop = format!("log prefix \"DROP port-2\" group {LOG_GROUP}");
+    let accept = format!("ct state new limit rate 100/second burst 100 packets log prefix \"ACCEPT port-2\" group {LOG_GROUP}");
+    assert_eq!(text.matches(&drop).count(), 2, "{text}");
+    assert_eq!(text.matches(&accept).count(), 2, "{text}");
+    assert!(text.contains("type filter hook forward priority 10;"));
+    // The drop log comes right before the port's default drop.
+    let at = text.find(&drop).unwrap();
+    assert!(text[at..].contains("default-drop"));
+    assert!(!text.contains("DROP port-1"));
+    // Adding the log touches only what it adds; removing it removes as much.
+    let added = step(&prev, &logged);
+    assert_eq!(added.len(), 2 + 2 + 2, "{added:#?}");
+    let removed = step(&logged, &prev);
+    assert!(
+        removed
+            .iter()
+            .any(|c| c.contains("delete chain inet neutrino log-egress")),
+        "{removed:#?}"
+    );
+    // Drops only: no accept chains.
+    let mut drops = base();
+    drops.logs.insert(
+        "port-1".into(),
+        PortLog {
+            accept: false,
+            drop: true,
+        },
+    );
+    assert!(!render(&drops).contains("log-egress"));
+    let (_, after) = apply(&ObservedTables::default(), &logged);
+    assert!(plan(&logged, &after).script().is_empty());
+}

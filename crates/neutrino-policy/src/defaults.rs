@@ -13,10 +13,10 @@
 //! Included are the policy modules of the resources Neutrino serves (base, address groups and
 //! scopes, agents and scheduling, auto-allocated topology, availability zones, default security
 //! group rules, floating IPs and their pools, networks, network IP availability, ports, quotas,
-//! RBAC, routers, security groups, service flavors and providers, subnets, subnet pools, trunks, SFC) plus
-//! Neutrino's own extensions at the end. Neutron modules for features Neutrino lacks (QoS,
-//! metering, logging, local IPs, port forwarding, conntrack helpers, NDP proxy, segments and
-//! segment ranges, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
+//! RBAC, routers, security groups, service flavors and providers, subnets, subnet pools,
+//! trunks, SFC, metering, logging) plus Neutrino's own extensions at the end. Neutron modules
+//! for features Neutrino lacks (QoS, local IPs, port forwarding, conntrack helpers, NDP proxy,
+//! segments and segment ranges, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
 //!
 //! Where Neutron's defaults would refuse what Neutrino has always allowed (and Tempest checks),
@@ -381,7 +381,21 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "create_flavor_service_profile", check: "rule:admin_only", description: "Associate a flavor with a service profile", operations: &[("POST", "/flavors/{flavor_id}/service_profiles")] },
     DefaultRule { name: "delete_flavor_service_profile", check: "rule:admin_only", description: "Disassociate a flavor from a service profile", operations: &[("DELETE", "/flavors/{flavor_id}/service_profiles/{profile_id}")] },
     DefaultRule { name: "get_flavor_service_profile", check: "rule:regular_user", description: "Get a flavor associated with a given service profiles", operations: &[("GET", "/flavors/{flavor_id}/service_profiles/{profile_id}")] },
+    // neutron/conf/policies/logging.py (every rule ADMIN)
+    DefaultRule { name: "get_loggable_resource", check: "rule:admin_only", description: "Get loggable resources", operations: &[("GET", "/log/loggable-resources")] },
+    DefaultRule { name: "create_log", check: "rule:admin_only", description: "Create a network log", operations: &[("POST", "/log/logs")] },
+    DefaultRule { name: "get_log", check: "rule:admin_only", description: "Get a network log", operations: &[("GET", "/log/logs"), ("GET", "/log/logs/{id}")] },
+    DefaultRule { name: "update_log", check: "rule:admin_only", description: "Update a network log", operations: &[("PUT", "/log/logs/{id}")] },
+    DefaultRule { name: "delete_log", check: "rule:admin_only", description: "Delete a network log", operations: &[("DELETE", "/log/logs/{id}")] },
+    // neutron/conf/policies/metering.py (every rule ADMIN)
+    DefaultRule { name: "create_metering_label", check: "rule:admin_only", description: "Create a metering label", operations: &[("POST", "/metering/metering-labels")] },
+    DefaultRule { name: "get_metering_label", check: "rule:admin_only", description: "Get a metering label", operations: &[("GET", "/metering/metering-labels"), ("GET", "/metering/metering-labels/{id}")] },
+    DefaultRule { name: "delete_metering_label", check: "rule:admin_only", description: "Delete a metering label", operations: &[("DELETE", "/metering/metering-labels/{id}")] },
+    DefaultRule { name: "create_metering_label_rule", check: "rule:admin_only", description: "Create a metering label rule", operations: &[("POST", "/metering/metering-label-rules")] },
+    DefaultRule { name: "get_metering_label_rule", check: "rule:admin_only", description: "Get a metering label rule", operations: &[("GET", "/metering/metering-label-rules"), ("GET", "/metering/metering-label-rules/{id}")] },
+    DefaultRule { name: "delete_metering_label_rule", check: "rule:admin_only", description: "Delete a metering label rule", operations: &[("DELETE", "/metering/metering-label-rules/{id}")] },
     // Neutrino's extensions
+    DefaultRule { name: "report_metering_counters", check: "(rule:admin_only) or (rule:service_api)", description: "Report the traffic counted for metering label rules (Neutrino extension, used by agents)", operations: &[("PUT", "/neutrino/v1/metering-counters")] },
     DefaultRule { name: "get_port_chain_statistics", check: "rule:admin_or_owner", description: "Get the packet and byte counters of a port chain (Neutrino extension; same default as get_port_chain)", operations: &[("GET", "/sfc/port_chains/{id}/statistics")] },
     DefaultRule { name: "report_agent", check: "(rule:admin_only) or (rule:service_api)", description: "Register a host agent and report its state (Neutrino's agents, instead of Neutron's RPC)", operations: &[("POST", "/neutrino/v1/agents")] },
     DefaultRule { name: "get_feed", check: "(rule:admin_only) or (rule:service_api)", description: "Read the change feed: a snapshot of the desired state and the changes since a revision (Neutrino's agents)", operations: &[("GET", "/neutrino/v1/snapshot"), ("GET", "/neutrino/v1/changes"), ("GET", "/neutrino/v1/watch"), ("GET", "/neutrino/v1/bgp-speakers")] },

@@ -85,6 +85,10 @@ impl ApiError {
             // neutron-dynamic-routing's.
             "bgp_speaker" => Some(format!("BGP speaker {id} could not be found.")),
             "bgp_peer" => Some(format!("BGP peer {id} could not be found.")),
+            "log" => Some(format!("Log {id} could not be found.")),
+            // Neutron's metering plugin's.
+            "metering_label" => Some(format!("Metering label {id} does not exist")),
+            "metering_label_rule" => Some(format!("Metering label rule {id} does not exist")),
             _ => None,
         };
         if let Some(text) = l2gw {

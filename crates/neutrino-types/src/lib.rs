@@ -6,6 +6,8 @@ pub mod bgp;
 pub mod error;
 pub mod flavors;
 pub mod l2gw;
+pub mod logging;
+pub mod metering;
 pub mod query;
 pub mod resources;
 pub mod sfc;

@@ -15,6 +15,9 @@ mod ip_availability;
 mod kind;
 mod l2gw;
 mod l3_ha;
+mod logging;
+mod metering;
+mod metering_counters;
 mod networks;
 mod owners;
 mod ports;
@@ -74,6 +77,9 @@ pub static COLLECTIONS: &[&Collection] = &[
     &bgp::PEERS,
     &flavors::FLAVORS,
     &flavors::SERVICE_PROFILES,
+    &metering::LABELS,
+    &metering::RULES,
+    &logging::LOGS,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind

@@ -77,6 +77,9 @@ enum Shape {
     BgpPeer,
     Flavor,
     ServiceProfile,
+    MeteringLabel,
+    MeteringLabelRule,
+    Log,
 }
 
 // The common patterns (A's member, A's reader, B's member, B's reader, admin).
@@ -255,6 +258,27 @@ static ROWS: &[Row] = &[
     )
     .create(ADMIN_CREATES)
     .except(&[("create_in_a", ADMIN_IN_A)]),
+    // Metering and logging: every rule admin-only, as the BGP kinds; labels and rules are
+    // never updated (405 before anything else).
+    row(
+        "metering/metering-labels",
+        MeteringLabel,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[("create_in_a", ADMIN_IN_A), ("update", "nnnnn")]),
+    row(
+        "metering/metering-label-rules",
+        MeteringLabelRule,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[("create_in_a", ADMIN_IN_A), ("update", "nnnnn")]),
+    row("log/logs", Log, ADMIN_READS, ADMIN_WRITES)
+        .create(ADMIN_CREATES)
+        .except(&[("create_in_a", ADMIN_IN_A)]),
 ];
 
 /// Admin-only kinds (networking-l2gw): reads of one record are hidden from everyone else.
@@ -290,6 +314,7 @@ fn actions(path: &str) -> &'static [(&'static str, bool)] {
             ("get_subports", true),
         ],
         "sfc/port_chains" => &[("statistics", true)],
+        "metering/metering-labels" => &[("statistics", true)],
         "bgp-speakers" => &[
             ("add_bgp_peer", false),
             ("remove_bgp_peer", false),
@@ -495,6 +520,12 @@ impl Env {
             .or(mac["id"].as_str())
             .unwrap()
             .to_string()
+    }
+
+    /// A metering label of project A.
+    async fn a_metering_label(&self) -> String {
+        let body = json!({"name": "m", "project_id": "project-a"});
+        id(&self.ok(&admin(), "metering/metering-labels", body).await)
     }
 
     /// A BGP peer of project A.
@@ -801,6 +832,31 @@ impl Env {
                 let profile = id(&self.ok(&admin(), "service_profiles", body).await);
                 Fixture::new(profile, json!({"driver": "neutrino.l3.ha"}))
                     .update(json!({"description": "renamed"}))
+            }
+            MeteringLabel => {
+                let label = self.a_metering_label().await;
+                Fixture::new(label, json!({"name": "m"}))
+                    .update(json!({"name": "new"}))
+                    .action("statistics", Value::Null)
+            }
+            MeteringLabelRule => {
+                let label = self.a_metering_label().await;
+                let body = json!({"metering_label_id": label, "remote_ip_prefix": "10.1.0.0/24"});
+                let rule = id(&self
+                    .ok(&admin(), "metering/metering-label-rules", {
+                        let mut b = body.clone();
+                        b["project_id"] = json!("project-a");
+                        b
+                    })
+                    .await);
+                let create = json!({"metering_label_id": label, "remote_ip_prefix": "10.2.0.0/24"});
+                Fixture::new(rule, create).update(json!({"excluded": true}))
+            }
+            Log => {
+                let body = json!({"resource_type": "security_group", "project_id": "project-a"});
+                let log = id(&self.ok(&admin(), "log/logs", body).await);
+                Fixture::new(log, json!({"resource_type": "security_group"}))
+                    .update(json!({"name": "new"}))
             }
             ServiceGraph => {
                 let net = self.a_lan().await;

@@ -17,6 +17,8 @@ mod identity;
 mod isolation;
 mod l2gw;
 mod l3_ha;
+mod logging;
+mod metering;
 mod module_graph;
 mod policy;
 mod pool_props;

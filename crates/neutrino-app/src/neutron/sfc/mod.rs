@@ -25,7 +25,7 @@
 mod chains;
 mod classifiers;
 mod pairs;
-mod status;
+pub(crate) mod status;
 
 use std::collections::HashMap;
 

@@ -26,7 +26,7 @@ pub(crate) fn epoch_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .format("%Y-%m-%dT%H:%M:%SZ")
