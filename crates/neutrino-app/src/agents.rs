@@ -87,6 +87,10 @@ pub const FEED_KINDS: &[&str] = &[
     "l2_remote_gateway",
     "l2_remote_gateway_connection",
     "l2_remote_mac",
+    // QoS: the policies and the rules the dataplane enforces on ports.
+    "policy",
+    "bandwidth_limit_rule",
+    "dscp_marking_rule",
 ];
 
 /// A new agent record (agents belong to no project).

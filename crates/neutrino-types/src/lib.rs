@@ -5,6 +5,7 @@ pub mod attrs;
 pub mod bgp;
 pub mod error;
 pub mod l2gw;
+pub mod qos;
 pub mod query;
 pub mod resources;
 pub mod sfc;
