@@ -392,8 +392,16 @@ async fn networks_and_ports_name_visible_policies_and_hold_them() {
             .status,
         404
     );
-    // A deleted port no longer holds its policy.
+    // A deleted port or network no longer holds its policy, and leaves no claim behind.
+    let net2 = t
+        .ok(&me, "networks", json!({"name": "n2", "qos_policy_id": q}))
+        .await;
+    t.delete(&me, "networks", &id(&net2)).await.unwrap();
     t.delete(&me, "ports", &id(&port)).await.unwrap();
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
+    assert_eq!(problems, Vec::<String>::new());
     t.delete(&a, "qos/policies", &q).await.unwrap();
     // Host agents mirror policies and the enforced rules.
     let snap = t.app.feed_snapshot(&a).await.unwrap();

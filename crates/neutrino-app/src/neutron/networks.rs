@@ -108,6 +108,10 @@ impl Kind for Networks {
     ) -> ApiResult<()> {
         app.delete_network(tx, ctx, rec).await
     }
+
+    async fn after_delete(&self, _app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        super::qos::unbind(tx, "network", rec).await
+    }
 }
 
 /// VXLAN header overhead subtracted from the underlay MTU.

@@ -129,6 +129,7 @@ impl Kind for Ports {
     }
 
     async fn after_delete(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        super::qos::unbind(tx, "port", rec).await?;
         if s(&rec.body, "device_owner") == DHCP_OWNER {
             app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
                 .await?;

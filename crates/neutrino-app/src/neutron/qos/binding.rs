@@ -5,7 +5,7 @@
 //! dropped when found. A network created without `qos_policy_id` gets its project's default
 //! policy (`qos-default`).
 
-use neutrino_store::Tx;
+use neutrino_store::{Record, Tx};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
@@ -121,6 +121,16 @@ pub(super) async fn check_unused(tx: &mut Tx, policy: &str) -> ApiResult<()> {
             ));
         }
         tx.release(&scope(policy), &key).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// A network or port going away releases its policy's claim.
+pub(in crate::neutron) async fn unbind(tx: &mut Tx, kind: &str, rec: &Record) -> ApiResult<()> {
+    if let Some(p) = rec.body.get("qos_policy_id").and_then(Value::as_str) {
+        tx.release(&scope(p), &format!("{kind}:{}", rec.id))
+            .await
+            .map_err(db)?;
     }
     Ok(())
 }
