@@ -410,6 +410,41 @@ async fn networks_and_ports_name_visible_policies_and_hold_them() {
 }
 
 #[tokio::test]
+async fn sharing_cannot_be_withdrawn_from_a_project_using_the_policy() {
+    let t = env().await;
+    let a = admin();
+    let me = tenant();
+    let open = id(&t.policy(&a, json!({"name": "open", "shared": true})).await);
+    let net = t
+        .ok(&me, "networks", json!({"name": "n", "qos_policy_id": open}))
+        .await;
+    assert_err(
+        t.update(&a, "qos/policies", &open, json!({"shared": false}))
+            .await,
+        409,
+        "QosPolicyInUse",
+    );
+    let grants = t
+        .list(&a, "rbac-policies", &[("object_id", open.as_str())])
+        .await;
+    assert_eq!(grants.len(), 1);
+    assert_err(
+        t.delete(&a, "rbac-policies", &id(&grants[0])).await,
+        409,
+        "RbacPolicyInUse",
+    );
+    // Once the network lets go, sharing can end.
+    t.update(&me, "networks", &id(&net), json!({"qos_policy_id": null}))
+        .await
+        .unwrap();
+    let unshared = t
+        .update(&a, "qos/policies", &open, json!({"shared": false}))
+        .await
+        .unwrap();
+    assert_eq!(unshared["shared"], false);
+}
+
+#[tokio::test]
 async fn rule_types_and_details() {
     let t = env().await;
     let types = t.app.qos_rule_types(&tenant());

@@ -252,7 +252,7 @@ impl App {
         Ok(())
     }
 
-    async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+    pub(super) async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
         let object_type = s(&rec.body, "object_type").to_string();
         let object = s(&rec.body, "object_id").to_string();
         let target = s(&rec.body, "target_tenant").to_string();
@@ -295,6 +295,13 @@ impl App {
             ("address_group", _) => {
                 let users = super::address_groups::rule_projects(tx, &object).await?;
                 (users, None)
+            }
+            ("qos_policy", _) => {
+                // Ordered against networks and ports taking the policy (they lock it too).
+                tx.lock(super::qos::POLICY_KIND, &object)
+                    .await
+                    .map_err(db)?;
+                (super::qos::policy_users(tx, &object).await?, None)
             }
             ("subnetpool", _) => {
                 let users = tx

@@ -134,3 +134,22 @@ pub(in crate::neutron) async fn unbind(tx: &mut Tx, kind: &str, rec: &Record) ->
     }
     Ok(())
 }
+
+/// The projects of the networks and ports naming `policy` (one entry per object).
+pub(in crate::neutron) async fn policy_users(tx: &mut Tx, policy: &str) -> ApiResult<Vec<String>> {
+    let keys = tx
+        .claimed_keys(&scope(policy), "", None, i64::MAX)
+        .await
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for key in keys {
+        if let Some((kind, id)) = key.split_once(':') {
+            if let Some(r) = tx.get(kind, id).await.map_err(db)? {
+                if s(&r.body, "qos_policy_id") == policy {
+                    out.push(r.project_id);
+                }
+            }
+        }
+    }
+    Ok(out)
+}

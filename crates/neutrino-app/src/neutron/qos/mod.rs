@@ -13,7 +13,7 @@ use neutrino_types::qos as spec;
 
 use super::Collection;
 
-pub(super) use binding::{bind_on_create, rebind, unbind, POLICY_KIND};
+pub(super) use binding::{bind_on_create, policy_users, rebind, unbind, POLICY_KIND};
 
 /// The path of the policies' collection, parent of the rule collections.
 const POLICIES_PATH: &str = "qos/policies";

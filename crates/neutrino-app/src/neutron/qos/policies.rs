@@ -200,6 +200,16 @@ async fn set_shared(app: &App, tx: &mut Tx, rec: &Record, on: bool) -> ApiResult
     }
     if !on {
         for p in wildcard {
+            // Not while another project's network or port depends on it.
+            app.check_rbac_unused(tx, &p).await.map_err(|_| {
+                ApiError::conflict(
+                    "QosPolicyInUse",
+                    format!(
+                        "QoS Policy {} is used by other projects: it cannot stop being shared.",
+                        rec.id
+                    ),
+                )
+            })?;
             tx.release("rbac", &rbac_key(&p.body)).await.map_err(db)?;
             tx.delete("rbac_policy", &p.id).await.map_err(db)?;
         }
