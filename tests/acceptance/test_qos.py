@@ -162,6 +162,12 @@ def test_bandwidth_limits_and_dscp_apply_live(lab):
     assert_near(throughput(lab, ns_b, ip_of(b), ns_a, reverse=False), 20e6, "from a at 20")
     assert_near(throughput(lab, ns_b, ip_of(b), ns_a, reverse=True), 20e6, "to a at 20")
 
+    # A restarted agent adopts the shapers and the table as they are.
+    lab.stop_agent("h1")
+    lab.start_agent("h1")
+    assert lab.status("h1")["ops_total"] == 0, "the restarted agent changed QoS state"
+    assert tbf_rate(lab, tap_a) == 2_500_000 and tbf_rate(lab, ifb_a) == 2_500_000
+
     # The policy is in use: it cannot go.
     osc_fails("network", "qos", "policy", "delete", pid, env=env)
     # Removing it from the port removes every trace of it.

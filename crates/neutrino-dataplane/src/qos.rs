@@ -33,6 +33,10 @@ pub const TABLE: &str = "neutrino_qos";
 const LATENCY: &str = "50ms";
 /// Smallest burst in bytes (a full frame must fit).
 const MIN_BURST: u64 = 1600;
+/// Largest burst in bytes, and in seconds at the rate: the kernel keeps a bucket as a time
+/// in 32-bit scheduler ticks (about 68 s), and reads larger ones back wrong.
+const MAX_BURST: u64 = 1 << 30;
+const MAX_BURST_SECS: u64 = 60;
 
 /// A token bucket: `rate` and `burst` in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,10 +55,12 @@ impl Shaper {
         } else {
             max_burst_kbps
         };
-        Shaper {
-            rate: max_kbps * 1000 / 8,
-            burst: (burst_kbit * 1000 / 8).max(MIN_BURST),
-        }
+        let rate = max_kbps.saturating_mul(1000) / 8;
+        let burst = (burst_kbit.saturating_mul(1000) / 8)
+            .min(MAX_BURST)
+            .min(rate.saturating_mul(MAX_BURST_SECS))
+            .max(MIN_BURST);
+        Shaper { rate, burst }
     }
 
     /// Whether an observed bucket is this one (the kernel keeps the burst as a time, so it
@@ -370,6 +376,9 @@ mod tests {
             }
         );
         assert_eq!(Shaper::of_rule(8, 1).burst, MIN_BURST);
+        // Bursts the kernel cannot hold are clamped: 60 s at the rate, 1 GiB at most.
+        assert_eq!(Shaper::of_rule(8, 2_000_000).burst, 60_000);
+        assert_eq!(Shaper::of_rule(2_147_483_647, 0).burst, MAX_BURST);
     }
 
     #[test]
