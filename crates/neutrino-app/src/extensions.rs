@@ -53,7 +53,6 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("qos-pps-minimum", "QoS minimum packet rate rule", "Allow to configure QoS minimum packet rate rule."),
     ("qos-rule-type-details", "Details of QoS rule types", "Expose details about QoS rule types supported by loaded backend drivers"),
     ("qos-rules-alias", "Quality of Service rules alias API", "API to enable GET, PUT and DELETE operations on QoS policy rules without specifying policy ID"),
-    ("rbac-qos", "RBAC QoS", "Add RBAC support to QoS policies"),
     ("quotas", "Quota management support", "Expose functions for quotas management per project"),
     ("quota_details", "Quota details management support", "Expose functions for quotas usage statistics per project"),
     ("rbac-policies", "RBAC Policies", "Allows creation and modification of policies that control tenant access to resources."),
