@@ -219,6 +219,66 @@ pub fn check_rule_conflict(
     Ok(())
 }
 
+/// The rule type whose parameters bound this one's (`max_kbps` against `min_kbps`).
+pub fn counterpart(resource: &str) -> Option<&'static str> {
+    match resource {
+        "bandwidth_limit_rule" => Some("minimum_bandwidth_rule"),
+        "minimum_bandwidth_rule" => Some("bandwidth_limit_rule"),
+        _ => None,
+    }
+}
+
+/// Checks a bandwidth limit against the policy's minimum bandwidth rules of its direction and
+/// the other way round (`others`: the [`counterpart`] rules): a limit below a guarantee is a
+/// 409 `QoSRuleParameterConflict`.
+pub fn check_parameter_conflict(
+    resource: &str,
+    policy: &str,
+    rule: &Value,
+    others: &[(String, Value)],
+) -> Result<(), ApiError> {
+    let dir = |r: &Value| {
+        r.get("direction")
+            .and_then(Value::as_str)
+            .unwrap_or("egress")
+            .to_string()
+    };
+    let num = |r: &Value, k: &str| r.get(k).and_then(Value::as_i64);
+    for (_, other) in others.iter().filter(|(_, o)| dir(o) == dir(rule)) {
+        let (limit, value, existing, existing_type) = match resource {
+            "bandwidth_limit_rule" => (
+                true,
+                num(rule, "max_kbps"),
+                num(other, "min_kbps"),
+                "minimum_bandwidth",
+            ),
+            _ => (
+                false,
+                num(rule, "min_kbps"),
+                num(other, "max_kbps"),
+                "bandwidth_limit",
+            ),
+        };
+        let (Some(value), Some(existing)) = (value, existing) else {
+            continue;
+        };
+        let conflict = if limit {
+            value < existing
+        } else {
+            value > existing
+        };
+        if conflict {
+            return Err(ApiError::conflict(
+                "QoSRuleParameterConflict",
+                format!(
+                    "Unable to add the rule with value {value} to the policy {policy} as the existing rule of type {existing_type} restricts the bandwidth to {existing}."
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The object class name upstream reports (`QosBandwidthLimitRule`).
 fn camel(resource: &str) -> String {
     let mut out = String::from("Qos");
@@ -312,6 +372,37 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((e.status, e.kind.as_str()), (409, "QoSRulesConflict"));
+    }
+
+    #[test]
+    fn a_limit_below_a_guarantee_conflicts() {
+        let min = [sib("m", json!({"min_kbps": 1000, "direction": "egress"}))];
+        let e = check_parameter_conflict(
+            "bandwidth_limit_rule",
+            "p",
+            &json!({"max_kbps": 500, "direction": "egress"}),
+            &min,
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.status, e.kind.as_str()),
+            (409, "QoSRuleParameterConflict")
+        );
+        // Another direction, or a limit above the guarantee, is fine.
+        for ok in [
+            json!({"max_kbps": 500, "direction": "ingress"}),
+            json!({"max_kbps": 1000, "direction": "egress"}),
+        ] {
+            assert!(check_parameter_conflict("bandwidth_limit_rule", "p", &ok, &min).is_ok());
+        }
+        let max = [sib("b", json!({"max_kbps": 1000, "direction": "egress"}))];
+        assert!(check_parameter_conflict(
+            "minimum_bandwidth_rule",
+            "p",
+            &json!({"min_kbps": 2000, "direction": "egress"}),
+            &max,
+        )
+        .is_err());
     }
 
     #[test]

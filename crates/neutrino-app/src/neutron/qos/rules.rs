@@ -7,7 +7,9 @@
 use async_trait::async_trait;
 use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::attrs::Attr;
-use neutrino_types::qos::{check_dscp_mark, check_rule_conflict};
+use neutrino_types::qos::{
+    check_dscp_mark, check_parameter_conflict, check_rule_conflict, counterpart,
+};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
@@ -44,24 +46,33 @@ impl Rules {
         let Some(mut parent) = tx.get(POLICY_KIND, policy).await.map_err(db)? else {
             return Err(ApiError::not_found(POLICY_KIND, policy));
         };
-        let sel = Selector {
-            parent_ids: Some(vec![policy.to_string()]),
-            ..Default::default()
-        };
-        let siblings: Vec<(String, Value)> = tx
-            .list(self.resource, &sel)
-            .await
-            .map_err(db)?
-            .into_iter()
-            .map(|r| (r.id, r.body))
-            .collect();
+        let siblings = rules_of(tx, self.resource, policy).await?;
         check_rule_conflict(self.resource, policy, id, rule, &siblings)?;
+        if let Some(other) = counterpart(self.resource) {
+            let others = rules_of(tx, other, policy).await?;
+            check_parameter_conflict(self.resource, policy, rule, &others)?;
+        }
         bump(&mut parent.body);
         tx.update(POLICY_KIND, policy, &parent.body)
             .await
             .map_err(db)?;
         Ok(())
     }
+}
+
+/// The `(id, body)` of the `resource` rules of `policy`.
+async fn rules_of(tx: &mut Tx, resource: &str, policy: &str) -> ApiResult<Vec<(String, Value)>> {
+    let sel = Selector {
+        parent_ids: Some(vec![policy.to_string()]),
+        ..Default::default()
+    };
+    Ok(tx
+        .list(resource, &sel)
+        .await
+        .map_err(db)?
+        .into_iter()
+        .map(|r| (r.id, r.body))
+        .collect())
 }
 
 #[async_trait]
