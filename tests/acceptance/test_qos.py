@@ -190,3 +190,32 @@ def test_bandwidth_limits_and_dscp_apply_live(lab):
     wait_for("nothing left", lambda: not any(i.startswith("qif") for i in ifbs(lab))
              and "neutrino_qos" not in qos_table(lab))
     osc("network", "qos", "policy", "delete", pid, env=env, json_output=False)
+
+
+def test_policy_sharing_default_and_rule_types_through_the_cli(lab):
+    env = lab.server.env
+    policy = osc("network", "qos", "policy", "create", "--share", "--default",
+                 "acc-qos-shared", env=env)
+    pid = policy["id"]
+    assert policy["shared"] is True and policy["is_default"] is True
+    # One default per project.
+    osc_fails("network", "qos", "policy", "create", "--default", "acc-qos-second", env=env)
+    # A new network of the project takes the default policy.
+    net = osc("network", "create", "acc-qos-net", env=env)
+    assert net["qos_policy_id"] == pid
+    rule = osc("network", "qos", "rule", "create", "--type", "minimum-bandwidth",
+               "--min-kbps", "1000", "--egress", pid, env=env)
+    shown = osc("network", "qos", "rule", "show", pid, rule["id"], env=env)
+    assert shown["min_kbps"] == 1000
+    # A limit below that guarantee conflicts.
+    osc_fails("network", "qos", "rule", "create", "--type", "bandwidth-limit",
+              "--max-kbps", "10", "--egress", pid, env=env)
+    details = osc("network", "qos", "rule", "type", "show", "bandwidth_limit", env=env)
+    assert details["drivers"][0]["name"] == "neutrino"
+    osc("network", "qos", "policy", "set", "--no-share", "--no-default", pid, env=env,
+        json_output=False)
+    shown = osc("network", "qos", "policy", "show", pid, env=env)
+    assert shown["shared"] is False and shown["is_default"] is False
+    osc("network", "set", "--no-qos-policy", net["id"], env=env, json_output=False)
+    osc("network", "delete", net["id"], env=env, json_output=False)
+    osc("network", "qos", "policy", "delete", pid, env=env, json_output=False)
