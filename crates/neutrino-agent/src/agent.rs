@@ -703,6 +703,7 @@ impl Agent {
                 }
             }
         }
+        ok &= self.reconcile_qos(cluster, &want).await;
         ok &= self.reconcile_sfc(cluster, &want, false).await;
         self.meters = want.meters.clone();
         self.report_meters().await;
@@ -1241,6 +1242,43 @@ impl Agent {
     }
 
     /// Returns whether the tables now hold the model (nft accepted every command).
+    /// Brings the ports' QoS (shapers, `ifb` redirects, DSCP table) to what their policies
+    /// ask, once the taps exist; returns whether everything took.
+    async fn reconcile_qos(&mut self, cluster: &Cluster, want: &Desired) -> bool {
+        let model = neutrino_dataplane::qos::desired(cluster, &want.ports);
+        let kernel = self.kernel.clone();
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<(usize, Vec<String>), AgentError> {
+                let have = neutrino_dataplane::qos::observe(&kernel.observe_qos()?);
+                let ops = neutrino_dataplane::qos::plan(&model, &have);
+                for op in &ops {
+                    tracing::debug!(%op, "qos op");
+                }
+                Ok((ops.len(), kernel.apply_qos(&ops)?))
+            })
+            .await;
+        match result {
+            Ok(Ok((n, errors))) => {
+                if n > 0 {
+                    self.stats.ops_total += n as u64;
+                    tracing::info!(commands = n, "applied QoS plan");
+                }
+                for e in &errors {
+                    tracing::warn!(error = %e, "QoS command refused");
+                }
+                errors.is_empty()
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "QoS reconcile failed");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "QoS reconcile panicked");
+                false
+            }
+        }
+    }
+
     async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) -> bool {
         let model = firewall_model(cluster, want);
         let previous = self.firewall.replace(model.clone());

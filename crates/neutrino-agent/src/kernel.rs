@@ -5,6 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use neutrino_dataplane::observe::{RawHost, RawNamespace};
+use neutrino_dataplane::qos::{QosOp, RawQos};
 use neutrino_dataplane::{names, Op, Target};
 use neutrino_firewall::{ObservedTables, LIST_COMMANDS};
 use serde_json::Value;
@@ -60,6 +61,15 @@ pub trait Kernel: Send + Sync {
         &self,
         want: &std::collections::BTreeMap<String, neutrino_sfc::SteeringPort>,
     ) -> Result<(usize, Vec<String>), AgentError>;
+    /// The ports' QoS state: qdiscs, `ifb` devices, the DSCP table (nothing by default).
+    fn observe_qos(&self) -> Result<RawQos, AgentError> {
+        Ok(RawQos::default())
+    }
+    /// Runs a QoS plan in order; returns the error lines of failed steps.
+    fn apply_qos(&self, ops: &[QosOp]) -> Result<Vec<String>, AgentError> {
+        let _ = ops;
+        Ok(Vec::new())
+    }
 }
 
 /// The steering table's name (family netdev).
@@ -528,6 +538,54 @@ impl Kernel for IpRoute2 {
             }
         }
         Ok((commands.len(), errors))
+    }
+
+    fn observe_qos(&self) -> Result<RawQos, AgentError> {
+        let (program, args) = self.in_dataplane(&["tc", "-j", "qdisc", "show"]);
+        let qdiscs = json_of(program, &args)?;
+        let (program, args) = self.in_dataplane(&["ip", "-j", "link", "show", "type", "ifb"]);
+        let ifbs = json_of(program, &args)?;
+        let table = neutrino_dataplane::qos::TABLE;
+        let (program, args) = self.in_dataplane(&["nft", "list", "table", "bridge", table]);
+        let (ok, out, err) = run(program, &args, None)?;
+        let table = if ok {
+            out
+        } else if err.contains("No such file or directory") {
+            String::new()
+        } else {
+            return Err(AgentError::Command {
+                command: format!("nft list table bridge {table}"),
+                message: err.trim().to_string(),
+            });
+        };
+        Ok(RawQos {
+            qdiscs,
+            ifbs,
+            table,
+        })
+    }
+
+    fn apply_qos(&self, ops: &[QosOp]) -> Result<Vec<String>, AgentError> {
+        let mut errors = Vec::new();
+        for op in ops {
+            let (ok, err) = match op {
+                QosOp::Cmd(argv) => {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let (program, args) = self.in_dataplane(&argv);
+                    let (ok, _, err) = run(program, &args, None)?;
+                    (ok, err)
+                }
+                QosOp::Nft(script) => {
+                    let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+                    let (ok, _, err) = run(program, &args, Some(script))?;
+                    (ok, err)
+                }
+            };
+            if !ok {
+                errors.push(format!("{op}: {}", err.trim()));
+            }
+        }
+        Ok(errors)
     }
 
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {

@@ -402,4 +402,85 @@ mod tests {
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(body["error"]["code"], 413, "{body}");
     }
+
+    /// QoS through HTTP: nested rule collections under a policy, their aliases, rule types,
+    /// and Neutron error bodies for what the routes refuse.
+    #[tokio::test]
+    async fn qos_rules_nest_under_their_policy() {
+        let (app, _dir) = test_app().await;
+        let router = router(app, AuthMode::NoAuth, Metrics::new());
+        let call = |method: &str, path: &str, body: &str| {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap();
+            let router = router.clone();
+            async move {
+                let res = router.oneshot(req).await.unwrap();
+                let status = res.status();
+                let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+                let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                (status, doc)
+            }
+        };
+        let (status, doc) =
+            call("POST", "/v2.0/qos/policies", r#"{"policy": {"name": "p"}}"#).await;
+        assert_eq!(status, StatusCode::CREATED, "{doc}");
+        let policy = doc["policy"]["id"].as_str().unwrap().to_string();
+        let rules = format!("/v2.0/qos/policies/{policy}/bandwidth_limit_rules");
+        let body = r#"{"bandwidth_limit_rule": {"max_kbps": 1000, "direction": "ingress"}}"#;
+        let (status, doc) = call("POST", &rules, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{doc}");
+        let rule = doc["bandwidth_limit_rule"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, doc) = call("POST", &rules, body).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{doc}");
+        assert!(doc["NeutronError"]["message"].is_string(), "{doc}");
+        let (status, doc) = call("GET", &rules, "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            doc["bandwidth_limit_rules"][0]["id"],
+            rule.as_str(),
+            "{doc}"
+        );
+        let member = format!("{rules}/{rule}");
+        let (status, doc) = call(
+            "PUT",
+            &member,
+            r#"{"bandwidth_limit_rule": {"max_kbps": 5}}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        assert_eq!(doc["bandwidth_limit_rule"]["max_kbps"], 5);
+        let alias = format!("/v2.0/qos/alias_bandwidth_limit_rules/{rule}");
+        let (status, doc) = call("GET", &alias, "").await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        assert_eq!(doc["alias_bandwidth_limit_rule"]["max_kbps"], 5, "{doc}");
+        for (method, path) in [
+            ("GET", "/v2.0/qos/alias_bandwidth_limit_rules".to_string()),
+            ("GET", format!("/v2.0/qos/policies/{policy}/no_such_rules")),
+            ("GET", format!("/v2.0/bandwidth_limit_rules/{rule}")),
+            ("GET", format!("{member}/extra")),
+        ] {
+            let (status, doc) = call(method, &path, "").await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert!(doc["NeutronError"]["type"].is_string(), "{path}: {doc}");
+        }
+        let (status, doc) = call("GET", "/v2.0/qos/rule-types", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["rule_types"][0]["type"], "bandwidth_limit");
+        let (status, _) = call("GET", "/v2.0/qos/rule-types/dscp_marking", "").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call("DELETE", &member, "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, doc) = call("GET", &member, "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(doc["NeutronError"]["type"], "QosRuleNotFound", "{doc}");
+        let (status, _) = call("DELETE", &format!("/v2.0/qos/policies/{policy}"), "").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+    }
 }

@@ -227,6 +227,11 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             }
             _ => Err(not_allowed()),
         },
+        ["qos", "rule-types"] => only_get(req, || Ok(json(200, &state.app.qos_rule_types(&ctx)))),
+        ["qos", "rule-types", name] => match req.method {
+            Method::GET => Ok(json(200, &state.app.qos_rule_type(&ctx, name)?)),
+            _ => Err(not_allowed()),
+        },
         [first, more @ ..] => {
             // Some extensions' collections live one level down (`/v2.0/sfc/port_chains/...`,
             // `/v2.0/qos/policies/...`): a two-segment path wins when a collection has it.
@@ -239,9 +244,27 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             let Some(collection) = Collection::by_path(&path) else {
                 return Err(ApiError::no_such_url());
             };
+            // A nested collection: `/{parent}/{parent_id}/{child}[/{id}]`.
+            if let [parent, child, rest @ ..] = tail {
+                if let Some(nested) = Collection::child(&path, child) {
+                    let at = Nested {
+                        id: parent,
+                        path: format!("{path}/{parent}/{child}"),
+                    };
+                    return match rest {
+                        [] => collection_request(state, req, &ctx, nested, Some(&at)).await,
+                        [id] => member_request(state, req, &ctx, nested, Some(parent), id).await,
+                        _ => Err(ApiError::no_such_url()),
+                    };
+                }
+            }
+            // An alias collection (`qos/alias_*_rules`) has members only.
+            if collection.key != collection.resource && tail.len() != 1 {
+                return Err(ApiError::no_such_url());
+            }
             match tail {
-                [] => collection_request(state, req, &ctx, collection).await,
-                [id] => member_request(state, req, &ctx, collection, id).await,
+                [] => collection_request(state, req, &ctx, collection, None).await,
+                [id] => member_request(state, req, &ctx, collection, None, id).await,
                 [id, "tags"] if collection.taggable => {
                     tags(state, req, &ctx, collection, id, None).await
                 }
@@ -372,15 +395,26 @@ fn link(req: &Request, path: &str, marker: Option<&str>, reverse: bool) -> Strin
     format!("{}/v2.0/{path}?{}", req.base, q.finish())
 }
 
+/// The parent member of a nested collection's request.
+struct Nested<'a> {
+    /// The parent's id.
+    id: &'a str,
+    /// The collection's URL path below `/v2.0/` (for pagination links).
+    path: String,
+}
+
 async fn collection_request(
     state: &ApiState,
     req: &Request,
     ctx: &Context,
     coll: &'static Collection,
+    nested: Option<&Nested<'_>>,
 ) -> ApiResult<Response> {
+    let parent = nested.map(|n| n.id);
+    let path = nested.map_or(coll.path, |n| n.path.as_str());
     match req.method {
         Method::GET => {
-            let page = state.app.list(ctx, coll, &req.query).await?;
+            let page = state.app.list_in(ctx, coll, parent, &req.query).await?;
             let mut out = Map::new();
             let mut links = Vec::new();
             let id_of = |d: Option<&Map<String, Value>>| {
@@ -390,12 +424,12 @@ async fn collection_request(
             };
             if page.next {
                 let last = id_of(page.items.last());
-                let href = link(req, coll.path, last.as_deref(), false);
+                let href = link(req, path, last.as_deref(), false);
                 links.push(json!({"rel": "next", "href": href}));
             }
             if page.previous {
                 let first = id_of(page.items.first());
-                let href = link(req, coll.path, first.as_deref(), true);
+                let href = link(req, path, first.as_deref(), true);
                 links.push(json!({"rel": "previous", "href": href}));
             }
             let plural = coll.plural();
@@ -411,13 +445,13 @@ async fn collection_request(
             let obj = body
                 .as_object()
                 .ok_or_else(|| ApiError::bad_request("Resource body required"))?;
-            let single = coll.resource;
+            let single = coll.key;
             let plural = coll.plural();
             if let Some(item) = obj.get(single) {
                 let item = item.as_object().cloned().ok_or_else(|| {
                     ApiError::bad_request(format!("Unable to find '{single}' in request body"))
                 })?;
-                let mut out = state.app.create(ctx, coll, vec![item]).await?;
+                let mut out = state.app.create_in(ctx, coll, parent, vec![item]).await?;
                 let created = out.pop().ok_or_else(ApiError::internal)?;
                 return Ok(json(201, &json!({ single: created })));
             }
@@ -438,7 +472,7 @@ async fn collection_request(
                         ApiError::bad_request(format!("Unable to find '{single}' in request body"))
                     })?);
                 }
-                let created = state.app.create(ctx, coll, bodies).await?;
+                let created = state.app.create_in(ctx, coll, parent, bodies).await?;
                 return Ok(json(201, &json!({ plural: created })));
             }
             if obj.is_empty() {
@@ -457,12 +491,16 @@ async fn member_request(
     req: &Request,
     ctx: &Context,
     coll: &'static Collection,
+    parent: Option<&str>,
     id: &str,
 ) -> ApiResult<Response> {
-    let single = coll.resource;
+    let single = coll.key;
     match req.method {
         Method::GET => {
-            let doc = state.app.show(ctx, coll, id, &fields(req)).await?;
+            let doc = state
+                .app
+                .show_in(ctx, coll, parent, id, &fields(req))
+                .await?;
             Ok(json(200, &json!({ single: doc })))
         }
         Method::PUT => {
@@ -476,12 +514,15 @@ async fn member_request(
                 })?;
             let doc = state
                 .app
-                .update(ctx, coll, id, item, if_match(req)?)
+                .update_in(ctx, coll, parent, id, item, if_match(req)?)
                 .await?;
             Ok(json(200, &json!({ single: doc })))
         }
         Method::DELETE => {
-            state.app.delete(ctx, coll, id, if_match(req)?).await?;
+            state
+                .app
+                .delete_in(ctx, coll, parent, id, if_match(req)?)
+                .await?;
             Ok(empty(204))
         }
         _ => Err(not_allowed()),

@@ -92,6 +92,10 @@ pub const FEED_KINDS: &[&str] = &[
     // L3 metering: routers count their labels' traffic.
     "metering_label",
     "metering_label_rule",
+    // QoS: the policies and the rules the dataplane enforces on ports.
+    "policy",
+    "bandwidth_limit_rule",
+    "dscp_marking_rule",
 ];
 
 /// A new agent record (agents belong to no project).

@@ -18,6 +18,7 @@ pub mod names;
 pub mod observe;
 pub mod plan;
 pub mod provider;
+pub mod qos;
 pub mod ra;
 pub mod router;
 pub mod security;

@@ -104,6 +104,7 @@ impl ApiError {
         let (camel, words) = match resource {
             "floatingip" => ("FloatingIP".to_string(), "floating IP".to_string()),
             "subnetpool" => ("SubnetPool".to_string(), "subnetpool".to_string()),
+            "policy" => ("QosPolicy".to_string(), "QoS policy".to_string()),
             _ => (camel_case(resource), resource.replace('_', " ")),
         };
         let mut text = words.clone();

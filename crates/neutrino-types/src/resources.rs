@@ -50,6 +50,7 @@ pub const NETWORK: &[Attr] = &[
     .admin()
     .no_sort(),
     rw("port_security_enabled", Conv::Bool, Fill::Bool(true)).no_sort(),
+    rw("qos_policy_id", Conv::NullableUuid, Fill::Absent).no_sort(),
     rw("availability_zone_hints", Conv::StrList, Fill::EmptyList)
         .create_only()
         .no_filter()
@@ -125,6 +126,7 @@ pub const PORT: &[Attr] = &[
         .no_filter()
         .no_sort(),
     rw("port_security_enabled", Conv::Bool, Fill::Absent).no_sort(),
+    rw("qos_policy_id", Conv::NullableUuid, Fill::Absent).no_sort(),
     rw("extra_dhcp_opts", Conv::Any, Fill::EmptyList)
         .no_filter()
         .no_sort(),

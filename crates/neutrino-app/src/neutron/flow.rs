@@ -66,6 +66,42 @@ impl App {
         coll: &Collection,
         pairs: &[(String, String)],
     ) -> ApiResult<ListResult> {
+        self.list_in(ctx, coll, None, pairs).await
+    }
+
+    /// The parent record `id` of a nested collection's request, if the caller sees it
+    /// (else the parent kind's 404).
+    pub(crate) async fn nest_parent(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        id: &str,
+    ) -> ApiResult<Record> {
+        let parent = coll
+            .nest
+            .and_then(|n| Collection::by_path(n.parent))
+            .ok_or_else(ApiError::internal)?;
+        let rec = tx.get(parent.resource, id).await.map_err(db)?;
+        let view = View::of(tx, parent, rec.as_slice(), Need::Check).await?;
+        if let Some(rec) = rec.filter(|r| self.visible(&view, ctx, parent, r)) {
+            let doc = self.render(&view, ctx, parent, &rec);
+            let extras = parent.policy_extras(&view, ctx, &rec);
+            if self.may_read(ctx, parent, &doc, extras) {
+                return Ok(rec);
+            }
+        }
+        Err(ApiError::not_found(parent.resource, id))
+    }
+
+    /// `GET /v2.0/{collection}`, or `GET /v2.0/{parent}/{id}/{collection}` with `parent`.
+    pub async fn list_in(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        parent: Option<&str>,
+        pairs: &[(String, String)],
+    ) -> ApiResult<ListResult> {
         let known = coll.kind.known_query(pairs);
         let pairs = known.as_deref().unwrap_or(pairs);
         let mut q = query::parse(pairs, coll.spec, coll.extra_filters)?;
@@ -77,6 +113,10 @@ impl App {
         coll.kind.before_list(self, ctx, &q).await?;
         let mut tx = self.read().await?;
         let mut sel = Selector::default();
+        if let Some(parent) = parent {
+            self.nest_parent(&mut tx, ctx, coll, parent).await?;
+            sel.parent_ids = Some(vec![parent.to_string()]);
+        }
         let strings = |vals: &[Value]| -> Vec<String> {
             vals.iter()
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -89,7 +129,9 @@ impl App {
             sel.project_ids = Some(strings(p));
         }
         if let Some(parents) = coll.parent_key.and_then(|k| q.filter(k)) {
-            sel.parent_ids = Some(strings(parents));
+            if parent.is_none() {
+                sel.parent_ids = Some(strings(parents));
+            }
         }
         let records = tx.list(coll.resource, &sel).await.map_err(db)?;
         let view = View::of(&mut tx, coll, &records, Need::Check).await?;
@@ -133,8 +175,27 @@ impl App {
         id: &str,
         fields: &[String],
     ) -> ApiResult<Doc> {
+        self.show_in(ctx, coll, None, id, fields).await
+    }
+
+    /// `GET /v2.0/{collection}/{id}`, or under a parent's member with `parent`.
+    pub async fn show_in(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        parent: Option<&str>,
+        id: &str,
+        fields: &[String],
+    ) -> ApiResult<Doc> {
         let mut tx = self.read().await?;
-        let rec = tx.get(coll.resource, id).await.map_err(db)?;
+        if let Some(parent) = parent {
+            self.nest_parent(&mut tx, ctx, coll, parent).await?;
+        }
+        let rec = tx
+            .get(coll.resource, id)
+            .await
+            .map_err(db)?
+            .filter(|r| parent.is_none() || r.parent_id.as_deref() == parent);
         let view = View::of(&mut tx, coll, rec.as_slice(), Need::Check).await?;
         drop(tx);
         if let Some(rec) = rec.filter(|r| self.visible(&view, ctx, coll, r)) {
@@ -144,7 +205,7 @@ impl App {
                 return Ok(query::project(doc, fields));
             }
         }
-        Err(ApiError::not_found(coll.resource, id))
+        Err(coll.not_found(parent, id))
     }
 
     /// Creates one validated resource inside `tx`: quota, standard attributes, the
@@ -206,6 +267,18 @@ impl App {
         coll: &Collection,
         bodies: Vec<Doc>,
     ) -> ApiResult<Vec<Doc>> {
+        self.create_in(ctx, coll, None, bodies).await
+    }
+
+    /// `POST /v2.0/{collection}`, or under a parent's member with `parent` (the new records
+    /// name it in the nest's attribute).
+    pub async fn create_in(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        parent: Option<&str>,
+        bodies: Vec<Doc>,
+    ) -> ApiResult<Vec<Doc>> {
         // Checks that need no database run before the write transaction starts; as in
         // Neutron, the body (and naming another project) is checked before the policy.
         let mut checked = Vec::with_capacity(bodies.len());
@@ -218,6 +291,12 @@ impl App {
         }
         require_member(ctx, &format!("create_{}", coll.resource))?;
         let mut tx = self.write().await?;
+        if let (Some(parent), Some(nest)) = (parent, coll.nest) {
+            self.nest_parent(&mut tx, ctx, coll, parent).await?;
+            for (body, _, _) in &mut checked {
+                body.insert(nest.attr.into(), json!(parent));
+            }
+        }
         let action = format!("create_{}", coll.resource);
         for (body, project, set) in &checked {
             self.authorize_create(&mut tx, ctx, coll, &action, body, project, set)
@@ -300,20 +379,37 @@ impl App {
         action: &str,
         set: &Doc,
     ) -> ApiResult<(Record, View)> {
+        self.writable_in(tx, ctx, coll, None, id, action, set).await
+    }
+
+    /// [`App::writable`] for a record under the parent member `parent` (404 when it is
+    /// another parent's).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn writable_in(
+        &self,
+        tx: &mut Tx,
+        ctx: &Context,
+        coll: &Collection,
+        parent: Option<&str>,
+        id: &str,
+        action: &str,
+        set: &Doc,
+    ) -> ApiResult<(Record, View)> {
+        if let Some(parent) = parent {
+            self.nest_parent(tx, ctx, coll, parent).await?;
+        }
         let rec = tx
             .get(coll.resource, id)
             .await
             .map_err(db)?
-            .filter(|r| r.kind == coll.resource);
+            .filter(|r| r.kind == coll.resource)
+            .filter(|r| parent.is_none() || r.parent_id.as_deref() == parent);
         let Some(rec) = rec else {
-            return Err(ApiError::not_found(coll.resource, id));
+            return Err(coll.not_found(parent, id));
         };
         let view = View::of(tx, coll, std::slice::from_ref(&rec), Need::Check).await?;
-        if !self.visible(&view, ctx, coll, &rec) {
-            return Err(ApiError::not_found(coll.resource, id));
-        }
-        if coll.kind.hides_from(ctx, &rec) {
-            return Err(ApiError::not_found(coll.resource, id));
+        if !self.visible(&view, ctx, coll, &rec) || coll.kind.hides_from(ctx, &rec) {
+            return Err(coll.not_found(parent, id));
         }
         let action = match action {
             "update" | "delete" => format!("{action}_{}", coll.resource),
@@ -327,7 +423,7 @@ impl App {
             if self.may_read(ctx, coll, &doc, extras) {
                 e
             } else {
-                ApiError::not_found(coll.resource, id)
+                coll.not_found(parent, id)
             }
         };
         // Readers never write, whatever a policy file says.
@@ -343,6 +439,19 @@ impl App {
         &self,
         ctx: &Context,
         coll: &Collection,
+        id: &str,
+        body: Doc,
+        if_match: Option<i64>,
+    ) -> ApiResult<Doc> {
+        self.update_in(ctx, coll, None, id, body, if_match).await
+    }
+
+    /// `PUT /v2.0/{collection}/{id}`, or under a parent's member with `parent`.
+    pub async fn update_in(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        parent: Option<&str>,
         id: &str,
         body: Doc,
         if_match: Option<i64>,
@@ -363,7 +472,7 @@ impl App {
         }
         let mut tx = self.write().await?;
         let (mut rec, _) = self
-            .writable(&mut tx, ctx, coll, id, "update", &changes)
+            .writable_in(&mut tx, ctx, coll, parent, id, "update", &changes)
             .await?;
         check_if_match(&rec.body, if_match)?;
         coll.kind
@@ -388,9 +497,21 @@ impl App {
         id: &str,
         if_match: Option<i64>,
     ) -> ApiResult<()> {
+        self.delete_in(ctx, coll, None, id, if_match).await
+    }
+
+    /// `DELETE /v2.0/{collection}/{id}`, or under a parent's member with `parent`.
+    pub async fn delete_in(
+        &self,
+        ctx: &Context,
+        coll: &Collection,
+        parent: Option<&str>,
+        id: &str,
+        if_match: Option<i64>,
+    ) -> ApiResult<()> {
         let mut tx = self.write().await?;
         let (rec, view) = self
-            .writable(&mut tx, ctx, coll, id, "delete", &Doc::new())
+            .writable_in(&mut tx, ctx, coll, parent, id, "delete", &Doc::new())
             .await?;
         check_if_match(&rec.body, if_match)?;
         self.remove(&mut tx, ctx, coll, &rec, &view).await?;

@@ -178,6 +178,12 @@ pub(crate) trait Kind: Send + Sync {
         Ok(())
     }
 
+    /// The kind's own 404 for record `id` (under the parent member `parent` of a nested
+    /// collection); `None`: the generic `<Resource>NotFound`.
+    fn not_found(&self, _parent: Option<&str>, _id: &str) -> Option<ApiError> {
+        None
+    }
+
     /// The names of `PUT /{collection}/{id}/{action}`.
     fn actions(&self) -> &'static [&'static str] {
         &[]

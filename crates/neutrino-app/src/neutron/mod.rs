@@ -21,6 +21,7 @@ mod metering_counters;
 mod networks;
 mod owners;
 mod ports;
+mod qos;
 mod quotas;
 mod rbac;
 mod router_flavour;
@@ -80,6 +81,15 @@ pub static COLLECTIONS: &[&Collection] = &[
     &metering::LABELS,
     &metering::RULES,
     &logging::LOGS,
+    &qos::POLICIES,
+    &qos::BANDWIDTH_LIMIT_RULES,
+    &qos::DSCP_MARKING_RULES,
+    &qos::MINIMUM_BANDWIDTH_RULES,
+    &qos::MINIMUM_PACKET_RATE_RULES,
+    &qos::ALIAS_BANDWIDTH_LIMIT_RULES,
+    &qos::ALIAS_DSCP_MARKING_RULES,
+    &qos::ALIAS_MINIMUM_BANDWIDTH_RULES,
+    &qos::ALIAS_MINIMUM_PACKET_RATE_RULES,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind
@@ -107,8 +117,22 @@ pub struct Collection {
     pub(crate) reread_after_create: bool,
     /// Other projects read records granted to them by `access_as_shared` RBAC policies.
     pub(crate) rbac_shared: bool,
+    /// Served under a member of another collection (`/{parent}/{parent_id}/{path}`).
+    pub nest: Option<Nest>,
+    /// The key of one item in request and response bodies (`resource` unless an alias).
+    pub key: &'static str,
     /// What is this resource's own.
     pub(crate) kind: &'static dyn kind::Kind,
+}
+
+/// Where a nested collection lives: under a member of the collection at path `parent`, whose
+/// id its records carry as `attr` (and as their parent id).
+#[derive(Clone, Copy, Debug)]
+pub struct Nest {
+    /// The parent collection's path, e.g. `qos/policies`.
+    pub parent: &'static str,
+    /// The attribute naming the parent, e.g. `qos_policy_id`.
+    pub attr: &'static str,
 }
 
 impl std::fmt::Debug for Collection {
@@ -140,8 +164,23 @@ impl Collection {
             parent_key: None,
             reread_after_create: false,
             rbac_shared: false,
+            nest: None,
+            key: resource,
             kind,
         }
+    }
+
+    /// Served as `/{parent}/{parent_id}/{path}`; records name their parent in `attr`.
+    pub(crate) const fn nested(mut self, parent: &'static str, attr: &'static str) -> Collection {
+        self.nest = Some(Nest { parent, attr });
+        self.parent_key = Some(attr);
+        self
+    }
+
+    /// Items are keyed `key` in bodies (an alias of another collection's records).
+    pub(crate) const fn keyed(mut self, key: &'static str) -> Collection {
+        self.key = key;
+        self
     }
 
     /// A collection of a member of a kind family (networking-sfc's, networking-l2gw's):
@@ -221,9 +260,27 @@ impl Collection {
         self
     }
 
-    /// Finds a collection by URL segment.
+    /// Finds a top-level collection by URL segment.
     pub fn by_path(path: &str) -> Option<&'static Collection> {
-        COLLECTIONS.iter().copied().find(|c| c.path == path)
+        COLLECTIONS
+            .iter()
+            .copied()
+            .find(|c| c.path == path && c.nest.is_none())
+    }
+
+    /// The 404 for record `id` (under the parent member `parent` when nested).
+    pub(crate) fn not_found(&self, parent: Option<&str>, id: &str) -> ApiError {
+        self.kind
+            .not_found(parent, id)
+            .unwrap_or_else(|| ApiError::not_found(self.resource, id))
+    }
+
+    /// Finds the collection nested as `child` under the collection at `parent`.
+    pub fn child(parent: &str, child: &str) -> Option<&'static Collection> {
+        COLLECTIONS
+            .iter()
+            .copied()
+            .find(|c| c.path == child && c.nest.is_some_and(|n| n.parent == parent))
     }
 
     /// The names of its `PUT /{collection}/{id}/{action}` actions.
@@ -236,7 +293,7 @@ impl Collection {
         COLLECTIONS
             .iter()
             .copied()
-            .find(|c| c.resource == resource)
+            .find(|c| c.resource == resource && c.key == resource)
             .ok_or_else(ApiError::internal)
     }
 

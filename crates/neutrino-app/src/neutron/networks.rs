@@ -72,6 +72,7 @@ impl Kind for Networks {
         ctx: &Context,
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
+        super::qos::bind_on_create(tx, ctx, "network", body).await?;
         app.create_network(tx, ctx, body).await
     }
 
@@ -83,6 +84,19 @@ impl Kind for Networks {
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
+        if let Some(new) = changes.get("qos_policy_id") {
+            let old = rec.body.get("qos_policy_id").and_then(Value::as_str);
+            super::qos::rebind(
+                tx,
+                ctx,
+                "network",
+                &rec.id,
+                &rec.project_id,
+                old,
+                new.as_str(),
+            )
+            .await?;
+        }
         app.update_network(tx, ctx, rec, changes).await
     }
 
@@ -95,6 +109,10 @@ impl Kind for Networks {
         _view: &View,
     ) -> ApiResult<()> {
         app.delete_network(tx, ctx, rec).await
+    }
+
+    async fn after_delete(&self, _app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        super::qos::unbind(tx, "network", rec).await
     }
 }
 

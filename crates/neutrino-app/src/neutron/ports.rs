@@ -97,6 +97,7 @@ impl Kind for Ports {
         ctx: &Context,
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
+        super::qos::bind_on_create(tx, ctx, "port", body).await?;
         app.create_port(tx, ctx, body).await
     }
 
@@ -104,10 +105,15 @@ impl Kind for Ports {
         &self,
         app: &App,
         tx: &mut Tx,
-        _ctx: &Context,
+        ctx: &Context,
         rec: &mut Record,
         changes: Doc,
     ) -> ApiResult<()> {
+        if let Some(new) = changes.get("qos_policy_id") {
+            let old = rec.body.get("qos_policy_id").and_then(Value::as_str);
+            super::qos::rebind(tx, ctx, "port", &rec.id, &rec.project_id, old, new.as_str())
+                .await?;
+        }
         app.update_port(tx, rec, changes).await
     }
 
@@ -123,6 +129,7 @@ impl Kind for Ports {
     }
 
     async fn after_delete(&self, app: &App, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+        super::qos::unbind(tx, "port", rec).await?;
         if s(&rec.body, "device_owner") == DHCP_OWNER {
             app.sync_dhcp_port(tx, rec.parent_id.as_deref().unwrap_or_default())
                 .await?;

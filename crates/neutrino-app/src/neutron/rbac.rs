@@ -71,7 +71,16 @@ const OBJECT_ACTIONS: &[(&str, &[&str])] = &[
     ("address_scope", &["access_as_shared"]),
     ("subnetpool", &["access_as_shared"]),
     ("address_group", &["access_as_shared"]),
+    ("qos_policy", &["access_as_shared"]),
 ];
+
+/// The storage kind of an RBAC object type (QoS policies are stored as `policy`).
+pub(super) fn object_kind(object_type: &str) -> &str {
+    match object_type {
+        "qos_policy" => super::qos::POLICY_KIND,
+        other => other,
+    }
+}
 
 fn in_use(object: &str) -> ApiError {
     ApiError::conflict(
@@ -112,7 +121,10 @@ impl App {
             self.check_rule(ctx, "create_rbac_policy:target_tenant", body)?;
         }
         let view = View::load(tx, &object_type).await?;
-        let rec = tx.get(&object_type, &object).await.map_err(db)?;
+        let rec = tx
+            .get(object_kind(&object_type), &object)
+            .await
+            .map_err(db)?;
         let visible = |r: &Record| match object_type.as_str() {
             "network" => view.network_visible(ctx, r),
             "address_scope" | "subnetpool" => {
@@ -123,7 +135,7 @@ impl App {
             }
         };
         let Some(mut rec) = rec.filter(visible) else {
-            return Err(ApiError::not_found(&object_type, &object));
+            return Err(ApiError::not_found(object_kind(&object_type), &object));
         };
         if !ctx.owns(&rec.project_id) {
             return Err(ApiError::invalid_input(format!(
@@ -174,7 +186,7 @@ impl App {
         }
         // A policy change is a change of the object (its `shared` and visibility).
         bump(&mut rec.body);
-        tx.update(&object_type, &rec.id, &rec.body)
+        tx.update(object_kind(&object_type), &rec.id, &rec.body)
             .await
             .map_err(db)?;
         Ok(Some(object))
@@ -240,7 +252,7 @@ impl App {
         Ok(())
     }
 
-    async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
+    pub(super) async fn check_rbac_unused(&self, tx: &mut Tx, rec: &Record) -> ApiResult<()> {
         let object_type = s(&rec.body, "object_type").to_string();
         let object = s(&rec.body, "object_id").to_string();
         let target = s(&rec.body, "target_tenant").to_string();
@@ -248,7 +260,11 @@ impl App {
             // Ordered against rules being created that name the group (they lock it too).
             tx.lock("address_group", &object).await.map_err(db)?;
         }
-        let Some(found) = tx.get(&object_type, &object).await.map_err(db)? else {
+        let Some(found) = tx
+            .get(object_kind(&object_type), &object)
+            .await
+            .map_err(db)?
+        else {
             return Ok(());
         };
         let owner = found.project_id.clone();
@@ -279,6 +295,13 @@ impl App {
             ("address_group", _) => {
                 let users = super::address_groups::rule_projects(tx, &object).await?;
                 (users, None)
+            }
+            ("qos_policy", _) => {
+                // Ordered against networks and ports taking the policy (they lock it too).
+                tx.lock(super::qos::POLICY_KIND, &object)
+                    .await
+                    .map_err(db)?;
+                (super::qos::policy_users(tx, &object).await?, None)
             }
             ("subnetpool", _) => {
                 let users = tx
@@ -423,7 +446,7 @@ impl App {
     ) -> ApiResult<()> {
         self.check_rbac_unused(tx, rec).await?;
         tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
-        let kind = s(&rec.body, "object_type").to_string();
+        let kind = object_kind(s(&rec.body, "object_type")).to_string();
         let object_id = s(&rec.body, "object_id").to_string();
         if let Some(mut object) = tx.get(&kind, &object_id).await.map_err(db)? {
             if kind == "network" && s(&rec.body, "action") == "access_as_external" {

@@ -42,6 +42,10 @@ pub(crate) struct View {
     pub(super) subnet_ids: HashMap<String, Vec<String>>,
     /// `trunk_details` of the trunk parents among the ports, by port id.
     pub(super) trunk_details: HashMap<String, Value>,
+    /// Parent records of nested collections' records (QoS policies of rules), by id.
+    pub(super) parents: HashMap<String, Record>,
+    /// Child records by parent id (a QoS policy's rules).
+    pub(super) children: HashMap<String, Vec<Record>>,
     /// `port_details` of the ports floating IPs are associated with, by port id.
     pub(super) port_details: HashMap<String, Value>,
     /// The availability zones serving each network or router, by id.

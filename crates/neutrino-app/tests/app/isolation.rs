@@ -80,6 +80,13 @@ enum Shape {
     MeteringLabel,
     MeteringLabelRule,
     Log,
+    QosPolicy,
+    /// Shared with project B by an `access_as_shared` RBAC policy.
+    QosPolicyShared,
+    /// A rule of A's policy, reached under the policy (the rule collection's path).
+    QosRule(&'static str),
+    /// A rule of A's policy, reached by id alone (`qos/alias_*`; the rule collection's path).
+    QosAlias(&'static str),
 }
 
 // The common patterns (A's member, A's reader, B's member, B's reader, admin).
@@ -279,7 +286,48 @@ static ROWS: &[Row] = &[
     row("log/logs", Log, ADMIN_READS, ADMIN_WRITES)
         .create(ADMIN_CREATES)
         .except(&[("create_in_a", ADMIN_IN_A)]),
+    // QoS: policies and rules are written by admins only; a policy is read by its project
+    // (and those it is shared with); its rules by whoever reads the policy's project.
+    row("qos/policies", QosPolicy, PRIVATE, QOS_WRITES)
+        .create(ADMIN_CREATES)
+        .except(&[("create_in_a", ADMIN_IN_A)]),
+    row("qos/policies", QosPolicyShared, ALL, ADMIN_CREATES)
+        .create(ADMIN_CREATES)
+        .except(&[("create_in_a", ADMIN_IN_A)]),
+    qos_rule("bandwidth_limit_rules"),
+    qos_rule("dscp_marking_rules"),
+    qos_rule("minimum_bandwidth_rules"),
+    qos_rule("minimum_packet_rate_rules"),
+    // The aliases have no POST in the API; the application refuses a rule without a
+    // policy (404) once the policy allowed the admin.
+    qos_alias("qos/alias_bandwidth_limit_rules", "bandwidth_limit_rules"),
+    qos_alias("qos/alias_dscp_marking_rules", "dscp_marking_rules"),
+    qos_alias(
+        "qos/alias_minimum_bandwidth_rules",
+        "minimum_bandwidth_rules",
+    ),
+    qos_alias(
+        "qos/alias_minimum_packet_rate_rules",
+        "minimum_packet_rate_rules",
+    ),
 ];
+
+/// QoS writes: refused to A (who reads the record), hidden from B.
+const QOS_WRITES: &str = "ffhho";
+
+const fn qos_rule(path: &'static str) -> Row {
+    // Creates: readers are refused first, then B's member does not see the policy (404),
+    // then the policy refuses A's member.
+    row(path, QosRule(path), PRIVATE, QOS_WRITES)
+        .create("ffhfo")
+        .except(&[("create_in_a", ADMIN_IN_A)])
+}
+
+const fn qos_alias(path: &'static str, rules: &'static str) -> Row {
+    row(path, QosAlias(rules), PRIVATE, QOS_WRITES)
+        .create("ffffh")
+        .except(&[("create_in_a", "ffbbh")])
+}
 
 /// Admin-only kinds (networking-l2gw): reads of one record are hidden from everyone else.
 const ADMIN_READS: &str = "hhhho";
@@ -377,6 +425,8 @@ fn n() -> u32 {
 /// The record under test, the bodies of a create, an update and the actions.
 struct Fixture {
     id: String,
+    /// The parent member of a nested collection's record.
+    parent: Option<String>,
     create: Value,
     update: Value,
     actions: Vec<(&'static str, Value)>,
@@ -386,6 +436,7 @@ impl Fixture {
     fn new(id: String, create: Value) -> Fixture {
         Fixture {
             id,
+            parent: None,
             create,
             update: json!({"name": "renamed"}),
             actions: Vec::new(),
@@ -393,6 +444,10 @@ impl Fixture {
     }
     fn update(mut self, body: Value) -> Fixture {
         self.update = body;
+        self
+    }
+    fn under(mut self, parent: String) -> Fixture {
+        self.parent = Some(parent);
         self
     }
     fn action(mut self, name: &'static str, body: Value) -> Fixture {
@@ -858,6 +913,41 @@ impl Env {
                 Fixture::new(log, json!({"resource_type": "security_group"}))
                     .update(json!({"name": "new"}))
             }
+            QosPolicy | QosPolicyShared => {
+                let body = json!({"name": "qp", "project_id": "project-a"});
+                let policy = id(&self.ok(&admin(), "qos/policies", body).await);
+                if let QosPolicyShared = shape {
+                    self.share_with_b("qos_policy", &policy).await;
+                }
+                Fixture::new(policy, json!({"name": "new"}))
+            }
+            QosRule(path) | QosAlias(path) => {
+                let body = json!({"name": "qp", "project_id": "project-a"});
+                let policy = id(&self.ok(&admin(), "qos/policies", body).await);
+                let (create, update) = match path {
+                    "bandwidth_limit_rules" => (json!({"max_kbps": 1}), json!({"max_kbps": 2})),
+                    "dscp_marking_rules" => (json!({"dscp_mark": 8}), json!({"dscp_mark": 10})),
+                    "minimum_bandwidth_rules" => (json!({"min_kbps": 1}), json!({"min_kbps": 2})),
+                    _ => (json!({"min_kpps": 1}), json!({"min_kpps": 2})),
+                };
+                // Creates go to a policy without rules (one rule per type and direction).
+                let rule = if op.starts_with("create") {
+                    String::new()
+                } else {
+                    let c = coll(path);
+                    let made = self
+                        .app
+                        .create_in(&admin(), c, Some(&policy), vec![doc(create.clone())])
+                        .await
+                        .unwrap();
+                    made[0]["id"].as_str().unwrap().to_string()
+                };
+                let fx = Fixture::new(rule, create).update(update);
+                match shape {
+                    QosRule(_) => fx.under(policy),
+                    _ => fx,
+                }
+            }
             ServiceGraph => {
                 let net = self.a_lan().await;
                 let (c1, c2) = (self.a_chain(&net).await, self.a_chain(&net).await);
@@ -873,27 +963,30 @@ impl Env {
     async fn run(&self, path: &str, op: &str, who: &Context, fx: Fixture) -> Result<(), ApiError> {
         let c = coll(path);
         let app = &self.app;
+        let parent = fx.parent.as_deref();
         match op {
             "list" => {
-                let items = app.list(who, c, &[]).await?.items;
+                let items = app.list_in(who, c, parent, &[]).await?.items;
                 match items.iter().any(|d| d["id"] == json!(fx.id)) {
                     true => Ok(()),
                     false => Err(ApiError::not_found(c.resource, &fx.id)),
                 }
             }
-            "show" => app.show(who, c, &fx.id, &[]).await.map(drop),
+            "show" => app.show_in(who, c, parent, &fx.id, &[]).await.map(drop),
             "create" | "create_in_a" => {
                 let mut body = fx.create;
                 if op == "create_in_a" {
                     body["project_id"] = json!("project-a");
                 }
-                app.create(who, c, vec![doc(body)]).await.map(drop)
+                app.create_in(who, c, parent, vec![doc(body)])
+                    .await
+                    .map(drop)
             }
             "update" => app
-                .update(who, c, &fx.id, doc(fx.update), None)
+                .update_in(who, c, parent, &fx.id, doc(fx.update), None)
                 .await
                 .map(drop),
-            "delete" => app.delete(who, c, &fx.id, None).await,
+            "delete" => app.delete_in(who, c, parent, &fx.id, None).await,
             "tags" => {
                 let add = |mut tags: Vec<String>| {
                     tags.push("red".into());
@@ -966,10 +1059,14 @@ async fn check_row(row: &'static Row) -> (usize, Vec<String>) {
     let mut diffs = Vec::new();
     let shared = t.fixture(row.shape, "show").await;
     let shared_id = shared.id.clone();
+    let shared_parent = shared.parent.clone();
     for (op, want) in expectations(row) {
         for ((who, ctx), want) in callers().into_iter().zip(want.chars()) {
             let fx = match op {
-                "list" | "show" => Fixture::new(shared_id.clone(), Value::Null),
+                "list" | "show" => Fixture {
+                    parent: shared_parent.clone(),
+                    ..Fixture::new(shared_id.clone(), Value::Null)
+                },
                 _ => t.fixture(row.shape, op).await,
             };
             let got = t.run(row.path, op, &ctx, fx).await;

@@ -23,6 +23,7 @@ mod module_graph;
 mod policy;
 mod pool_props;
 mod ports_concurrent;
+mod qos;
 mod routers;
 mod routers_dvr;
 mod secgroups;

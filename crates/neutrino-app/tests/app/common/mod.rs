@@ -85,6 +85,7 @@ pub fn other_tenant() -> Context {
 pub fn coll(path: &str) -> &'static Collection {
     Collection::by_path(path)
         .or_else(|| Collection::by_path(&format!("sfc/{path}")))
+        .or_else(|| Collection::child("qos/policies", path))
         .unwrap()
 }
 
