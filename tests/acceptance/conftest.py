@@ -11,6 +11,10 @@ Server under test, in order of preference:
 ``NEUTRINO_TEST_PG_URL`` (a PostgreSQL database URL) enables the ``neutrino_pg_pair`` fixture: two
 servers sharing one fresh database.  Server logs are kept in pytest's temp dir (path printed on
 failure).
+
+``openstack`` commands run in children forked from one warm CLI process per pytest process
+(``osc_forkserver.py``: the same ``openstackclient.shell.main``, without importing the client
+again for every command); ``NEUTRINO_OSC_FORK=0`` runs each as its own process instead.
 """
 
 from __future__ import annotations
