@@ -480,6 +480,15 @@ mod tests {
         let (status, doc) = call("GET", &member, "").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(doc["NeutronError"]["type"], "QosRuleNotFound", "{doc}");
+        // The tag extension names QoS policies by their bare collection (`/v2.0/policies`).
+        let tag = format!("/v2.0/policies/{policy}/tags/red");
+        let (status, doc) = call("PUT", &tag, "").await;
+        assert!(status.is_success(), "{status} {doc}");
+        let (status, doc) = call("GET", &format!("/v2.0/qos/policies/{policy}"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(doc["policy"]["tags"], serde_json::json!(["red"]), "{doc}");
+        let (status, _) = call("GET", &format!("/v2.0/policies/{policy}"), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "only the tags live there");
         let (status, _) = call("DELETE", &format!("/v2.0/qos/policies/{policy}"), "").await;
         assert_eq!(status, StatusCode::NO_CONTENT);
     }

@@ -239,6 +239,8 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 [coll, tail @ ..] if Collection::by_path(&format!("{first}/{coll}")).is_some() => {
                     (format!("{first}/{coll}"), tail)
                 }
+                // Neutron's tag extension names QoS policies by their bare collection name.
+                [_, "tags", ..] if *first == "policies" => ("qos/policies".to_string(), more),
                 _ => (first.to_string(), more),
             };
             let Some(collection) = Collection::by_path(&path) else {

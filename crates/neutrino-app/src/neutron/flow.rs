@@ -290,6 +290,16 @@ impl App {
             checked.push((body, project, set));
         }
         require_member(ctx, &format!("create_{}", coll.resource))?;
+        if parent.is_some() {
+            // As Neutron, a caller the create rule refuses whatever the parent hears 403
+            // before the parent is looked up (admin-only rules under a missing parent).
+            for (body, project, _) in &checked {
+                let mut target = body.clone();
+                target.insert("project_id".into(), json!(project));
+                target.insert("tenant_id".into(), json!(project));
+                self.check_rule(ctx, &format!("create_{}", coll.resource), &target)?;
+            }
+        }
         let mut tx = self.write().await?;
         if let (Some(parent), Some(nest)) = (parent, coll.nest) {
             self.nest_parent(&mut tx, ctx, coll, parent).await?;

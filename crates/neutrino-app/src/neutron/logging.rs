@@ -67,6 +67,21 @@ impl Kind for Logs {
 }
 
 impl App {
+    /// Deletes the logs naming `id` as their security group or port, which is going away
+    /// (as upstream, a log goes with its resource). Meant for the deletes of both.
+    pub(super) async fn delete_logs_naming(&self, tx: &mut Tx, id: &str) -> ApiResult<()> {
+        let logs = tx
+            .list("log", &neutrino_store::Selector::default())
+            .await
+            .map_err(crate::db)?;
+        for log in logs {
+            if s(&log.body, "resource_id") == id || s(&log.body, "target_id") == id {
+                tx.delete("log", &log.id).await.map_err(crate::db)?;
+            }
+        }
+        Ok(())
+    }
+
     /// `GET /v2.0/log/loggable-resources`.
     pub async fn loggable_resources(&self, ctx: &Context) -> ApiResult<Value> {
         self.check_rule(ctx, "get_loggable_resource", &Doc::new())?;

@@ -843,6 +843,7 @@ impl App {
             ));
         }
         self.disassociate_port_fips(tx, &rec.id).await?;
+        self.delete_logs_naming(tx, &rec.id).await?;
         self.release_port(tx, rec).await
     }
 

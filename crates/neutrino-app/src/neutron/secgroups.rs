@@ -621,6 +621,7 @@ impl App {
         rec: &Record,
         _view: &View,
     ) -> ApiResult<()> {
+        self.delete_logs_naming(tx, &rec.id).await?;
         let is_default = tx
             .claim_owner("default-sg", &rec.project_id)
             .await

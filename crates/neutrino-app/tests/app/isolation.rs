@@ -316,10 +316,10 @@ static ROWS: &[Row] = &[
 const QOS_WRITES: &str = "ffhho";
 
 const fn qos_rule(path: &'static str) -> Row {
-    // Creates: readers are refused first, then B's member does not see the policy (404),
-    // then the policy refuses A's member.
+    // Creates: the admin-only rule refuses every other caller before the policy is looked
+    // up (Neutron answers 403 even under a policy that does not exist).
     row(path, QosRule(path), PRIVATE, QOS_WRITES)
-        .create("ffhfo")
+        .create(ADMIN_CREATES)
         .except(&[("create_in_a", ADMIN_IN_A)])
 }
 

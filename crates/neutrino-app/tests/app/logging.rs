@@ -76,6 +76,40 @@ async fn log_crud_and_shape() {
 }
 
 #[tokio::test]
+async fn logs_go_with_their_group_or_port() {
+    let t = env().await;
+    let (sg, port) = group_and_port(&t, "h1").await;
+    let by_group = id(&t
+        .ok(
+            &admin(),
+            LOGS,
+            json!({"resource_type": "security_group", "resource_id": sg}),
+        )
+        .await);
+    let by_port = id(&t
+        .ok(
+            &admin(),
+            LOGS,
+            json!({"resource_type": "security_group", "target_id": port}),
+        )
+        .await);
+    let project_wide = id(&t
+        .ok(&admin(), LOGS, json!({"resource_type": "security_group"}))
+        .await);
+    t.delete(&admin(), "ports", &port).await.unwrap();
+    assert_eq!(
+        t.show(&admin(), LOGS, &by_port).await.unwrap_err().status,
+        404
+    );
+    t.delete(&admin(), "security-groups", &sg).await.unwrap();
+    assert_eq!(
+        t.show(&admin(), LOGS, &by_group).await.unwrap_err().status,
+        404
+    );
+    assert!(t.show(&admin(), LOGS, &project_wide).await.is_ok());
+}
+
+#[tokio::test]
 async fn log_validation() {
     let t = env().await;
     let (sg, port) = group_and_port(&t, "h1").await;

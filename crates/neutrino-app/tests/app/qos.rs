@@ -246,6 +246,21 @@ async fn policies_are_admin_made_shared_through_rbac_and_default_once() {
         403,
         "PolicyNotAuthorized",
     );
+    // So is creating a rule: refused before the (here missing) policy is looked up.
+    for child in ["bandwidth_limit_rules", "dscp_marking_rules"] {
+        let body = json!({"max_kbps": 1, "dscp_mark": 8});
+        let mut b = doc(body);
+        if child == "dscp_marking_rules" {
+            b.remove("max_kbps");
+        } else {
+            b.remove("dscp_mark");
+        }
+        let r = t
+            .app
+            .create_in(&me, rules(child), Some("policy"), vec![b])
+            .await;
+        assert_err(r, 403, "PolicyNotAuthorized");
+    }
     let p = t
         .policy(&a, json!({"name": "mine", "project_id": me.project_id}))
         .await;
