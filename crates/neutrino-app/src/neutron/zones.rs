@@ -187,11 +187,14 @@ impl View {
                 }
             }
         } else {
-            for rec in records {
-                for scope in [HOST_SCOPE, STANDBY_SCOPE] {
-                    if let Some(host) = tx.claim_owner(scope, &rec.id).await.map_err(db)? {
-                        hosts.entry(rec.id.clone()).or_default().insert(host);
-                    }
+            // One query per scope, however many routers: a range per router id.
+            let ranges: Vec<(String, String)> = records
+                .iter()
+                .map(|r| (r.id.clone(), format!("{}\u{1}", r.id)))
+                .collect();
+            for scope in [HOST_SCOPE, STANDBY_SCOPE] {
+                for (router, host) in tx.claims_in_ranges(scope, &ranges).await.map_err(db)? {
+                    hosts.entry(router).or_default().insert(host);
                 }
             }
         }
