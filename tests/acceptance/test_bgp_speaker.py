@@ -356,7 +356,9 @@ def test_agent_restarts_a_dead_bird_and_bird_outlives_the_agent(bgp_lab):
     assert _bird_pid(lab, "h1") == new_pid
     osc_run("bgp", "speaker", "delete", speaker, env=env)
     wait_for("bird stopped", lambda: not os.path.exists(f"/proc/{new_pid}"), timeout=30)
-    assert not (lab.state_dir("h1") / "bgp").exists()
+    # The agent removes bird's files after the process is gone: wait for that too.
+    wait_for("bird's files removed", lambda: not (lab.state_dir("h1") / "bgp").exists(),
+             timeout=30)
     _withdrawn(lab, router, cidr)
 
 
