@@ -77,6 +77,22 @@ def _emit(doc: dict) -> None:
     sys.stdout.flush()
 
 
+def _missing_ranges(got: set, most: int = 20) -> list[str]:
+    """The sequence numbers below the highest one received that never came, as ranges
+    ("120-176"), the first `most` of them."""
+    ranges: list[str] = []
+    start = None
+    for seq in range(max(got) + 2 if got else 0):
+        if seq not in got and seq <= max(got):
+            start = seq if start is None else start
+        elif start is not None:
+            ranges.append(f"{start}-{seq - 1}" if seq - 1 > start else str(start))
+            start = None
+            if len(ranges) >= most:
+                break
+    return ranges
+
+
 def cmd_udp_recv(args) -> None:
     fam = _family(args.bind)
     s = socket.socket(fam, socket.SOCK_DGRAM)
@@ -120,7 +136,8 @@ def cmd_udp_recv(args) -> None:
     for key, c in seqs.items():
         got = [k for k in c if k >= 0]
         flows[key] = {"n": sum(c.values()), "unique": len(got), "dups": sum(c.values()) - len(c),
-                      "max": max(got) if got else -1, "dscp": sorted(tos[key])}
+                      "max": max(got) if got else -1, "dscp": sorted(tos[key]),
+                      "missing": _missing_ranges(set(got))}
     _emit({"flows": flows})
 
 

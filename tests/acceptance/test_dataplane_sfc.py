@@ -598,7 +598,7 @@ class Streams:
         self.stop_file = str(lab.tmp / f"stop-{uuid.uuid4().hex[:6]}")
         self.src_ip, self.udp_sport, self.tcp_sport = src.ip(), udp_sport, tcp_sport
         self.rx = udp_receiver(dst.ns, dst.ip(), udp_port, stop=self.stop_file, idle=3.0)
-        self.sink = tcp_sink(dst.ns, dst.ip(), tcp_port, idle=10.0)
+        self.sink = tcp_sink(dst.ns, dst.ip(), tcp_port, idle=10.0) if tcp_port else None
         self.tx = udp_send(src.ns, dst.ip(), udp_port, str(udp_sport), rate=rate,
                            until=self.stop_file, background=True)
         self.tcp = tcp_send(src.ns, dst.ip(), tcp_port, rate=200, until=self.stop_file,
@@ -627,7 +627,8 @@ class Streams:
         assert flow.get("unique") == n and flow.get("dups") == 0 and flow.get("n") == n, (
             f"UDP stream: sent {n}, the destination got {flow.get('n')} packets, "
             f"{flow.get('unique')} distinct ({n - flow.get('unique', 0)} lost), "
-            f"{flow.get('dups')} duplicated (sender errors {sent['errors']})")
+            f"{flow.get('dups')} duplicated (sender errors {sent['errors']}); sequence "
+            f"numbers missing (1 per ms at 1,000/s): {flow.get('missing')}")
         if self.tcp:
             assert tcp.get("error") is None and conn.get("error") is None, (
                 f"the TCP stream broke: sender {tcp}, receiver {conn}")
@@ -668,9 +669,14 @@ def test_live_changes_under_load(sfc):
     steady = {("udp", 43000), ("tcp", 43001)}
     problems: list[str] = []
 
+    timeline: list[str] = []
+
     def expect(ok: bool, message: str) -> None:
         if not ok:
             problems.append(f"[{time.monotonic() - started:5.2f}s] {message}")
+
+    def step(name: str) -> None:
+        timeline.append(f"{time.monotonic() - started:5.2f}s {name}")
 
     def carried(view: FunctionView) -> set:
         return {(p, sp) for (a, p, sp, _), n in view.fwd.items()
@@ -697,6 +703,7 @@ def test_live_changes_under_load(sfc):
 
         # Add a pair: the flows in progress stay on sf1; new flows may use sf2.
         before = sfc.views()
+        step("adding a pair")
         g1 = sfc.net.update_sfc_port_pair_group(g1, port_pairs=[p1.id, p2.id])
         sfc.settle()
         time.sleep(0.5)
@@ -717,6 +724,7 @@ def test_live_changes_under_load(sfc):
                                f"{d['sf2'].summary()}")
 
         # Remove that pair again: the steady flows do not notice; new flows all on sf1.
+        step("removing the pair")
         g1 = sfc.net.update_sfc_port_pair_group(g1, port_pairs=[p1.id])
         sfc.settle()
         before = sfc.views()
@@ -731,6 +739,7 @@ def test_live_changes_under_load(sfc):
 
         # Insert a group in front: the streams now cross sf3, then sf1.
         g0 = sfc.group([p3])
+        step("inserting a group")
         chain = sfc.net.update_sfc_port_chain(chain, port_pair_groups=[g0.id, g1.id])
         sfc.settle()
         time.sleep(0.3)
@@ -744,6 +753,7 @@ def test_live_changes_under_load(sfc):
         # same traffic from the same port cannot exist at once (FlowClassifierInConflict), so
         # the old one is detached and deleted, the new one created and attached (the UDP
         # stream goes direct in between).
+        step("replacing the UDP classifier")
         chain = sfc.net.update_sfc_port_chain(chain, flow_classifiers=[fc_t.id])
         sfc.net.delete_sfc_flow_classifier(fc_u.id)
         fc_u2 = sfc.fc(protocol="udp", dport=6000, logical_source_port=src)
@@ -758,6 +768,7 @@ def test_live_changes_under_load(sfc):
     except BaseException:
         streams.kill()
         raise
+    step("streams stopping")
     diag = sfc.diag()
     try:
         sent = streams.check()
@@ -769,7 +780,8 @@ def test_live_changes_under_load(sfc):
         expect(all(n <= sent for n in seen.values()),
                f"functions saw more packets of the UDP stream than were sent ({sent}): "
                f"{seen}: packets looped through a function during the changes")
-    assert not problems, "\n".join(problems) + "\n" + diag
+    assert not problems, "\n".join(problems) + "\nsteps (since the streams started):\n  " + \
+        "\n  ".join(timeline) + "\n" + diag
 
 
 def test_lagging_function_host_never_loops_packets(sfc):
@@ -822,6 +834,51 @@ def test_lagging_function_host_never_loops_packets(sfc):
     assert seen == {"sf1": 20, "sf2": 20} and got.get("n") == 20 and got.get("unique") == 20, (
         f"after h2's agent resumed, 20 packets crossed the functions {seen} times and reached "
         f"the destination as {got}\n{sfc.diag()}")
+
+
+def test_switch_waits_for_a_lagging_function_host(sfc):
+    """A group is inserted in front while a stream runs and the agent of the new function's
+    host is stopped (SIGSTOP) for 1.5 s, longer than the grace period: the classifier's host
+    adds its new paths, then waits for that host to acknowledge the change before it
+    switches. Not a packet is lost, and the stream then crosses the new function."""
+    lab = sfc.lab
+    net = sfc.network("10.97.0.0/24")
+    src = sfc.instance(net, "h1", "src")
+    dst = sfc.instance(net, "h3", "dst")
+    f1 = sfc.function(net, "h1", "sf1", "bump")
+    f2 = sfc.function(net, "h2", "sf2", "bump")
+    sfc.activate([src, dst, f1, f2])
+    f1.configure()
+    f2.configure()
+    s_ip = src.ip()
+    fc = sfc.fc(protocol="udp", dport=6300, logical_source_port=src)
+    p1, p2 = sfc.pair(f1), sfc.pair(f2)
+    g1 = sfc.group([p1])
+    chain = sfc.chain([g1], [fc])
+    g0 = sfc.group([p2])
+    sfc.settle()
+    streams = Streams(lab, src, dst, 6300, 0, udp_sport=47000, tcp_sport=0)
+    agent = lab.agents["h2"]
+    try:
+        time.sleep(0.5)
+        agent.send_signal(signal.SIGSTOP)
+        try:
+            chain = sfc.net.update_sfc_port_chain(chain, port_pair_groups=[g0.id, g1.id])
+            time.sleep(1.5)
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        sfc.settle()
+        time.sleep(0.3)
+        before = sfc.views()
+        time.sleep(0.5)
+        d = sfc.deltas(before)
+    except BaseException:
+        streams.kill()
+        raise
+    streams.check()
+    carried = {n: v.fwd_flows("udp").get((s_ip, 47000), 0) for n, v in d.items()}
+    assert carried["sf2"] > 0 and carried["sf1"] > 0, (
+        f"after the change the stream should cross sf2 then sf1: {carried}\n{sfc.diag()}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 //! The agent's main loop: report in, snapshot, follow the feed, reconcile.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,16 +31,20 @@ pub struct AgentConfig {
     /// Directory for the agent's own files (DHCP servers' and radvd's configuration, leases,
     /// pid files).
     pub state_dir: PathBuf,
-    /// Pause between the two steps of a live chain change (see `neutrino_sfc::transition`).
+    /// Pause between the switch of a live chain change and the removal of the old paths
+    /// (see `neutrino_sfc::transition`).
     pub sfc_grace: Duration,
+    /// Longest wait, before a live chain change switches, for the other hosts of the chain
+    /// to acknowledge its revision (they have the new paths).
+    pub sfc_switch_wait: Duration,
     /// Where the agent publishes its metrics (served by `--metrics-listen`).
     pub metrics: crate::metrics::AgentMetrics,
     /// This host can speak BGP: reported as `configurations.bgp`, so the server lists a
     /// "BGP dynamic routing agent" for it and schedules BGP speakers there; the agent runs
     /// `bird` for the speakers bound to it.
+    pub bgp: bool,
     /// The availability zone this host is in (Neutron's `availability_zone` of its agents).
     pub availability_zone: String,
-    pub bgp: bool,
     /// BGP router id of the speakers (default: the tunnel address, when it is IPv4).
     pub bgp_router_id: Option<std::net::Ipv4Addr>,
     /// The namespace the dataplane (and `bird`) lives in (`--dataplane-netns`).
@@ -704,7 +708,7 @@ impl Agent {
             }
         }
         ok &= self.reconcile_qos(cluster, &want).await;
-        ok &= self.reconcile_sfc(cluster, &want, false).await;
+        ok &= self.reconcile_sfc(cluster, &want, false, ok).await;
         self.meters = want.meters.clone();
         self.report_meters().await;
         // DHCP and RA daemons are retried on their own and do not hold the barrier.
@@ -843,7 +847,8 @@ impl Agent {
         self.stats.last_ops = 0;
         // The rest of the host is as the last full reconcile left it: acknowledged only if
         // that one applied everything (and a failure here waits for the next full one).
-        if !self.reconcile_sfc(cluster, &want, true).await {
+        let ready = self.healthy;
+        if !self.reconcile_sfc(cluster, &want, true, ready).await {
             self.healthy = false;
         } else if self.healthy {
             self.acknowledge(cluster.revision).await;
@@ -858,6 +863,7 @@ impl Agent {
         cluster: &Cluster,
         want: &Desired,
         steering_only: bool,
+        ready: bool,
     ) -> bool {
         if cluster.count("port_pair") == 0 && self.sfc_idle {
             return true;
@@ -972,49 +978,42 @@ impl Agent {
         self.prober
             .watch(watched(&model, &compiled), probe_recreated);
         let want_table = compiled.table.clone();
-        // A change applied in two steps: new paths first, the switch after the grace period.
-        // (Only when another host takes part: one host alone applies in one step.)
-        let first = applied
+        // A change applied in three steps when another host takes part (one host alone
+        // applies in one): new paths first; then, once the other hosts have theirs, the
+        // switch; the old paths go after the grace period (see `neutrino_sfc::transition`).
+        let staged = applied
             .as_ref()
             .filter(|_| compiled.spans_hosts || self.sfc_spanned)
-            .map(|old| neutrino_sfc::transition(old, &want_table))
-            .filter(|t| t != &want_table && Some(t) != applied.as_ref());
+            .map(|old| {
+                (
+                    neutrino_sfc::transition(old, &want_table),
+                    neutrino_sfc::switched(old, &want_table),
+                )
+            })
+            .filter(|(first, _)| first != &want_table && Some(first) != applied.as_ref());
         let have = listed.or(applied).unwrap_or_default();
-        let grace = self.cfg.sfc_grace;
-        let kernel = self.kernel.clone();
-        let result = tokio::task::spawn_blocking(
-            move || -> Result<(usize, neutrino_sfc::Table, Vec<String>, Checked), AgentError> {
-                let mut checked = checked;
-                let mut count = 0;
-                let mut errors = Vec::new();
-                let steps: Vec<&neutrino_sfc::Table> = first.iter().chain([&want_table]).collect();
-                let mut base = &have;
-                for (i, step) in steps.iter().enumerate() {
-                    if i > 0 {
-                        std::thread::sleep(grace);
-                    }
-                    let plan = neutrino_sfc::plan(step, base);
-                    base = step;
-                    if plan.is_empty() {
-                        continue;
-                    }
-                    for command in plan.commands() {
-                        tracing::debug!(%command, "steering");
-                    }
-                    errors.extend(kernel.apply_sfc(&plan.script())?);
-                    count += plan.commands().len();
-                    if !errors.is_empty() {
-                        break;
-                    }
-                    // The kernel holds the step now: no listing, only its (cheap) handle.
-                    checked.handle = kernel.sfc_table_handle()?;
-                }
-                Ok((count, want_table, errors, checked))
-            },
-        )
-        .await;
+        let result = match staged {
+            None => {
+                self.apply_steering_step(want_table.clone(), have, checked)
+                    .await
+            }
+            Some((first, switch)) => {
+                let peers =
+                    neutrino_dataplane::sfc::peer_hosts(&model, cluster, &self.cfg.host.host);
+                self.apply_staged(
+                    cluster.revision,
+                    ready,
+                    &peers,
+                    have,
+                    checked,
+                    [first, switch, want_table.clone()],
+                )
+                .await
+            }
+        };
+        let result = result.map(|(n, errors, checked)| (n, want_table, errors, checked));
         let (n, errors) = match result {
-            Ok(Ok((n, applied, errors, checked))) => {
+            Ok((n, applied, errors, checked)) => {
                 self.sfc_spanned = compiled.spans_hosts;
                 // What the kernel holds now is the desired table, unless nft refused it (then
                 // the next reconcile lists the kernel).
@@ -1026,12 +1025,8 @@ impl Agent {
                 }
                 (n, errors)
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "steering reconcile failed");
-                return false;
-            }
             Err(e) => {
-                tracing::warn!(error = %e, "steering reconcile panicked");
+                tracing::warn!(error = %e, "steering reconcile failed");
                 return false;
             }
         };
@@ -1050,6 +1045,100 @@ impl Agent {
             .await;
         self.sfc_last = Some((model, compiled, links));
         errors.is_empty() && ports_ok
+    }
+
+    /// Applies one steering table over `base` (the table the kernel holds) in one nft
+    /// transaction: the commands run and nft's refusals.
+    async fn apply_steering_step(
+        &self,
+        step: neutrino_sfc::Table,
+        base: neutrino_sfc::Table,
+        checked: Checked,
+    ) -> Result<(usize, Vec<String>, Checked), AgentError> {
+        let kernel = self.kernel.clone();
+        let result = tokio::task::spawn_blocking(move || -> Result<_, AgentError> {
+            let mut checked = checked;
+            let plan = neutrino_sfc::plan(&step, &base);
+            if plan.is_empty() {
+                return Ok((0, Vec::new(), checked));
+            }
+            for command in plan.commands() {
+                tracing::debug!(%command, "steering");
+            }
+            let errors = kernel.apply_sfc(&plan.script())?;
+            // The kernel holds the step now: no listing, only its (cheap) handle.
+            checked.handle = kernel.sfc_table_handle()?;
+            Ok((plan.commands().len(), errors, checked))
+        })
+        .await;
+        result.unwrap_or_else(|e| {
+            Err(AgentError::Command {
+                command: "steering".into(),
+                message: format!("panicked: {e}"),
+            })
+        })
+    }
+
+    /// A live change in three steps, `[new paths, switch, final]`: after the first the host
+    /// acknowledges `revision` (when everything before the steering is applied, `ready`) and
+    /// waits, at most `--sfc-switch-wait-ms`, for `peers` (the other hosts of its chains) to
+    /// acknowledge it too; the final step follows the switch after the grace period.
+    async fn apply_staged(
+        &mut self,
+        revision: i64,
+        ready: bool,
+        peers: &BTreeSet<String>,
+        have: neutrino_sfc::Table,
+        checked: Checked,
+        [first, switch, last]: [neutrino_sfc::Table; 3],
+    ) -> Result<(usize, Vec<String>, Checked), AgentError> {
+        let (mut count, errors, mut checked) = self
+            .apply_steering_step(first.clone(), have, checked)
+            .await?;
+        if !errors.is_empty() {
+            return Ok((count, errors, checked));
+        }
+        if ready {
+            self.acknowledge(revision).await;
+        }
+        self.wait_for_peers(revision, peers).await;
+        let mut base = first;
+        if switch != last {
+            let (n, errors, c) = self
+                .apply_steering_step(switch.clone(), base, checked)
+                .await?;
+            count += n;
+            checked = c;
+            if !errors.is_empty() {
+                return Ok((count, errors, checked));
+            }
+            base = switch;
+            tokio::time::sleep(self.cfg.sfc_grace).await;
+        }
+        let (n, errors, checked) = self.apply_steering_step(last, base, checked).await?;
+        Ok((count + n, errors, checked))
+    }
+
+    /// Waits until every host in `peers` that is alive has acknowledged `revision`, at most
+    /// `--sfc-switch-wait-ms`; when the server cannot say, for the grace period.
+    async fn wait_for_peers(&self, revision: i64, peers: &BTreeSet<String>) {
+        if peers.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let wait = self.cfg.sfc_switch_wait;
+        match self.client.wait_applied(revision, peers, wait).await {
+            Ok(true) => {
+                tracing::debug!(revision, ?peers, waited = ?started.elapsed(), "peers have the new paths")
+            }
+            Ok(false) => {
+                tracing::warn!(revision, ?peers, waited = ?started.elapsed(), "switching a chain change before every peer has its new paths")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, revision, "cannot ask whether the peers have the new paths");
+                tokio::time::sleep(self.cfg.sfc_grace).await;
+            }
+        }
     }
 
     /// The steering table's named counters (empty when they cannot be read).

@@ -65,6 +65,18 @@ pub fn retry_after(value: Option<&reqwest::header::HeaderValue>) -> Option<Durat
     Some(Duration::from_secs(secs.min(600)))
 }
 
+/// `text` for a URL's query: unreserved characters as they are, others percent-encoded.
+fn query_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `pause` stretched by a random factor in `[low, high)`: agents that failed together do
 /// not come back together.
 pub fn jittered(pause: Duration, low: f64, high: f64) -> Duration {
@@ -195,6 +207,26 @@ impl ServerClient {
         let body = json!({"host": host, "revision": revision});
         self.call(Method::PUT, "/neutrino/v1/applied", Some(&body))
             .await
+    }
+
+    /// Waits up to `timeout` until each of `hosts` that is alive has acknowledged
+    /// `revision`; whether they all have.
+    pub async fn wait_applied(
+        &self,
+        revision: i64,
+        hosts: &std::collections::BTreeSet<String>,
+        timeout: Duration,
+    ) -> Result<bool, AgentError> {
+        let mut path = format!(
+            "/v2.0/neutrino/revisions/{revision}?timeout={:.3}",
+            timeout.as_secs_f64()
+        );
+        for host in hosts {
+            path.push_str("&host=");
+            path.push_str(&query_escape(host));
+        }
+        let doc = self.call(Method::GET, &path, None).await?;
+        Ok(doc["revision"]["realised"].as_bool() == Some(true))
     }
 
     /// Reports the health of this host's functions and its chain counters.

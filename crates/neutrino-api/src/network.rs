@@ -72,9 +72,19 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
                 .filter(|r| *r >= 0)
                 .ok_or_else(|| ApiError::bad_request(format!("Invalid revision {revision:?}")))?;
             let timeout = wait_timeout(req, neutrino_app::barrier::MAX_WAIT_SECS)?;
+            let hosts: std::collections::BTreeSet<String> = req
+                .query
+                .iter()
+                .filter(|(k, _)| k == "host")
+                .map(|(_, v)| v.clone())
+                .collect();
+            let only = (!hosts.is_empty()).then_some(&hosts);
             Ok(json(
                 200,
-                &state.app.revision_status(&ctx, revision, timeout).await?,
+                &state
+                    .app
+                    .revision_status_of(&ctx, revision, timeout, only)
+                    .await?,
             ))
         }
         ["neutrino", "revisions", _] => Err(not_allowed()),

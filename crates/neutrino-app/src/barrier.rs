@@ -297,6 +297,19 @@ impl App {
         revision: i64,
         timeout: Duration,
     ) -> ApiResult<Value> {
+        self.revision_status_of(ctx, revision, timeout, None).await
+    }
+
+    /// [`App::revision_status`] for the named hosts only (`?host=H&host=…`), when given: an
+    /// agent switching a chain waits for the hosts of that chain's functions and ports, not
+    /// for every host of the cloud.
+    pub async fn revision_status_of(
+        &self,
+        ctx: &Context,
+        revision: i64,
+        timeout: Duration,
+        only: Option<&BTreeSet<String>>,
+    ) -> ApiResult<Value> {
         self.check_rule(ctx, "get_revision", &Map::new())?;
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -305,6 +318,7 @@ impl App {
             let behind: Vec<String> = hosts
                 .alive
                 .iter()
+                .filter(|h| only.is_none_or(|only| only.contains(*h)))
                 .filter(|h| hosts.applied.get(*h).is_none_or(|a| *a < revision))
                 .cloned()
                 .collect();

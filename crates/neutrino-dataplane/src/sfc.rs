@@ -26,6 +26,28 @@ pub const HEALTH: &str = "neutrino:health";
 /// Its explanation.
 pub const HEALTH_DETAIL: &str = "neutrino:health_detail";
 
+/// The other hosts that take part in the chains steered on `host`: where their sources,
+/// logical destinations and functions are bound. A live change waits for them before it
+/// switches (see [`neutrino_sfc::transition`]).
+pub fn peer_hosts(model: &SfcModel, cluster: &Cluster, host: &str) -> BTreeSet<String> {
+    let mut ids: BTreeSet<&str> = BTreeSet::new();
+    for chain in &model.chains {
+        for c in &chain.classifiers {
+            ids.extend(c.sources.iter().map(|p| p.id.as_str()));
+            ids.extend(c.destination.iter().map(|p| p.id.as_str()));
+        }
+        for p in chain.groups.iter().flat_map(|g| &g.pairs) {
+            ids.extend([p.ingress.id.as_str(), p.egress.id.as_str()]);
+        }
+    }
+    ids.into_iter()
+        .filter_map(|id| cluster.get("port", id))
+        .map(|doc| text(doc, "binding:host_id"))
+        .filter(|h| !h.is_empty() && *h != host)
+        .map(str::to_string)
+        .collect()
+}
+
 /// Builds the model of `cfg.host`; `ifindex` are the host's interfaces (a device that does
 /// not exist yet cannot be steered to).
 pub fn sfc_model(

@@ -32,4 +32,4 @@ pub use model::{
 pub use observe::observe;
 pub use steering::SteeringPort;
 pub use table::{plan, Plan, Table};
-pub use transition::transition;
+pub use transition::{switched, transition};

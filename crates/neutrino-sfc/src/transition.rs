@@ -1,13 +1,18 @@
 //! Live changes without loss across hosts: make before break.
 //!
 //! A chain change reaches every agent at about the same time, but not at exactly the same
-//! time. If the host that classifies switches its traffic to a new path before the host of a
-//! new function has the rules that take the traffic on after it, packets are lost there; if
-//! a function's host drops its part of an old path while a classifier still sends into it,
-//! the same. So every agent applies a change in two steps: first [`transition`] — the new
-//! paths are added and the old ones kept, entries still lead into the old paths — and, after
-//! a grace period in which every other agent has done its first step too, the new table
-//! itself, which switches the entries and removes what is no longer used.
+//! time, and a loaded host may apply it seconds later than the others. If the host that
+//! classifies switches its traffic to a new path before the host of a new function has the
+//! rules that take the traffic on after it, packets are lost there; if a function's host
+//! drops its part of an old path while a classifier still sends into it, the same. So an
+//! agent whose chains span hosts applies a change in three steps:
+//! 1. [`transition`]: the new paths are added and the old ones kept; entries still lead into
+//!    the old paths. The agent then acknowledges the revision and waits until the other
+//!    hosts of its chains have acknowledged it too (they have their new paths), bounded.
+//! 2. [`switched`]: the entries switch to the new paths; the old paths stay, because another
+//!    host's entries may still lead into them for a moment.
+//! 3. After a grace period in which every other agent has switched too, the new table
+//!    itself, which removes what is no longer used.
 //!
 //! Entries are the classifier chains (`cls-…`) and the steering ports' egress chains
 //! (`egr-sfs…`): where a flow is first matched or matched again. In the first step they keep
@@ -42,6 +47,26 @@ pub fn transition(old: &Table, new: &Table) -> Table {
             Some(now) if is_entry(name) => *now = was.clone(),
             Some(now) if name.starts_with("dev-") => *now = both_dispatches(was, now),
             Some(_) => {}
+        }
+    }
+    for (name, set) in &old.sets {
+        t.sets.entry(name.clone()).or_insert_with(|| set.clone());
+    }
+    t.counters.extend(old.counters.iter().cloned());
+    t
+}
+
+/// The table of the second step from `old` (the last table applied) to `new`: entries and
+/// device base chains as in `new`, the paths (chains, sets, counters) only `old` had kept.
+/// Equal to `new` when nothing is removed.
+pub fn switched(old: &Table, new: &Table) -> Table {
+    if !old.present || !new.present {
+        return new.clone();
+    }
+    let mut t = new.clone();
+    for (name, was) in &old.chains {
+        if !is_entry(name) && !name.starts_with("dev-") {
+            t.chains.entry(name.clone()).or_insert_with(|| was.clone());
         }
     }
     for (name, set) in &old.sets {
@@ -127,5 +152,16 @@ mod tests {
         assert_eq!(dev, ["jump cls-1-tapa", "jump cls-2-tapa", "drop"]);
         // Nothing to wait for: the same table.
         assert_eq!(transition(&new, &new), new);
+
+        // The switch: entries and device chains new, the old path still there.
+        let s = switched(&old, &new);
+        assert_eq!(s.chains["cls-1-tapa"], new.chains["cls-1-tapa"]);
+        assert_eq!(s.chains["dev-tapa-3"], new.chains["dev-tapa-3"]);
+        assert_eq!(s.chains["h-1-1-f"], old.chains["h-1-1-f"]);
+        assert!(s.chains.contains_key("h-1-0-f"));
+        // A classifier gone: its entry goes at the switch, with its dispatch.
+        let gone = table(vec![("dev-tapa-3", new.chains["dev-tapa-3"].clone())]);
+        assert!(!switched(&new, &gone).chains.contains_key("cls-2-tapa"));
+        assert_eq!(switched(&new, &new), new);
     }
 }

@@ -166,11 +166,14 @@ struct AgentArgs {
     /// Full reconcile interval in seconds (repairs drift even without changes).
     #[arg(long, default_value_t = 60)]
     resync_interval: u64,
-    /// Service function chaining: milliseconds between the two steps of a live chain change
-    /// (new paths added, then entries switched and old paths removed); longer than the
-    /// spread of the agents' reaction times to one change.
+    /// Service function chaining: milliseconds between the switch of a live chain change
+    /// and the removal of its old paths (every other host of the chain switches meanwhile).
     #[arg(long, default_value_t = 300)]
     sfc_grace_ms: u64,
+    /// Service function chaining: longest wait, in milliseconds, before a live chain change
+    /// switches, for the other hosts of the chain to have its new paths.
+    #[arg(long, default_value_t = 3000)]
+    sfc_switch_wait_ms: u64,
     /// Write a JSON status (revision, reconciles, operations applied) here after each reconcile.
     #[arg(long)]
     status_file: Option<PathBuf>,
@@ -249,6 +252,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         status_file: args.status_file,
         state_dir: args.state_dir,
         sfc_grace: std::time::Duration::from_millis(args.sfc_grace_ms),
+        sfc_switch_wait: std::time::Duration::from_millis(args.sfc_switch_wait_ms),
         metrics: neutrino_agent::metrics::AgentMetrics::new(),
         availability_zone: args.availability_zone,
         bgp: args.bgp,

@@ -202,6 +202,24 @@ async fn a_revision_is_realised_once_every_alive_agent_applied_it() {
     applied(&t, "h2", r + 3).await;
     let out = waiter.await.unwrap().unwrap();
     assert_eq!(out["revision"]["realised"], true, "{out}");
+    // Waiting for named hosts only: h1 is behind a later revision, h2 is not.
+    t.ok(&admin(), "networks", json!({"name": "n2"})).await;
+    let r2 = revision(&t).await;
+    applied(&t, "h2", r2).await;
+    let only = |h: &str| std::collections::BTreeSet::from([h.to_string()]);
+    let out = t
+        .app
+        .revision_status_of(&admin(), r2, Duration::ZERO, Some(&only("h2")))
+        .await
+        .unwrap();
+    assert_eq!(out["revision"]["realised"], true, "{out}");
+    let out = t
+        .app
+        .revision_status_of(&admin(), r2, Duration::ZERO, Some(&only("h1")))
+        .await
+        .unwrap();
+    assert_eq!(out["revision"]["realised"], false, "{out}");
+    assert_eq!(out["revision"]["lagging"], json!(["h1"]), "{out}");
     // Project members may wait too, but see no host names.
     let out = t
         .app
