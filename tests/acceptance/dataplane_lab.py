@@ -245,9 +245,11 @@ def tcp_exchange(lab: Lab, server_ns: str, server_ip: str, client_ns: str) -> st
     return out.strip()
 
 
-def tcp_peer(lab: Lab, server_ns: str, client_ns: str, target: str, port: int = 5003) -> str:
-    """Connects from one namespace to ``target`` (IPv4 or IPv6); returns the source address
-    the server saw (empty when the connection did not get through)."""
+def tcp_peer(lab: Lab, server_ns: str, client_ns: str, target: str, port: int = 5003,
+             target_port: int | None = None) -> str:
+    """Connects from one namespace to ``target`` (IPv4 or IPv6) on ``target_port`` (default:
+    the port the server listens on, ``port``); returns the source address the server saw
+    (empty when the connection did not get through)."""
     family, anywhere = ("AF_INET6", "::") if ":" in target else ("AF_INET", "0.0.0.0")
     listener = subprocess.Popen(
         ["ip", "netns", "exec", server_ns, "python3", "-c",
@@ -264,7 +266,7 @@ def tcp_peer(lab: Lab, server_ns: str, client_ns: str, target: str, port: int = 
     lab.exec(client_ns, "python3", "-c",
              "import socket\n"
              "try:\n"
-             f"    socket.create_connection(('{target}', {port}), timeout=3).close()\n"
+             f"    socket.create_connection(('{target}', {target_port or port}), timeout=3).close()\n"
              "except OSError:\n"
              "    pass", check=False)
     out, _ = listener.communicate(timeout=20)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from conftest import osc
+from conftest import osc, osc_run
 from dataplane_lab import (  # noqa: F401 (lab is a fixture)
     bound_port, ip_of, lab, needs_root, tcp_peer, wait_active, wait_for)
 
@@ -126,3 +126,68 @@ def test_floating_ip_hosted_by_a_named_router(lab):
     assert tcp_peer(lab, ns_out, ns_a, "198.51.100.50") == address
     conn.network.delete_ip(fip)
     wait_for("indirect floating IP gone", lambda: not lab.pings(ns_out, address))
+
+
+def test_port_forwarding_reaches_the_right_instance_port(lab):
+    """Two forwardings of one floating IP (made, changed and deleted with the ``openstack``
+    CLI) lead each external port to its own instance's port and nowhere else; a port nobody
+    forwards is not reached; a change of the internal port applies live."""
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    public = osc("network", "create", "--external", f"dp-pfpub-{tag}", env=env)["id"]
+    public_sub = subnet(env, public, "192.2.3.0/24", "pfpub")
+    project = osc("network", "create", f"dp-pfproj-{tag}", env=env)["id"]
+    project_sub = subnet(env, project, "10.10.240.0/24", "pfproj")
+    router = osc("router", "create", f"dp-pfr-{tag}", env=env)["id"]
+    osc("router", "set", "--external-gateway", public, router, env=env, json_output=False)
+    osc("router", "add", "subnet", router, project_sub, env=env, json_output=False)
+    sg = open_group(env, tag)
+    a = bound_port(env, project, "h1", "a", *sg)
+    b = bound_port(env, project, "h2", "b", *sg)
+    out = bound_port(env, public, "h2", "out", *sg, "--fixed-ip",
+                     f"subnet={public_sub},ip-address=192.2.3.50")
+    for p in (a, b, out):
+        wait_active(env, p["id"])
+    wait_router_ports(env, router, 2)
+    ns_a, ns_b, ns_out = (lab.instance("h1", "a"), lab.instance("h2", "b"),
+                          lab.instance("h2", "out"))
+
+    fip = osc("floating", "ip", "create", public, env=env)
+    address = fip["floating_ip_address"]
+    made = {}
+    for name, port, inside, outside in (("a", a, 7001, 2201), ("b", b, 7002, 2202)):
+        made[name] = osc("floating", "ip", "port", "forwarding", "create",
+                         "--internal-ip-address", ip_of(port), "--port", port["id"],
+                         "--internal-protocol-port", str(inside),
+                         "--external-protocol-port", str(outside), "--protocol", "tcp",
+                         "--description", f"to {name}", fip["id"], env=env)
+    listed = osc("floating", "ip", "port", "forwarding", "list", fip["id"], env=env)
+    assert sorted(pf["ID"] for pf in listed) == sorted(pf["id"] for pf in made.values())
+    shown = osc("floating", "ip", "show", fip["id"], env=env)
+    assert shown["router_id"] == router
+    assert sorted(pf["external_port"] for pf in shown["port_forwardings"]) == [2201, 2202]
+
+    # Each external port reaches its own instance (the source is kept), and only it.
+    wait_for("forwarding to a", lambda: tcp_peer(lab, ns_a, ns_out, address, 7001, 2201)
+             == "192.2.3.50")
+    assert tcp_peer(lab, ns_b, ns_out, address, 7002, 2202) == "192.2.3.50"
+    assert tcp_peer(lab, ns_b, ns_out, address, 7001, 2201) == ""
+    assert tcp_peer(lab, ns_a, ns_out, address, 7002, 2202) == ""
+    assert tcp_peer(lab, ns_a, ns_out, address, 2203) == ""
+    assert tcp_peer(lab, ns_a, ns_out, address, 7001) == ""
+
+    # A new internal port applies live; a deleted forwarding stops.
+    osc("floating", "ip", "port", "forwarding", "set", "--internal-protocol-port", "7011",
+        fip["id"], made["a"]["id"], env=env, json_output=False)
+    shown = osc("floating", "ip", "port", "forwarding", "show", fip["id"], made["a"]["id"],
+                env=env)
+    assert shown["internal_port"] == 7011
+    wait_for("changed forwarding", lambda: tcp_peer(lab, ns_a, ns_out, address, 7011, 2201)
+             == "192.2.3.50")
+    osc("floating", "ip", "port", "forwarding", "delete", fip["id"], made["a"]["id"],
+        env=env, json_output=False)
+    wait_for("forwarding gone", lambda: tcp_peer(lab, ns_a, ns_out, address, 7011, 2201) == "")
+    assert tcp_peer(lab, ns_b, ns_out, address, 7002, 2202) == "192.2.3.50"
+    # The floating IP cannot go while it still forwards.
+    _, refused = osc_run("floating", "ip", "delete", fip["id"], env=env, json_output=False)
+    assert refused.returncode != 0, refused.stdout

@@ -72,6 +72,8 @@ pub const FEED_KINDS: &[&str] = &[
     "address_group",
     "router",
     "floatingip",
+    // Port forwardings: routers DNAT their floating IPs' ports.
+    "port_forwarding",
     // Service function chaining, for the dataplane that will render chains.
     "flow_classifier",
     "port_pair",

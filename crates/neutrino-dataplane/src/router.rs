@@ -4,15 +4,18 @@
 //! one from a subnet of the gateway network the gateway has no address on: the gateway);
 //! and one nftables table with the address-scope rules the server's model implies
 //! (`neutrino_l3::compute`): blocked pairs dropped, SNAT toward the external network where
-//! scopes differ, floating IPs DNATed and SNATed toward their interface, and nothing from
-//! outside reaching a NATed subnet except through a floating IP.
+//! scopes differ, floating IPs DNATed and SNATed toward their interface, port forwardings
+//! DNATed (a port or range of a floating IP to a port or range of an internal address), and
+//! nothing from outside reaching a NATed subnet except through a floating IP.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use neutrino_l3::{compute, Attachment, Between, FloatingIp, Outbound, RouterModel, RouterRules};
+use neutrino_l3::{
+    compute, Attachment, Between, FloatingIp, Outbound, PortForwarding, RouterModel, RouterRules,
+};
 use serde_json::Value;
 
 use crate::cluster::{text, Cluster};
@@ -106,10 +109,21 @@ pub fn add_router(
             on_gateway_network: gateway_net == Some(text(fip, "floating_network_id")),
         });
     }
+    model.port_forwardings = port_forwardings(cluster, router_id, gateway_net);
     let rules = compute(&model);
-    for fip in &rules.floating {
-        if let Some(dev) = fip.via.as_ref().and_then(|via| iface_of.get(via)) {
-            ns.addrs.insert((dev.clone(), IpNet::from(fip.floating_ip)));
+    let held = rules
+        .floating
+        .iter()
+        .map(|f| (&f.via, f.floating_ip))
+        .chain(
+            rules
+                .forwarded
+                .iter()
+                .map(|f| (&f.via, f.forwarding.floating_ip)),
+        );
+    for (via, address) in held {
+        if let Some(dev) = via.as_ref().and_then(|via| iface_of.get(via)) {
+            ns.addrs.insert((dev.clone(), IpNet::from(address)));
         }
     }
     // Extra routes go out of the interface whose subnet holds the next hop.
@@ -136,6 +150,80 @@ pub fn add_router(
     }
     let body = render_rules(&rules, gateway_if.as_deref(), &iface_of, &cidr_of);
     ns.nft = Some(table(&body));
+}
+
+/// The port forwardings of the floating IPs that forward through `router_id`.
+fn port_forwardings(
+    cluster: &Cluster,
+    router_id: &str,
+    gateway_net: Option<&str>,
+) -> Vec<PortForwarding> {
+    let ports = |v: &Value| -> Option<(u16, u16)> {
+        let (a, b) = v.as_str()?.split_once(':')?;
+        Some((a.parse().ok()?, b.parse().ok()?))
+    };
+    let mut out = Vec::new();
+    for pf in cluster.all("port_forwarding") {
+        let Some(fip) = cluster.get("floatingip", text(pf, "floatingip_id")) else {
+            continue;
+        };
+        if text(fip, "router_id") != router_id {
+            continue;
+        }
+        let (Ok(floating_ip), Ok(internal_ip), Some(external), Some(internal)) = (
+            text(fip, "floating_ip_address").parse::<IpAddr>(),
+            text(pf, "internal_ip_address").parse::<IpAddr>(),
+            ports(&pf["external_port_range"]),
+            ports(&pf["internal_port_range"]),
+        ) else {
+            continue;
+        };
+        out.push(PortForwarding {
+            id: text(pf, "id").to_string(),
+            floating_ip,
+            on_gateway_network: gateway_net == Some(text(fip, "floating_network_id")),
+            protocol: text(pf, "protocol").to_string(),
+            external,
+            internal_ip,
+            internal,
+        });
+    }
+    out
+}
+
+/// The DNAT rule of a port forwarding (IPv4; `None` for a protocol nft has no ports for).
+fn forwarding_rule(pf: &PortForwarding) -> Option<String> {
+    if !["tcp", "udp", "sctp", "dccp", "udplite"].contains(&pf.protocol.as_str()) {
+        return None;
+    }
+    let (IpAddr::V4(public), IpAddr::V4(inside)) = (pf.floating_ip, pf.internal_ip) else {
+        return None;
+    };
+    let proto = &pf.protocol;
+    let span = |(a, b): (u16, u16)| {
+        if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        }
+    };
+    let to = if pf.internal.0 == pf.internal.1 {
+        format!("{inside}:{}", pf.internal.0)
+    } else if pf.internal.0 == pf.external.0 {
+        // The same ports inside: the destination port stays.
+        inside.to_string()
+    } else {
+        // N-N: each external port to its counterpart.
+        let pairs: Vec<String> = (pf.external.0..=pf.external.1)
+            .zip(pf.internal.0..=pf.internal.1)
+            .map(|(e, i)| format!("{e} : {i}"))
+            .collect();
+        format!("{inside} : {proto} dport map {{ {} }}", pairs.join(", "))
+    };
+    Some(format!(
+        "    ip daddr {public} {proto} dport {} dnat ip to {to}",
+        span(pf.external)
+    ))
 }
 
 fn family(net: &IpNet) -> &'static str {
@@ -224,6 +312,15 @@ pub fn render_rules(
                     "    ip saddr {fixed} ip daddr {cidr} snat ip to {public}"
                 );
             }
+        }
+    }
+    for f in &rules.forwarded {
+        if f.via.as_ref().and_then(|via| iface_of.get(via)).is_none() {
+            continue;
+        }
+        if let Some(rule) = forwarding_rule(&f.forwarding) {
+            pre.push_str(&rule);
+            pre.push('\n');
         }
     }
     let mut out = String::new();

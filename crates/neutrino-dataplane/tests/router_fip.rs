@@ -25,10 +25,17 @@ fn fip(id: &str, floating: &str, fixed: &str) -> Value {
            "fixed_ip_address": fixed})
 }
 
+fn forwarding(id: &str, protocol: &str, external: &str, ip: &str, internal: &str) -> Value {
+    json!({"id": id, "floatingip_id": "f-forward", "protocol": protocol,
+           "external_port_range": external, "internal_ip_address": ip,
+           "internal_port_range": internal})
+}
+
 /// Router r1: an interface on a private subnet (192.2.1.0/24), an interface on a second
 /// external network (192.2.2.0/24) and its gateway on `public` (172.24.4.0/24). One
 /// floating IP from each external network maps to a private address; one maps to an
-/// address behind another router (hosted here by name, `floating-ip-router-writable`).
+/// address behind another router (hosted here by name, `floating-ip-router-writable`); one
+/// forwards ports (one port, a range to one port, a range to a range).
 fn cluster() -> Cluster {
     Cluster::from_snapshot(&json!({"revision": 1, "resources": {
         "router": [{"id": ROUTER, "external_gateway_info": {"network_id": "public", "enable_snat": true},
@@ -49,6 +56,13 @@ fn cluster() -> Cluster {
             fip("f-indirect", "172.24.4.21", "10.50.0.7"),
             json!({"id": "f-free", "router_id": null, "floating_ip_address": "192.2.2.11",
                    "fixed_ip_address": null}),
+            json!({"id": "f-forward", "router_id": ROUTER, "floating_ip_address": "172.24.4.30",
+                   "fixed_ip_address": null, "floating_network_id": "public"}),
+        ],
+        "port_forwarding": [
+            forwarding("pf-ssh", "tcp", "2222:2222", "192.2.1.7", "22:22"),
+            forwarding("pf-one", "udp", "5000:5009", "192.2.1.7", "6000:6000"),
+            forwarding("pf-many", "tcp", "8000:8002", "192.2.1.8", "9000:9002"),
         ],
     }}))
 }
@@ -141,4 +155,21 @@ fn without_a_gateway_an_interface_floating_ip_still_works() {
     let script = &ns.nft.as_ref().unwrap().script;
     assert!(script.contains("ip daddr 192.2.2.10 dnat ip to 192.2.1.5"));
     assert!(!script.contains("172.24.4"));
+}
+
+#[test]
+fn port_forwardings_dnat_their_ports_and_the_floating_ip_is_on_the_gateway() {
+    let ns = namespace(&cluster());
+    let qg = names::router_interface(QG, true);
+    assert!(ns.addrs.contains(&(qg, "172.24.4.30/32".parse().unwrap())));
+    let script = &ns.nft.as_ref().unwrap().script;
+    for rule in [
+        "ip daddr 172.24.4.30 tcp dport 2222 dnat ip to 192.2.1.7:22",
+        "ip daddr 172.24.4.30 udp dport 5000-5009 dnat ip to 192.2.1.7:6000",
+        "ip daddr 172.24.4.30 tcp dport 8000-8002 dnat ip to 192.2.1.8 : tcp dport map { 8000 : 9000, 8001 : 9001, 8002 : 9002 }",
+    ] {
+        assert!(script.contains(rule), "{rule} missing from\n{script}");
+    }
+    // No 1:1 NAT for a floating IP that only forwards ports.
+    assert!(!script.contains("snat ip to 172.24.4.30"), "{script}");
 }

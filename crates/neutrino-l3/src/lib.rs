@@ -15,7 +15,9 @@
 //! - a floating IP lives on the attachment whose subnet holds it: the gateway, or an
 //!   interface on an external network (`router-interface-fip`); the NAT happens toward that
 //!   attachment, and the fixed IP need not be on one of the router's own subnets (a router
-//!   named to host it, `floating-ip-router-writable`, reaches it through its routes).
+//!   named to host it, `floating-ip-router-writable`, reaches it through its routes);
+//! - a port forwarding DNATs one protocol's port (or range) of a floating IP to a port (or
+//!   range) of an internal address; the floating IP lives where a 1:1 floating IP would.
 
 use std::net::IpAddr;
 
@@ -58,6 +60,27 @@ pub struct FloatingIp {
     pub on_gateway_network: bool,
 }
 
+/// A port forwarding of a floating IP through this router (Neutron's
+/// `floating-ip-port-forwarding`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortForwarding {
+    /// Port forwarding id.
+    pub id: String,
+    /// The floating IP's address.
+    pub floating_ip: IpAddr,
+    /// As [`FloatingIp::on_gateway_network`].
+    #[serde(default)]
+    pub on_gateway_network: bool,
+    /// `tcp`, `udp`, `sctp`, `dccp` or `udplite`.
+    pub protocol: String,
+    /// External ports, inclusive.
+    pub external: (u16, u16),
+    /// The internal address.
+    pub internal_ip: IpAddr,
+    /// Internal ports, inclusive: one port, or as many as the external ones.
+    pub internal: (u16, u16),
+}
+
 /// Everything the rules depend on.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterModel {
@@ -69,6 +92,9 @@ pub struct RouterModel {
     pub enable_snat: bool,
     /// Associated floating IPs.
     pub floating_ips: Vec<FloatingIp>,
+    /// Port forwardings of floating IPs through this router.
+    #[serde(default)]
+    pub port_forwardings: Vec<PortForwarding>,
 }
 
 /// How traffic between two internal subnets is treated.
@@ -139,6 +165,16 @@ pub struct FloatingRule {
     pub reaches: Vec<String>,
 }
 
+/// A port forwarding and where its floating IP lives.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingRule {
+    /// The forwarding.
+    #[serde(flatten)]
+    pub forwarding: PortForwarding,
+    /// The attached subnet holding the floating IP (as [`FloatingRule::via`]).
+    pub via: Option<String>,
+}
+
 /// The rules of one router.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouterRules {
@@ -148,6 +184,33 @@ pub struct RouterRules {
     pub external: Vec<ExternalRule>,
     /// Floating IPs.
     pub floating: Vec<FloatingRule>,
+    /// Port forwardings.
+    #[serde(default)]
+    pub forwarded: Vec<ForwardingRule>,
+}
+
+/// The attachment that holds floating IP `ip` (and whether it is an interface): a gateway
+/// subnet holding it first, then an interface's, else (`on_gateway_network`) the gateway of
+/// its version.
+fn holder(
+    router: &RouterModel,
+    ip: IpAddr,
+    on_gateway_network: bool,
+) -> Option<(&Attachment, bool)> {
+    router
+        .gateway
+        .iter()
+        .map(|g| (g, false))
+        .chain(router.interfaces.iter().map(|i| (i, true)))
+        .find(|(a, _)| a.cidr.contains(&ip))
+        .or_else(|| {
+            router
+                .gateway
+                .iter()
+                .filter(|_| on_gateway_network)
+                .find(|g| g.v6() == ip.is_ipv6())
+                .map(|g| (g, false))
+        })
 }
 
 /// Computes the rules of a router.
@@ -189,23 +252,7 @@ pub fn compute(router: &RouterModel) -> RouterRules {
         }
     }
     for fip in &router.floating_ips {
-        // The gateway first: an interface holds a floating IP only when no gateway subnet does.
-        let holders: Vec<(&Attachment, bool)> = router
-            .gateway
-            .iter()
-            .map(|g| (g, false))
-            .chain(router.interfaces.iter().map(|i| (i, true)))
-            .filter(|(a, _)| a.cidr.contains(&fip.floating_ip))
-            .collect();
-        // Otherwise, a floating IP of the gateway network lives on the gateway of its version.
-        let via = holders.first().copied().or_else(|| {
-            router
-                .gateway
-                .iter()
-                .filter(|_| fip.on_gateway_network)
-                .find(|g| g.v6() == fip.floating_ip.is_ipv6())
-                .map(|g| (g, false))
-        });
+        let via = holder(router, fip.floating_ip, fip.on_gateway_network);
         let via = via.as_ref();
         let ext_scopes: Vec<&Option<String>> = via.map(|(a, _)| &a.scope).into_iter().collect();
         // The 1:1 NAT crossing: only a fixed IP outside the external scope needs its floating
@@ -233,6 +280,13 @@ pub fn compute(router: &RouterModel) -> RouterRules {
             via: via_id,
             via_interface: via.is_some_and(|(_, interface)| *interface),
             reaches,
+        });
+    }
+    for pf in &router.port_forwardings {
+        let via = holder(router, pf.floating_ip, pf.on_gateway_network);
+        rules.forwarded.push(ForwardingRule {
+            forwarding: pf.clone(),
+            via: via.map(|(a, _)| a.subnet_id.clone()),
         });
     }
     rules
@@ -296,6 +350,7 @@ mod tests {
                 fixed_ip: "10.3.0.5".parse().unwrap(),
                 on_gateway_network: false,
             }],
+            port_forwardings: Vec::new(),
         }
     }
 
@@ -397,6 +452,29 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarded_floating_ip_lives_where_a_floating_ip_would() {
+        let mut m = router();
+        let pf = |floating: &str, on_gateway_network| PortForwarding {
+            id: "pf".into(),
+            floating_ip: floating.parse().unwrap(),
+            on_gateway_network,
+            protocol: "tcp".into(),
+            external: (2222, 2222),
+            internal_ip: "10.1.0.5".parse().unwrap(),
+            internal: (22, 22),
+        };
+        m.port_forwardings = vec![
+            pf("172.24.4.20", false),
+            pf("198.51.100.7", true),
+            pf("198.51.100.8", false),
+        ];
+        let r = compute(&m);
+        let via: Vec<Option<&str>> = r.forwarded.iter().map(|f| f.via.as_deref()).collect();
+        assert_eq!(via, [Some("ext"), Some("ext"), None]);
+        assert_eq!(r.forwarded[0].forwarding, m.port_forwardings[0]);
+    }
+
+    #[test]
     fn floating_ip_lives_on_the_gateway() {
         let r = compute(&router());
         assert_eq!(r.floating[0].via.as_deref(), Some("ext"));
@@ -415,6 +493,7 @@ mod tests {
             gateway: vec![],
             enable_snat: true,
             floating_ips: vec![fip("192.2.2.10", "192.2.1.5")],
+            port_forwardings: Vec::new(),
         };
         let r = compute(&m);
         let f = &r.floating[0];

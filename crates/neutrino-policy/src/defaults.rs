@@ -15,7 +15,7 @@
 //! group rules, floating IPs and their pools, networks, network IP availability, ports, quotas,
 //! RBAC, routers, security groups, service flavors and providers, subnets, subnet pools,
 //! trunks, SFC, metering, logging) plus Neutrino's own extensions at the end. Neutron modules
-//! for features Neutrino lacks (QoS, local IPs, port forwarding, conntrack helpers, NDP proxy,
+//! for features Neutrino lacks (local IPs, conntrack helpers, NDP proxy,
 //! segments and segment ranges, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
 //!
@@ -106,6 +106,11 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "update_floatingip:tags", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Update the floating IP tags", operations: &[("PUT", "/floatingips/{id}/tags"), ("PUT", "/floatingips/{id}/tags/{tag_id}")] },
     DefaultRule { name: "delete_floatingip", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Delete a floating IP", operations: &[("DELETE", "/floatingips/{id}")] },
     DefaultRule { name: "delete_floatingip:tags", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Delete the floating IP tags", operations: &[("DELETE", "/floatingips/{id}/tags"), ("DELETE", "/floatingips/{id}/tags/{tag_id}")] },
+    // neutron/conf/policies/port_forwarding.py (named after Neutrino's resource: create_port_forwarding for upstream's create_floatingip_port_forwarding, ...)
+    DefaultRule { name: "create_port_forwarding", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Create a floating IP port forwarding", operations: &[("POST", "/floatingips/{floatingip_id}/port_forwardings")] },
+    DefaultRule { name: "get_port_forwarding", check: "(rule:admin_only) or (role:reader and project_id:%(ext_parent:project_id)s)", description: "Get floating IP port forwardings", operations: &[("GET", "/floatingips/{floatingip_id}/port_forwardings"), ("GET", "/floatingips/{floatingip_id}/port_forwardings/{port_forwarding_id}")] },
+    DefaultRule { name: "update_port_forwarding", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Update a floating IP port forwarding", operations: &[("PUT", "/floatingips/{floatingip_id}/port_forwardings/{port_forwarding_id}")] },
+    DefaultRule { name: "delete_port_forwarding", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Delete a floating IP port forwarding", operations: &[("DELETE", "/floatingips/{floatingip_id}/port_forwardings/{port_forwarding_id}")] },
     // neutron/conf/policies/floatingip_pools.py
     DefaultRule { name: "get_floatingip_pool", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Get floating IP pools", operations: &[("GET", "/floatingip_pools")] },
     // neutron/conf/policies/network.py

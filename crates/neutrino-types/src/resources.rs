@@ -257,6 +257,7 @@ pub const FLOATINGIP: &[Attr] = &[
     ro("status"),
     // `fip-port-details`: computed from the associated port when rendered.
     ro("port_details").no_filter().no_sort(),
+    ro("port_forwardings").no_filter().no_sort(),
     rw("tags", Conv::StrList, Fill::Absent)
         .create_only()
         .no_filter()

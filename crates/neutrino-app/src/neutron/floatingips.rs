@@ -44,16 +44,27 @@ impl Kind for FloatingIps {
         view: &mut View,
         _need: Need,
     ) -> ApiResult<()> {
-        view.load_port_details(tx, records).await
+        view.load_port_details(tx, records).await?;
+        let ids = records.iter().map(|r| r.id.clone()).collect();
+        for pf in super::port_forwardings::of_floatingips(tx, ids).await? {
+            let fip = pf.parent_id.clone().unwrap_or_default();
+            view.children.entry(fip).or_default().push(pf);
+        }
+        Ok(())
     }
 
-    fn render(&self, view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {
+    fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
         let port = doc
             .get("port_id")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let details = view.port_details.get(port).cloned().unwrap_or(Value::Null);
         doc.insert("port_details".into(), details);
+        let forwardings = view.children.get(&rec.id).map_or(&[][..], Vec::as_slice);
+        doc.insert(
+            "port_forwardings".into(),
+            super::port_forwardings::shown_in_fip(forwardings),
+        );
     }
 
     async fn create(
@@ -330,9 +341,17 @@ impl App {
     ) -> ApiResult<()> {
         // An empty update clears the association (upstream's historic meaning); a `router_id`
         // alone moves the current association to that router.
-        let reassociate = changes.is_empty()
+        let mut reassociate = changes.is_empty()
             || changes.contains_key("port_id")
             || changes.contains_key("fixed_ip_address");
+        if reassociate && self.has_forwardings(tx, &rec.id).await? {
+            // Forwardings keep the floating IP on their router: no port may take it, and
+            // a disassociation has nothing to undo.
+            if changes.get("port_id").is_some_and(|p| !p.is_null()) {
+                return Err(super::port_forwardings::fip_in_use(&rec.id));
+            }
+            reassociate = false;
+        }
         if reassociate || changes.contains_key("router_id") {
             let from = if reassociate {
                 &changes
@@ -367,6 +386,9 @@ impl App {
         _ctx: &Context,
         rec: &Record,
     ) -> ApiResult<()> {
+        if self.has_forwardings(tx, &rec.id).await? {
+            return Err(super::port_forwardings::fip_in_use(&rec.id));
+        }
         let network = rec.parent_id.clone().unwrap_or_default();
         if let Some(port) = self.floatingip_port(tx, rec, &network).await? {
             self.remove_service_port(tx, &port).await?;
@@ -534,7 +556,11 @@ impl App {
     }
 
     /// The floating IPs associated with a port (from their index claims).
-    async fn port_floatingips(&self, tx: &mut Tx, port_id: &str) -> ApiResult<Vec<Record>> {
+    pub(super) async fn port_floatingips(
+        &self,
+        tx: &mut Tx,
+        port_id: &str,
+    ) -> ApiResult<Vec<Record>> {
         let ids = tx
             .claimed_keys(&port_fips_scope(port_id), "", None, i64::MAX)
             .await
@@ -591,7 +617,7 @@ impl App {
 
     /// A router with an interface on `subnet` and a gateway or interface on `external`; the
     /// one whose interface holds the subnet's gateway address wins.
-    async fn router_for_floatingip(
+    pub(super) async fn router_for_floatingip(
         &self,
         tx: &mut Tx,
         port: &Record,

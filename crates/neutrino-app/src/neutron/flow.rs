@@ -297,6 +297,11 @@ impl App {
                 let mut target = body.clone();
                 target.insert("project_id".into(), json!(project));
                 target.insert("tenant_id".into(), json!(project));
+                // At best the caller owns the parent: rules on the parent's owner are
+                // decided once the parent is found.
+                for k in ["ext_parent:project_id", "ext_parent:tenant_id"] {
+                    target.insert(k.into(), json!(ctx.project_id));
+                }
                 self.check_rule(ctx, &format!("create_{}", coll.resource), &target)?;
             }
         }

@@ -20,6 +20,7 @@ mod metering;
 mod metering_counters;
 mod networks;
 mod owners;
+mod port_forwardings;
 mod ports;
 mod qos;
 mod quotas;
@@ -90,6 +91,7 @@ pub static COLLECTIONS: &[&Collection] = &[
     &qos::ALIAS_DSCP_MARKING_RULES,
     &qos::ALIAS_MINIMUM_BANDWIDTH_RULES,
     &qos::ALIAS_MINIMUM_PACKET_RATE_RULES,
+    &port_forwardings::COLLECTION,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind

@@ -733,6 +733,7 @@ impl App {
                 .assign_fixed_ips(tx, &rec.id, &network_id, Some(req), mac, &owner, &held)
                 .await?;
             self.check_fip_fixed_ips_kept(tx, &rec.id, &fixed).await?;
+            self.drop_port_forwardings(tx, &rec.id, &fixed).await?;
             for (subnet, ip) in &held {
                 let kept = fixed
                     .iter()
@@ -843,6 +844,7 @@ impl App {
             ));
         }
         self.disassociate_port_fips(tx, &rec.id).await?;
+        self.drop_port_forwardings(tx, &rec.id, &[]).await?;
         self.delete_logs_naming(tx, &rec.id).await?;
         self.release_port(tx, rec).await
     }

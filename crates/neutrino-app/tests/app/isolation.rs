@@ -54,6 +54,8 @@ enum Shape {
     RuleOfSharedGroup,
     Router,
     FloatingIp,
+    /// A forwarding of A's floating IP to A's port (the collection nested under it).
+    PortForwarding,
     SubnetPool,
     SubnetPoolShared,
     AddressScope,
@@ -167,6 +169,11 @@ static ROWS: &[Row] = &[
     row("routers", Router, PRIVATE, OWNER),
     // Floating IPs come from an external network everyone sees.
     row("floatingips", FloatingIp, PRIVATE, OWNER),
+    // Port forwardings are the floating IP owner's; B does not see the floating IP (404),
+    // a reader may not create (403).
+    row("port_forwardings", PortForwarding, PRIVATE, OWNER)
+        .create("ofhfo")
+        .except(&[("create_in_a", "ofbbo")]),
     row("subnetpools", SubnetPool, PRIVATE, OWNER),
     row("subnetpools", SubnetPoolShared, ALL, SHARED),
     row("address-scopes", AddressScope, PRIVATE, OWNER),
@@ -727,6 +734,61 @@ impl Env {
                         "remove_extraroutes",
                         json!({"router": {"routes": [route("192.168.1.0/24")]}}),
                     )
+            }
+            PortForwarding => {
+                let ext = self.a_external().await;
+                let net = self.a_lan().await;
+                let sub = self
+                    .list(&tenant(), "subnets", &[("network_id", &net)])
+                    .await;
+                let body = json!({"project_id": "project-a",
+                                  "external_gateway_info": {"network_id": ext}});
+                let router = id(&self.ok(&admin(), "routers", body).await);
+                self.action(
+                    &tenant(),
+                    &router,
+                    "add_router_interface",
+                    json!({"subnet_id": id(&sub[0])}),
+                )
+                .await
+                .unwrap();
+                let fip = id(&self
+                    .ok(
+                        &tenant(),
+                        "floatingips",
+                        json!({"floating_network_id": ext}),
+                    )
+                    .await);
+                let forward = |port: &str, ip: &str| {
+                    json!({"internal_port_id": port, "internal_ip_address": ip, "internal_port": 22,
+                           "external_port": 2222, "protocol": "tcp"})
+                };
+                let port = self
+                    .ok(&tenant(), "ports", json!({"network_id": net}))
+                    .await;
+                let ip = port["fixed_ips"][0]["ip_address"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let create = forward(&id(&port), &ip);
+                let pf = if op.starts_with("create") {
+                    String::new()
+                } else {
+                    let made = self
+                        .app
+                        .create_in(
+                            &tenant(),
+                            coll("port_forwardings"),
+                            Some(&fip),
+                            vec![doc(create.clone())],
+                        )
+                        .await
+                        .unwrap();
+                    made[0]["id"].as_str().unwrap().to_string()
+                };
+                Fixture::new(pf, create)
+                    .update(json!({"description": "renamed"}))
+                    .under(fip)
             }
             FloatingIp => {
                 let ext = self.a_external().await;

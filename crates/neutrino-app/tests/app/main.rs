@@ -22,6 +22,7 @@ mod metering;
 mod module_graph;
 mod policy;
 mod pool_props;
+mod port_forwardings;
 mod ports_concurrent;
 mod qos;
 mod routers;

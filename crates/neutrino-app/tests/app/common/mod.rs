@@ -86,6 +86,7 @@ pub fn coll(path: &str) -> &'static Collection {
     Collection::by_path(path)
         .or_else(|| Collection::by_path(&format!("sfc/{path}")))
         .or_else(|| Collection::child("qos/policies", path))
+        .or_else(|| Collection::child("floatingips", path))
         .unwrap()
 }
 
