@@ -155,6 +155,16 @@ impl App {
                 items.push(doc);
             }
         }
+        if coll.kind.ignores_unknown_marker() {
+            let known = |m: &String| {
+                items
+                    .iter()
+                    .any(|d| d.get("id").and_then(Value::as_str) == Some(m))
+            };
+            if q.marker.as_ref().is_some_and(|m| !known(m)) {
+                q.marker = None;
+            }
+        }
         let page = query::page(items, &q, coll.resource)?;
         Ok(ListResult {
             items: page

@@ -184,6 +184,13 @@ pub(crate) trait Kind: Send + Sync {
         None
     }
 
+    /// Whether a listing's `marker` that names no record the caller sees is ignored (the
+    /// first page answers) rather than a 404: upstream's object-based resources (QoS
+    /// policies) look the marker up as the caller and page without it when it is not found.
+    fn ignores_unknown_marker(&self) -> bool {
+        false
+    }
+
     /// The names of `PUT /{collection}/{id}/{action}`.
     fn actions(&self) -> &'static [&'static str] {
         &[]

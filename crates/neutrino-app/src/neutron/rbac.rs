@@ -301,7 +301,12 @@ impl App {
                 tx.lock(super::qos::POLICY_KIND, &object)
                     .await
                     .map_err(db)?;
-                (super::qos::policy_users(tx, &object).await?, None)
+                // Upstream counts the policy owner's own networks and ports too: a policy
+                // its owner uses stays shared as it is.
+                let users = super::qos::policy_users(tx, &object).await?;
+                return self
+                    .check_users_keep_access(tx, &object, "", &target, &rec.id, &users, None)
+                    .await;
             }
             ("subnetpool", _) => {
                 let users = tx
@@ -379,7 +384,10 @@ impl App {
                 self.check_rule(ctx, "update_rbac_policy:target_tenant", &target)?;
             }
             if new != s(&rec.body, "target_tenant") {
-                let before = rec.clone();
+                // As upstream, the old target is withdrawn as by a delete: the projects that
+                // depend on it must keep access through another policy (the updated one
+                // does not count).
+                self.check_rbac_unused(tx, rec).await?;
                 tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
                 rec.body["target_tenant"] = json!(new);
                 if !tx
@@ -392,16 +400,9 @@ impl App {
                         "An RBAC policy already exists with those values.",
                     ));
                 }
-                // Withdrawing the old target is fine if the updated policy (now stored) or
-                // another one still grants every project that depends on the object.
                 tx.update("rbac_policy", &rec.id, &rec.body)
                     .await
                     .map_err(db)?;
-                let withdrawn = Record {
-                    id: String::from("-"),
-                    ..before
-                };
-                self.check_rbac_unused(tx, &withdrawn).await?;
             }
         }
         Ok(())

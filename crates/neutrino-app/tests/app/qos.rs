@@ -476,3 +476,49 @@ async fn rule_types_and_details() {
         403
     );
 }
+
+#[tokio::test]
+async fn a_policy_marker_the_caller_cannot_see_pages_from_the_start() {
+    // As upstream's object pager: the marker is looked up as the caller; one it cannot see is
+    // ignored (other collections answer 404).
+    let t = env().await;
+    let theirs = t
+        .ok(
+            &admin(),
+            "qos/policies",
+            json!({"name": "admins", "description": "pg"}),
+        )
+        .await;
+    let mine = t
+        .ok(
+            &admin(),
+            "qos/policies",
+            json!({"name": "mine", "description": "pg", "project_id": "project-a"}),
+        )
+        .await;
+    let pairs = query(&[
+        ("limit", "1"),
+        ("description", "pg"),
+        ("marker", theirs["id"].as_str().unwrap()),
+    ]);
+    let page = t
+        .app
+        .list(&tenant(), coll("qos/policies"), &pairs)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = page
+        .items
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine["id"].as_str().unwrap()]);
+    let missing = query(&[
+        ("limit", "1"),
+        ("marker", "00000000-0000-4000-8000-000000000000"),
+    ]);
+    assert!(t
+        .app
+        .list(&tenant(), coll("networks"), &missing)
+        .await
+        .is_err());
+}

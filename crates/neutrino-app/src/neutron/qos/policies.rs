@@ -55,6 +55,10 @@ pub(super) async fn load_rules(
 
 #[async_trait]
 impl Kind for Policies {
+    fn ignores_unknown_marker(&self) -> bool {
+        true
+    }
+
     async fn load_view(
         &self,
         tx: &mut Tx,
