@@ -62,6 +62,9 @@ pub struct Config {
     /// New watches of the change feed admitted per second (start-up storms, see
     /// [`admission`]); the others are told to come back later.
     pub watch_admission_rate: u32,
+    /// Default quota limits replacing the built-in ones (resource → limit, -1 unlimited;
+    /// see [`QUOTA_RESOURCES`]).
+    pub default_quotas: std::collections::BTreeMap<String, i64>,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             policy: default_policy(),
             active_barrier: true,
             watch_admission_rate: 100,
+            default_quotas: Default::default(),
         }
     }
 }

@@ -358,6 +358,10 @@ struct ServerArgs {
     /// at once, the rest are answered 503 with a `Retry-After` spread over the next seconds.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     watch_admission_rate: u32,
+    /// A default quota limit, as `RESOURCE=N` (-1: unlimited), replacing the built-in one
+    /// for projects without their own (Neutron's `[quotas] quota_<resource>`); repeatable.
+    #[arg(long = "default-quota", value_name = "RESOURCE=N", value_parser = parse_quota)]
+    default_quotas: Vec<(String, i64)>,
     /// An operator's policy file (oslo.policy syntax, YAML or JSON): its rules override
     /// Neutron's defaults. A rule that does not parse or names an undefined rule stops the
     /// server, naming the line.
@@ -387,6 +391,32 @@ fn load_policy(file: Option<&Path>) -> anyhow::Result<std::sync::Arc<neutrino_po
     }
     tracing::info!(file = %path.display(), "policy file loaded");
     Ok(std::sync::Arc::new(policy))
+}
+
+/// `RESOURCE=N` of `--default-quota`: a quota resource and a limit from -1 up.
+fn parse_quota(text: &str) -> Result<(String, i64), String> {
+    let (resource, limit) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not RESOURCE=N"))?;
+    if !neutrino_app::QUOTA_RESOURCES
+        .iter()
+        .any(|(r, _)| *r == resource)
+    {
+        let known: Vec<&str> = neutrino_app::QUOTA_RESOURCES
+            .iter()
+            .map(|(r, _)| *r)
+            .collect();
+        return Err(format!(
+            "{resource:?} has no quota; quota resources: {}",
+            known.join(", ")
+        ));
+    }
+    let limit: i64 = limit
+        .parse()
+        .ok()
+        .filter(|l| *l >= -1)
+        .ok_or_else(|| format!("{limit:?} is not a limit (-1 or more)"))?;
+    Ok((resource.to_string(), limit))
 }
 
 fn parse_range(text: &str) -> anyhow::Result<(u32, u32)> {
@@ -560,6 +590,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         allow_automatic_l3agent_failover: args.allow_automatic_l3agent_failover,
         active_barrier: !args.no_active_barrier,
         watch_admission_rate: args.watch_admission_rate,
+        default_quotas: args.default_quotas.iter().cloned().collect(),
         policy,
         ..Config::default()
     };

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::authz::{body_of, set_on_create};
 use super::view::{Need, View};
 use super::{
-    bump, check_if_match, owner_project, quotas, require_member, stamp_new, validate_tags,
-    Collection, Doc, ListResult,
+    bump, check_if_match, owner_project, require_member, stamp_new, validate_tags, Collection, Doc,
+    ListResult,
 };
 use crate::{db, new_id, App, Context};
 
@@ -228,7 +228,7 @@ impl App {
         body: Doc,
         project: String,
     ) -> ApiResult<Record> {
-        quotas::check(tx, &project, coll.resource, 1).await?;
+        self.check_quota(tx, &project, coll.resource, 1).await?;
         self.insert_record(tx, ctx, coll, body, project, new_id())
             .await
     }

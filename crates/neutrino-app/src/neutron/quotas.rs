@@ -8,7 +8,8 @@ use serde_json::{json, Map, Value};
 use super::authz::project_target;
 use crate::{db, App, Context};
 
-/// Quota resources and their default limits (-1 = unlimited).
+/// Quota resources and their built-in default limits (-1 = unlimited); the server's
+/// `--default-quota RESOURCE=N` replaces a default (Neutron's `[quotas] quota_<resource>`).
 pub const QUOTA_RESOURCES: &[(&str, i64)] = &[
     ("network", 100),
     ("subnet", 100),
@@ -30,37 +31,70 @@ pub const QUOTA_RESOURCES: &[(&str, i64)] = &[
     ("trunk", -1),
 ];
 
-async fn limits(tx: &mut Tx, project: &str) -> ApiResult<Vec<(&'static str, i64)>> {
-    let explicit = tx.quotas(project).await.map_err(db)?;
-    Ok(QUOTA_RESOURCES
-        .iter()
-        .map(|(name, default)| {
-            let limit = explicit
-                .iter()
-                .find(|(r, _)| r == name)
-                .map(|(_, l)| *l)
-                .unwrap_or(*default);
-            (*name, limit)
-        })
-        .collect())
+/// Whether `resource` has a quota.
+pub fn is_quota_resource(resource: &str) -> bool {
+    QUOTA_RESOURCES.iter().any(|(r, _)| *r == resource)
 }
 
-/// Refuses a create that would take `project` over its limit for `resource`.
-pub(super) async fn check(
+impl App {
+    /// The default limits: the built-in ones with the configured replacements.
+    fn default_limits(&self) -> Vec<(&'static str, i64)> {
+        let configured = &self.config().default_quotas;
+        QUOTA_RESOURCES
+            .iter()
+            .map(|(name, builtin)| (*name, configured.get(*name).copied().unwrap_or(*builtin)))
+            .collect()
+    }
+
+    /// A project's limits: its own where set, else the defaults.
+    async fn limits(&self, tx: &mut Tx, project: &str) -> ApiResult<Vec<(&'static str, i64)>> {
+        let explicit = tx.quotas(project).await.map_err(db)?;
+        Ok(self
+            .default_limits()
+            .into_iter()
+            .map(|(name, default)| {
+                let limit = explicit
+                    .iter()
+                    .find(|(r, _)| r == name)
+                    .map(|(_, l)| *l)
+                    .unwrap_or(default);
+                (name, limit)
+            })
+            .collect())
+    }
+
+    /// Refuses a create that would take `project` over its limit for `resource`.
+    pub(super) async fn check_quota(
+        &self,
+        tx: &mut Tx,
+        project: &str,
+        resource: &str,
+        adding: i64,
+    ) -> ApiResult<()> {
+        let Some((_, default)) = self
+            .default_limits()
+            .into_iter()
+            .find(|(r, _)| *r == resource)
+        else {
+            return Ok(());
+        };
+        check(tx, project, resource, default, adding).await
+    }
+}
+
+async fn check(
     tx: &mut Tx,
     project: &str,
     resource: &str,
+    default: i64,
     adding: i64,
 ) -> ApiResult<()> {
-    let Some((_, default)) = QUOTA_RESOURCES.iter().find(|(r, _)| *r == resource) else {
-        return Ok(());
-    };
     let explicit = tx.quotas(project).await.map_err(db)?;
     let limit = explicit
         .iter()
         .find(|(r, _)| r == resource)
         .map(|(_, l)| *l)
-        .unwrap_or(*default);
+        .unwrap_or(default);
     if limit < 0 {
         return Ok(());
     }
@@ -89,7 +123,7 @@ impl App {
         let mut tx = self.read().await?;
         let mut out = Vec::new();
         for project in tx.quota_projects().await.map_err(db)? {
-            let mut q = as_object(&limits(&mut tx, &project).await?);
+            let mut q = as_object(&self.limits(&mut tx, &project).await?);
             q.insert("project_id".into(), json!(project));
             q.insert("tenant_id".into(), json!(project));
             out.push(Value::Object(q));
@@ -101,13 +135,13 @@ impl App {
     pub async fn quota_show(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
         self.check_rule(ctx, "get_quota", &project_target(project))?;
         let mut tx = self.read().await?;
-        Ok(json!({"quota": as_object(&limits(&mut tx, project).await?)}))
+        Ok(json!({"quota": as_object(&self.limits(&mut tx, project).await?)}))
     }
 
     /// `GET /v2.0/quotas/{project}/default`.
     pub async fn quota_defaults(&self, ctx: &Context, project: &str) -> ApiResult<Value> {
         self.check_rule(ctx, "get_quota", &project_target(project))?;
-        let defaults: Vec<(&str, i64)> = QUOTA_RESOURCES.to_vec();
+        let defaults = self.default_limits();
         Ok(json!({"quota": as_object(&defaults)}))
     }
 
@@ -116,7 +150,7 @@ impl App {
         self.check_rule(ctx, "get_quota", &project_target(project))?;
         let mut tx = self.read().await?;
         let mut out = Map::new();
-        for (name, limit) in limits(&mut tx, project).await? {
+        for (name, limit) in self.limits(&mut tx, project).await? {
             let used = tx.count_owned(name, project).await.map_err(db)?;
             out.insert(
                 name.to_string(),
@@ -150,7 +184,7 @@ impl App {
             if name == "force" || name == "check_limit" {
                 continue;
             }
-            if !QUOTA_RESOURCES.iter().any(|(r, _)| r == name) {
+            if !is_quota_resource(name) {
                 return Err(ApiError::bad_request(format!(
                     "Unrecognized attribute(s) '{name}'"
                 )));
@@ -175,7 +209,7 @@ impl App {
             }
             tx.set_quota(project, name, limit).await.map_err(db)?;
         }
-        let out = as_object(&limits(&mut tx, project).await?);
+        let out = as_object(&self.limits(&mut tx, project).await?);
         tx.commit().await.map_err(db)?;
         Ok(json!({"quota": out}))
     }

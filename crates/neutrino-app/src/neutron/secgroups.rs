@@ -548,7 +548,8 @@ impl App {
             .iter()
             .filter(|t| t.body["used_in_non_default_sg"] == true)
             .count();
-        super::quotas::check(tx, &sg.project_id, "security_group_rule", wanted as i64).await?;
+        self.check_quota(tx, &sg.project_id, "security_group_rule", wanted as i64)
+            .await?;
         self.rules_from_templates(tx, &sg.project_id, group, "used_in_non_default_sg")
             .await?;
         Ok(())

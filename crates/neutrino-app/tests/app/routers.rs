@@ -1525,3 +1525,26 @@ async fn router_rules_follow_address_scopes() {
         "RouterNotFound",
     );
 }
+
+#[tokio::test]
+async fn configured_default_quotas_replace_the_built_in_ones() {
+    let config = Config {
+        default_quotas: [("router".to_string(), 2), ("network".to_string(), -1)].into(),
+        ..Config::default()
+    };
+    let t = env_with(config).await;
+    for _ in 0..2 {
+        t.ok(&tenant(), "routers", json!({})).await;
+    }
+    assert_err(t.create(&tenant(), "routers", json!({})).await, 409, "OverQuota");
+    let defaults = t.app.quota_defaults(&admin(), "project-a").await.unwrap();
+    assert_eq!(defaults["quota"]["router"], 2);
+    assert_eq!(defaults["quota"]["network"], -1);
+    assert_eq!(defaults["quota"]["port"], 500);
+    // A project's own limit still wins.
+    t.app
+        .quota_update(&admin(), "project-a", &json!({"quota": {"router": 3}}))
+        .await
+        .unwrap();
+    t.ok(&tenant(), "routers", json!({})).await;
+}
