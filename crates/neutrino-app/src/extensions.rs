@@ -37,6 +37,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("l2-remote-gateway-connection", "L2 Remote Gateway connection", "Neutrino extension: stretches a network connected to a local L2 gateway to a remote gateway."),
     ("l2-remote-mac", "L2 Remote MAC", "Neutrino extension: MAC addresses known behind a remote gateway connection."),
     ("l3-ha", "HA Router extension", "Adds HA capability to routers."),
+    ("l3-flavors", "Router Flavor Extension", "Flavor support for routers."),
     ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),
     ("logging", "Logging API Extension", "Provides a logging API."),

@@ -2,7 +2,8 @@
 //! specifications of flavors and service profiles, and the providers this server offers for
 //! each service type. A flavor names a service type; its service profiles name a provider's
 //! driver, and the first enabled profile bound to a flavor picks the provider
-//! (`next_providers`).
+//! (`next_providers`). A router flavor (`l3-flavors`) decides whether the router is highly
+//! available and distributed. Upstream's driver paths name the same providers.
 
 use serde_json::{json, Value};
 
@@ -54,6 +55,12 @@ pub struct Provider {
     pub driver: &'static str,
     /// Whether it serves resources that name no flavor.
     pub default: bool,
+    /// Upstream's driver path for the same provider, accepted as a profile's driver too.
+    pub upstream_driver: &'static str,
+    /// A router of this provider is highly available (`ha`).
+    pub ha: bool,
+    /// A router of this provider is distributed (`distributed`).
+    pub distributed: bool,
 }
 
 /// The providers of this server: the router flavours (`L3_ROUTER_NAT`), as upstream's L3
@@ -64,33 +71,48 @@ pub const PROVIDERS: &[Provider] = &[
         name: "single_node",
         driver: "neutrino.l3.single_node",
         default: true,
+        upstream_driver:
+            "neutron.services.l3_router.service_providers.single_node.SingleNodeDriver",
+        ha: false,
+        distributed: false,
     },
     Provider {
         service_type: "L3_ROUTER_NAT",
         name: "ha",
         driver: "neutrino.l3.ha",
         default: false,
+        upstream_driver: "neutron.services.l3_router.service_providers.ha.HaDriver",
+        ha: true,
+        distributed: false,
     },
     Provider {
         service_type: "L3_ROUTER_NAT",
         name: "dvr",
         driver: "neutrino.l3.dvr",
         default: false,
+        upstream_driver: "neutron.services.l3_router.service_providers.dvr.DvrDriver",
+        ha: false,
+        distributed: true,
     },
     Provider {
         service_type: "L3_ROUTER_NAT",
         name: "dvrha",
         driver: "neutrino.l3.dvrha",
         default: false,
+        upstream_driver: "neutron.services.l3_router.service_providers.dvrha.DvrHaDriver",
+        ha: true,
+        distributed: true,
     },
 ];
 
 /// The service types a flavor may name: those of the service plugins this server runs.
 pub const SERVICE_TYPES: &[&str] = &["L3_ROUTER_NAT", "FLAVORS", "QOS", "SFC", "BGP", "L2GW"];
 
-/// The providers whose driver is `driver`.
+/// The providers whose driver is `driver` (this server's name or upstream's path).
 pub fn providers_of_driver(driver: &str) -> impl Iterator<Item = &'static Provider> + '_ {
-    PROVIDERS.iter().filter(move |p| p.driver == driver)
+    PROVIDERS
+        .iter()
+        .filter(move |p| p.driver == driver || p.upstream_driver == driver)
 }
 
 impl Provider {
@@ -109,6 +131,7 @@ mod tests {
     fn every_driver_names_one_provider_of_a_known_type() {
         for p in PROVIDERS {
             assert_eq!(providers_of_driver(p.driver).count(), 1, "{}", p.driver);
+            assert_eq!(providers_of_driver(p.upstream_driver).count(), 1);
             assert!(SERVICE_TYPES.contains(&p.service_type));
         }
         assert_eq!(providers_of_driver("nope").count(), 0);

@@ -233,6 +233,8 @@ pub const ROUTER: &[Attr] = &[
         .no_sort(),
     // `l3-ha`: set by the server when absent (its `l3_ha` option).
     rw("ha", Conv::Bool, Fill::Absent).admin().no_sort(),
+    // `l3-flavors`: the flavor a router was made with (it decides `ha` and `distributed`).
+    rw("flavor_id", Conv::NullableUuid, Fill::Null).create_only(),
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),

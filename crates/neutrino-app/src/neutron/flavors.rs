@@ -31,6 +31,10 @@ pub(crate) static SERVICE_PROFILES: Collection = Collection::family(
     &FlavorKind::new("service_profile", spec::SERVICE_PROFILE),
 );
 
+/// The claims of routers made with a flavor: scope `router-flavor:<flavor>`, key and owner
+/// the router (a flavor in use is not deleted).
+pub(super) const ROUTER_FLAVOR_PREFIX: &str = "router-flavor:";
+
 /// Marks the flavors extension's kinds.
 struct Flavors;
 
@@ -233,6 +237,16 @@ impl Kind for FlavorKind {
         _view: &View,
     ) -> ApiResult<()> {
         if self.resource == "flavor" {
+            let users = tx
+                .claimed_keys(&format!("{ROUTER_FLAVOR_PREFIX}{}", rec.id), "", None, 1)
+                .await
+                .map_err(db)?;
+            if !users.is_empty() {
+                return Err(ApiError::conflict(
+                    "FlavorInUse",
+                    format!("Flavor {} is used by some service instance.", rec.id),
+                ));
+            }
             tx.release_owned("flavorsp:", &rec.id).await.map_err(db)?;
         } else {
             ensure_profile_unused(tx, &rec.id).await?;
@@ -242,6 +256,61 @@ impl Kind for FlavorKind {
 }
 
 impl App {
+    /// A new router's `flavor_id` (`l3-flavors`): the flavor (locked; 404), of the L3 service
+    /// (400), enabled (400), with an enabled bound profile whose provider decides; a request
+    /// that also sets `ha` or `distributed` is refused (400). The router is recorded as the
+    /// flavor's user. Returns the provider's `(ha, distributed)`, or `None` without a flavor.
+    pub(super) async fn router_flavour_on_create(
+        &self,
+        tx: &mut Tx,
+        body: &Doc,
+    ) -> ApiResult<Option<(bool, bool)>> {
+        let Some(flavor) = body.get("flavor_id").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        if ["ha", "distributed"].iter().any(|k| body.contains_key(*k)) {
+            return Err(ApiError::bad(
+                "BadRequest",
+                "Bad router request: Cannot specify both ha or distributed and flavor_id.",
+            ));
+        }
+        let rec = self.locked_flavor(tx, flavor).await?;
+        if rec.body["service_type"] != "L3_ROUTER_NAT" {
+            return Err(ApiError::bad(
+                "InvalidFlavorServiceType",
+                format!("Invalid service type {}.", rec.body["service_type"]),
+            ));
+        }
+        if rec.body["enabled"] == false {
+            return Err(ApiError::bad("FlavorDisabled", "Flavor is not enabled."));
+        }
+        let mut provider = None;
+        for id in bound_profiles(&rec.body) {
+            let Some(profile) = tx.get("service_profile", &id).await.map_err(db)? else {
+                continue;
+            };
+            if profile.body["enabled"] == false {
+                continue;
+            }
+            let driver = profile.body["driver"].as_str().unwrap_or_default();
+            provider = providers_of_driver(driver).next();
+            if provider.is_some() {
+                break;
+            }
+        }
+        let Some(provider) = provider else {
+            return Err(ApiError::bad(
+                "BadRequest",
+                format!("Bad router request: flavor {flavor} has no enabled service profile of an L3 provider."),
+            ));
+        };
+        let router = body.get("id").and_then(Value::as_str).unwrap_or_default();
+        tx.claim(&format!("{ROUTER_FLAVOR_PREFIX}{flavor}"), router, router)
+            .await
+            .map_err(db)?;
+        Ok(Some((provider.ha, provider.distributed)))
+    }
+
     /// The flavor `id`, locked (404 `FlavorNotFound`).
     async fn locked_flavor(&self, tx: &mut Tx, id: &str) -> ApiResult<Record> {
         lock_existing(tx, "flavor", id, || flavor_not_found(id)).await

@@ -31,13 +31,15 @@ fn service() -> Context {
 }
 
 impl App {
-    /// Sets `ha` on a new router (admins only may ask; default from the server option) and,
-    /// for an HA router, schedules it on an active and a standby host.
+    /// Sets `ha` on a new router (admins only may ask; default from the server option, or
+    /// `flavour` when the router's flavor decides) and, for an HA router, schedules it on an
+    /// active and a standby host.
     pub(super) async fn ha_on_create(
         &self,
         tx: &mut Tx,
         ctx: &Context,
         body: &mut Doc,
+        flavour: Option<bool>,
     ) -> ApiResult<()> {
         let requested = body.get("ha").cloned();
         // Any value, also `false`, asks the policy (Neutron's default is "not specified").
@@ -46,6 +48,7 @@ impl App {
         }
         let ha = requested
             .and_then(|v| v.as_bool())
+            .or(flavour)
             .unwrap_or(self.config().l3_ha);
         body.insert("ha".into(), json!(ha));
         if !ha {

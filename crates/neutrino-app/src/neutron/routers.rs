@@ -49,6 +49,7 @@ impl Kind for Routers {
 
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
         doc.insert("availability_zones".into(), view.zones_of(&rec.id));
+        doc.entry("flavor_id").or_insert(Value::Null);
     }
 
     fn check_request(&self, body: &Doc) -> ApiResult<()> {
@@ -865,8 +866,13 @@ impl App {
                 "Attribute 'routes' not allowed in POST",
             ));
         }
+        let flavour = self.router_flavour_on_create(tx, body).await?;
         self.create_distributed(ctx, body)?;
-        self.ha_on_create(tx, ctx, body).await?;
+        if let Some((_, distributed)) = flavour {
+            body.insert("distributed".into(), json!(distributed));
+        }
+        self.ha_on_create(tx, ctx, body, flavour.map(|(ha, _)| ha))
+            .await?;
         check_not_distributed_ha(body)?;
         let id = body
             .get("id")
@@ -936,6 +942,9 @@ impl App {
     ) -> ApiResult<()> {
         let mut rec = rec.clone();
         self.lock_router(tx, &mut rec).await?;
+        tx.release_owned(super::flavors::ROUTER_FLAVOR_PREFIX, &rec.id)
+            .await
+            .map_err(db)?;
         let interfaces = self.interface_ports(tx, &rec.id).await?;
         if !interfaces.is_empty() {
             let ids: Vec<&str> = interfaces.iter().map(|p| p.id.as_str()).collect();

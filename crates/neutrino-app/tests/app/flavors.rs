@@ -215,3 +215,87 @@ async fn service_providers_list_and_filter() {
         json!({"driver": "neutrino.l3.dvr"})
     );
 }
+
+/// A flavor of the L3 service bound to a profile of `driver`.
+async fn router_flavor(t: &Env, driver: &str) -> String {
+    let profile = t
+        .ok(&admin(), "service_profiles", json!({"driver": driver}))
+        .await;
+    let flavor = t
+        .ok(
+            &admin(),
+            "flavors",
+            json!({"name": "f", "service_type": "L3_ROUTER_NAT"}),
+        )
+        .await;
+    t.app
+        .bind_flavor_profile(
+            &admin(),
+            &id(&flavor),
+            json!({"service_profile": {"id": id(&profile)}}),
+        )
+        .await
+        .unwrap();
+    id(&flavor)
+}
+
+#[tokio::test]
+async fn a_router_flavor_decides_the_router_and_stays_while_used() {
+    let t = env().await;
+    // Upstream's driver paths name the same providers as this server's names.
+    let dvr = router_flavor(
+        &t,
+        "neutron.services.l3_router.service_providers.dvr.DvrDriver",
+    )
+    .await;
+    let legacy = router_flavor(&t, "neutrino.l3.single_node").await;
+    // A project member may create a distributed router through the flavor.
+    let r = t.ok(&tenant(), "routers", json!({"flavor_id": dvr})).await;
+    assert_eq!(r["flavor_id"], json!(dvr));
+    let shown = t.show(&admin(), "routers", &id(&r)).await.unwrap();
+    assert_eq!(
+        (shown["distributed"].clone(), shown["ha"].clone()),
+        (json!(true), json!(false))
+    );
+    let plain = t
+        .ok(&tenant(), "routers", json!({"flavor_id": legacy}))
+        .await;
+    assert_eq!(
+        t.show(&admin(), "routers", &id(&plain)).await.unwrap()["distributed"],
+        false
+    );
+    assert_eq!(
+        t.ok(&tenant(), "routers", json!({})).await["flavor_id"],
+        Value::Null
+    );
+    // Flags and a flavor together are refused; so is a flavor of another service.
+    let both = t
+        .create(
+            &admin(),
+            "routers",
+            json!({"flavor_id": dvr, "distributed": true}),
+        )
+        .await;
+    assert_err(both, 400, "BadRequest");
+    let qos = t
+        .ok(
+            &admin(),
+            "flavors",
+            json!({"name": "q", "service_type": "QOS"}),
+        )
+        .await;
+    assert_err(
+        t.create(&tenant(), "routers", json!({"flavor_id": id(&qos)}))
+            .await,
+        400,
+        "InvalidFlavorServiceType",
+    );
+    // In use: not deleted; free again once its routers are gone.
+    assert_err(
+        t.delete(&admin(), "flavors", &dvr).await,
+        409,
+        "FlavorInUse",
+    );
+    t.delete(&tenant(), "routers", &id(&r)).await.unwrap();
+    t.delete(&admin(), "flavors", &dvr).await.unwrap();
+}

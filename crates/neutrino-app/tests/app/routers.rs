@@ -1536,7 +1536,11 @@ async fn configured_default_quotas_replace_the_built_in_ones() {
     for _ in 0..2 {
         t.ok(&tenant(), "routers", json!({})).await;
     }
-    assert_err(t.create(&tenant(), "routers", json!({})).await, 409, "OverQuota");
+    assert_err(
+        t.create(&tenant(), "routers", json!({})).await,
+        409,
+        "OverQuota",
+    );
     let defaults = t.app.quota_defaults(&admin(), "project-a").await.unwrap();
     assert_eq!(defaults["quota"]["router"], 2);
     assert_eq!(defaults["quota"]["network"], -1);
