@@ -74,6 +74,8 @@ pub const FEED_KINDS: &[&str] = &[
     "floatingip",
     // Port forwardings: routers DNAT their floating IPs' ports.
     "port_forwarding",
+    // NDP proxies: routers answer for internal IPv6 addresses on their gateway.
+    "ndp_proxy",
     // Service function chaining, for the dataplane that will render chains.
     "flow_classifier",
     "port_pair",

@@ -38,6 +38,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("l2-remote-mac", "L2 Remote MAC", "Neutrino extension: MAC addresses known behind a remote gateway connection."),
     ("l3-ha", "HA Router extension", "Adds HA capability to routers."),
     ("l3-flavors", "Router Flavor Extension", "Flavor support for routers."),
+    ("l3-ndp-proxy", "Router NDP Proxy", "Router NDP Proxy Extension"),
+    ("l3-ext-ndp-proxy", "Router Extension NDP Proxy", "Allow to enable/disable ndp proxy on router"),
     ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),
     ("logging", "Logging API Extension", "Provides a logging API."),

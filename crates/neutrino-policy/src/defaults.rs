@@ -15,7 +15,7 @@
 //! group rules, floating IPs and their pools, networks, network IP availability, ports, quotas,
 //! RBAC, routers, security groups, service flavors and providers, subnets, subnet pools,
 //! trunks, SFC, metering, logging) plus Neutrino's own extensions at the end. Neutron modules
-//! for features Neutrino lacks (local IPs, conntrack helpers, NDP proxy,
+//! for features Neutrino lacks (local IPs, conntrack helpers,
 //! segments and segment ranges, BGP-VPN/EVPN, port bindings, PVLAN, default statefulness) are left
 //! out, so an operator file naming their rules gets them reported as unknown names.
 //!
@@ -111,6 +111,11 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "get_port_forwarding", check: "(rule:admin_only) or (role:reader and project_id:%(ext_parent:project_id)s)", description: "Get floating IP port forwardings", operations: &[("GET", "/floatingips/{floatingip_id}/port_forwardings"), ("GET", "/floatingips/{floatingip_id}/port_forwardings/{port_forwarding_id}")] },
     DefaultRule { name: "update_port_forwarding", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Update a floating IP port forwarding", operations: &[("PUT", "/floatingips/{floatingip_id}/port_forwardings/{port_forwarding_id}")] },
     DefaultRule { name: "delete_port_forwarding", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Delete a floating IP port forwarding", operations: &[("DELETE", "/floatingips/{floatingip_id}/port_forwardings/{port_forwarding_id}")] },
+    // neutron/conf/policies/ndp_proxy.py
+    DefaultRule { name: "create_ndp_proxy", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Create a ndp proxy", operations: &[("POST", "/ndp_proxies")] },
+    DefaultRule { name: "get_ndp_proxy", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Get ndp proxies", operations: &[("GET", "/ndp_proxies"), ("GET", "/ndp_proxies/{id}")] },
+    DefaultRule { name: "update_ndp_proxy", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Update a ndp proxy", operations: &[("PUT", "/ndp_proxies/{id}")] },
+    DefaultRule { name: "delete_ndp_proxy", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Delete a ndp proxy", operations: &[("DELETE", "/ndp_proxies/{id}")] },
     // neutron/conf/policies/floatingip_pools.py
     DefaultRule { name: "get_floatingip_pool", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Get floating IP pools", operations: &[("GET", "/floatingip_pools")] },
     // neutron/conf/policies/network.py

@@ -8,6 +8,7 @@ pub mod flavors;
 pub mod l2gw;
 pub mod logging;
 pub mod metering;
+pub mod ndp_proxy;
 pub mod port_forwarding;
 pub mod qos;
 pub mod query;

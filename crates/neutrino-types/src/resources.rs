@@ -235,6 +235,9 @@ pub const ROUTER: &[Attr] = &[
     rw("ha", Conv::Bool, Fill::Absent).admin().no_sort(),
     // `l3-flavors`: the flavor a router was made with (it decides `ha` and `distributed`).
     rw("flavor_id", Conv::NullableUuid, Fill::Null).create_only(),
+    // `l3-ext-ndp-proxy`: the router answers for its NDP proxies' addresses (always false
+    // without an IPv6-capable gateway).
+    rw("enable_ndp_proxy", Conv::Bool, Fill::Absent),
     ro("created_at"),
     ro("updated_at"),
     ro("revision_number"),

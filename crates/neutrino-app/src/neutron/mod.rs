@@ -18,6 +18,7 @@ mod l3_ha;
 mod logging;
 mod metering;
 mod metering_counters;
+mod ndp_proxies;
 mod networks;
 mod owners;
 mod port_forwardings;
@@ -92,6 +93,7 @@ pub static COLLECTIONS: &[&Collection] = &[
     &qos::ALIAS_MINIMUM_BANDWIDTH_RULES,
     &qos::ALIAS_MINIMUM_PACKET_RATE_RULES,
     &port_forwardings::COLLECTION,
+    &ndp_proxies::COLLECTION,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind

@@ -845,6 +845,7 @@ impl App {
         }
         self.disassociate_port_fips(tx, &rec.id).await?;
         self.drop_port_forwardings(tx, &rec.id, &[]).await?;
+        self.drop_port_ndp_proxies(tx, &rec.id).await?;
         self.delete_logs_naming(tx, &rec.id).await?;
         self.release_port(tx, rec).await
     }

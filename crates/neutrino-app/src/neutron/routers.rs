@@ -50,6 +50,9 @@ impl Kind for Routers {
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
         doc.insert("availability_zones".into(), view.zones_of(&rec.id));
         doc.entry("flavor_id").or_insert(Value::Null);
+        let ndp = doc.get("enable_ndp_proxy") == Some(&json!(true))
+            && !doc.get("external_gateway_info").is_none_or(Value::is_null);
+        doc.insert("enable_ndp_proxy".into(), json!(ndp));
     }
 
     fn check_request(&self, body: &Doc) -> ApiResult<()> {
@@ -585,7 +588,7 @@ impl App {
     }
 
     /// The router's gateway port on `network`, if any.
-    async fn gateway_port(
+    pub(super) async fn gateway_port(
         &self,
         tx: &mut Tx,
         router: &str,
@@ -842,6 +845,9 @@ impl App {
         router: &str,
         network: &str,
     ) -> ApiResult<()> {
+        if !self.router_ndp_proxies(tx, router).await?.is_empty() {
+            return Err(neutrino_types::ndp_proxy::gateway_in_use(router));
+        }
         let fips = self.router_floatingips(tx, router).await?;
         if fips
             .iter()
@@ -887,6 +893,7 @@ impl App {
             .apply_gateway(tx, ctx, &id, &Value::Null, &[], &requested, "create")
             .await?;
         body.insert("external_gateway_info".into(), gateway);
+        self.ndp_on_create(tx, body).await?;
         body.insert("status".into(), json!("ACTIVE"));
         body.insert("routes".into(), json!([]));
         self.check_zone_hints(tx, "router", &json!(body)).await?;
@@ -922,10 +929,11 @@ impl App {
                 .await?;
             rec.body["external_gateway_info"] = gateway;
         }
+        self.ndp_on_update(tx, rec, &changes).await?;
         for (key, value) in changes {
             if matches!(
                 key.as_str(),
-                "routes" | "external_gateway_info" | "distributed"
+                "routes" | "external_gateway_info" | "distributed" | "enable_ndp_proxy"
             ) {
                 continue;
             }
@@ -1253,6 +1261,8 @@ impl App {
         router: &Record,
         subnet: &Record,
     ) -> ApiResult<()> {
+        self.check_ndp_interface_unused(tx, &router.id, &subnet.id)
+            .await?;
         let Some(cidr) = subnet_cidr(subnet) else {
             return Ok(());
         };

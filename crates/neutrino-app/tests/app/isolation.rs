@@ -56,6 +56,8 @@ enum Shape {
     FloatingIp,
     /// A forwarding of A's floating IP to A's port (the collection nested under it).
     PortForwarding,
+    /// An NDP proxy of A's router for A's port (IPv6, one address scope).
+    NdpProxy,
     SubnetPool,
     SubnetPoolShared,
     AddressScope,
@@ -171,6 +173,8 @@ static ROWS: &[Row] = &[
     row("floatingips", FloatingIp, PRIVATE, OWNER),
     // Port forwardings are the floating IP owner's; B does not see the floating IP (404),
     // a reader may not create (403).
+    // B does not see the port A names (404).
+    row("ndp_proxies", NdpProxy, PRIVATE, OWNER).create("ofhfo"),
     row("port_forwardings", PortForwarding, PRIVATE, OWNER)
         .create("ofhfo")
         .except(&[("create_in_a", "ofbbo")]),
@@ -734,6 +738,51 @@ impl Env {
                         "remove_extraroutes",
                         json!({"router": {"routes": [route("192.168.1.0/24")]}}),
                     )
+            }
+            NdpProxy => {
+                let k = n();
+                let scope = json!({"name": "s6", "ip_version": 6, "shared": true});
+                let scope = id(&self.ok(&admin(), "address-scopes", scope).await);
+                let prefix = format!("2001:db8:{k:x}::/96");
+                let pool = json!({"name": "p6", "prefixes": [prefix], "default_prefixlen": 112,
+                                  "address_scope_id": scope, "shared": true});
+                let pool = id(&self.ok(&admin(), "subnetpools", pool).await);
+                let ext = json!({"project_id": "project-a", "router:external": true});
+                let ext = id(&self.ok(&admin(), "networks", ext).await);
+                let sub6 = |net: &str, cidr: String| json!({"network_id": net, "ip_version": 6, "subnetpool_id": pool, "cidr": cidr});
+                self.ok(
+                    &admin(),
+                    "subnets",
+                    sub6(&ext, format!("2001:db8:{k:x}::1:0/112")),
+                )
+                .await;
+                let net = self.a_net(json!({})).await;
+                let sub = self
+                    .ok(
+                        &tenant(),
+                        "subnets",
+                        sub6(&net, format!("2001:db8:{k:x}::2:0/112")),
+                    )
+                    .await;
+                let body = json!({"external_gateway_info": {"network_id": ext},
+                                  "enable_ndp_proxy": true});
+                let router = id(&self.ok(&tenant(), "routers", body).await);
+                self.action(
+                    &tenant(),
+                    &router,
+                    "add_router_interface",
+                    json!({"subnet_id": id(&sub)}),
+                )
+                .await
+                .unwrap();
+                let port = self.a_port(&net, &format!("vm{k}")).await;
+                let create = json!({"router_id": router, "port_id": port});
+                let proxy = if op.starts_with("create") {
+                    String::new()
+                } else {
+                    id(&self.ok(&tenant(), "ndp_proxies", create.clone()).await)
+                };
+                Fixture::new(proxy, create)
             }
             PortForwarding => {
                 let ext = self.a_external().await;

@@ -20,6 +20,7 @@ mod l3_ha;
 mod logging;
 mod metering;
 mod module_graph;
+mod ndp_proxies;
 mod policy;
 mod pool_props;
 mod port_forwardings;
