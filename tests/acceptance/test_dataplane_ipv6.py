@@ -213,3 +213,63 @@ def test_dhcpv6_stateful_and_stateless(lab):
     assert "new_ip6_address" not in info
     assert global_v6(lab, ns_d) == []
     assert ip_of(d).startswith("2001:db8:64:")
+
+
+def test_ndp_proxy_makes_an_internal_address_reachable_from_outside(lab):
+    """An internal IPv6 address of a subnet in the external network's address scope: a host
+    on the external network that takes the whole scope's prefix as on-link gets no answer to
+    its neighbour solicitation until an NDP proxy (made with the ``openstack`` CLI) has the
+    router answer for that address on its gateway; then packets are routed, never NATed.
+    Deleting the proxy stops it again."""
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    scope = osc("address", "scope", "create", "--ip-version", "6", "--share", f"as6-{tag}",
+                env=env)["id"]
+    pool = osc("subnet", "pool", "create", "--pool-prefix", "2001:db8:77::/96",
+               "--default-prefix-length", "112", "--address-scope", scope, "--share",
+               f"sp6-{tag}", env=env)["id"]
+    ext = osc("network", "create", "--external", f"ndp-ext-{tag}", env=env)["id"]
+    osc("subnet", "create", "--network", ext, "--ip-version", "6", "--subnet-pool", pool,
+        "--subnet-range", "2001:db8:77::1:0/112", f"ndp-ext-{tag}", env=env)
+    internal = osc("network", "create", f"ndp-int-{tag}", env=env)["id"]
+    int_sub = osc("subnet", "create", "--network", internal, "--ip-version", "6",
+                  "--subnet-pool", pool, "--subnet-range", "2001:db8:77::2:0/112",
+                  f"ndp-int-{tag}", env=env)["id"]
+    router = osc("router", "create", f"ndp-r-{tag}", env=env)["id"]
+    osc("router", "set", "--external-gateway", ext, router, env=env, json_output=False)
+    osc("router", "add", "subnet", router, int_sub, env=env, json_output=False)
+    sg = osc("security", "group", "create", f"ndp-open-{tag}", env=env)["id"]
+    osc("security", "group", "rule", "create", "--ingress", "--ethertype", "IPv6",
+        "--protocol", "ipv6-icmp", "--remote-ip", "::/0", sg, env=env)
+    a = bound_port(env, internal, "h1", "a", "--security-group", sg)
+    out = bound_port(env, ext, "h2", "out", "--security-group", sg)
+    for p in (a, out):
+        wait_active(env, p["id"])
+    for rp in osc("port", "list", "--router", router, env=env):
+        wait_active(env, rp["ID"])
+    ns_a, ns_out = lab.instance("h1", "a"), lab.instance("h2", "out")
+    address = ip_of(a)
+    assert ":" in address, a
+    # The outside host takes the whole prefix of the scope as on-link.
+    lab.exec(ns_out, "ip", "-6", "route", "replace", "2001:db8:77::/96", "dev", "eth0")
+    assert not lab.pings(ns_out, address, count=2)
+
+    osc("router", "set", "--enable-ndp-proxy", router, env=env, json_output=False)
+    assert osc("router", "show", router, env=env)["enable_ndp_proxy"] is True
+    proxy = osc("router", "ndp", "proxy", "create", "--port", a["id"], "--name", f"np-{tag}",
+                router, env=env)
+    assert proxy["ip_address"] == address
+    routers = [f"{lab.prefix(h)}qrouter-{router}" for h in lab.hosts]
+    hosting = [ns for ns in routers if lab.exec(ns, "true", check=False).returncode == 0]
+    assert len(hosting) == 1, hosting
+    wait_for("the router answers for the proxied address",
+             lambda: address in lab.exec(hosting[0], "ip", "-6", "neigh", "show", "proxy").stdout)
+    wait_for("the internal address reachable from outside", lambda: lab.pings(ns_out, address))
+
+    osc("router", "ndp", "proxy", "delete", proxy["id"], env=env, json_output=False)
+    wait_for("the proxy gone from the router",
+             lambda: address not in lab.exec(hosting[0], "ip", "-6", "neigh", "show",
+                                              "proxy").stdout)
+    lab.exec(ns_out, "ip", "-6", "neigh", "flush", "dev", "eth0", check=False)
+    wait_for("the internal address unreachable again",
+             lambda: not lab.pings(ns_out, address, count=2))

@@ -208,7 +208,7 @@ impl Kernel for IpRoute2 {
             }
             let router = names::is_router_netns(netns_prefix, name);
             let commands = if router {
-                "link show\naddr show\nroute show\nneigh show nud permanent\nrule show\nroute show table all\n"
+                "link show\naddr show\nroute show\nneigh show nud permanent\nrule show\nroute show table all\nneigh show proxy\n"
             } else {
                 "link show\naddr show\nroute show\n"
             };
@@ -227,7 +227,8 @@ impl Kernel for IpRoute2 {
             let (mut ip_forward, mut nft, mut meter) = (None, None, None);
             if router {
                 let script = format!(
-                    "cat /proc/sys/net/ipv4/ip_forward; nft list table inet {} 2>/dev/null; \
+                    "echo $(cat /proc/sys/net/ipv4/ip_forward)$(cat /proc/sys/net/ipv6/conf/all/proxy_ndp); \
+                     nft list table inet {} 2>/dev/null; \
                      echo {METER_MARK}; nft list table inet {} 2>/dev/null; true",
                     neutrino_dataplane::router::TABLE,
                     neutrino_dataplane::meter::TABLE,
@@ -250,6 +251,7 @@ impl Kernel for IpRoute2 {
                 neighbors: docs.get(3).cloned().unwrap_or_default(),
                 rules: docs.get(4).cloned().unwrap_or_default(),
                 table_routes: docs.get(5).cloned().unwrap_or_default(),
+                ndp_proxies: docs.get(6).cloned().unwrap_or_default(),
             });
         }
         let guard = neutrino_dataplane::dvr::ARP_GUARD_TABLE;
@@ -311,6 +313,7 @@ impl Kernel for IpRoute2 {
                                 "-qw",
                                 "net.ipv4.ip_forward=1",
                                 "net.ipv6.conf.all.forwarding=1",
+                                "net.ipv6.conf.all.proxy_ndp=1",
                                 "net.ipv6.conf.all.ndisc_notify=1",
                             ],
                             None,

@@ -47,7 +47,8 @@ pub struct RawNamespace {
     pub addrs: Value,
     /// `ip -j -4 route show` and `ip -j -6 route show`, concatenated.
     pub routes: Vec<Value>,
-    /// Routers only: `/proc/sys/net/ipv4/ip_forward` (`"1"` when on).
+    /// Routers only: `/proc/sys/net/ipv4/ip_forward` and
+    /// `/proc/sys/net/ipv6/conf/all/proxy_ndp`, one after the other (`"11"` when both on).
     pub ip_forward: Option<String>,
     /// Routers only, when the table `inet neutrino_router` exists: its comment (the digest),
     /// as `{"nftables": [{"table": {"comment": ...}}]}` (the shape of `nft -j` output).
@@ -56,6 +57,8 @@ pub struct RawNamespace {
     pub meter: Option<Value>,
     /// Routers only: `ip -j neigh show nud permanent`.
     pub neighbors: Value,
+    /// Routers only: `ip -j neigh show proxy`.
+    pub ndp_proxies: Value,
     /// Routers only: `ip -j rule show`.
     pub rules: Value,
     /// Routers only: `ip -j route show table all`.
@@ -77,6 +80,11 @@ fn u32_of(v: &Value) -> u32 {
 /// Permanent neighbours and the agent's source routes (rules at [`SrcRoute::PRIORITY`] with
 /// the default route of their table).
 fn observe_dvr(ns: &RawNamespace, parsed: &mut Namespace) {
+    for n in items(&ns.ndp_proxies) {
+        if let Ok(ip) = text(n, "dst").parse::<std::net::Ipv6Addr>() {
+            parsed.ndp_proxies.insert((text(n, "dev").to_string(), ip));
+        }
+    }
     for n in items(&ns.neighbors) {
         let permanent = items(&n["state"]).any(|s| s == "PERMANENT");
         if let (true, Ok(ip)) = (permanent, text(n, "dst").parse::<IpAddr>()) {
@@ -186,7 +194,7 @@ pub fn observe(raw: &RawHost) -> HostState {
                 });
             }
         }
-        parsed.forwarding = ns.ip_forward.as_deref().map(str::trim) == Some("1");
+        parsed.forwarding = ns.ip_forward.as_deref().map(str::trim) == Some("11");
         parsed.nft = ns
             .nft
             .as_ref()

@@ -173,6 +173,24 @@ pub enum Op {
         /// The entry.
         neighbor: Neighbor,
     },
+    /// Answer neighbour solicitations for an address on an interface (NDP proxy).
+    AddNdpProxy {
+        /// Namespace.
+        netns: String,
+        /// Interface.
+        dev: String,
+        /// The proxied address.
+        ip: std::net::Ipv6Addr,
+    },
+    /// Stop answering for an address.
+    DelNdpProxy {
+        /// Namespace.
+        netns: String,
+        /// Interface.
+        dev: String,
+        /// The proxied address.
+        ip: std::net::Ipv6Addr,
+    },
     /// Remove a neighbour entry inside a namespace.
     DelNeigh {
         /// Namespace.
@@ -212,6 +230,8 @@ impl Op {
             Op::LoadHostNft { .. } => Target::HostNft,
             Op::AddNeigh { netns, .. }
             | Op::DelNeigh { netns, .. }
+            | Op::AddNdpProxy { netns, .. }
+            | Op::DelNdpProxy { netns, .. }
             | Op::AddSrcRoute { netns, .. }
             | Op::DelSrcRoute { netns, .. }
             | Op::LoUp(netns)
@@ -285,7 +305,7 @@ impl Op {
                 route.dst, route.via, route.dev
             ),
             Op::Forwarding(_) => {
-                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1".to_string()
+                "sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 net.ipv6.conf.all.proxy_ndp=1".to_string()
             }
             Op::LoadNft { script, .. } => format!("nft -f - <<EOF\n{script}EOF"),
             Op::DelRoute { route, .. } => {
@@ -296,6 +316,8 @@ impl Op {
                 n.ip, n.mac, n.dev
             ),
             Op::DelNeigh { neighbor: n, .. } => format!("neigh del {} dev {}", n.ip, n.dev),
+            Op::AddNdpProxy { dev, ip, .. } => format!("neigh replace proxy {ip} dev {dev}"),
+            Op::DelNdpProxy { dev, ip, .. } => format!("neigh del proxy {ip} dev {dev}"),
             Op::AddSrcRoute { route: r, .. } => format!(
                 "rule add from {} lookup {t} priority {}\nroute replace default via {} dev {} table {t}",
                 r.from,
@@ -524,6 +546,7 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             _ => {}
         }
         plan_dvr_namespace(&mut ops, netns, want, have);
+        plan_ndp_proxies(&mut ops, netns, want, have);
     }
     match (&desired.arp_guard, &observed.arp_guard) {
         (Some(want), have) if have.as_ref() != Some(want) => ops.push(Op::LoadHostNft {
@@ -535,6 +558,26 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         _ => {}
     }
     ops
+}
+
+/// Proxied neighbours of a namespace (routers' NDP proxies), on interfaces it keeps.
+fn plan_ndp_proxies(ops: &mut Vec<Op>, netns: &str, want: &Namespace, have: &Namespace) {
+    for (dev, ip) in have.ndp_proxies.difference(&want.ndp_proxies) {
+        if want.links.contains_key(dev) {
+            ops.push(Op::DelNdpProxy {
+                netns: netns.to_string(),
+                dev: dev.clone(),
+                ip: *ip,
+            });
+        }
+    }
+    for (dev, ip) in want.ndp_proxies.difference(&have.ndp_proxies) {
+        ops.push(Op::AddNdpProxy {
+            netns: netns.to_string(),
+            dev: dev.clone(),
+            ip: *ip,
+        });
+    }
 }
 
 /// Neighbour entries and source routes of a namespace (distributed routers).

@@ -6,7 +6,8 @@
 //! (`neutrino_l3::compute`): blocked pairs dropped, SNAT toward the external network where
 //! scopes differ, floating IPs DNATed and SNATed toward their interface, port forwardings
 //! DNATed (a port or range of a floating IP to a port or range of an internal address), and
-//! nothing from outside reaching a NATed subnet except through a floating IP.
+//! nothing from outside reaching a NATed subnet except through a floating IP; and the NDP
+//! proxies of the router on its gateway (it answers for those internal IPv6 addresses).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -145,6 +146,20 @@ pub fn add_router(
                     via,
                     dev: dev.clone(),
                 });
+            }
+        }
+    }
+    // NDP proxies: the gateway answers for internal IPv6 addresses (routed, never NATed).
+    let proxying = cluster
+        .get("router", router_id)
+        .is_some_and(|r| r["enable_ndp_proxy"] == true);
+    if let (true, Some(qg)) = (proxying, gateway_if.as_ref()) {
+        for proxy in cluster.all("ndp_proxy") {
+            if text(proxy, "router_id") != router_id {
+                continue;
+            }
+            if let Ok(ip) = text(proxy, "ip_address").parse() {
+                ns.ndp_proxies.insert((qg.clone(), ip));
             }
         }
     }

@@ -105,6 +105,9 @@ pub struct Namespace {
     pub dhcp_clients: BTreeSet<String>,
     /// Permanent neighbour entries (distributed routers know every address on their subnets).
     pub neighbors: BTreeSet<Neighbor>,
+    /// Proxied neighbours: `(interface, IPv6 address)` the namespace answers neighbour
+    /// solicitations for (routers' NDP proxies; `proxy_ndp` is on with forwarding).
+    pub ndp_proxies: BTreeSet<(String, std::net::Ipv6Addr)>,
     /// Source-based default routes (distributed routers: per subnet toward its SNAT port).
     pub src_routes: BTreeSet<SrcRoute>,
     /// Desired state only: the namespace belongs to a container runtime (the path it gave

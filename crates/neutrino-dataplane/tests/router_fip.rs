@@ -39,6 +39,7 @@ fn forwarding(id: &str, protocol: &str, external: &str, ip: &str, internal: &str
 fn cluster() -> Cluster {
     Cluster::from_snapshot(&json!({"revision": 1, "resources": {
         "router": [{"id": ROUTER, "external_gateway_info": {"network_id": "public", "enable_snat": true},
+                    "enable_ndp_proxy": true,
                     "routes": [{"destination": "10.50.0.0/24", "nexthop": "192.2.1.254"}]}],
         "subnet": [
             {"id": "private", "cidr": "192.2.1.0/24"},
@@ -58,6 +59,10 @@ fn cluster() -> Cluster {
                    "fixed_ip_address": null}),
             json!({"id": "f-forward", "router_id": ROUTER, "floating_ip_address": "172.24.4.30",
                    "fixed_ip_address": null, "floating_network_id": "public"}),
+        ],
+        "ndp_proxy": [
+            {"id": "np1", "router_id": ROUTER, "ip_address": "2001:db8::5"},
+            {"id": "np2", "router_id": "another", "ip_address": "2001:db8::6"},
         ],
         "port_forwarding": [
             forwarding("pf-ssh", "tcp", "2222:2222", "192.2.1.7", "22:22"),
@@ -172,4 +177,13 @@ fn port_forwardings_dnat_their_ports_and_the_floating_ip_is_on_the_gateway() {
     }
     // No 1:1 NAT for a floating IP that only forwards ports.
     assert!(!script.contains("snat ip to 172.24.4.30"), "{script}");
+}
+
+#[test]
+fn ndp_proxies_of_the_router_are_answered_on_its_gateway() {
+    let ns = namespace(&cluster());
+    let qg = names::router_interface(QG, true);
+    let want: std::collections::BTreeSet<(String, std::net::Ipv6Addr)> =
+        [(qg, "2001:db8::5".parse().unwrap())].into();
+    assert_eq!(ns.ndp_proxies, want);
 }
