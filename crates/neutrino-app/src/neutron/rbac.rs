@@ -384,10 +384,14 @@ impl App {
                 self.check_rule(ctx, "update_rbac_policy:target_tenant", &target)?;
             }
             if new != s(&rec.body, "target_tenant") {
-                // As upstream, the old target is withdrawn as by a delete: the projects that
-                // depend on it must keep access through another policy (the updated one
-                // does not count).
-                self.check_rbac_unused(tx, rec).await?;
+                // As upstream: for networks the updated policy keeps the access it still
+                // grants; for the other objects (upstream's versioned objects) the old target
+                // is withdrawn as by a delete, the updated policy not counting.
+                let network = s(&rec.body, "object_type") == "network";
+                if !network {
+                    self.check_rbac_unused(tx, rec).await?;
+                }
+                let before = rec.clone();
                 tx.release("rbac", &rbac_key(&rec.body)).await.map_err(db)?;
                 rec.body["target_tenant"] = json!(new);
                 if !tx
@@ -403,6 +407,13 @@ impl App {
                 tx.update("rbac_policy", &rec.id, &rec.body)
                     .await
                     .map_err(db)?;
+                if network {
+                    let withdrawn = Record {
+                        id: String::from("-"),
+                        ..before
+                    };
+                    self.check_rbac_unused(tx, &withdrawn).await?;
+                }
             }
         }
         Ok(())

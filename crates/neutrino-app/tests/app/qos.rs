@@ -522,3 +522,76 @@ async fn a_policy_marker_the_caller_cannot_see_pages_from_the_start() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn an_rbac_target_update_withdraws_as_upstream_does_per_object_type() {
+    let t = env().await;
+    // A network shared to everyone as external, used by B's router: narrowing the wildcard
+    // to B keeps B's access (upstream's network RBAC counts the updated policy).
+    let ext = t
+        .ok(
+            &admin(),
+            "networks",
+            json!({"name": "e", "router:external": true}),
+        )
+        .await;
+    t.ok(
+        &admin(),
+        "subnets",
+        json!({"network_id": id(&ext), "ip_version": 4, "cidr": "172.30.0.0/24"}),
+    )
+    .await;
+    t.ok(
+        &other_tenant(),
+        "routers",
+        json!({"external_gateway_info": {"network_id": id(&ext)}}),
+    )
+    .await;
+    let wildcard = |object: &Value, action: &str| {
+        let object = id(object);
+        let action = action.to_string();
+        move |p: &Value| p["object_id"] == json!(object) && p["action"] == json!(action)
+    };
+    let policies = t.list(&admin(), "rbac-policies", &[]).await;
+    let ext_policy = policies
+        .iter()
+        .find(|p| wildcard(&ext, "access_as_external")(p))
+        .unwrap();
+    t.update(
+        &admin(),
+        "rbac-policies",
+        &id(ext_policy),
+        json!({"target_tenant": "project-b"}),
+    )
+    .await
+    .unwrap();
+    // A QoS policy shared to everyone, used by B's network: the same update is refused
+    // (upstream's object RBAC withdraws the old target as a delete would).
+    let policy = t
+        .ok(
+            &admin(),
+            "qos/policies",
+            json!({"name": "q", "shared": true, "project_id": "project-a"}),
+        )
+        .await;
+    t.ok(
+        &other_tenant(),
+        "networks",
+        json!({"qos_policy_id": id(&policy)}),
+    )
+    .await;
+    let policies = t.list(&admin(), "rbac-policies", &[]).await;
+    let qos_policy = policies
+        .iter()
+        .find(|p| wildcard(&policy, "access_as_shared")(p))
+        .unwrap();
+    let e = t
+        .update(
+            &admin(),
+            "rbac-policies",
+            &id(qos_policy),
+            json!({"target_tenant": "project-b"}),
+        )
+        .await;
+    assert_err(e, 409, "RbacPolicyInUse");
+}
