@@ -175,6 +175,32 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             Method::GET => Ok(json(200, &state.app.speaker_dragents(&ctx, id).await?)),
             _ => Err(not_allowed()),
         },
+        ["agents", id, "dhcp-networks"] => match req.method {
+            Method::GET => Ok(json(200, &state.app.dhcp_agent_networks(&ctx, id).await?)),
+            Method::POST => {
+                let body = parse_body(req)?;
+                let out = state.app.add_network_to_dhcp_agent(&ctx, id, body).await?;
+                Ok(json(201, &out))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["agents", id, "dhcp-networks", network] => match req.method {
+            Method::DELETE => {
+                state
+                    .app
+                    .remove_network_from_dhcp_agent(&ctx, id, network)
+                    .await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
+        ["networks", id, "dhcp-agents"] => match req.method {
+            Method::GET => Ok(json(
+                200,
+                &state.app.dhcp_agents_hosting_network(&ctx, id).await?,
+            )),
+            _ => Err(not_allowed()),
+        },
         ["routers", id, "l3-agents"] => match req.method {
             Method::GET => Ok(json(
                 200,

@@ -558,12 +558,30 @@ impl App {
         ctx: &Context,
         pairs: &[(String, String)],
     ) -> ApiResult<crate::ListResult> {
-        let q = query::parse(pairs, AGENT, &[])?;
+        let mut q = query::parse(pairs, AGENT, &[])?;
+        // Agent types match without regard to case, as upstream's (MySQL) listing does:
+        // clients ask for "DHCP Agent" and find "DHCP agent".
+        let types: Option<Vec<String>> = q.filter("agent_type").map(|vals| {
+            vals.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_lowercase)
+                .collect()
+        });
+        q.filters.retain(|(k, _)| k != "agent_type");
+        let type_matches = |d: &Map<String, Value>| {
+            types.as_ref().is_none_or(|t| {
+                let own = d
+                    .get("agent_type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                t.contains(&own.to_lowercase())
+            })
+        };
         let items = self
             .agents_rendered()
             .await?
             .into_iter()
-            .filter(|d| query::matches(d, &q) && self.may_see_agent(ctx, d))
+            .filter(|d| type_matches(d) && query::matches(d, &q) && self.may_see_agent(ctx, d))
             .collect();
         let page = query::page(items, &q, "agent")?;
         let fields: Vec<String> = q.fields.clone();

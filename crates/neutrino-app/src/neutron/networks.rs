@@ -51,6 +51,7 @@ impl Kind for Networks {
         let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
         doc.insert("subnets".into(), json!(subnets));
         doc.insert("availability_zones".into(), view.zones_of(&rec.id));
+        doc.remove(super::owners::DHCP_HOSTS);
         if doc.get("router:external") == Some(&Value::Bool(true)) {
             let is_default = doc.get("is_default") == Some(&Value::Bool(true));
             doc.insert("is_default".into(), json!(is_default));

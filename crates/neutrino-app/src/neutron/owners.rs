@@ -49,3 +49,7 @@ pub(super) const UNDELETABLE_OWNERS: &[&str] = &[
 pub(super) fn is_network_owned(device_owner: &str) -> bool {
     device_owner.starts_with("network:")
 }
+
+/// A network's internal attribute (not shown): the hosts an admin scheduled its DHCP to
+/// (`dhcp_agent_scheduler`; absent: the automatic choice).
+pub(super) const DHCP_HOSTS: &str = "neutrino:dhcp_hosts";

@@ -1053,10 +1053,15 @@ impl App {
         let host = if router_port && super::router_flavour::bound_to_router_host(device_owner) {
             self.router_host(tx, device_id).await?
         } else if device_owner == DHCP_OWNER {
-            self.dhcp_host(tx, network)
-                .await?
-                .map(|(host, _)| host)
-                .unwrap_or_default()
+            // `dhcp<agent id>-<network id>`: the port is that agent's host's.
+            let agent = device_id
+                .strip_prefix("dhcp")
+                .and_then(|rest| rest.strip_suffix(&format!("-{network}")))
+                .unwrap_or_default();
+            match tx.get("agent", agent).await.map_err(db)? {
+                Some(rec) => s(&rec.body, "host").to_string(),
+                None => String::new(),
+            }
         } else {
             String::new()
         };

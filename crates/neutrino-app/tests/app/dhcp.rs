@@ -199,3 +199,105 @@ async fn sixth_dhcp_subnet_with_an_agent_running() {
         "HTTPBadRequest",
     );
 }
+
+/// The "DHCP agent" entry of host `host` (registered first).
+async fn dhcp_agent_of(t: &Env, host: &str) -> String {
+    t.app
+        .report_agent(
+            &admin(),
+            json!({"agent": {"host": host, "configurations": {}}}),
+        )
+        .await
+        .unwrap();
+    let agents = t
+        .app
+        .list_agents(
+            &admin(),
+            &query(&[("agent_type", "DHCP Agent"), ("host", host)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        agents.items.len(),
+        1,
+        "one DHCP agent entry per host, found case-blind"
+    );
+    agents.items[0]["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn networks_are_scheduled_to_dhcp_agents_by_hand() {
+    let t = env().await;
+    let (a1, a2) = (dhcp_agent_of(&t, "h1").await, dhcp_agent_of(&t, "h2").await);
+    let net = id(&t.ok(&tenant(), "networks", json!({"name": "n"})).await);
+    subnet(&t, &net, "10.1.0.0/24", true).await;
+    let hosting = |out: Value| -> Vec<String> {
+        let mut h: Vec<String> = out["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["host"].as_str().unwrap().to_string())
+            .collect();
+        h.sort();
+        h
+    };
+    let auto = hosting(
+        t.app
+            .dhcp_agents_hosting_network(&admin(), &net)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(auto.len(), 1);
+    // Add the other host: two DHCP ports, one per host.
+    let (first, other) = if auto[0] == "h1" {
+        (&a1, &a2)
+    } else {
+        (&a2, &a1)
+    };
+    t.app
+        .add_network_to_dhcp_agent(&admin(), other, json!({"network_id": net}))
+        .await
+        .unwrap();
+    let e = t
+        .app
+        .add_network_to_dhcp_agent(&admin(), other, json!({"network_id": net}))
+        .await;
+    assert_err(e, 409, "NetworkHostedByDHCPAgent");
+    let mut hosts: Vec<String> = dhcp_ports(&t, &net)
+        .await
+        .iter()
+        .map(|p| p["binding:host_id"].as_str().unwrap().to_string())
+        .collect();
+    hosts.sort();
+    assert_eq!(hosts, ["h1", "h2"]);
+    let listed = t.app.dhcp_agent_networks(&admin(), other).await.unwrap();
+    assert_eq!(listed["networks"][0]["id"], json!(net));
+    assert!(listed["networks"][0].get("neutrino:dhcp_hosts").is_none());
+    // Remove both: no DHCP port, and it stays so (no automatic rescheduling).
+    for agent in [first, other] {
+        t.app
+            .remove_network_from_dhcp_agent(&admin(), agent, &net)
+            .await
+            .unwrap();
+    }
+    let e = t
+        .app
+        .remove_network_from_dhcp_agent(&admin(), first, &net)
+        .await;
+    assert_err(e, 409, "NetworkNotHostedByDhcpAgent");
+    subnet(&t, &net, "10.2.0.0/24", true).await;
+    assert!(dhcp_ports(&t, &net).await.is_empty());
+    assert!(hosting(
+        t.app
+            .dhcp_agents_hosting_network(&admin(), &net)
+            .await
+            .unwrap()
+    )
+    .is_empty());
+    // Members may not schedule.
+    let e = t
+        .app
+        .add_network_to_dhcp_agent(&tenant(), first, json!({"network_id": net}))
+        .await;
+    assert_err(e, 403, "PolicyNotAuthorized");
+}
