@@ -266,3 +266,47 @@ def test_availability_zones(tmp_path):
         assert router["availability_zone_hints"] == ["az1"]
     finally:
         server.stop()
+
+
+def test_dhcp_agent_scheduling(tmp_path):
+    """Networks scheduled to DHCP agents by hand with the CLI (``openstack network agent
+    add/remove network --dhcp``), on a server of its own with two registered hosts."""
+    from test_crash import _admin_token, _call
+
+    server = NeutrinoServer(_server_binary(), tmp_path / "server").start()
+    try:
+        env = server.env
+        token, _ = _admin_token(server)
+        for host in ("h1", "h2"):
+            status, doc, _ = _call(server, token, "POST", "/neutrino/v1/agents", {"agent": {
+                "host": host, "configurations": {"tunnel_ip": "198.18.0.1"}}})
+            assert status in (200, 201), doc
+        agents = {a["Host"]: a["ID"] for a in osc("network", "agent", "list", "--agent-type",
+                                                   "dhcp", env=env)}
+        assert sorted(agents) == ["h1", "h2"], agents
+        net = osc("network", "create", unique("net"), env=env)["id"]
+        osc("subnet", "create", "--network", net, "--subnet-range", "10.5.0.0/24",
+            unique("sub"), env=env)
+        hosting = osc("network", "agent", "list", "--network", net, env=env)
+        assert len(hosting) == 1, hosting
+        other = next(h for h in agents if h != hosting[0]["Host"])
+        osc("network", "agent", "add", "network", "--dhcp", agents[other], net, env=env,
+            json_output=False)
+        hosts = sorted(a["Host"] for a in osc("network", "agent", "list", "--network", net,
+                                              env=env))
+        assert hosts == ["h1", "h2"]
+        on_other = osc("network", "list", "--agent", agents[other], env=env)
+        assert [n["ID"] for n in on_other] == [net]
+        dhcp_ports = osc("port", "list", "--network", net, "--device-owner", "network:dhcp",
+                         env=env)
+        assert len(dhcp_ports) == 2, dhcp_ports
+        osc("network", "agent", "remove", "network", "--dhcp", agents[other], net, env=env,
+            json_output=False)
+        assert osc("network", "list", "--agent", agents[other], env=env) == []
+        # The CLI drops the error of removing it again (it builds a CommandError it never
+        # raises): the API answers 409.
+        status, doc, _ = _call(server, token, "DELETE",
+                               f"/v2.0/agents/{agents[other]}/dhcp-networks/{net}", None)
+        assert status == 409 and doc["NeutronError"]["type"] == "NetworkNotHostedByDhcpAgent"
+    finally:
+        server.stop()
