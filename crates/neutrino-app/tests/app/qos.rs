@@ -595,3 +595,46 @@ async fn an_rbac_target_update_withdraws_as_upstream_does_per_object_type() {
         .await;
     assert_err(e, 409, "RbacPolicyInUse");
 }
+
+#[tokio::test]
+async fn a_project_cannot_detach_a_policy_it_cannot_see() {
+    let t = env().await;
+    let policy = t.ok(&admin(), "qos/policies", json!({"name": "adm"})).await;
+    let net = t.ok(&tenant(), "networks", json!({})).await;
+    t.update(
+        &admin(),
+        "networks",
+        &id(&net),
+        json!({"qos_policy_id": id(&policy)}),
+    )
+    .await
+    .unwrap();
+    let e = t
+        .update(
+            &tenant(),
+            "networks",
+            &id(&net),
+            json!({"qos_policy_id": null}),
+        )
+        .await;
+    assert_err(e, 403, "PolicyRemoveAuthorizationError");
+    // Shared with everyone: the project may take it off.
+    t.update(
+        &admin(),
+        "qos/policies",
+        &id(&policy),
+        json!({"shared": true}),
+    )
+    .await
+    .unwrap();
+    let out = t
+        .update(
+            &tenant(),
+            "networks",
+            &id(&net),
+            json!({"qos_policy_id": null}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["qos_policy_id"], Value::Null);
+}

@@ -3,7 +3,8 @@
 //! `qospol:<policy>` (key `<kind>:<id>`), so deleting a policy in use is one lookup (409
 //! `QosPolicyInUse`). A claim whose object is gone or names another policy is stale and is
 //! dropped when found. A network created without `qos_policy_id` gets its project's default
-//! policy (`qos-default`).
+//! policy (`qos-default`). Taking a policy off needs access to it, as upstream: a project may
+//! not detach a policy an admin attached that is not its own or shared with it (403).
 
 use neutrino_store::{Record, Tx};
 use neutrino_types::{ApiError, ApiResult};
@@ -45,6 +46,31 @@ async fn check_usable(tx: &mut Tx, ctx: &Context, project: &str, policy: &str) -
     } else {
         Err(missing())
     }
+}
+
+/// Checks that the caller may take `policy` off a network or port: it is admin, its project
+/// owns the policy, or the policy is shared with it (upstream's
+/// `PolicyRemoveAuthorizationError`, 403). A policy that is gone is no obstacle.
+async fn check_removable(tx: &mut Tx, ctx: &Context, policy: &str) -> ApiResult<()> {
+    if ctx.is_admin() {
+        return Ok(());
+    }
+    let Some(rec) = tx.get(POLICY_KIND, policy).await.map_err(db)? else {
+        return Ok(());
+    };
+    if rec.project_id == ctx.project_id {
+        return Ok(());
+    }
+    let mut view = View::default();
+    view.load_rbac(tx, Some(vec![policy.to_string()])).await?;
+    if view.granted(policy, "access_as_shared", &ctx.project_id) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        403,
+        "PolicyRemoveAuthorizationError",
+        format!("Failed to remove provided policy {policy} because you are not authorized."),
+    ))
 }
 
 async fn claim(tx: &mut Tx, policy: &str, kind: &str, id: &str) -> ApiResult<()> {
@@ -90,6 +116,9 @@ pub(in crate::neutron) async fn rebind(
 ) -> ApiResult<()> {
     if old == new {
         return Ok(());
+    }
+    if let Some(p) = old {
+        check_removable(tx, ctx, p).await?;
     }
     if let Some(p) = new {
         check_usable(tx, ctx, project, p).await?;
