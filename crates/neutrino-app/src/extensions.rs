@@ -53,6 +53,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("port-mac-address-regenerate", "Neutron Port MAC address regenerate", "Network port MAC address regenerate"),
     ("port-security", "Port Security", "Provides port security"),
+    ("port-trusted-vif", "Port trusted vif", "Expose port 'trusted' attribute (kept in binding:profile)"),
+    ("ip-substring-filtering", "IP address substring filtering", "Provides IP address substring filtering when listing ports"),
     ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
     ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
     ("quota-check-limit", "Quota engine limit check", "Support for checking the resource usage before applying a new quota limit"),

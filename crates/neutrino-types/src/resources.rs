@@ -140,6 +140,12 @@ pub const PORT: &[Attr] = &[
         .admin()
         .no_filter()
         .no_sort(),
+    // `port-trusted-vif`: kept in `binding:profile` as `trusted` (SR-IOV virtual functions'
+    // trusted mode; a veth has no such mode, as for upstream's OVS ports).
+    rw("trusted", Conv::NullableBool, Fill::Absent)
+        .admin()
+        .no_filter()
+        .no_sort(),
     ro("binding:vif_type").admin(),
     ro("binding:vif_details").admin().no_filter().no_sort(),
     ro("ip_allocation").no_sort(),

@@ -67,6 +67,11 @@ impl Kind for Ports {
         if let Some(details) = view.trunk_details.get(&rec.id) {
             doc.insert("trunk_details".into(), details.clone());
         }
+        let trusted = rec.body["binding:profile"]
+            .get("trusted")
+            .cloned()
+            .unwrap_or(Value::Null);
+        doc.insert("trusted".into(), trusted);
     }
 
     fn policy_extras(&self, view: &View, ctx: &Context, rec: &Record) -> Extras {
@@ -98,6 +103,10 @@ impl Kind for Ports {
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
         super::qos::bind_on_create(tx, ctx, "port", body).await?;
+        if let Some(trusted) = body.remove("trusted").filter(|t| !t.is_null()) {
+            let profile = body.entry("binding:profile").or_insert_with(|| json!({}));
+            profile["trusted"] = trusted;
+        }
         app.create_port(tx, ctx, body).await
     }
 
@@ -107,8 +116,22 @@ impl Kind for Ports {
         tx: &mut Tx,
         ctx: &Context,
         rec: &mut Record,
-        changes: Doc,
+        mut changes: Doc,
     ) -> ApiResult<()> {
+        if let Some(trusted) = changes.remove("trusted") {
+            let mut profile = changes
+                .get("binding:profile")
+                .cloned()
+                .unwrap_or_else(|| rec.body["binding:profile"].clone());
+            if !profile.is_object() {
+                profile = json!({});
+            }
+            match trusted {
+                Value::Null => drop(profile.as_object_mut().map(|p| p.remove("trusted"))),
+                t => profile["trusted"] = t,
+            }
+            changes.insert("binding:profile".into(), profile);
+        }
         if let Some(new) = changes.get("qos_policy_id") {
             let old = rec.body.get("qos_policy_id").and_then(Value::as_str);
             super::qos::rebind(tx, ctx, "port", &rec.id, &rec.project_id, old, new.as_str())

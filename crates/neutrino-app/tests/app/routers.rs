@@ -1552,3 +1552,41 @@ async fn configured_default_quotas_replace_the_built_in_ones() {
         .unwrap();
     t.ok(&tenant(), "routers", json!({})).await;
 }
+
+#[tokio::test]
+async fn a_port_trusted_flag_lives_in_its_binding_profile() {
+    let t = env().await;
+    let (net, _) = t.net(&tenant(), json!({}), "10.0.0.0/24").await;
+    let p = t
+        .ok(
+            &admin(),
+            "ports",
+            json!({"network_id": net, "trusted": true}),
+        )
+        .await;
+    assert_eq!(
+        (
+            p["trusted"].clone(),
+            p["binding:profile"]["trusted"].clone()
+        ),
+        (json!(true), json!(true))
+    );
+    let plain = t.ok(&admin(), "ports", json!({"network_id": net})).await;
+    assert_eq!(plain["trusted"], Value::Null);
+    let up = t
+        .update(&admin(), "ports", &id(&plain), json!({"trusted": false}))
+        .await
+        .unwrap();
+    assert_eq!(up["binding:profile"]["trusted"], false);
+    // Members may neither set nor see it.
+    let e = t
+        .create(
+            &tenant(),
+            "ports",
+            json!({"network_id": net, "trusted": true}),
+        )
+        .await;
+    assert_err(e, 403, "PolicyNotAuthorized");
+    let mine = t.show(&tenant(), "ports", &id(&p)).await;
+    assert!(mine.is_err() || mine.unwrap().get("trusted").is_none());
+}
