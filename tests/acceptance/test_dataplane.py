@@ -289,7 +289,9 @@ def test_dhcp_serves_instances_that_ask(lab):
     assert server_ns in lab.dnsmasq_pids(dhcp_host)
 
     # An instance that asks for DHCP: the agent plugs it but leaves its addresses alone.
-    a = bound_port(env, net, "h1", "dhcpa", "--binding-profile", "neutrino_dhcp=true")
+    a = bound_port(env, net, "h1", "dhcpa", "--binding-profile", "neutrino_dhcp=true",
+                   "--dns-name", "web-a")
+    assert a["dns_assignment"][0]["fqdn"] == "web-a.openstacklocal."
     wait_active(env, a["id"])
     ns_a = lab.instance("h1", "dhcpa")
     assert ipv4_addrs(lab, ns_a) == []
@@ -300,6 +302,8 @@ def test_dhcp_serves_instances_that_ask(lab):
     assert lease["mtu"] == "1450"
     assert lease["dns"] == "192.0.2.53"
     assert lease["staticroutes"] == "172.31.0.0/16 10.66.0.254 0.0.0.0/0 10.66.0.1"
+    # The port's DNS name and the server's domain (dns-integration) come with the lease.
+    assert (lease.get("hostname"), lease.get("domain")) == ("web-a", "openstacklocal"), lease
     assert lab.pings(ns_a, ip_of(dhcp), count=2)
 
     # A port created while the server runs is served too (hosts file re-read on SIGHUP),
@@ -307,7 +311,9 @@ def test_dhcp_serves_instances_that_ask(lab):
     pid = lab.dnsmasq_pids(dhcp_host)[server_ns]
     b = bound_port(env, net, "h2", "dhcpb", "--binding-profile", "neutrino_dhcp=true")
     wait_active(env, b["id"])
-    assert dhcp_lease(lab, lab.instance("h2", "dhcpb"))["ip"] == ip_of(b)
+    lease_b = dhcp_lease(lab, lab.instance("h2", "dhcpb"))
+    assert lease_b["ip"] == ip_of(b)
+    assert lease_b.get("hostname") == "host-" + ip_of(b).replace(".", "-"), lease_b
     assert lab.dnsmasq_pids(dhcp_host)[server_ns] == pid
 
     # A restarted agent adopts the running server; the DHCP-configured address stays.

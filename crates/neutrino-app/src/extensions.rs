@@ -18,6 +18,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
     ("default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default."),
     ("dhcp_agent_scheduler", "DHCP Agent Scheduler", "Schedule networks among dhcp agents"),
+    ("dns-domain-ports", "dns_domain for ports", "Allows the DNS domain to be specified for a network port."),
+    ("dns-integration", "DNS Integration", "Provides integration with DNS."),
     ("dvr", "Distributed Virtual Router", "Enables configuration of Distributed Virtual Routers."),
     ("empty-string-filtering", "Empty String Filtering Extension", "Allow filtering by attributes with empty string value"),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),

@@ -46,6 +46,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The first three octets of generated MAC addresses.
     pub base_mac: [u8; 3],
+    /// The domain of ports' DNS names (`dns_assignment`; Neutron's `dns_domain`).
+    pub dns_domain: String,
     /// Seconds without a heartbeat after which an agent is dead (Neutron's `agent_down_time`).
     pub agent_down_secs: i64,
     /// Whether new routers are highly available unless the request says otherwise
@@ -77,6 +79,7 @@ impl Default for Config {
             region: "RegionOne".to_string(),
             public_url: None,
             base_mac: [0xfa, 0x16, 0x3e],
+            dns_domain: "openstacklocal".to_string(),
             agent_down_secs: agents::AGENT_DOWN_SECS,
             l3_ha: false,
             allow_automatic_l3agent_failover: false,

@@ -92,6 +92,10 @@ pub struct DhcpServer {
     pub subnets6: Vec<Dhcp6Subnet>,
     /// Static leases: `(MAC, address)`.
     pub hosts: BTreeSet<(String, IpAddr)>,
+    /// Host names handed out with the leases (the ports' `dns_assignment`), by address.
+    pub names: BTreeMap<IpAddr, String>,
+    /// The DNS domain handed out (option 15), from the ports' fully qualified names.
+    pub domain: Option<String>,
 }
 
 /// The files of one server.
@@ -223,9 +227,28 @@ pub fn server(cluster: &Cluster, network: &Value, port: &Value, interface: &str)
         )
         .collect();
     let mut hosts = BTreeSet::new();
+    let mut names = BTreeMap::new();
+    let mut domain = None;
     for p in cluster.all("port") {
         if text(p, "network_id") != net_id || text(p, "id") == text(port, "id") {
             continue;
+        }
+        for a in p["dns_assignment"].as_array().into_iter().flatten() {
+            let (Ok(ip), host) = (text(a, "ip_address").parse::<IpAddr>(), text(a, "hostname"))
+            else {
+                continue;
+            };
+            if host.is_empty() {
+                continue;
+            }
+            names.insert(ip, host.to_string());
+            let fqdn = text(a, "fqdn").trim_end_matches('.');
+            if let Some(d) = fqdn
+                .strip_prefix(&format!("{host}."))
+                .filter(|d| !d.is_empty())
+            {
+                domain.get_or_insert_with(|| d.to_string());
+            }
         }
         for fixed in p["fixed_ips"].as_array().into_iter().flatten() {
             let ip = text(fixed, "ip_address").parse::<IpAddr>();
@@ -243,6 +266,8 @@ pub fn server(cluster: &Cluster, network: &Value, port: &Value, interface: &str)
         subnets,
         subnets6,
         hosts,
+        names,
+        domain,
     }
 }
 
@@ -256,6 +281,9 @@ impl DhcpServer {
              log-facility={dir}/log\n",
             self.network_id, self.interface
         );
+        if let Some(domain) = &self.domain {
+            let _ = writeln!(conf, "domain={domain}");
+        }
         let mut opts = String::new();
         for sn in &self.subnets {
             let tag = format!("tag:subnet-{}", sn.id);
@@ -319,9 +347,16 @@ impl DhcpServer {
         let hosts = self
             .hosts
             .iter()
-            .map(|(mac, ip)| match ip {
-                IpAddr::V4(ip) => format!("{mac},{ip}\n"),
-                IpAddr::V6(ip) => format!("{mac},[{ip}]\n"),
+            .map(|(mac, ip)| {
+                let name = self
+                    .names
+                    .get(ip)
+                    .map(|n| format!(",{n}"))
+                    .unwrap_or_default();
+                match ip {
+                    IpAddr::V4(ip) => format!("{mac},{ip}{name}\n"),
+                    IpAddr::V6(ip) => format!("{mac},[{ip}]{name}\n"),
+                }
             })
             .collect();
         DhcpFiles { conf, hosts, opts }
@@ -416,7 +451,30 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            names: Default::default(),
+            domain: None,
         }
+    }
+
+    #[test]
+    fn host_names_and_the_domain_go_with_the_leases() {
+        let mut server = sample();
+        server
+            .names
+            .insert("10.0.0.5".parse().unwrap(), "web".to_string());
+        server.domain = Some("example.org".to_string());
+        let f = server.files("/s/qdhcp-net-1");
+        assert!(f.conf.contains("\ndomain=example.org\n"), "{}", f.conf);
+        assert!(
+            f.hosts.contains("fa:16:3e:00:00:02,10.0.0.5,web\n"),
+            "{}",
+            f.hosts
+        );
+        assert!(
+            f.hosts.contains("fa:16:3e:00:00:01,10.0.1.3\n"),
+            "{}",
+            f.hosts
+        );
     }
 
     #[test]

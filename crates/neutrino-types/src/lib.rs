@@ -3,6 +3,7 @@
 
 pub mod attrs;
 pub mod bgp;
+pub mod dns;
 pub mod error;
 pub mod flavors;
 pub mod l2gw;

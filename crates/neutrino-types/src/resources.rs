@@ -58,6 +58,8 @@ pub const NETWORK: &[Attr] = &[
     ro("availability_zones").no_filter().no_sort(),
     ro("ipv4_address_scope").no_sort(),
     ro("ipv6_address_scope").no_sort(),
+    // `dns-integration`.
+    rw("dns_domain", Conv::Str(255), Fill::Str("")).no_sort(),
     ro("tags").no_filter().no_sort(),
     ro("created_at"),
     ro("updated_at"),
@@ -121,6 +123,10 @@ pub const PORT: &[Attr] = &[
     rw("fixed_ips", Conv::Any, Fill::Absent).no_sort(),
     rw("device_id", Conv::Str(NAME_LEN), Fill::Str("")),
     rw("device_owner", Conv::Str(NAME_LEN), Fill::Str("")),
+    // `dns-integration` and `dns-domain-ports`.
+    rw("dns_name", Conv::Str(255), Fill::Str("")).no_sort(),
+    rw("dns_domain", Conv::Str(255), Fill::Str("")).no_sort(),
+    ro("dns_assignment").no_filter().no_sort(),
     rw("security_groups", Conv::Any, Fill::Absent).no_sort(),
     rw("allowed_address_pairs", Conv::Any, Fill::EmptyList)
         .no_filter()

@@ -358,6 +358,10 @@ struct ServerArgs {
     /// at once, the rest are answered 503 with a `Retry-After` spread over the next seconds.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     watch_admission_rate: u32,
+    /// The DNS domain of ports' names (their `dns_assignment`, and what the DHCP servers
+    /// hand out as the domain).
+    #[arg(long, default_value = "openstacklocal")]
+    dns_domain: String,
     /// A default quota limit, as `RESOURCE=N` (-1: unlimited), replacing the built-in one
     /// for projects without their own (Neutron's `[quotas] quota_<resource>`); repeatable.
     #[arg(long = "default-quota", value_name = "RESOURCE=N", value_parser = parse_quota)]
@@ -591,6 +595,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         active_barrier: !args.no_active_barrier,
         watch_admission_rate: args.watch_admission_rate,
         default_quotas: args.default_quotas.iter().cloned().collect(),
+        dns_domain: args.dns_domain.clone(),
         policy,
         ..Config::default()
     };

@@ -47,7 +47,15 @@ impl Kind for Networks {
         vec![("router:external", Value::Bool(view.is_external(rec)))]
     }
 
+    fn check_request(&self, body: &Doc) -> ApiResult<()> {
+        match body.get("dns_domain").and_then(Value::as_str) {
+            Some(domain) => neutrino_types::dns::check_dns_domain(domain),
+            None => Ok(()),
+        }
+    }
+
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        doc.entry("dns_domain").or_insert(json!(""));
         let subnets = view.subnet_ids.get(&rec.id).cloned().unwrap_or_default();
         doc.insert("subnets".into(), json!(subnets));
         doc.insert("availability_zones".into(), view.zones_of(&rec.id));

@@ -63,7 +63,25 @@ impl Kind for Ports {
         net.is_some_and(|net| net.project_id == ctx.project_id)
     }
 
+    fn check_request(&self, body: &Doc) -> ApiResult<()> {
+        if let Some(name) = body.get("dns_name").and_then(Value::as_str) {
+            neutrino_types::dns::check_dns_name(name)?;
+        }
+        if let Some(domain) = body.get("dns_domain").and_then(Value::as_str) {
+            neutrino_types::dns::check_dns_domain(domain)?;
+        }
+        Ok(())
+    }
+
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        if !doc.contains_key("dns_assignment") {
+            // Ports stored before DNS integration: under the default domain.
+            let name = s(&rec.body, "dns_name");
+            let a = neutrino_types::dns::assignment(name, &rec.body["fixed_ips"], "openstacklocal");
+            doc.insert("dns_assignment".into(), a);
+            doc.entry("dns_name").or_insert(json!(""));
+            doc.entry("dns_domain").or_insert(json!(""));
+        }
         if let Some(details) = view.trunk_details.get(&rec.id) {
             doc.insert("trunk_details".into(), details.clone());
         }
@@ -107,7 +125,9 @@ impl Kind for Ports {
             let profile = body.entry("binding:profile").or_insert_with(|| json!({}));
             profile["trusted"] = trusted;
         }
-        app.create_port(tx, ctx, body).await
+        let parent = app.create_port(tx, ctx, body).await?;
+        app.assign_dns(body);
+        Ok(parent)
     }
 
     async fn update(
@@ -137,7 +157,11 @@ impl Kind for Ports {
             super::qos::rebind(tx, ctx, "port", &rec.id, &rec.project_id, old, new.as_str())
                 .await?;
         }
-        app.update_port(tx, rec, changes).await
+        app.update_port(tx, rec, changes).await?;
+        if let Some(doc) = rec.body.as_object_mut() {
+            app.assign_dns(doc);
+        }
+        Ok(())
     }
 
     async fn delete(
@@ -1049,6 +1073,15 @@ fn merge_dhcp_opts(current: &[Value], changes: &Value) -> ApiResult<Vec<Value>> 
 }
 
 impl App {
+    /// A port's `dns_assignment` from its `dns_name` and addresses, under the server's DNS
+    /// domain.
+    pub(super) fn assign_dns(&self, doc: &mut Doc) {
+        let name = doc.get("dns_name").and_then(Value::as_str).unwrap_or("");
+        let fixed = doc.get("fixed_ips").cloned().unwrap_or(Value::Null);
+        let a = neutrino_types::dns::assignment(name, &fixed, &self.config().dns_domain);
+        doc.insert("dns_assignment".into(), a);
+    }
+
     /// Creates a port owned by a service (router interface or gateway, floating IP) with the
     /// full port rules (addresses, MAC), bypassing caller policy. `fixed_ips` as in the API
     /// (`None` = automatic). Returns the stored record.

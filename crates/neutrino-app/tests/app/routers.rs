@@ -1590,3 +1590,64 @@ async fn a_port_trusted_flag_lives_in_its_binding_profile() {
     let mine = t.show(&tenant(), "ports", &id(&p)).await;
     assert!(mine.is_err() || mine.unwrap().get("trusted").is_none());
 }
+
+#[tokio::test]
+async fn dns_names_and_assignments_follow_the_port() {
+    let config = Config {
+        dns_domain: "example.test".to_string(),
+        ..Config::default()
+    };
+    let t = env_with(config).await;
+    let net = t
+        .ok(&tenant(), "networks", json!({"dns_domain": "net.example."}))
+        .await;
+    assert_eq!(net["dns_domain"], "net.example.");
+    t.ok(
+        &tenant(),
+        "subnets",
+        json!({"network_id": id(&net), "ip_version": 4, "cidr": "10.0.0.0/24"}),
+    )
+    .await;
+    let p = t
+        .ok(
+            &tenant(),
+            "ports",
+            json!({"network_id": id(&net), "dns_name": "web"}),
+        )
+        .await;
+    let a = &p["dns_assignment"][0];
+    assert_eq!(a["hostname"], "web");
+    assert_eq!(a["fqdn"], "web.example.test.");
+    assert_eq!(a["ip_address"], p["fixed_ips"][0]["ip_address"]);
+    let up = t
+        .update(&tenant(), "ports", &id(&p), json!({"dns_name": ""}))
+        .await
+        .unwrap();
+    let ip = p["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .replace('.', "-");
+    assert_eq!(
+        up["dns_assignment"][0]["hostname"],
+        json!(format!("host-{ip}"))
+    );
+    for bad in ["-web", "a_b", "a.123"] {
+        let e = t
+            .create(
+                &tenant(),
+                "ports",
+                json!({"network_id": id(&net), "dns_name": bad}),
+            )
+            .await;
+        assert_err(e, 400, "HTTPBadRequest");
+    }
+    let e = t
+        .update(
+            &tenant(),
+            "networks",
+            &id(&net),
+            json!({"dns_domain": "no spaces"}),
+        )
+        .await;
+    assert_err(e, 400, "HTTPBadRequest");
+}
