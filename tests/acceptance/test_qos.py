@@ -212,10 +212,13 @@ def test_policy_sharing_default_and_rule_types_through_the_cli(lab):
               "--max-kbps", "10", "--egress", pid, env=env)
     details = osc("network", "qos", "rule", "type", "show", "bandwidth_limit", env=env)
     assert details["drivers"][0]["name"] == "neutrino"
+    # As upstream, a policy a network uses (the owner's own too) stays shared.
+    failed = osc_fails("network", "qos", "policy", "set", "--no-share", pid, env=env)
+    assert "cannot stop being shared" in failed.stderr, failed.stderr
+    osc("network", "set", "--no-qos-policy", net["id"], env=env, json_output=False)
     osc("network", "qos", "policy", "set", "--no-share", "--no-default", pid, env=env,
         json_output=False)
     shown = osc("network", "qos", "policy", "show", pid, env=env)
     assert shown["shared"] is False and shown["is_default"] is False
-    osc("network", "set", "--no-qos-policy", net["id"], env=env, json_output=False)
     osc("network", "delete", net["id"], env=env, json_output=False)
     osc("network", "qos", "policy", "delete", pid, env=env, json_output=False)
