@@ -41,8 +41,8 @@ pub const NETWORK_SEGMENT_RANGE: &[Attr] = &[
     rw("maximum", Conv::Int(1, u32::MAX as i64), Fill::Absent)
         .required()
         .no_filter(),
-    ro("used"),
-    ro("available"),
+    ro("used").no_filter().no_sort(),
+    ro("available").no_filter().no_sort(),
 ];
 
 /// The highest segmentation id of a network type (`None`: not a range type).
