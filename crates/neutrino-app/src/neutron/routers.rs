@@ -1059,7 +1059,12 @@ impl App {
         tx.update("router", &rec.id, &rec.body).await.map_err(db)?;
         if out.is_null() {
             // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
-            let doc = rec.body.as_object().cloned().unwrap_or_default();
+            let mut doc = rec.body.as_object().cloned().unwrap_or_default();
+            let helpers = super::conntrack_helpers::of_routers(tx, vec![rec.id.clone()]).await?;
+            doc.insert(
+                "conntrack_helpers".into(),
+                super::conntrack_helpers::shown_in_router(&helpers),
+            );
             let doc = self.strip_hidden(&COLLECTION, ctx, doc);
             return Ok(json!({ "router": doc }));
         }
