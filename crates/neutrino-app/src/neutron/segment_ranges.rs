@@ -289,6 +289,8 @@ impl Kind for SegmentRanges {
     }
 
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
+        // Upstream's range objects show no `tenant_id`.
+        doc.remove("tenant_id");
         if let Some(extra) = view.computed.get(&rec.id) {
             for (k, v) in extra {
                 doc.insert(k.clone(), v.clone());
