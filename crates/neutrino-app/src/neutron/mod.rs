@@ -268,12 +268,20 @@ impl Collection {
         self
     }
 
-    /// Finds a top-level collection by URL segment.
+    /// Finds a top-level collection by URL segment. As Neutron's router, `-` and `_` are
+    /// one: `/network-segment-ranges` (Tempest's) is `/network_segment_ranges` (the SDK's).
     pub fn by_path(path: &str) -> Option<&'static Collection> {
         COLLECTIONS
             .iter()
             .copied()
             .find(|c| c.path == path && c.nest.is_none())
+            .or_else(|| {
+                let wanted = path.replace('-', "_");
+                COLLECTIONS
+                    .iter()
+                    .copied()
+                    .find(|c| c.path.replace('-', "_") == wanted && c.nest.is_none())
+            })
     }
 
     /// The 404 for record `id` (under the parent member `parent` when nested).

@@ -11,8 +11,8 @@
 //! ranges outside every project's range (`App::allocate_tenant_vni`). `used` maps each
 //! segmentation id of the range held by a network to the network's project; `available`
 //! lists the free ids (at most [`AVAILABLE_SHOWN`] of them). A range cannot be deleted
-//! while a network holds an id in it, nor changed so that its new minimum reaches the
-//! lowest such id or its new maximum the highest (409, as upstream's check).
+//! while a network holds an id in it, nor changed so that it no longer holds them all: a
+//! new minimum above the lowest such id or a new maximum below the highest (409).
 //!
 //! Only the types this server allocates (`vxlan`, `vlan`) take ranges; `gre` and `geneve`
 //! are refused as upstream refuses types its type drivers lack (400). VLAN ranges are kept
@@ -372,19 +372,14 @@ impl Kind for SegmentRanges {
             doc.insert(k.clone(), v.clone());
         }
         let (lo, hi) = (num(&rec.body, "minimum"), num(&rec.body, "maximum"));
-        let resized = changes.contains_key("minimum") || changes.contains_key("maximum");
-        let ids = if resized {
-            held(tx, &range_scope(&rec.body), lo, hi).await?
-        } else {
-            Vec::new()
-        };
+        let ids = held(tx, &range_scope(&rec.body), lo, hi).await?;
         if let (Some(low), Some(high)) = (
             ids.iter().map(|(k, _)| *k).min(),
             ids.iter().map(|(k, _)| *k).max(),
         ) {
             let new_lo = doc.get("minimum").and_then(Value::as_u64).unwrap_or(0);
             let new_hi = doc.get("maximum").and_then(Value::as_u64).unwrap_or(0);
-            if new_lo >= u64::from(low) || new_hi <= u64::from(high) {
+            if new_lo > u64::from(low) || new_hi < u64::from(high) {
                 return Err(referenced(&rec.id));
             }
         }

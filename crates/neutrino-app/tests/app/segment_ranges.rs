@@ -163,8 +163,7 @@ async fn tenant_networks_take_their_projects_ranges() {
         json!({"1100": "project-a", "1101": "project-a", "1102": "project-a"})
     );
     assert_eq!(shown["available"], json!([]));
-    // In use: neither deleted nor shrunk past its networks (upstream's check: the new
-    // minimum must stay below the lowest held id, the maximum above the highest).
+    // In use: neither deleted nor shrunk past its networks.
     assert_err(
         t.delete(&admin(), RANGES, &rid).await,
         409,
@@ -172,14 +171,21 @@ async fn tenant_networks_take_their_projects_ranges() {
     );
     for change in [
         json!({"minimum": 1101}),
-        json!({"minimum": 1100, "maximum": 1150}),
+        json!({"minimum": 1000, "maximum": 1101}),
     ] {
         let r = t.update(&admin(), RANGES, &rid, change).await;
         assert_err(r, 409, "NetworkSegmentRangeReferencedByProject");
     }
-    t.update(&admin(), RANGES, &rid, json!({"name": "renamed"}))
-        .await
-        .unwrap();
+    // Upstream's check: the new span must still hold every held id (a minimum equal to the
+    // lowest is fine).
+    t.update(
+        &admin(),
+        RANGES,
+        &rid,
+        json!({"name": "renamed", "minimum": 1100, "maximum": 1150}),
+    )
+    .await
+    .unwrap();
     t.update(
         &admin(),
         RANGES,
