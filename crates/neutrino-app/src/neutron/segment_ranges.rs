@@ -314,6 +314,11 @@ impl Kind for SegmentRanges {
         true
     }
 
+    fn stored_project(&self, body: &Doc, _project: String) -> String {
+        // A shared range has no project: listings filtered by one leave it out.
+        s(&json!(body), "project_id").to_string()
+    }
+
     fn not_found(&self, _parent: Option<&str>, id: &str) -> Option<ApiError> {
         Some(ApiError::new(
             404,
@@ -326,7 +331,7 @@ impl Kind for SegmentRanges {
         &self,
         _app: &App,
         tx: &mut Tx,
-        ctx: &Context,
+        _ctx: &Context,
         body: &mut Doc,
     ) -> ApiResult<Option<String>> {
         let shared = body.get("shared").and_then(Value::as_bool).unwrap_or(true);
@@ -336,8 +341,9 @@ impl Kind for SegmentRanges {
             body.insert("project_id".into(), Value::Null);
             body.insert("tenant_id".into(), Value::Null);
         } else if s(&json!(body), "project_id").is_empty() {
-            body.insert("project_id".into(), json!(ctx.project_id));
-            body.insert("tenant_id".into(), json!(ctx.project_id));
+            return Err(ApiError::bad_request(
+                "A network segment range that is not shared must have a project_id",
+            ));
         }
         let network_type = s(&json!(body), "network_type").to_string();
         if network_type == "vlan" {

@@ -98,6 +98,23 @@ async fn validation_and_overlaps() {
     );
     // Type and physnet are set once; the span may move (not onto another range).
     let rid = id(&made);
+    // Filtered by a project: only that project's ranges (never shared ones).
+    let p1 = t.ok(&admin(), RANGES, vxlan(7000, 7001, Some("p1"))).await;
+    let listed = t.list(&admin(), RANGES, &[("project_id", "p1")]).await;
+    assert_eq!(listed.iter().map(id).collect::<Vec<_>>(), vec![id(&p1)]);
+    let listed = t
+        .list(&admin(), RANGES, &[("project_id", "admin-project")])
+        .await;
+    assert!(listed.is_empty(), "{listed:?}");
+    let private = json!({"network_type": "vxlan", "minimum": 7100, "maximum": 7101,
+                         "shared": false, "project_id": ""});
+    assert_eq!(
+        t.create(&admin(), RANGES, private)
+            .await
+            .unwrap_err()
+            .status,
+        400
+    );
     let r = t
         .update(&admin(), RANGES, &rid, json!({"network_type": "vlan"}))
         .await;
