@@ -8,8 +8,8 @@
 //! one router cannot have two helpers of the same protocol, port and helper (400, as
 //! upstream's duplicate entry). The router's owner manages them (`ext_parent:project_id`),
 //! routers list them as `conntrack_helpers` (`expose-l3-conntrack-helper`), and a deleted
-//! router takes its helpers with it. The agents do not realise them yet: no `ct helper`
-//! objects are made in the router namespaces.
+//! router takes its helpers with it. Agents mirror them (a feed kind) and realise them in the
+//! router namespaces (`neutrino_dataplane::conntrack_helpers`).
 
 use async_trait::async_trait;
 use neutrino_store::{Record, Selector, Tx};
