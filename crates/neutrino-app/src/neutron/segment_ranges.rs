@@ -14,6 +14,9 @@
 //! while a network holds an id in it, nor changed so that it no longer holds them all: a
 //! new minimum above the lowest such id or a new maximum below the highest (409).
 //!
+//! Range writes lock the default range before the overlap check, so the checks of several
+//! servers on one PostgreSQL database run one after the other.
+//!
 //! Only the types this server allocates (`vxlan`, `vlan`) take ranges; `gre` and `geneve`
 //! are refused as upstream refuses types its type drivers lack (400). VLAN ranges are kept
 //! and checked, but tenant networks are VXLAN, so they do not steer any allocation.
@@ -108,9 +111,18 @@ async fn all_ranges(tx: &mut Tx) -> ApiResult<Vec<Record>> {
 }
 
 /// Refuses a range overlapping another non-default one of its type and physical network.
+/// Locks the default ranges first, so that concurrent range writes of several servers
+/// (PostgreSQL) check one after the other.
 async fn check_overlap(tx: &mut Tx, id: &str, doc: &Value) -> ApiResult<()> {
     let (lo, hi) = (num(doc, "minimum"), num(doc, "maximum"));
     let scope = range_scope(doc);
+    for default in all_ranges(tx)
+        .await?
+        .iter()
+        .filter(|r| r.body["default"] == true)
+    {
+        tx.lock(KIND, &default.id).await.map_err(db)?;
+    }
     let overlapping: Vec<String> = all_ranges(tx)
         .await?
         .into_iter()
