@@ -233,3 +233,24 @@ async fn tenant_networks_take_their_projects_ranges() {
     let r = t.delete(&admin(), RANGES, &id(&range)).await;
     assert_err(r, 409, "NetworkSegmentRangeReferencedByProject");
 }
+
+#[tokio::test]
+async fn concurrent_overlapping_ranges_one_wins() {
+    for pair in server_pairs().await {
+        // A fresh span, also on a PostgreSQL database earlier runs left ranges in.
+        let lo = 10_000_000 + u64::from(rand::random::<u16>()) * 16;
+        let body = |shift: u64| doc(vxlan(lo + shift, lo + shift + 7, None));
+        let (coll, who) = (coll(RANGES), admin());
+        let (a, b) = tokio::join!(
+            pair.one.create(&who, coll, vec![body(0)]),
+            pair.two.create(&who, coll, vec![body(4)]),
+        );
+        let won = [&a, &b].iter().filter(|r| r.is_ok()).count();
+        assert_eq!(won, 1, "{a:?} {b:?}");
+        let (won, lost) = if a.is_err() { (b, a) } else { (a, b) };
+        assert_err(lost, 409, "NetworkSegmentRangeOverlaps");
+        let made = won.unwrap().remove(0);
+        let id = made["id"].as_str().unwrap();
+        pair.one.delete(&admin(), coll, id, None).await.unwrap();
+    }
+}
