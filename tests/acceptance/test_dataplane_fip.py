@@ -12,7 +12,7 @@ import uuid
 
 from conftest import osc, osc_run
 from dataplane_lab import (  # noqa: F401 (lab is a fixture)
-    bound_port, ip_of, lab, needs_root, tcp_peer, wait_active, wait_for)
+    bound_port, ip_of, lab, needs_root, sh, tcp_peer, wait_active, wait_for)
 
 pytestmark = needs_root
 
@@ -191,3 +191,57 @@ def test_port_forwarding_reaches_the_right_instance_port(lab):
     # The floating IP cannot go while it still forwards.
     _, refused = osc_run("floating", "ip", "delete", fip["id"], env=env, json_output=False)
     assert refused.returncode != 0, refused.stdout
+
+
+def _helper_tables(router: str) -> dict[str, str]:
+    """The `inet neutrino_cthelper` table of each namespace of the router, by namespace."""
+    out = {}
+    for name in sh("ip", "netns", "list").stdout.split():
+        if f"qrouter-{router}" not in name:
+            continue
+        listed = sh("ip", "netns", "exec", name, "nft", "list", "table", "inet",
+                    "neutrino_cthelper", check=False)
+        if listed.returncode == 0:
+            out[name] = listed.stdout
+    return out
+
+
+def test_conntrack_helpers_in_the_router_namespace(lab):
+    """A router's conntrack helpers (made, changed and deleted with the ``openstack`` CLI)
+    become nftables ``ct helper`` objects and the rules assigning them in its namespace."""
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    public = osc("network", "create", "--external", f"dp-cthpub-{tag}", env=env)["id"]
+    subnet(env, public, "192.2.4.0/24", "cthpub")
+    project = osc("network", "create", f"dp-cthproj-{tag}", env=env)["id"]
+    project_sub = subnet(env, project, "10.10.241.0/24", "cthproj")
+    router = osc("router", "create", f"dp-cthr-{tag}", env=env)["id"]
+    osc("router", "set", "--external-gateway", public, router, env=env, json_output=False)
+    osc("router", "add", "subnet", router, project_sub, env=env, json_output=False)
+    a = bound_port(env, project, "h1", "a")
+    wait_active(env, a["id"])
+    wait_router_ports(env, router, 2)
+
+    tftp = osc("network", "l3", "conntrack", "helper", "create", "--helper", "tftp",
+               "--protocol", "udp", "--port", "69", router, env=env)
+    osc("network", "l3", "conntrack", "helper", "create", "--helper", "ftp", "--protocol",
+        "tcp", "--port", "21", router, env=env)
+
+    def rules() -> list[str]:
+        tables = _helper_tables(router)
+        if len(tables) != 1:
+            return []
+        text = next(iter(tables.values()))
+        return sorted(line.strip() for line in text.splitlines()
+                      if "ct helper set" in line or line.strip().startswith("type \""))
+
+    wait_for("helpers in the namespace", lambda: rules() == [
+        'tcp dport 21 ct helper set "h0"', 'type "ftp" protocol tcp',
+        'type "tftp" protocol udp', 'udp dport 69 ct helper set "h1"'])
+    osc("network", "l3", "conntrack", "helper", "set", "--port", "6969", router, tftp["id"],
+        env=env, json_output=False)
+    wait_for("changed helper", lambda: 'udp dport 6969 ct helper set "h1"' in rules())
+    for helper in osc("network", "l3", "conntrack", "helper", "list", router, env=env):
+        osc("network", "l3", "conntrack", "helper", "delete", router, helper["ID"], env=env,
+            json_output=False)
+    wait_for("helpers table gone", lambda: _helper_tables(router) == {})

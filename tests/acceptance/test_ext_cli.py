@@ -1,5 +1,5 @@
-"""The `openstack` CLI on trunks, address groups, the auto-allocated topology, and service
-flavors and providers."""
+"""The `openstack` CLI on trunks, address groups, the auto-allocated topology, service
+flavors and providers, network segment ranges and router conntrack helpers."""
 
 from __future__ import annotations
 
@@ -310,3 +310,74 @@ def test_dhcp_agent_scheduling(tmp_path):
         assert status == 409 and doc["NeutronError"]["type"] == "NetworkNotHostedByDhcpAgent"
     finally:
         server.stop()
+
+
+def test_network_segment_ranges(admin_env, cleanup):
+    env_b = _member_env(admin_env, cleanup)
+    ranges = osc("network", "segment", "range", "list", "--long", env=admin_env)
+    default = [r for r in ranges if r["Default"]]
+    assert len(default) == 1 and default[0]["Network Type"] == "vxlan"
+    osc_fails("network", "segment", "range", "delete", default[0]["ID"], env=admin_env)
+
+    project = osc("project", "create", unique("ranges"), env=admin_env)
+    cleanup.add(osc_run, "project", "delete", project["id"], env=admin_env)
+    name = unique("range")
+    # Far above anything else the suite allocates, so that no other network lands in it.
+    made = osc("network", "segment", "range", "create", "--private", "--project", project["id"],
+               "--network-type", "vxlan", "--minimum", "9000100", "--maximum", "9000101", name,
+               env=admin_env)
+    cleanup.add(osc_run, "network", "segment", "range", "delete", made["id"], env=admin_env)
+    assert made["default"] is False and made["shared"] is False
+    assert made["project_id"] == project["id"]
+    assert (made["minimum"], made["maximum"]) == (9000100, 9000101)
+    failed = osc_fails("network", "segment", "range", "create", "--shared", "--network-type",
+                       "vxlan", "--minimum", "9000101", "--maximum", "9000200", unique("range"),
+                       env=admin_env)
+    assert "overlaps" in failed.stderr
+    # Admin-only: other projects' listings leave every range out.
+    assert osc("network", "segment", "range", "list", env=env_b) == []
+
+    # The project's network takes an id of its range; the range is then in use.
+    net = osc("network", "create", "--project", project["id"], unique("net"), env=admin_env)
+    cleanup.add(osc_run, "network", "delete", net["id"], env=admin_env)
+    assert net["provider:segmentation_id"] == 9000100
+    shown = osc("network", "segment", "range", "show", name, env=admin_env)
+    # (The CLI turns the API's {id: project} into {project: [ids]}.)
+    assert shown["used"] == {project["id"]: ["9000100"]} and shown["available"] == ["9000101"]
+    failed = osc_fails("network", "segment", "range", "delete", name, env=admin_env)
+    assert "referenced" in failed.stderr
+    osc("network", "delete", net["id"], env=admin_env)
+    osc("network", "segment", "range", "set", "--name", name + "-x", "--minimum", "9000090",
+        "--maximum", "9000150", name, env=admin_env)
+    shown = osc("network", "segment", "range", "show", name + "-x", env=admin_env)
+    assert shown["maximum"] == 9000150 and shown["used"] == {}
+    osc("network", "segment", "range", "delete", name + "-x", env=admin_env)
+    osc_fails("network", "segment", "range", "show", made["id"], env=admin_env)
+
+
+def test_router_conntrack_helpers(admin_env, cleanup):
+    env_b = _member_env(admin_env, cleanup)
+    router = osc("router", "create", unique("router"), env=admin_env)
+    cleanup.add(osc_run, "router", "delete", router["id"], env=admin_env)
+    helper = osc("network", "l3", "conntrack", "helper", "create", "--helper", "tftp",
+                 "--protocol", "udp", "--port", "69", router["id"], env=admin_env)
+    assert (helper["helper"], helper["protocol"], helper["port"]) == ("tftp", "udp", 69)
+    failed = osc_fails("network", "l3", "conntrack", "helper", "create", "--helper", "tftp",
+                       "--protocol", "tcp", "--port", "69", router["id"], env=admin_env)
+    assert "does not support" in failed.stderr
+    osc_fails("network", "l3", "conntrack", "helper", "create", "--helper", "nope",
+              "--protocol", "tcp", "--port", "69", router["id"], env=admin_env)
+    listed = osc("network", "l3", "conntrack", "helper", "list", router["id"], env=admin_env)
+    assert [h["ID"] for h in listed] == [helper["id"]]
+    osc("network", "l3", "conntrack", "helper", "set", "--port", "6969", router["id"],
+        helper["id"], env=admin_env)
+    shown = osc("network", "l3", "conntrack", "helper", "show", router["id"], helper["id"],
+                env=admin_env)
+    assert shown["port"] == 6969
+    assert osc("router", "show", router["id"], env=admin_env)["conntrack_helpers"] == [
+        {"protocol": "udp", "port": 6969, "helper": "tftp"}]
+    # Another project does not see the router's helpers.
+    osc_fails("network", "l3", "conntrack", "helper", "list", router["id"], env=env_b)
+    osc("network", "l3", "conntrack", "helper", "delete", router["id"], helper["id"],
+        env=admin_env)
+    assert osc("network", "l3", "conntrack", "helper", "list", router["id"], env=admin_env) == []

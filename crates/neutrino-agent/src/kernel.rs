@@ -174,6 +174,8 @@ fn json_of(program: &str, args: &[&str]) -> Result<Value, AgentError> {
 
 /// Separates the router table's listing from the metering table's.
 const METER_MARK: &str = "--neutrino-meter--";
+/// Separates the helpers table's listing from the metering table's.
+const HELPERS_MARK: &str = "--neutrino-cthelper--";
 
 /// The comment of a table listed as text, in the shape of `nft -j` output (nft 1.0.6 leaves
 /// table comments out of its JSON).
@@ -224,21 +226,26 @@ impl Kernel for IpRoute2 {
             let docs = json_documents(&out);
             let v6 = json_of("ip", &["-n", name, "-j", "-6", "route", "show"])
                 .unwrap_or(Value::Array(Vec::new()));
-            let (mut ip_forward, mut nft, mut meter) = (None, None, None);
+            let (mut ip_forward, mut nft, mut meter, mut helpers) = (None, None, None, None);
             if router {
                 let script = format!(
                     "echo $(cat /proc/sys/net/ipv4/ip_forward)$(cat /proc/sys/net/ipv6/conf/all/proxy_ndp); \
                      nft list table inet {} 2>/dev/null; \
-                     echo {METER_MARK}; nft list table inet {} 2>/dev/null; true",
+                     echo {METER_MARK}; nft list table inet {} 2>/dev/null; \
+                     echo {HELPERS_MARK}; nft list table inet {} 2>/dev/null; true",
                     neutrino_dataplane::router::TABLE,
                     neutrino_dataplane::meter::TABLE,
+                    neutrino_dataplane::conntrack_helpers::TABLE,
                 );
                 let (_, out, _) = run("ip", &["netns", "exec", name, "sh", "-c", &script], None)?;
                 let (first, rest) = out.split_once('\n').unwrap_or((out.as_str(), ""));
                 ip_forward = Some(first.to_string());
-                let (router_part, meter_part) = rest.split_once(METER_MARK).unwrap_or((rest, ""));
+                let (router_part, rest) = rest.split_once(METER_MARK).unwrap_or((rest, ""));
+                let (meter_part, helpers_part) =
+                    rest.split_once(HELPERS_MARK).unwrap_or((rest, ""));
                 nft = table_comment(router_part);
                 meter = table_comment(meter_part);
+                helpers = table_comment(helpers_part);
             }
             namespaces.push(RawNamespace {
                 name: name.to_string(),
@@ -248,6 +255,7 @@ impl Kernel for IpRoute2 {
                 ip_forward,
                 nft,
                 meter,
+                helpers,
                 neighbors: docs.get(3).cloned().unwrap_or_default(),
                 rules: docs.get(4).cloned().unwrap_or_default(),
                 table_routes: docs.get(5).cloned().unwrap_or_default(),

@@ -76,6 +76,8 @@ pub const FEED_KINDS: &[&str] = &[
     "port_forwarding",
     // NDP proxies: routers answer for internal IPv6 addresses on their gateway.
     "ndp_proxy",
+    // Conntrack helpers: routers assign them to their ports' connections.
+    "conntrack_helper",
     // Service function chaining, for the dataplane that will render chains.
     "flow_classifier",
     "port_pair",

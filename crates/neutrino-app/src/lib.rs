@@ -155,6 +155,7 @@ impl App {
             }),
         };
         app.ensure_rule_templates().await?;
+        app.ensure_default_segment_ranges().await?;
         Ok(app)
     }
 

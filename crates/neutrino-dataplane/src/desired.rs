@@ -382,6 +382,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     for ((router, netns), ports) in &routers {
         if let Some(ns) = out.state.namespaces.get_mut(netns) {
             add_router(cluster, router, ports, ns);
+            ns.helpers = crate::conntrack_helpers::router_table(cluster, router);
             let gateway = ports.iter().find(|p| p.gateway);
             if let Some(m) =
                 gateway.and_then(|qg| crate::meter::router_table(cluster, router, &qg.ifname))

@@ -9,6 +9,7 @@
 
 pub mod bgp;
 pub mod cluster;
+pub mod conntrack_helpers;
 pub mod desired;
 pub mod dhcp;
 pub mod dvr;

@@ -55,6 +55,8 @@ pub struct RawNamespace {
     pub nft: Option<Value>,
     /// Routers only, when the table `inet neutrino_meter` exists: its comment, as `nft`.
     pub meter: Option<Value>,
+    /// Routers only, when the table `inet neutrino_cthelper` exists: its comment, as `nft`.
+    pub helpers: Option<Value>,
     /// Routers only: `ip -j neigh show nud permanent`.
     pub neighbors: Value,
     /// Routers only: `ip -j neigh show proxy`.
@@ -205,6 +207,14 @@ pub fn observe(raw: &RawHost) -> HostState {
             });
         parsed.meter = ns
             .meter
+            .as_ref()
+            .and_then(table_digest)
+            .map(|digest| NftTable {
+                digest,
+                script: String::new(),
+            });
+        parsed.helpers = ns
+            .helpers
             .as_ref()
             .and_then(table_digest)
             .map(|digest| NftTable {

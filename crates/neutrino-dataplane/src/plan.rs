@@ -545,6 +545,17 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             }),
             _ => {}
         }
+        match (&want.helpers, &have.helpers) {
+            (Some(table), have) if have.as_ref() != Some(table) => ops.push(Op::LoadNft {
+                netns: netns.clone(),
+                script: table.script.clone(),
+            }),
+            (None, Some(_)) => ops.push(Op::LoadNft {
+                netns: netns.clone(),
+                script: crate::conntrack_helpers::DROP_SCRIPT.to_string(),
+            }),
+            _ => {}
+        }
         plan_dvr_namespace(&mut ops, netns, want, have);
         plan_ndp_proxies(&mut ops, netns, want, have);
     }

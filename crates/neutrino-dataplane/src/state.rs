@@ -100,6 +100,8 @@ pub struct Namespace {
     pub nft: Option<NftTable>,
     /// Routers with metering labels: the metering table ([`crate::meter`]).
     pub meter: Option<NftTable>,
+    /// Routers with conntrack helpers: the helpers table ([`crate::conntrack_helpers`]).
+    pub helpers: Option<NftTable>,
     /// Desired state only: interfaces addressed by a DHCP client inside the instance, whose
     /// addresses and routes the agent leaves alone.
     pub dhcp_clients: BTreeSet<String>,

@@ -402,6 +402,16 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "remove_bgp_speaker_from_dragent", check: "rule:admin_only", description: "Remove a BGP speaker from a dynamic routing agent", operations: &[("DELETE", "/agents/{agent_id}/bgp-drinstances/{bgp_speaker_id}")] },
     DefaultRule { name: "list_bgp_speaker_on_dragent", check: "rule:admin_only", description: "List BGP speakers hosted by a dynamic routing agent", operations: &[("GET", "/agents/{agent_id}/bgp-drinstances")] },
     DefaultRule { name: "list_dragent_hosting_bgp_speaker", check: "rule:admin_only", description: "List dynamic routing agents hosting a BGP speaker", operations: &[("GET", "/bgp-speakers/{bgp_speaker_id}/bgp-dragents")] },
+    // neutron/conf/policies/network_segment_range.py
+    DefaultRule { name: "create_network_segment_range", check: "rule:admin_only", description: "Create a network segment range", operations: &[("POST", "/network_segment_ranges")] },
+    DefaultRule { name: "get_network_segment_range", check: "rule:admin_only", description: "Get a network segment range", operations: &[("GET", "/network_segment_ranges"), ("GET", "/network_segment_ranges/{id}")] },
+    DefaultRule { name: "update_network_segment_range", check: "rule:admin_only", description: "Update a network segment range", operations: &[("PUT", "/network_segment_ranges/{id}")] },
+    DefaultRule { name: "delete_network_segment_range", check: "rule:admin_only", description: "Delete a network segment range", operations: &[("DELETE", "/network_segment_ranges/{id}")] },
+    // neutron/conf/policies/l3_conntrack_helper.py (named after Neutrino's resource: create_conntrack_helper for upstream's create_router_conntrack_helper, ...)
+    DefaultRule { name: "create_conntrack_helper", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Create a router conntrack helper", operations: &[("POST", "/routers/{router_id}/conntrack_helpers")] },
+    DefaultRule { name: "get_conntrack_helper", check: "(rule:admin_only) or (role:reader and project_id:%(ext_parent:project_id)s)", description: "Get a router conntrack helper", operations: &[("GET", "/routers/{router_id}/conntrack_helpers"), ("GET", "/routers/{router_id}/conntrack_helpers/{conntrack_helper_id}")] },
+    DefaultRule { name: "update_conntrack_helper", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Update a router conntrack helper", operations: &[("PUT", "/routers/{router_id}/conntrack_helpers/{conntrack_helper_id}")] },
+    DefaultRule { name: "delete_conntrack_helper", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Delete a router conntrack helper", operations: &[("DELETE", "/routers/{router_id}/conntrack_helpers/{conntrack_helper_id}")] },
     // neutron/conf/policies/flavor.py
     DefaultRule { name: "create_flavor", check: "rule:admin_only", description: "Create a flavor", operations: &[("POST", "/flavors")] },
     DefaultRule { name: "get_flavor", check: "rule:regular_user", description: "Get a flavor", operations: &[("GET", "/flavors"), ("GET", "/flavors/{id}")] },

@@ -14,6 +14,7 @@ pub mod port_forwarding;
 pub mod qos;
 pub mod query;
 pub mod resources;
+pub mod segment_ranges;
 pub mod sfc;
 pub mod sfc_status;
 

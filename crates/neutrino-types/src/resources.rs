@@ -238,6 +238,8 @@ pub const ROUTER: &[Attr] = &[
         .no_filter()
         .no_sort(),
     ro("availability_zones").no_filter().no_sort(),
+    // `expose-l3-conntrack-helper`: protocol, port and helper of each of its helpers.
+    ro("conntrack_helpers").no_filter().no_sort(),
     rw("distributed", Conv::NullableBool, Fill::Absent).admin(),
     rw("tags", Conv::StrList, Fill::Absent)
         .create_only()

@@ -246,6 +246,7 @@ impl App {
     ) -> ApiResult<Record> {
         stamp_new(&mut body, &id, &project);
         let parent = coll.kind.create(self, tx, ctx, &mut body).await?;
+        let project = coll.kind.stored_project(&body, project);
         if coll.taggable && !body.contains_key("tags") {
             body.insert("tags".into(), json!([]));
         }

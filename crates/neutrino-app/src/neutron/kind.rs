@@ -102,6 +102,18 @@ pub(crate) trait Kind: Send + Sync {
         )
     }
 
+    /// Whether a create may name no project (`project_id: ""`): a shared network segment
+    /// range has none.
+    fn allows_no_project(&self) -> bool {
+        false
+    }
+
+    /// The project a new record is stored (and filtered) under, once `create` completed its
+    /// document; `project`: the one the request named or implied.
+    fn stored_project(&self, _body: &Doc, project: String) -> String {
+        project
+    }
+
     /// Drops query keys the kind ignores instead of refusing (`None`: keep them all).
     fn known_query(&self, _pairs: &[(String, String)]) -> Option<Vec<(String, String)>> {
         None

@@ -7,6 +7,7 @@ mod address_scopes;
 mod authz;
 mod auto_topology;
 mod bgp;
+mod conntrack_helpers;
 mod dhcp;
 mod flavors;
 mod floatingips;
@@ -32,6 +33,7 @@ mod routers_dvr;
 mod scheduler;
 mod scopes;
 mod secgroups;
+mod segment_ranges;
 mod sfc;
 mod subnetpools;
 mod subnets;
@@ -94,6 +96,8 @@ pub static COLLECTIONS: &[&Collection] = &[
     &qos::ALIAS_MINIMUM_PACKET_RATE_RULES,
     &port_forwardings::COLLECTION,
     &ndp_proxies::COLLECTION,
+    &segment_ranges::COLLECTION,
+    &conntrack_helpers::COLLECTION,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind
@@ -264,12 +268,20 @@ impl Collection {
         self
     }
 
-    /// Finds a top-level collection by URL segment.
+    /// Finds a top-level collection by URL segment. As Neutron's router, `-` and `_` are
+    /// one: `/network-segment-ranges` (Tempest's) is `/network_segment_ranges` (the SDK's).
     pub fn by_path(path: &str) -> Option<&'static Collection> {
         COLLECTIONS
             .iter()
             .copied()
             .find(|c| c.path == path && c.nest.is_none())
+            .or_else(|| {
+                let wanted = path.replace('-', "_");
+                COLLECTIONS
+                    .iter()
+                    .copied()
+                    .find(|c| c.path.replace('-', "_") == wanted && c.nest.is_none())
+            })
     }
 
     /// The 404 for record `id` (under the parent member `parent` when nested).
@@ -387,6 +399,9 @@ pub(crate) fn owner_project(ctx: &Context, body: &mut Doc, coll: &Collection) ->
         (Some(a), _) | (None, Some(a)) => a.to_string(),
         (None, None) => ctx.project_id.clone(),
     };
+    if project.is_empty() && coll.kind.allows_no_project() && ctx.is_admin() {
+        return Ok(project);
+    }
     if project.is_empty() {
         return Err(ApiError::bad_request(format!(
             "Failed to parse request. Required attribute 'project_id' not specified for {resource}"

@@ -129,15 +129,24 @@ impl Kind for Networks {
 const VXLAN_OVERHEAD: u32 = 50;
 const NETWORK_TYPES: &[&str] = &["vxlan", "vlan", "flat", "local"];
 /// Claim keys are zero-padded so that text order is numeric order.
-fn seg_key(id: u32) -> String {
+pub(super) fn seg_key(id: u32) -> String {
     format!("{id:010}")
 }
 
-fn seg_scope(network_type: &str, physnet: Option<&str>) -> String {
+pub(super) fn seg_scope(network_type: &str, physnet: Option<&str>) -> String {
     match physnet {
         Some(p) => format!("segment:{network_type}:{p}"),
         None => format!("segment:{network_type}"),
     }
+}
+
+/// Neutron's `NoNetworkAvailable`.
+pub(super) fn no_network_available() -> ApiError {
+    ApiError::new(
+        503,
+        "NoNetworkAvailable",
+        "Unable to create the network. No tenant network is available for allocation.",
+    )
 }
 
 impl App {
@@ -194,6 +203,20 @@ impl App {
         hi: u32,
         owner: &str,
     ) -> ApiResult<u32> {
+        self.try_allocate_segment(tx, scope, lo, hi, owner)
+            .await?
+            .ok_or_else(no_network_available)
+    }
+
+    /// [`App::allocate_segment`], `None` when `[lo, hi]` has no free id.
+    pub(super) async fn try_allocate_segment(
+        &self,
+        tx: &mut Tx,
+        scope: &str,
+        lo: u32,
+        hi: u32,
+        owner: &str,
+    ) -> ApiResult<Option<u32>> {
         let span = u64::from(hi - lo) + 1;
         for attempt in 0..16 {
             // The lowest free id first; after a lost race, from a random point.
@@ -208,14 +231,10 @@ impl App {
             }
             let Some(id) = found else { break };
             if tx.claim(scope, &seg_key(id), owner).await.map_err(db)? {
-                return Ok(id);
+                return Ok(Some(id));
             }
         }
-        Err(ApiError::new(
-            503,
-            "NoNetworkAvailable",
-            "Unable to create the network. No tenant network is available for allocation.",
-        ))
+        Ok(None)
     }
 
     pub(super) async fn create_network(
@@ -274,7 +293,13 @@ impl App {
                         }
                         v as u32
                     }
-                    None => self.allocate_segment(tx, &scope, lo, hi, &id).await?,
+                    None => {
+                        let project = s(&json!(body), "project_id").to_string();
+                        match self.allocate_tenant_vni(tx, &scope, &project, &id).await? {
+                            Some(vni) => vni,
+                            None => self.allocate_segment(tx, &scope, lo, hi, &id).await?,
+                        }
+                    }
                 };
                 (None, Some(vni))
             }

@@ -44,7 +44,13 @@ impl Kind for Routers {
         view: &mut View,
         _need: Need,
     ) -> ApiResult<()> {
-        view.load_zones(tx, "router", records).await
+        view.load_zones(tx, "router", records).await?;
+        let ids = records.iter().map(|r| r.id.clone()).collect();
+        for helper in super::conntrack_helpers::of_routers(tx, ids).await? {
+            let router = helper.parent_id.clone().unwrap_or_default();
+            view.children.entry(router).or_default().push(helper);
+        }
+        Ok(())
     }
 
     fn render(&self, view: &View, _ctx: &Context, rec: &Record, doc: &mut Doc) {
@@ -53,6 +59,11 @@ impl Kind for Routers {
         let ndp = doc.get("enable_ndp_proxy") == Some(&json!(true))
             && !doc.get("external_gateway_info").is_none_or(Value::is_null);
         doc.insert("enable_ndp_proxy".into(), json!(ndp));
+        let helpers = view.children.get(&rec.id).map_or(&[][..], Vec::as_slice);
+        doc.insert(
+            "conntrack_helpers".into(),
+            super::conntrack_helpers::shown_in_router(helpers),
+        );
     }
 
     fn check_request(&self, body: &Doc) -> ApiResult<()> {
@@ -91,7 +102,8 @@ impl Kind for Routers {
         rec: &Record,
         _view: &View,
     ) -> ApiResult<()> {
-        app.delete_router(tx, ctx, rec).await
+        app.delete_router(tx, ctx, rec).await?;
+        super::conntrack_helpers::drop_router_helpers(tx, &rec.id).await
     }
 
     fn actions(&self) -> &'static [&'static str] {
@@ -1047,7 +1059,12 @@ impl App {
         tx.update("router", &rec.id, &rec.body).await.map_err(db)?;
         if out.is_null() {
             // Admin-only attributes (`ha`) stay hidden from others, as in `show`.
-            let doc = rec.body.as_object().cloned().unwrap_or_default();
+            let mut doc = rec.body.as_object().cloned().unwrap_or_default();
+            let helpers = super::conntrack_helpers::of_routers(tx, vec![rec.id.clone()]).await?;
+            doc.insert(
+                "conntrack_helpers".into(),
+                super::conntrack_helpers::shown_in_router(&helpers),
+            );
             let doc = self.strip_hidden(&COLLECTION, ctx, doc);
             return Ok(json!({ "router": doc }));
         }

@@ -50,6 +50,8 @@ pub(crate) struct View {
     pub(super) port_details: HashMap<String, Value>,
     /// The availability zones serving each network or router, by id.
     pub(super) zones: HashMap<String, Vec<String>>,
+    /// Computed attributes by record id (a network segment range's `used` and `available`).
+    pub(super) computed: HashMap<String, Doc>,
 }
 
 /// Sorted, deduplicated ids, or `None` (meaning all) when there are too many to name.

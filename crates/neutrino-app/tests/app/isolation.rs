@@ -58,6 +58,10 @@ enum Shape {
     PortForwarding,
     /// An NDP proxy of A's router for A's port (IPv6, one address scope).
     NdpProxy,
+    /// A conntrack helper of A's router (the collection nested under it).
+    ConntrackHelper,
+    /// A network segment range of project A (admin-only).
+    SegmentRange,
     SubnetPool,
     SubnetPoolShared,
     AddressScope,
@@ -178,6 +182,8 @@ static ROWS: &[Row] = &[
     row("port_forwardings", PortForwarding, PRIVATE, OWNER)
         .create("ofhfo")
         .except(&[("create_in_a", "ofbbo")]),
+    // Conntrack helpers are the router owner's, as port forwardings the floating IP's.
+    row("conntrack_helpers", ConntrackHelper, PRIVATE, OWNER).create("ofhfo"),
     row("subnetpools", SubnetPool, PRIVATE, OWNER),
     row("subnetpools", SubnetPoolShared, ALL, SHARED),
     row("address-scopes", AddressScope, PRIVATE, OWNER),
@@ -271,6 +277,15 @@ static ROWS: &[Row] = &[
     row(
         "service_profiles",
         ServiceProfile,
+        ADMIN_READS,
+        ADMIN_WRITES,
+    )
+    .create(ADMIN_CREATES)
+    .except(&[("create_in_a", ADMIN_IN_A)]),
+    // Network segment ranges: every rule admin-only.
+    row(
+        "network_segment_ranges",
+        SegmentRange,
         ADMIN_READS,
         ADMIN_WRITES,
     )
@@ -838,6 +853,39 @@ impl Env {
                 Fixture::new(pf, create)
                     .update(json!({"description": "renamed"}))
                     .under(fip)
+            }
+            ConntrackHelper => {
+                let router = id(&self.ok(&tenant(), "routers", json!({})).await);
+                let create = json!({"protocol": "udp", "port": 69, "helper": "tftp"});
+                let helper = if op.starts_with("create") {
+                    String::new()
+                } else {
+                    let made = self
+                        .app
+                        .create_in(
+                            &tenant(),
+                            coll("conntrack_helpers"),
+                            Some(&router),
+                            vec![doc(create.clone())],
+                        )
+                        .await
+                        .unwrap();
+                    made[0]["id"].as_str().unwrap().to_string()
+                };
+                Fixture::new(helper, create)
+                    .update(json!({"port": 6969}))
+                    .under(router)
+            }
+            SegmentRange => {
+                let span = |k: u32| {
+                    let lo = 100_000 + k * 10;
+                    json!({"network_type": "vxlan", "shared": false, "minimum": lo,
+                           "maximum": lo + 5})
+                };
+                let mut body = span(n());
+                body["project_id"] = json!("project-a");
+                let range = id(&self.ok(&admin(), "network_segment_ranges", body).await);
+                Fixture::new(range, span(n())).update(json!({"name": "new"}))
             }
             FloatingIp => {
                 let ext = self.a_external().await;

@@ -87,6 +87,7 @@ pub fn coll(path: &str) -> &'static Collection {
         .or_else(|| Collection::by_path(&format!("sfc/{path}")))
         .or_else(|| Collection::child("qos/policies", path))
         .or_else(|| Collection::child("floatingips", path))
+        .or_else(|| Collection::child("routers", path))
         .unwrap()
 }
 
