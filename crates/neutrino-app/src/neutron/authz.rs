@@ -38,6 +38,18 @@ pub(super) fn network_parent(view: &View, ctx: &Context, rec: &Record) -> Extras
     ]
 }
 
+/// The owner of a nested record's loaded parent as Neutron's `ext_parent:*` keys (a QoS
+/// rule's policy, a port forwarding's floating IP, a conntrack helper's router); nothing when
+/// the parent is not loaded.
+pub(super) fn parent_owner(view: &View, rec: &Record) -> Extras {
+    view.parent_of(rec).map_or_else(Vec::new, |p| {
+        vec![
+            ("ext_parent:project_id", Value::from(p.project_id.as_str())),
+            ("ext_parent:tenant_id", Value::from(p.project_id.as_str())),
+        ]
+    })
+}
+
 /// `shared` as the caller sees a resource shared through RBAC policies.
 pub(super) fn shared(view: &View, ctx: &Context, rec: &Record) -> Extras {
     vec![(

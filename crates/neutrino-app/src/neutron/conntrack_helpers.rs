@@ -17,9 +17,9 @@ use neutrino_types::segment_ranges::{self as spec, check_helper};
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::authz::Extras;
+use super::authz::{parent_owner, Extras};
 use super::kind::Kind;
-use super::view::{narrow, parent_ids, Need};
+use super::view::Need;
 use super::{s, Collection, Doc, View};
 use crate::{db, App, Context};
 
@@ -112,30 +112,17 @@ impl Kind for ConntrackHelpers {
         need: Need,
     ) -> ApiResult<()> {
         if need == Need::Check {
-            let sel = Selector {
-                ids: narrow(parent_ids(records)),
-                ..Default::default()
-            };
-            for router in tx.list("router", &sel).await.map_err(db)? {
-                view.parents.insert(router.id.clone(), router);
-            }
+            view.load_parents(tx, "router", records).await?;
         }
         Ok(())
     }
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        let router = rec.parent_id.as_deref().and_then(|p| view.parents.get(p));
-        router.is_some_and(|r| ctx.owns(&r.project_id))
+        view.parent_of(rec).is_some_and(|r| ctx.owns(&r.project_id))
     }
 
     fn policy_extras(&self, view: &View, _ctx: &Context, rec: &Record) -> Extras {
-        let router = rec.parent_id.as_deref().and_then(|p| view.parents.get(p));
-        router.map_or_else(Vec::new, |r| {
-            vec![
-                ("ext_parent:project_id", json!(r.project_id)),
-                ("ext_parent:tenant_id", json!(r.project_id)),
-            ]
-        })
+        parent_owner(view, rec)
     }
 
     fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {

@@ -22,9 +22,9 @@ use neutrino_types::port_forwarding::{self as spec, bad, check_collisions, settl
 use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
-use super::authz::Extras;
+use super::authz::{parent_owner, Extras};
 use super::kind::Kind;
-use super::view::{narrow, parent_ids, Need};
+use super::view::Need;
 use super::{bump, s, Collection, Doc, View};
 use crate::{db, App, Context};
 
@@ -288,30 +288,17 @@ impl Kind for PortForwardings {
         need: Need,
     ) -> ApiResult<()> {
         if need == Need::Check {
-            let sel = Selector {
-                ids: narrow(parent_ids(records)),
-                ..Default::default()
-            };
-            for fip in tx.list("floatingip", &sel).await.map_err(db)? {
-                view.parents.insert(fip.id.clone(), fip);
-            }
+            view.load_parents(tx, "floatingip", records).await?;
         }
         Ok(())
     }
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        let fip = rec.parent_id.as_deref().and_then(|p| view.parents.get(p));
-        fip.is_some_and(|f| ctx.owns(&f.project_id))
+        view.parent_of(rec).is_some_and(|f| ctx.owns(&f.project_id))
     }
 
     fn policy_extras(&self, view: &View, _ctx: &Context, rec: &Record) -> Extras {
-        let fip = rec.parent_id.as_deref().and_then(|p| view.parents.get(p));
-        fip.map_or_else(Vec::new, |f| {
-            vec![
-                ("ext_parent:project_id", json!(f.project_id)),
-                ("ext_parent:tenant_id", json!(f.project_id)),
-            ]
-        })
+        parent_owner(view, rec)
     }
 
     fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {

@@ -72,6 +72,29 @@ pub(super) fn parent_ids(records: &[Record]) -> Vec<String> {
 }
 
 impl View {
+    /// Loads the parents (kind `kind`) of nested records into [`View::parents`]: a QoS rule's
+    /// policy, a port forwarding's floating IP, a conntrack helper's router.
+    pub(super) async fn load_parents(
+        &mut self,
+        tx: &mut Tx,
+        kind: &str,
+        records: &[Record],
+    ) -> ApiResult<()> {
+        let sel = Selector {
+            ids: narrow(parent_ids(records)),
+            ..Default::default()
+        };
+        for p in tx.list(kind, &sel).await.map_err(db)? {
+            self.parents.insert(p.id.clone(), p);
+        }
+        Ok(())
+    }
+
+    /// The loaded parent of a nested record.
+    pub(super) fn parent_of(&self, rec: &Record) -> Option<&Record> {
+        rec.parent_id.as_deref().and_then(|p| self.parents.get(p))
+    }
+
     /// Loads every RBAC policy: enough to decide the visibility of networks, security
     /// groups, subnet pools and address scopes. (Subnets, ports and rules need
     /// [`View::check`].)

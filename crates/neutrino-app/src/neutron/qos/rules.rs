@@ -14,7 +14,7 @@ use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Value};
 
 use super::binding::POLICY_KIND;
-use crate::neutron::authz::Extras;
+use crate::neutron::authz::{parent_owner, Extras};
 use crate::neutron::kind::{apply_changes, Kind};
 use crate::neutron::view::{narrow, parent_ids, Need, View};
 use crate::neutron::{bump, s, Doc};
@@ -85,34 +85,20 @@ impl Kind for Rules {
         need: Need,
     ) -> ApiResult<()> {
         if need == Need::Check {
-            let parents = narrow(parent_ids(records));
-            view.load_rbac(tx, parents.clone()).await?;
-            let sel = Selector {
-                ids: parents,
-                ..Default::default()
-            };
-            for p in tx.list(POLICY_KIND, &sel).await.map_err(db)? {
-                view.parents.insert(p.id.clone(), p);
-            }
+            view.load_rbac(tx, narrow(parent_ids(records))).await?;
+            view.load_parents(tx, POLICY_KIND, records).await?;
         }
         Ok(())
     }
 
     fn visible_to_others(&self, view: &View, ctx: &Context, rec: &Record) -> bool {
-        let policy = rec.parent_id.as_deref().and_then(|p| view.parents.get(p));
-        policy.is_some_and(|p| {
+        view.parent_of(rec).is_some_and(|p| {
             ctx.owns(&p.project_id) || view.granted(&p.id, "access_as_shared", &ctx.project_id)
         })
     }
 
     fn policy_extras(&self, view: &View, _ctx: &Context, rec: &Record) -> Extras {
-        let policy = rec.parent_id.as_deref().and_then(|p| view.parents.get(p));
-        policy.map_or_else(Vec::new, |p| {
-            vec![
-                ("ext_parent:project_id", json!(p.project_id)),
-                ("ext_parent:tenant_id", json!(p.project_id)),
-            ]
-        })
+        parent_owner(view, rec)
     }
 
     fn render(&self, _view: &View, _ctx: &Context, _rec: &Record, doc: &mut Doc) {
