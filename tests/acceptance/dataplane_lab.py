@@ -10,6 +10,7 @@ fixture and the helpers from here.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -197,9 +198,19 @@ def lab(tmp_path):
         server.stop()
 
 
+def upper_pool(cidr: str) -> list[str]:
+    """``--allocation-pool`` arguments keeping the addresses below ``.100`` of an IPv4 ``/24``
+    (or larger) subnet out of the pool.  Neutron picks pool addresses at random, so a test that
+    later asks for a fixed address (``.10``, ``.50``, ``.99``) takes it from below ``.100``,
+    where no DHCP port or router gateway can have landed first."""
+    net = ipaddress.ip_network(cidr)
+    start, end = net.network_address + 100, net.broadcast_address - 1
+    return ["--allocation-pool", f"start={start},end={end}"]
+
+
 def network_with_subnet(env, cidr: str) -> tuple[str, str]:
     net = osc("network", "create", f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
-    sub = osc("subnet", "create", "--network", net, "--subnet-range", cidr,
+    sub = osc("subnet", "create", "--network", net, "--subnet-range", cidr, *upper_pool(cidr),
               f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
     return net, sub
 

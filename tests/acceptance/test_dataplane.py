@@ -23,7 +23,7 @@ import pytest
 from conftest import osc
 from dataplane_lab import (  # noqa: F401 (lab is a fixture)
     Lab, bound_port, ip_of, lab, needs_root, network_with_subnet, sh, tcp_exchange, tcp_peer,
-    wait_active, wait_for)
+    upper_pool, wait_active, wait_for)
 
 pytestmark = needs_root
 
@@ -154,7 +154,7 @@ def test_router_scopes_snat_and_floating_ip(lab):
                             pools[pool], f"dp-{name}-{tag}", env=env)["id"]
     ext = osc("network", "create", "--external", f"dp-ext-{tag}", env=env)["id"]
     ext_sub = osc("subnet", "create", "--network", ext, "--subnet-range", "198.51.100.0/24",
-                  f"dp-ext-{tag}", env=env)["id"]
+                  *upper_pool("198.51.100.0/24"), f"dp-ext-{tag}", env=env)["id"]
     router = osc("router", "create", f"dp-r-{tag}", env=env)["id"]
     for name in ("a", "b", "c"):
         osc("router", "add", "subnet", router, subnets[name], env=env, json_output=False)

@@ -11,7 +11,7 @@ import uuid
 
 from conftest import osc
 from dataplane_lab import (bound_port, ip_of, lab, needs_root, sh, tcp_peer,  # noqa: F401
-                           wait_active, wait_for)
+                           upper_pool, wait_active, wait_for)
 
 pytestmark = needs_root
 
@@ -37,7 +37,7 @@ def test_distributed_router_routes_locally_snat_and_floating_ip(lab):
                             f"dvr-{name}-{tag}", env=env)["id"]
     ext = osc("network", "create", "--external", f"dvr-ext-{tag}", env=env)["id"]
     ext_sub = osc("subnet", "create", "--network", ext, "--subnet-range", "198.51.100.0/24",
-                  f"dvr-ext-{tag}", env=env)["id"]
+                  *upper_pool("198.51.100.0/24"), f"dvr-ext-{tag}", env=env)["id"]
     router = osc("router", "create", "--distributed", f"dvr-r-{tag}", env=env)
     assert router["distributed"] is True
     router = router["id"]

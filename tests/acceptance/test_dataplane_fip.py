@@ -12,13 +12,13 @@ import uuid
 
 from conftest import osc, osc_run
 from dataplane_lab import (  # noqa: F401 (lab is a fixture)
-    bound_port, ip_of, lab, needs_root, sh, tcp_peer, wait_active, wait_for)
+    bound_port, ip_of, lab, needs_root, sh, tcp_peer, upper_pool, wait_active, wait_for)
 
 pytestmark = needs_root
 
 
 def subnet(env, net: str, cidr: str, tag: str) -> str:
-    return osc("subnet", "create", "--network", net, "--subnet-range", cidr,
+    return osc("subnet", "create", "--network", net, "--subnet-range", cidr, *upper_pool(cidr),
                f"dp-{tag}-{uuid.uuid4().hex[:4]}", env=env)["id"]
 
 

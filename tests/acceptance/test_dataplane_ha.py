@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from conftest import NeutrinoServer, _server_binary, osc
-from dataplane_lab import Lab, needs_root, sh, tcp_peer, wait_active, wait_for
+from dataplane_lab import Lab, needs_root, sh, tcp_peer, upper_pool, wait_active, wait_for
 
 pytestmark = needs_root
 
@@ -50,7 +50,7 @@ def test_ha_router_fails_over_with_snat_and_floating_ip(lab3):
               "--no-dhcp", f"ha-in-{tag}", env=env)["id"]
     ext = osc("network", "create", "--external", f"ha-ext-{tag}", env=env)["id"]
     ext_sub = osc("subnet", "create", "--network", ext, "--subnet-range", "198.51.100.0/24",
-                  "--no-dhcp", f"ha-ext-{tag}", env=env)["id"]
+                  *upper_pool("198.51.100.0/24"), "--no-dhcp", f"ha-ext-{tag}", env=env)["id"]
     router = osc("router", "create", "--ha", f"ha-r-{tag}", env=env)
     assert router["ha"] is True
     router = router["id"]

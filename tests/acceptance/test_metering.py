@@ -18,7 +18,7 @@ import uuid
 
 from conftest import osc
 from dataplane_lab import (  # noqa: F401 (lab is a fixture)
-    bound_port, lab, needs_root, sh, wait_active, wait_for)
+    bound_port, lab, needs_root, sh, upper_pool, wait_active, wait_for)
 
 pytestmark = needs_root
 
@@ -65,7 +65,7 @@ def test_router_counts_label_traffic_except_excluded(lab):
     tag = uuid.uuid4().hex[:6]
     public = osc("network", "create", "--external", f"mt-pub-{tag}", env=env)["id"]
     public_sub = osc("subnet", "create", "--network", public, "--subnet-range",
-                     "198.51.100.0/24", f"mt-pub-{tag}", env=env)["id"]
+                     "198.51.100.0/24", *upper_pool("198.51.100.0/24"), f"mt-pub-{tag}", env=env)["id"]
     private = osc("network", "create", f"mt-priv-{tag}", env=env)["id"]
     private_sub = osc("subnet", "create", "--network", private, "--subnet-range",
                       "10.10.77.0/24", f"mt-priv-{tag}", env=env)["id"]
