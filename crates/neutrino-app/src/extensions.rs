@@ -45,6 +45,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("l3-ext-ndp-proxy", "Router Extension NDP Proxy", "Allow to enable/disable ndp proxy on router"),
     ("l3-conntrack-helper", "L3 Conntrack helper", "Allow adding CT target rules for conntrack helper"),
     ("expose-l3-conntrack-helper", "Expose CT target rules for conntrack helper", "Expose the conntrack helper rules of a router in its attributes"),
+    ("local_ip", "Local IP", "Support Node Local Virtual IP"),
     ("l3_agent_scheduler", "L3 Agent Scheduler", "Schedule routers among l3 agents"),
     ("network-segment-range", "Neutron Network Segment Range", "Provides support for the network segment range management"),
     ("network-ip-availability", "Network IP Availability", "Provides IP availability data for each network and subnet."),

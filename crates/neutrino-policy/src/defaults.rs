@@ -116,6 +116,15 @@ pub static DEFAULT_RULES: &[DefaultRule] = &[
     DefaultRule { name: "get_ndp_proxy", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Get ndp proxies", operations: &[("GET", "/ndp_proxies"), ("GET", "/ndp_proxies/{id}")] },
     DefaultRule { name: "update_ndp_proxy", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Update a ndp proxy", operations: &[("PUT", "/ndp_proxies/{id}")] },
     DefaultRule { name: "delete_ndp_proxy", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Delete a ndp proxy", operations: &[("DELETE", "/ndp_proxies/{id}")] },
+    // neutron/conf/policies/local_ip.py
+    DefaultRule { name: "create_local_ip", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Create a Local IP", operations: &[("POST", "/local_ips")] },
+    DefaultRule { name: "get_local_ip", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Get Local IPs", operations: &[("GET", "/local_ips"), ("GET", "/local_ips/{id}")] },
+    DefaultRule { name: "update_local_ip", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Update a Local IP", operations: &[("PUT", "/local_ips/{id}")] },
+    DefaultRule { name: "delete_local_ip", check: "(rule:admin_only) or (role:member and project_id:%(project_id)s)", description: "Delete a Local IP", operations: &[("DELETE", "/local_ips/{id}")] },
+    // neutron/conf/policies/local_ip_association.py (on the Local IP's owner)
+    DefaultRule { name: "create_local_ip_port_association", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Create a Local IP port association", operations: &[("POST", "/local_ips/{local_ip_id}/port_associations")] },
+    DefaultRule { name: "get_local_ip_port_association", check: "(rule:admin_only) or (role:reader and project_id:%(ext_parent:project_id)s)", description: "Get Local IP port associations", operations: &[("GET", "/local_ips/{local_ip_id}/port_associations"), ("GET", "/local_ips/{local_ip_id}/port_associations/{fixed_port_id}")] },
+    DefaultRule { name: "delete_local_ip_port_association", check: "(rule:admin_only) or (role:member and project_id:%(ext_parent:project_id)s)", description: "Delete a Local IP port association", operations: &[("DELETE", "/local_ips/{local_ip_id}/port_associations/{fixed_port_id}")] },
     // neutron/conf/policies/floatingip_pools.py
     DefaultRule { name: "get_floatingip_pool", check: "(rule:admin_only) or (role:reader and project_id:%(project_id)s)", description: "Get floating IP pools", operations: &[("GET", "/floatingip_pools")] },
     // neutron/conf/policies/network.py

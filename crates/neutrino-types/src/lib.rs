@@ -7,6 +7,7 @@ pub mod dns;
 pub mod error;
 pub mod flavors;
 pub mod l2gw;
+pub mod local_ip;
 pub mod logging;
 pub mod metering;
 pub mod ndp_proxy;

@@ -91,7 +91,7 @@ impl App {
                 return Ok(rec);
             }
         }
-        Err(ApiError::not_found(parent.resource, id))
+        Err(parent.not_found(None, id))
     }
 
     /// `GET /v2.0/{collection}`, or `GET /v2.0/{parent}/{id}/{collection}` with `parent`.
@@ -202,7 +202,7 @@ impl App {
             self.nest_parent(&mut tx, ctx, coll, parent).await?;
         }
         let rec = tx
-            .get(coll.resource, id)
+            .get(coll.resource, &coll.kind.stored_id(parent, id))
             .await
             .map_err(db)?
             .filter(|r| parent.is_none() || r.parent_id.as_deref() == parent);
@@ -229,8 +229,8 @@ impl App {
         project: String,
     ) -> ApiResult<Record> {
         self.check_quota(tx, &project, coll.resource, 1).await?;
-        self.insert_record(tx, ctx, coll, body, project, new_id())
-            .await
+        let id = coll.kind.new_record_id(&body).unwrap_or_else(new_id);
+        self.insert_record(tx, ctx, coll, body, project, id).await
     }
 
     /// [`App::insert_new`] without the quota check and with a chosen id (resources the
@@ -425,7 +425,7 @@ impl App {
             self.nest_parent(tx, ctx, coll, parent).await?;
         }
         let rec = tx
-            .get(coll.resource, id)
+            .get(coll.resource, &coll.kind.stored_id(parent, id))
             .await
             .map_err(db)?
             .filter(|r| r.kind == coll.resource)

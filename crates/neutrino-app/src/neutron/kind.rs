@@ -190,6 +190,19 @@ pub(crate) trait Kind: Send + Sync {
         Ok(())
     }
 
+    /// The stored id of the member a request names `id` (under the parent member `parent`
+    /// of a nested collection): `id` itself, unless members are named by something else (a
+    /// Local IP's port association, by its port).
+    fn stored_id(&self, _parent: Option<&str>, id: &str) -> String {
+        id.to_string()
+    }
+
+    /// The id a new record is stored under, from its validated document (a nested one names
+    /// its parent); `None`: a fresh one.
+    fn new_record_id(&self, _body: &Doc) -> Option<String> {
+        None
+    }
+
     /// The kind's own 404 for record `id` (under the parent member `parent` of a nested
     /// collection); `None`: the generic `<Resource>NotFound`.
     fn not_found(&self, _parent: Option<&str>, _id: &str) -> Option<ApiError> {

@@ -16,6 +16,7 @@ mod ip_availability;
 mod kind;
 mod l2gw;
 mod l3_ha;
+mod local_ips;
 mod logging;
 mod metering;
 mod metering_counters;
@@ -98,6 +99,8 @@ pub static COLLECTIONS: &[&Collection] = &[
     &ndp_proxies::COLLECTION,
     &segment_ranges::COLLECTION,
     &conntrack_helpers::COLLECTION,
+    &local_ips::LOCAL_IPS,
+    &local_ips::PORT_ASSOCIATIONS,
 ];
 
 /// A collection the API serves: its URL, attributes and standard behaviour, and the kind

@@ -890,8 +890,10 @@ impl App {
                 format!("Port {} cannot be deleted directly via the port API: has device owner {owner}.", rec.id),
             ));
         }
+        self.check_port_holds_no_local_ip(tx, &rec.id).await?;
         self.disassociate_port_fips(tx, &rec.id).await?;
         self.drop_port_forwardings(tx, &rec.id, &[]).await?;
+        self.drop_port_local_ip_associations(tx, &rec.id).await?;
         self.drop_port_ndp_proxies(tx, &rec.id).await?;
         self.delete_logs_naming(tx, &rec.id).await?;
         self.release_port(tx, rec).await

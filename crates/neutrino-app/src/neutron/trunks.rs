@@ -226,7 +226,7 @@ fn check_manageable(trunk: &Record) -> ApiResult<()> {
 
 impl App {
     /// A port the caller may see (its own, one on its network, or any for an admin).
-    async fn visible_port(
+    pub(super) async fn visible_port(
         &self,
         tx: &mut Tx,
         ctx: &Context,

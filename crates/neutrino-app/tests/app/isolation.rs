@@ -60,6 +60,10 @@ enum Shape {
     NdpProxy,
     /// A conntrack helper of A's router (the collection nested under it).
     ConntrackHelper,
+    /// A Local IP of A on A's network.
+    LocalIp,
+    /// An association of A's Local IP with A's port (nested, named by the port).
+    LocalIpAssociation,
     /// A network segment range of project A (admin-only).
     SegmentRange,
     SubnetPool,
@@ -184,6 +188,12 @@ static ROWS: &[Row] = &[
         .except(&[("create_in_a", "ofbbo")]),
     // Conntrack helpers are the router owner's, as port forwardings the floating IP's.
     row("conntrack_helpers", ConntrackHelper, PRIVATE, OWNER).create("ofhfo"),
+    // B does not see the network A names (404).
+    row("local_ips", LocalIp, PRIVATE, OWNER).create("ofhfo"),
+    // Associations are the Local IP owner's and never updated.
+    row("port_associations", LocalIpAssociation, PRIVATE, OWNER)
+        .create("ofhfo")
+        .except(&[("update", "nnnnn")]),
     row("subnetpools", SubnetPool, PRIVATE, OWNER),
     row("subnetpools", SubnetPoolShared, ALL, SHARED),
     row("address-scopes", AddressScope, PRIVATE, OWNER),
@@ -876,6 +886,32 @@ impl Env {
                     .update(json!({"port": 6969}))
                     .under(router)
             }
+            LocalIp => {
+                let net = self.a_lan().await;
+                let create = json!({"network_id": net});
+                let lip = id(&self.ok(&tenant(), "local_ips", create.clone()).await);
+                Fixture::new(lip, create).update(json!({"name": "new"}))
+            }
+            LocalIpAssociation => {
+                let net = self.a_lan().await;
+                let lip = id(&self
+                    .ok(&tenant(), "local_ips", json!({"network_id": net}))
+                    .await);
+                let port = self.a_port(&net, &format!("vm{}", n())).await;
+                let create = json!({"fixed_port_id": port});
+                if !op.starts_with("create") {
+                    self.app
+                        .create_in(
+                            &tenant(),
+                            coll("port_associations"),
+                            Some(&lip),
+                            vec![doc(create.clone())],
+                        )
+                        .await
+                        .unwrap();
+                }
+                Fixture::new(port, create).under(lip)
+            }
             SegmentRange => {
                 let span = |k: u32| {
                     let lo = 100_000 + k * 10;
@@ -1126,7 +1162,12 @@ impl Env {
         match op {
             "list" => {
                 let items = app.list_in(who, c, parent, &[]).await?.items;
-                match items.iter().any(|d| d["id"] == json!(fx.id)) {
+                // Members are named by `id`, a Local IP's port associations by their port.
+                let named = |d: &serde_json::Map<String, Value>| {
+                    let this = Some(json!(fx.id));
+                    d.get("id").cloned() == this || d.get("fixed_port_id").cloned() == this
+                };
+                match items.iter().any(named) {
                     true => Ok(()),
                     false => Err(ApiError::not_found(c.resource, &fx.id)),
                 }

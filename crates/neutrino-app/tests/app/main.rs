@@ -18,6 +18,7 @@ mod identity;
 mod isolation;
 mod l2gw;
 mod l3_ha;
+mod local_ips;
 mod logging;
 mod metering;
 mod module_graph;

@@ -88,6 +88,7 @@ pub fn coll(path: &str) -> &'static Collection {
         .or_else(|| Collection::child("qos/policies", path))
         .or_else(|| Collection::child("floatingips", path))
         .or_else(|| Collection::child("routers", path))
+        .or_else(|| Collection::child("local_ips", path))
         .unwrap()
 }
 
