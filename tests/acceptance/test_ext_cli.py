@@ -1,5 +1,5 @@
 """The `openstack` CLI on trunks, address groups, the auto-allocated topology, service
-flavors and providers, network segment ranges and router conntrack helpers."""
+flavors and providers, network segment ranges, router conntrack helpers and Local IPs."""
 
 from __future__ import annotations
 
@@ -381,3 +381,35 @@ def test_router_conntrack_helpers(admin_env, cleanup):
     osc("network", "l3", "conntrack", "helper", "delete", router["id"], helper["id"],
         env=admin_env)
     assert osc("network", "l3", "conntrack", "helper", "list", router["id"], env=admin_env) == []
+
+
+def test_local_ips_and_associations(admin_env, cleanup):
+    env_b = _member_env(admin_env, cleanup)
+    net = _network(admin_env, cleanup)
+    osc("subnet", "create", "--network", net["id"], "--subnet-range", "10.73.0.0/24",
+        unique("sub"), env=admin_env)
+    name = unique("lip")
+    lip = osc("local", "ip", "create", "--network", net["id"], "--local-ip-address",
+              "10.73.0.200", "--name", name, env=admin_env)
+    cleanup.add(osc_run, "local", "ip", "delete", lip["id"], env=admin_env)
+    assert (lip["local_ip_address"], lip["ip_mode"]) == ("10.73.0.200", "translate")
+    holder = osc("port", "show", lip["local_port_id"], env=admin_env)
+    assert holder["device_owner"] == "network:local_ip"
+    failed = osc_fails("port", "delete", holder["id"], env=admin_env)
+    assert "still referenced by Local IPs" in failed.stderr
+    osc("local", "ip", "set", "--name", name + "-2", lip["id"], env=admin_env)
+    assert osc("local", "ip", "show", lip["id"], env=admin_env)["name"] == name + "-2"
+    port = _port(admin_env, cleanup, net["id"])
+    made = osc("local", "ip", "association", "create", lip["id"], port["id"], env=admin_env)
+    assert made["fixed_port_id"] == port["id"]
+    assert made["fixed_ip"] == port["fixed_ips"][0]["ip_address"]
+    listed = osc("local", "ip", "association", "list", lip["id"], env=admin_env)
+    assert [a["Fixed port ID"] for a in listed] == [port["id"]]
+    # In use while associated; another project sees nothing.
+    assert "still associated" in osc_fails("local", "ip", "delete", lip["id"],
+                                           env=admin_env).stderr
+    assert lip["id"] not in [x["ID"] for x in osc("local", "ip", "list", env=env_b)]
+    osc("local", "ip", "association", "delete", lip["id"], port["id"], env=admin_env)
+    assert osc("local", "ip", "association", "list", lip["id"], env=admin_env) == []
+    osc("local", "ip", "delete", lip["id"], env=admin_env)
+    osc_fails("port", "show", holder["id"], env=admin_env)
