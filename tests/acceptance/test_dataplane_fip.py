@@ -1,13 +1,16 @@
 """Floating IPs beyond the gateway, with real packets: through a router *interface* on an
 external network (``router-interface-fip``) and hosted by a router named at association
-(``floating-ip-router-writable``), with the fixed IP one router further in.
+(``floating-ip-router-writable``), with the fixed IP one router further in; port forwardings;
+router conntrack helpers letting TFTP and FTP through the router's NAT.
 
 Uses the lab of ``dataplane_lab`` (hosts = namespaces on one underlay, one agent each); needs
-root, iproute2 and ping. Every namespace is deleted by the lab's teardown.
+root, iproute2, ping and python3. Every namespace is deleted by the lab's teardown.
 """
 
 from __future__ import annotations
 
+import subprocess
+import time
 import uuid
 
 from conftest import osc, osc_run
@@ -22,10 +25,11 @@ def subnet(env, net: str, cidr: str, tag: str) -> str:
                f"dp-{tag}-{uuid.uuid4().hex[:4]}", env=env)["id"]
 
 
-def open_group(env, tag: str) -> tuple[str, str]:
-    """A security group letting TCP and ICMP in from anywhere (NATed peers are no members)."""
+def open_group(env, tag: str, protocols: tuple[str, ...] = ("tcp", "icmp")) -> tuple[str, str]:
+    """A security group letting TCP and ICMP (or ``protocols``) in from anywhere (NATed peers
+    are no members)."""
     sg = osc("security", "group", "create", f"dp-open-{tag}", env=env)["id"]
-    for proto in ("tcp", "icmp"):
+    for proto in protocols:
         osc("security", "group", "rule", "create", "--ingress", "--protocol", proto,
             "--remote-ip", "0.0.0.0/0", sg, env=env)
     return ("--security-group", sg)
@@ -245,3 +249,228 @@ def test_conntrack_helpers_in_the_router_namespace(lab):
         osc("network", "l3", "conntrack", "helper", "delete", router, helper["ID"], env=env,
             json_output=False)
     wait_for("helpers table gone", lambda: _helper_tables(router) == {})
+
+
+# A TFTP-like server: echoes anything but a read request from port 69, and answers a read
+# request (opcode 1) with a DATA packet (opcode 3, block 1) from a new socket, as TFTP does.
+TFTP_SERVER = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', 69)); s.settimeout(8)
+while True:
+    try:
+        data, peer = s.recvfrom(600)
+    except OSError:
+        break
+    if not data.startswith(b'\\x00\\x01'):
+        s.sendto(data, peer)
+        continue
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    t.sendto(b'\\x00\\x03\\x00\\x01hello-tftp', peer)
+    print(peer[0], flush=True)
+    break
+"""
+
+# From one socket: an echo through port 69, then a read request; prints what came back
+# (``-`` for nothing) and, for the DATA packet, the port it came from.
+TFTP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
+target = (sys.argv[1], 69)
+s.sendto(b'ping', target)
+try:
+    print(s.recvfrom(600)[0].decode())
+except OSError:
+    print('-')
+    sys.exit()
+s.settimeout(3)
+s.sendto(b'\\x00\\x01file\\x00octet\\x00', target)
+try:
+    data, peer = s.recvfrom(600)
+    print(data.hex(), peer[1])
+except OSError:
+    print('-')
+"""
+
+
+def tftp_read(lab, server_ns: str, client_ns: str, target: str) -> tuple[list[str], str]:
+    """A TFTP read from ``client_ns`` to the server in ``server_ns`` at ``target``: what the
+    client printed (echo, then DATA and its source port) and the source the server saw."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "python3", "-c", TFTP_SERVER],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        client = lab.exec(client_ns, "python3", "-c", TFTP_CLIENT, target, check=False)
+    finally:
+        server.kill()
+    seen, _ = server.communicate(timeout=10)
+    return client.stdout.split(), seen.strip()
+
+
+def test_conntrack_helper_lets_tftp_through_snat(lab):
+    """TFTP answers a read request from a new port: through the router's SNAT the DATA
+    packet reaches the instance only once the router has a ``tftp`` helper on udp/69."""
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    public = osc("network", "create", "--external", f"dp-tftppub-{tag}", env=env)["id"]
+    public_sub = subnet(env, public, "192.2.5.0/24", "tftppub")
+    project = osc("network", "create", f"dp-tftpproj-{tag}", env=env)["id"]
+    project_sub = subnet(env, project, "10.10.242.0/24", "tftpproj")
+    router = osc("router", "create", f"dp-tftpr-{tag}", env=env)["id"]
+    osc("router", "set", "--external-gateway", public, router, env=env, json_output=False)
+    osc("router", "add", "subnet", router, project_sub, env=env, json_output=False)
+    sg = open_group(env, tag, ("udp", "icmp"))
+    a = bound_port(env, project, "h1", "a", *sg)
+    out = bound_port(env, public, "h2", "out", *sg, "--fixed-ip",
+                     f"subnet={public_sub},ip-address=192.2.5.50")
+    for p in (a, out):
+        wait_active(env, p["id"])
+    wait_router_ports(env, router, 2)
+    ns_a, ns_out = lab.instance("h1", "a"), lab.instance("h2", "out")
+    gateway_ip = next(ip["ip_address"] for rp in osc("port", "list", "--router", router,
+                                                     "--long", env=env)
+                      for ip in rp["Fixed IP Addresses"] if ip["subnet_id"] == public_sub)
+
+    def echoed():
+        got, seen = tftp_read(lab, ns_out, ns_a, "192.2.5.50")
+        return (got, seen) if got[:1] == ["ping"] else None
+
+    # Without a helper the echo from port 69 comes back, the DATA from a new port does not.
+    got, seen = wait_for("UDP echo through SNAT", echoed)
+    assert got == ["ping", "-"]
+    assert seen == gateway_ip
+    assert _helper_tables(router) == {}
+
+    osc("network", "l3", "conntrack", "helper", "create", "--helper", "tftp",
+        "--protocol", "udp", "--port", "69", router, env=env)
+    wait_for("tftp helper in the namespace", lambda: len(_helper_tables(router)) == 1)
+    got, seen = tftp_read(lab, ns_out, ns_a, "192.2.5.50")
+    assert got[:2] == ["ping", b"\x00\x03\x00\x01hello-tftp".hex()], got
+    assert int(got[2]) != 69
+    assert seen == gateway_ip
+
+
+# A one-file FTP server on port 21: sends the file over a data connection to the address of
+# PORT (active) or from the address it announces in its PASV answer (passive, its own); prints
+# the address PORT gave.
+FTP_SERVER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 21)); s.listen(1); s.settimeout(15)
+c, _ = s.accept(); c.settimeout(15)
+say = lambda line: c.sendall(line.encode() + b'\\r\\n')
+say('220 ready')
+
+
+def serve():
+    active = passive = None
+    for line in c.makefile('rb'):
+        cmd, _, arg = line.decode().strip().partition(' ')
+        if cmd == 'PORT':
+            n = arg.split(',')
+            active = ('.'.join(n[:4]), int(n[4]) * 256 + int(n[5]))
+            print(active[0], flush=True)
+            say('200 ok')
+        elif cmd == 'PASV':
+            passive = socket.socket(); passive.bind((c.getsockname()[0], 0))
+            passive.listen(1); passive.settimeout(5)
+            host, port = passive.getsockname()
+            say(f"227 Entering Passive Mode ({host.replace('.', ',')},{port >> 8},{port & 255})")
+        elif cmd == 'RETR':
+            say('150 sending')
+            try:
+                data = (socket.create_connection(active, timeout=3) if active
+                        else passive.accept()[0])
+                data.sendall(b'hello-ftp'); data.close()
+                say('226 done')
+            except OSError:
+                say('425 no data connection')
+        else:
+            say({'USER': '331 ok', 'PASS': '230 ok', 'TYPE': '200 ok', 'QUIT': '221 bye'}
+                .get(cmd, '502 no'))
+
+
+try:
+    serve()
+except ConnectionResetError:
+    pass
+"""
+
+# Logs in (``in``), then retrieves the file in active or passive mode (taking the address of
+# the PASV answer) and prints it (``-`` for nothing).
+FTP_CLIENT = """
+import ftplib, sys
+f = ftplib.FTP(timeout=5); f.trust_server_pasv_ipv4_address = True
+f.connect(sys.argv[1], 21); f.login('user', 'pass'); print('in', flush=True)
+f.set_pasv(sys.argv[2] == 'passive')
+got = []
+try:
+    f.retrbinary('RETR file', got.append)
+    print(b''.join(got).decode())
+except (ftplib.Error, OSError):
+    print('-')
+"""
+
+
+def ftp_get(lab, server_ns: str, client_ns: str, target: str, mode: str) -> tuple[list, str]:
+    """An FTP retrieval (``mode``: active or passive) from ``client_ns`` to the server in
+    ``server_ns`` at ``target``: what the client printed and the address PORT gave."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "python3", "-c", FTP_SERVER],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)
+        client = lab.exec(client_ns, "python3", "-c", FTP_CLIENT, target, mode, check=False)
+    finally:
+        server.kill()
+    seen, _ = server.communicate(timeout=10)
+    return client.stdout.split(), seen.strip()
+
+
+def test_conntrack_helper_lets_ftp_through_nat(lab):
+    """FTP's data connection goes to an address the control connection names: in active mode
+    through the router's SNAT, in passive mode to a floating IP, it gets through only once the
+    router has an ``ftp`` helper on tcp/21 (which rewrites that address and expects the
+    connection)."""
+    env = lab.server.env
+    tag = uuid.uuid4().hex[:6]
+    public = osc("network", "create", "--external", f"dp-ftppub-{tag}", env=env)["id"]
+    public_sub = subnet(env, public, "192.2.6.0/24", "ftppub")
+    project = osc("network", "create", f"dp-ftpproj-{tag}", env=env)["id"]
+    project_sub = subnet(env, project, "10.10.243.0/24", "ftpproj")
+    router = osc("router", "create", f"dp-ftpr-{tag}", env=env)["id"]
+    osc("router", "set", "--external-gateway", public, router, env=env, json_output=False)
+    osc("router", "add", "subnet", router, project_sub, env=env, json_output=False)
+    sg = open_group(env, tag)
+    a = bound_port(env, project, "h1", "a", *sg)
+    b = bound_port(env, project, "h1", "b", *sg)
+    out = bound_port(env, public, "h2", "out", *sg, "--fixed-ip",
+                     f"subnet={public_sub},ip-address=192.2.6.50")
+    for p in (a, b, out):
+        wait_active(env, p["id"])
+    wait_router_ports(env, router, 2)
+    ns_a, ns_b, ns_out = (lab.instance("h1", "a"), lab.instance("h1", "b"),
+                          lab.instance("h2", "out"))
+    gateway_ip = next(ip["ip_address"] for rp in osc("port", "list", "--router", router,
+                                                     "--long", env=env)
+                      for ip in rp["Fixed IP Addresses"] if ip["subnet_id"] == public_sub)
+    fip = osc("floating", "ip", "create", "--port", b["id"], public, env=env)
+    address = fip["floating_ip_address"]
+    wait_for("floating IP reachable", lambda: lab.pings(ns_out, address))
+
+    # Without a helper the control connections work, the data connections do not.
+    def logged_in(server_ns, client_ns, target, mode):
+        got = ftp_get(lab, server_ns, client_ns, target, mode)
+        return got if got[0][:1] == ["in"] else None
+
+    assert wait_for("FTP through SNAT", lambda: logged_in(ns_out, ns_a, "192.2.6.50",
+                                                         "active")) == (["in", "-"], ip_of(a))
+    assert ftp_get(lab, ns_b, ns_out, address, "passive") == (["in", "-"], "")
+
+    osc("network", "l3", "conntrack", "helper", "create", "--helper", "ftp",
+        "--protocol", "tcp", "--port", "21", router, env=env)
+    wait_for("ftp helper in the namespace", lambda: len(_helper_tables(router)) == 1)
+    # Active: the helper rewrites PORT to the gateway and lets the server's connection in.
+    assert ftp_get(lab, ns_out, ns_a, "192.2.6.50", "active") == (["in", "hello-ftp"],
+                                                                  gateway_ip)
+    # Passive: the helper rewrites the address of the PASV answer to the floating IP.
+    assert ftp_get(lab, ns_b, ns_out, address, "passive") == (["in", "hello-ftp"], "")
