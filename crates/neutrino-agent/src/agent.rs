@@ -92,6 +92,8 @@ struct Agent {
     port_statuses: BTreeMap<&'static str, i64>,
     /// The last full reconcile applied everything (firewall, plan, steering).
     healthy: bool,
+    /// Nothing is served as a Local IP here, and the kernel was found or made so.
+    local_ips_idle: bool,
     /// The revision last acknowledged to the server, and when.
     acked: (i64, std::time::Instant),
     /// The latest steering report (every pair, every chain), for the status file.
@@ -173,6 +175,7 @@ pub async fn run(
         status_revision: 0,
         port_statuses: BTreeMap::new(),
         healthy: false,
+        local_ips_idle: false,
         acked: (-1, std::time::Instant::now()),
         sfc_report: Value::Null,
         sfc_chains_sent: (Value::Null, std::time::Instant::now()),
@@ -708,6 +711,7 @@ impl Agent {
             }
         }
         ok &= self.reconcile_qos(cluster, &want).await;
+        ok &= self.reconcile_local_ips(cluster, &want).await;
         ok &= self.reconcile_sfc(cluster, &want, false, ok).await;
         self.meters = want.meters.clone();
         self.report_meters().await;
@@ -1366,6 +1370,51 @@ impl Agent {
                 false
             }
         }
+    }
+
+    /// Brings the Local IPs served here (ARP answers, translation table) to what the
+    /// associations of the ports plugged here ask; returns whether everything took. Once
+    /// nothing is served and that was applied, the kernel is not read again until something is.
+    async fn reconcile_local_ips(&mut self, cluster: &Cluster, want: &Desired) -> bool {
+        let model = neutrino_dataplane::local_ip::desired(cluster, &want.ports);
+        if model.served.is_empty() && self.local_ips_idle {
+            return true;
+        }
+        let idle = model.served.is_empty();
+        let kernel = self.kernel.clone();
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<(usize, Vec<String>), AgentError> {
+                let raw = kernel.observe_local_ips()?;
+                let have = neutrino_dataplane::local_ip::observe(&raw);
+                let ops = neutrino_dataplane::local_ip::plan(&model, &have);
+                for op in &ops {
+                    tracing::debug!(%op, "local IP op");
+                }
+                Ok((ops.len(), kernel.apply_local_ips(&ops)?))
+            })
+            .await;
+        let ok = match result {
+            Ok(Ok((n, errors))) => {
+                if n > 0 {
+                    self.stats.ops_total += n as u64;
+                    tracing::info!(commands = n, "applied Local IP plan");
+                }
+                for e in &errors {
+                    tracing::warn!(error = %e, "Local IP command refused");
+                }
+                errors.is_empty()
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Local IP reconcile failed");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Local IP reconcile panicked");
+                false
+            }
+        };
+        self.local_ips_idle = idle && ok;
+        ok
     }
 
     async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) -> bool {

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use neutrino_dataplane::local_ip::{LocalIpOp, RawLocalIp};
 use neutrino_dataplane::observe::{RawHost, RawNamespace};
 use neutrino_dataplane::qos::{QosOp, RawQos};
 use neutrino_dataplane::{names, Op, Target};
@@ -67,6 +68,16 @@ pub trait Kernel: Send + Sync {
     }
     /// Runs a QoS plan in order; returns the error lines of failed steps.
     fn apply_qos(&self, ops: &[QosOp]) -> Result<Vec<String>, AgentError> {
+        let _ = ops;
+        Ok(Vec::new())
+    }
+    /// The Local IP state: translation table, tagged neighbours, bridge ports, FDB (nothing
+    /// by default).
+    fn observe_local_ips(&self) -> Result<RawLocalIp, AgentError> {
+        Ok(RawLocalIp::default())
+    }
+    /// Runs a Local IP plan in order; returns the error lines of failed steps.
+    fn apply_local_ips(&self, ops: &[LocalIpOp]) -> Result<Vec<String>, AgentError> {
         let _ = ops;
         Ok(Vec::new())
     }
@@ -587,6 +598,56 @@ impl Kernel for IpRoute2 {
                     (ok, err)
                 }
                 QosOp::Nft(script) => {
+                    let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+                    let (ok, _, err) = run(program, &args, Some(script))?;
+                    (ok, err)
+                }
+            };
+            if !ok {
+                errors.push(format!("{op}: {}", err.trim()));
+            }
+        }
+        Ok(errors)
+    }
+
+    fn observe_local_ips(&self) -> Result<RawLocalIp, AgentError> {
+        let table = neutrino_dataplane::local_ip::TABLE;
+        let (program, args) = self.in_dataplane(&["nft", "-j", "list", "table", "bridge", table]);
+        let (ok, out, err) = run(program, &args, None)?;
+        let table = if ok {
+            out
+        } else if err.contains("No such file or directory") {
+            String::new()
+        } else {
+            return Err(AgentError::Command {
+                command: format!("nft -j list table bridge {table}"),
+                message: err.trim().to_string(),
+            });
+        };
+        let neighbours = json_of(
+            "ip",
+            &self.host_args(&["-j", "neigh", "show", "nud", "permanent"]),
+        )?;
+        let links = json_of("bridge", &self.host_args(&["-j", "-d", "link", "show"]))?;
+        let fdb = json_of("bridge", &self.host_args(&["-j", "fdb", "show"]))?;
+        Ok(RawLocalIp {
+            table,
+            neighbours,
+            links,
+            fdb,
+        })
+    }
+
+    fn apply_local_ips(&self, ops: &[LocalIpOp]) -> Result<Vec<String>, AgentError> {
+        let mut errors = Vec::new();
+        for op in ops {
+            let (ok, err) = match op {
+                LocalIpOp::Cmd(argv) => {
+                    let rest: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
+                    let (ok, _, err) = run(&argv[0], &self.host_args(&rest), None)?;
+                    (ok, err)
+                }
+                LocalIpOp::Nft(script) => {
                     let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
                     let (ok, _, err) = run(program, &args, Some(script))?;
                     (ok, err)

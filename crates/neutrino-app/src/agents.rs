@@ -78,6 +78,9 @@ pub const FEED_KINDS: &[&str] = &[
     "ndp_proxy",
     // Conntrack helpers: routers assign them to their ports' connections.
     "conntrack_helper",
+    // Local IPs: a port associated with one answers for its address on its host.
+    "local_ip",
+    "local_ip_port_association",
     // Service function chaining, for the dataplane that will render chains.
     "flow_classifier",
     "port_pair",

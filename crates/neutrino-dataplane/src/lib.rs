@@ -14,6 +14,7 @@ pub mod desired;
 pub mod dhcp;
 pub mod dvr;
 pub mod l2gw;
+pub mod local_ip;
 pub mod meter;
 pub mod names;
 pub mod observe;
