@@ -167,6 +167,14 @@ pub fn desired(cluster: &Cluster, ports: &BTreeMap<String, PortOutcome>) -> Loca
             .is_none_or(|l| text(l, "ip_mode") != "passthrough");
         let bridge = names::bridge(text(port, "network_id"));
         let key = digest(&format!("{lip}/{port_id}"))[..10].to_string();
+        // Replies are told apart by port and address only: one translated Local IP each.
+        let replies_taken = translate
+            && served
+                .values()
+                .any(|s| s.translate && s.tap == *tap && s.fixed_ip == fixed_ip);
+        if replies_taken {
+            continue;
+        }
         served.entry((bridge.clone(), local_ip)).or_insert(Served {
             key,
             bridge,
@@ -659,6 +667,17 @@ mod tests {
             text.last().unwrap(),
             "nft -f - <<delete table bridge neutrino_localip; "
         );
+    }
+
+    #[test]
+    fn one_translated_local_ip_per_port_address() {
+        let mut c = cluster("translate");
+        let second = json!({"id": "l2:pf", "local_ip_id": "l2", "fixed_port_id": "pf",
+                            "fixed_ip": "10.0.0.30", "local_ip_address": "10.0.0.201"});
+        c.put("local_ip_port_association", "l2:pf", Some(&second));
+        let model = desired(&c, &ports());
+        assert_eq!(model.served.len(), 1);
+        assert_eq!(model.served[0].local_ip.to_string(), "10.0.0.200");
     }
 
     #[test]
