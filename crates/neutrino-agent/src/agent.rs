@@ -228,7 +228,7 @@ fn probe_netns(cfg: &AgentConfig) -> String {
     format!("{}sfc-probe", cfg.host.netns_prefix)
 }
 
-fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
+pub(crate) fn agent_doc(cfg: &AgentConfig, started_at: &str) -> Value {
     let mut doc = json!({
         "host": cfg.host.host,
         "agent_type": "Neutrino agent",
@@ -483,11 +483,16 @@ where
     }
 }
 
+/// The pause after a server whose agent protocol version this agent does not follow.
+const INCOMPATIBLE_PAUSE: Duration = Duration::from_secs(60);
+
 /// How long to wait after `error`: the server's `Retry-After` stretched by up to a half, or
 /// `pause` shrunk by up to a half.
 fn pause_after(error: &AgentError, pause: Duration) -> Duration {
     match error {
         AgentError::Busy { after } => crate::client::jittered(*after, 1.0, 1.5),
+        // Nothing changes until someone upgrades the servers or this agent.
+        AgentError::Incompatible { .. } => crate::client::jittered(INCOMPATIBLE_PAUSE, 1.0, 1.5),
         _ => crate::client::jittered(pause, 0.5, 1.0),
     }
 }
@@ -1591,10 +1596,55 @@ impl Agent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use neutrino_dataplane::state::Namespace;
     use neutrino_dataplane::Op;
+
+    /// A plain agent configuration for `host` (VXLAN only, no BGP, no gateway device).
+    pub(crate) fn config(host: &str) -> AgentConfig {
+        AgentConfig {
+            host: HostConfig {
+                host: host.to_string(),
+                tunnel_ip: "192.0.2.10".parse().unwrap(),
+                vxlan_port: 4789,
+                netns_prefix: String::new(),
+                interface_mappings: BTreeMap::new(),
+                l2gw_device: None,
+            },
+            report_every: Duration::from_secs(30),
+            resync_every: Duration::from_secs(300),
+            status_file: None,
+            state_dir: std::env::temp_dir(),
+            sfc_grace: Duration::from_millis(500),
+            sfc_switch_wait: Duration::from_secs(5),
+            metrics: crate::metrics::AgentMetrics::new(),
+            bgp: false,
+            availability_zone: "nova".to_string(),
+            bgp_router_id: None,
+            dataplane_netns: None,
+        }
+    }
+
+    /// A server of another protocol version is not hammered: the agent waits a minute or
+    /// more before trying again, whatever its current pause.
+    #[test]
+    fn an_incompatible_server_is_retried_only_after_a_long_pause() {
+        let err = AgentError::Incompatible {
+            agent: 1,
+            server: "3".into(),
+            advice: "upgrade this agent",
+        };
+        for _ in 0..50 {
+            let wait = pause_after(&err, Duration::from_millis(200));
+            assert!(
+                wait >= INCOMPATIBLE_PAUSE && wait < INCOMPATIBLE_PAUSE * 2,
+                "{wait:?}"
+            );
+        }
+        let other = AgentError::Stalled;
+        assert!(pause_after(&other, Duration::from_millis(200)) <= Duration::from_millis(200));
+    }
 
     #[test]
     fn pages_of_chain_resources_only_are_steering_only() {

@@ -3,12 +3,15 @@
 //! port status reports. A token is renewed before it expires (after three quarters of its
 //! lifetime), so requests never wait for a refusal; one that is refused anyway (revoked) is
 //! renewed and the request sent again. HTTPS is verified with `OS_CACERT` (see
-//! `neutrino_keystone::Credentials::tls`).
+//! `neutrino_keystone::Credentials::tls`). Every request names the agent protocol version
+//! (`X-Neutrino-Agent-Protocol`), and every answer is checked for the server's: one this
+//! agent does not follow fails the call with [`AgentError::Incompatible`].
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use neutrino_keystone::{network_endpoint, password_login, Credentials};
+use neutrino_types::agent_protocol::{self, AGENT_PROTOCOL_VERSION};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
@@ -56,6 +59,28 @@ fn busy(resp: &reqwest::Response) -> Result<(), AgentError> {
     match retry_after(resp.headers().get(reqwest::header::RETRY_AFTER)) {
         Some(after) => Err(AgentError::Busy { after }),
         None => Ok(()),
+    }
+}
+
+/// The server's agent protocol version from a response's headers (none named: a server from
+/// before the header, version 1), or [`AgentError::Incompatible`] when this agent does not
+/// follow it.
+pub fn check_server(headers: &reqwest::header::HeaderMap) -> Result<u32, AgentError> {
+    let named = headers
+        .get(agent_protocol::HEADER)
+        .map(|v| v.to_str().unwrap_or("?"));
+    match agent_protocol::parse(named) {
+        Ok(server) if agent_protocol::agent_accepts(AGENT_PROTOCOL_VERSION, server) => Ok(server),
+        Ok(server) => Err(AgentError::Incompatible {
+            agent: AGENT_PROTOCOL_VERSION,
+            server: server.to_string(),
+            advice: agent_protocol::agent_advice(AGENT_PROTOCOL_VERSION, server),
+        }),
+        Err(text) => Err(AgentError::Incompatible {
+            agent: AGENT_PROTOCOL_VERSION,
+            server: text,
+            advice: "the server names no valid version",
+        }),
     }
 }
 
@@ -142,11 +167,17 @@ impl ServerClient {
             let mut req = self
                 .http
                 .request(method.clone(), format!("{server}{path}"))
-                .header(neutrino_keystone::AUTH_TOKEN_HEADER, token);
+                .header(neutrino_keystone::AUTH_TOKEN_HEADER, token)
+                .header(agent_protocol::HEADER, AGENT_PROTOCOL_VERSION);
             if let Some(b) = body {
                 req = req.json(b);
             }
             let resp = req.send().await?;
+            // An error without a version comes from something in between (a proxy with no
+            // server behind it), not from a server of version 1.
+            if resp.status().is_success() || resp.headers().contains_key(agent_protocol::HEADER) {
+                check_server(resp.headers())?;
+            }
             if resp.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
                 continue;
             }
@@ -326,6 +357,295 @@ impl ServerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
+
+    fn headers(version: Option<&str>) -> reqwest::header::HeaderMap {
+        let mut map = reqwest::header::HeaderMap::new();
+        if let Some(v) = version {
+            map.insert(agent_protocol::HEADER, v.parse().unwrap());
+        }
+        map
+    }
+
+    /// This agent follows a server of its version or the next; one without the header is
+    /// version 1; anything else is refused, naming both versions.
+    #[test]
+    fn servers_of_this_version_and_the_next_are_followed() {
+        let ours = AGENT_PROTOCOL_VERSION;
+        assert_eq!(check_server(&headers(None)).unwrap(), 1);
+        for server in [ours, ours + 1] {
+            let named = server.to_string();
+            assert_eq!(check_server(&headers(Some(&named))).unwrap(), server);
+        }
+        for server in [ours + 2, ours.saturating_sub(1), 0] {
+            let named = server.to_string();
+            let err = check_server(&headers(Some(&named))).unwrap_err();
+            assert!(matches!(err, AgentError::Incompatible { .. }), "{err}");
+            let text = err.to_string();
+            assert!(text.contains(&format!("version {server},")), "{text}");
+            assert!(text.contains(&format!("version {ours} ")), "{text}");
+        }
+        let err = check_server(&headers(Some("two"))).unwrap_err();
+        assert!(err.to_string().contains("no valid version"), "{err}");
+    }
+
+    /// One canned HTTP answer on a local port; the request head it got comes back on the
+    /// channel.
+    fn canned_server(answer: String) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&head).to_lowercase());
+            let _ = conn.write_all(answer.as_bytes());
+        });
+        (url, rx)
+    }
+
+    async fn client_to(url: &str) -> ServerClient {
+        let env = |name: &str| match name {
+            "OS_AUTH_URL" => Some("http://127.0.0.1:9/v3".to_string()),
+            "OS_USERNAME" | "OS_PASSWORD" | "OS_PROJECT_NAME" => Some("admin".to_string()),
+            _ => None,
+        };
+        let creds = Credentials::from_env(&env).unwrap();
+        let client = ServerClient::new(creds, Some(url.to_string())).unwrap();
+        // A token that is still good: no login.
+        *client.token.lock().await = Some((
+            "token".to_string(),
+            Instant::now() + Duration::from_secs(3600),
+        ));
+        client
+    }
+
+    fn answer(status: &str, version: Option<u32>, body: &str) -> String {
+        let header = version
+            .map(|v| format!("{}: {v}\r\n", agent_protocol::HEADER))
+            .unwrap_or_default();
+        format!(
+            "HTTP/1.1 {status}\r\n{header}content-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    /// Every request names this agent's version; a server's refusal (or any answer from a
+    /// server this agent does not follow) fails the call as `Incompatible`, not as a generic
+    /// server error.
+    #[tokio::test]
+    async fn requests_name_the_version_and_answers_are_checked() {
+        let ours = AGENT_PROTOCOL_VERSION;
+        let (url, heads) = canned_server(answer("200 OK", Some(ours + 1), r#"{"ok": 1}"#));
+        let doc = client_to(&url).await.snapshot().await.unwrap();
+        assert_eq!(doc["ok"], 1);
+        let head = heads.recv().unwrap();
+        assert!(
+            head.contains(&format!("{}: {ours}\r\n", agent_protocol::HEADER)),
+            "{head}"
+        );
+
+        let (url, _heads) = canned_server(answer("200 OK", None, r#"{"ok": 1}"#));
+        client_to(&url).await.snapshot().await.unwrap();
+
+        let refusal = r#"{"NeutronError": {"type": "AgentProtocolVersionUnsupported",
+            "message": "Agent protocol version 1 is not supported", "detail": ""}}"#;
+        let (url, _heads) = canned_server(answer("400 Bad Request", Some(ours + 2), refusal));
+        let err = client_to(&url).await.applied("h", 3).await.unwrap_err();
+        assert!(matches!(err, AgentError::Incompatible { .. }), "{err}");
+
+        // A proxy's error names no version: an ordinary server error.
+        let (url, _heads) = canned_server(answer("502 Bad Gateway", None, "{}"));
+        let err = client_to(&url).await.applied("h", 3).await.unwrap_err();
+        assert!(
+            matches!(err, AgentError::Server { status: 502, .. }),
+            "{err}"
+        );
+    }
+
+    /// A request as the canned server got it: method, path with query, protocol header,
+    /// JSON body.
+    type Got = (String, String, Option<String>, Value);
+
+    /// Answers every request on a local port with 200, this agent's protocol version and a
+    /// body fitting its path (one line for a watch), and sends what it got on the channel.
+    fn recording_server() -> (String, std::sync::mpsc::Receiver<Got>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap_or_default().to_string();
+                let path = parts.next().unwrap_or_default().to_string();
+                let (mut length, mut version) = (0usize, None);
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    let header = header.trim_end();
+                    if header.is_empty() {
+                        break;
+                    }
+                    let (name, value) = header.split_once(':').unwrap();
+                    let (name, value) = (name.to_lowercase(), value.trim().to_string());
+                    if name == "content-length" {
+                        length = value.parse().unwrap();
+                    } else if name == agent_protocol::HEADER {
+                        version = Some(value);
+                    }
+                }
+                let mut body = vec![0u8; length];
+                reader.read_exact(&mut body).unwrap();
+                let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                let reply = if path.contains("/snapshot") {
+                    r#"{"revision": 7, "resources": {}}"#
+                } else if path.contains("/watch") {
+                    "{\"revision\": 7, \"changes\": []}\n"
+                } else if path.contains("/revisions/") {
+                    r#"{"revision": {"realised": true}}"#
+                } else {
+                    "{}"
+                };
+                let _ = tx.send((method, path, version, body));
+                let _ = conn
+                    .write_all(answer("200 OK", Some(AGENT_PROTOCOL_VERSION), reply).as_bytes());
+            }
+        });
+        (url, rx)
+    }
+
+    /// Whether a request path matches a recorded one (`{name}` stands for any segment; the
+    /// query's keys must be the same).
+    fn path_matches(recorded: &str, sent: &str) -> bool {
+        let split = |p: &str| -> (Vec<String>, BTreeSet<String>) {
+            let (path, query) = p.split_once('?').unwrap_or((p, ""));
+            let segments = path.split('/').map(str::to_string).collect();
+            let keys = query
+                .split('&')
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| kv.split('=').next().unwrap_or_default().to_string())
+                .collect();
+            (segments, keys)
+        };
+        let ((want, want_keys), (got, got_keys)) = (split(recorded), split(sent));
+        want.len() == got.len()
+            && want_keys == got_keys
+            && want
+                .iter()
+                .zip(&got)
+                .all(|(w, g)| w == g || (w.starts_with('{') && w.ends_with('}')))
+    }
+
+    /// Every key path of a JSON document (`[]` for array elements).
+    fn key_paths(doc: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+        match doc {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let path = format!("{prefix}/{k}");
+                    out.insert(path.clone());
+                    key_paths(v, &path, out);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    key_paths(item, &format!("{prefix}/[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn keys(doc: &Value) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        key_paths(doc, "", &mut out);
+        out
+    }
+
+    /// The recorded agent session (`tests/fixtures/agent-protocol-v<version>.json`, replayed
+    /// against the server by `neutrino-api`'s `upgrades` test) is what this client sends: the
+    /// same methods, paths and body keys, with this version's header. When this fails, the
+    /// client's requests changed: if old servers must still understand them, keep the
+    /// version and re-record; else raise the version and record a new file (see
+    /// `docs/ARCHITECTURE.md`, "The change feed").
+    #[tokio::test]
+    async fn the_recorded_agent_session_is_what_the_client_sends() {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+            "../../tests/fixtures/agent-protocol-v{AGENT_PROTOCOL_VERSION}.json"
+        ));
+        let fixture: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(fixture["protocol"], AGENT_PROTOCOL_VERSION);
+        let recorded: Vec<&Value> = fixture["exchanges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["request_headers"][agent_protocol::HEADER].is_string())
+            .collect();
+
+        let (url, got) = recording_server();
+        let client = client_to(&url).await;
+        let cfg = crate::agent::tests::config("fixture-host");
+        let doc = crate::agent::agent_doc(&cfg, "2026-12-07T13:00:00Z");
+        client.report(&doc).await.unwrap();
+        client.snapshot().await.unwrap();
+        client
+            .watch(0, Duration::from_secs(5), |_| false)
+            .await
+            .unwrap();
+        let port = "5a3e1c0d-2b9f-4e7a-8c6d-1f2e3a4b5c6d";
+        let report = json!({"id": port, "status": "ACTIVE", "vif_type": "bridge"});
+        client
+            .port_status("fixture-host", 7, &[report])
+            .await
+            .unwrap();
+        client.applied("fixture-host", 7).await.unwrap();
+        assert!(client
+            .wait_applied(7, &BTreeSet::new(), Duration::ZERO)
+            .await
+            .unwrap());
+        let sent: Vec<Got> = got.try_iter().collect();
+        assert_eq!(sent.len(), 6, "{sent:?}");
+
+        let version = AGENT_PROTOCOL_VERSION.to_string();
+        for (method, path, header, body) in &sent {
+            assert_eq!(header.as_deref(), Some(version.as_str()), "{method} {path}");
+            // The changes page the recording also replays is not sent by this client.
+            let matching: Vec<&&Value> = recorded
+                .iter()
+                .filter(|e| e["method"] == method.as_str())
+                .filter(|e| path_matches(e["path"].as_str().unwrap(), path))
+                .collect();
+            assert!(!matching.is_empty(), "{method} {path} is not recorded");
+            let sent_keys = keys(body);
+            assert!(
+                matching.iter().any(|e| keys(&e["body"]) == sent_keys),
+                "{method} {path}: the recorded body keys differ from {sent_keys:?}"
+            );
+        }
+        for exchange in &recorded {
+            let path = exchange["path"].as_str().unwrap();
+            if path.contains("/changes") {
+                continue;
+            }
+            assert!(
+                sent.iter()
+                    .any(|(m, p, _, _)| exchange["method"] == m.as_str() && path_matches(path, p)),
+                "the recorded {} {path} is not sent by the client",
+                exchange["method"]
+            );
+        }
+    }
 
     #[test]
     fn retry_after_is_read_in_seconds_and_capped() {

@@ -48,6 +48,20 @@ pub enum AgentError {
         /// The server's `Retry-After`.
         after: std::time::Duration,
     },
+    /// The server speaks an agent protocol version this agent does not follow (see
+    /// `neutrino_types::agent_protocol`): the agent waits and tries again.
+    #[error(
+        "the server speaks agent protocol version {server}, this agent version {agent} \
+         (it follows servers of its version and the next): {advice}"
+    )]
+    Incompatible {
+        /// This agent's version.
+        agent: u32,
+        /// What the server named.
+        server: String,
+        /// What to upgrade.
+        advice: &'static str,
+    },
     /// The watch stream went quiet for longer than the server's bookmark interval.
     #[error("watch stream stalled")]
     Stalled,

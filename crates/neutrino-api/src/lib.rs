@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
 use neutrino_app::{App, Context};
-use neutrino_types::ApiError;
+use neutrino_types::{agent_protocol, ApiError};
 use tracing::Instrument;
 
 /// The response header of a successful write naming the feed revision that holds it.
@@ -206,15 +206,27 @@ async fn serve(
         headers,
         body,
     };
-    let mut response = match req.segments.first().map(String::as_str) {
-        Some("v3") => identity::handle(&state, &req).await,
-        Some("neutrino") => feed::handle(&state, &req).await,
-        Some("topology") => topology_page::serve(&req),
-        Some("metrics") if req.segments.len() == 1 && req.method == Method::GET => {
+    // The agent protocol: its routes, and any request that names a version (the agent's
+    // revision waits under `/v2.0`), are checked and answered with this server's version.
+    let is_agent = req.segments.first().is_some_and(|s| s == "neutrino")
+        || req.headers.contains_key(agent_protocol::HEADER);
+    let refused = is_agent.then(|| refusal(&req)).flatten();
+    let mut response = match (refused, req.segments.first().map(String::as_str)) {
+        (Some(refused), _) => refused,
+        (None, Some("v3")) => identity::handle(&state, &req).await,
+        (None, Some("neutrino")) => feed::handle(&state, &req).await,
+        (None, Some("topology")) => topology_page::serve(&req),
+        (None, Some("metrics")) if req.segments.len() == 1 && req.method == Method::GET => {
             serve_metrics(&state, &req).await
         }
         _ => network::handle(&state, &req, path.ends_with('/')).await,
     };
+    if is_agent {
+        response.headers_mut().insert(
+            agent_protocol::HEADER,
+            HeaderValue::from(agent_protocol::AGENT_PROTOCOL_VERSION),
+        );
+    }
     state.metrics.request(
         &req.segments,
         method.as_str(),
@@ -237,6 +249,18 @@ async fn serve(
     }
     log_request(&method, &path, response.status(), started);
     response
+}
+
+/// Checks the agent protocol version a request names (none: an agent from before the
+/// header, version 1): the refusal to send back when this server does not serve it.
+fn refusal(req: &Request) -> Option<Response> {
+    let err = agent_protocol::check_agent(
+        agent_protocol::AGENT_PROTOCOL_VERSION,
+        req.header(agent_protocol::HEADER),
+    )
+    .err()?;
+    tracing::warn!(error = %err.message, "agent refused: protocol version");
+    Some(reply::neutron_error(&err))
 }
 
 /// The access log: one line per request at INFO (WARN for server errors), with method, path,
@@ -385,6 +409,71 @@ mod tests {
             let res = router.clone().oneshot(call("GET", bad, "")).await.unwrap();
             assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
         }
+    }
+
+    /// The agent protocol over HTTP: no header is version 1, this server's version and the
+    /// one before are served, others refused with a Neutron error naming both versions; every
+    /// answer to an agent names the server's version, other clients see no such header.
+    #[tokio::test]
+    async fn agents_of_other_protocol_versions_are_refused() {
+        use agent_protocol::{AGENT_PROTOCOL_VERSION as OURS, HEADER};
+        let (app, _dir) = test_app().await;
+        let router = router(app, AuthMode::NoAuth, Metrics::new());
+        let call = |path: &str, version: Option<String>| {
+            let mut req = axum::http::Request::builder().method("GET").uri(path);
+            if let Some(v) = version {
+                req = req.header(HEADER, v);
+            }
+            let req = req.body(Body::empty()).unwrap();
+            let router = router.clone();
+            async move {
+                let res = router.oneshot(req).await.unwrap();
+                let status = res.status();
+                let server = res
+                    .headers()
+                    .get(HEADER)
+                    .map(|v| v.to_str().unwrap().to_string());
+                let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+                let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                (status, server, doc)
+            }
+        };
+        let ours = Some(OURS.to_string());
+        let mut served = vec![None, Some(OURS.to_string())];
+        if OURS > 1 {
+            served.push(Some((OURS - 1).to_string()));
+        }
+        for version in served {
+            let (status, server, doc) = call("/neutrino/v1/snapshot", version.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{version:?}: {doc}");
+            assert_eq!(server, ours, "{version:?}");
+            assert!(doc["resources"].is_object(), "{doc}");
+        }
+        let refused = [
+            (OURS + 1).to_string(),
+            (OURS + 2).to_string(),
+            OURS.saturating_sub(2).to_string(),
+            "one".to_string(),
+        ];
+        for version in refused {
+            let (status, server, doc) = call("/neutrino/v1/snapshot", Some(version.clone())).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{version}: {doc}");
+            assert_eq!(server, ours, "{version}");
+            let err = &doc["NeutronError"];
+            assert_eq!(err["type"], agent_protocol::REFUSED_TYPE, "{doc}");
+            assert_eq!(err["detail"], "", "{doc}");
+            let message = err["message"].as_str().unwrap();
+            assert!(message.contains(&version), "{message}");
+            assert!(message.contains(&format!("version {OURS}")), "{message}");
+        }
+        // The agent's revision waits under /v2.0 are checked when they name a version.
+        let (status, server, _) = call("/v2.0/neutrino/revisions/0", ours.clone()).await;
+        assert_eq!((status, server), (StatusCode::OK, ours.clone()));
+        let (status, _, _) = call("/v2.0/neutrino/revisions/0", Some((OURS + 1).to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        // Other clients: no version asked, none named.
+        let (status, server, _) = call("/v2.0/networks", None).await;
+        assert_eq!((status, server), (StatusCode::OK, None));
     }
 
     /// Fuzz finding: a body over the limit was answered with axum's plain-text 413.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use neutrino_types::agent_protocol::{self, AGENT_PROTOCOL_VERSION};
 use reqwest::{Client, StatusCode};
 use serde_json::json;
 
@@ -250,6 +251,7 @@ async fn one_agent(
     patient(tally, || {
         http.post(format!("{url}/neutrino/v1/agents"))
             .header("X-Auth-Token", token)
+            .header(agent_protocol::HEADER, AGENT_PROTOCOL_VERSION)
             .json(&report)
             .send()
     })
@@ -257,6 +259,7 @@ async fn one_agent(
     let snapshot = patient(tally, || {
         http.get(format!("{url}/neutrino/v1/snapshot"))
             .header("X-Auth-Token", token)
+            .header(agent_protocol::HEADER, AGENT_PROTOCOL_VERSION)
             .send()
     })
     .await?;
@@ -274,6 +277,7 @@ async fn one_agent(
     patient(tally, || {
         http.get(format!("{url}/neutrino/v1/watch?since={revision}"))
             .header("X-Auth-Token", token)
+            .header(agent_protocol::HEADER, AGENT_PROTOCOL_VERSION)
             .send()
     })
     .await

@@ -1,6 +1,7 @@
 //! The Neutron v2.0 resource model as data: attribute specifications, generic body
 //! validation, list-query semantics and the API error type. Pure: no I/O, no async.
 
+pub mod agent_protocol;
 pub mod attrs;
 pub mod bgp;
 pub mod dns;
