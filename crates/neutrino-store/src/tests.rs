@@ -68,6 +68,46 @@ async fn insert_get_list_update_delete() {
     }
 }
 
+/// Listings come in creation order whichever index serves the query: children of parents
+/// whose ids sort the other way round than they were created, with and without a parent
+/// filter.
+#[tokio::test]
+async fn listings_keep_creation_order_across_parents() {
+    for (store, _dir) in stores().await {
+        let kind = unique("ordered");
+        let parents = ["z-parent", "a-parent"];
+        let mut tx = store.begin().await.unwrap();
+        for i in 0..6 {
+            let id = format!("{kind}-{i}");
+            tx.insert(&Record {
+                kind: kind.clone(),
+                id: id.clone(),
+                project_id: format!("p{}", 5 - i),
+                parent_id: Some(parents[i % 2].to_string()),
+                body: json!({"id": id}),
+            })
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut tx = store.read().await.unwrap();
+        let want: Vec<String> = (0..6).map(|i| format!("{kind}-{i}")).collect();
+        let ids = |records: Vec<Record>| records.into_iter().map(|r| r.id).collect::<Vec<_>>();
+        let all = tx.list(&kind, &Selector::default()).await.unwrap();
+        assert_eq!(ids(all), want);
+        let sel = Selector {
+            parent_ids: Some(parents.iter().map(|p| p.to_string()).collect()),
+            ..Default::default()
+        };
+        assert_eq!(ids(tx.list(&kind, &sel).await.unwrap()), want);
+        let sel = Selector {
+            project_ids: Some((0..6).map(|i| format!("p{i}")).collect()),
+            ..Default::default()
+        };
+        assert_eq!(ids(tx.list(&kind, &sel).await.unwrap()), want);
+    }
+}
+
 #[tokio::test]
 async fn ports_are_selected_by_role_under_their_network() {
     for (store, _dir) in stores().await {
