@@ -70,6 +70,11 @@ def test_an_agent_runs_with_its_hosts_credential(tmp_path):
         b = bound_port(env, net, "h2", "b")
         a, b = wait_active(env, a["id"]), wait_active(env, b["id"])
         assert lab.pings(lab.instance("h1", "a"), ip_of(b), count=2)
+        log = (tmp_path / "agent-h1.log").read_text(errors="replace")
+        assert "authenticating with a host credential" in log, log
+        # The server saw h1's agent log in with the application credential, not a password.
+        server_log = server.log_path.read_text(errors="replace")
+        assert "host credential created" in server_log
 
         status, token = login(server, creds)
         assert status == 201 and token
