@@ -68,6 +68,14 @@ impl App {
             .get("host_credential")
             .and_then(Value::as_object)
             .ok_or_else(|| ApiError::bad_request("Resource body required: host_credential"))?;
+        if let Some(k) = input
+            .keys()
+            .find(|k| !matches!(k.as_str(), "host" | "description"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "Unrecognized attribute(s) '{k}'"
+            )));
+        }
         let host = input
             .get("host")
             .and_then(Value::as_str)

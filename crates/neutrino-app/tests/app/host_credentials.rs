@@ -88,6 +88,7 @@ async fn only_admins_manage_host_credentials_and_bad_input_is_400() {
         json!({"host_credential": {"host": long}}),
         json!({"host_credential": {"host": "a\nb"}}),
         json!({"host_credential": {"host": "h", "description": ["x"]}}),
+        json!({"host_credential": {"host": "h", "secret": "mine"}}),
     ] {
         let err = t
             .app
@@ -124,6 +125,12 @@ async fn only_admins_manage_host_credentials_and_bad_input_is_400() {
         404,
         "HostCredentialNotFound",
     );
+    // Credentials, and the revocation event of a deleted one, leave the store consistent.
+    t.app.delete_host_credential(&admin(), &cred).await.unwrap();
+    let problems = neutrino_app::consistency::check_store(&t.store)
+        .await
+        .unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
 }
 
 #[tokio::test]
