@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::network::parse_body;
 use crate::reply::{json, neutron_error};
-use crate::{caller, status, ApiState, Request};
+use crate::{agent_caller, status, ApiState, Request};
 
 /// How long an idle watch waits before sending a bookmark line (keeps proxies and the
 /// agent's dead-connection detection happy).
@@ -57,7 +57,7 @@ fn compacted(revision: i64) -> ApiError {
 
 async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
     let seg: Vec<&str> = req.segments.iter().map(String::as_str).collect();
-    let ctx = caller(state, req).await?;
+    let ctx = agent_caller(state, req).await?;
     let app = &state.app;
     match (&req.method, &seg[..]) {
         (&Method::POST, ["neutrino", "v1", "agents"]) => {

@@ -64,12 +64,18 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
         app.change_password(user, &body_json(req)?).await?;
         return Ok(empty(204));
     }
-    let ctx = caller(state, req).await.map_err(|_| {
-        ApiError::new(
+    // A host agent's credential is 403 here as for any user call; other failures are 401.
+    let ctx = caller(state, req).await.map_err(|e| match e.status {
+        403 => ApiError::new(
+            403,
+            "Forbidden",
+            "You are not authorized to perform the requested action.",
+        ),
+        _ => ApiError::new(
             401,
             "Unauthorized",
             "The request you have made requires authentication.",
-        )
+        ),
     })?;
     match (m.clone(), seg.as_slice()) {
         (Method::GET | Method::HEAD, ["auth", "tokens"]) => {

@@ -299,7 +299,31 @@ async fn serve_metrics(state: &ApiState, req: &Request) -> Response {
     }
 }
 
+/// The caller of a user call: every call but the agents'. A host agent's credential is
+/// refused here (403), whatever the policy says, so no user call can serve it.
 pub(crate) async fn caller(state: &ApiState, req: &Request) -> Result<Context, ApiError> {
+    let ctx = agent_caller(state, req).await?;
+    match &ctx.agent_host {
+        Some(host) => {
+            tracing::warn!(%host, path = ?req.segments, "host agent credential refused for a user call");
+            Err(agent_refused(host))
+        }
+        None => Ok(ctx),
+    }
+}
+
+/// The 403 of a host agent's credential used outside the agent calls.
+pub(crate) fn agent_refused(host: &str) -> ApiError {
+    ApiError::new(
+        403,
+        "PolicyNotAuthorized",
+        format!("The credential of the agent of host {host} only serves that agent's calls."),
+    )
+}
+
+/// The caller of an agent call (`/neutrino/v1/...`, the revision waits): a user, or the
+/// agent of one host (the app refuses it any other host).
+pub(crate) async fn agent_caller(state: &ApiState, req: &Request) -> Result<Context, ApiError> {
     match state.auth {
         AuthMode::NoAuth => {
             let project = req.header("x-project-id").unwrap_or("admin").to_string();

@@ -8,7 +8,7 @@ use neutrino_types::{ApiError, ApiResult};
 use serde_json::{json, Map, Value};
 
 use crate::reply::{empty, json, neutron_error};
-use crate::{caller, ApiState, Request};
+use crate::{agent_caller, caller, ApiState, Request};
 
 /// Routes one network API request.
 pub(crate) async fn handle(state: &ApiState, req: &Request, trailing_slash: bool) -> Response {
@@ -62,8 +62,12 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         ["v2.0", ..] => {}
         _ => return Err(ApiError::no_such_url()),
     }
-    let ctx = caller(state, req).await?;
     let rest = &seg[1..];
+    // The revision waits are also an agent call; everything else refuses host agents.
+    let ctx = match rest {
+        ["neutrino", "revisions", _] => agent_caller(state, req).await?,
+        _ => caller(state, req).await?,
+    };
     match rest {
         ["neutrino", "revisions", revision] if req.method == Method::GET => {
             let revision = revision
@@ -90,6 +94,28 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
         ["neutrino", "revisions", _] => Err(not_allowed()),
         ["neutrino", "topology"] if req.method == Method::GET => topology(state, req, &ctx).await,
         ["neutrino", "topology"] => Err(not_allowed()),
+        ["neutrino", "host-credentials"] => match req.method {
+            Method::GET => Ok(json(
+                200,
+                &state.app.list_host_credentials(&ctx, &req.query).await?,
+            )),
+            Method::POST => Ok(json(
+                201,
+                &state
+                    .app
+                    .create_host_credential(&ctx, &parse_body(req)?)
+                    .await?,
+            )),
+            _ => Err(not_allowed()),
+        },
+        ["neutrino", "host-credentials", id] => match req.method {
+            Method::GET => Ok(json(200, &state.app.show_host_credential(&ctx, id).await?)),
+            Method::DELETE => {
+                state.app.delete_host_credential(&ctx, id).await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
         ["extensions"] => only_get(req, || Ok(json(200, &extensions::list()))),
         ["extensions", alias] => only_get(req, || {
             extensions::get(alias)

@@ -311,6 +311,7 @@ impl App {
             }
         };
         let host = text("host")?;
+        ctx.check_host(&host)?;
         let agent_type = doc
             .get("agent_type")
             .and_then(Value::as_str)
@@ -784,6 +785,7 @@ impl App {
             .and_then(Value::as_str)
             .filter(|h| !h.is_empty())
             .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+        ctx.check_host(host)?;
         let reports = body
             .get("ports")
             .and_then(Value::as_array)

@@ -150,6 +150,7 @@ impl App {
             .and_then(Value::as_str)
             .filter(|h| !h.is_empty() && h.len() <= 255)
             .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+        ctx.check_host(host)?;
         let revision = body
             .get("revision")
             .and_then(Value::as_i64)

@@ -56,14 +56,14 @@ fn conflict(kind: &str, name: &str) -> ApiError {
     )
 }
 
-fn hash_password(password: &str) -> String {
+pub(crate) fn hash_password(password: &str) -> String {
     let salt: [u8; 16] = rand::random();
     let mut out = [0u8; 32];
     pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, PBKDF2_ROUNDS, &mut out);
     format!("pbkdf2-sha256${PBKDF2_ROUNDS}${}${}", hex(&salt), hex(&out))
 }
 
-fn check_password(password: &str, stored: &str) -> bool {
+pub(crate) fn check_password(password: &str, stored: &str) -> bool {
     let parts: Vec<&str> = stored.split('$').collect();
     let [_, rounds, salt, hash] = parts.as_slice() else {
         return false;
@@ -348,6 +348,11 @@ impl App {
         let identity = request
             .pointer("/auth/identity")
             .ok_or_else(|| bad("'identity' is a required property"))?;
+        let methods = identity.get("methods").and_then(Value::as_array);
+        if methods.is_some_and(|m| m.iter().any(|m| m == "application_credential")) {
+            // A host agent's credential: its token serves that host's agent calls only.
+            return self.issue_agent_token(identity, base).await;
+        }
         let mut tx = self.read().await?;
         // A token made from a token expires with it, as in Keystone: holding a token never
         // lets one extend it.
@@ -446,6 +451,7 @@ impl App {
             i: now,
             a: new_id().replace('-', "")[..22].to_string(),
             m: now_ms,
+            h: None,
         };
         let token = token::sign(&self.inner.token_key, &claims);
         let body = self.token_body(&mut tx, &claims, method, base).await?;
@@ -472,7 +478,7 @@ impl App {
         Ok(DEFAULT_DOMAIN.to_string())
     }
 
-    async fn token_body(
+    pub(crate) async fn token_body(
         &self,
         tx: &mut Tx,
         c: &Claims,
@@ -513,8 +519,11 @@ impl App {
             "expires_at": ts(c.e),
             "issued_at": ts(c.i),
         });
-        if !c.p.is_empty() {
-            let project = tx.get("project", &c.p).await.map_err(db)?;
+        if !c.p.is_empty() || c.h.is_some() {
+            let project = match c.p.as_str() {
+                "" => None,
+                p => tx.get("project", p).await.map_err(db)?,
+            };
             let (name, domain) = project
                 .map(|p| {
                     (
@@ -553,8 +562,10 @@ impl App {
                 {"id": "network", "type": "network", "name": "neutron",
                  "endpoints": [endpoint("network", base.clone())]},
             ]);
-            token["project"] = json!({"id": c.p, "name": name, "domain": domain_of(&domain)});
-            token["is_domain"] = json!(false);
+            if !c.p.is_empty() {
+                token["project"] = json!({"id": c.p, "name": name, "domain": domain_of(&domain)});
+                token["is_domain"] = json!(false);
+            }
             token["roles"] = json!(roles);
             token["catalog"] = catalog;
         }
@@ -588,7 +599,10 @@ impl App {
     /// Validates a token for the network API.
     pub async fn authenticate(&self, token: &str) -> ApiResult<Context> {
         let claims = self.valid_claims(token).await?;
-        Ok(Context::new(&claims.u, &claims.p, &claims.r))
+        Ok(match &claims.h {
+            Some(host) => Context::agent(&claims.u, host),
+            None => Context::new(&claims.u, &claims.p, &claims.r),
+        })
     }
 
     /// `DELETE /v3/auth/tokens`: revokes the subject token (the caller's own, or any for

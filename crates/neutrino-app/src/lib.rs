@@ -12,6 +12,7 @@ pub mod barrier;
 pub mod consistency;
 pub mod context;
 pub mod extensions;
+pub mod host_credentials;
 pub mod identity;
 mod neutron;
 mod revocation;

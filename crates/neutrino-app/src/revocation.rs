@@ -361,6 +361,7 @@ mod tests {
             i: issued_ms / 1000,
             a: "audit1".into(),
             m: issued_ms,
+            h: None,
         }
     }
 

@@ -1,5 +1,8 @@
 //! Signed, expiring tokens: `base64url(payload).base64url(hmac_sha256(key, payload))`.
 //! Stateless, so every server sharing the database (and so the key) accepts every token.
+//! A host agent's token (claims with a host) is signed with a key derived from the
+//! deployment's, so a server of an earlier version, which would not know that such a token
+//! is no user's, refuses it (401) during a rolling upgrade.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -26,6 +29,10 @@ pub struct Claims {
     /// versions, which count as issued at the start of their second).
     #[serde(default)]
     pub m: i64,
+    /// The host of a host-agent credential's token (`None`: a user's token). Such a token
+    /// only serves the agent calls of that host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub h: Option<String>,
 }
 
 impl Claims {
@@ -45,10 +52,19 @@ fn mac(key: &[u8], payload: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
+/// The key that signs tokens with these claims: the deployment's for a user's token, one
+/// derived from it for a host agent's.
+fn key_for(key: &[u8], claims: &Claims) -> Vec<u8> {
+    match claims.h {
+        None => key.to_vec(),
+        Some(_) => mac(key, b"neutrino host agent token"),
+    }
+}
+
 /// Signs claims into a token string.
 pub fn sign(key: &[u8], claims: &Claims) -> String {
     let payload = serde_json::to_vec(claims).expect("claims serialize");
-    let sig = mac(key, &payload);
+    let sig = mac(&key_for(key, claims), &payload);
     format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(&payload),
@@ -61,10 +77,11 @@ pub fn verify(key: &[u8], token: &str, now: i64) -> Option<Claims> {
     let (payload, sig) = token.split_once('.')?;
     let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
     let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
-    let mut m = Hmac::<Sha256>::new_from_slice(key).ok()?;
+    // The claims say which key must have signed them (nothing is trusted before the check).
+    let claims: Claims = serde_json::from_slice(&payload).ok()?;
+    let mut m = Hmac::<Sha256>::new_from_slice(&key_for(key, &claims)).ok()?;
     m.update(&payload);
     m.verify_slice(&sig).ok()?;
-    let claims: Claims = serde_json::from_slice(&payload).ok()?;
     (claims.e > now).then_some(claims)
 }
 
@@ -81,6 +98,7 @@ mod tests {
             i: 0,
             a: "x".into(),
             m: 0,
+            h: None,
         }
     }
 
@@ -105,5 +123,33 @@ mod tests {
             "payload swapped"
         );
         assert_eq!(verify(b"k", "garbage", 50), None);
+    }
+
+    /// A host agent's token verifies only as one: not with the plain key (what a server of
+    /// an earlier version checks), and its claims cannot be passed off as a user's.
+    #[test]
+    fn agent_tokens_have_their_own_key() {
+        let agent = Claims {
+            h: Some("h1".into()),
+            ..claims(100)
+        };
+        let t = sign(b"k", &agent);
+        assert_eq!(verify(b"k", &t, 50), Some(agent.clone()));
+        let (payload, sig) = t.split_once('.').unwrap();
+        let plain = mac(b"k", &URL_SAFE_NO_PAD.decode(payload).unwrap());
+        assert_ne!(
+            URL_SAFE_NO_PAD.decode(sig).unwrap(),
+            plain,
+            "an older server refuses it"
+        );
+        // Agent claims under the plain key's signature are no token.
+        let plain = URL_SAFE_NO_PAD.encode(plain);
+        assert_eq!(verify(b"k", &format!("{payload}.{plain}"), 50), None);
+        // User claims under the agent key's signature neither.
+        let user = serde_json::to_vec(&claims(100)).unwrap();
+        let agent_sig = URL_SAFE_NO_PAD.encode(mac(&key_for(b"k", &agent), &user));
+        let user = URL_SAFE_NO_PAD.encode(user);
+        assert_eq!(verify(b"k", &format!("{user}.{agent_sig}"), 50), None);
+        assert!(verify(b"k", &sign(b"k", &claims(100)), 50).is_some());
     }
 }

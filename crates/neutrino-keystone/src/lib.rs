@@ -1,5 +1,6 @@
 //! The Keystone v3 subset every Neutrino client needs: password credentials read from the
-//! `OS_*` variables of an openrc file, password login (`POST /v3/auth/tokens`), token
+//! `OS_*` variables of an openrc file (or an application credential: a Neutrino host
+//! credential, `OS_APPLICATION_CREDENTIAL_ID`/`_SECRET`), login (`POST /v3/auth/tokens`), token
 //! validation, and the lookup of the public `network` endpoint in the token's catalog.
 //! Used by `neutrino agent`, `neutrino bench` and the CNI plugin. Its HTTP clients verify
 //! HTTPS servers as the openstack CLI does: against the CA bundle named by `OS_CACERT` when
@@ -35,6 +36,28 @@ pub struct Credentials {
     /// `OS_INSECURE=true`: no verification of the server's certificate at all (unsafe:
     /// anyone on the path can impersonate the server and read the credentials).
     pub insecure: bool,
+    /// `OS_APPLICATION_CREDENTIAL_ID` and `OS_APPLICATION_CREDENTIAL_SECRET`: log in with
+    /// Keystone's `application_credential` method instead of the password (a Neutrino host
+    /// credential: the agent of one host). Then no user, password or project is needed.
+    pub application_credential: Option<ApplicationCredential>,
+}
+
+/// An application credential (Keystone's `v3applicationcredential` auth type).
+#[derive(Clone, PartialEq)]
+pub struct ApplicationCredential {
+    /// `OS_APPLICATION_CREDENTIAL_ID`.
+    pub id: String,
+    /// `OS_APPLICATION_CREDENTIAL_SECRET`.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ApplicationCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplicationCredential")
+            .field("id", &self.id)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Credentials {
@@ -42,8 +65,27 @@ impl Credentials {
     /// (or the legacy `OS_TENANT_NAME`), `OS_USER_DOMAIN_NAME` and
     /// `OS_PROJECT_DOMAIN_NAME` (both default to `Default`),
     /// `OS_REGION_NAME`, `OS_CACERT` and `OS_INSECURE` (`true` in any case: on) through `env`.
+    /// With `OS_APPLICATION_CREDENTIAL_ID` (and then `OS_APPLICATION_CREDENTIAL_SECRET`) set,
+    /// only `OS_AUTH_URL` of the password variables is required.
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Self, KeystoneError> {
         let required = |name: &'static str| env(name).ok_or(KeystoneError::MissingEnv(name));
+        if let Some(id) = env("OS_APPLICATION_CREDENTIAL_ID").filter(|v| !v.is_empty()) {
+            return Ok(Credentials {
+                auth_url: required("OS_AUTH_URL")?,
+                username: String::new(),
+                password: String::new(),
+                project_name: String::new(),
+                user_domain_name: "Default".into(),
+                project_domain_name: "Default".into(),
+                region: env("OS_REGION_NAME"),
+                cacert: env("OS_CACERT").filter(|v| !v.is_empty()),
+                insecure: env("OS_INSECURE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+                application_credential: Some(ApplicationCredential {
+                    id,
+                    secret: required("OS_APPLICATION_CREDENTIAL_SECRET")?,
+                }),
+            });
+        }
         Ok(Credentials {
             auth_url: required("OS_AUTH_URL")?,
             username: required("OS_USERNAME")?,
@@ -57,7 +99,24 @@ impl Credentials {
             region: env("OS_REGION_NAME"),
             cacert: env("OS_CACERT").filter(|v| !v.is_empty()),
             insecure: env("OS_INSECURE").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+            application_credential: None,
         })
+    }
+
+    /// The body of `POST /v3/auth/tokens` for these credentials: the application
+    /// credential when there is one, else the password scoped to the project.
+    pub fn auth_body(&self) -> Value {
+        match &self.application_credential {
+            Some(ac) => json!({
+                "auth": {
+                    "identity": {
+                        "methods": ["application_credential"],
+                        "application_credential": {"id": ac.id, "secret": ac.secret},
+                    }
+                }
+            }),
+            None => self.password_auth_body(),
+        }
     }
 
     /// Applies the TLS settings to a client builder: with `OS_CACERT`, only its CAs are
@@ -221,18 +280,15 @@ fn auth_failure(what: &str, status: reqwest::StatusCode, body: &str) -> Keystone
     KeystoneError::Refused(format!("{what}: HTTP {status}: {body}"))
 }
 
-/// `POST {identity}/auth/tokens` with the password method; returns the token
+/// `POST {identity}/auth/tokens` with the password method (or the application credential,
+/// see [`Credentials::auth_body`]); returns the token
 /// (`X-Subject-Token`) and the token body (with the catalog).
 pub async fn password_login(
     http: &Client,
     creds: &Credentials,
 ) -> Result<(String, Value), KeystoneError> {
     let url = format!("{}/auth/tokens", identity_base(&creds.auth_url)?);
-    let response = http
-        .post(&url)
-        .json(&creds.password_auth_body())
-        .send()
-        .await?;
+    let response = http.post(&url).json(&creds.auth_body()).send().await?;
     let status = response.status();
     let token = response
         .headers()
@@ -553,7 +609,52 @@ mod tests {
             region: None,
             cacert: Some("/nonexistent/ca.pem".into()),
             insecure: false,
+            application_credential: None,
         };
         assert!(creds.tls(Client::builder()).is_err());
+    }
+
+    /// A host credential's openrc (`OS_AUTH_TYPE=v3applicationcredential`): no user,
+    /// password or project needed; the login body names the application credential and no
+    /// scope; the secret is not in the debug output; an id without a secret is an error.
+    #[test]
+    fn application_credentials_from_openrc_variables() {
+        let vars = [
+            ("OS_AUTH_URL", "https://ctl:9696/v3"),
+            ("OS_AUTH_TYPE", "v3applicationcredential"),
+            ("OS_APPLICATION_CREDENTIAL_ID", "c1"),
+            ("OS_APPLICATION_CREDENTIAL_SECRET", "s3cret"),
+        ];
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let creds = Credentials::from_env(&env).unwrap();
+        assert_eq!(
+            creds.auth_body(),
+            json!({"auth": {"identity": {"methods": ["application_credential"],
+                   "application_credential": {"id": "c1", "secret": "s3cret"}}}})
+        );
+        assert!(!format!("{creds:?}").contains("s3cret"));
+        let env = |k: &str| {
+            vars.iter()
+                .filter(|(n, _)| *n != "OS_APPLICATION_CREDENTIAL_SECRET")
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        assert!(matches!(
+            Credentials::from_env(&env),
+            Err(KeystoneError::MissingEnv(
+                "OS_APPLICATION_CREDENTIAL_SECRET"
+            ))
+        ));
+        // Password credentials keep their body.
+        let password = Credentials {
+            application_credential: None,
+            username: "u".into(),
+            ..creds
+        };
+        assert_eq!(password.auth_body(), password.password_auth_body());
     }
 }

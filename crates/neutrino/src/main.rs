@@ -12,6 +12,7 @@ use neutrino_app::{App, Config};
 use neutrino_store::Store;
 
 mod config_file;
+mod host_credential;
 mod tls;
 
 /// mimalloc: the server allocates many small JSON values per request; glibc malloc showed up
@@ -94,6 +95,9 @@ enum Command {
     Storm(neutrino_bench::StormArgs),
     /// Check a stopped server's store: references, claims; exits non-zero on any problem.
     CheckStore(CheckStoreArgs),
+    /// Manage the host agents' credentials (admin's openrc): `create --host H` writes the
+    /// agent's openrc, whose token serves only that host's agent calls.
+    HostCredential(host_credential::HostCredentialArgs),
     /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
     Completions {
         /// The shell.
@@ -151,8 +155,11 @@ struct AgentArgs {
     #[arg(long, env = "NEUTRINO_SERVER")]
     server: Option<String>,
     /// Read the `OS_*` credentials from this openrc file (`export OS_...=...` lines) instead
-    /// of the environment: for a service manager, which cannot source one.
-    #[arg(long, env = "NEUTRINO_OPENRC")]
+    /// of the environment: for a service manager, which cannot source one. A host
+    /// credential's file (`neutrino host-credential create --host H --output FILE`:
+    /// `OS_APPLICATION_CREDENTIAL_ID`/`_SECRET`) gives the agent a token for this host's
+    /// agent calls only; an admin's openrc works too.
+    #[arg(long, visible_alias = "credential-file", env = "NEUTRINO_OPENRC")]
     openrc: Option<PathBuf>,
     /// Prefix of the instance namespaces this agent owns (lets several agents share a machine).
     #[arg(long, default_value = "")]
@@ -214,22 +221,10 @@ struct AgentArgs {
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
-    let from_file = match &args.openrc {
-        Some(path) => neutrino_keystone::parse_openrc(
-            &std::fs::read_to_string(path)
-                .with_context(|| format!("reading --openrc {}", path.display()))?,
-        ),
-        None => Vec::new(),
-    };
-    let creds = neutrino_agent::Credentials::from_env(&|k| match from_file
-        .iter()
-        .rev()
-        .find(|(name, _)| name == k)
-    {
-        Some((_, value)) => Some(value.clone()),
-        None if args.openrc.is_some() => None,
-        None => std::env::var(k).ok(),
-    })?;
+    let creds = host_credential::read_credentials(args.openrc.as_deref())?;
+    if creds.application_credential.is_some() {
+        tracing::info!(host = %args.host, "authenticating with a host credential");
+    }
     if creds.insecure {
         tracing::warn!("OS_INSECURE: the server's certificate is not verified; unsafe");
     }
@@ -760,6 +755,7 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Man { dir } => write_man_pages(&dir),
+            Command::HostCredential(args) => host_credential::run(args).await,
             Command::CheckStore(args) => {
                 let url = match &args.database_url {
                     Some(url) => url.clone(),

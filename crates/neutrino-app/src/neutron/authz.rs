@@ -86,6 +86,9 @@ impl App {
         extras: Extras,
         set: &Doc,
     ) -> ApiResult<()> {
+        if !ctx.may_use_rule(action) {
+            return Err(ApiError::forbidden(action));
+        }
         let mut overlay = Overlay::new(target);
         for (k, v) in extras {
             overlay = overlay.with(k, v);
@@ -104,24 +107,29 @@ impl App {
         doc: &Doc,
         extras: Extras,
     ) -> bool {
+        let rule = format!("get_{}", coll.resource);
+        if !ctx.may_use_rule(&rule) {
+            return false;
+        }
         let mut overlay = Overlay::new(doc);
         for (k, v) in extras {
             overlay = overlay.with(k, v);
         }
-        self.config().policy.enforce(
-            &format!("get_{}", coll.resource),
-            &overlay,
-            &ctx.credentials(),
-        )
+        self.config()
+            .policy
+            .enforce(&rule, &overlay, &ctx.credentials())
     }
 
     /// Whether the rule named `rule` lets the caller act on `target`: for calls outside the
     /// collections (quotas, agents, scheduling, the agents' own endpoints) and for the
     /// attribute rules a kind checks itself.
+    /// A host agent's caller is only ever granted the agent rules.
     pub(crate) fn permits(&self, ctx: &Context, rule: &str, target: &Doc) -> bool {
-        self.config()
-            .policy
-            .enforce(rule, &Overlay::new(target), &ctx.credentials())
+        ctx.may_use_rule(rule)
+            && self
+                .config()
+                .policy
+                .enforce(rule, &Overlay::new(target), &ctx.credentials())
     }
 
     /// [`App::permits`], refused with Neutron's 403 naming the rule.

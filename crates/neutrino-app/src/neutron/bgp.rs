@@ -651,6 +651,7 @@ impl App {
     /// asks again periodically besides after every change of the feed.
     pub async fn host_bgp_speakers(&self, ctx: &Context, host: &str) -> ApiResult<Value> {
         self.check_rule(ctx, "get_feed", &Default::default())?;
+        ctx.check_host(host)?;
         let mut out = Vec::new();
         let speakers = {
             let mut tx = self.read().await?;

@@ -88,6 +88,7 @@ impl App {
                 "Invalid metering counter report: no host",
             ));
         }
+        ctx.check_host(&report.host)?;
         let mut tx = self.write().await?;
         let mut recorded = 0;
         for label in &report.labels {

@@ -14,6 +14,7 @@ mod consistency;
 mod dhcp;
 mod flavors;
 mod floatingips;
+mod host_credentials;
 mod identity;
 mod isolation;
 mod l2gw;

@@ -30,6 +30,7 @@ impl App {
             .as_str()
             .filter(|h| !h.is_empty())
             .ok_or_else(|| ApiError::bad_request("'host' must be a non-empty string"))?;
+        ctx.check_host(host)?;
         let networks = body["networks"]
             .as_object()
             .ok_or_else(|| ApiError::bad_request("'networks' must be an object"))?;

@@ -49,6 +49,7 @@ impl App {
     ) -> ApiResult<Value> {
         self.check_rule(ctx, "update_sfc_status", &Default::default())?;
         let report = sfc_status::parse_report(&body)?;
+        ctx.check_host(&report.host)?;
         let mut tx = self.write().await?;
         let updated = self.apply_health(&mut tx, &report).await?;
         let chains = record_counters(&mut tx, &report, at).await?;
