@@ -1,0 +1,95 @@
+//! The agent's side of hardware VTEPs (`--vtep NAME=REMOTE`): one [`Vtep`] per physical
+//! switch keeps a connection to the switch's OVSDB server, reads its rows, and writes the
+//! difference from what the cluster wants ([`neutrino_dataplane::vtep`]). Every sync reads
+//! the whole database again, so after the switch (or its server) was unreachable the next
+//! successful sync replays everything the switch lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use neutrino_dataplane::vtep as plan;
+use neutrino_dataplane::Cluster;
+
+use crate::ovsdb::{Ovsdb, OvsdbError};
+
+/// One managed physical switch.
+pub struct Vtep {
+    /// The gateway device name (`device_name`), also the `Physical_Switch` name.
+    pub name: String,
+    /// `tcp:HOST:PORT` or `unix:PATH`.
+    pub remote: String,
+    conn: Option<Ovsdb>,
+}
+
+/// The outcome of one successful sync.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Synced {
+    /// Operations written (0: the switch already matched).
+    pub written: usize,
+    /// The switch's tunnel IPs.
+    pub tunnel_ips: Vec<String>,
+    /// MACs the switch learnt locally, per connected network.
+    pub learned: BTreeMap<String, BTreeSet<String>>,
+    /// Ports the gateway names that the switch does not have.
+    pub missing_ports: Vec<String>,
+}
+
+/// Parses `NAME=REMOTE` (`--vtep`).
+pub fn parse_spec(spec: &str) -> Result<Vtep, OvsdbError> {
+    let (name, remote) = spec
+        .split_once('=')
+        .filter(|(n, r)| !n.is_empty() && (r.starts_with("tcp:") || r.starts_with("unix:")))
+        .ok_or_else(|| OvsdbError::Remote(spec.to_string()))?;
+    Ok(Vtep::new(name, remote))
+}
+
+impl Vtep {
+    /// A switch not yet connected.
+    pub fn new(name: &str, remote: &str) -> Vtep {
+        Vtep {
+            name: name.to_string(),
+            remote: remote.to_string(),
+            conn: None,
+        }
+    }
+
+    /// Brings the switch to what `cluster` wants. A failure drops the connection; the next
+    /// sync reconnects and starts over from the switch's rows.
+    pub async fn sync(&mut self, cluster: &Cluster) -> Result<Synced, OvsdbError> {
+        let out = self.try_sync(cluster).await;
+        if out.is_err() {
+            self.conn = None;
+        }
+        out
+    }
+
+    async fn try_sync(&mut self, cluster: &Cluster) -> Result<Synced, OvsdbError> {
+        if self.conn.is_none() {
+            self.conn = Some(Ovsdb::connect(&self.remote).await?);
+            tracing::info!(switch = %self.name, remote = %self.remote, "connected to the VTEP");
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let want = plan::wanted(cluster, &self.name);
+        let mut have = Self::read(conn, &self.name).await?;
+        let ops = plan::plan(&want, &have);
+        if !ops.is_empty() {
+            tracing::debug!(switch = %self.name, ops = ops.len(), "writing the VTEP");
+            conn.transact(plan::DATABASE, &ops).await?;
+            have = Self::read(conn, &self.name).await?;
+        }
+        Ok(Synced {
+            written: ops.len(),
+            tunnel_ips: have.tunnel_ips.clone(),
+            learned: plan::learned(&want, &have),
+            missing_ports: plan::missing_ports(&want, &have)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        })
+    }
+
+    async fn read(conn: &mut Ovsdb, name: &str) -> Result<plan::Observed, OvsdbError> {
+        let results = conn.transact(plan::DATABASE, &plan::select_ops()).await?;
+        plan::observe(name, &results)
+            .ok_or_else(|| OvsdbError::Server(format!("no Physical_Switch named {name:?}")))
+    }
+}
