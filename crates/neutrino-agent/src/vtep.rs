@@ -33,13 +33,19 @@ pub struct Synced {
     pub missing_ports: Vec<String>,
 }
 
-/// Parses `NAME=REMOTE` (`--vtep`).
-pub fn parse_spec(spec: &str) -> Result<Vtep, OvsdbError> {
+/// The `host` under which the MACs switch `name` learnt are reported (`l2gw_learned_macs`).
+pub fn report_host(name: &str) -> String {
+    neutrino_dataplane::vtep::report_host(name)
+}
+
+/// Parses `NAME=REMOTE` (`--vtep`): the switch's gateway device name and its OVSDB remote,
+/// `tcp:HOST:PORT` or `unix:PATH`.
+pub fn parse_spec(spec: &str) -> Result<(String, String), OvsdbError> {
     let (name, remote) = spec
         .split_once('=')
         .filter(|(n, r)| !n.is_empty() && (r.starts_with("tcp:") || r.starts_with("unix:")))
         .ok_or_else(|| OvsdbError::Remote(spec.to_string()))?;
-    Ok(Vtep::new(name, remote))
+    Ok((name.to_string(), remote.to_string()))
 }
 
 impl Vtep {

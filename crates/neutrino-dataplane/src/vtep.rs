@@ -28,6 +28,11 @@ pub fn switch_name(network: &str) -> String {
     network.replace('-', "")
 }
 
+/// The `host` of the learned-MAC reports (`l2gw_learned_macs`) of physical switch `name`.
+pub fn report_host(name: &str) -> String {
+    format!("vtep:{name}")
+}
+
 /// Whether a logical switch name is one Neutrino manages (32 hexadecimal digits).
 fn managed_name(name: &str) -> bool {
     name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
