@@ -704,7 +704,19 @@ impl Agent {
             if let Some(ip) = synced.tunnel_ips.first() {
                 status[&name] = json!(ip);
             }
-            let doc = json!({"host": crate::vtep::report_host(&name), "networks": synced.learned});
+            // Networks no longer connected are cleared on the server too.
+            let mut learned = synced.learned;
+            if let Some(old) = self.vtep_sent.get(&name) {
+                for network in old["networks"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(n, _)| n)
+                {
+                    learned.entry(network.clone()).or_default();
+                }
+            }
+            let doc = json!({"host": crate::vtep::report_host(&name), "networks": learned});
             if self.vtep_sent.get(&name) == Some(&doc) {
                 continue;
             }
