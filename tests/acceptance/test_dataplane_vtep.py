@@ -11,7 +11,6 @@ switch's database is then lost (a replaced switch) and replayed, and the connect
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -83,22 +82,26 @@ class Switch:
     def ctl(self, *args: str) -> str:
         return sh(tool("vtep-ctl"), f"--db={self.remote}", *args).stdout
 
-    def rows(self, table: str) -> list[dict]:
-        out = sh(tool("ovsdb-client"), "transact", self.remote, json.dumps(
-            ["hardware_vtep", {"op": "select", "table": table, "where": []}])).stdout
-        return json.loads(out)[0]["rows"]
+    def rows(self, *tables: str) -> list[list[dict]]:
+        """The rows of ``tables``, read in one transaction (the agent writes meanwhile)."""
+        ops = [{"op": "select", "table": t, "where": []} for t in tables]
+        out = sh(tool("ovsdb-client"), "transact", self.remote,
+                 json.dumps(["hardware_vtep", *ops])).stdout
+        return [r["rows"] for r in json.loads(out)]
 
     def state(self) -> dict:
         """Logical switches (name: key), port bindings (VLAN: logical switch name) and
         remote MACs (MAC: locator IP), comparable."""
-        lss = {r["_uuid"][1]: r for r in self.rows("Logical_Switch")}
-        locs = {r["_uuid"][1]: r["dst_ip"] for r in self.rows("Physical_Locator")}
+        lss, locs, ports, macs, floods = self.rows(
+            "Logical_Switch", "Physical_Locator", "Physical_Port", "Ucast_Macs_Remote",
+            "Mcast_Macs_Remote")
+        lss = {r["_uuid"][1]: r for r in lss}
+        locs = {r["_uuid"][1]: r["dst_ip"] for r in locs}
         ports = {p["name"]: {str(vlan): lss[ls[1]]["name"] for vlan, ls in p["vlan_bindings"][1]}
-                 for p in self.rows("Physical_Port")}
-        macs = {m["MAC"]: locs[m["locator"][1]] for m in self.rows("Ucast_Macs_Remote")}
+                 for p in ports}
+        macs = {m["MAC"]: locs[m["locator"][1]] for m in macs}
         return {"switches": {r["name"]: r["tunnel_key"] for r in lss.values()},
-                "ports": ports, "macs": macs,
-                "flood": len(self.rows("Mcast_Macs_Remote"))}
+                "ports": ports, "macs": macs, "flood": len(floods)}
 
 
 @pytest.fixture

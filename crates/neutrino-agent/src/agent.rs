@@ -687,6 +687,9 @@ impl Agent {
     async fn sync_vteps(&mut self, cluster: &Cluster) {
         let mut status = self.vtep_status.borrow().clone();
         for i in 0..self.vteps.len() {
+            if !self.vteps[i].due() {
+                continue;
+            }
             let name = self.vteps[i].name.clone();
             let synced = match self.vteps[i].sync(cluster).await {
                 Ok(s) => s,
@@ -698,8 +701,9 @@ impl Agent {
             if synced.written > 0 {
                 tracing::info!(switch = %name, ops = synced.written, "VTEP programmed");
             }
-            for port in &synced.missing_ports {
-                tracing::warn!(switch = %name, port = %port, "the VTEP has no such port");
+            if synced.missing_changed && !synced.missing_ports.is_empty() {
+                let ports = synced.missing_ports.join(", ");
+                tracing::warn!(switch = %name, %ports, "the VTEP lacks ports its gateways name");
             }
             if let Some(ip) = synced.tunnel_ips.first() {
                 status[&name] = json!(ip);

@@ -82,7 +82,8 @@ pub struct Ovsdb {
 impl Ovsdb {
     /// Connects to `tcp:HOST:PORT` or `unix:PATH`.
     pub async fn connect(remote: &str) -> Result<Ovsdb, OvsdbError> {
-        let timeout = std::time::Duration::from_secs(10);
+        // Short: the agent's loop waits for its switches.
+        let timeout = std::time::Duration::from_secs(3);
         let stream = if let Some(addr) = remote.strip_prefix("tcp:") {
             let s = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr))
                 .await
@@ -98,7 +99,7 @@ impl Ovsdb {
             stream,
             buf: Vec::new(),
             next_id: 0,
-            timeout,
+            timeout: std::time::Duration::from_secs(10),
         })
     }
 

@@ -18,7 +18,15 @@ pub struct Vtep {
     /// `tcp:HOST:PORT` or `unix:PATH`.
     pub remote: String,
     conn: Option<Ovsdb>,
+    /// Failed syncs in a row, and when the next attempt is due after them.
+    failures: u32,
+    retry_at: Option<std::time::Instant>,
+    /// The ports found missing by the last sync.
+    missing: Vec<String>,
 }
+
+/// The longest pause between attempts at an unreachable switch.
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The outcome of one successful sync.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -31,6 +39,8 @@ pub struct Synced {
     pub learned: BTreeMap<String, BTreeSet<String>>,
     /// Ports the gateway names that the switch does not have.
     pub missing_ports: Vec<String>,
+    /// Whether `missing_ports` differs from the previous sync's.
+    pub missing_changed: bool,
 }
 
 /// The `host` under which the MACs switch `name` learnt are reported (`l2gw_learned_macs`).
@@ -55,15 +65,35 @@ impl Vtep {
             name: name.to_string(),
             remote: remote.to_string(),
             conn: None,
+            failures: 0,
+            retry_at: None,
+            missing: Vec::new(),
         }
+    }
+
+    /// Whether a sync is due: always while connected; after failures, once their backoff
+    /// (2 s, 4 s, ... up to a minute) has passed, so an unreachable switch does not hold up
+    /// the agent's loop every round.
+    pub fn due(&self) -> bool {
+        self.retry_at.is_none_or(|t| std::time::Instant::now() >= t)
     }
 
     /// Brings the switch to what `cluster` wants. A failure drops the connection; the next
     /// sync reconnects and starts over from the switch's rows.
     pub async fn sync(&mut self, cluster: &Cluster) -> Result<Synced, OvsdbError> {
-        let out = self.try_sync(cluster).await;
-        if out.is_err() {
-            self.conn = None;
+        let mut out = self.try_sync(cluster).await;
+        match &mut out {
+            Ok(synced) => {
+                (self.failures, self.retry_at) = (0, None);
+                synced.missing_changed = synced.missing_ports != self.missing;
+                self.missing.clone_from(&synced.missing_ports);
+            }
+            Err(_) => {
+                self.conn = None;
+                self.failures = self.failures.saturating_add(1);
+                let pause = std::time::Duration::from_secs(1 << self.failures.min(6));
+                self.retry_at = Some(std::time::Instant::now() + pause.min(BACKOFF_MAX));
+            }
         }
         out
     }
@@ -90,6 +120,7 @@ impl Vtep {
                 .into_iter()
                 .map(str::to_string)
                 .collect(),
+            missing_changed: false,
         })
     }
 

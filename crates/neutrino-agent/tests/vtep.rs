@@ -274,6 +274,7 @@ async fn vtep_follows_the_cluster_and_replays() {
 
     let mut c = cluster();
     let mut vtep = Vtep::new("sw1", &remote);
+    assert!(vtep.due());
     let first = vtep.sync(&c).await.unwrap();
     assert!(first.written > 0);
     assert_eq!(first.tunnel_ips, vec!["192.0.2.100".to_string()]);
@@ -323,6 +324,8 @@ async fn vtep_follows_the_cluster_and_replays() {
     // sync fails on the dead connection, the one after replays everything.
     srv.stop();
     assert!(vtep.sync(&c).await.is_err());
+    // The agent leaves a failed switch alone for a while.
+    assert!(!vtep.due());
     let db = srv.dir.join("vtep.db");
     std::fs::remove_file(&db).unwrap();
     let st = Command::new(&tool_path)
