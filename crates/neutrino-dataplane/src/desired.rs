@@ -166,7 +166,7 @@ pub fn drop_vanished_containers(
 }
 
 /// Tunnel endpoints of the registered agents, by host.
-fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
+pub(crate) fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
     cluster
         .all("agent")
         .filter_map(|a| {
@@ -180,7 +180,7 @@ fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
 /// tunnel IP)`: software gateways (agents with `l2gw_device`) at their host's tunnel IP, and
 /// the hardware VTEPs agents program (`configurations.vteps`: device name to the switch's
 /// tunnel IP) under `vtep:<NAME>`.
-fn gateways(
+pub(crate) fn gateways(
     cluster: &Cluster,
     tunnels: &BTreeMap<String, IpAddr>,
 ) -> Vec<(String, String, IpAddr)> {

@@ -5,10 +5,12 @@
 //! `tunnel_key` = its VNI), the `vlan_bindings` of the device's interfaces (its
 //! `Physical_Port`s), a `Ucast_Macs_Remote` per port of the network at its host's tunnel IP
 //! (a `Physical_Locator` with `vxlan_over_ipv4`) and an `unknown-dst` `Mcast_Macs_Remote`
-//! flooding to those hosts. [`observe`] reads the switch's rows from the results of
-//! [`select_ops`], [`plan`] diffs the two into the operations of one `transact`, and
-//! [`learned`] gives the switch's own `Ucast_Macs_Local` per network, to report like a
-//! software gateway's learned MACs. No I/O here: the agent runs the transactions.
+//! flooding to those hosts; the network's other gateways (software gateways, other VTEPs)
+//! are flooded to as well, and the MACs they learnt are remote MACs at their tunnel IPs.
+//! [`observe`] reads the switch's rows from the results of [`select_ops`], [`plan`] diffs
+//! the two into the operations of one `transact`, and [`learned`] gives the switch's own
+//! `Ucast_Macs_Local` per network, to report like a software gateway's learned MACs. No I/O
+//! here: the agent runs the transactions.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -119,6 +121,43 @@ pub fn wanted(cluster: &Cluster, device: &str) -> Wanted {
                 locator: locator.clone(),
             },
         );
+    }
+    // The network's other gateways (software gateways, other VTEPs): flooding to them, and
+    // what they learnt behind their interfaces at their tunnel IPs (a port's MAC wins).
+    let all_tunnels = crate::desired::tunnel_endpoints(cluster);
+    for (other, reporter, ip) in crate::desired::gateways(cluster, &all_tunnels) {
+        let std::net::IpAddr::V4(ip) = ip else {
+            continue;
+        };
+        if other == device {
+            continue;
+        }
+        let locator = ip.to_string();
+        for a in crate::l2gw::attachments(cluster, &other) {
+            let Some(ls) = networks.get(&a.network) else {
+                continue;
+            };
+            out.flood
+                .entry(ls.clone())
+                .or_default()
+                .insert(locator.clone());
+            let learned = cluster
+                .all("l2gw_learned_macs")
+                .filter(|r| text(r, "host") == reporter && text(r, "network_id") == a.network);
+            for r in learned {
+                for mac in r["macs"].as_array().into_iter().flatten() {
+                    let Some(mac) = mac.as_str().filter(|m| !m.is_empty()) else {
+                        continue;
+                    };
+                    out.ucast
+                        .entry((ls.clone(), mac.to_ascii_lowercase()))
+                        .or_insert_with(|| RemoteMac {
+                            ip: String::new(),
+                            locator: locator.clone(),
+                        });
+                }
+            }
+        }
     }
     out
 }

@@ -143,3 +143,46 @@ fn hosts_flood_to_the_vtep_and_reach_what_it_learnt() {
     // The managing agent's own host is not a gateway.
     assert!(!fdb.iter().any(|e| e.dst.to_string() == "198.18.0.9"));
 }
+
+#[test]
+fn other_gateways_are_flooded_to_and_their_macs_remote() {
+    let mut c = cluster();
+    // A software gateway host on the same network, and what it learnt.
+    c.put(
+        "agent",
+        "a3",
+        Some(&json!({"id": "a3", "host": "gwhost",
+                     "configurations": {"tunnel_ip": "198.18.0.7", "l2gw_device": "soft"}})),
+    );
+    c.put(
+        "l2_gateway",
+        "g2",
+        Some(&json!({"id": "g2", "devices": [{"device_name": "soft",
+                     "interfaces": [{"name": "bm0", "segmentation_id": []}]}]})),
+    );
+    c.put(
+        "l2_gateway_connection",
+        "c2",
+        Some(
+            &json!({"id": "c2", "l2_gateway_id": "g2", "network_id": NET,
+                     "segmentation_id": "0"}),
+        ),
+    );
+    c.put(
+        "l2gw_learned_macs",
+        "y",
+        Some(&json!({"id": "y", "host": "gwhost", "network_id": NET,
+                     "macs": ["00:00:5E:00:53:09"]})),
+    );
+    let want = wanted(&c, "sw1");
+    assert_eq!(
+        want.flood[LS].iter().collect::<Vec<_>>(),
+        ["198.18.0.1", "198.18.0.7"]
+    );
+    let m = &want.ucast[&(LS.to_string(), "00:00:5e:00:53:09".to_string())];
+    assert_eq!(m.locator, "198.18.0.7");
+    // Its own learnt MACs are not sent back to it.
+    assert!(!want
+        .ucast
+        .contains_key(&(LS.to_string(), "00:00:5e:00:53:01".to_string())));
+}
