@@ -171,3 +171,92 @@ impl Ovsdb {
         Ok(results)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn next_json(s: &Stream, buf: &mut Vec<u8>) -> Value {
+        loop {
+            let mut it = serde_json::Deserializer::from_slice(buf).into_iter::<Value>();
+            if let Some(Ok(v)) = it.next() {
+                let used = it.byte_offset();
+                buf.drain(..used);
+                return v;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "client closed");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A scripted server on a unix socket: reads one request, sends an `echo` and checks the
+    /// answer, then sends `replies` (with the request's id) split across writes.
+    async fn scripted(replies: Vec<Value>) -> (String, tokio::task::JoinHandle<Value>) {
+        let dir = std::env::temp_dir().join(format!(
+            "neutrino-ovsdb-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let task = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let s = Stream::Unix(s);
+            let mut buf = Vec::new();
+            let req = next_json(&s, &mut buf).await;
+            let echo = json!({"method": "echo", "params": ["ping"], "id": "e1"});
+            s.write_all(echo.to_string().as_bytes()).await.unwrap();
+            let answer = next_json(&s, &mut buf).await;
+            assert_eq!(answer["id"], "e1");
+            assert_eq!(answer["result"], json!(["ping"]));
+            for mut r in replies {
+                r["id"] = req["id"].clone();
+                let text = r.to_string();
+                let (a, b) = text.split_at(text.len() / 2);
+                s.write_all(a.as_bytes()).await.unwrap();
+                s.write_all(b.as_bytes()).await.unwrap();
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            req
+        });
+        (format!("unix:{}", path.display()), task)
+    }
+
+    #[tokio::test]
+    async fn echo_is_answered_while_waiting_and_results_returned() {
+        let (remote, server) =
+            scripted(vec![json!({"result": [{"rows": []}], "error": null})]).await;
+        let mut db = Ovsdb::connect(&remote).await.unwrap();
+        let ops = [json!({"op": "select", "table": "Logical_Switch", "where": []})];
+        let results = db.transact("hardware_vtep", &ops).await.unwrap();
+        assert_eq!(results, vec![json!({"rows": []})]);
+        let req = server.await.unwrap();
+        assert_eq!(req["method"], "transact");
+        assert_eq!(req["params"][0], "hardware_vtep");
+        assert_eq!(req["params"][1]["table"], "Logical_Switch");
+    }
+
+    #[tokio::test]
+    async fn a_failed_operation_is_an_error() {
+        let (remote, server) = scripted(vec![json!({"result": [{},
+            {"error": "referential integrity violation", "details": "x"}], "error": null})])
+        .await;
+        let mut db = Ovsdb::connect(&remote).await.unwrap();
+        let err = db
+            .transact("hardware_vtep", &[json!({})])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, OvsdbError::Server(m) if m.contains("referential")),
+            "{err}"
+        );
+        server.await.unwrap();
+        assert!(matches!(
+            Ovsdb::connect("ssl:x").await,
+            Err(OvsdbError::Remote(_))
+        ));
+    }
+}
