@@ -128,7 +128,7 @@ def test_vtep_follows_the_network_and_replays(vlab):
              "--device", f"name={lab.device},interface_names=p1", env=env)
     conn = osc("l2gw", "connection", "create", gw["id"], net,
                "--default-segmentation-id", "100", env=env)
-    ls = net.replace("-", "")
+    ls = net
 
     def programmed(state: dict) -> bool:
         # Every bound port of the network is a remote MAC (the DHCP port too).

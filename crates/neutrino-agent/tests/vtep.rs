@@ -151,7 +151,7 @@ async fn ls_uuid(remote: &str) -> Option<String> {
     select(remote, "Logical_Switch")
         .await
         .iter()
-        .find(|r| r["name"] == NET.replace('-', ""))
+        .find(|r| r["name"] == NET)
         .map(|r| r["_uuid"][1].as_str().unwrap().to_string())
 }
 
@@ -247,11 +247,12 @@ fn cluster() -> Cluster {
 
 fn port(id: &str, mac: &str, ip: &str, host: &str) -> Value {
     json!({"id": id, "network_id": NET, "mac_address": mac, "binding:host_id": host,
+           "device_owner": "compute:nova",
            "fixed_ips": [{"subnet_id": "s", "ip_address": ip}]})
 }
 
 fn ls() -> String {
-    NET.replace('-', "")
+    NET.to_string()
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 //! Hardware VTEPs: a gateway device that is a physical switch is programmed through its OVSDB
 //! server (RFC 7047, schema `hardware_vtep`) the way networking-l2gw's OVSDB agent does it.
 //! [`wanted`] computes the rows the switch should hold from the mirrored cluster: one
-//! `Logical_Switch` per connected network (named after the network id without hyphens,
+//! `Logical_Switch` per connected network (named by the network id, described by its name,
 //! `tunnel_key` = its VNI), the `vlan_bindings` of the device's interfaces (its
-//! `Physical_Port`s), a `Ucast_Macs_Remote` per port of the network at its host's tunnel IP
-//! (a `Physical_Locator` with `vxlan_over_ipv4`) and an `unknown-dst` `Mcast_Macs_Remote`
+//! `Physical_Port`s), a `Ucast_Macs_Remote` per port of the network (and per MAC of its
+//! allowed address pairs) at its host's tunnel IP (a `Physical_Locator` with
+//! `vxlan_over_ipv4`) and an `unknown-dst` `Mcast_Macs_Remote`
 //! flooding to those hosts; the network's other gateways (software gateways, other VTEPs)
 //! are flooded to as well, and the MACs they learnt are remote MACs at their tunnel IPs.
 //! [`observe`] reads the switch's rows from the results of [`select_ops`], [`plan`] diffs
@@ -25,9 +26,9 @@ pub const ENCAPSULATION: &str = "vxlan_over_ipv4";
 /// The MAC of the flooding (broadcast, unknown unicast, multicast) entry.
 pub const UNKNOWN_DST: &str = "unknown-dst";
 
-/// The logical switch of a network: its id without hyphens (networking-l2gw's naming).
+/// The logical switch of a network: its id (networking-l2gw's naming).
 pub fn switch_name(network: &str) -> String {
-    network.replace('-', "")
+    network.to_string()
 }
 
 /// The `host` of the learned-MAC reports (`l2gw_learned_macs`) of physical switch `name`.
@@ -35,9 +36,15 @@ pub fn report_host(name: &str) -> String {
     format!("vtep:{name}")
 }
 
-/// Whether a logical switch name is one Neutrino manages (32 hexadecimal digits).
+/// Whether a logical switch name is one Neutrino manages: a network id (a UUID in its
+/// hyphenated form).
 fn managed_name(name: &str) -> bool {
-    name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    let b = name.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
 }
 
 /// A remote MAC: the port's first address (may be empty) and its host's tunnel IP.
@@ -54,6 +61,8 @@ pub struct RemoteMac {
 pub struct Wanted {
     /// Logical switches by name: the network id and its VNI.
     pub switches: BTreeMap<String, (String, i64)>,
+    /// Their descriptions (the networks' names), by logical switch name.
+    pub descriptions: BTreeMap<String, String>,
     /// VLAN bindings per physical port name: VLAN to logical switch name.
     pub bindings: BTreeMap<String, BTreeMap<i64, String>>,
     /// Remote unicast MACs by (logical switch, MAC).
@@ -78,14 +87,18 @@ pub fn wanted(cluster: &Cluster, device: &str) -> Wanted {
     let mut out = Wanted::default();
     let mut networks = BTreeMap::new();
     for a in crate::l2gw::attachments(cluster, device) {
-        let Some(vni) = cluster
-            .get("network", &a.network)
-            .and_then(|n| n["provider:segmentation_id"].as_i64())
+        let Some(net) = cluster.get("network", &a.network) else {
+            continue;
+        };
+        let Some(vni) = net["provider:segmentation_id"]
+            .as_i64()
             .filter(|v| (1..=0xff_ffff).contains(v))
         else {
             continue;
         };
         let name = switch_name(&a.network);
+        out.descriptions
+            .insert(name.clone(), text(net, "name").to_string());
         out.switches.insert(name.clone(), (a.network.clone(), vni));
         networks.insert(a.network.clone(), name.clone());
         out.bindings
@@ -102,6 +115,7 @@ pub fn wanted(cluster: &Cluster, device: &str) -> Wanted {
             continue;
         };
         let mac = text(port, "mac_address").to_ascii_lowercase();
+        // Bound ports only (the lookup above): those are plugged somewhere.
         if mac.is_empty() {
             continue;
         }
@@ -114,6 +128,25 @@ pub fn wanted(cluster: &Cluster, device: &str) -> Wanted {
             .entry(ls.clone())
             .or_default()
             .insert(locator.clone());
+        // The MACs of its allowed address pairs too (a pair without one uses the port's).
+        let pairs = port["allowed_address_pairs"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        for pair in pairs {
+            let pair_mac = text(pair, "mac_address").to_ascii_lowercase();
+            if pair_mac.is_empty() || pair_mac == mac {
+                continue;
+            }
+            let pair_ip = text(pair, "ip_address");
+            let pair_ip = pair_ip.split('/').next().unwrap_or_default().to_string();
+            out.ucast
+                .entry((ls.clone(), pair_mac))
+                .or_insert_with(|| RemoteMac {
+                    ip: pair_ip,
+                    locator: locator.clone(),
+                });
+        }
         out.ucast.insert(
             (ls.clone(), mac),
             RemoteMac {
@@ -367,7 +400,7 @@ impl Refs<'_> {
 
 /// The operations (without the database name) of one `transact` bringing `have` to `want`;
 /// empty when nothing differs. Neutrino owns the logical switches named like network ids
-/// (32 hexadecimal digits), their remote MACs, and the `vlan_bindings` of the switch's
+/// (hyphenated UUIDs), their remote MACs, and the `vlan_bindings` of the switch's
 /// ports; other logical switches and their rows are left alone. A port `want` names that the
 /// switch lacks is skipped (see [`missing_ports`]).
 pub fn plan(want: &Wanted, have: &Observed) -> Vec<Value> {
@@ -383,7 +416,7 @@ pub fn plan(want: &Wanted, have: &Observed) -> Vec<Value> {
         by_name.entry(name.as_str()).or_insert(uuid.as_str());
     }
     let mut ls_ref: BTreeMap<&str, Value> = BTreeMap::new();
-    for (name, (network, vni)) in &want.switches {
+    for (name, (_, vni)) in &want.switches {
         match by_name.get(name.as_str()) {
             Some(uuid) => {
                 if have.switches[*uuid].1 != Some(*vni) {
@@ -399,7 +432,8 @@ pub fn plan(want: &Wanted, have: &Observed) -> Vec<Value> {
                 refs.ops
                     .push(json!({"op": "insert", "table": "Logical_Switch",
                     "uuid-name": n,
-                    "row": {"name": name, "description": network, "tunnel_key": vni}}));
+                    "row": {"name": name, "tunnel_key": vni,
+                            "description": want.descriptions.get(name).cloned().unwrap_or_default()}}));
                 ls_ref.insert(name, json!(["named-uuid", n]));
             }
         }

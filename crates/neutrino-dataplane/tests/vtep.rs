@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 const NET: &str = "11111111-1111-4111-8111-111111111111";
 const GW: &str = "33333333-3333-4333-8333-333333333333";
-const LS: &str = "11111111111141118111111111111111";
+const LS: &str = NET;
 
 fn cluster() -> Cluster {
     Cluster::from_snapshot(&json!({"revision": 1, "resources": {
@@ -19,11 +19,15 @@ fn cluster() -> Cluster {
             {"id": "a2", "host": "ctl", "configurations": {"tunnel_ip": "198.18.0.9",
                                                          "vteps": {"sw1": "198.18.0.50"}}},
         ],
-        "network": [{"id": NET, "provider:network_type": "vxlan",
+        "network": [{"id": NET, "name": "blue", "provider:network_type": "vxlan",
                      "provider:segmentation_id": 1001, "mtu": 1450}],
         "port": [{"id": "p1", "network_id": NET, "binding:host_id": "compute", "device_id": "vm1",
                   "device_owner": "compute:nova", "mac_address": "FA:16:3E:00:00:01",
-                  "fixed_ips": [{"subnet_id": "s", "ip_address": "10.0.0.5"}], "created_at": "1"}],
+                  "fixed_ips": [{"subnet_id": "s", "ip_address": "10.0.0.5"}], "created_at": "1",
+                  "allowed_address_pairs": [{"ip_address": "10.0.0.99/32",
+                                             "mac_address": "fa:16:3e:00:00:99"}]},
+                 {"id": "p2", "network_id": NET, "binding:host_id": "", "device_owner": "",
+                  "mac_address": "fa:16:3e:00:00:02", "fixed_ips": [], "created_at": "2"}],
         "l2_gateway": [{"id": GW, "devices": [{"id": "d1", "device_name": "sw1",
             "interfaces": [{"name": "eth1", "segmentation_id": ["7"]}]}]}],
         "l2_gateway_connection": [{"id": "c1", "l2_gateway_id": GW, "network_id": NET,
@@ -71,6 +75,8 @@ fn an_empty_switch_gets_the_network() {
     assert_eq!(ls.len(), 1);
     assert_eq!(ls[0]["op"], "insert");
     assert_eq!(ls[0]["row"]["tunnel_key"], 1001);
+    assert_eq!(ls[0]["row"]["name"], NET);
+    assert_eq!(ls[0]["row"]["description"], "blue");
     let ls_ref = json!(["named-uuid", ls[0]["uuid-name"]]);
     // VLAN 7 on eth1; the operator's binding on VLAN 3 stays.
     let port = table("Physical_Port");
@@ -83,9 +89,23 @@ fn an_empty_switch_gets_the_network() {
         loc[0]["row"],
         json!({"dst_ip": "198.18.0.1", "encapsulation_type": "vxlan_over_ipv4"})
     );
-    let mac = table("Ucast_Macs_Remote");
-    assert_eq!(mac[0]["row"]["MAC"], "fa:16:3e:00:00:01");
-    assert_eq!(mac[0]["row"]["ipaddr"], "10.0.0.5");
+    // The port's MAC and its address pair's; not the unbound port's.
+    let macs: Vec<(&str, &str)> = table("Ucast_Macs_Remote")
+        .iter()
+        .map(|m| {
+            (
+                m["row"]["MAC"].as_str().unwrap(),
+                m["row"]["ipaddr"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        macs,
+        [
+            ("fa:16:3e:00:00:01", "10.0.0.5"),
+            ("fa:16:3e:00:00:99", "10.0.0.99")
+        ]
+    );
     assert_eq!(table("Mcast_Macs_Remote")[0]["row"]["MAC"], "unknown-dst");
     // The operator's logical switch is never touched.
     assert!(!ops
