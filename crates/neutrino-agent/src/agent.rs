@@ -49,6 +49,9 @@ pub struct AgentConfig {
     pub bgp_router_id: Option<std::net::Ipv4Addr>,
     /// The namespace the dataplane (and `bird`) lives in (`--dataplane-netns`).
     pub dataplane_netns: Option<String>,
+    /// Hardware VTEPs this agent programs (`--vtep NAME=REMOTE`): gateway device name and
+    /// OVSDB remote of each physical switch.
+    pub vteps: Vec<(String, String)>,
 }
 
 /// Counters the status file shows.
@@ -134,6 +137,12 @@ struct Agent {
     /// What the heartbeats report in the BGP agent entry's `configurations` (counts and
     /// each peer's session state; `null` until the first BGP pass).
     bgp_status: tokio::sync::watch::Sender<Value>,
+    /// The hardware VTEPs this agent programs.
+    vteps: Vec<crate::vtep::Vtep>,
+    /// The learned MACs the server last accepted, per VTEP.
+    vtep_sent: BTreeMap<String, Value>,
+    /// What the heartbeats report as `configurations.vteps`: each switch's tunnel IP.
+    vtep_status: tokio::sync::watch::Sender<Value>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -145,7 +154,18 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let client = Arc::new(client);
     let (bgp_status, bgp_status_rx) = tokio::sync::watch::channel(Value::Null);
-    let heartbeat = tokio::spawn(heartbeats(cfg.clone(), client.clone(), bgp_status_rx));
+    let (vtep_status, vtep_status_rx) = tokio::sync::watch::channel(Value::Null);
+    let heartbeat = tokio::spawn(heartbeats(
+        cfg.clone(),
+        client.clone(),
+        bgp_status_rx,
+        vtep_status_rx,
+    ));
+    let vteps = cfg
+        .vteps
+        .iter()
+        .map(|(name, remote)| crate::vtep::Vtep::new(name, remote))
+        .collect();
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
     let sg_log_covers = crate::sg_log::Covers::default();
     if let Err(e) = std::fs::create_dir_all(&cfg.state_dir) {
@@ -186,6 +206,9 @@ pub async fn run(
         bgp_sessions: BTreeMap::new(),
         bgp_looked: false,
         bgp_status,
+        vteps,
+        vtep_sent: BTreeMap::new(),
+        vtep_status,
     };
     if !agent.cfg.bgp {
         // A `bird` an earlier run with --bgp left behind (bird outlives the agent).
@@ -216,6 +239,10 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a BGP agent asks for its speakers besides after feed lines (a binding to an
 /// agent is not a resource of the feed).
 const BGP_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the hardware VTEPs are read and programmed besides after each reconcile (what
+/// the switches learn, and a switch back from an outage, need no feed line).
+const VTEP_EVERY: Duration = Duration::from_secs(5);
 
 /// How often chain counters go to the server between reconciles (when they moved).
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
@@ -291,15 +318,21 @@ async fn heartbeats(
     cfg: AgentConfig,
     client: Arc<ServerClient>,
     mut bgp_status: tokio::sync::watch::Receiver<Value>,
+    mut vtep_status: tokio::sync::watch::Receiver<Value>,
 ) {
     let started = now();
     let base = agent_doc(&cfg, &started);
-    let mut open = true;
+    let (mut open, mut vtep_open) = (true, true);
     loop {
         let mut doc = base.clone();
         let status = bgp_status.borrow_and_update().clone();
         if !status.is_null() {
             doc["configurations"]["bgp_dragent"] = status;
+        }
+        let vteps = vtep_status.borrow_and_update().clone();
+        if !vteps.is_null() {
+            // The hosts flood to these switches and reach what they learnt through them.
+            doc["configurations"]["vteps"] = vteps;
         }
         if let Err(e) = client.report(&doc).await {
             tracing::warn!(error = %e, "heartbeat failed");
@@ -307,6 +340,7 @@ async fn heartbeats(
         tokio::select! {
             () = tokio::time::sleep(cfg.report_every) => {}
             changed = bgp_status.changed(), if open => open = changed.is_ok(),
+            changed = vtep_status.changed(), if vtep_open => vtep_open = changed.is_ok(),
         }
     }
 }
@@ -548,6 +582,8 @@ impl Agent {
         counters.tick().await;
         let mut bgp_every = tokio::time::interval(BGP_EVERY);
         bgp_every.tick().await;
+        let mut vtep_every = tokio::time::interval(VTEP_EVERY);
+        vtep_every.tick().await;
         // A feed line came: the speakers, their peers or their routes may have changed.
         let mut bgp_dirty = false;
         let mut retry = RETRY_FIRST;
@@ -589,6 +625,9 @@ impl Agent {
                     self.reconcile_bgp().await;
                 }
                 _ = bgp_every.tick(), if self.cfg.bgp => self.reconcile_bgp().await,
+                _ = vtep_every.tick(), if !self.vteps.is_empty() => {
+                    self.sync_vteps(cluster).await
+                }
                 // A reconcile that did not apply everything holds the barrier: try again
                 // soon, backing off while it keeps failing.
                 _ = tokio::time::sleep(retry), if !self.healthy && !dirty => {
@@ -640,6 +679,63 @@ impl Agent {
             Ok(_) => self.l2gw_sent = Some(doc),
             Err(e) => tracing::warn!(error = %e, "cannot report the gateway's learned MACs"),
         }
+    }
+
+    /// Programs each hardware VTEP for `cluster` (a switch that was unreachable gets
+    /// everything again), reports what each learnt locally as the learned MACs of host
+    /// `vtep:<NAME>` when that changed, and publishes the switches' tunnel IPs.
+    async fn sync_vteps(&mut self, cluster: &Cluster) {
+        let mut status = self.vtep_status.borrow().clone();
+        for i in 0..self.vteps.len() {
+            if !self.vteps[i].due() {
+                continue;
+            }
+            let name = self.vteps[i].name.clone();
+            let synced = match self.vteps[i].sync(cluster).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(switch = %name, error = %e, "cannot program the VTEP");
+                    continue;
+                }
+            };
+            if synced.written > 0 {
+                tracing::info!(switch = %name, ops = synced.written, "VTEP programmed");
+            }
+            if synced.missing_changed && !synced.missing_ports.is_empty() {
+                let ports = synced.missing_ports.join(", ");
+                tracing::warn!(switch = %name, %ports, "the VTEP lacks ports its gateways name");
+            }
+            if let Some(ip) = synced.tunnel_ips.first() {
+                status[&name] = json!(ip);
+            }
+            // Networks no longer connected are cleared on the server too.
+            let mut learned = synced.learned;
+            if let Some(old) = self.vtep_sent.get(&name) {
+                for network in old["networks"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(n, _)| n)
+                {
+                    learned.entry(network.clone()).or_default();
+                }
+            }
+            let doc = json!({"host": crate::vtep::report_host(&name), "networks": learned});
+            if self.vtep_sent.get(&name) == Some(&doc) {
+                continue;
+            }
+            match self.client.l2gw_macs(&doc).await {
+                Ok(_) => {
+                    self.vtep_sent.insert(name, doc);
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot report the VTEP's learned MACs"),
+            }
+        }
+        self.vtep_status.send_if_modified(|old| {
+            let changed = *old != status;
+            *old = status;
+            changed
+        });
     }
 
     /// Brings the kernel to the desired state of `cluster` and reports port status.
@@ -728,6 +824,7 @@ impl Agent {
             self.acknowledge(cluster.revision).await;
         }
         self.report_l2gw_macs(cluster).await;
+        self.sync_vteps(cluster).await;
         self.reconcile_bgp().await;
         self.write_status(cluster);
     }
@@ -1623,6 +1720,7 @@ pub(crate) mod tests {
             availability_zone: "nova".to_string(),
             bgp_router_id: None,
             dataplane_netns: None,
+            vteps: Vec::new(),
         }
     }
 

@@ -15,10 +15,12 @@ pub mod kernel;
 mod meter_report;
 pub mod metrics;
 mod nft_netlink;
+pub mod ovsdb;
 mod prober;
 mod radvd;
 mod sfc_report;
 mod sg_log;
+pub mod vtep;
 
 pub use agent::{run, AgentConfig};
 pub use client::ServerClient;

@@ -166,7 +166,7 @@ pub fn drop_vanished_containers(
 }
 
 /// Tunnel endpoints of the registered agents, by host.
-fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
+pub(crate) fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
     cluster
         .all("agent")
         .filter_map(|a| {
@@ -174,6 +174,33 @@ fn tunnel_endpoints(cluster: &Cluster) -> BTreeMap<String, IpAddr> {
             Some((text(a, "host").to_string(), ip))
         })
         .collect()
+}
+
+/// Every gateway device of the cluster: `(device, host its learned MACs are reported under,
+/// tunnel IP)`: software gateways (agents with `l2gw_device`) at their host's tunnel IP, and
+/// the hardware VTEPs agents program (`configurations.vteps`: device name to the switch's
+/// tunnel IP) under `vtep:<NAME>`.
+pub(crate) fn gateways(
+    cluster: &Cluster,
+    tunnels: &BTreeMap<String, IpAddr>,
+) -> Vec<(String, String, IpAddr)> {
+    let mut out = Vec::new();
+    for agent in cluster.all("agent") {
+        let host = text(agent, "host");
+        if let (Some(device), Some(ip)) = (crate::l2gw::agent_device(agent), tunnels.get(host)) {
+            out.push((device.to_string(), host.to_string(), *ip));
+        }
+        let vteps = agent["configurations"]["vteps"]
+            .as_object()
+            .into_iter()
+            .flatten();
+        for (name, ip) in vteps {
+            if let Some(ip) = ip.as_str().and_then(|ip| ip.parse().ok()) {
+                out.push((name.clone(), crate::vtep::report_host(name), ip));
+            }
+        }
+    }
+    out
 }
 
 /// A network's MTU (1450 when unset or implausible).
@@ -406,25 +433,23 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     );
     add_gateway_attachments(cluster, cfg, &mut local_networks, &mut out);
     crate::l2gw::add_remote_gateways(cluster, cfg, &local_networks, &mut out);
-    // Toward the gateway hosts of our networks: they flood to us and we to them.
-    for agent in cluster.all("agent") {
-        let (Some(device), host) = (crate::l2gw::agent_device(agent), text(agent, "host")) else {
+    // Toward the gateway hosts and hardware VTEPs of our networks: they flood to us and we
+    // to them, and reach what they learnt behind their interfaces through them.
+    for (device, reporter, dst) in gateways(cluster, &tunnels) {
+        if dst == cfg.tunnel_ip {
             continue;
-        };
-        let Some(dst) = tunnels.get(host).copied().filter(|ip| *ip != cfg.tunnel_ip) else {
-            continue;
-        };
-        for a in crate::l2gw::attachments(cluster, device) {
+        }
+        for a in crate::l2gw::attachments(cluster, &device) {
             if let Some(vxlan) = local_networks.get(&a.network) {
                 out.state.fdb.insert(FdbEntry {
                     dev: vxlan.clone(),
                     mac: FLOOD_MAC.to_string(),
                     dst,
                 });
-                // The hosts behind its interfaces, as the gateway host reported them.
+                // The hosts behind its interfaces, as the gateway reported them.
                 let learned = cluster
                     .all("l2gw_learned_macs")
-                    .filter(|r| text(r, "host") == host && text(r, "network_id") == a.network);
+                    .filter(|r| text(r, "host") == reporter && text(r, "network_id") == a.network);
                 for r in learned {
                     for mac in r["macs"].as_array().into_iter().flatten() {
                         if let Some(mac) = mac.as_str() {

@@ -26,6 +26,7 @@ pub mod router;
 pub mod security;
 pub mod sfc;
 pub mod state;
+pub mod vtep;
 
 pub use cluster::Cluster;
 pub use desired::{desired, HostConfig};

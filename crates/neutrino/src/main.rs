@@ -201,6 +201,12 @@ struct AgentArgs {
     /// create --device name=NAME,...`): connections bridge their networks to its interfaces.
     #[arg(long)]
     l2gw_device: Option<String>,
+    /// Program the hardware VTEP (a physical switch speaking OVSDB with the `hardware_vtep`
+    /// schema) that is the L2 gateway device NAME, at `tcp:HOST:PORT` or `unix:PATH`:
+    /// `--vtep NAME=tcp:192.0.2.50:6640`. Repeatable; NAME is also the switch's
+    /// `Physical_Switch` name.
+    #[arg(long = "vtep", value_name = "NAME=REMOTE")]
+    vteps: Vec<String>,
     /// The availability zone of this host (`openstack availability zone list --network`):
     /// networks and routers with `availability_zone_hints` are scheduled to hosts of those
     /// zones.
@@ -253,6 +259,12 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         bgp: args.bgp,
         bgp_router_id: args.bgp_router_id,
         dataplane_netns: args.dataplane_netns.clone(),
+        vteps: args
+            .vteps
+            .iter()
+            .map(|v| neutrino_agent::vtep::parse_spec(v))
+            .collect::<Result<_, _>>()
+            .context("--vtep")?,
     };
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
