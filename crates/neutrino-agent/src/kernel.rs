@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use neutrino_dataplane::host_op::HostOp;
 use neutrino_dataplane::local_ip::{LocalIpOp, RawLocalIp};
 use neutrino_dataplane::observe::{RawHost, RawNamespace};
 use neutrino_dataplane::qos::{QosOp, RawQos};
@@ -121,6 +122,31 @@ impl IpRoute2 {
             }
             None => (command[0], command[1..].to_vec()),
         }
+    }
+
+    /// Runs commands and nft scripts in the dataplane namespace, in order; returns the error
+    /// lines of the steps that failed.
+    fn run_host_ops(&self, ops: &[HostOp]) -> Result<Vec<String>, AgentError> {
+        let mut errors = Vec::new();
+        for op in ops {
+            let (ok, err) = match op {
+                HostOp::Cmd(argv) => {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    let (program, args) = self.in_dataplane(&argv);
+                    let (ok, _, err) = run(program, &args, None)?;
+                    (ok, err)
+                }
+                HostOp::Nft(script) => {
+                    let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+                    let (ok, _, err) = run(program, &args, Some(script))?;
+                    (ok, err)
+                }
+            };
+            if !ok {
+                errors.push(format!("{op}: {}", err.trim()));
+            }
+        }
+        Ok(errors)
     }
 
     /// Arguments that put `ip` / `bridge` into the dataplane namespace.
@@ -588,26 +614,7 @@ impl Kernel for IpRoute2 {
     }
 
     fn apply_qos(&self, ops: &[QosOp]) -> Result<Vec<String>, AgentError> {
-        let mut errors = Vec::new();
-        for op in ops {
-            let (ok, err) = match op {
-                QosOp::Cmd(argv) => {
-                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-                    let (program, args) = self.in_dataplane(&argv);
-                    let (ok, _, err) = run(program, &args, None)?;
-                    (ok, err)
-                }
-                QosOp::Nft(script) => {
-                    let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
-                    let (ok, _, err) = run(program, &args, Some(script))?;
-                    (ok, err)
-                }
-            };
-            if !ok {
-                errors.push(format!("{op}: {}", err.trim()));
-            }
-        }
-        Ok(errors)
+        self.run_host_ops(ops)
     }
 
     fn observe_local_ips(&self) -> Result<RawLocalIp, AgentError> {
@@ -639,25 +646,7 @@ impl Kernel for IpRoute2 {
     }
 
     fn apply_local_ips(&self, ops: &[LocalIpOp]) -> Result<Vec<String>, AgentError> {
-        let mut errors = Vec::new();
-        for op in ops {
-            let (ok, err) = match op {
-                LocalIpOp::Cmd(argv) => {
-                    let rest: Vec<&str> = argv[1..].iter().map(String::as_str).collect();
-                    let (ok, _, err) = run(&argv[0], &self.host_args(&rest), None)?;
-                    (ok, err)
-                }
-                LocalIpOp::Nft(script) => {
-                    let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
-                    let (ok, _, err) = run(program, &args, Some(script))?;
-                    (ok, err)
-                }
-            };
-            if !ok {
-                errors.push(format!("{op}: {}", err.trim()));
-            }
-        }
-        Ok(errors)
+        self.run_host_ops(ops)
     }
 
     fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {

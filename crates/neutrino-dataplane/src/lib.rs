@@ -13,6 +13,7 @@ pub mod conntrack_helpers;
 pub mod desired;
 pub mod dhcp;
 pub mod dvr;
+pub mod host_op;
 pub mod l2gw;
 pub mod local_ip;
 pub mod meter;

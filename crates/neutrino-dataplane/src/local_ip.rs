@@ -37,7 +37,6 @@
 //! that is still wanted (established flows survive other associations' changes).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use serde_json::Value;
@@ -115,22 +114,7 @@ pub struct RawLocalIp {
 }
 
 /// One step of a plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LocalIpOp {
-    /// A command (`ip …`, `bridge …`) in the dataplane namespace.
-    Cmd(Vec<String>),
-    /// An `nft -f` script.
-    Nft(String),
-}
-
-impl fmt::Display for LocalIpOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LocalIpOp::Cmd(argv) => write!(f, "{}", argv.join(" ")),
-            LocalIpOp::Nft(script) => write!(f, "nft -f - <<{}", script.replace('\n', "; ")),
-        }
-    }
-}
+pub type LocalIpOp = crate::host_op::HostOp;
 
 /// The Local IPs the ports plugged here (`ports`, as [`crate::desired`] decided) serve.
 pub fn desired(cluster: &Cluster, ports: &BTreeMap<String, PortOutcome>) -> LocalIpModel {
@@ -416,10 +400,6 @@ fn nft_script(model: &LocalIpModel, have: &LocalIpObserved) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-fn cmd(args: &[&str]) -> LocalIpOp {
-    LocalIpOp::Cmd(args.iter().map(|s| s.to_string()).collect())
-}
-
 /// The steps from `have` to `model`: ARP state first, then the table.
 pub fn plan(model: &LocalIpModel, have: &LocalIpObserved) -> Vec<LocalIpOp> {
     let mut ops = Vec::new();
@@ -435,12 +415,12 @@ pub fn plan(model: &LocalIpModel, have: &LocalIpObserved) -> Vec<LocalIpOp> {
         .map(|s| (s.tap.clone(), s.mac.clone()))
         .collect();
     for (tap, mac) in fdb.difference(&have.static_fdb) {
-        ops.push(cmd(&[
+        ops.push(LocalIpOp::cmd(&[
             "bridge", "fdb", "replace", mac, "dev", tap, "master", "static",
         ]));
     }
     for tap in suppressing.difference(&have.suppressing) {
-        ops.push(cmd(&[
+        ops.push(LocalIpOp::cmd(&[
             "bridge",
             "link",
             "set",
@@ -451,7 +431,7 @@ pub fn plan(model: &LocalIpModel, have: &LocalIpObserved) -> Vec<LocalIpOp> {
         ]));
     }
     for (bridge, ip, mac) in neighbours.difference(&have.neighbours) {
-        ops.push(cmd(&[
+        ops.push(LocalIpOp::cmd(&[
             "ip",
             "neigh",
             "replace",
@@ -468,11 +448,11 @@ pub fn plan(model: &LocalIpModel, have: &LocalIpObserved) -> Vec<LocalIpOp> {
     }
     for (bridge, ip, _) in have.neighbours.difference(&neighbours) {
         if !neighbours.iter().any(|(b, i, _)| b == bridge && i == ip) {
-            ops.push(cmd(&["ip", "neigh", "del", ip, "dev", bridge]));
+            ops.push(LocalIpOp::cmd(&["ip", "neigh", "del", ip, "dev", bridge]));
         }
     }
     for tap in have.suppressing.difference(&suppressing) {
-        ops.push(cmd(&[
+        ops.push(LocalIpOp::cmd(&[
             "bridge",
             "link",
             "set",
@@ -483,7 +463,9 @@ pub fn plan(model: &LocalIpModel, have: &LocalIpObserved) -> Vec<LocalIpOp> {
         ]));
     }
     for (tap, mac) in have.static_fdb.difference(&fdb) {
-        ops.push(cmd(&["bridge", "fdb", "del", mac, "dev", tap, "master"]));
+        ops.push(LocalIpOp::cmd(&[
+            "bridge", "fdb", "del", mac, "dev", tap, "master",
+        ]));
     }
     if let Some(script) = nft_script(model, have) {
         ops.push(LocalIpOp::Nft(script));
@@ -664,8 +646,10 @@ mod tests {
         assert!(text.iter().any(|t| t.ends_with("neigh_suppress off")));
         assert!(text.iter().any(|t| t.starts_with("bridge fdb del")));
         assert_eq!(
-            text.last().unwrap(),
-            "nft -f - <<delete table bridge neutrino_localip; "
+            gone.last(),
+            Some(&LocalIpOp::Nft(
+                "delete table bridge neutrino_localip\n".into()
+            ))
         );
     }
 

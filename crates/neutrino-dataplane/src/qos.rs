@@ -19,7 +19,6 @@
 //! longer here are removed by the plan.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 
 use serde_json::Value;
 
@@ -102,22 +101,7 @@ pub fn ifb_of(tap: &str) -> String {
 }
 
 /// One step of a QoS plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QosOp {
-    /// A command with its arguments (`tc ...`, `ip ...`).
-    Cmd(Vec<String>),
-    /// An `nft -f` script.
-    Nft(String),
-}
-
-impl fmt::Display for QosOp {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QosOp::Cmd(args) => write!(f, "{}", args.join(" ")),
-            QosOp::Nft(script) => write!(f, "nft -f - <<{} lines>>", script.lines().count()),
-        }
-    }
-}
+pub type QosOp = crate::host_op::HostOp;
 
 /// What a port's policy asks: `(to the instance, from the instance, DSCP mark)`.
 type PortQos = (Option<Shaper>, Option<Shaper>, Option<u8>);
@@ -262,10 +246,6 @@ pub fn observe(raw: &RawQos) -> QosState {
     out
 }
 
-fn cmd(args: &[&str]) -> QosOp {
-    QosOp::Cmd(args.iter().map(|a| a.to_string()).collect())
-}
-
 fn tbf(dev: &str, s: &Shaper) -> QosOp {
     let mut args: Vec<String> = ["tc", "qdisc", "replace", "dev", dev, "root"]
         .iter()
@@ -283,8 +263,8 @@ pub fn plan(want: &QosState, have: &QosState) -> Vec<QosOp> {
         let Some(shaper) = shaper else { continue };
         match have.ifbs.get(ifb) {
             None => {
-                ops.push(cmd(&["ip", "link", "add", ifb, "type", "ifb"]));
-                ops.push(cmd(&["ip", "link", "set", ifb, "up"]));
+                ops.push(QosOp::cmd(&["ip", "link", "add", ifb, "type", "ifb"]));
+                ops.push(QosOp::cmd(&["ip", "link", "set", ifb, "up"]));
                 ops.push(tbf(ifb, shaper));
             }
             Some(Some(h)) if shaper.matches(h) => {}
@@ -294,10 +274,10 @@ pub fn plan(want: &QosState, have: &QosState) -> Vec<QosOp> {
     for tap in &want.redirected {
         if !have.redirected.contains(tap) {
             let ifb = ifb_of(tap);
-            ops.push(cmd(&[
+            ops.push(QosOp::cmd(&[
                 "tc", "qdisc", "add", "dev", tap, "handle", "ffff:", "ingress",
             ]));
-            ops.push(cmd(&[
+            ops.push(QosOp::cmd(&[
                 "tc", "filter", "add", "dev", tap, "parent", "ffff:", "protocol", "all", "prio",
                 "1", "u32", "match", "u32", "0", "0", "action", "mirred", "egress", "redirect",
                 "dev", &ifb,
@@ -305,10 +285,10 @@ pub fn plan(want: &QosState, have: &QosState) -> Vec<QosOp> {
         }
     }
     for tap in have.redirected.difference(&want.redirected) {
-        ops.push(cmd(&["tc", "qdisc", "del", "dev", tap, "ingress"]));
+        ops.push(QosOp::cmd(&["tc", "qdisc", "del", "dev", tap, "ingress"]));
     }
     for ifb in have.ifbs.keys().filter(|i| !want.ifbs.contains_key(*i)) {
-        ops.push(cmd(&["ip", "link", "del", ifb]));
+        ops.push(QosOp::cmd(&["ip", "link", "del", ifb]));
     }
     for (tap, shaper) in &want.to_vm {
         if !have.to_vm.get(tap).is_some_and(|h| shaper.matches(h)) {
@@ -316,7 +296,7 @@ pub fn plan(want: &QosState, have: &QosState) -> Vec<QosOp> {
         }
     }
     for tap in have.to_vm.keys().filter(|t| !want.to_vm.contains_key(*t)) {
-        ops.push(cmd(&["tc", "qdisc", "del", "dev", tap, "root"]));
+        ops.push(QosOp::cmd(&["tc", "qdisc", "del", "dev", tap, "root"]));
     }
     match (&want.dscp, &have.dscp) {
         (Some((w, _)), Some((h, _))) if w == h => {}

@@ -51,22 +51,7 @@ pub(super) async fn of_routers(tx: &mut Tx, routers: Vec<String>) -> ApiResult<V
 
 /// A router's `conntrack_helpers`: protocol, port and helper of each.
 pub(super) fn shown_in_router(helpers: &[Record]) -> Value {
-    let items: Vec<Value> = helpers
-        .iter()
-        .map(|r| {
-            let doc: Doc = spec::SHOWN_IN_ROUTER
-                .iter()
-                .map(|k| {
-                    (
-                        k.to_string(),
-                        r.body.get(*k).cloned().unwrap_or(Value::Null),
-                    )
-                })
-                .collect();
-            Value::Object(doc)
-        })
-        .collect();
-    Value::Array(items)
+    super::listed_attributes(helpers, spec::SHOWN_IN_ROUTER)
 }
 
 /// Deletes the helpers of a router that goes away.

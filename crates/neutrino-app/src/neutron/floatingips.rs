@@ -561,18 +561,7 @@ impl App {
         tx: &mut Tx,
         port_id: &str,
     ) -> ApiResult<Vec<Record>> {
-        let ids = tx
-            .claimed_keys(&port_fips_scope(port_id), "", None, i64::MAX)
-            .await
-            .map_err(db)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sel = Selector {
-            ids: Some(ids),
-            ..Default::default()
-        };
-        tx.list("floatingip", &sel).await.map_err(db)
+        super::indexed_records(tx, &port_fips_scope(port_id), "floatingip").await
     }
 
     /// Routers with a port on `network`: its gateway, or an interface (`router-interface-fip`:

@@ -163,15 +163,7 @@ impl App {
         tx: &mut Tx,
         port: &str,
     ) -> ApiResult<()> {
-        let ids = tx
-            .claimed_keys(&association_scope(port), "", None, i64::MAX)
-            .await
-            .map_err(db)?;
-        for id in ids {
-            tx.release_owned("lip-assoc:", &id).await.map_err(db)?;
-            tx.delete(ASSOCIATION, &id).await.map_err(db)?;
-        }
-        Ok(())
+        super::drop_indexed(tx, &association_scope(port), ASSOCIATION, "lip-assoc:").await
     }
 }
 

@@ -353,6 +353,66 @@ pub(crate) fn stamp_new(doc: &mut Doc, id: &str, project: &str) {
     doc.insert("revision_number".into(), json!(1));
 }
 
+/// The records of `kind` an index claim scope lists (keys: their ids), e.g. a port's
+/// floating IPs or forwardings.
+pub(crate) async fn indexed_records(
+    tx: &mut Tx,
+    scope: &str,
+    kind: &str,
+) -> ApiResult<Vec<Record>> {
+    let ids = tx
+        .claimed_keys(scope, "", None, i64::MAX)
+        .await
+        .map_err(db)?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sel = neutrino_store::Selector {
+        ids: Some(ids),
+        ..Default::default()
+    };
+    tx.list(kind, &sel).await.map_err(db)
+}
+
+/// Deletes the records of `kind` an index claim scope lists, with every claim they own under
+/// `owned` (a port's NDP proxies or Local IP associations, when the port goes).
+pub(crate) async fn drop_indexed(
+    tx: &mut Tx,
+    scope: &str,
+    kind: &str,
+    owned: &str,
+) -> ApiResult<()> {
+    let ids = tx
+        .claimed_keys(scope, "", None, i64::MAX)
+        .await
+        .map_err(db)?;
+    for id in ids {
+        tx.release_owned(owned, &id).await.map_err(db)?;
+        tx.delete(kind, &id).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Chosen attributes of each record (null when absent), as a parent lists its children (a
+/// floating IP's `port_forwardings`, a router's `conntrack_helpers`).
+pub(crate) fn listed_attributes(records: &[Record], keys: &[&str]) -> Value {
+    records
+        .iter()
+        .map(|r| {
+            let doc: Doc = keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.to_string(),
+                        r.body.get(*k).cloned().unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            Value::Object(doc)
+        })
+        .collect()
+}
+
 /// Records an update: newer `updated_at`, next revision.
 pub(crate) fn bump(doc: &mut Value) {
     if let Some(obj) = doc.as_object_mut() {

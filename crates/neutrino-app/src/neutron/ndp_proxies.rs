@@ -190,15 +190,7 @@ impl App {
 
     /// Deletes the proxies of a port that is going away. Meant for `delete_port`.
     pub(super) async fn drop_port_ndp_proxies(&self, tx: &mut Tx, port: &str) -> ApiResult<()> {
-        let ids = tx
-            .claimed_keys(&format!("ndp-port:{port}"), "", None, i64::MAX)
-            .await
-            .map_err(db)?;
-        for id in ids {
-            tx.release_owned("ndp", &id).await.map_err(db)?;
-            tx.delete(KIND, &id).await.map_err(db)?;
-        }
-        Ok(())
+        super::drop_indexed(tx, &format!("ndp-port:{port}"), KIND, "ndp").await
     }
 }
 

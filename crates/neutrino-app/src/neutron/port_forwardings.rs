@@ -69,38 +69,12 @@ pub(super) async fn of_floatingips(tx: &mut Tx, fips: Vec<String>) -> ApiResult<
 
 /// The forwardings to the internal port `port` (from their index claims).
 async fn of_port(tx: &mut Tx, port: &str) -> ApiResult<Vec<Record>> {
-    let ids = tx
-        .claimed_keys(&port_scope(port), "", None, i64::MAX)
-        .await
-        .map_err(db)?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sel = Selector {
-        ids: Some(ids),
-        ..Default::default()
-    };
-    tx.list(KIND, &sel).await.map_err(db)
+    super::indexed_records(tx, &port_scope(port), KIND).await
 }
 
 /// A floating IP's `port_forwardings`: the attributes upstream lists of each.
 pub(super) fn shown_in_fip(forwardings: &[Record]) -> Value {
-    let items: Vec<Value> = forwardings
-        .iter()
-        .map(|r| {
-            let doc: Doc = spec::SHOWN_IN_FIP
-                .iter()
-                .map(|k| {
-                    (
-                        k.to_string(),
-                        r.body.get(*k).cloned().unwrap_or(Value::Null),
-                    )
-                })
-                .collect();
-            Value::Object(doc)
-        })
-        .collect();
-    Value::Array(items)
+    super::listed_attributes(forwardings, spec::SHOWN_IN_FIP)
 }
 
 impl App {
