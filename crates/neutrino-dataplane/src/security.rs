@@ -156,6 +156,7 @@ pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
             allowed_address_pairs: address_pairs(port),
             port_security_enabled: security,
             security_groups,
+            shared_device: false,
         });
     }
     model.logs = port_logs(cluster, &model.ports);
@@ -236,6 +237,7 @@ mod tests {
                 allowed_address_pairs: vec![],
                 port_security_enabled: true,
                 security_groups: vec![],
+                shared_device: false,
             })
             .collect()
     }

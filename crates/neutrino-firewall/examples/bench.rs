@@ -39,6 +39,7 @@ fn model(rules: usize, ports: usize) -> FirewallModel {
             allowed_address_pairs: vec![],
             port_security_enabled: true,
             security_groups: vec![g1, g2],
+            shared_device: false,
         });
     }
     for i in 0..rules {

@@ -365,14 +365,27 @@ fn assign(
     out
 }
 
-fn filtered_ports(model: &FirewallModel) -> Vec<&PortFilter> {
+/// A filtered port's name in the tables (its chains `e-KEY`/`i-KEY`, its index): its device,
+/// or for a port on a shared device, the device and the port's MAC.
+fn port_key(p: &PortFilter) -> Option<String> {
+    let dev = clean(&p.device);
+    if !p.shared_device {
+        return Some(dev);
+    }
+    parse_mac(&p.mac).map(|mac| format!("{dev}-{mac:012x}"))
+}
+
+/// The ports with port security, one per key, in key order.
+fn filtered_ports(model: &FirewallModel) -> Vec<(String, &PortFilter)> {
     let mut seen = BTreeSet::new();
-    let mut ports: Vec<&PortFilter> = model
+    let mut ports: Vec<(String, &PortFilter)> = model
         .ports
         .iter()
-        .filter(|p| p.port_security_enabled && seen.insert(p.device.clone()))
+        .filter(|p| p.port_security_enabled)
+        .filter_map(|p| port_key(p).map(|k| (k, p)))
+        .filter(|(k, _)| seen.insert(k.clone()))
         .collect();
-    ports.sort_by(|a, b| a.device.cmp(&b.device));
+    ports.sort_by(|a, b| a.0.cmp(&b.0));
     ports
 }
 
@@ -381,18 +394,26 @@ pub(crate) fn desired(model: &FirewallModel, observed: &ObservedTables) -> Desir
     let mut warnings = Vec::new();
     let ports = filtered_ports(model);
 
-    // Port indexes (marks), kept from the bridge table's from-port map.
-    let devices: BTreeSet<String> = ports.iter().map(|p| clean(&p.device)).collect();
+    // Port indexes (marks), kept from the bridge table's from-port and from-mac maps.
+    let keys: BTreeSet<String> = ports.iter().map(|(k, _)| k.clone()).collect();
+    let shared_keys = observed
+        .map_entries(Family::Bridge, "from-mac")
+        .into_iter()
+        .filter_map(|(key, d)| match key.as_slice() {
+            [Atom::Name(dev), Atom::Range(mac, _)] => Some((format!("{dev}-{mac:012x}"), d)),
+            _ => None,
+        });
     let observed_idx = observed
         .map_elements(Family::Bridge, "from-port")
         .into_iter()
+        .chain(shared_keys)
         .filter_map(|(name, d)| match d {
             Data::Mark(m) if m & !INDEX_MASK == MARK_FROM_PORT => Some((name, m & INDEX_MASK)),
             _ => None,
         })
         .collect();
-    let index = assign(&devices, observed_idx, INDEX_MASK);
-    if index.len() < devices.len() {
+    let index = assign(&keys, observed_idx, INDEX_MASK);
+    if index.len() < keys.len() {
         warnings.push(format!(
             "more than {INDEX_MASK} filtered ports: some left unfiltered"
         ));
@@ -423,14 +444,46 @@ pub(crate) fn desired(model: &FirewallModel, observed: &ObservedTables) -> Desir
     }
 }
 
+/// The anti-spoofing checks of frames from a filtered port (also those of a port on a
+/// shared device, whose frames are recognised by their source MAC).
+fn spoof_checks(chain: &mut ChainDef) {
+    chain.rule("vlan-drop", "ether type { 8021q, 8021ad } drop");
+    chain.rule(
+        "arp-spoof",
+        "iifname . arp saddr ether . arp saddr ip != @allowed-ip4 drop",
+    );
+    chain.rule(
+        "dhcp4-discover",
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
+    );
+    chain.rule(
+        "ip4-spoof",
+        "iifname . ether saddr . ip saddr != @allowed-ip4 drop",
+    );
+    chain.rule(
+        "ip6-dad",
+        "ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { mld-listener-report, nd-neighbor-solicit, mld2-listener-report } accept",
+    );
+    chain.rule(
+        "ip6-spoof",
+        "iifname . ether saddr . ip6 saddr != @allowed-ip6 drop",
+    );
+}
+
 fn bridge_table(
-    ports: &[&PortFilter],
+    ports: &[(String, &PortFilter)],
     index: &BTreeMap<String, u32>,
     warnings: &mut Vec<String>,
 ) -> TableDef {
     let mut filtered = SetDef::new("filtered", vec![Field::Ifname], false);
     let mut from = SetDef::map("from-port", Field::Ifname, DataKind::Mark);
     let mut to = SetDef::map("to-port", Field::Ifname, DataKind::Mark);
+    // Ports on a shared device: the device's frames from / to their MACs.
+    let mut edge = SetDef::new("edge", vec![Field::Ifname], false);
+    let mut from_mac = SetDef::new("from-mac", vec![Field::Ifname, Field::Ether], false);
+    from_mac.data = Some(DataKind::Mark);
+    let mut to_mac = from_mac.clone();
+    to_mac.name = "to-mac".into();
     let mut macs = SetDef::new("allowed-mac", vec![Field::Ifname, Field::Ether], false);
     let mut ip4 = SetDef::new(
         "allowed-ip4",
@@ -442,17 +495,19 @@ fn bridge_table(
         vec![Field::Ifname, Field::Ether, Field::Ipv6],
         true,
     );
-    for p in ports {
+    for (key, p) in ports {
         let dev = clean(&p.device);
-        let Some(&i) = index.get(&dev) else { continue };
+        let Some(&i) = index.get(key) else { continue };
         let name = Atom::Name(dev.clone());
-        filtered.elems.insert(vec![name.clone()], Elem::default());
         let mark = |m| Elem {
             data: Some(Data::Mark(m | i)),
             comment: None,
         };
-        from.elems.insert(vec![name.clone()], mark(MARK_FROM_PORT));
-        to.elems.insert(vec![name.clone()], mark(MARK_TO_PORT));
+        if !p.shared_device {
+            filtered.elems.insert(vec![name.clone()], Elem::default());
+            from.elems.insert(vec![name.clone()], mark(MARK_FROM_PORT));
+            to.elems.insert(vec![name.clone()], mark(MARK_TO_PORT));
+        }
 
         // (mac, v4 ranges, v6 ranges) allowed from this port.
         let mut allowed: BTreeMap<u64, (Ranges, Ranges)> = BTreeMap::new();
@@ -496,6 +551,11 @@ fn bridge_table(
         allowed.entry(port_mac).or_default();
         for (mac, (v4, v6)) in allowed {
             let m = Atom::point(mac as u128);
+            if p.shared_device {
+                let at = vec![name.clone(), m.clone()];
+                from_mac.elems.insert(at.clone(), mark(MARK_FROM_PORT));
+                to_mac.elems.insert(at, mark(MARK_TO_PORT));
+            }
             macs.elems
                 .insert(vec![name.clone(), m.clone()], Elem::default());
             for (set, ranges) in [(&mut ip4, v4), (&mut ip6, v6)] {
@@ -508,47 +568,51 @@ fn bridge_table(
             }
         }
     }
+    // A shared device that is no filtered port itself (an uplink): only its ports' frames
+    // are checked; other endpoints behind it pass as before.
+    for (_, p) in ports.iter().filter(|(_, p)| p.shared_device) {
+        let name = vec![Atom::Name(clean(&p.device))];
+        if !filtered.elems.contains_key(&name) {
+            edge.elems.insert(name, Elem::default());
+        }
+    }
 
     let mut pre = ChainDef::new("prerouting");
     pre.hook = Some("type filter hook prerouting priority -200; policy accept;");
+    pre.rule("edge", "iifname @edge jump edge-in");
     pre.rule("unfiltered", "iifname != @filtered accept");
     pre.rule("mark-from-port", "meta mark set iifname map @from-port");
+    pre.rule(
+        "mark-from-mac",
+        "meta mark set iifname . ether saddr map @from-mac",
+    );
     pre.rule("mac-spoof", "iifname . ether saddr != @allowed-mac drop");
-    pre.rule("vlan-drop", "ether type { 8021q, 8021ad } drop");
-    pre.rule(
-        "arp-spoof",
-        "iifname . arp saddr ether . arp saddr ip != @allowed-ip4 drop",
+    spoof_checks(&mut pre);
+    let mut edge_in = ChainDef::new("edge-in");
+    edge_in.rule("others", "iifname . ether saddr != @allowed-mac return");
+    edge_in.rule(
+        "mark-from-mac",
+        "meta mark set iifname . ether saddr map @from-mac",
     );
-    pre.rule(
-        "dhcp4-discover",
-        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 accept",
-    );
-    pre.rule(
-        "ip4-spoof",
-        "iifname . ether saddr . ip saddr != @allowed-ip4 drop",
-    );
-    pre.rule(
-        "ip6-dad",
-        "ip6 saddr :: ip6 daddr ff02::/16 icmpv6 type { mld-listener-report, nd-neighbor-solicit, mld2-listener-report } accept",
-    );
-    pre.rule(
-        "ip6-spoof",
-        "iifname . ether saddr . ip6 saddr != @allowed-ip6 drop",
-    );
+    spoof_checks(&mut edge_in);
     let mut fwd = ChainDef::new("forward");
     fwd.hook = Some("type filter hook forward priority -200; policy accept;");
     fwd.rule("mark-to-port", "meta mark set oifname map @to-port");
+    fwd.rule(
+        "mark-to-mac",
+        "meta mark set oifname . ether daddr map @to-mac",
+    );
 
     TableDef {
         family: Family::Bridge,
-        chains: vec![pre, fwd],
-        sets: vec![filtered, from, to, macs, ip4, ip6],
+        chains: vec![pre, edge_in, fwd],
+        sets: vec![filtered, from, to, edge, from_mac, to_mac, macs, ip4, ip6],
     }
 }
 
 fn inet_table(
     model: &FirewallModel,
-    ports: &[&PortFilter],
+    ports: &[(String, &PortFilter)],
     index: &BTreeMap<String, u32>,
     zones: &BTreeMap<String, u32>,
     observed: &ObservedTables,
@@ -620,9 +684,8 @@ fn inet_table(
     let mut egress_ports = SetDef::map("egress-ports", Field::Mark, DataKind::Verdict);
     let mut ingress_ports = SetDef::map("ingress-ports", Field::Mark, DataKind::Verdict);
     let mut used_groups = BTreeSet::new();
-    for p in ports {
-        let dev = clean(&p.device);
-        let Some(&i) = index.get(&dev) else { continue };
+    for (dev, p) in ports {
+        let Some(&i) = index.get(dev) else { continue };
         let groups: Vec<&String> = {
             let mut seen = BTreeSet::new();
             p.security_groups

@@ -197,14 +197,14 @@ fn port_rules(model: &FirewallModel, port: &PortFilter) -> BTreeSet<Effective> {
         .collect()
 }
 
-/// Devices of the ports (present in both models, with port security now) that lost an
+/// Ids of the ports (present in both models, with port security now) that lost an
 /// allowance: a rule, a group, or an address of a remote group or address group.
 pub fn affected_ports(old: &FirewallModel, new: &FirewallModel) -> BTreeSet<String> {
     new.ports
         .iter()
         .filter(|p| p.port_security_enabled)
         .filter_map(|p| {
-            let before = old.ports.iter().find(|o| o.device == p.device)?;
+            let before = old.ports.iter().find(|o| o.port_id == p.port_id)?;
             let had = if before.port_security_enabled {
                 port_rules(old, before)
             } else {
@@ -220,7 +220,7 @@ pub fn affected_ports(old: &FirewallModel, new: &FirewallModel) -> BTreeSet<Stri
                 .into()
             };
             let has = port_rules(new, p);
-            (!had.is_subset(&has)).then(|| p.device.clone())
+            (!had.is_subset(&has)).then(|| p.port_id.clone())
         })
         .collect()
 }
@@ -287,7 +287,7 @@ pub fn cuts(
     let ports: Vec<(&PortFilter, u16, BTreeSet<Effective>)> = model
         .ports
         .iter()
-        .filter(|p| p.port_security_enabled && affected.contains(&p.device))
+        .filter(|p| p.port_security_enabled && affected.contains(&p.port_id))
         .map(|p| {
             let zone = p
                 .bridge
@@ -355,6 +355,7 @@ conntrack v1.4.7 (conntrack-tools): 6 flow entries have been shown.
                 allowed_address_pairs: Vec::new(),
                 port_security_enabled: true,
                 security_groups: vec!["web".into()],
+                shared_device: false,
             }],
             rules,
             ..Default::default()
@@ -394,7 +395,7 @@ conntrack v1.4.7 (conntrack-tools): 6 flow entries have been shown.
         rules.retain(|r| r.id != "x");
         let new = model(rules);
         let affected = affected_ports(&old, &new);
-        assert_eq!(affected, BTreeSet::from(["tapserver".to_string()]));
+        assert_eq!(affected, BTreeSet::from(["p".to_string()]));
         let zones = BTreeMap::from([("brqnet".to_string(), 3)]);
         let cut = cuts(&new, &zones, &affected, &parse_list(LIST));
         // The 5001 stream in the port's zone goes; 5002, ICMP, DHCP, the other zone and the
@@ -410,7 +411,7 @@ conntrack v1.4.7 (conntrack-tools): 6 flow entries have been shown.
         assert!(affected_ports(&old, &new).is_empty());
         assert!(affected_ports(&new, &new).is_empty());
         let zones = BTreeMap::from([("brqnet".to_string(), 3)]);
-        let all = BTreeSet::from(["tapserver".to_string()]);
+        let all = BTreeSet::from(["p".to_string()]);
         // Even when asked, entries allowed by the current rules are kept.
         assert!(cuts(&new, &zones, &all, &parse_list(LIST)).is_empty());
     }

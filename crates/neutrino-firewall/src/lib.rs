@@ -24,10 +24,16 @@
 //!   map to-port           ifname : mark   0x4e490000 | idx
 //!   set allowed-mac       ifname . ether_addr               port MAC + pair MACs
 //!   set allowed-ip4/ip6   ifname . ether_addr . ip (interval) fixed IPs, pairs, EUI-64 LLAs
-//!   chain prerouting (hook prerouting, -200): unfiltered → accept; mark from-port;
+//!   chain prerouting (hook prerouting, -200): @edge → jump edge-in; unfiltered → accept;
+//!         mark from-port, then from-mac;
 //!         MAC spoof, VLAN-tagged, ARP spoof (sender IP), IPv4 spoof (DHCP discover from
 //!         0.0.0.0 excepted), IPv6 spoof (DAD from :: excepted) → drop
-//!   chain forward    (hook forward, -200): mark to-port (runs before br_netfilter's hook)
+//!   chain forward    (hook forward, -200): mark to-port (runs before br_netfilter's hook),
+//!         then to-mac
+//!   set edge          ifname                  shared devices that are no port (uplinks)
+//!   map from-mac / to-mac  ifname . ether_addr : mark   ports on a shared device (below)
+//!   chain edge-in: from an @edge device: other MACs return (unfiltered); mark from-mac;
+//!         the same spoofing checks as prerouting
 //!
 //! table inet neutrino
 //!   map zones       ifname(bridge) : ct zone   chain zone (prerouting, raw -300):
@@ -52,6 +58,13 @@
 //!       ip saddr @rg-<R>-4 meta l4proto . th dport @sg-<G>-i4-rg-<R>-port-0 accept
 //!   set rg-<R>-4/6, ag-<A>-4/6   members of remote groups / address groups (interval)
 //! ```
+//!
+//! A port on a *shared device* ([`PortFilter::shared_device`]: a bare-metal server behind a
+//! provider network's uplink, a container nested behind its VM's tap) is that device's
+//! frames from and to its MACs: `mark-from-mac` / `mark-to-mac` give them the port's own
+//! mark (overriding the device's, when the device is a filtered port itself), so they reach
+//! the port's own chains `e-<dev>-<mac>` / `i-<dev>-<mac>`. Other frames on an uplink pass
+//! unfiltered, as before.
 //!
 //! A security-group rule is an *element* (commented with its rule id) of the layer set of
 //! its class: (group, direction, IP version, remote kind = CIDR | remote group R | address

@@ -33,6 +33,12 @@ pub struct PortFilter {
     /// Security group ids, in the port's order.
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// The device also carries other endpoints' frames: a provider network's uplink in
+    /// front of a bare-metal server, a VM's tap in front of the containers nested in it.
+    /// The port is then the device's frames from and to its MACs (its own and its address
+    /// pairs'), not the whole device.
+    #[serde(default)]
+    pub shared_device: bool,
 }
 
 /// Direction of a security-group rule, seen from the port.

@@ -127,15 +127,23 @@ impl ObservedTables {
             .collect()
     }
 
-    /// Elements of a map keyed by one name (interface maps).
-    pub(crate) fn map_elements(&self, family: Family, map: &str) -> Vec<(String, Data)> {
+    /// Elements of a map: key and data.
+    pub(crate) fn map_entries(&self, family: Family, map: &str) -> Vec<(crate::nft::Key, Data)> {
         let Some(set) = self.tables.get(&family).and_then(|t| t.sets.get(map)) else {
             return Vec::new();
         };
         set.elems
             .iter()
-            .filter_map(|(k, e)| match (k.as_slice(), &e.data) {
-                ([crate::nft::Atom::Name(n)], Some(d)) => Some((n.clone(), d.clone())),
+            .filter_map(|(k, e)| Some((k.clone(), e.data.clone()?)))
+            .collect()
+    }
+
+    /// Elements of a map keyed by one name (interface maps).
+    pub(crate) fn map_elements(&self, family: Family, map: &str) -> Vec<(String, Data)> {
+        self.map_entries(family, map)
+            .into_iter()
+            .filter_map(|(k, d)| match k.as_slice() {
+                [crate::nft::Atom::Name(n)] => Some((n.clone(), d)),
                 _ => None,
             })
             .collect()

@@ -59,3 +59,22 @@ fn removing_every_port_keeps_the_tables_and_base_chains() {
     assert!(!p.script().contains("delete table"));
     assert!(!p.script().contains("flush"));
 }
+
+/// Ports on shared devices: a bare-metal server behind a provider uplink (`eth1`, no port of
+/// its own) and a container nested behind a VM's tap. Each gets its own chains, reached
+/// through the `from-mac` / `to-mac` maps; adding them to a running host touches nothing
+/// else, and removing them restores the host's tables.
+#[test]
+fn ports_on_shared_devices_get_their_own_chains() {
+    let h1 = model("h1.model.json");
+    let edge = model("edge.model.json");
+    check("edge.nft", &render(&edge));
+    let observed = after(&h1, &ObservedTables::default());
+    let added = plan(&edge, &observed);
+    check("edge-add.plan", &added.script());
+    let with_edge = after(&edge, &observed);
+    assert!(plan(&edge, &with_edge).is_empty());
+    let removed = plan(&h1, &with_edge);
+    check("edge-remove.plan", &removed.script());
+    assert!(plan(&h1, &after(&h1, &with_edge)).is_empty());
+}

@@ -339,6 +339,7 @@ fn port(i: &Instance, groups: &[&str]) -> PortFilter {
         allowed_address_pairs: vec![],
         port_security_enabled: true,
         security_groups: groups.iter().map(|g| g.to_string()).collect(),
+        shared_device: false,
     }
 }
 
@@ -619,4 +620,101 @@ fn ipv6_neighbour_discovery_works_and_rules_apply() {
         !lab.connects_to("a", &v6(&B), 80, None),
         "a → b:80 not allowed"
     );
+}
+
+/// A port on a shared device: `d` is a macvlan behind `c`'s interface, so its frames cross
+/// `tapc` with its own MAC (a bare-metal server behind a provider uplink, a container nested
+/// in a VM). Its group applies to it alone; `c` stays an unfiltered uplink, then becomes a
+/// filtered port of its own, and neither takes the other's rules.
+#[test]
+fn a_port_on_a_shared_device_has_its_own_filter() {
+    require_kernel!("a_port_on_a_shared_device_has_its_own_filter");
+    const D: Instance = Instance {
+        name: "d",
+        mac: "02:00:00:00:00:0d",
+        ip: "10.0.0.30",
+    };
+    let mut lab = Lab::new("m", &[&A, &B, &C]);
+    let (c, d) = (lab.ns("c"), lab.ns("d"));
+    lab.add_ns(&d);
+    for args in [
+        vec!["ip", "-n", &c, "link", "add", "link", "eth0", "name", "mv0"],
+        vec![
+            "ip", "-n", &c, "link", "set", "mv0", "address", D.mac, "netns", &d,
+        ],
+        vec!["ip", "-n", &d, "addr", "add", "10.0.0.30/24", "dev", "mv0"],
+        vec!["ip", "-n", &d, "link", "set", "mv0", "up"],
+        vec!["ip", "-n", &d, "link", "set", "lo", "up"],
+    ] {
+        let mut args = args;
+        if args[4] == "add" && args[5] == "link" {
+            args.extend(["type", "macvlan", "mode", "bridge"]);
+        }
+        run(&args, None).expect("macvlan set up");
+    }
+    let behind = PortFilter {
+        device: "tapc".into(),
+        shared_device: true,
+        ..port(&D, &["server"])
+    };
+    let mut model = clients_and_server(vec![tcp_in("ssh", "server", 22, None)]);
+    model.ports.truncate(2);
+    model.ports.push(behind);
+    lab.sync(&model);
+    lab.listen("b", &["22"]);
+    lab.listen("c", &["22", "80"]);
+    lab.listen("d", &["22", "80"]);
+    assert!(
+        lab.connects("a", &D, 22, None),
+        "the server group allows 22"
+    );
+    assert!(!lab.connects("a", &D, 80, None), "and nothing else");
+    assert!(
+        lab.connects("a", &C, 80, None),
+        "c is not a port: unfiltered"
+    );
+    assert!(lab.connects("d", &B, 22, None), "d's egress");
+
+    // d may not use an address that is not its port's.
+    run(
+        &["ip", "-n", &d, "addr", "add", "10.0.0.31/24", "dev", "mv0"],
+        None,
+    )
+    .expect("addr");
+    let b = lab.ns("b");
+    run(
+        &[
+            "ip",
+            "-n",
+            &b,
+            "neigh",
+            "add",
+            "10.0.0.31",
+            "lladdr",
+            D.mac,
+            "dev",
+            "eth0",
+        ],
+        None,
+    )
+    .expect("static neighbour");
+    assert!(
+        !lab.connects("d", &B, 22, Some("10.0.0.31")),
+        "spoofed source"
+    );
+
+    // c becomes a filtered port itself (a VM with d nested in it): each keeps its own rules.
+    model.ports.push(port(&C, &["client"]));
+    lab.sync(&model);
+    assert!(
+        !lab.connects("a", &C, 80, None),
+        "c's group has no ingress rule"
+    );
+    assert!(lab.connects("a", &D, 22, None), "d keeps the server group");
+    assert!(!lab.connects("a", &D, 80, None));
+
+    // Removing d's port leaves its frames to c's filter: c's MAC check drops them.
+    model.ports.retain(|p| p.port_id != "port-d");
+    lab.sync(&model);
+    assert!(!lab.connects("d", &B, 22, None), "not c's MAC");
 }

@@ -18,6 +18,7 @@ fn port(n: u8, groups: &[&str]) -> PortFilter {
         allowed_address_pairs: vec![],
         port_security_enabled: true,
         security_groups: groups.iter().map(|g| g.to_string()).collect(),
+        shared_device: false,
     }
 }
 
