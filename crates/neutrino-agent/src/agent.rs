@@ -751,6 +751,7 @@ impl Agent {
         self.update_log_covers(cluster, &want);
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
+        let filtered = ok;
         let mut have = match self.observe().await {
             Ok(h) => h,
             Err(e) => {
@@ -818,7 +819,7 @@ impl Agent {
         self.report_meters().await;
         // DHCP and RA daemons are retried on their own and do not hold the barrier.
         self.reconcile_services(&want).await;
-        self.report_ports(cluster, &want.ports, &have).await;
+        self.report_ports(cluster, &want, &have, filtered).await;
         self.healthy = ok;
         if ok {
             self.acknowledge(cluster.revision).await;
@@ -1574,15 +1575,30 @@ impl Agent {
         }
     }
 
+    /// Reports the ports bound here, and the bare-metal ports filtered at an uplink here
+    /// (`ACTIVE`, vif type `other`, once the uplink is on its bridge and the filter applied).
     async fn report_ports(
         &mut self,
         cluster: &Cluster,
-        ports: &BTreeMap<String, PortOutcome>,
+        want: &neutrino_dataplane::desired::Desired,
         have: &HostState,
+        filtered: bool,
     ) {
         let mut reports = Vec::new();
         self.port_statuses.clear();
-        for (id, outcome) in ports {
+        for (id, edge) in &want.edge_ports {
+            let on_bridge = have
+                .uplinks
+                .get(&edge.device)
+                .is_some_and(|u| u.master.as_deref() == Some(edge.bridge.as_str()));
+            let Some(port) = cluster.get("port", id) else {
+                continue;
+            };
+            if on_bridge && filtered && text(port, "status") != "ACTIVE" {
+                reports.push(json!({"id": id, "status": "ACTIVE", "vif_type": "other"}));
+            }
+        }
+        for (id, outcome) in &want.ports {
             let (status, vif) = match outcome {
                 PortOutcome::Plug {
                     tap,

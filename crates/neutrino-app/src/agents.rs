@@ -848,7 +848,28 @@ impl App {
                 let distributed = rec.body["device_owner"]
                     == "network:router_interface_distributed"
                     && rec.body["binding:host_id"] == "";
-                if rec.body["binding:host_id"].as_str() != Some(host)
+                // A bare-metal server's port is bound to its server, where no agent runs:
+                // it is up once a host that carries its provider network filters it.
+                let baremetal = rec.body["binding:vnic_type"] == "baremetal"
+                    && rec.body["binding:host_id"] != ""
+                    && rec.body["binding:host_id"].as_str() != Some(host);
+                if baremetal {
+                    let net_id = rec.body["network_id"].as_str().unwrap_or_default();
+                    if agent_conf.is_none() {
+                        agent_conf = Some(self.agent_configurations(&mut tx, host).await?);
+                    }
+                    let conf = agent_conf.as_ref().unwrap_or(&Value::Null);
+                    let net = tx.get("network", net_id).await.map_err(db)?;
+                    let carries = net.is_some_and(|n| {
+                        n.body["provider:physical_network"]
+                            .as_str()
+                            .is_some_and(|p| !p.is_empty())
+                            && host_maps_network(conf, &n.body)
+                    });
+                    if !(carries && status == "ACTIVE") {
+                        continue;
+                    }
+                } else if rec.body["binding:host_id"].as_str() != Some(host)
                     && !(distributed && status == "ACTIVE")
                 {
                     continue;
@@ -874,7 +895,12 @@ impl App {
                 }
                 // Plugged here: ACTIVE once the other hosts caught up (the barrier), unless
                 // it already is. Any other report ends a wait.
-                if barrier && !distributed && status == "ACTIVE" && rec.body["status"] != "ACTIVE" {
+                if barrier
+                    && !distributed
+                    && !baremetal
+                    && status == "ACTIVE"
+                    && rec.body["status"] != "ACTIVE"
+                {
                     if waiting.get(&rec.id).map(String::as_str) != Some(host) {
                         tx.put_port_barrier(&rec.id, host, revision)
                             .await

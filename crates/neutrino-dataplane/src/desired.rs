@@ -83,6 +83,66 @@ pub struct Desired {
     pub ra: BTreeMap<String, RaConfig>,
     /// What the named counters of each router namespace's metering table count.
     pub meters: BTreeMap<String, BTreeMap<String, crate::meter::Counted>>,
+    /// Ports with no interface of their own that this host filters where their frames
+    /// enter it, by id (see [`edge_ports`]).
+    pub edge_ports: BTreeMap<String, EdgePort>,
+}
+
+/// A port filtered at a device it shares with other endpoints: a bare-metal server's port
+/// (`binding:vnic_type` `baremetal`) on a flat or VLAN provider network, at this host's
+/// uplink into that network. Its frames are told apart by their MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgePort {
+    /// The shared device: the bridge's uplink (interface or VLAN sub-interface).
+    pub device: String,
+    /// The network's bridge (the port's conntrack zone).
+    pub bridge: String,
+}
+
+/// `binding:vnic_type` of bare-metal servers' ports.
+pub const BAREMETAL_VNIC: &str = "baremetal";
+
+/// The bare-metal ports this host filters: those bound (to their server) on a provider
+/// network whose uplink this host has on a bridge (so some of its ports use the network).
+/// Every host with the uplink filters them, so whatever enters a host from the server, or
+/// leaves it toward the server, passes the server's groups; what the physical network
+/// carries between servers without crossing a host is out of reach.
+pub fn edge_ports(
+    cluster: &Cluster,
+    cfg: &HostConfig,
+    state: &HostState,
+) -> BTreeMap<String, EdgePort> {
+    let mut out = BTreeMap::new();
+    for port in cluster.all("port") {
+        if text(port, "binding:vnic_type") != BAREMETAL_VNIC
+            || text(port, "binding:host_id").is_empty()
+        {
+            continue;
+        }
+        let net_id = text(port, "network_id");
+        let Some(net) = cluster.get("network", net_id) else {
+            continue;
+        };
+        let Ok(Segment::Uplink { name, .. }) = provider::segment(net, &cfg.interface_mappings)
+        else {
+            continue;
+        };
+        let bridge = names::bridge(net_id);
+        if state
+            .uplinks
+            .get(&name)
+            .is_some_and(|u| u.master.as_deref() == Some(bridge.as_str()))
+        {
+            out.insert(
+                text(port, "id").to_string(),
+                EdgePort {
+                    device: name,
+                    bridge,
+                },
+            );
+        }
+    }
+    out
 }
 
 /// What a port bound to a host is for.
@@ -432,6 +492,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         &mut out,
     );
     add_gateway_attachments(cluster, cfg, &mut local_networks, &mut out);
+    out.edge_ports = edge_ports(cluster, cfg, &out.state);
     crate::l2gw::add_remote_gateways(cluster, cfg, &local_networks, &mut out);
     // Toward the gateway hosts and hardware VTEPs of our networks: they flood to us and we
     // to them, and reach what they learnt behind their interfaces through them.

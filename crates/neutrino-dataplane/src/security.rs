@@ -1,5 +1,6 @@
 //! The security-group input of one host, from the cluster mirror: every port plugged here
-//! (instances filtered; router ports, which the network owns, passed untouched), the rules
+//! (instances filtered; router ports, which the network owns, passed untouched), the
+//! bare-metal ports filtered at its uplinks (by MAC, on the shared device), the rules
 //! of their groups, the members of every group those rules name as a remote group (ports on
 //! any host: fixed IPs and allowed address pairs), the address groups they name, and what
 //! the enabled security-group logs record of each filtered port.
@@ -157,6 +158,28 @@ pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
             port_security_enabled: security,
             security_groups,
             shared_device: false,
+        });
+    }
+    // Bare-metal servers' ports, filtered by MAC at this host's uplink into their network.
+    for (id, edge) in &desired.edge_ports {
+        let Some(port) = cluster.get("port", id) else {
+            continue;
+        };
+        if port["port_security_enabled"].as_bool() == Some(false) {
+            continue;
+        }
+        let security_groups = strings(&port["security_groups"]);
+        groups.extend(security_groups.iter().cloned());
+        model.ports.push(PortFilter {
+            port_id: id.clone(),
+            device: edge.device.clone(),
+            bridge: Some(edge.bridge.clone()),
+            mac: text(port, "mac_address").to_ascii_lowercase(),
+            fixed_ips: fixed_ips(port),
+            allowed_address_pairs: address_pairs(port),
+            port_security_enabled: true,
+            security_groups,
+            shared_device: true,
         });
     }
     model.logs = port_logs(cluster, &model.ports);

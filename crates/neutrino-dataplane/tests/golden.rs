@@ -207,3 +207,76 @@ fn two_ports_of_one_instance_share_one_default_route() {
     assert_eq!(defaults.len(), 1, "{:?}", ns.routes);
     assert!(ns.links.len() >= 2);
 }
+
+/// Bare-metal servers' ports are filtered at the uplinks of the provider networks this
+/// host carries, by MAC on the shared device; not on networks the host does not carry, not
+/// before they are bound, and not without port security.
+#[test]
+fn bare_metal_ports_are_filtered_at_the_uplink() {
+    let mut snapshot: serde_json::Value =
+        serde_json::from_str(include_str!("provider.json")).unwrap();
+    let ports = snapshot["resources"]["port"].as_array_mut().unwrap();
+    let bm = |id: &str, net: &str, host: &str, ip: &str| {
+        serde_json::json!({
+            "id": id, "network_id": net, "binding:host_id": host,
+            "binding:vnic_type": "baremetal", "mac_address": "FA:16:3E:00:00:B1",
+            "device_owner": "baremetal:none", "security_groups": ["sg-bm"],
+            "fixed_ips": [{"subnet_id": "sf", "ip_address": ip}], "created_at": "2026-01-01"})
+    };
+    let flat = "f1111111-aaaa-4000-8000-000000000001";
+    ports.push(bm(
+        "b1aaaaaa-0000-4000-8000-000000000001",
+        flat,
+        "node-1",
+        "203.0.113.31",
+    ));
+    ports.push(bm(
+        "b2aaaaaa-0000-4000-8000-000000000002",
+        flat,
+        "",
+        "203.0.113.32",
+    ));
+    ports.push(bm(
+        "b3aaaaaa-0000-4000-8000-000000000003",
+        "v3333333-cccc-4000-8000-000000000003",
+        "node-3",
+        "10.9.0.33",
+    ));
+    let mut insecure = bm(
+        "b4aaaaaa-0000-4000-8000-000000000004",
+        flat,
+        "node-4",
+        "203.0.113.34",
+    );
+    insecure["port_security_enabled"] = false.into();
+    ports.push(insecure);
+    let cluster = Cluster::from_snapshot(&snapshot);
+    let (_, cfg) = provider_host();
+    let d = desired(&cluster, &cfg);
+    let edge: Vec<(&str, &str)> = d
+        .edge_ports
+        .iter()
+        .map(|(id, e)| (id.as_str(), e.device.as_str()))
+        .collect();
+    assert_eq!(
+        edge,
+        [
+            ("b1aaaaaa-0000-4000-8000-000000000001", "eth1"),
+            ("b4aaaaaa-0000-4000-8000-000000000004", "eth1"),
+        ]
+    );
+    let model = neutrino_dataplane::security::firewall_model(&cluster, &d);
+    let filters: Vec<_> = model.ports.iter().filter(|p| p.shared_device).collect();
+    assert_eq!(filters.len(), 1, "{filters:#?}");
+    assert_eq!(filters[0].port_id, "b1aaaaaa-0000-4000-8000-000000000001");
+    assert_eq!(filters[0].device, "eth1");
+    assert_eq!(filters[0].mac, "fa:16:3e:00:00:b1");
+    assert_eq!(filters[0].security_groups, ["sg-bm"]);
+    assert_eq!(
+        filters[0].bridge.as_deref(),
+        Some(neutrino_dataplane::names::bridge(flat).as_str())
+    );
+    // A host that does not map the physical network filters nothing.
+    let other = host("h3", "192.0.2.3");
+    assert!(desired(&cluster, &other).edge_ports.is_empty());
+}

@@ -306,3 +306,55 @@ async fn servers_sharing_a_database_decide_once() {
 fn rand_tag() -> String {
     format!("{:?}", std::time::Instant::now()).replace([' ', '.', ':', '{', '}'], "")
 }
+
+/// A bare-metal server's port is bound to its server, where no agent runs: a host whose
+/// agent maps the port's physical network (and so filters the port at its uplink) turns it
+/// ACTIVE at once; a host that does not map it, or a report other than ACTIVE, changes
+/// nothing.
+#[tokio::test]
+async fn a_bare_metal_port_turns_active_when_a_host_carrying_its_network_filters_it() {
+    let t = env().await;
+    let mapped = json!({"agent": {"host": "h1", "configurations":
+        {"tunnel_ip": "198.18.0.1", "interface_mappings": {"physnet1": "eth1"}}}});
+    t.app.report_agent(&admin(), mapped).await.unwrap();
+    register(&t, "h2").await;
+    let net = id(&t
+        .ok(
+            &admin(),
+            "networks",
+            json!({"name": "flat", "provider:network_type": "flat",
+                   "provider:physical_network": "physnet1"}),
+        )
+        .await);
+    let bm = id(&t
+        .ok(
+            &admin(),
+            "ports",
+            json!({"network_id": net, "binding:host_id": "node-1",
+                   "binding:vnic_type": "baremetal", "device_owner": "baremetal:none"}),
+        )
+        .await);
+    let r = revision(&t).await;
+    let report = |host: &str, status: &str| {
+        json!({"host": host, "revision": r,
+               "ports": [{"id": bm, "status": status, "vif_type": "other"}]})
+    };
+    t.app
+        .report_port_status(&admin(), report("h2", "ACTIVE"))
+        .await
+        .unwrap();
+    assert_eq!(status(&t, &bm).await, "DOWN", "h2 does not carry physnet1");
+    t.app
+        .report_port_status(&admin(), report("h1", "DOWN"))
+        .await
+        .unwrap();
+    assert_eq!(status(&t, &bm).await, "DOWN");
+    t.app
+        .report_port_status(&admin(), report("h1", "ACTIVE"))
+        .await
+        .unwrap();
+    assert_eq!(status(&t, &bm).await, "ACTIVE");
+    let doc = t.app.show(&admin(), coll("ports"), &bm, &[]).await.unwrap();
+    assert_eq!(doc["binding:vif_type"], "other");
+    assert_eq!(doc["binding:host_id"], "node-1");
+}
