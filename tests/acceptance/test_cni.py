@@ -79,7 +79,7 @@ def runtime():
 def config(lab, network: str, **extra) -> dict:
     conf = {"cniVersion": "1.0.0", "name": "neutrino", "type": "neutrino-cni",
             "network": network, "openrc": str(lab.server.openrc_path), "host": "h1",
-            "activeTimeout": 30}
+            "activeTimeout": 30, "tokenCacheDir": str(lab.tmp / "cni-tokens")}
     conf.update(extra)
     return conf
 
@@ -202,19 +202,73 @@ def test_gc_deletes_ports_not_in_valid_attachments(lab, runtime):
 
 
 def test_concurrent_adds_get_distinct_addresses(lab, runtime):
+    """50 ADDs at once on one host: 50 distinct addresses, all reachable from a VM on the other
+    host; then 50 DELs at once leave no port, host-side link, bind mount or nft element."""
     env = lab.server.env
     net, _ = network_with_subnet(env, "10.75.0.0/24")
-    containers = [runtime.container() for _ in range(12)]
+    vm = wait_active(env, bound_port(env, net, "h2", "vm")["id"])
+    containers = [runtime.container() for _ in range(50)]
 
     def add(c):
-        return cni("ADD", config(lab, net, activeTimeout=60), container=c[0], netns=c[2])
+        return cni("ADD", config(lab, net, activeTimeout=120), container=c[0], netns=c[2],
+                   timeout=180)
 
-    with ThreadPoolExecutor(max_workers=12) as pool:
+    with ThreadPoolExecutor(max_workers=50) as pool:
         results = list(pool.map(add, containers))
-    assert all(rc == 0 for rc, _ in results), results
+    assert all(rc == 0 for rc, _ in results), [r for r in results if r[0] != 0][:3]
     addresses = [r["ips"][0]["address"] for _, r in results]
-    assert len(set(addresses)) == 12
+    assert len(set(addresses)) == 50
     for a in addresses:
         assert ipaddress.ip_interface(a) in ipaddress.ip_network("10.75.0.0/24")
-    for cid, _, path in containers:
-        assert cni("DEL", config(lab, net), container=cid, netns=path)[0] == 0
+    vm_ns = lab.instance("h2", "vm")
+    unreachable = [a for a in addresses
+                   if not lab.pings(vm_ns, str(ipaddress.ip_interface(a).ip), count=2)]
+    assert unreachable == []
+    taps = [r["interfaces"][0]["name"] for _, r in results]
+
+    def delete(c):
+        return cni("DEL", config(lab, net), container=c[0], netns=c[2])[0]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        assert set(pool.map(delete, containers)) == {0}
+    for cid, _, _ in containers:
+        assert ports_of(env, cid) == []
+    host = lab.host_ns("h1")
+
+    def leftovers():
+        links = sh("ip", "-n", host, "-o", "link").stdout
+        tables = sh("ip", "netns", "exec", host, "nft", "list", "ruleset").stdout
+        mounts = sh("ip", "netns", "list").stdout
+        return ([t for t in taps if t in links or t in tables]
+                + [cid for cid, _, _ in containers if f"ctr-{cid}" in mounts])
+
+    wait_for("nothing left of 50 containers", lambda: leftovers() == [], timeout=60)
+
+
+def test_logins_are_cached_and_a_refused_token_is_replaced(lab, runtime):
+    """Calls share a cached login (a root-only file holding the token, not the password);
+    a cached token the server refuses makes the call log in again instead of failing."""
+    env = lab.server.env
+    net, _ = network_with_subnet(env, "10.76.0.0/24")
+    cache = lab.tmp / "cni-tokens"
+    cid, _, path = runtime.container()
+    rc, out = cni("ADD", config(lab, net), container=cid, netns=path)
+    assert rc == 0, out
+    files = list(cache.glob("token-*.json"))
+    assert len(files) == 1
+    assert oct(files[0].stat().st_mode & 0o777) == "0o600"
+    assert oct(cache.stat().st_mode & 0o777) == "0o700"
+    entry = json.loads(files[0].read_text())
+    password = re.search(r"OS_PASSWORD=(\S+)", Path(lab.server.openrc_path).read_text())
+    assert password and password.group(1).strip("'\"") not in files[0].read_text()
+    # A token the server never issued: DEL logs in again, succeeds, and caches the new one.
+    files[0].write_text(json.dumps({**entry, "token": "gAAAA-not-a-token"}))
+    rc, out = cni("DEL", config(lab, net), container=cid, netns=path)
+    assert rc == 0, out
+    assert ports_of(env, cid) == []
+    assert json.loads(files[0].read_text())["token"] not in ("gAAAA-not-a-token", "")
+    # No cache at all works too.
+    cid2, _, path2 = runtime.container()
+    rc, out = cni("ADD", config(lab, net, tokenCacheDir=""), container=cid2, netns=path2)
+    assert rc == 0, out
+    assert cni("DEL", config(lab, net, tokenCacheDir=""), container=cid2, netns=path2)[0] == 0

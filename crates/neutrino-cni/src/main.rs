@@ -1,13 +1,15 @@
 //! `neutrino-cni`: the CNI plugin binary. Reads `CNI_*` variables and the request
-//! configuration, talks to the Neutrino server (Keystone v3 password login, then the
-//! Neutron API), prints the result or a CNI error object. The protocol rules live in
+//! configuration, talks to the Neutrino server (Keystone v3 password login, cached between
+//! calls by `token_cache`, then the Neutron API), prints the result or a CNI error object. The protocol rules live in
 //! `protocol.rs`; this file does the I/O.
 
 use neutrino_cni::protocol::{self, code, CniError, Command, CredentialSource, Env, NetConf};
+use neutrino_cni::token_cache;
 use neutrino_keystone::{network_endpoint, password_login, Credentials};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 fn main() {
@@ -181,9 +183,16 @@ struct Api {
     http: Client,
     token: String,
     endpoint: String,
+    creds: Credentials,
+    /// Where logins are cached (`None`: not cached).
+    cache: Option<PathBuf>,
+    /// The token came from the cache (so a 401 means: log in again).
+    cached: bool,
 }
 
 impl Api {
+    /// A client with a cached login when one is still good, else after a password login
+    /// (then cached).
     async fn login(conf: &NetConf) -> Result<Self, CniError> {
         let creds = credentials(conf)?;
         let builder = Client::builder().timeout(Duration::from_secs(conf.request_timeout_secs));
@@ -198,18 +207,56 @@ impl Api {
                     e.to_string(),
                 )
             })?;
-        let (token, body) = password_login(&http, &creds).await.map_err(|e| match e {
-            neutrino_keystone::KeystoneError::Http(e) => transport(e),
-            other => CniError::new(code::SERVER_REFUSED, "login failed", other.to_string()),
-        })?;
-        let endpoint = network_endpoint(&body, creds.region.as_deref()).map_err(|e| {
+        let cache =
+            Some(PathBuf::from(&conf.token_cache_dir)).filter(|d| !d.as_os_str().is_empty());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let mut api = Api {
+            http,
+            token: String::new(),
+            endpoint: String::new(),
+            creds,
+            cache,
+            cached: false,
+        };
+        match api
+            .cache
+            .as_deref()
+            .and_then(|d| token_cache::load(d, &api.creds, now))
+        {
+            Some(hit) => {
+                api.token = hit.token;
+                api.endpoint = hit.endpoint;
+                api.cached = true;
+            }
+            None => api.fresh_login().await?,
+        }
+        Ok(api)
+    }
+
+    /// A password (or application credential) login, stored in the cache.
+    async fn fresh_login(&mut self) -> Result<(), CniError> {
+        let (token, body) = password_login(&self.http, &self.creds)
+            .await
+            .map_err(|e| match e {
+                neutrino_keystone::KeystoneError::Http(e) => transport(e),
+                other => CniError::new(code::SERVER_REFUSED, "login failed", other.to_string()),
+            })?;
+        let endpoint = network_endpoint(&body, self.creds.region.as_deref()).map_err(|e| {
             CniError::new(code::SERVER_REFUSED, "no network endpoint", e.to_string())
         })?;
-        Ok(Api {
-            http,
-            token,
-            endpoint: endpoint.trim_end_matches('/').to_string(),
-        })
+        self.token = token;
+        self.endpoint = endpoint.trim_end_matches('/').to_string();
+        self.cached = false;
+        if let Some(dir) = &self.cache {
+            let entry = token_cache::Cached {
+                token: self.token.clone(),
+                endpoint: self.endpoint.clone(),
+            };
+            token_cache::store(dir, &self.creds, &entry, &body);
+        }
+        Ok(())
     }
 
     /// One request; `Ok(None)` for 404.
@@ -224,11 +271,20 @@ impl Api {
             .http
             .request(method.clone(), &url)
             .header(neutrino_keystone::AUTH_TOKEN_HEADER, &self.token);
+        let body_again = body.clone();
         if let Some(body) = body {
             req = req.json(&body);
         }
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED && self.cached {
+            // The cached token was revoked or the server forgot it: log in, try once more.
+            if let Some(dir) = &self.cache {
+                token_cache::forget(dir, &self.creds);
+            }
+            self.fresh_login().await?;
+            return Box::pin(self.call(method, path, body_again)).await;
+        }
         let text = resp.text().await.map_err(transport)?;
         if status == StatusCode::NOT_FOUND {
             return Ok(None);

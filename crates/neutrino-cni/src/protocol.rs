@@ -271,6 +271,9 @@ pub struct NetConf {
     pub request_timeout_secs: u64,
     /// GC: the attachments still valid, `(containerID, ifname)`, from either key spelling.
     pub valid_attachments: BTreeSet<(String, String)>,
+    /// `tokenCacheDir`: where logins are cached between calls (default
+    /// `/run/neutrino-cni`; `""`: no cache).
+    pub token_cache_dir: String,
 }
 
 /// Minimal request: `cniVersion` only (VERSION, and the version check before anything else).
@@ -419,6 +422,15 @@ impl NetConf {
             active_timeout_secs: opt_secs(obj, "activeTimeout", 60)?,
             request_timeout_secs: opt_secs(obj, "requestTimeout", 10)?,
             valid_attachments,
+            token_cache_dir: match obj.get("tokenCacheDir") {
+                None | Some(Value::Null) => crate::token_cache::DEFAULT_DIR.to_string(),
+                Some(Value::String(dir)) => dir.clone(),
+                Some(other) => {
+                    return Err(invalid(format!(
+                        "tokenCacheDir must be a string, not {other}"
+                    )))
+                }
+            },
         })
     }
 }
