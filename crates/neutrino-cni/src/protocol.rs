@@ -271,6 +271,8 @@ pub struct NetConf {
     pub request_timeout_secs: u64,
     /// GC: the attachments still valid, `(containerID, ifname)`, from either key spelling.
     pub valid_attachments: BTreeSet<(String, String)>,
+    /// `usePortPools`: ADD first takes a parked port of a matching port pool (default true).
+    pub use_port_pools: bool,
 }
 
 /// Minimal request: `cniVersion` only (VERSION, and the version check before anything else).
@@ -419,6 +421,11 @@ impl NetConf {
             active_timeout_secs: opt_secs(obj, "activeTimeout", 60)?,
             request_timeout_secs: opt_secs(obj, "requestTimeout", 10)?,
             valid_attachments,
+            use_port_pools: match obj.get("usePortPools") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid("\"usePortPools\" must be true or false")),
+            },
         })
     }
 }
@@ -448,6 +455,21 @@ pub fn port_body(
         port["security_groups"] = json!(groups);
     }
     json!({ "port": port })
+}
+
+/// The body of `POST /v2.0/neutrino/port-pools/take` for an ADD: what [`port_body`] would
+/// create, asked of the pool of (host, network, security groups).
+pub fn take_body(
+    env: &Env,
+    network_id: &str,
+    host: &str,
+    security_groups: Option<&[String]>,
+) -> Value {
+    let mut body = port_body(env, network_id, host, security_groups);
+    if let Some(port) = body["port"].as_object_mut() {
+        port.remove("device_owner");
+    }
+    body
 }
 
 /// Whether `port` is this attachment's port (same container id and interface name).
@@ -640,6 +662,11 @@ mod tests {
         );
         assert_eq!(c.active_timeout_secs, 60);
         assert_eq!(c.security_groups, None);
+        assert!(c.use_port_pools);
+        let off = CONF.replacen('{', r#"{"usePortPools": false,"#, 1);
+        assert!(!NetConf::parse(&off, Command::Add).unwrap().use_port_pools);
+        let bad = CONF.replacen('{', r#"{"usePortPools": "no","#, 1);
+        assert_eq!(NetConf::parse(&bad, Command::Add).unwrap_err().code, 7);
     }
 
     #[test]
