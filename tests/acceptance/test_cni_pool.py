@@ -248,3 +248,33 @@ def test_concurrent_adds_take_distinct_pooled_ports_and_nothing_leaks(lab, runti
         return not owners and not leftovers and parking(lab) not in netns \
             and f"{lab.prefix('h1')}ctr-" not in netns
     wait_for("nothing left behind", clean, timeout=60)
+
+
+def test_gc_deletes_taken_ports_of_vanished_containers_not_parked_ones(lab, runtime):
+    """A container that died without DEL (its namespace gone): CNI GC deletes its port,
+    leaves the pool's parked ports alone, and the agent drops its wiring and mount."""
+    env = lab.server.env
+    pools = Pools(lab)
+    net, _ = network_with_subnet(env, "10.85.0.0/24")
+    pool = pools.create(net, 2)
+    pools.wait_ready(pool, 2)
+    parked = pools.parked_ids(pool)
+    cid, ns, path = runtime.container()
+    rc, result = cni("ADD", config(lab, net), container=cid, netns=path)
+    assert rc == 0, result
+    [taken] = ports_of(env, cid)
+    assert taken["ID"] in parked
+    pools.wait_ready(pool, 2)
+    sh("ip", "netns", "del", ns)
+    gc = config(lab, net, cniVersion="1.1.0")
+    gc["cni.dev/valid-attachments"] = []
+    rc, out = cni("GC", gc)
+    assert rc == 0, out
+    assert ports_of(env, cid) == []
+    assert parked - {taken["ID"]} <= pools.parked_ids(pool)
+    assert pools.show(pool)["ready"] == 2
+    host = lab.host_ns("h1")
+    wait_for("wiring and mount gone", lambda: "tap" + taken["ID"][:11]
+             not in sh("ip", "-n", host, "link").stdout
+             and f"{lab.prefix('h1')}ctr-" not in sh("ip", "netns", "list").stdout)
+    pools.delete(pool)
