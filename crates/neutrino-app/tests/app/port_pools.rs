@@ -319,3 +319,60 @@ async fn concurrent_takes_and_refills_never_share_or_overfill() {
         pair.one.delete_port_pool(&admin, &pool).await.unwrap();
     }
 }
+
+/// The isolation matrix's callers (A's member and reader, B's member and reader, an admin of
+/// another project) on a pool of project A: only admins read or write pools, others get an
+/// empty list, 404 for the pool and 403 for creates and takes (admin-only resources as
+/// Neutron answers them).
+#[tokio::test]
+async fn isolation_of_pools_by_caller() {
+    let t = env().await;
+    let (net, pool) = pool(&t, 1).await;
+    let in_a = json!({"port_pool": {"host": "h7", "network_id": net, "size": 0,
+        "project_id": "project-a"}});
+    let other_admin = Context::new("root", "project-z", &["admin".into()]);
+    let callers = [
+        ("A member", tenant(), false),
+        (
+            "A reader",
+            Context::new("rita", "project-a", &["reader".into()]),
+            false,
+        ),
+        ("B member", other_tenant(), false),
+        (
+            "B reader",
+            Context::new("rob", "project-b", &["reader".into()]),
+            false,
+        ),
+        ("admin", other_admin, true),
+    ];
+    for (who, ctx, admin) in callers {
+        let listed = t.app.list_port_pools(&ctx, &[]).await.unwrap();
+        assert_eq!(
+            listed["port_pools"].as_array().unwrap().len(),
+            usize::from(admin),
+            "{who}"
+        );
+        let read = t.app.show_port_pool(&ctx, &pool).await;
+        let resize = json!({"port_pool": {"size": 1}});
+        let write = t.app.update_port_pool(&ctx, &pool, &resize).await;
+        let take = t.app.take_pooled_port(&ctx, &take_body(&net, "c")).await;
+        let create = t.app.create_port_pool(&ctx, &in_a).await;
+        if admin {
+            assert!(read.is_ok() && write.is_ok(), "{who}");
+            // The pool is empty (no refill ran): the plugin falls back to a create.
+            assert_err(take, 404, "PortPoolEmpty");
+            assert_eq!(create.unwrap()["port_pool"]["project_id"], "project-a");
+        } else {
+            assert_err(read, 404, "PortPoolNotFound");
+            assert_err(write, 404, "PortPoolNotFound");
+            assert_err(take, 403, "PolicyNotAuthorized");
+            assert_err(create, 403, "PolicyNotAuthorized");
+            assert_err(
+                t.app.delete_port_pool(&ctx, &pool).await,
+                404,
+                "PortPoolNotFound",
+            );
+        }
+    }
+}
