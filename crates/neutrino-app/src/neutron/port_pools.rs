@@ -448,10 +448,18 @@ impl App {
     /// Tops every pool up to its size (and trims a shrunk one); returns how many ports it
     /// created. Run by every server every second; safe concurrently (the pool row lock).
     pub async fn refill_port_pools(&self) -> ApiResult<usize> {
-        let pools = {
+        // Only pools whose count is off take the write lock.
+        let mut pools = Vec::new();
+        {
             let mut tx = self.read().await?;
-            tx.list(KIND, &Selector::default()).await.map_err(db)?
-        };
+            for pool in tx.list(KIND, &Selector::default()).await.map_err(db)? {
+                let have = parked(&mut tx, &pool).await?.len();
+                let size = pool.body["size"].as_u64().unwrap_or(0);
+                if u64::try_from(have).ok() != Some(size) {
+                    pools.push(pool);
+                }
+            }
+        }
         let mut created = 0;
         for pool in pools {
             match self.refill_pool(&pool.id).await {
