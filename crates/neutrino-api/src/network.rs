@@ -116,6 +116,39 @@ async fn route(state: &ApiState, req: &Request, trailing_slash: bool) -> ApiResu
             }
             _ => Err(not_allowed()),
         },
+        ["neutrino", "port-pools"] => match req.method {
+            Method::GET => Ok(json(
+                200,
+                &state.app.list_port_pools(&ctx, &req.query).await?,
+            )),
+            Method::POST => Ok(json(
+                201,
+                &state.app.create_port_pool(&ctx, &parse_body(req)?).await?,
+            )),
+            _ => Err(not_allowed()),
+        },
+        ["neutrino", "port-pools", "take"] => match req.method {
+            Method::POST => Ok(json(
+                201,
+                &state.app.take_pooled_port(&ctx, &parse_body(req)?).await?,
+            )),
+            _ => Err(not_allowed()),
+        },
+        ["neutrino", "port-pools", id] => match req.method {
+            Method::GET => Ok(json(200, &state.app.show_port_pool(&ctx, id).await?)),
+            Method::PUT => Ok(json(
+                200,
+                &state
+                    .app
+                    .update_port_pool(&ctx, id, &parse_body(req)?)
+                    .await?,
+            )),
+            Method::DELETE => {
+                state.app.delete_port_pool(&ctx, id).await?;
+                Ok(empty(204))
+            }
+            _ => Err(not_allowed()),
+        },
         ["extensions"] => only_get(req, || Ok(json(200, &extensions::list()))),
         ["extensions", alias] => only_get(req, || {
             extensions::get(alias)

@@ -434,12 +434,22 @@ async fn add(api: &mut Api, conf: &NetConf, env: &Env) -> Result<Value, CniError
                 .await?;
         }
     }
-    let body = protocol::port_body(env, &network_id, &host, groups.as_deref());
-    let created = api.get_or_post(body).await?;
-    let port_id = created["port"]["id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    // A parked port of a matching pool when there is one (404: none, create one).
+    let taken = if conf.use_port_pools {
+        let body = protocol::take_body(env, &network_id, &host, groups.as_deref());
+        api.call(Method::POST, "/v2.0/neutrino/port-pools/take", Some(body))
+            .await?
+    } else {
+        None
+    };
+    let port = match taken {
+        Some(port) => port,
+        None => {
+            let body = protocol::port_body(env, &network_id, &host, groups.as_deref());
+            api.get_or_post(body).await?
+        }
+    };
+    let port_id = port["port"]["id"].as_str().unwrap_or_default().to_string();
     match finish_add(api, conf, env, &port_id).await {
         Ok(result) => Ok(result),
         Err(e) => {

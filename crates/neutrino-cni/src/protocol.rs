@@ -274,6 +274,8 @@ pub struct NetConf {
     /// `tokenCacheDir`: where logins are cached between calls (default
     /// `/run/neutrino-cni`; `""`: no cache).
     pub token_cache_dir: String,
+    /// `usePortPools`: ADD first takes a parked port of a matching port pool (default true).
+    pub use_port_pools: bool,
 }
 
 /// Minimal request: `cniVersion` only (VERSION, and the version check before anything else).
@@ -431,6 +433,11 @@ impl NetConf {
                     )))
                 }
             },
+            use_port_pools: match obj.get("usePortPools") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(b)) => *b,
+                Some(_) => return Err(invalid("\"usePortPools\" must be true or false")),
+            },
         })
     }
 }
@@ -460,6 +467,21 @@ pub fn port_body(
         port["security_groups"] = json!(groups);
     }
     json!({ "port": port })
+}
+
+/// The body of `POST /v2.0/neutrino/port-pools/take` for an ADD: what [`port_body`] would
+/// create, asked of the pool of (host, network, security groups).
+pub fn take_body(
+    env: &Env,
+    network_id: &str,
+    host: &str,
+    security_groups: Option<&[String]>,
+) -> Value {
+    let mut body = port_body(env, network_id, host, security_groups);
+    if let Some(port) = body["port"].as_object_mut() {
+        port.remove("device_owner");
+    }
+    body
 }
 
 /// Whether `port` is this attachment's port (same container id and interface name).
@@ -652,6 +674,11 @@ mod tests {
         );
         assert_eq!(c.active_timeout_secs, 60);
         assert_eq!(c.security_groups, None);
+        assert!(c.use_port_pools);
+        let off = CONF.replacen('{', r#"{"usePortPools": false,"#, 1);
+        assert!(!NetConf::parse(&off, Command::Add).unwrap().use_port_pools);
+        let bad = CONF.replacen('{', r#"{"usePortPools": "no","#, 1);
+        assert_eq!(NetConf::parse(&bad, Command::Add).unwrap_err().code, 7);
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //!   addresses, and the network gets a DHCP server ([`crate::dhcp`]). An instance port with
 //!   `binding:profile` `{"neutrino_dhcp": true}` gets no addresses or routes from the agent:
 //!   its instance asks the DHCP server for them.
+//! - A pooled container port (`device_owner` [`POOL_OWNER`]) is an instance parked in the
+//!   agent's `<prefix>pool` namespace; when a container takes it, the plan moves the
+//!   interface into the container's namespace ([`crate::plan`]).
 //! - Distributed routers ([`crate::dvr`]): a local copy on every host with instances on
 //!   their subnets; their gateway and SNAT ports go into `snat-<router>` on the SNAT host.
 //! - Toward every other host that has ports on the same network: a flooding entry (broadcast
@@ -185,6 +188,10 @@ fn role(port: &Value) -> Option<Role> {
 /// `neutrino:netns` is wired the same way.
 pub const CONTAINER_OWNER: &str = "compute:container";
 
+/// `device_owner` of a pooled container port while it waits for a container: wired in the
+/// agent's parking namespace ([`names::pool_netns`]) under [`names::pool_interface`].
+pub const POOL_OWNER: &str = "compute:container-pool";
+
 /// A container port's runtime namespace path and interface name, from its
 /// `binding:profile` (`neutrino:netns`, `neutrino:ifname`, default `eth0`). `None` for
 /// ports that are not containers' (or whose profile names no namespace).
@@ -325,6 +332,10 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         let role = role(port).unwrap_or(Role::Instance);
         let container = container_attachment(port);
         let (netns, ifname) = match role {
+            Role::Instance if text(port, "device_owner") == POOL_OWNER => (
+                names::pool_netns(&cfg.netns_prefix),
+                names::pool_interface(id),
+            ),
             Role::Instance if container.is_some() => {
                 let (_, ifname) = container.clone().expect("checked");
                 let netns = names::container_netns(&cfg.netns_prefix, text(port, "device_id"));

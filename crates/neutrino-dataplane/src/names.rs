@@ -34,6 +34,18 @@ pub fn container_netns(prefix: &str, device_id: &str) -> String {
     format!("{prefix}ctr-{}", clean_id(device_id))
 }
 
+/// The agent's parking namespace of pooled container ports (`<prefix>pool`): a pool's ports
+/// are wired and filtered here before a container takes one.
+pub fn pool_netns(prefix: &str) -> String {
+    format!("{prefix}pool")
+}
+
+/// A parked pool port's interface in the parking namespace: `pp` + the first 11 characters
+/// of the port id.
+pub fn pool_interface(port_id: &str) -> String {
+    format!("pp{}", short(port_id))
+}
+
 fn clean_id(raw: &str) -> String {
     raw.chars()
         .map(|c| {
@@ -70,9 +82,10 @@ pub fn dhcp_interface(port_id: &str) -> String {
 /// Whether a namespace name is one this agent manages.
 pub fn is_managed_netns(prefix: &str, name: &str) -> bool {
     name.strip_prefix(prefix).is_some_and(|rest| {
-        ["vm-", "ctr-", "qrouter-", "qdhcp-", "snat-"]
-            .iter()
-            .any(|p| rest.starts_with(p))
+        rest == "pool"
+            || ["vm-", "ctr-", "qrouter-", "qdhcp-", "snat-"]
+                .iter()
+                .any(|p| rest.starts_with(p))
     })
 }
 

@@ -42,6 +42,19 @@ pub enum Op {
         /// The runtime's namespace path.
         path: String,
     },
+    /// Move the instance end of a veth pair from namespace `netns` into namespace `to`,
+    /// renamed `new_name` (a pooled port taken by a container). The host end, its bridge
+    /// port and its filter stay; addresses and routes are added again after the move.
+    MoveLink {
+        /// Namespace it is in.
+        netns: String,
+        /// Its name there.
+        name: String,
+        /// Namespace it moves to.
+        to: String,
+        /// Its name there.
+        new_name: String,
+    },
     /// Delete a network namespace with everything in it.
     DelNetns(String),
     /// Bring a namespace's loopback up.
@@ -235,6 +248,7 @@ impl Op {
             | Op::AddSrcRoute { netns, .. }
             | Op::DelSrcRoute { netns, .. }
             | Op::LoUp(netns)
+            | Op::MoveLink { netns, .. }
             | Op::SetNsLink { netns, .. }
             | Op::AddAddr { netns, .. }
             | Op::DelAddr { netns, .. }
@@ -250,6 +264,9 @@ impl Op {
             Op::AddNetns(n) => format!("netns add {n}"),
             Op::AttachNetns { name, path } => format!("mount --bind {path} /run/netns/{name}"),
             Op::DelNetns(n) => format!("netns del {n}"),
+            Op::MoveLink {
+                name, to, new_name, ..
+            } => format!("link set {name} netns {to} name {new_name}"),
             Op::LoUp(_) => "link set lo up".to_string(),
             Op::AddBridge { name, mtu } => format!("link add {name} mtu {mtu} type bridge"),
             Op::AddVxlan {
@@ -355,9 +372,37 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
     // What is left of the observed state after the removals below.
     let mut obs = observed.clone();
 
-    // Removals: ports, forwarding entries, tunnels, bridges, namespaces.
+    // Removals: ports, forwarding entries, tunnels, bridges, namespaces. A port whose
+    // instance end moves to another namespace (a pooled port a container took) keeps its
+    // veth pair: the instance end is moved after the namespaces exist.
+    let mut moves = Vec::new();
     for (name, tap) in &observed.taps {
-        if desired.taps.get(name).is_none_or(|d| d.peer != tap.peer) {
+        let want = desired.taps.get(name);
+        if let Some(want) = want.filter(|d| d.peer != tap.peer && d.peer.0 != tap.peer.0) {
+            let (from, peer) = &tap.peer;
+            let (to, new_name) = &want.peer;
+            if observed
+                .namespaces
+                .get(from)
+                .is_some_and(|ns| ns.links.contains_key(peer))
+                && desired.namespaces.contains_key(to)
+            {
+                moves.push(Op::MoveLink {
+                    netns: from.clone(),
+                    name: peer.clone(),
+                    to: to.clone(),
+                    new_name: new_name.clone(),
+                });
+                if let Some(ns) = obs.namespaces.get_mut(from) {
+                    forget_link(ns, peer);
+                }
+                if let Some(t) = obs.taps.get_mut(name) {
+                    t.peer = want.peer.clone();
+                }
+                continue;
+            }
+        }
+        if want.is_none_or(|d| d.peer != tap.peer) {
             ops.push(Op::DelLink(name.clone()));
             obs.taps.remove(name);
             let (netns, peer) = &tap.peer;
@@ -395,8 +440,14 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             obs.bridges.remove(name);
         }
     }
+    let moved_from = |name: &str| {
+        moves
+            .iter()
+            .any(|m| matches!(m, Op::MoveLink { netns, .. } if netns == name))
+    };
     for name in observed.namespaces.keys() {
-        if !desired.namespaces.contains_key(name) {
+        // A namespace an interface moves out of goes once it is empty (next reconcile).
+        if !desired.namespaces.contains_key(name) && !moved_from(name) {
             ops.push(Op::DelNetns(name.clone()));
             obs.namespaces.remove(name);
         }
@@ -418,6 +469,7 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
             }
         }
     }
+    ops.append(&mut moves);
     for (name, bridge) in &desired.bridges {
         match obs.bridges.get(name) {
             None => {

@@ -12,6 +12,13 @@ const CTR: &str = "c0ffee00c0ffee00";
 const PORT: &str = "c1aaaaaa-0000-4000-8000-000000000009";
 
 fn cluster(with_container: bool) -> Cluster {
+    cluster_with(if with_container { Some(false) } else { None })
+}
+
+/// The fixtures plus port `PORT`: `None` absent, `Some(true)` parked in a pool (not taken),
+/// `Some(false)` the container's.
+fn cluster_with(pooled: Option<bool>) -> Cluster {
+    let with_container = pooled.is_some();
     let mut doc: Value = serde_json::from_str(include_str!("fixtures.json")).unwrap();
     if with_container {
         let ports = doc["resources"]["port"].as_array_mut().unwrap();
@@ -23,6 +30,11 @@ fn cluster(with_container: bool) -> Cluster {
         port["fixed_ips"] = json!([{"subnet_id": "s1", "ip_address": "10.1.0.99"}]);
         port["binding:profile"] =
             json!({"neutrino:netns": "/run/netns/cni-test", "neutrino:ifname": "net1"});
+        if pooled == Some(true) {
+            port["device_id"] = json!("pool-1");
+            port["device_owner"] = json!("compute:container-pool");
+            port["binding:profile"] = json!({"neutrino:pool": "pool-1"});
+        }
         ports.push(port);
     }
     Cluster::from_snapshot(&doc)
@@ -128,4 +140,77 @@ fn vanished_runtime_namespace_is_left_alone() {
     assert!(plan(&d.state, &HostState::default())
         .iter()
         .all(|o| !matches!(o, Op::AttachNetns { .. })));
+}
+
+#[test]
+fn pooled_port_is_parked_in_the_agents_pool_namespace() {
+    let d = desired(&cluster_with(Some(true)), &host());
+    let ns = "h1-pool";
+    assert!(neutrino_dataplane::names::is_managed_netns("h1-", ns));
+    // The agent's own namespace: created, not attached.
+    assert_eq!(d.state.namespaces[ns].external, None);
+    match &d.ports[PORT] {
+        PortOutcome::Plug { netns, ifname, .. } => {
+            assert_eq!(netns, ns);
+            assert_eq!(ifname, "ppc1aaaaaa-00");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let ops = plan(&d.state, &HostState::default());
+    assert!(ops.contains(&Op::AddNetns(ns.into())));
+    let rendered: Vec<String> = ops.iter().map(|o| o.to_string()).collect();
+    assert!(rendered
+        .iter()
+        .any(|l| l.contains(&format!("-n {ns}")) && l.contains("10.1.0.99")));
+    // Wired as desired: nothing more to do (an agent restart adopts the parked ports).
+    assert!(plan(&d.state, &d.state).is_empty());
+}
+
+#[test]
+fn taking_a_pooled_port_moves_its_interface_and_keeps_the_tap() {
+    let parked = desired(&cluster_with(Some(true)), &host());
+    let taken = desired(&cluster_with(Some(false)), &host());
+    let ctr = "h1-ctr-c0ffee00c0ffee00";
+    let ops = plan(&taken.state, &parked.state);
+    // The tap (bridge port, filter) stays; the instance end moves and is renamed.
+    assert!(!ops.iter().any(|o| matches!(o, Op::DelLink(_))), "{ops:?}");
+    assert!(
+        !ops.iter().any(|o| matches!(o, Op::AddVeth { .. })),
+        "{ops:?}"
+    );
+    let moved = Op::MoveLink {
+        netns: "h1-pool".into(),
+        name: "ppc1aaaaaa-00".into(),
+        to: ctr.into(),
+        new_name: "net1".into(),
+    };
+    assert_eq!(
+        moved.to_string(),
+        format!("ip -n h1-pool link set ppc1aaaaaa-00 netns {ctr} name net1")
+    );
+    let at = |want: &dyn Fn(&Op) -> bool| ops.iter().position(want).expect("op");
+    let attach = at(&|o| matches!(o, Op::AttachNetns { .. }));
+    let mv = at(&|o| *o == moved);
+    let link = at(
+        &|o| matches!(o, Op::SetNsLink { netns, name, up: true, .. } if netns == ctr && name == "net1"),
+    );
+    let addr =
+        at(&|o| matches!(o, Op::AddAddr { netns, dev, .. } if netns == ctr && dev == "net1"));
+    let route = at(&|o| matches!(o, Op::AddRoute { netns, .. } if netns == ctr));
+    assert!(
+        attach < mv && mv < link && link < addr && addr < route,
+        "{ops:?}"
+    );
+    // The emptied parking namespace is not deleted under the moving interface.
+    assert!(!ops.contains(&Op::DelNetns("h1-pool".into())), "{ops:?}");
+    // Once moved, the empty parking namespace goes, and then nothing is left to do.
+    let mut after = taken.state.clone();
+    after
+        .namespaces
+        .insert("h1-pool".into(), Default::default());
+    assert_eq!(
+        plan(&taken.state, &after),
+        vec![Op::DelNetns("h1-pool".into())]
+    );
+    assert!(plan(&taken.state, &taken.state).is_empty());
 }

@@ -711,6 +711,17 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             }
         }
     });
+    // Port pools (CNI): every pool topped up to its size, once a second.
+    let pools = app.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = pools.refill_port_pools().await {
+                tracing::warn!(error = %e.message, "port pool refill failed");
+            }
+        }
+    });
     let router = neutrino_api::router(app, auth, metrics);
     match tls_config {
         Some(config) => {

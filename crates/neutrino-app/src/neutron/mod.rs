@@ -24,6 +24,7 @@ mod ndp_proxies;
 mod networks;
 mod owners;
 mod port_forwardings;
+mod port_pools;
 mod ports;
 mod qos;
 mod quotas;

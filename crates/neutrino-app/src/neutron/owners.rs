@@ -18,6 +18,10 @@ pub(super) const HA_PORT_OWNER: &str = "network:router_ha_interface";
 pub(super) const SNAT_OWNER: &str = "network:router_centralized_snat";
 /// The port holding a floating IP's address.
 pub(super) const FLOATINGIP_OWNER: &str = "network:floatingip";
+/// A container's port (the CNI plugin's, or a pooled port a container took).
+pub(super) const CONTAINER_OWNER: &str = "compute:container";
+/// A pooled container port parked on its host until a container takes it.
+pub(super) const POOL_OWNER: &str = "compute:container-pool";
 /// A trunk's subport.
 pub(super) const SUBPORT_OWNER: &str = "trunk:subport";
 

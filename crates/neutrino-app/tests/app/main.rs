@@ -27,6 +27,7 @@ mod ndp_proxies;
 mod policy;
 mod pool_props;
 mod port_forwardings;
+mod port_pools;
 mod ports_concurrent;
 mod qos;
 mod routers;
