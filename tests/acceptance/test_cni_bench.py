@@ -44,8 +44,12 @@ def test_bench_cni_runs_and_reports(lab):
             "activeTimeout": 60}
     before = set(sh("ip", "netns", "list").stdout.split())
     ref = bench.run_reference(10, 4, 1)
-    ours = bench.run_ours(cni_binary(), conf, 10, 4, 1)
+    plugin = bench.run_ours(cni_binary(), conf, 10, 4, 1)
+    ours = plugin.result
+    parts = bench.breakdown(plugin, lab.server.log_path)
     assert ours["errors"] == [] and ref["errors"] == []
+    assert parts["to_port_created"]["n"] == parts["created_to_result"]["n"] == 10
+    assert ours["floor"]["VERSION"]["p50_ms"] > 0 and ref["floor"]["VERSION"]["p50_ms"] > 0
     for result, subnet in ((ours, "10.81.0.0/24"), (ref, "10.80.0.0/16")):
         for scenario in ("sequential", "parallel"):
             figures = result[scenario]
