@@ -197,7 +197,8 @@ runroot = "{self.dir}/runroot"
         p = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=True,
                            timeout=timeout, stdin=subprocess.DEVNULL)
         if check and p.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+            raise AssertionError(f"podman {' '.join(args)} exited {p.returncode}:\n"
+                                 f"{p.stdout}\n{p.stderr}")
         return p
 
     def network(self, conf: dict) -> str:
@@ -335,7 +336,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         p = subprocess.run(["ctr", "-a", str(self.sock), *args], capture_output=True, text=True,
                            timeout=timeout, stdin=subprocess.DEVNULL)
         if check and p.returncode != 0:
-            raise AssertionError(f"ctr {' '.join(args)} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
+            raise AssertionError(f"ctr {' '.join(args)} exited {p.returncode}:\n"
+                                 f"{p.stdout}\n{p.stderr}")
         return p
 
     def network(self, conf: dict) -> None:
