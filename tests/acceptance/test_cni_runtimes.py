@@ -300,7 +300,7 @@ class Containerd:
     """A private containerd (own root, state, socket; CRI plugin off) and ``ctr``. ``ctr``
     reads the first configuration in ``/etc/cni/net.d`` and the plugins in ``/opt/cni/bin``
     only: the test writes ``10-<name>.conflist`` and the plugin under a name of its own
-    there, and removes both."""
+    there (a wrapper noting each call's command and ``CNI_NETNS``), and removes both."""
 
     def __init__(self, tag: str):
         self.dir = Path(tempfile.mkdtemp(prefix="ntctrd.", dir="/run"))
@@ -344,11 +344,23 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         conf["name"] = self.name
         NETD.mkdir(parents=True, exist_ok=True)
         self.plugin.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(cni_binary(), self.plugin)
+        # The plugin, behind a wrapper that notes what ctr sends (command and CNI_NETNS).
+        shutil.copy2(cni_binary(), self.dir / "neutrino-cni")
+        self.plugin.write_text(
+            "#!/bin/sh\n"
+            f"echo \"$CNI_COMMAND netns=$CNI_NETNS\" >>{self.dir}/calls.log\n"
+            f"exec {self.dir}/neutrino-cni\n")
+        self.plugin.chmod(0o755)
         self.conf_path.write_text(json.dumps(conf))
         first = sorted(p for p in NETD.iterdir() if p.suffix in (".conf", ".conflist", ".json"))
         if first[0] != self.conf_path:
             pytest.skip(f"ctr would load {first[0]}, not our configuration")
+
+    def calls(self) -> list[str]:
+        try:
+            return (self.dir / "calls.log").read_text().splitlines()
+        except OSError:
+            return []
 
     def cleanup(self) -> None:
         for cid in self.ctr("containers", "ls", "-q", check=False).stdout.split():
@@ -417,6 +429,9 @@ def test_containerd_container_on_neutrino_network(lab, containerd):
         run.wait(timeout=60)
         # DEL came with an empty CNI_NETNS (the task was gone): the port is deleted anyway.
         wait_for("port deleted", lambda: ports_of(env, device) == [])
+        calls = containerd.calls()
+        assert len(calls) == 2 and re.fullmatch(r"ADD netns=/proc/\d+/ns/net", calls[0])
+        assert calls[1] == "DEL netns=", calls
         wait_for("unplugged", lambda: f"{lab.prefix('h1')}ctr-{device}" not in netns_names())
         assert containerd.ctr("containers", "ls", "-q").stdout.strip() == ""
         assert not lab.pings(lab.instance("h2", "vm"), ctr_ip, count=1)
