@@ -272,3 +272,22 @@ def test_logins_are_cached_and_a_refused_token_is_replaced(lab, runtime):
     rc, out = cni("ADD", config(lab, net, tokenCacheDir=""), container=cid2, netns=path2)
     assert rc == 0, out
     assert cni("DEL", config(lab, net, tokenCacheDir=""), container=cid2, netns=path2)[0] == 0
+
+
+def test_a_container_removed_without_del_loses_its_port(lab, runtime):
+    """The runtime removes a container and its DEL never reaches the server (it was down, or
+    the runtime crashed): the agent finds the runtime's namespace gone, drops its mount and
+    has the server delete the port. A container whose namespace lives on keeps its port."""
+    env = lab.server.env
+    net, _ = network_with_subnet(env, "10.77.0.0/24")
+    gone, ns_gone, path_gone = runtime.container()
+    kept, _, path_kept = runtime.container()
+    for cid, path in ((gone, path_gone), (kept, path_kept)):
+        rc, out = cni("ADD", config(lab, net), container=cid, netns=path)
+        assert rc == 0, out
+    sh("ip", "netns", "del", ns_gone)
+    wait_for("the removed container's port deleted", lambda: ports_of(env, gone) == [])
+    mounted = f"{lab.prefix('h1')}ctr-{gone}"
+    wait_for("its mount dropped", lambda: mounted not in sh("ip", "netns", "list").stdout)
+    assert len(ports_of(env, kept)) == 1
+    assert cni("DEL", config(lab, net), container=kept, netns=path_kept)[0] == 0

@@ -762,11 +762,10 @@ impl Agent {
         };
         let gone = neutrino_dataplane::desired::drop_vanished_containers(
             &mut want.state,
-            &|name| have.namespaces.contains_key(name),
-            &|path| std::path::Path::new(path).exists(),
+            &|name, path| runtime_namespace_gone(name, path, have.namespaces.contains_key(name)),
         );
-        for name in gone {
-            tracing::debug!(netns = %name, "container namespace gone before its port");
+        if !gone.is_empty() {
+            self.report_containers_gone(&want, &gone).await;
         }
         let ops = plan(&want.state, &have);
         self.stats.reconciles += 1;
@@ -1575,6 +1574,36 @@ impl Agent {
         }
     }
 
+    /// Asks the server to delete the ports of containers whose runtime namespace is gone
+    /// (`netns`: the namespaces dropped): the runtime removed them and their DEL never
+    /// reached the server (it was down, or the runtime never sent one). Retried with every
+    /// reconcile until the ports are gone.
+    async fn report_containers_gone(
+        &mut self,
+        want: &neutrino_dataplane::desired::Desired,
+        netns: &[String],
+    ) {
+        let ports: Vec<&String> = want
+            .ports
+            .iter()
+            .filter(|(_, o)| matches!(o, PortOutcome::Plug { netns: n, .. } if netns.contains(n)))
+            .map(|(id, _)| id)
+            .collect();
+        if ports.is_empty() {
+            return;
+        }
+        match self
+            .client
+            .containers_gone(&self.cfg.host.host, &ports)
+            .await
+        {
+            Ok(deleted) => {
+                tracing::info!(ports = ?ports, deleted, "deleted the ports of removed containers")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot report removed containers"),
+        }
+    }
+
     /// Reports the ports bound here, and the bare-metal ports filtered at an uplink here
     /// (`ACTIVE`, vif type `other`, once the uplink is on its bridge and the filter applied).
     async fn report_ports(
@@ -1705,6 +1734,23 @@ impl Agent {
         if std::fs::write(&tmp, doc.to_string()).is_ok() {
             let _ = std::fs::rename(&tmp, path);
         }
+    }
+}
+
+/// Whether the runtime's namespace of a container is gone: nothing at its path any more, or
+/// (when the agent has it bind-mounted at `/run/netns/NAME`) another namespace than the
+/// mounted one there (a reused `/proc/PID/ns/net`).
+fn runtime_namespace_gone(name: &str, path: &str, mounted: bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(runtime) = std::fs::metadata(path) else {
+        return true;
+    };
+    if !mounted {
+        return false;
+    }
+    match std::fs::metadata(format!("/run/netns/{name}")) {
+        Ok(mount) => (mount.dev(), mount.ino()) != (runtime.dev(), runtime.ino()),
+        Err(_) => false,
     }
 }
 

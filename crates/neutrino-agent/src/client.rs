@@ -233,6 +233,16 @@ impl ServerClient {
             .await
     }
 
+    /// Reports container ports of this host whose runtime namespace is gone; the server
+    /// deletes them. How many it deleted.
+    pub async fn containers_gone(&self, host: &str, ports: &[&String]) -> Result<u64, AgentError> {
+        let body = json!({"host": host, "ports": ports});
+        let out = self
+            .call(Method::PUT, "/neutrino/v1/containers-gone", Some(&body))
+            .await?;
+        Ok(out["deleted"].as_u64().unwrap_or(0))
+    }
+
     /// Acknowledges that this host has realised everything up to feed revision `revision`.
     pub async fn applied(&self, host: &str, revision: i64) -> Result<Value, AgentError> {
         let body = json!({"host": host, "revision": revision});

@@ -79,6 +79,10 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
             200,
             &app.report_metering_counters(&ctx, parse_body(req)?).await?,
         )),
+        (&Method::PUT, ["neutrino", "v1", "containers-gone"]) => Ok(json(
+            200,
+            &app.report_containers_gone(&ctx, parse_body(req)?).await?,
+        )),
         (&Method::PUT, ["neutrino", "v1", "applied"]) => Ok(json(
             200,
             &app.report_applied(&ctx, parse_body(req)?).await?,

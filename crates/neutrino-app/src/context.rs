@@ -105,6 +105,7 @@ pub const AGENT_RULES: &[&str] = &[
     "report_agent",
     "get_feed",
     "report_port_status",
+    "report_containers_gone",
     "report_applied_revision",
     "update_sfc_status",
     "report_l2gw_macs",

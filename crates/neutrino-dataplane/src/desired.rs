@@ -207,22 +207,19 @@ pub fn container_attachment(port: &Value) -> Option<(String, String)> {
     Some((path.to_string(), ifname.to_string()))
 }
 
-/// Drops from `state` the container namespaces that are neither mounted yet (`mounted`)
-/// nor present at their runtime path any more (`exists`): the runtime removed the
-/// container before its port. Their ports stay DOWN instead of failing every reconcile.
+/// Drops from `state` the container namespaces the runtime has removed: `gone(name, path)`
+/// says whether the runtime's namespace at `path` is gone (no file there any more, or a
+/// different namespace than the one mounted at `name`). Their ports stay DOWN instead of
+/// failing every reconcile, the bind mount (which alone kept such a namespace alive) goes,
+/// and the agent asks the server to delete the ports whose DEL never arrived.
 pub fn drop_vanished_containers(
     state: &mut HostState,
-    mounted: &dyn Fn(&str) -> bool,
-    exists: &dyn Fn(&str) -> bool,
+    gone: &dyn Fn(&str, &str) -> bool,
 ) -> Vec<String> {
     let gone: Vec<String> = state
         .namespaces
         .iter()
-        .filter(|(name, ns)| {
-            ns.external
-                .as_deref()
-                .is_some_and(|path| !mounted(name) && !exists(path))
-        })
+        .filter(|(name, ns)| ns.external.as_deref().is_some_and(|path| gone(name, path)))
         .map(|(name, _)| name.clone())
         .collect();
     for name in &gone {

@@ -125,15 +125,20 @@ fn port_delete_removes_the_host_end_and_the_mount_only() {
 }
 
 #[test]
-fn vanished_runtime_namespace_is_left_alone() {
+fn a_vanished_runtime_namespace_is_dropped() {
     let mut d = desired(&cluster(true), &host());
     let ns = "h1-ctr-c0ffee00c0ffee00";
-    // Already mounted: kept (the mount keeps the namespace alive until the port goes).
-    let gone = drop_vanished_containers(&mut d.state, &|n| n == ns, &|_| false);
+    // The runtime's namespace is still there: kept.
+    let gone = drop_vanished_containers(&mut d.state, &|_, _| false);
     assert!(gone.is_empty());
-    // Not mounted and the path is gone: dropped, with its veth; VMs untouched.
+    // Gone (whether mounted here or not): dropped, with its veth; VMs untouched; asked
+    // with the runtime's path.
     let vms = d.state.namespaces.len() - 1;
-    let gone = drop_vanished_containers(&mut d.state, &|_| false, &|_| false);
+    let gone = drop_vanished_containers(&mut d.state, &|n, path| {
+        assert_eq!(n, ns);
+        assert!(path.starts_with('/'));
+        true
+    });
     assert_eq!(gone, vec![ns.to_string()]);
     assert_eq!(d.state.namespaces.len(), vms);
     assert!(!d.state.taps.contains_key("tapc1aaaaaa-00"));

@@ -324,14 +324,14 @@ impl App {
         let mut tx = self.write().await?;
         let rec = self.visible_pool(&mut tx, ctx, id).await?;
         for port in parked(&mut tx, &rec).await? {
-            self.remove_pool_port(&mut tx, &port).await?;
+            self.remove_as_service(&mut tx, &port).await?;
         }
         tx.delete(KIND, id).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
 
-    async fn remove_pool_port(&self, tx: &mut Tx, port: &Record) -> ApiResult<()> {
+    async fn remove_as_service(&self, tx: &mut Tx, port: &Record) -> ApiResult<()> {
         let coll = &super::ports::COLLECTION;
         let view = View::of(tx, coll, std::slice::from_ref(port), Need::Check).await?;
         self.remove(tx, &service(), coll, port, &view).await
@@ -498,7 +498,7 @@ impl App {
                 .iter()
                 .take(usize::try_from(have - size).unwrap_or(0))
             {
-                self.remove_pool_port(&mut tx, port).await?;
+                self.remove_as_service(&mut tx, port).await?;
             }
             tx.commit().await.map_err(db)?;
             return Ok(0);
@@ -530,6 +530,58 @@ impl App {
         let n = usize::try_from(want).unwrap_or(0);
         tracing::info!(pool = %pool.id, created = n, "port pool refilled");
         Ok(n)
+    }
+}
+
+impl App {
+    /// An agent reports container ports of its host whose runtime namespace is gone (the
+    /// runtime removed the container and its DEL never reached the server):
+    /// `{"host": H, "ports": [id, ...]}`. Each that is still a container port bound to H
+    /// (`device_owner` `compute:container`, a `neutrino:netns` in its profile) is deleted,
+    /// in one transaction; any other id is skipped. `{"deleted": N}`.
+    pub async fn report_containers_gone(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
+        self.check_rule(ctx, "report_containers_gone", &Map::new())?;
+        let host = body
+            .get("host")
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+        ctx.check_host(host)?;
+        let ids: Vec<String> = body
+            .get("ports")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::bad_request("Invalid input for ports: a list is required"))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .filter(|id| attrs::is_uuid(id))
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::bad_request(format!("Invalid port id: {v}")))
+            })
+            .collect::<ApiResult<_>>()?;
+        if ids.len() > 1000 {
+            return Err(ApiError::bad_request("At most 1000 ports per report"));
+        }
+        let mut tx = self.write().await?;
+        let sel = Selector {
+            ids: Some(ids),
+            ..Default::default()
+        };
+        let mut deleted = 0;
+        for port in tx.list("port", &sel).await.map_err(db)? {
+            let container = port.body["device_owner"] == CONTAINER_OWNER
+                && port.body["binding:host_id"] == host
+                && port.body["binding:profile"]["neutrino:netns"].is_string();
+            if container {
+                self.remove_as_service(&mut tx, &port).await?;
+                deleted += 1;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        if deleted > 0 {
+            tracing::info!(%host, deleted, "deleted the ports of removed containers");
+        }
+        Ok(json!({"deleted": deleted}))
     }
 }
 

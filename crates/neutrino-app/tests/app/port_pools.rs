@@ -376,3 +376,59 @@ async fn isolation_of_pools_by_caller() {
         }
     }
 }
+
+/// An agent reports containers whose runtime namespace is gone: their container ports bound
+/// to its host are deleted; a VM's port, another host's container port, a parked pool port
+/// and unknown ids are left alone; bad input is 400.
+#[tokio::test]
+async fn ports_of_containers_gone_are_deleted_and_nothing_else() {
+    let t = env().await;
+    let (net, _) = t.net(&admin(), json!({"name": "n"}), "10.0.0.0/24").await;
+    let container = |host: &str, ctr: &str| {
+        json!({"network_id": net, "binding:host_id": host, "device_id": ctr,
+               "device_owner": "compute:container",
+               "binding:profile": {"neutrino:netns": "/run/netns/x", "neutrino:ifname": "eth0"}})
+    };
+    let gone = id(&t.ok(&admin(), "ports", container("h1", "c1")).await);
+    let elsewhere = id(&t.ok(&admin(), "ports", container("h2", "c2")).await);
+    let vm = id(&t
+        .ok(
+            &admin(),
+            "ports",
+            json!({"network_id": net, "binding:host_id": "h1", "device_owner": "compute:nova"}),
+        )
+        .await);
+    let unknown = "0b9d1f4e-0000-4000-8000-000000000000";
+    let body = json!({"host": "h1", "ports": [gone, elsewhere, vm, unknown]});
+    let out = t.app.report_containers_gone(&admin(), body).await.unwrap();
+    assert_eq!(out["deleted"], 1);
+    let left: BTreeSet<String> = t
+        .app
+        .list(&admin(), coll("ports"), &[])
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!left.contains(&gone));
+    assert!(left.contains(&elsewhere) && left.contains(&vm));
+    for bad in [
+        json!({"ports": [vm]}),
+        json!({"host": "h1"}),
+        json!({"host": "h1", "ports": ["not-a-uuid"]}),
+    ] {
+        assert_err(
+            t.app.report_containers_gone(&admin(), bad).await,
+            400,
+            "HTTPBadRequest",
+        );
+    }
+    assert_err(
+        t.app
+            .report_containers_gone(&tenant(), json!({"host": "h1", "ports": []}))
+            .await,
+        403,
+        "PolicyNotAuthorized",
+    );
+}
