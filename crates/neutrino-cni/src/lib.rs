@@ -1,4 +1,6 @@
 //! The `neutrino-cni` plugin's library part: the pure CNI protocol (`protocol`), used by
-//! the binary in `main.rs` and unit-tested without I/O.
+//! the binary in `main.rs` and unit-tested without I/O, and the rules of nested containers
+//! (`nested`).
 
+pub mod nested;
 pub mod protocol;
