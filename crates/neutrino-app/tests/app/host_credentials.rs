@@ -191,6 +191,7 @@ async fn the_agent_calls_serve_only_the_credentials_host() {
         ("applied", json!({"host": "h2", "revision": 1})),
         ("sfc-status", json!({"host": "h2", "port_pairs": []})),
         ("l2gw-macs", json!({"host": "h2", "networks": {}})),
+        ("trunk-status", json!({"host": "h2", "trunks": []})),
         ("metering", json!({"host": "h2", "labels": []})),
     ];
     for (call, body) in other {
@@ -207,6 +208,7 @@ async fn the_agent_calls_serve_only_the_credentials_host() {
                 "applied" => t.app.report_applied(&agent, body.clone()).await,
                 "sfc-status" => t.app.report_sfc_status(&agent, body.clone()).await,
                 "l2gw-macs" => t.app.report_l2gw_macs(&agent, body.clone()).await,
+                "trunk-status" => t.app.report_trunk_status(&agent, body.clone()).await,
                 _ => t.app.report_metering_counters(&agent, body.clone()).await,
             };
             match (allowed, r) {
