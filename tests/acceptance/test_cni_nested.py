@@ -120,8 +120,9 @@ def cni_in_vm(vm_ns: str, command: str, conf: dict, *, container: str, netns: st
               ifname: str = "eth0") -> tuple[int, dict | None]:
     """The plugin run inside the VM, as the VM's container runtime runs it."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-           "CNI_COMMAND": command, "CNI_PATH": "/opt/cni/bin", "CNI_CONTAINERID": container,
-           "CNI_IFNAME": ifname, "CNI_NETNS": netns}
+           "CNI_COMMAND": command, "CNI_PATH": "/opt/cni/bin"}
+    if container:
+        env.update(CNI_CONTAINERID=container, CNI_IFNAME=ifname, CNI_NETNS=netns)
     p = subprocess.run(["ip", "netns", "exec", vm_ns, cni_binary()], input=json.dumps(conf),
                        env=env, capture_output=True, text=True, timeout=90)
     return p.returncode, (json.loads(p.stdout) if p.stdout.strip() else None)
@@ -219,6 +220,17 @@ def test_concurrent_macvlan_adds_keep_every_pair(lab, runtime, vm_world):
     assert have == want
     for _, ns, _ in containers:
         assert lab.pings(ns, ip_of(vm2))
+    # GC (1.1.0) releases the attachments the runtime no longer lists: port and pair.
+    gc = dict(conf, cniVersion="1.1.0")
+    gc["cni.dev/valid-attachments"] = [{"containerID": c[0], "ifname": "eth0"}
+                                       for c in containers[:2]]
+    rc, out = cni_in_vm(vm_ns, "GC", gc, container="", netns="")
+    assert rc == 0, out
+    assert all(len(nested_ports(env, c[0])) == 1 for c in containers[:2])
+    assert all(nested_ports(env, c[0]) == [] for c in containers[2:])
+    kept = {(r["ips"][0]["address"].split("/")[0], r["interfaces"][0]["mac"])
+            for _, r in results[:2]}
+    assert {(p["ip_address"], p["mac_address"]) for p in pairs(env, vm1["id"])} == kept
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(
             lambda c: cni_in_vm(vm_ns, "DEL", conf, container=c[0], netns=c[2]), containers))

@@ -91,8 +91,7 @@ fn run(
                     }
                     Command::Del => return nested_cmd::del(&mut api, &env).await.map(|_| None),
                     Command::Check => return nested_cmd::check(&mut api, &env).await.map(|_| None),
-                    // No host ports of this network to collect: nothing to do.
-                    Command::Gc => return Ok(None),
+                    Command::Gc => return nested_cmd::gc(&mut api, &conf, &nc).await.map(|_| None),
                     _ => {}
                 }
             }

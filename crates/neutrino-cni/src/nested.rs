@@ -149,6 +149,34 @@ pub fn is_attachment_port(port: &Value, container_id: &str, ifname: &str) -> boo
         && profile[PROFILE_PARENT].is_string()
 }
 
+/// GC: among `ports`, the nested ports of `parent` whose attachment `(container id,
+/// ifname)` is not in `valid`; returns them.
+pub fn gc_victims<'a>(
+    ports: &'a [Value],
+    parent: &str,
+    valid: &BTreeSet<(String, String)>,
+) -> Vec<&'a Value> {
+    ports
+        .iter()
+        .filter(|p| {
+            let profile = &p["binding:profile"];
+            let attachment = (
+                profile[PROFILE_CONTAINER]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                profile[protocol::PROFILE_IFNAME]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+            profile[PROFILE_PARENT] == parent
+                && !attachment.0.is_empty()
+                && !valid.contains(&attachment)
+        })
+        .collect()
+}
+
 /// The pairs a nested port adds to its parent: one per fixed IP, with the port's MAC.
 pub fn pairs_of(port: &Value) -> Vec<Value> {
     let mac = port["mac_address"]
@@ -365,6 +393,26 @@ mod tests {
         assert!(b["port"].get("device_id").is_none());
         assert_eq!(b["port"]["security_groups"], json!(["sg"]));
         assert_eq!(b["port"]["binding:profile"][PROFILE_MODE], "vlan");
+    }
+
+    #[test]
+    fn gc_keeps_valid_attachments_and_other_parents_ports() {
+        let port = |c: &str, parent: &str| {
+            json!({"id": format!("{c}-{parent}"), "binding:profile": {
+                PROFILE_PARENT: parent, PROFILE_CONTAINER: c, protocol::PROFILE_IFNAME: "eth0"}})
+        };
+        let ports = [
+            port("a", "vm"),
+            port("b", "vm"),
+            port("c", "other"),
+            json!({"id": "plain", "binding:profile": {}}),
+        ];
+        let valid = BTreeSet::from([("a".to_string(), "eth0".to_string())]);
+        let victims: Vec<&str> = gc_victims(&ports, "vm", &valid)
+            .iter()
+            .map(|p| p["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(victims, ["b-vm"]);
     }
 
     #[test]

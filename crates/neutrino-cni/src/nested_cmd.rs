@@ -458,6 +458,53 @@ async fn wait_active(api: &mut Api, conf: &NetConf, port_id: &str) -> Result<(),
     }
 }
 
+/// GC of nested containers: the nested ports of this VM's port (macvlan ports by their
+/// owner, VLAN ones among its trunk's subports) whose attachment is not valid any more are
+/// released like a DEL without a namespace.
+pub(crate) async fn gc(api: &mut Api, conf: &NetConf, nc: &NestedConf) -> Result<(), CniError> {
+    let parent = parent_port(api, nc).await?;
+    let parent_id = parent["id"].as_str().unwrap_or_default().to_string();
+    let list = api
+        .get(&format!(
+            "/v2.0/ports?device_owner={}&network_id={}",
+            enc(nested::DEVICE_OWNER),
+            enc(parent["network_id"].as_str().unwrap_or_default())
+        ))
+        .await?;
+    let mut ports = list["ports"].as_array().cloned().unwrap_or_default();
+    for sub in parent["trunk_details"]["sub_ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let id = sub["port_id"].as_str().unwrap_or_default();
+        if let Some(p) = api
+            .call(Method::GET, &format!("/v2.0/ports/{}", enc(id)), None)
+            .await?
+        {
+            ports.push(p["port"].clone());
+        }
+    }
+    let mut failures = Vec::new();
+    for port in nested::gc_victims(&ports, &parent_id, &conf.valid_attachments) {
+        let ifname = port["binding:profile"][protocol::PROFILE_IFNAME]
+            .as_str()
+            .unwrap_or_default();
+        if let Err(e) = release(api, port, "", ifname).await {
+            failures.push(format!("{}: {}", port["id"], e.details));
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(CniError::new(
+            code::TRY_AGAIN_LATER,
+            "some ports could not be released",
+            failures.join("; "),
+        ))
+    }
+}
+
 /// DEL of a nested container: idempotent, the namespace may be gone.
 pub(crate) async fn del(api: &mut Api, env: &Env) -> Result<(), CniError> {
     for port in attachment_ports(api, env).await? {
