@@ -187,3 +187,21 @@ fn statuses_follow_the_wiring() {
     let away = cluster(&two(), "h2");
     assert!(trunk_statuses(&away, &desired(&away, &host()), &bare, &up).is_empty());
 }
+
+#[test]
+fn a_subport_brings_its_distributed_router_to_the_parents_host() {
+    let mut doc: Value = serde_json::json!({"revision": 1, "resources": {
+    "router": [{"id": "r1", "distributed": true}],
+    "port": [
+        {"id": "ri", "device_id": "r1", "binding:host_id": "",
+         "device_owner": "network:router_interface_distributed",
+         "fixed_ips": [{"subnet_id": "s2", "ip_address": "10.2.0.1"}]},
+    ]}});
+    let sub = json!({"id": SUB_A, "binding:host_id": "h1", "device_owner": "trunk:subport",
+                     "fixed_ips": [{"subnet_id": "s2", "ip_address": "10.2.0.9"}]});
+    let without = neutrino_dataplane::dvr::placement(&Cluster::from_snapshot(&doc));
+    assert!(without.get("r1").is_none_or(|h| !h.contains("h1")));
+    doc["resources"]["port"].as_array_mut().unwrap().push(sub);
+    let with = neutrino_dataplane::dvr::placement(&Cluster::from_snapshot(&doc));
+    assert!(with["r1"].contains("h1"), "{with:?}");
+}
