@@ -93,6 +93,9 @@ struct Agent {
     status_revision: i64,
     /// Ports bound here by the status the last reconcile found.
     port_statuses: BTreeMap<&'static str, i64>,
+    /// Trunk subports whose VLAN device the kernel refused: not tried again until their
+    /// wiring (tap, VLAN id) changes or the agent restarts.
+    refused_subports: crate::trunk_report::Refused,
     /// The last full reconcile applied everything (firewall, plan, steering).
     healthy: bool,
     /// Nothing is served as a Local IP here, and the kernel was found or made so.
@@ -194,6 +197,7 @@ pub async fn run(
         l2gw_sent: None,
         status_revision: 0,
         port_statuses: BTreeMap::new(),
+        refused_subports: BTreeMap::new(),
         healthy: false,
         local_ips_idle: false,
         acked: (-1, std::time::Instant::now()),
@@ -748,6 +752,9 @@ impl Agent {
     /// [`Agent::reconcile`] without its timing.
     async fn reconcile_kernel(&mut self, cluster: &Cluster) {
         let mut want = desired(cluster, &self.cfg.host);
+        self.refused_subports
+            .retain(|id, _| want.subports.contains_key(id));
+        neutrino_dataplane::trunk::drop_failed_subports(&mut want, &self.refused_subports);
         self.update_log_covers(cluster, &want);
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
@@ -786,9 +793,11 @@ impl Agent {
             if !moved.is_empty() {
                 announce(self.kernel.clone(), moved);
             }
+            let mut apply_errors = Vec::new();
             match applied {
                 Ok(Ok(errors)) => {
                     ok &= errors.is_empty();
+                    apply_errors.clone_from(&errors);
                     self.stats.errors_total += errors.len() as u64;
                     for e in errors {
                         tracing::warn!(error = %e, "kernel refused an operation");
@@ -810,6 +819,18 @@ impl Agent {
                     tracing::warn!(error = %e, "cannot observe the kernel")
                 }
             }
+            let refused = crate::trunk_report::record_refused(
+                &want,
+                &have,
+                &apply_errors,
+                &mut self.refused_subports,
+            );
+            if !refused.is_empty() {
+                for id in &refused {
+                    tracing::warn!(subport = %id, reason = %self.refused_subports[id].1, "cannot wire trunk subport");
+                }
+                neutrino_dataplane::trunk::drop_failed_subports(&mut want, &self.refused_subports);
+            }
         }
         ok &= self.reconcile_qos(cluster, &want).await;
         ok &= self.reconcile_local_ips(cluster, &want).await;
@@ -819,6 +840,7 @@ impl Agent {
         // DHCP and RA daemons are retried on their own and do not hold the barrier.
         self.reconcile_services(&want).await;
         self.report_ports(cluster, &want, &have, filtered).await;
+        self.report_trunks(cluster, &want, &have).await;
         self.healthy = ok;
         if ok {
             self.acknowledge(cluster.revision).await;
@@ -1668,6 +1690,28 @@ impl Agent {
         {
             Ok(_) => tracing::info!(ports = reports.len(), "reported port status"),
             Err(e) => tracing::warn!(error = %e, "port status report failed"),
+        }
+    }
+
+    /// Subport port statuses and trunk statuses, when they changed.
+    async fn report_trunks(&mut self, cluster: &Cluster, want: &Desired, have: &HostState) {
+        let ports = crate::trunk_report::subport_reports(cluster, want, have);
+        if !ports.is_empty() {
+            match self
+                .client
+                .port_status(&self.cfg.host.host, cluster.revision, &ports)
+                .await
+            {
+                Ok(_) => tracing::info!(subports = ports.len(), "reported subport status"),
+                Err(e) => tracing::warn!(error = %e, "subport status report failed"),
+            }
+        }
+        let trunks = crate::trunk_report::trunk_reports(cluster, want, have);
+        if !trunks.is_empty() {
+            match self.client.trunk_status(&self.cfg.host.host, &trunks).await {
+                Ok(_) => tracing::info!(trunks = trunks.len(), "reported trunk status"),
+                Err(e) => tracing::warn!(error = %e, "trunk status report failed"),
+            }
         }
     }
 

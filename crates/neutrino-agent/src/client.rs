@@ -243,6 +243,13 @@ impl ServerClient {
         Ok(out["deleted"].as_u64().unwrap_or(0))
     }
 
+    /// Reports the status of the trunks whose parent is plugged here: `[{"id", "status"}]`.
+    pub async fn trunk_status(&self, host: &str, trunks: &[Value]) -> Result<Value, AgentError> {
+        let body = json!({"host": host, "trunks": trunks});
+        self.call(Method::PUT, "/neutrino/v1/trunk-status", Some(&body))
+            .await
+    }
+
     /// Acknowledges that this host has realised everything up to feed revision `revision`.
     pub async fn applied(&self, host: &str, revision: i64) -> Result<Value, AgentError> {
         let body = json!({"host": host, "revision": revision});

@@ -20,6 +20,7 @@ mod prober;
 mod radvd;
 mod sfc_report;
 mod sg_log;
+mod trunk_report;
 pub mod vtep;
 
 pub use agent::{run, AgentConfig};

@@ -67,6 +67,10 @@ async fn route(state: &ApiState, req: &Request) -> ApiResult<Response> {
             200,
             &app.report_port_status(&ctx, parse_body(req)?).await?,
         )),
+        (&Method::PUT, ["neutrino", "v1", "trunk-status"]) => Ok(json(
+            200,
+            &app.report_trunk_status(&ctx, parse_body(req)?).await?,
+        )),
         (&Method::PUT, ["neutrino", "v1", "l2gw-macs"]) => Ok(json(
             200,
             &app.report_l2gw_macs(&ctx, parse_body(req)?).await?,

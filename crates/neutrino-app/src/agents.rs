@@ -92,6 +92,8 @@ pub const FEED_KINDS: &[&str] = &[
     "l2_gateway_connection",
     // MACs learned behind software gateways' interfaces (static FDB entries elsewhere).
     "l2gw_learned_macs",
+    // Trunks: the agent of a parent's host wires the subports and reports the status.
+    "trunk",
     // Border gateways: the gateway host tunnels connected networks to remote gateways.
     "l2_remote_gateway",
     "l2_remote_gateway_connection",

@@ -12,6 +12,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod nested_cmd;
+
 fn main() {
     let get = |name: &str| std::env::var(name).ok();
     let mut stdin = String::new();
@@ -84,6 +86,17 @@ fn run(
             })?;
         rt.block_on(async {
             let mut api = Api::login(&conf).await?;
+            if let Some(nc) = neutrino_cni::nested::NestedConf::parse(stdin)? {
+                match command {
+                    Command::Add => {
+                        return nested_cmd::add(&mut api, &conf, &nc, &env).await.map(Some)
+                    }
+                    Command::Del => return nested_cmd::del(&mut api, &env).await.map(|_| None),
+                    Command::Check => return nested_cmd::check(&mut api, &env).await.map(|_| None),
+                    Command::Gc => return nested_cmd::gc(&mut api, &conf, &nc).await.map(|_| None),
+                    _ => {}
+                }
+            }
             match command {
                 Command::Add => add(&mut api, &conf, &env).await.map(Some),
                 Command::Del => del(&mut api, &env).await.map(|_| None),

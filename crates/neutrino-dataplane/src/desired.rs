@@ -89,6 +89,8 @@ pub struct Desired {
     /// Ports with no interface of their own that this host filters where their frames
     /// enter it, by id (see [`edge_ports`]).
     pub edge_ports: BTreeMap<String, EdgePort>,
+    /// Trunk subports bound here, by port id ([`crate::trunk`]).
+    pub subports: BTreeMap<String, crate::trunk::SubportOutcome>,
 }
 
 /// A port filtered at a device it shares with other endpoints: a bare-metal server's port
@@ -161,6 +163,8 @@ enum Role {
     RouterSnat,
     /// A network's DHCP server.
     Dhcp,
+    /// A trunk subport: a VLAN device on its parent's tap ([`crate::trunk`]).
+    Subport,
 }
 
 fn role(port: &Value) -> Option<Role> {
@@ -175,9 +179,10 @@ fn role(port: &Value) -> Option<Role> {
         Some(Role::RouterInterface)
     } else if owner == "network:dhcp" {
         Some(Role::Dhcp)
-    } else if owner.starts_with("network:") || owner == "trunk:subport" {
-        // Floating IP ports are not plugged as interfaces; trunk subports ride inside their
-        // parent's interface (VLAN sub-interfaces, not realised yet).
+    } else if owner == crate::trunk::SUBPORT_OWNER {
+        Some(Role::Subport)
+    } else if owner.starts_with("network:") {
+        // Floating IP ports are not plugged as interfaces.
         None
     } else {
         Some(Role::Instance)
@@ -296,6 +301,8 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
     local.sort_by_key(|p| (text(p, "created_at"), text(p, "id")));
     let mut next_if: BTreeMap<String, usize> = BTreeMap::new();
     let mut local_networks: BTreeMap<String, String> = BTreeMap::new();
+    // Subports and their networks' bridges, wired once every parent's tap is known.
+    let mut subports: Vec<(&Value, String)> = Vec::new();
     for port in local {
         let id = text(port, "id");
         let net_id = text(port, "network_id");
@@ -327,6 +334,10 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             }
         }
         let role = role(port).unwrap_or(Role::Instance);
+        if role == Role::Subport {
+            subports.push((port, bridge));
+            continue;
+        }
         let container = container_attachment(port);
         let (netns, ifname) = match role {
             Role::Instance if text(port, "device_owner") == POOL_OWNER => (
@@ -371,6 +382,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     });
                 (netns, ifname)
             }
+            Role::Subport => unreachable!("handled above"),
             Role::Dhcp => {
                 let netns = names::dhcp_netns(&cfg.netns_prefix, net_id);
                 let ifname = names::dhcp_interface(id);
@@ -474,6 +486,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
             },
         );
     }
+    crate::trunk::add_subports(&subports, &mut out);
     for ((router, netns), ports) in &routers {
         if let Some(ns) = out.state.namespaces.get_mut(netns) {
             add_router(cluster, router, ports, ns);
@@ -613,9 +626,9 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn trunk_subports_are_not_plugged_on_their_own() {
+    fn trunk_subports_ride_on_their_parent() {
         let port = |owner: &str| json!({"device_owner": owner});
-        assert!(role(&port("trunk:subport")).is_none());
+        assert!(matches!(role(&port("trunk:subport")), Some(Role::Subport)));
         assert!(role(&port("network:floatingip")).is_none());
         assert!(matches!(role(&port("network:dhcp")), Some(Role::Dhcp)));
         // An HA router's interfaces are plugged like any router's; its HA ports are not.

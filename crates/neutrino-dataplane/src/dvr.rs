@@ -70,7 +70,8 @@ pub fn placement(cluster: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
     for port in cluster.all("port") {
         let host = text(port, "binding:host_id");
         let owner = text(port, "device_owner");
-        if host.is_empty() || owner.starts_with("network:") || owner == "trunk:subport" {
+        // Trunk subports count: they are instance interfaces riding on their parent's tap.
+        if host.is_empty() || owner.starts_with("network:") {
             continue;
         }
         for subnet in subnet_ids(port) {

@@ -27,6 +27,7 @@ pub mod router;
 pub mod security;
 pub mod sfc;
 pub mod state;
+pub mod trunk;
 pub mod vtep;
 
 pub use cluster::Cluster;

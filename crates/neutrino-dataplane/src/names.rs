@@ -17,6 +17,12 @@ pub fn tap(port_id: &str) -> String {
     format!("tap{}", short(port_id))
 }
 
+/// VLAN device of a trunk subport on its parent's tap: `spt` + the first 11 characters of
+/// the subport's port id.
+pub fn subport(port_id: &str) -> String {
+    format!("spt{}", short(port_id))
+}
+
 /// Network namespace standing for an instance (`device_id`); ports without a device get one
 /// of their own.
 pub fn instance_netns(prefix: &str, device_id: &str, port_id: &str) -> String {

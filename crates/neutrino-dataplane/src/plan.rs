@@ -434,6 +434,7 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         obs.fdb.retain(|e| e.dev != *name);
     }
     crate::provider::remove_uplinks(desired, observed, &mut ops);
+    crate::trunk::remove_links(desired, observed, &mut ops);
     for name in observed.bridges.keys() {
         if !desired.bridges.contains_key(name) {
             ops.push(Op::DelLink(name.clone()));
@@ -521,6 +522,7 @@ pub fn plan(desired: &HostState, observed: &HostState) -> Vec<Op> {
         let have = obs.taps.get(name).map(|h| (h.mtu, h.master.as_ref()));
         bridge_port(&mut ops, name, create, tap.mtu, tap.master.as_ref(), have);
     }
+    crate::trunk::add_links(desired, observed, &mut ops);
     let empty = Namespace::default();
     for (netns, want) in &desired.namespaces {
         let have = obs.namespaces.get(netns).unwrap_or(&empty);

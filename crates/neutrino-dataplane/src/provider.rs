@@ -127,7 +127,12 @@ pub fn observe_uplinks(links: &Value, state: &mut HostState) {
                 Some((text(link, "link").to_string(), vid))
             })
             .flatten();
-        state.uplinks.insert(
+        let kind = if crate::trunk::is_subport_link(name) {
+            &mut state.subports
+        } else {
+            &mut state.uplinks
+        };
+        kind.insert(
             name.to_string(),
             Uplink {
                 vlan,

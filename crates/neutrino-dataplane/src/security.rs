@@ -133,10 +133,16 @@ fn port_logs(cluster: &Cluster, ports: &[PortFilter]) -> BTreeMap<String, PortLo
 pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
     let mut model = FirewallModel::default();
     let mut groups: BTreeSet<String> = BTreeSet::new();
-    for (id, outcome) in &desired.ports {
-        let PortOutcome::Plug { tap, .. } = outcome else {
-            continue;
-        };
+    // Ports' taps, and trunk subports' VLAN devices (filtered with the subport's groups).
+    let plugged = desired.ports.iter().filter_map(|(id, o)| match o {
+        PortOutcome::Plug { tap, .. } => Some((id, tap)),
+        PortOutcome::Fail(_) => None,
+    });
+    let subports = desired.subports.iter().filter_map(|(id, o)| match o {
+        crate::trunk::SubportOutcome::Plug { device, .. } => Some((id, device)),
+        crate::trunk::SubportOutcome::Fail(_) => None,
+    });
+    for (id, tap) in plugged.chain(subports) {
         let Some(port) = cluster.get("port", id) else {
             continue;
         };

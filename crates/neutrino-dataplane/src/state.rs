@@ -25,6 +25,9 @@ pub struct HostState {
     pub arp_guard: Option<NftTable>,
     /// Provider-network uplinks (physical interfaces and VLAN sub-interfaces), by name.
     pub uplinks: BTreeMap<String, Uplink>,
+    /// Trunk subports' VLAN devices on their parent's tap (`vlan`: the tap and VLAN id),
+    /// enslaved to the subport network's bridge, by name (see [`crate::trunk`]).
+    pub subports: BTreeMap<String, Uplink>,
 }
 
 /// An interface carrying a flat or VLAN provider network, enslaved to the network's bridge

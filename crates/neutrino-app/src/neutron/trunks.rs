@@ -4,8 +4,9 @@
 //! per trunk (claim `trunkseg:<trunk>`, owner = trunk), so concurrent servers cannot hand out
 //! either twice. Checks, their order and exception names follow Neutron's trunk plugin. A
 //! subport gets device owner `trunk:subport`, the parent's binding host and, in its binding
-//! profile, `parent_name` and `tag`. The status is `DOWN` (set again by every subport change)
-//! until a host agent reports the wiring.
+//! profile, `parent_name` and `tag`. The status is `DOWN` (set again by every subport change,
+//! and when the parent becomes unbound) until the agent of the parent's host reports the
+//! wiring (`PUT /neutrino/v1/trunk-status`, [`App::report_trunk_status`]).
 
 use neutrino_store::{Record, Selector, Tx};
 use neutrino_types::attrs::is_uuid;
@@ -588,9 +589,74 @@ impl App {
             self.edit_port(tx, &sub.port_id, |p| rebind(p, &host))
                 .await?;
         }
+        // No agent has an unbound parent: nobody else would say the trunk is down.
+        if host.is_empty() && trunk.body["status"] != DOWN {
+            let mut trunk = trunk;
+            relock(tx, &mut trunk).await?;
+            trunk.body["status"] = json!(DOWN);
+            bump(&mut trunk.body);
+            tx.update("trunk", &trunk.id, &trunk.body)
+                .await
+                .map_err(db)?;
+        }
         Ok(())
     }
+
+    /// The agent of a parent port's host reports its trunks' status:
+    /// `{"host": H, "trunks": [{"id", "status"}]}` with Neutron's statuses. Trunks whose
+    /// parent is not bound to `host` (or that are gone) are skipped; the caller must be that
+    /// host's agent (the port status rule and host check). Returns how many changed.
+    pub async fn report_trunk_status(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
+        self.check_rule(ctx, "report_port_status", &Default::default())?;
+        let host = body
+            .get("host")
+            .and_then(Value::as_str)
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+        ctx.check_host(host)?;
+        let reports = body
+            .get("trunks")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::bad_request("Invalid input for trunks: a list is required"))?;
+        let mut wanted = Vec::with_capacity(reports.len());
+        for r in reports {
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+            let status = r.get("status").and_then(Value::as_str).unwrap_or_default();
+            if !is_uuid(id) || !TRUNK_STATUSES.contains(&status) {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid trunk status report: {r}"
+                )));
+            }
+            wanted.push((id.to_string(), status.to_string()));
+        }
+        let mut tx = self.write().await?;
+        let mut changed = 0;
+        for (id, status) in wanted {
+            let Some(mut trunk) = tx.get("trunk", &id).await.map_err(db)? else {
+                continue;
+            };
+            let parent = trunk.parent_id.clone().unwrap_or_default();
+            let bound_here = tx
+                .get("port", &parent)
+                .await
+                .map_err(db)?
+                .is_some_and(|p| p.body["binding:host_id"] == host);
+            if !bound_here || trunk.body["status"] == status.as_str() {
+                continue;
+            }
+            relock(&mut tx, &mut trunk).await?;
+            trunk.body["status"] = json!(status);
+            bump(&mut trunk.body);
+            tx.update("trunk", &id, &trunk.body).await.map_err(db)?;
+            changed += 1;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(json!({"updated": changed}))
+    }
 }
+
+/// The statuses of Neutron's trunk state machine.
+const TRUNK_STATUSES: &[&str] = &["ACTIVE", "DOWN", "BUILD", "DEGRADED", "ERROR"];
 
 impl View {
     /// Loads `trunk_details` for the ports among `ports` that are trunk parents: the trunk

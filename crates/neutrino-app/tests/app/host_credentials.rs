@@ -191,6 +191,7 @@ async fn the_agent_calls_serve_only_the_credentials_host() {
         ("applied", json!({"host": "h2", "revision": 1})),
         ("sfc-status", json!({"host": "h2", "port_pairs": []})),
         ("l2gw-macs", json!({"host": "h2", "networks": {}})),
+        ("trunk-status", json!({"host": "h2", "trunks": []})),
         ("metering", json!({"host": "h2", "labels": []})),
         ("containers-gone", json!({"host": "h2", "ports": []})),
     ];
@@ -209,6 +210,7 @@ async fn the_agent_calls_serve_only_the_credentials_host() {
                 "sfc-status" => t.app.report_sfc_status(&agent, body.clone()).await,
                 "l2gw-macs" => t.app.report_l2gw_macs(&agent, body.clone()).await,
                 "containers-gone" => t.app.report_containers_gone(&agent, body.clone()).await,
+                "trunk-status" => t.app.report_trunk_status(&agent, body.clone()).await,
                 _ => t.app.report_metering_counters(&agent, body.clone()).await,
             };
             match (allowed, r) {

@@ -494,3 +494,63 @@ async fn trunk_quota() {
         .unwrap();
     assert_err(t.trunk(&me, &parent, json!([])).await, 409, "OverQuota");
 }
+
+/// The agent of the parent's host reports the trunk's status; reports from another host
+/// or with a status outside Neutron's machine are not taken; an unbound parent puts the
+/// trunk back to DOWN.
+#[tokio::test]
+async fn trunk_status_comes_from_the_parents_host() {
+    let t = env().await;
+    let parent = t.port(&admin()).await;
+    let trunk = t.trunk(&admin(), &parent, json!([])).await.unwrap();
+    let tid = id(&trunk);
+    t.update(
+        &admin(),
+        "ports",
+        &id(&parent),
+        json!({"binding:host_id": "h1"}),
+    )
+    .await
+    .unwrap();
+    let report =
+        |host: &str, status: &str| json!({"host": host, "trunks": [{"id": tid, "status": status}]});
+    let other = t
+        .app
+        .report_trunk_status(&admin(), report("h2", "ACTIVE"))
+        .await
+        .unwrap();
+    assert_eq!(other["updated"], 0);
+    let own = t
+        .app
+        .report_trunk_status(&admin(), report("h1", "DEGRADED"))
+        .await
+        .unwrap();
+    assert_eq!(own["updated"], 1);
+    let shown = t.show(&admin(), "trunks", &tid).await.unwrap();
+    assert_eq!(shown["status"], "DEGRADED");
+    for bad in [
+        report("h1", "WIRED"),
+        json!({"host": "h1", "trunks": {}}),
+        json!({"trunks": []}),
+        json!({"host": "h1", "trunks": [{"id": "x", "status": "ACTIVE"}]}),
+    ] {
+        let e = t.app.report_trunk_status(&admin(), bad).await.unwrap_err();
+        assert_eq!(e.status, 400, "{e:?}");
+    }
+    // A tenant is no agent.
+    assert!(t
+        .app
+        .report_trunk_status(&tenant(), report("h1", "ACTIVE"))
+        .await
+        .is_err());
+    t.update(
+        &admin(),
+        "ports",
+        &id(&parent),
+        json!({"binding:host_id": ""}),
+    )
+    .await
+    .unwrap();
+    let shown = t.show(&admin(), "trunks", &tid).await.unwrap();
+    assert_eq!(shown["status"], "DOWN");
+}
