@@ -1,17 +1,20 @@
-"""One security policy for a VM, a container and a bare-metal server.
+"""One security policy for a VM, a container, a nested container and a bare-metal server.
 
-The three sit on one flat provider network (``physnet1``, the physical bridge of
-``test_dataplane_provider``'s lab): a VM-namespace on h1, a container on h1 attached by the
-CNI plugin (the test plays the runtime, as in ``test_cni``), and a bare-metal server, a
-namespace on the physical bridge with its port's MAC and address, where no agent runs. The
-agents of h1 and h2 filter the server's port where its frames enter them (their ``eth1``).
-A client VM on h2 then finds the same group allowing and blocking the same traffic, in both
-directions, for all three; and the three are members of their group where another group
-names it as remote group.
+The four sit on one flat provider network (``physnet1``, the physical bridge of
+``test_dataplane_provider``'s lab): a VM-namespace on h1; a container on h1 attached by the
+CNI plugin (the test plays the runtime, as in ``test_cni``); a container nested in that VM
+with a macvlan on the VM's interface, its own port, and a pair on the VM's port; and a
+bare-metal server, a namespace on the physical bridge with its port's MAC and address, where
+no agent runs. The agents filter the nested container's port at its VM's tap and the server's
+where its frames enter them (their ``eth1``), each by MAC. A client VM on h2 then finds the
+same group allowing and blocking the same traffic, in both directions, for all four; they
+are members of their group where another group names it as remote group; and the nested
+container keeps its own group when its VM's changes.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -42,7 +45,7 @@ def reaches(lab, client_ns: str, server_ns: str, target: str, port: int) -> bool
 
 
 @pytest.mark.parametrize("plab", [("h1", "h2")], indirect=True)
-def test_one_group_filters_a_vm_a_container_and_a_bare_metal_server_alike(plab, runtime):
+def test_one_group_filters_vms_containers_nested_containers_and_bare_metal_alike(plab, runtime):
     lab, env = plab.lab, plab.lab.server.env
     net = flat_network(env)
     osc("subnet", "create", "--network", net, "--subnet-range", "203.0.113.0/24",
@@ -82,8 +85,29 @@ def test_one_group_filters_a_vm_a_container_and_a_bare_metal_server_alike(plab, 
     bm = wait_active(env, bm["id"])
     assert bm["binding_vif_type"] == "other" and bm["binding_host_id"] == "node-1"
 
-    targets = {"vm": (lab.instance("h1", "vm"), ip_of(vm)),
+    # A container nested in the VM (what neutrino-cni's macvlan mode makes, done by hand here:
+    # the plugin's own path is test_cni_nested.py): its port, a pair on the VM's port, and a
+    # macvlan with its MAC on the VM's interface, moved into the container's namespace.
+    nested = osc("port", "create", "--network", net, "--device-owner",
+                 "compute:container-nested", "--binding-profile",
+                 json.dumps({"neutrino:nested_parent": vm["id"],
+                             "neutrino:nested_mode": "macvlan"}),
+                 "--security-group", policy, "op-nested", env=env)
+    osc("port", "set", "--allowed-address",
+        f"ip-address={ip_of(nested)},mac-address={nested['mac_address']}", vm["id"], env=env,
+        json_output=False)
+    vm_ns = lab.instance("h1", "vm")
+    nested_cid, nested_ns, _ = runtime.container()
+    sh("ip", "-n", vm_ns, "link", "add", "link", "eth0", "name", "mvn", "address",
+       nested["mac_address"], "type", "macvlan", "mode", "bridge")
+    sh("ip", "-n", vm_ns, "link", "set", "mvn", "netns", nested_ns)
+    sh("ip", "-n", nested_ns, "addr", "add", f"{ip_of(nested)}/24", "dev", "mvn")
+    sh("ip", "-n", nested_ns, "link", "set", "mvn", "up")
+    nested = wait_active(env, nested["id"])
+
+    targets = {"vm": (vm_ns, ip_of(vm)),
                "container": (ctr_ns, ip_of(ctr)),
+               "nested container": (nested_ns, ip_of(nested)),
                "bare metal": (bm_ns, ip_of(bm))}
     for name, (ns, ip) in targets.items():
         # Allowed: ping and TCP 8080 from the client; the first try may wait for ARP.
@@ -99,6 +123,13 @@ def test_one_group_filters_a_vm_a_container_and_a_bare_metal_server_alike(plab, 
     stranger = plab.outside("stranger", "203.0.113.60/24")
     assert not reaches(lab, stranger, client_ns, client_ip, 9000)
     assert reaches(lab, stranger, client_ns, client_ip, 9001)
+
+    # The nested container keeps its own group when its VM's group opens everything.
+    opened = group(env, "open", ("--ingress", "--protocol", "tcp", "--remote-ip", "0.0.0.0/0"))
+    osc("port", "set", "--no-security-group", "--security-group", opened, vm["id"], env=env,
+        json_output=False)
+    assert wait_for("the VM open", lambda: reaches(lab, client_ns, vm_ns, ip_of(vm), 8081))
+    assert not reaches(lab, client_ns, nested_ns, ip_of(nested), 8081)
 
     # Port security off on the bare-metal port: its filter goes, everything passes.
     osc("port", "set", "--no-security-group", "--disable-port-security", bm["id"], env=env,

@@ -1626,8 +1626,9 @@ impl Agent {
         }
     }
 
-    /// Reports the ports bound here, and the bare-metal ports filtered at an uplink here
-    /// (`ACTIVE`, vif type `other`, once the uplink is on its bridge and the filter applied).
+    /// Reports the ports bound here, and the ports filtered on a shared device here
+    /// (bare-metal servers' at an uplink, nested containers' at their VM's tap: `ACTIVE`,
+    /// vif type `other`, once the device is on its bridge and the filter applied).
     async fn report_ports(
         &mut self,
         cluster: &Cluster,
@@ -1638,10 +1639,15 @@ impl Agent {
         let mut reports = Vec::new();
         self.port_statuses.clear();
         for (id, edge) in &want.edge_ports {
+            let bridge = Some(edge.bridge.as_str());
             let on_bridge = have
                 .uplinks
                 .get(&edge.device)
-                .is_some_and(|u| u.master.as_deref() == Some(edge.bridge.as_str()));
+                .is_some_and(|u| u.master.as_deref() == bridge)
+                || have
+                    .taps
+                    .get(&edge.device)
+                    .is_some_and(|t| t.master.as_deref() == bridge);
             let Some(port) = cluster.get("port", id) else {
                 continue;
             };

@@ -855,7 +855,22 @@ impl App {
                 let baremetal = rec.body["binding:vnic_type"] == "baremetal"
                     && rec.body["binding:host_id"] != ""
                     && rec.body["binding:host_id"].as_str() != Some(host);
-                if baremetal {
+                // A container nested in a VM is up once its VM's host filters it.
+                let nested_parent = (rec.body["device_owner"] == "compute:container-nested")
+                    .then(|| rec.body["binding:profile"]["neutrino:nested_parent"].as_str())
+                    .flatten();
+                // Both are filtered on a device they share (an uplink, the VM's tap).
+                let shared_device = baremetal || nested_parent.is_some();
+                if let Some(parent) = nested_parent {
+                    let on_host = tx
+                        .get("port", parent)
+                        .await
+                        .map_err(db)?
+                        .is_some_and(|p| p.body["binding:host_id"] == host);
+                    if !(on_host && status == "ACTIVE") {
+                        continue;
+                    }
+                } else if baremetal {
                     let net_id = rec.body["network_id"].as_str().unwrap_or_default();
                     if agent_conf.is_none() {
                         agent_conf = Some(self.agent_configurations(&mut tx, host).await?);
@@ -899,7 +914,7 @@ impl App {
                 // it already is. Any other report ends a wait.
                 if barrier
                     && !distributed
-                    && !baremetal
+                    && !shared_device
                     && status == "ACTIVE"
                     && rec.body["status"] != "ACTIVE"
                 {

@@ -95,19 +95,50 @@ pub struct Desired {
 
 /// A port filtered at a device it shares with other endpoints: a bare-metal server's port
 /// (`binding:vnic_type` `baremetal`) on a flat or VLAN provider network, at this host's
-/// uplink into that network. Its frames are told apart by their MAC.
+/// uplink into that network; a container nested in a VM with a macvlan device
+/// (`device_owner` `compute:container-nested`), at its VM's tap. Its frames are told apart
+/// by their MAC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EdgePort {
-    /// The shared device: the bridge's uplink (interface or VLAN sub-interface).
+    /// The shared device: the bridge's uplink (interface or VLAN sub-interface), or the
+    /// VM's tap.
     pub device: String,
     /// The network's bridge (the port's conntrack zone).
     pub bridge: String,
 }
 
+/// `device_owner` of containers nested in a VM (the CNI plugin's nested modes).
+pub const NESTED_OWNER: &str = "compute:container-nested";
+
+/// A macvlan-nested container's port whose VM port (`binding:profile`
+/// `neutrino:nested_parent`) is plugged here: filtered at the VM's tap by its own MAC, so its
+/// own groups apply to it, not the VM's. (Containers of one VM reach each other through the
+/// VM's macvlan bridge without crossing the tap: that traffic is out of reach.)
+fn nested_edge(
+    cluster: &Cluster,
+    port: &Value,
+    plugged: &BTreeMap<String, PortOutcome>,
+) -> Option<EdgePort> {
+    let profile = &port["binding:profile"];
+    if text(port, "device_owner") != NESTED_OWNER || profile["neutrino:nested_mode"] != "macvlan" {
+        return None;
+    }
+    let parent_id = profile["neutrino:nested_parent"].as_str()?;
+    let PortOutcome::Plug { tap, .. } = plugged.get(parent_id)? else {
+        return None;
+    };
+    let parent = cluster.get("port", parent_id)?;
+    Some(EdgePort {
+        device: tap.clone(),
+        bridge: names::bridge(text(parent, "network_id")),
+    })
+}
+
 /// `binding:vnic_type` of bare-metal servers' ports.
 pub const BAREMETAL_VNIC: &str = "baremetal";
 
-/// The bare-metal ports this host filters: those bound (to their server) on a provider
+/// The ports this host filters on a shared device: macvlan-nested containers of the VMs
+/// plugged here (see [`nested_edge`]), and the bare-metal ports bound (to their server) on a provider
 /// network whose uplink this host has on a bridge (so some of its ports use the network).
 /// Every host with the uplink filters them, so whatever enters a host from the server, or
 /// leaves it toward the server, passes the server's groups; what the physical network
@@ -116,9 +147,14 @@ pub fn edge_ports(
     cluster: &Cluster,
     cfg: &HostConfig,
     state: &HostState,
+    plugged: &BTreeMap<String, PortOutcome>,
 ) -> BTreeMap<String, EdgePort> {
     let mut out = BTreeMap::new();
     for port in cluster.all("port") {
+        if let Some(edge) = nested_edge(cluster, port, plugged) {
+            out.insert(text(port, "id").to_string(), edge);
+            continue;
+        }
         if text(port, "binding:vnic_type") != BAREMETAL_VNIC
             || text(port, "binding:host_id").is_empty()
         {
@@ -513,7 +549,7 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
         &mut out,
     );
     add_gateway_attachments(cluster, cfg, &mut local_networks, &mut out);
-    out.edge_ports = edge_ports(cluster, cfg, &out.state);
+    out.edge_ports = edge_ports(cluster, cfg, &out.state, &out.ports);
     crate::l2gw::add_remote_gateways(cluster, cfg, &local_networks, &mut out);
     // Toward the gateway hosts and hardware VTEPs of our networks: they flood to us and we
     // to them, and reach what they learnt behind their interfaces through them.

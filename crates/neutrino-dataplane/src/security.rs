@@ -1,6 +1,7 @@
 //! The security-group input of one host, from the cluster mirror: every port plugged here
 //! (instances filtered; router ports, which the network owns, passed untouched), the
-//! bare-metal ports filtered at its uplinks (by MAC, on the shared device), the rules
+//! ports filtered by MAC on a shared device (bare-metal servers' at its uplinks, nested
+//! containers' at their VM's tap), the rules
 //! of their groups, the members of every group those rules name as a remote group (ports on
 //! any host: fixed IPs and allowed address pairs), the address groups they name, and what
 //! the enabled security-group logs record of each filtered port.
@@ -166,7 +167,8 @@ pub fn firewall_model(cluster: &Cluster, desired: &Desired) -> FirewallModel {
             shared_device: false,
         });
     }
-    // Bare-metal servers' ports, filtered by MAC at this host's uplink into their network.
+    // Ports on a shared device (bare-metal servers' at this host's uplink into their
+    // network, macvlan-nested containers' at their VM's tap), filtered by MAC.
     for (id, edge) in &desired.edge_ports {
         let Some(port) = cluster.get("port", id) else {
             continue;

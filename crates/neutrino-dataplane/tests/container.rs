@@ -219,3 +219,52 @@ fn taking_a_pooled_port_moves_its_interface_and_keeps_the_tap() {
     );
     assert!(plan(&taken.state, &taken.state).is_empty());
 }
+
+/// A macvlan-nested container's port is filtered at its VM's tap when the VM is plugged here
+/// (by its own MAC and groups); not when the VM is elsewhere, nor in VLAN mode (a subport).
+#[test]
+fn a_nested_container_is_filtered_at_its_vms_tap() {
+    let mut snapshot: Value = serde_json::from_str(include_str!("fixtures.json")).unwrap();
+    let ports = snapshot["resources"]["port"].as_array_mut().unwrap();
+    let vm = ports
+        .iter()
+        .find(|p| p["binding:host_id"] == "h1" && p["device_owner"] == "compute:nova")
+        .expect("a VM port on h1")
+        .clone();
+    let nested = |id: &str, mode: &str, parent: &Value| {
+        json!({"id": id, "network_id": vm["network_id"], "binding:host_id": "",
+            "device_owner": "compute:container-nested", "mac_address": "fa:16:3e:00:00:77",
+            "security_groups": ["sg-ctr"], "fixed_ips": [],
+            "binding:profile": {"neutrino:nested_parent": parent["id"],
+                                "neutrino:nested_mode": mode}})
+    };
+    ports.push(nested(
+        "n1aaaaaa-0000-4000-8000-000000000001",
+        "macvlan",
+        &vm,
+    ));
+    ports.push(nested("n2aaaaaa-0000-4000-8000-000000000002", "vlan", &vm));
+    let elsewhere = json!({"id": "p-elsewhere"});
+    ports.push(nested(
+        "n3aaaaaa-0000-4000-8000-000000000003",
+        "macvlan",
+        &elsewhere,
+    ));
+    let cluster = Cluster::from_snapshot(&snapshot);
+    let d = desired(&cluster, &host());
+    let edge: Vec<&String> = d.edge_ports.keys().collect();
+    assert_eq!(edge, ["n1aaaaaa-0000-4000-8000-000000000001"]);
+    let e = &d.edge_ports["n1aaaaaa-0000-4000-8000-000000000001"];
+    assert_eq!(
+        e.device,
+        neutrino_dataplane::names::tap(vm["id"].as_str().unwrap())
+    );
+    let model = neutrino_dataplane::security::firewall_model(&cluster, &d);
+    let f = model
+        .ports
+        .iter()
+        .find(|p| p.port_id == "n1aaaaaa-0000-4000-8000-000000000001")
+        .expect("filtered");
+    assert!(f.shared_device);
+    assert_eq!(f.security_groups, ["sg-ctr"]);
+}

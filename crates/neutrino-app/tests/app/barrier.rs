@@ -358,3 +358,39 @@ async fn a_bare_metal_port_turns_active_when_a_host_carrying_its_network_filters
     assert_eq!(doc["binding:vif_type"], "other");
     assert_eq!(doc["binding:host_id"], "node-1");
 }
+
+/// A container nested in a VM has no binding host: it turns ACTIVE when its VM's host (which
+/// filters it at the VM's tap) reports it, and no other host's report counts.
+#[tokio::test]
+async fn a_nested_container_turns_active_when_its_vms_host_reports_it() {
+    let t = env().await;
+    for h in ["h1", "h2"] {
+        register(&t, h).await;
+    }
+    let net = id(&t.ok(&admin(), "networks", json!({"name": "n"})).await);
+    let vm = port(&t, &net, "h1", &[]).await;
+    let nested = id(&t
+        .ok(
+            &admin(),
+            "ports",
+            json!({"network_id": net, "device_owner": "compute:container-nested",
+                   "binding:profile": {"neutrino:nested_parent": vm,
+                                       "neutrino:nested_mode": "macvlan"}}),
+        )
+        .await);
+    let r = revision(&t).await;
+    let report = |host: &str| {
+        json!({"host": host, "revision": r,
+               "ports": [{"id": nested, "status": "ACTIVE", "vif_type": "other"}]})
+    };
+    t.app
+        .report_port_status(&admin(), report("h2"))
+        .await
+        .unwrap();
+    assert_eq!(status(&t, &nested).await, "DOWN", "h2 does not host the VM");
+    t.app
+        .report_port_status(&admin(), report("h1"))
+        .await
+        .unwrap();
+    assert_eq!(status(&t, &nested).await, "ACTIVE");
+}
