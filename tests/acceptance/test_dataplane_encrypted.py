@@ -218,6 +218,20 @@ def test_encrypted_overlay(elab):
     wait_for("the tunnel back", lambda: lab.pings(ns_a, ip_of(b)), timeout=30)
     assert overlay_status(lab, "h1")["public_key"] == keys["h1"]
 
+    # Without --encrypt-overlay, the agent removes what the encrypting run left.
+    device = overlay_status(lab, "h1")["device"]
+    pid = int((lab.state_dir("h1") / "overlay" / device / "pid").read_text())
+    lab.stop_agent("h1")
+    lab.agent_args["h1"] = []
+    lab.start_agent("h1")
+    h1 = lab.host_ns("h1")
+    wait_for("the device to stop", lambda: not os.path.exists(f"/proc/{pid}"))
+    assert sh("ip", "netns", "exec", h1, "nft", "list", "table", "inet", "neutrino_overlay",
+              check=False).returncode != 0
+    assert "51820" not in sh("ip", "-n", h1, "rule").stdout
+    assert device not in sh("ip", "-n", h1, "link").stdout
+    assert not (lab.state_dir("h1") / "overlay").exists()
+
 
 def iperf(lab: Lab, server_ns: str, client_ns: str, address: str, seconds: int = 5) -> float:
     """Bits per second of one TCP stream from ``client_ns`` to ``address``."""

@@ -246,6 +246,16 @@ pub async fn run(
         vtep_status,
         overlay,
     };
+    if !agent.cfg.encrypt_overlay {
+        let (netns, dir) = (
+            agent.cfg.dataplane_netns.clone(),
+            agent.cfg.state_dir.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::overlay::remove_leftovers(netns.as_deref(), &dir)
+        })
+        .await;
+    }
     if !agent.cfg.bgp {
         // A `bird` an earlier run with --bgp left behind (bird outlives the agent).
         let bird = agent.bird();

@@ -654,6 +654,40 @@ impl Overlay {
     }
 }
 
+/// An agent without `--encrypt-overlay` removes what an earlier run with it left: the device
+/// processes (by their pid files under `state_dir/overlay/`), the rules, table [`TABLE`] and
+/// the nft table. Nothing when there is no `overlay` directory.
+pub fn remove_leftovers(netns: Option<&str>, state_dir: &Path) {
+    let root = state_dir.join("overlay");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    tracing::info!("not encrypting: removing the encrypted overlay an earlier run left");
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let dir = entry.path();
+        let pid: Option<u32> = crate::daemon::read(&dir, "pid").trim().parse().ok();
+        let cmdline = pid
+            .and_then(|p| std::fs::read(format!("/proc/{p}/cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .unwrap_or_default();
+        if let Some(pid) =
+            pid.filter(|_| cmdline.contains("overlay-device") && cmdline.contains(&name))
+        {
+            crate::daemon::signal(pid, "-TERM");
+        }
+    }
+    let table = TABLE.to_string();
+    for family in ["-4", "-6"] {
+        while run_in(netns, "ip", &[family, "rule", "del", "table", &table]).is_ok() {}
+        let _ = run_in(netns, "ip", &[family, "route", "flush", "table", &table]);
+    }
+    let _ = run_in(netns, "nft", &["delete", "table", "inet", NFT_TABLE]);
+    if let Err(e) = std::fs::remove_dir_all(&root) {
+        tracing::warn!(error = %e, "cannot remove {}", root.display());
+    }
+}
+
 /// `neutrino overlay-device --name NAME`: runs the userspace WireGuard device (a TUN named
 /// `name` in the current network namespace, its UAPI socket at
 /// `/var/run/wireguard/NAME.sock`) until the TUN or the socket disappears or a signal ends
