@@ -218,6 +218,40 @@ def test_encrypted_overlay(elab):
     wait_for("the tunnel back", lambda: lab.pings(ns_a, ip_of(b)), timeout=30)
     assert overlay_status(lab, "h1")["public_key"] == keys["h1"]
 
+    # Rotating h1's key (agent restarted with --rotate-overlay-key) keeps a TCP stream: it
+    # pauses until h2 has the new key from the server, then goes on over the same connection.
+    receiver = subprocess.Popen(
+        ["ip", "netns", "exec", ns_b, "python3", "-c",
+         "import socket\n"
+         "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('{ip_of(b)}', 5002)); s.listen(1); s.settimeout(30)\n"
+         "c,_=s.accept(); c.settimeout(30); data=b''\n"
+         "while True:\n"
+         "    chunk=c.recv(4096)\n"
+         "    if not chunk: break\n"
+         "    data+=chunk\n"
+         "print(len(data.splitlines()), flush=True)"],
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    sender = subprocess.Popen(
+        ["ip", "netns", "exec", ns_a, "python3", "-c",
+         "import socket,time\n"
+         f"s=socket.create_connection(('{ip_of(b)}', 5002), timeout=5)\n"
+         "for i in range(120):\n"
+         "    s.sendall(b'line %d\\n' % i); time.sleep(0.05)\n"
+         "s.close()"])
+    time.sleep(1.0)
+    lab.stop_agent("h1")
+    lab.agent_args["h1"] = ENCRYPT + ["--rotate-overlay-key"]
+    lab.start_agent("h1")
+    lab.agent_args["h1"] = ENCRYPT
+    assert sender.wait(timeout=60) == 0
+    out, _ = receiver.communicate(timeout=60)
+    assert out.strip() == "120", "the stream lost data across the key rotation"
+    rotated = overlay_status(lab, "h1")["public_key"]
+    assert rotated and rotated != keys["h1"]
+    assert lab.pings(ns_a, ip_of(b))
+
     # Without --encrypt-overlay, the agent removes what the encrypting run left.
     device = overlay_status(lab, "h1")["device"]
     pid = int((lab.state_dir("h1") / "overlay" / device / "pid").read_text())

@@ -57,6 +57,8 @@ pub struct AgentConfig {
     pub encrypt_overlay: bool,
     /// The WireGuard UDP port (`--overlay-port`).
     pub overlay_port: u16,
+    /// Make a new overlay key pair at start (`--rotate-overlay-key`).
+    pub rotate_overlay_key: bool,
 }
 
 /// Counters the status file shows.
@@ -162,7 +164,12 @@ pub async fn run(
 ) -> Result<(), AgentError> {
     let client = Arc::new(client);
     let overlay_keys = cfg.encrypt_overlay.then(|| {
-        crate::overlay::load_or_create_keys(&cfg.state_dir).map_err(|e| {
+        if cfg.rotate_overlay_key {
+            crate::overlay::rotate_keys(&cfg.state_dir)
+        } else {
+            crate::overlay::load_or_create_keys(&cfg.state_dir)
+        }
+        .map_err(|e| {
             tracing::error!(error = %e, "no overlay key: VXLAN to the other hosts is blackholed");
             e.to_string()
         })
@@ -1822,6 +1829,7 @@ pub(crate) mod tests {
             vteps: Vec::new(),
             encrypt_overlay: false,
             overlay_port: 51820,
+            rotate_overlay_key: false,
         }
     }
 

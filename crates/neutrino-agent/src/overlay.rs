@@ -110,6 +110,20 @@ pub fn load_or_create_keys(state_dir: &Path) -> Result<Keys, AgentError> {
     })
 }
 
+/// Replaces the key pair: the old private key moves to `overlay-key.old`, a new one is made.
+/// The device takes the new key at the next reconcile and the peers when they see it in the
+/// feed; flows through this host pause for that long (TCP retransmits across it).
+pub fn rotate_keys(state_dir: &Path) -> Result<Keys, AgentError> {
+    let path = state_dir.join("overlay-key");
+    if path.exists() {
+        let old = state_dir.join("overlay-key.old");
+        std::fs::rename(&path, &old).map_err(|e| err(format!("rename {}", path.display()), e))?;
+    }
+    let keys = load_or_create_keys(state_dir)?;
+    tracing::info!(public_key = %keys.public, "rotated the overlay key pair");
+    Ok(keys)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -199,10 +213,13 @@ pub fn parse_get(text: &str) -> DeviceState {
 }
 
 /// The UAPI `set=1` text for the device settings (when given) and peer operations.
-pub fn render_set(device: Option<(&Keys, u16)>, ops: &[PeerOp]) -> String {
+pub fn render_set(device: Option<(&Keys, Option<u16>)>, ops: &[PeerOp]) -> String {
     let mut text = String::from("set=1\n");
     if let Some((keys, port)) = device {
-        text += &format!("private_key={}\nlisten_port={port}\n", hex(&keys.secret));
+        text += &format!("private_key={}\n", hex(&keys.secret));
+        if let Some(port) = port {
+            text += &format!("listen_port={port}\n");
+        }
     }
     for op in ops {
         match op {
@@ -392,7 +409,8 @@ impl Overlay {
             if uapi(&self.name, "get=1\n\n").is_ok() {
                 return Ok(());
             }
-            if self.running_pid().is_none() || Instant::now() > deadline {
+            let exited = !matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)));
+            if exited || Instant::now() > deadline {
                 let log = crate::daemon::read(&self.dir, "log");
                 return Err(err(
                     "overlay-device",
@@ -451,7 +469,7 @@ impl Overlay {
         let have = parse_get(&uapi(&self.name, "get=1\n\n")?);
         let device = (Some(&have.own_public_key) != key_hex(&keys.public).as_ref()
             || have.listen_port != self.port)
-            .then_some((keys, self.port));
+            .then_some((keys, (have.listen_port != self.port).then_some(self.port)));
         let ops = neutrino_dataplane::overlay::plan(&want.peers, &have.peers);
         if device.is_some() || !ops.is_empty() {
             for op in &ops {
@@ -699,8 +717,12 @@ pub fn run_device(name: &str) -> Result<(), AgentError> {
         use_multi_queue: true,
         uapi_fd: -1,
     };
-    let mut handle = boringtun::device::DeviceHandle::new(name, config)
-        .map_err(|e| err(format!("wireguard device {name}"), format!("{e:?}")))?;
+    let mut handle = boringtun::device::DeviceHandle::new(name, config).map_err(|e| {
+        err(
+            format!("wireguard device {name}"),
+            format!("{e:?} (does /dev/net/tun exist here?)"),
+        )
+    })?;
     tracing::info!(device = name, "overlay device running");
     let sock = PathBuf::from(format!("/var/run/wireguard/{name}.sock"));
     let link = PathBuf::from(format!("/sys/class/net/{name}"));
@@ -748,6 +770,18 @@ mod tests {
     }
 
     #[test]
+    fn rotation_makes_a_new_pair() {
+        let dir = std::env::temp_dir().join(format!("ovl-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let a = load_or_create_keys(&dir).unwrap();
+        let b = rotate_keys(&dir).unwrap();
+        assert_ne!(a.public, b.public);
+        assert_eq!(load_or_create_keys(&dir).unwrap().public, b.public);
+        assert!(dir.join("overlay-key.old").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn uapi_text_round_trips() {
         let keys = Keys {
             secret: [7; 32],
@@ -759,13 +793,14 @@ mod tests {
             port: 51820,
         };
         let text = render_set(
-            Some((&keys, 51820)),
+            Some((&keys, Some(51820))),
             &[
                 PeerOp::Set(peer.clone()),
                 PeerOp::Remove(b64().encode([2u8; 32])),
             ],
         );
         assert!(text.starts_with("set=1\nprivate_key=0707"));
+        assert!(text.contains("\nlisten_port=51820\n"));
         assert!(text.contains("endpoint=198.18.0.2:51820\nreplace_allowed_ips=true\n"));
         assert!(text.contains("allowed_ip=198.18.0.2/32\n"));
         assert!(text.contains(&format!("public_key={}\nremove=true\n", hex(&[2; 32]))));

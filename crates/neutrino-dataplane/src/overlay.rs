@@ -103,17 +103,19 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Overlay {
     overlay
 }
 
-/// The operations that turn the device's peers `have` into `want` (removals first).
+/// The operations that turn the device's peers `have` into `want`: additions and changes
+/// first, removals last (boringtun's UAPI keeps a peer section's `remove=true` for the
+/// sections after it, so a removal must not precede another peer's section).
 pub fn plan(want: &BTreeMap<String, Peer>, have: &BTreeMap<String, Peer>) -> Vec<PeerOp> {
-    let mut ops: Vec<PeerOp> = have
-        .keys()
-        .filter(|k| !want.contains_key(*k))
-        .map(|k| PeerOp::Remove(k.clone()))
+    let mut ops: Vec<PeerOp> = want
+        .iter()
+        .filter(|(k, p)| have.get(*k) != Some(p))
+        .map(|(_, p)| PeerOp::Set(p.clone()))
         .collect();
     ops.extend(
-        want.iter()
-            .filter(|(k, p)| have.get(*k) != Some(p))
-            .map(|(_, p)| PeerOp::Set(p.clone())),
+        have.keys()
+            .filter(|k| !want.contains_key(*k))
+            .map(|k| PeerOp::Remove(k.clone())),
     );
     ops
 }
@@ -194,7 +196,8 @@ mod tests {
         };
         let want: BTreeMap<_, _> = [(K1.to_string(), peer(K1, "198.18.0.2", 7))].into();
         assert!(plan(&want, &want).is_empty(), "converged");
-        // A new peer is set; a peer whose endpoint moved is set again; a gone one removed.
+        // A new peer is set; a peer whose endpoint moved is set again; a gone one removed
+        // (after the others).
         assert_eq!(
             plan(&want, &BTreeMap::new()),
             [PeerOp::Set(want[K1].clone())]
@@ -204,7 +207,7 @@ mod tests {
         let old: BTreeMap<_, _> = [(K2.to_string(), peer(K2, "198.18.0.3", 7))].into();
         assert_eq!(
             plan(&want, &old),
-            [PeerOp::Remove(K2.into()), PeerOp::Set(want[K1].clone())]
+            [PeerOp::Set(want[K1].clone()), PeerOp::Remove(K2.into())]
         );
     }
 }

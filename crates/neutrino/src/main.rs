@@ -242,6 +242,10 @@ struct AgentArgs {
     /// UDP port of the encrypted overlay (WireGuard) with --encrypt-overlay.
     #[arg(long, default_value_t = 51820)]
     overlay_port: u16,
+    /// With --encrypt-overlay: replace this host's key pair at start (the old private key
+    /// is kept as `overlay-key.old`); the peers take the new public key from the server.
+    #[arg(long)]
+    rotate_overlay_key: bool,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -285,6 +289,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .context("--vtep")?,
         encrypt_overlay: args.encrypt_overlay,
         overlay_port: args.overlay_port,
+        rotate_overlay_key: args.rotate_overlay_key,
     };
     if args.encrypt_overlay && args.overlay_port == args.vxlan_port {
         anyhow::bail!("--overlay-port must differ from --vxlan-port");
