@@ -4,7 +4,9 @@ through each host's userspace WireGuard device (boringtun over a TUN in the host
 Two hosts whose agents encrypt: instances on one VXLAN network ping (also 1400-byte packets)
 and talk TCP; a capture on the underlay sees only WireGuard UDP, never VXLAN or the ping's
 payload pattern; a plaintext VXLAN packet injected from the underlay is dropped; an agent
-restart keeps the tunnel, a restarted device re-establishes it. The throughput test runs
+restart keeps the tunnel, a restarted device re-establishes it, a key rotation
+(``--rotate-overlay-key``) keeps a TCP stream, and an agent started without the flag removes
+the device, rules and filter. The throughput test runs
 iperf3 over plain VXLAN and over the encrypted overlay in the same run and records both
 (docs/BENCHMARKS.md), asserting no timings.
 """
