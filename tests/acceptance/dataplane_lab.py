@@ -148,7 +148,9 @@ class Lab:
         for host in self.hosts:
             # The BGP agents' bird outlives its agent (it keeps the sessions over a restart).
             stop_bird(self.state_dir(host) / "bgp" / "pid")
-            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values()]:
+            # So does the encrypted overlay's WireGuard device (--encrypt-overlay).
+            for pid in [*self.dnsmasq_pids(host).values(), *self.daemon_pids(host, "ra").values(),
+                        *self.daemon_pids(host, "overlay").values()]:
                 try:
                     os.kill(pid, signal.SIGTERM)
                 except OSError:

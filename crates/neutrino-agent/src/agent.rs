@@ -52,6 +52,13 @@ pub struct AgentConfig {
     /// Hardware VTEPs this agent programs (`--vtep NAME=REMOTE`): gateway device name and
     /// OVSDB remote of each physical switch.
     pub vteps: Vec<(String, String)>,
+    /// Encrypt host-to-host VXLAN through a userspace WireGuard device (`--encrypt-overlay`,
+    /// see [`crate::overlay`]).
+    pub encrypt_overlay: bool,
+    /// The WireGuard UDP port (`--overlay-port`).
+    pub overlay_port: u16,
+    /// Make a new overlay key pair at start (`--rotate-overlay-key`).
+    pub rotate_overlay_key: bool,
 }
 
 /// Counters the status file shows.
@@ -146,6 +153,9 @@ struct Agent {
     vtep_sent: BTreeMap<String, Value>,
     /// What the heartbeats report as `configurations.vteps`: each switch's tunnel IP.
     vtep_status: tokio::sync::watch::Sender<Value>,
+    /// The encrypted overlay (with `--encrypt-overlay`); `None` while a reconcile of it runs
+    /// on a blocking thread.
+    overlay: Option<crate::overlay::Overlay>,
 }
 
 /// Runs the agent until `stop` resolves.
@@ -156,10 +166,42 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let client = Arc::new(client);
+    let overlay_keys = cfg.encrypt_overlay.then(|| {
+        if cfg.rotate_overlay_key {
+            crate::overlay::rotate_keys(&cfg.state_dir)
+        } else {
+            crate::overlay::load_or_create_keys(&cfg.state_dir)
+        }
+        .map_err(|e| {
+            tracing::error!(error = %e, "no overlay key: VXLAN to the other hosts is blackholed");
+            e.to_string()
+        })
+    });
+    let public_key = overlay_keys
+        .as_ref()
+        .and_then(|k| k.as_ref().ok())
+        .map(|k| k.public.clone());
+    let overlay = overlay_keys.map(|keys| {
+        crate::overlay::Overlay::new(
+            cfg.dataplane_netns.clone(),
+            &cfg.state_dir,
+            &format!(
+                "{}/{}/{}",
+                cfg.host.host,
+                cfg.host.netns_prefix,
+                cfg.dataplane_netns.as_deref().unwrap_or_default()
+            ),
+            keys,
+            cfg.overlay_port,
+            cfg.host.tunnel_ip,
+            cfg.host.vxlan_port,
+        )
+    });
     let (bgp_status, bgp_status_rx) = tokio::sync::watch::channel(Value::Null);
     let (vtep_status, vtep_status_rx) = tokio::sync::watch::channel(Value::Null);
     let heartbeat = tokio::spawn(heartbeats(
         cfg.clone(),
+        public_key,
         client.clone(),
         bgp_status_rx,
         vtep_status_rx,
@@ -213,7 +255,18 @@ pub async fn run(
         vteps,
         vtep_sent: BTreeMap::new(),
         vtep_status,
+        overlay,
     };
+    if !agent.cfg.encrypt_overlay {
+        let (netns, dir) = (
+            agent.cfg.dataplane_netns.clone(),
+            agent.cfg.state_dir.clone(),
+        );
+        let _ = tokio::task::spawn_blocking(move || {
+            crate::overlay::remove_leftovers(netns.as_deref(), &dir)
+        })
+        .await;
+    }
     if !agent.cfg.bgp {
         // A `bird` an earlier run with --bgp left behind (bird outlives the agent).
         let bird = agent.bird();
@@ -320,12 +373,17 @@ async fn next_verdicts(
 /// server shows it in the BGP dynamic routing agent entry's `configurations`).
 async fn heartbeats(
     cfg: AgentConfig,
+    overlay_key: Option<String>,
     client: Arc<ServerClient>,
     mut bgp_status: tokio::sync::watch::Receiver<Value>,
     mut vtep_status: tokio::sync::watch::Receiver<Value>,
 ) {
     let started = now();
-    let base = agent_doc(&cfg, &started);
+    let mut base = agent_doc(&cfg, &started);
+    if let Some(key) = overlay_key {
+        // The other agents make this host a peer of their encrypted overlay.
+        base["configurations"]["wireguard"] = json!({"public_key": key, "port": cfg.overlay_port});
+    }
     let (mut open, mut vtep_open) = (true, true);
     loop {
         let mut doc = base.clone();
@@ -756,6 +814,8 @@ impl Agent {
             .retain(|id, _| want.subports.contains_key(id));
         neutrino_dataplane::trunk::drop_failed_subports(&mut want, &self.refused_subports);
         self.update_log_covers(cluster, &want);
+        // The encrypted overlay before any tunnel: VXLAN never leaves in clear.
+        let overlay_ok = self.reconcile_overlay(cluster).await;
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
         let filtered = ok;
@@ -832,6 +892,7 @@ impl Agent {
                 neutrino_dataplane::trunk::drop_failed_subports(&mut want, &self.refused_subports);
             }
         }
+        ok &= overlay_ok;
         ok &= self.reconcile_qos(cluster, &want).await;
         ok &= self.reconcile_local_ips(cluster, &want).await;
         ok &= self.reconcile_sfc(cluster, &want, false, ok).await;
@@ -849,6 +910,34 @@ impl Agent {
         self.sync_vteps(cluster).await;
         self.reconcile_bgp().await;
         self.write_status(cluster);
+    }
+
+    /// Brings the encrypted overlay (device, peers, routes, filter) to the cluster's agents;
+    /// false when some of it failed (the status file says what).
+    async fn reconcile_overlay(&mut self, cluster: &Cluster) -> bool {
+        let Some(mut overlay) = self.overlay.take() else {
+            return true;
+        };
+        let want = neutrino_dataplane::overlay::desired(cluster, &self.cfg.host);
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = overlay.reconcile(&want);
+            (overlay, result)
+        })
+        .await;
+        match joined {
+            Ok((overlay, result)) => {
+                self.overlay = Some(overlay);
+                if let Err(e) = &result {
+                    self.stats.errors_total += 1;
+                    tracing::error!(error = %e, "encrypted overlay");
+                }
+                result.is_ok()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "encrypted overlay reconcile panicked");
+                false
+            }
+        }
     }
 
     fn bird(&self) -> crate::bird::Bird {
@@ -1779,6 +1868,7 @@ impl Agent {
             "bgp_sessions": self.bgp_sessions,
             "snapshots": self.stats.snapshots,
             "watch_streams": self.stats.watch_streams,
+            "overlay": self.overlay.as_ref().map(crate::overlay::Overlay::status),
         });
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, doc.to_string()).is_ok() {
@@ -1833,6 +1923,9 @@ pub(crate) mod tests {
             bgp_router_id: None,
             dataplane_netns: None,
             vteps: Vec::new(),
+            encrypt_overlay: false,
+            overlay_port: 51820,
+            rotate_overlay_key: false,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod kernel;
 mod meter_report;
 pub mod metrics;
 mod nft_netlink;
+pub mod overlay;
 pub mod ovsdb;
 mod prober;
 mod radvd;

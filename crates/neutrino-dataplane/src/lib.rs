@@ -19,6 +19,7 @@ pub mod local_ip;
 pub mod meter;
 pub mod names;
 pub mod observe;
+pub mod overlay;
 pub mod plan;
 pub mod provider;
 pub mod qos;

@@ -108,6 +108,15 @@ enum Command {
         /// Where to write them.
         dir: PathBuf,
     },
+    /// The agent's userspace WireGuard device (`--encrypt-overlay`), started by the agent in
+    /// the dataplane namespace: a TUN named NAME, configured through
+    /// /var/run/wireguard/NAME.sock.
+    #[command(hide = true)]
+    OverlayDevice {
+        /// The TUN's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// Writes `neutrino.1` and one page per subcommand (`neutrino-server.1`, ...) into `dir`.
@@ -224,6 +233,19 @@ struct AgentArgs {
     /// address: reconciles, operations, revision lag, ports by status, chain hop counters.
     #[arg(long)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Encrypt host-to-host VXLAN: a userspace WireGuard device (boringtun over a TUN) in the
+    /// dataplane namespace carries it, keyed with a key pair kept in --state-dir
+    /// (`overlay-key`) whose public half goes to the other agents through the server. VXLAN
+    /// arriving in clear is dropped: every agent of the deployment should use it.
+    #[arg(long)]
+    encrypt_overlay: bool,
+    /// UDP port of the encrypted overlay (WireGuard) with --encrypt-overlay.
+    #[arg(long, default_value_t = 51820)]
+    overlay_port: u16,
+    /// With --encrypt-overlay: replace this host's key pair at start (the old private key
+    /// is kept as `overlay-key.old`); the peers take the new public key from the server.
+    #[arg(long)]
+    rotate_overlay_key: bool,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -265,7 +287,13 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .map(|v| neutrino_agent::vtep::parse_spec(v))
             .collect::<Result<_, _>>()
             .context("--vtep")?,
+        encrypt_overlay: args.encrypt_overlay,
+        overlay_port: args.overlay_port,
+        rotate_overlay_key: args.rotate_overlay_key,
     };
+    if args.encrypt_overlay && args.overlay_port == args.vxlan_port {
+        anyhow::bail!("--overlay-port must differ from --vxlan-port");
+    }
     if let Some(addr) = args.metrics_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -756,6 +784,11 @@ fn main() -> anyhow::Result<()> {
     let argv = config_file::with_config_file(&Cli::command(), std::env::args_os().collect())?;
     let cli = Cli::parse_from(argv);
     init_logging(cli.log_format);
+    if let Command::OverlayDevice { name } = &cli.command {
+        // Before any other thread: boringtun blocks SIGTERM in the thread that creates the
+        // device and reads it from a signalfd, which only works if no thread can take it.
+        return Ok(neutrino_agent::overlay::run_device(name)?);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -768,6 +801,8 @@ fn main() -> anyhow::Result<()> {
                 print!("{report}");
                 Ok(())
             }
+            // Run above, without a runtime.
+            Command::OverlayDevice { .. } => Ok(()),
             Command::Completions { shell } => {
                 clap_complete::generate(
                     shell,
