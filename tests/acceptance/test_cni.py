@@ -285,6 +285,14 @@ def test_a_container_removed_without_del_loses_its_port(lab, runtime):
     for cid, path in ((gone, path_gone), (kept, path_kept)):
         rc, out = cni("ADD", config(lab, net), container=cid, netns=path)
         assert rc == 0, out
+    # The runtime's DEL finds the server down ("try again later"); then it removes the
+    # container anyway.
+    dead = lab.tmp / "dead-openrc"
+    text = Path(lab.server.openrc_path).read_text()
+    dead.write_text(re.sub(r"OS_AUTH_URL=\S+", "OS_AUTH_URL=http://127.0.0.1:9/v3", text))
+    rc, out = cni("DEL", config(lab, net, openrc=str(dead)), container=gone, netns=path_gone)
+    assert rc != 0 and out["code"] == 11, out
+    assert len(ports_of(env, gone)) == 1
     sh("ip", "netns", "del", ns_gone)
     wait_for("the removed container's port deleted", lambda: ports_of(env, gone) == [])
     mounted = f"{lab.prefix('h1')}ctr-{gone}"

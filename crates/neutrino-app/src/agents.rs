@@ -145,6 +145,25 @@ pub(crate) fn host_maps_network(configurations: &Value, network: &Value) -> bool
     }
 }
 
+/// The host an agent call's body reports for (`"host"`, a non-empty string of at most 255
+/// characters); a host credential's caller may only report for its own host (403).
+pub(crate) fn reporting_host<'a>(ctx: &Context, body: &'a Value) -> ApiResult<&'a str> {
+    let host = body
+        .get("host")
+        .and_then(Value::as_str)
+        .filter(|h| !h.is_empty() && h.len() <= 255)
+        .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
+    ctx.check_host(host)?;
+    Ok(host)
+}
+
+/// The list an agent report carries under `key` (400 when it is not a list).
+pub(crate) fn report_list<'a>(body: &'a Value, key: &str) -> ApiResult<&'a Vec<Value>> {
+    body.get(key).and_then(Value::as_array).ok_or_else(|| {
+        ApiError::bad_request(format!("Invalid input for {key}: a list is required"))
+    })
+}
+
 /// Creates the role entries a Neutrino agent's configuration asks for and drops those it
 /// turns off (`"l3": false`); entries an admin deleted come back with the next report, as
 /// Neutron's agents register again.
@@ -782,16 +801,8 @@ impl App {
     /// host that must know it has applied revision R (see [`crate::barrier`]).
     pub async fn report_port_status(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
         self.check_rule(ctx, "report_port_status", &Map::new())?;
-        let host = body
-            .get("host")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
-        ctx.check_host(host)?;
-        let reports = body
-            .get("ports")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::bad_request("Invalid input for ports: a list is required"))?;
+        let host = reporting_host(ctx, &body)?;
+        let reports = report_list(&body, "ports")?;
         let mut wanted = Vec::with_capacity(reports.len());
         for r in reports {
             let id = r.get("id").and_then(Value::as_str).unwrap_or_default();

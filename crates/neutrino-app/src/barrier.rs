@@ -145,12 +145,7 @@ impl App {
     /// turn ACTIVE.
     pub async fn report_applied(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
         self.check_rule(ctx, "report_applied_revision", &Map::new())?;
-        let host = body
-            .get("host")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty() && h.len() <= 255)
-            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
-        ctx.check_host(host)?;
+        let host = crate::agents::reporting_host(ctx, &body)?;
         let revision = body
             .get("revision")
             .and_then(Value::as_i64)

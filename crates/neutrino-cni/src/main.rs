@@ -413,7 +413,8 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-async fn add(api: &mut Api, conf: &NetConf, env: &Env) -> Result<Value, CniError> {
+/// ADD's checks of the runtime's namespace: it exists and has no `CNI_IFNAME` yet.
+fn check_add_target(env: &Env) -> Result<(), CniError> {
     if !std::path::Path::new(&env.netns).exists() {
         return Err(CniError::new(
             code::INVALID_ENV,
@@ -428,6 +429,11 @@ async fn add(api: &mut Api, conf: &NetConf, env: &Env) -> Result<Value, CniError
             format!("{} already exists in {}", env.ifname, env.netns),
         ));
     }
+    Ok(())
+}
+
+async fn add(api: &mut Api, conf: &NetConf, env: &Env) -> Result<Value, CniError> {
+    check_add_target(env)?;
     let network_id = api.resolve("networks", "network", &conf.network).await?;
     let groups = match &conf.security_groups {
         None => None,
@@ -493,11 +499,28 @@ async fn finish_add(
     env: &Env,
     port_id: &str,
 ) -> Result<Value, CniError> {
+    let port = wait_active(api, conf, port_id).await?;
+    let mut subnets = Vec::new();
+    for fixed in port["fixed_ips"].as_array().cloned().unwrap_or_default() {
+        let id = fixed["subnet_id"].as_str().unwrap_or_default();
+        subnets.push(api.get(&format!("/v2.0/subnets/{id}")).await?["subnet"].clone());
+    }
+    Ok(protocol::add_result(
+        &conf.cni_version,
+        env,
+        &port,
+        &subnets,
+    ))
+}
+
+/// Polls the port until it is `ACTIVE` (wired and filtered by its host's agent), at most
+/// `activeTimeout`; the port as last read.
+async fn wait_active(api: &mut Api, conf: &NetConf, port_id: &str) -> Result<Value, CniError> {
     let deadline = Instant::now() + Duration::from_secs(conf.active_timeout_secs);
-    let port = loop {
+    loop {
         let port = api.get(&format!("/v2.0/ports/{port_id}")).await?["port"].clone();
         if port["status"] == "ACTIVE" {
-            break port;
+            return Ok(port);
         }
         if Instant::now() >= deadline {
             return Err(CniError::new(
@@ -510,18 +533,7 @@ async fn finish_add(
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut subnets = Vec::new();
-    for fixed in port["fixed_ips"].as_array().cloned().unwrap_or_default() {
-        let id = fixed["subnet_id"].as_str().unwrap_or_default();
-        subnets.push(api.get(&format!("/v2.0/subnets/{id}")).await?["subnet"].clone());
     }
-    Ok(protocol::add_result(
-        &conf.cni_version,
-        env,
-        &port,
-        &subnets,
-    ))
 }
 
 async fn del(api: &mut Api, env: &Env) -> Result<(), CniError> {

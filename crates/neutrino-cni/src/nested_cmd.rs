@@ -8,7 +8,7 @@ use neutrino_cni::protocol::{self, code, CniError, Env, NetConf};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::{enc, interface_json, transport, Api};
 
@@ -297,20 +297,7 @@ pub(crate) async fn add(
     nc: &NestedConf,
     env: &Env,
 ) -> Result<Value, CniError> {
-    if !std::path::Path::new(&env.netns).exists() {
-        return Err(CniError::new(
-            code::INVALID_ENV,
-            "invalid CNI_NETNS",
-            format!("{} does not exist", env.netns),
-        ));
-    }
-    if interface_json(&env.netns, &env.ifname).is_some() {
-        return Err(CniError::new(
-            code::INVALID_ENV,
-            "interface exists",
-            format!("{} already exists in {}", env.ifname, env.netns),
-        ));
-    }
+    super::check_add_target(env)?;
     let parent = parent_port(api, nc).await?;
     let parent_id = parent["id"].as_str().unwrap_or_default().to_string();
     let network_id = api.resolve("networks", "network", &conf.network).await?;
@@ -432,30 +419,9 @@ async fn finish(
     }
     if nc.mode == Mode::Vlan {
         // The host's agent wires the subport on the VM's tap and loads its filters.
-        wait_active(api, conf, &port_id).await?;
+        super::wait_active(api, conf, &port_id).await?;
     }
     Ok(result)
-}
-
-async fn wait_active(api: &mut Api, conf: &NetConf, port_id: &str) -> Result<(), CniError> {
-    let deadline = Instant::now() + Duration::from_secs(conf.active_timeout_secs);
-    loop {
-        let port = api.get(&format!("/v2.0/ports/{port_id}")).await?["port"].clone();
-        if port["status"] == "ACTIVE" {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(CniError::new(
-                code::PORT_NOT_ACTIVE,
-                "port not active",
-                format!(
-                    "subport {port_id} is {} after {} s: is the agent of host {} running?",
-                    port["status"], conf.active_timeout_secs, port["binding:host_id"]
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// GC of nested containers: the nested ports of this VM's port (macvlan ports by their

@@ -541,16 +541,8 @@ impl App {
     /// in one transaction; any other id is skipped. `{"deleted": N}`.
     pub async fn report_containers_gone(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
         self.check_rule(ctx, "report_containers_gone", &Map::new())?;
-        let host = body
-            .get("host")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
-        ctx.check_host(host)?;
-        let ids: Vec<String> = body
-            .get("ports")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::bad_request("Invalid input for ports: a list is required"))?
+        let host = crate::agents::reporting_host(ctx, &body)?;
+        let ids: Vec<String> = crate::agents::report_list(&body, "ports")?
             .iter()
             .map(|v| {
                 v.as_str()

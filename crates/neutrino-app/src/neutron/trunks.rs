@@ -608,16 +608,8 @@ impl App {
     /// host's agent (the port status rule and host check). Returns how many changed.
     pub async fn report_trunk_status(&self, ctx: &Context, body: Value) -> ApiResult<Value> {
         self.check_rule(ctx, "report_port_status", &Default::default())?;
-        let host = body
-            .get("host")
-            .and_then(Value::as_str)
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| ApiError::bad_request("Invalid input for host"))?;
-        ctx.check_host(host)?;
-        let reports = body
-            .get("trunks")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::bad_request("Invalid input for trunks: a list is required"))?;
+        let host = crate::agents::reporting_host(ctx, &body)?;
+        let reports = crate::agents::report_list(&body, "trunks")?;
         let mut wanted = Vec::with_capacity(reports.len());
         for r in reports {
             let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
