@@ -100,6 +100,9 @@ struct Agent {
     status_revision: i64,
     /// Ports bound here by the status the last reconcile found.
     port_statuses: BTreeMap<&'static str, i64>,
+    /// The container namespaces of the last reconcile: (mount name, runtime's path), watched
+    /// so that a container removed without a DEL is cleaned up within seconds.
+    containers: Vec<(String, String)>,
     /// Trunk subports whose VLAN device the kernel refused: not tried again until their
     /// wiring (tap, VLAN id) changes or the agent restarts.
     refused_subports: crate::trunk_report::Refused,
@@ -239,6 +242,7 @@ pub async fn run(
         l2gw_sent: None,
         status_revision: 0,
         port_statuses: BTreeMap::new(),
+        containers: Vec::new(),
         refused_subports: BTreeMap::new(),
         healthy: false,
         local_ips_idle: false,
@@ -300,6 +304,9 @@ const BGP_EVERY: Duration = Duration::from_secs(5);
 /// How often the hardware VTEPs are read and programmed besides after each reconcile (what
 /// the switches learn, and a switch back from an outage, need no feed line).
 const VTEP_EVERY: Duration = Duration::from_secs(5);
+
+/// How often the runtimes' namespaces of the containers here are checked (a `stat` each).
+const CONTAINERS_EVERY: Duration = Duration::from_secs(2);
 
 /// How often chain counters go to the server between reconciles (when they moved).
 const COUNTERS_EVERY: Duration = Duration::from_secs(2);
@@ -646,6 +653,8 @@ impl Agent {
         bgp_every.tick().await;
         let mut vtep_every = tokio::time::interval(VTEP_EVERY);
         vtep_every.tick().await;
+        let mut containers_every = tokio::time::interval(CONTAINERS_EVERY);
+        containers_every.tick().await;
         // A feed line came: the speakers, their peers or their routes may have changed.
         let mut bgp_dirty = false;
         let mut retry = RETRY_FIRST;
@@ -689,6 +698,15 @@ impl Agent {
                 _ = bgp_every.tick(), if self.cfg.bgp => self.reconcile_bgp().await,
                 _ = vtep_every.tick(), if !self.vteps.is_empty() => {
                     self.sync_vteps(cluster).await
+                }
+                _ = containers_every.tick(), if !self.containers.is_empty() => {
+                    let gone = self.containers.iter().any(|(name, path)| {
+                        let mounted = std::path::Path::new(&format!("/run/netns/{name}")).exists();
+                        runtime_namespace_gone(name, path, mounted)
+                    });
+                    if gone {
+                        self.reconcile(cluster).await;
+                    }
                 }
                 // A reconcile that did not apply everything holds the barrier: try again
                 // soon, backing off while it keeps failing.
@@ -834,6 +852,13 @@ impl Agent {
         if !gone.is_empty() {
             self.report_containers_gone(&want, &gone).await;
         }
+        // The live ones are watched (a gone one's report is retried by later reconciles).
+        self.containers = want
+            .state
+            .namespaces
+            .iter()
+            .filter_map(|(name, ns)| Some((name.clone(), ns.external.clone()?)))
+            .collect();
         let ops = plan(&want.state, &have);
         self.stats.reconciles += 1;
         self.stats.last_ops = ops.len();
