@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, osc
-from dataplane_lab import lab, needs_root, network_with_subnet, sh  # noqa: F401 (lab is a fixture)
+from dataplane_lab import (  # noqa: F401 (lab is a fixture)
+    lab, needs_root, network_with_subnet, sh, wait_for)
 from test_cni import cni_binary
 
 pytestmark = [needs_root, pytest.mark.skipif(
@@ -67,4 +68,8 @@ def test_bench_cni_runs_and_reports(lab):
     # Every port of the benchmark was deleted again, and its namespaces too.
     assert [p for p in osc("port", "list", "--network", net, "--long", env=env)
             if p["Device Owner"] == "compute:container"] == []
-    assert not {n for n in sh("ip", "netns", "list").stdout.split() if n.startswith("ntb")} - before
+    # The agent drops its mounts of the containers' namespaces on its next reconcile, so
+    # they may outlive the DEL by a moment.
+    wait_for("the benchmark's namespaces and the agent's mounts of them to go",
+             lambda: not {n for n in sh("ip", "netns", "list").stdout.split()
+                          if "ntbn" in n} - before)

@@ -97,6 +97,11 @@ async fn a_local_ip_takes_an_address_of_a_given_port_and_keeps_the_port() {
         .iter()
         .map(|ip| ip["ip_address"].as_str().unwrap().to_string())
         .collect();
+    // Addresses are allocated at random: pick one that is surely not the port's.
+    let not_its_ip = ["10.71.0.250", "10.71.0.251", "10.71.0.252"]
+        .into_iter()
+        .find(|a| !ips.iter().any(|ip| ip == a))
+        .unwrap();
     // Two addresses: which one must be said.
     assert_err(
         t.create(&tenant(), "local_ips", json!({"local_port_id": id(&port)}))
@@ -108,7 +113,7 @@ async fn a_local_ip_takes_an_address_of_a_given_port_and_keeps_the_port() {
         t.create(
             &tenant(),
             "local_ips",
-            json!({"local_port_id": id(&port), "local_ip_address": "10.71.0.250"}),
+            json!({"local_port_id": id(&port), "local_ip_address": not_its_ip}),
         )
         .await,
         400,
@@ -220,12 +225,18 @@ async fn associations_are_named_by_their_port_and_hold_the_local_ip() {
             json!({"network_id": net, "fixed_ips": [{"subnet_id": sub}]}),
         )
         .await;
+    // Addresses are allocated at random: pick one that is surely not the port's.
+    let not_its_ip = if other["fixed_ips"][0]["ip_address"] == "10.72.0.251" {
+        "10.72.0.252"
+    } else {
+        "10.72.0.251"
+    };
     assert_err(
         associate(
             &t,
             &tenant(),
             &lip,
-            json!({"fixed_port_id": id(&other), "fixed_ip": "10.72.0.251"}),
+            json!({"fixed_port_id": id(&other), "fixed_ip": not_its_ip}),
         )
         .await,
         400,
