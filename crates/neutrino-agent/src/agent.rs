@@ -128,6 +128,10 @@ struct Agent {
     sfc_spanned: bool,
     /// The bridge FDB of the last observation (a gateway host reports what it learned).
     fdb: Value,
+    /// What the last observation found, and the desired state the kernel was brought to
+    /// by the last reconcile that applied everything: a targeted reconcile reads only the
+    /// namespaces whose desired state changed since and takes the others from here.
+    believed: Option<(HostState, HostState)>,
     /// The learned MACs the server last accepted from this gateway host.
     l2gw_sent: Option<Value>,
     /// Health prober of the functions plugged here.
@@ -239,6 +243,7 @@ pub async fn run(
         sg_log_covers: sg_log_covers.clone(),
         meter_sent: (Value::Null, std::time::Instant::now()),
         fdb: Value::Null,
+        believed: None,
         l2gw_sent: None,
         status_revision: 0,
         port_statuses: BTreeMap::new(),
@@ -684,7 +689,7 @@ impl Agent {
                 },
                 _ = tokio::time::sleep(debounce), if dirty => {
                     if full {
-                        self.reconcile(cluster).await;
+                        self.reconcile_targeted(cluster).await;
                     } else {
                         self.reconcile_steering(cluster).await;
                     }
@@ -730,16 +735,25 @@ impl Agent {
         }
     }
 
-    async fn observe(&mut self) -> Result<HostState, AgentError> {
+    /// Reads the kernel; the namespaces in `skip` are not read but taken from `believed`.
+    async fn observe(
+        &mut self,
+        believed: Option<&HostState>,
+        skip: &BTreeSet<String>,
+    ) -> Result<HostState, AgentError> {
         let kernel = self.kernel.clone();
         let prefix = self.cfg.host.netns_prefix.clone();
-        let raw = tokio::task::spawn_blocking(move || kernel.observe(&prefix))
+        let skipping = skip.clone();
+        let raw = tokio::task::spawn_blocking(move || kernel.observe(&prefix, &skipping))
             .await
             .map_err(|e| AgentError::Command {
                 command: "observe".into(),
                 message: e.to_string(),
             })??;
-        let state = observe(&raw);
+        let mut state = observe(&raw);
+        if let Some(believed) = believed {
+            neutrino_dataplane::observe::complete_from(&mut state, believed, &raw.listed, skip);
+        }
         self.fdb = raw.fdb;
         Ok(state)
     }
@@ -818,26 +832,45 @@ impl Agent {
         });
     }
 
-    /// Brings the kernel to the desired state of `cluster` and reports port status.
+    /// Brings the kernel to the desired state of `cluster` and reports port status, reading
+    /// the whole host (the start, the periodic repair, after a failure).
     async fn reconcile(&mut self, cluster: &Cluster) {
         let started = std::time::Instant::now();
-        self.reconcile_kernel(cluster).await;
+        self.reconcile_kernel(cluster, false).await;
+        self.cfg.metrics.reconciled_in(started.elapsed());
+    }
+
+    /// [`Agent::reconcile`] for changes from the feed: reads only the namespaces whose
+    /// desired state changed (all of them when the last reconcile did not apply everything).
+    async fn reconcile_targeted(&mut self, cluster: &Cluster) {
+        let started = std::time::Instant::now();
+        self.reconcile_kernel(cluster, true).await;
         self.cfg.metrics.reconciled_in(started.elapsed());
     }
 
     /// [`Agent::reconcile`] without its timing.
-    async fn reconcile_kernel(&mut self, cluster: &Cluster) {
+    async fn reconcile_kernel(&mut self, cluster: &Cluster, targeted: bool) {
+        let mut phases = crate::phases::Phases::start();
         let mut want = desired(cluster, &self.cfg.host);
         self.refused_subports
             .retain(|id, _| want.subports.contains_key(id));
         neutrino_dataplane::trunk::drop_failed_subports(&mut want, &self.refused_subports);
         self.update_log_covers(cluster, &want);
+        phases.mark("desired");
         // The encrypted overlay before any tunnel: VXLAN never leaves in clear.
         let overlay_ok = self.reconcile_overlay(cluster).await;
         // Filters first: a port is never plugged before its rules exist.
         let mut ok = self.reconcile_firewall(cluster, &want).await;
         let filtered = ok;
-        let mut have = match self.observe().await {
+        phases.mark("firewall");
+        let believed = self.believed.take().filter(|_| targeted && self.healthy);
+        let skip = match &believed {
+            Some((found, brought_to)) => {
+                neutrino_dataplane::observe::unchanged_namespaces(brought_to, &want.state, found)
+            }
+            None => BTreeSet::new(),
+        };
+        let mut have = match self.observe(believed.as_ref().map(|b| &b.0), &skip).await {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot observe the kernel");
@@ -859,7 +892,9 @@ impl Agent {
             .iter()
             .filter_map(|(name, ns)| Some((name.clone(), ns.external.clone()?)))
             .collect();
+        phases.mark("observe");
         let ops = plan(&want.state, &have);
+        phases.mark("plan");
         self.stats.reconciles += 1;
         self.stats.last_ops = ops.len();
         if !ops.is_empty() {
@@ -873,6 +908,13 @@ impl Agent {
                 tracing::debug!(%op, "op");
             }
             let moved = router_addresses(&self.cfg.host.netns_prefix, &want.state, &ops);
+            // What the plan touched is read again, skipped or not.
+            let touched: String = ops.iter().map(|op| format!("{op}\n")).collect();
+            let skip: BTreeSet<String> = skip
+                .iter()
+                .filter(|name| !touched.contains(name.as_str()))
+                .cloned()
+                .collect();
             let kernel = self.kernel.clone();
             let applied = tokio::task::spawn_blocking(move || kernel.apply(&ops)).await;
             if !moved.is_empty() {
@@ -897,13 +939,15 @@ impl Agent {
                     tracing::warn!(error = %e, "applying the plan panicked")
                 }
             }
-            match self.observe().await {
+            phases.mark("apply");
+            match self.observe(believed.as_ref().map(|b| &b.0), &skip).await {
                 Ok(h) => have = h,
                 Err(e) => {
                     ok = false;
                     tracing::warn!(error = %e, "cannot observe the kernel")
                 }
             }
+            phases.mark("observe again");
             let refused = crate::trunk_report::record_refused(
                 &want,
                 &have,
@@ -919,22 +963,32 @@ impl Agent {
         }
         ok &= overlay_ok;
         ok &= self.reconcile_qos(cluster, &want).await;
+        phases.mark("qos");
         ok &= self.reconcile_local_ips(cluster, &want).await;
+        phases.mark("local ips");
         ok &= self.reconcile_sfc(cluster, &want, false, ok).await;
+        phases.mark("sfc");
         self.meters = want.meters.clone();
         self.report_meters().await;
+        phases.mark("meters");
         // DHCP and RA daemons are retried on their own and do not hold the barrier.
         self.reconcile_services(&want).await;
+        phases.mark("services");
         self.report_ports(cluster, &want, &have, filtered).await;
         self.report_trunks(cluster, &want, &have).await;
+        phases.mark("report");
         self.healthy = ok;
         if ok {
+            self.believed = Some((have, want.state.clone()));
             self.acknowledge(cluster.revision).await;
         }
+        phases.mark("acknowledge");
         self.report_l2gw_macs(cluster).await;
         self.sync_vteps(cluster).await;
         self.reconcile_bgp().await;
         self.write_status(cluster);
+        phases.mark("rest");
+        tracing::debug!(target: "reconcile_phases", revision = cluster.revision, "{phases}");
     }
 
     /// Brings the encrypted overlay (device, peers, routes, filter) to the cluster's agents;

@@ -17,7 +17,12 @@ use crate::AgentError;
 /// What the agent needs from the kernel (a fake stands in for unit tests).
 pub trait Kernel: Send + Sync {
     /// Reads the managed state (namespaces named with `netns_prefix`).
-    fn observe(&self, netns_prefix: &str) -> Result<RawHost, AgentError>;
+    /// The managed namespaces in `skip` are listed in [`RawHost::listed`] but not read.
+    fn observe(
+        &self,
+        netns_prefix: &str,
+        skip: &std::collections::BTreeSet<String>,
+    ) -> Result<RawHost, AgentError>;
     /// Applies operations in order; returns the error lines of failed commands (the next
     /// reconcile retries what did not take).
     fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError>;
@@ -233,16 +238,25 @@ fn json_documents(text: &str) -> Vec<Value> {
 }
 
 impl Kernel for IpRoute2 {
-    fn observe(&self, netns_prefix: &str) -> Result<RawHost, AgentError> {
+    fn observe(
+        &self,
+        netns_prefix: &str,
+        skip: &std::collections::BTreeSet<String>,
+    ) -> Result<RawHost, AgentError> {
         let links = json_of("ip", &self.host_args(&["-d", "-j", "link", "show"]))?;
         let fdb = json_of("bridge", &self.host_args(&["-j", "fdb", "show"]))?;
         let list = json_of("ip", &["-j", "netns", "list"])?;
         let mut namespaces = Vec::new();
+        let mut listed = Vec::new();
         for ns in list.as_array().into_iter().flatten() {
             let Some(name) = ns["name"].as_str() else {
                 continue;
             };
             if !names::is_managed_netns(netns_prefix, name) {
+                continue;
+            }
+            listed.push(name.to_string());
+            if skip.contains(name) {
                 continue;
             }
             let router = names::is_router_netns(netns_prefix, name);
@@ -307,6 +321,7 @@ impl Kernel for IpRoute2 {
             links,
             fdb,
             namespaces,
+            listed,
             arp_guard,
         })
     }

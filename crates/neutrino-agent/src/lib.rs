@@ -17,6 +17,7 @@ pub mod metrics;
 mod nft_netlink;
 pub mod overlay;
 pub mod ovsdb;
+mod phases;
 mod prober;
 mod radvd;
 mod sfc_report;

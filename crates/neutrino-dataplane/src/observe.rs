@@ -4,7 +4,7 @@
 //! (connected ones, and those learnt from router advertisements) and link-local addresses are
 //! left out, as the desired state never holds them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -30,8 +30,10 @@ pub struct RawHost {
     pub links: Value,
     /// `bridge -j fdb show` (all devices).
     pub fdb: Value,
-    /// The managed instance namespaces.
+    /// The managed namespaces that were read.
     pub namespaces: Vec<RawNamespace>,
+    /// The names of all managed namespaces, read or not.
+    pub listed: Vec<String>,
     /// `nft -j list table bridge neutrino_dvr`, when the table exists.
     pub arp_guard: Option<Value>,
 }
@@ -286,4 +288,123 @@ pub fn observe(raw: &RawHost) -> HostState {
         }
     }
     state
+}
+
+/// Completes an observation that skipped the namespaces in `skipped` (a targeted one, see
+/// [`unchanged_namespaces`]): each of them the kernel still lists, and the instance end of
+/// a tap that lives in one, is taken from `believed`, the state the previous observation
+/// found.
+pub fn complete_from(
+    observed: &mut HostState,
+    believed: &HostState,
+    listed: &[String],
+    skipped: &BTreeSet<String>,
+) {
+    for name in listed.iter().filter(|n| skipped.contains(*n)) {
+        if let Some(ns) = believed.namespaces.get(name) {
+            observed.namespaces.insert(name.clone(), ns.clone());
+        }
+    }
+    for (name, tap) in observed.taps.iter_mut() {
+        if tap.peer.0.is_empty() {
+            if let Some(old) = believed.taps.get(name) {
+                if skipped.contains(&old.peer.0) {
+                    tap.peer = old.peer.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The namespaces a targeted observation may skip: those `believed` holds whose desired
+/// state is the same in `before` (what the kernel was last brought to) and `after`.
+pub fn unchanged_namespaces(
+    before: &HostState,
+    after: &HostState,
+    believed: &HostState,
+) -> BTreeSet<String> {
+    believed
+        .namespaces
+        .keys()
+        .filter(|name| {
+            let wanted = after.namespaces.get(*name);
+            wanted.is_some() && before.namespaces.get(*name) == wanted
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Namespace, NsLink, Tap};
+
+    fn ns(mac: &str) -> Namespace {
+        let mut n = Namespace::default();
+        n.links.insert(
+            "eth0".into(),
+            NsLink {
+                mac: mac.into(),
+                mtu: 1450,
+                up: true,
+            },
+        );
+        n
+    }
+
+    fn host(namespaces: &[(&str, &str)]) -> HostState {
+        let mut h = HostState::default();
+        for (name, mac) in namespaces {
+            h.namespaces.insert(name.to_string(), ns(mac));
+            h.taps.insert(
+                format!("tap-{name}"),
+                Tap {
+                    mtu: 1450,
+                    master: None,
+                    peer: (name.to_string(), "eth0".into()),
+                },
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_namespaces_wanted_alike_before_and_after_and_known_are_skipped() {
+        let before = host(&[("a", "m1"), ("b", "m2"), ("c", "m3")]);
+        // b changes, c goes, d is new; e is known but wanted neither before nor now.
+        let after = host(&[("a", "m1"), ("b", "m9"), ("d", "m4")]);
+        let believed = host(&[("a", "m1"), ("b", "m2"), ("c", "m3"), ("e", "m5")]);
+        let skip = unchanged_namespaces(&before, &after, &believed);
+        assert_eq!(skip, BTreeSet::from(["a".to_string()]));
+        // Not known: read, even when wanted alike.
+        assert!(unchanged_namespaces(&before, &before, &HostState::default()).is_empty());
+    }
+
+    #[test]
+    fn skipped_namespaces_and_their_taps_peers_come_from_what_was_believed() {
+        let believed = host(&[("a", "m1"), ("b", "m2")]);
+        // Read: b (changed) and the host's links; a was skipped, so its tap's peer is unknown.
+        let mut observed = host(&[("b", "m7")]);
+        observed.taps.insert(
+            "tap-a".into(),
+            Tap {
+                mtu: 1450,
+                master: None,
+                peer: Default::default(),
+            },
+        );
+        let skip = BTreeSet::from(["a".to_string()]);
+        let listed = vec!["a".to_string(), "b".to_string()];
+        complete_from(&mut observed, &believed, &listed, &skip);
+        assert_eq!(observed.namespaces["a"], believed.namespaces["a"]);
+        assert_eq!(observed.namespaces["b"], ns("m7"));
+        assert_eq!(
+            observed.taps["tap-a"].peer,
+            ("a".to_string(), "eth0".to_string())
+        );
+        // A skipped namespace the kernel no longer lists is gone.
+        let mut observed = host(&[]);
+        complete_from(&mut observed, &believed, &["b".to_string()], &skip);
+        assert!(!observed.namespaces.contains_key("a"));
+    }
 }
