@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use neutrino_dataplane::cluster::text;
 use neutrino_dataplane::desired::{Desired, PortOutcome};
-use neutrino_dataplane::observe::observe;
+use neutrino_dataplane::observe::{observe, Unread};
 use neutrino_dataplane::security::firewall_model;
-use neutrino_dataplane::{desired, plan, Cluster, HostConfig, HostState};
+use neutrino_dataplane::{desired, plan, Cluster, HostConfig, HostState, Target};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -87,6 +87,9 @@ struct Agent {
     stats: Stats,
     /// The security-group input last applied (connections it allowed may need cutting).
     firewall: Option<neutrino_firewall::FirewallModel>,
+    /// The security-group tables as the last listing found them or the last plan, applied
+    /// without an error, made them: a targeted reconcile plans against this.
+    firewall_tables: Option<neutrino_firewall::ObservedTables>,
     /// No functions and no steering table: reconciles skip steering until a pair appears.
     sfc_idle: bool,
     /// The steering table last applied (the first step of a change keeps its entries), and
@@ -110,6 +113,8 @@ struct Agent {
     healthy: bool,
     /// Nothing is served as a Local IP here, and the kernel was found or made so.
     local_ips_idle: bool,
+    /// The QoS model the last reconcile applied without an error.
+    qos_applied: Option<neutrino_dataplane::qos::QosState>,
     /// The revision last acknowledged to the server, and when.
     acked: (i64, std::time::Instant),
     /// The latest steering report (every pair, every chain), for the status file.
@@ -234,6 +239,8 @@ pub async fn run(
         kernel,
         stats: Stats::default(),
         firewall: None,
+        firewall_tables: None,
+        qos_applied: None,
         sfc_idle: false,
         sfc_applied: None,
         sfc_checked: None,
@@ -646,7 +653,8 @@ impl Agent {
                 })
                 .await
         });
-        let debounce = Duration::from_millis(30);
+        // Short: changes arriving while a reconcile runs are batched into the next anyway.
+        let debounce = Duration::from_millis(5);
         // Changes wait to be reconciled; `full`: some concern more than steering.
         let (mut dirty, mut full) = (false, false);
         let mut periodic = tokio::time::interval(self.cfg.resync_every);
@@ -735,15 +743,15 @@ impl Agent {
         }
     }
 
-    /// Reads the kernel; the namespaces in `skip` are not read but taken from `believed`.
+    /// Reads the kernel; what `unread` names is taken from `believed` instead.
     async fn observe(
         &mut self,
         believed: Option<&HostState>,
-        skip: &BTreeSet<String>,
+        unread: &Unread,
     ) -> Result<HostState, AgentError> {
         let kernel = self.kernel.clone();
         let prefix = self.cfg.host.netns_prefix.clone();
-        let skipping = skip.clone();
+        let skipping = unread.clone();
         let raw = tokio::task::spawn_blocking(move || kernel.observe(&prefix, &skipping))
             .await
             .map_err(|e| AgentError::Command {
@@ -752,9 +760,11 @@ impl Agent {
             })??;
         let mut state = observe(&raw);
         if let Some(believed) = believed {
-            neutrino_dataplane::observe::complete_from(&mut state, believed, &raw.listed, skip);
+            neutrino_dataplane::observe::complete_from(&mut state, believed, &raw.listed, unread);
         }
-        self.fdb = raw.fdb;
+        if !unread.fdb {
+            self.fdb = raw.fdb;
+        }
         Ok(state)
     }
 
@@ -860,23 +870,31 @@ impl Agent {
         // The encrypted overlay before any tunnel: VXLAN never leaves in clear.
         let overlay_ok = self.reconcile_overlay(cluster).await;
         // Filters first: a port is never plugged before its rules exist.
-        let mut ok = self.reconcile_firewall(cluster, &want).await;
+        let mut ok = self.reconcile_firewall(cluster, &want, targeted).await;
         let filtered = ok;
         phases.mark("firewall");
         let believed = self.believed.take().filter(|_| targeted && self.healthy);
-        let skip = match &believed {
+        // A gateway host reports the MACs its bridges learned: it reads them every time.
+        let gateway = self.cfg.host.l2gw_device.is_some();
+        let unread = match &believed {
             Some((found, brought_to)) => {
-                neutrino_dataplane::observe::unchanged_namespaces(brought_to, &want.state, found)
+                let mut unread = Unread::unchanged(brought_to, &want.state, found);
+                unread.fdb &= !gateway;
+                unread
             }
-            None => BTreeSet::new(),
+            None => Unread::default(),
         };
-        let mut have = match self.observe(believed.as_ref().map(|b| &b.0), &skip).await {
-            Ok(h) => h,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot observe the kernel");
-                self.healthy = false;
-                return;
-            }
+        let mut have = match &believed {
+            // Nothing here changed: the kernel is as the last reconcile left it.
+            Some((found, brought_to)) if *brought_to == want.state && !gateway => found.clone(),
+            _ => match self.observe(believed.as_ref().map(|b| &b.0), &unread).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot observe the kernel");
+                    self.healthy = false;
+                    return;
+                }
+            },
         };
         let gone = neutrino_dataplane::desired::drop_vanished_containers(
             &mut want.state,
@@ -908,13 +926,18 @@ impl Agent {
                 tracing::debug!(%op, "op");
             }
             let moved = router_addresses(&self.cfg.host.netns_prefix, &want.state, &ops);
-            // What the plan touched is read again, skipped or not.
+            // What the plan touched is read again, unread before or not.
             let touched: String = ops.iter().map(|op| format!("{op}\n")).collect();
-            let skip: BTreeSet<String> = skip
-                .iter()
-                .filter(|name| !touched.contains(name.as_str()))
-                .cloned()
-                .collect();
+            let unread = Unread {
+                namespaces: unread
+                    .namespaces
+                    .iter()
+                    .filter(|name| !touched.contains(name.as_str()))
+                    .cloned()
+                    .collect(),
+                fdb: unread.fdb && !ops.iter().any(|op| op.target() == Target::Bridge),
+                arp_guard: unread.arp_guard && !ops.iter().any(|op| op.target() == Target::HostNft),
+            };
             let kernel = self.kernel.clone();
             let applied = tokio::task::spawn_blocking(move || kernel.apply(&ops)).await;
             if !moved.is_empty() {
@@ -940,7 +963,7 @@ impl Agent {
                 }
             }
             phases.mark("apply");
-            match self.observe(believed.as_ref().map(|b| &b.0), &skip).await {
+            match self.observe(believed.as_ref().map(|b| &b.0), &unread).await {
                 Ok(h) => have = h,
                 Err(e) => {
                     ok = false;
@@ -962,7 +985,7 @@ impl Agent {
             }
         }
         ok &= overlay_ok;
-        ok &= self.reconcile_qos(cluster, &want).await;
+        ok &= self.reconcile_qos(cluster, &want, targeted).await;
         phases.mark("qos");
         ok &= self.reconcile_local_ips(cluster, &want).await;
         phases.mark("local ips");
@@ -1629,13 +1652,20 @@ impl Agent {
     /// Returns whether the tables now hold the model (nft accepted every command).
     /// Brings the ports' QoS (shapers, `ifb` redirects, DSCP table) to what their policies
     /// ask, once the taps exist; returns whether everything took.
-    async fn reconcile_qos(&mut self, cluster: &Cluster, want: &Desired) -> bool {
+    /// `targeted`: nothing is read when the model is the one the last reconcile applied.
+    async fn reconcile_qos(&mut self, cluster: &Cluster, want: &Desired, targeted: bool) -> bool {
         let model = neutrino_dataplane::qos::desired(cluster, &want.ports);
+        let applied = self.qos_applied.take();
+        if targeted && self.healthy && applied.as_ref() == Some(&model) {
+            self.qos_applied = applied;
+            return true;
+        }
         let kernel = self.kernel.clone();
+        let applying = model.clone();
         let result =
             tokio::task::spawn_blocking(move || -> Result<(usize, Vec<String>), AgentError> {
                 let have = neutrino_dataplane::qos::observe(&kernel.observe_qos()?);
-                let ops = neutrino_dataplane::qos::plan(&model, &have);
+                let ops = neutrino_dataplane::qos::plan(&applying, &have);
                 for op in &ops {
                     tracing::debug!(%op, "qos op");
                 }
@@ -1650,6 +1680,9 @@ impl Agent {
                 }
                 for e in &errors {
                     tracing::warn!(error = %e, "QoS command refused");
+                }
+                if errors.is_empty() {
+                    self.qos_applied = Some(model);
                 }
                 errors.is_empty()
             }
@@ -1709,48 +1742,88 @@ impl Agent {
         ok
     }
 
-    async fn reconcile_firewall(&mut self, cluster: &Cluster, want: &Desired) -> bool {
+    /// Brings the security-group tables to the model of `want`; returns whether nft took
+    /// everything. `targeted`: plan against the tables the last reconcile left, if it knows
+    /// them, instead of listing them.
+    async fn reconcile_firewall(
+        &mut self,
+        cluster: &Cluster,
+        want: &Desired,
+        targeted: bool,
+    ) -> bool {
         let model = firewall_model(cluster, want);
         let previous = self.firewall.replace(model.clone());
+        let known = self
+            .firewall_tables
+            .take()
+            .filter(|_| targeted && self.healthy);
         let kernel = self.kernel.clone();
-        let result =
-            tokio::task::spawn_blocking(move || -> Result<(usize, usize, bool), AgentError> {
-                let observed = kernel.observe_firewall()?;
-                let plan = neutrino_firewall::plan(&model, &observed);
-                for w in plan.warnings() {
-                    tracing::warn!(warning = %w, "security group rule skipped");
-                }
-                if plan.is_empty() {
-                    return Ok((0, 0, true));
-                }
-                let refused = kernel.apply_firewall(&plan.script())?;
-                for e in &refused {
-                    tracing::warn!(error = %e, "firewall update refused");
-                }
-                // Then what the new rules no longer allow, established or not, goes.
-                let cut = match &previous {
-                    Some(old) => crate::conntrack::cut_lost_connections(
-                        kernel.as_ref(),
-                        old,
-                        &model,
-                        &observed.zones(),
-                    )
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "cannot cut connections");
-                        0
-                    }),
-                    None => 0,
-                };
-                Ok((plan.commands().len(), cut, refused.is_empty()))
-            })
-            .await;
+        // Commands, connections cut, all taken, the tables now.
+        type Outcome = (
+            usize,
+            usize,
+            bool,
+            Option<neutrino_firewall::ObservedTables>,
+        );
+        let result = tokio::task::spawn_blocking(move || -> Result<Outcome, AgentError> {
+            let mut phases = crate::phases::Phases::start();
+            let observed = match known {
+                Some(tables) => tables,
+                None => kernel.observe_firewall()?,
+            };
+            phases.mark("list");
+            let plan = neutrino_firewall::plan(&model, &observed);
+            phases.mark("plan");
+            for w in plan.warnings() {
+                tracing::warn!(warning = %w, "security group rule skipped");
+            }
+            if plan.is_empty() {
+                return Ok((0, 0, true, Some(observed)));
+            }
+            let (refused, echo) = kernel.apply_firewall(&plan.script())?;
+            phases.mark("apply");
+            for e in &refused {
+                tracing::warn!(error = %e, "firewall update refused");
+            }
+            let after = refused.is_empty().then(|| {
+                let added = neutrino_firewall::AddedRules::parse(&echo);
+                neutrino_firewall::after_apply(&model, &observed, added)
+            });
+            // Then what the new rules no longer allow, established or not, goes.
+            let cut = match &previous {
+                Some(old) => crate::conntrack::cut_lost_connections(
+                    kernel.as_ref(),
+                    old,
+                    &model,
+                    &observed.zones(),
+                )
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot cut connections");
+                    0
+                }),
+                None => 0,
+            };
+            phases.mark("cut");
+            tracing::debug!(target: "reconcile_phases", "firewall {phases}");
+            Ok((
+                plan.commands().len(),
+                cut,
+                refused.is_empty(),
+                after.flatten(),
+            ))
+        })
+        .await;
         match result {
-            Ok(Ok((0, _, ok))) => ok,
-            Ok(Ok((n, cut, ok))) => {
+            Ok(Ok((0, _, ok, tables))) => {
+                self.firewall_tables = tables;
+                ok
+            }
+            Ok(Ok((n, cut, ok, tables))) => {
                 self.stats.ops_total += n as u64;
                 self.stats.firewall_ops += n as u64;
                 self.stats.connections_cut += cut as u64;
                 tracing::info!(commands = n, connections_cut = cut, "applied firewall plan");
+                self.firewall_tables = tables;
                 ok
             }
             Ok(Err(e)) => {

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use neutrino_dataplane::host_op::HostOp;
 use neutrino_dataplane::local_ip::{LocalIpOp, RawLocalIp};
-use neutrino_dataplane::observe::{RawHost, RawNamespace};
+use neutrino_dataplane::observe::{RawHost, RawNamespace, Unread};
 use neutrino_dataplane::qos::{QosOp, RawQos};
 use neutrino_dataplane::{names, Op, Target};
 use neutrino_firewall::{ObservedTables, LIST_COMMANDS};
@@ -17,12 +17,9 @@ use crate::AgentError;
 /// What the agent needs from the kernel (a fake stands in for unit tests).
 pub trait Kernel: Send + Sync {
     /// Reads the managed state (namespaces named with `netns_prefix`).
-    /// The managed namespaces in `skip` are listed in [`RawHost::listed`] but not read.
-    fn observe(
-        &self,
-        netns_prefix: &str,
-        skip: &std::collections::BTreeSet<String>,
-    ) -> Result<RawHost, AgentError>;
+    /// What `unread` names is not read (unread namespaces are still listed in
+    /// [`RawHost::listed`]).
+    fn observe(&self, netns_prefix: &str, unread: &Unread) -> Result<RawHost, AgentError>;
     /// Applies operations in order; returns the error lines of failed commands (the next
     /// reconcile retries what did not take).
     fn apply(&self, ops: &[Op]) -> Result<Vec<String>, AgentError>;
@@ -36,8 +33,9 @@ pub trait Kernel: Send + Sync {
     }
     /// Reads the agent's security-group tables.
     fn observe_firewall(&self) -> Result<ObservedTables, AgentError>;
-    /// Runs one security-group transaction (`nft -f`); returns its error lines.
-    fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError>;
+    /// Runs one security-group transaction (`nft --echo --handle -f`); returns its error
+    /// lines and nft's echo (the added rules with their handles).
+    fn apply_firewall(&self, script: &str) -> Result<(Vec<String>, String), AgentError>;
     /// Runs `conntrack ARGS` in the dataplane namespace; returns its output.
     fn conntrack(&self, args: &[String]) -> Result<String, AgentError>;
     /// The dataplane namespace's devices by name: interface index and carrier.
@@ -238,25 +236,39 @@ fn json_documents(text: &str) -> Vec<Value> {
 }
 
 impl Kernel for IpRoute2 {
-    fn observe(
-        &self,
-        netns_prefix: &str,
-        skip: &std::collections::BTreeSet<String>,
-    ) -> Result<RawHost, AgentError> {
+    fn observe(&self, netns_prefix: &str, unread: &Unread) -> Result<RawHost, AgentError> {
+        let mut phases = crate::phases::Phases::start();
         let links = json_of("ip", &self.host_args(&["-d", "-j", "link", "show"]))?;
-        let fdb = json_of("bridge", &self.host_args(&["-j", "fdb", "show"]))?;
-        let list = json_of("ip", &["-j", "netns", "list"])?;
+        phases.mark("links");
+        let fdb = if unread.fdb {
+            Value::Null
+        } else {
+            json_of("bridge", &self.host_args(&["-j", "fdb", "show"]))?
+        };
+        phases.mark("fdb");
+        // What `ip netns list` lists, without running it.
+        let mut all: Vec<String> = match std::fs::read_dir("/run/netns") {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                return Err(AgentError::Command {
+                    command: "read /run/netns".into(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        all.sort();
+        phases.mark("netns list");
         let mut namespaces = Vec::new();
         let mut listed = Vec::new();
-        for ns in list.as_array().into_iter().flatten() {
-            let Some(name) = ns["name"].as_str() else {
-                continue;
-            };
+        for name in all.iter().map(String::as_str) {
             if !names::is_managed_netns(netns_prefix, name) {
                 continue;
             }
             listed.push(name.to_string());
-            if skip.contains(name) {
+            if unread.namespaces.contains(name) {
                 continue;
             }
             let router = names::is_router_netns(netns_prefix, name);
@@ -313,10 +325,21 @@ impl Kernel for IpRoute2 {
                 ndp_proxies: docs.get(6).cloned().unwrap_or_default(),
             });
         }
-        let guard = neutrino_dataplane::dvr::ARP_GUARD_TABLE;
-        let (program, args) = self.in_dataplane(&["nft", "list", "table", "bridge", guard]);
-        let (ok, out, _) = run(program, &args, None)?;
-        let arp_guard = if ok { table_comment(&out) } else { None };
+        phases.mark("namespaces");
+        let arp_guard = if unread.arp_guard {
+            None
+        } else {
+            let guard = neutrino_dataplane::dvr::ARP_GUARD_TABLE;
+            let (program, args) = self.in_dataplane(&["nft", "list", "table", "bridge", guard]);
+            let (ok, out, _) = run(program, &args, None)?;
+            if ok {
+                table_comment(&out)
+            } else {
+                None
+            }
+        };
+        phases.mark("arp guard");
+        tracing::debug!(target: "reconcile_phases", read = namespaces.len(), "observe {phases}");
         Ok(RawHost {
             links,
             fdb,
@@ -664,7 +687,7 @@ impl Kernel for IpRoute2 {
         self.run_host_ops(ops)
     }
 
-    fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {
+    fn apply_firewall(&self, script: &str) -> Result<(Vec<String>, String), AgentError> {
         // Bridged traffic must reach the inet family for stateful filtering.
         let (program, args) = self.in_dataplane(&[
             "sysctl",
@@ -677,12 +700,15 @@ impl Kernel for IpRoute2 {
         if !ok {
             errors.push(format!("sysctl: {}", err.trim()));
         }
-        let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
-        let (ok, _, err) = run(program, &args, Some(script))?;
+        let started = std::time::Instant::now();
+        let (program, args) = self.in_dataplane(&["nft", "--echo", "--handle", "-f", "-"]);
+        let (ok, echo, err) = run(program, &args, Some(script))?;
+        tracing::debug!(target: "reconcile_phases", nft_ms = started.elapsed().as_secs_f64() * 1e3, lines = script.lines().count(), "firewall nft");
+        tracing::trace!(target: "reconcile_phases", "firewall script:\n{script}");
         if !ok {
             errors.extend(err.lines().map(|l| format!("nft: {l}")));
         }
-        Ok(errors)
+        Ok((errors, echo))
     }
 }
 

@@ -290,16 +290,47 @@ pub fn observe(raw: &RawHost) -> HostState {
     state
 }
 
-/// Completes an observation that skipped the namespaces in `skipped` (a targeted one, see
-/// [`unchanged_namespaces`]): each of them the kernel still lists, and the instance end of
-/// a tap that lives in one, is taken from `believed`, the state the previous observation
-/// found.
+/// What a targeted observation leaves unread, to be taken from the previous one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Unread {
+    /// Managed namespaces (still listed, not read).
+    pub namespaces: BTreeSet<String>,
+    /// The bridge forwarding database.
+    pub fdb: bool,
+    /// The distributed routers' ARP guard table.
+    pub arp_guard: bool,
+}
+
+impl Unread {
+    /// What need not be read again: the namespaces `believed` holds whose desired state is
+    /// the same in `before` (what the kernel was last brought to) and `after`, and the
+    /// forwarding entries and ARP guard when they are wanted alike.
+    pub fn unchanged(before: &HostState, after: &HostState, believed: &HostState) -> Unread {
+        Unread {
+            namespaces: unchanged_namespaces(before, after, believed),
+            fdb: before.fdb == after.fdb,
+            arp_guard: before.arp_guard == after.arp_guard,
+        }
+    }
+}
+
+/// Completes an observation that left `unread` unread (a targeted one): each unread
+/// namespace the kernel still lists, the instance end of a tap that lives in one, and the
+/// unread forwarding entries and ARP guard are taken from `believed`, the state the
+/// previous observation found.
 pub fn complete_from(
     observed: &mut HostState,
     believed: &HostState,
     listed: &[String],
-    skipped: &BTreeSet<String>,
+    unread: &Unread,
 ) {
+    if unread.fdb {
+        observed.fdb = believed.fdb.clone();
+    }
+    if unread.arp_guard {
+        observed.arp_guard = believed.arp_guard.clone();
+    }
+    let skipped = &unread.namespaces;
     for name in listed.iter().filter(|n| skipped.contains(*n)) {
         if let Some(ns) = believed.namespaces.get(name) {
             observed.namespaces.insert(name.clone(), ns.clone());
@@ -318,7 +349,7 @@ pub fn complete_from(
 
 /// The namespaces a targeted observation may skip: those `believed` holds whose desired
 /// state is the same in `before` (what the kernel was last brought to) and `after`.
-pub fn unchanged_namespaces(
+fn unchanged_namespaces(
     before: &HostState,
     after: &HostState,
     believed: &HostState,
@@ -381,6 +412,36 @@ mod tests {
     }
 
     #[test]
+    fn forwarding_entries_and_arp_guard_are_unread_when_wanted_alike() {
+        let before = host(&[("a", "m1")]);
+        let mut after = before.clone();
+        let unread = Unread::unchanged(&before, &after, &before);
+        assert!(unread.fdb && unread.arp_guard);
+        after.fdb.insert(crate::state::FdbEntry {
+            dev: "vxlan-1".into(),
+            mac: "fa:16:3e:00:00:01".into(),
+            dst: "198.18.0.2".parse().unwrap(),
+        });
+        let unread = Unread::unchanged(&before, &after, &before);
+        assert!(!unread.fdb && unread.arp_guard);
+        // Taken from what was believed when unread, kept as read otherwise.
+        let mut observed = HostState::default();
+        complete_from(
+            &mut observed,
+            &after,
+            &[],
+            &Unread {
+                fdb: true,
+                ..unread.clone()
+            },
+        );
+        assert_eq!(observed.fdb, after.fdb);
+        let mut observed = HostState::default();
+        complete_from(&mut observed, &after, &[], &Unread::default());
+        assert!(observed.fdb.is_empty());
+    }
+
+    #[test]
     fn skipped_namespaces_and_their_taps_peers_come_from_what_was_believed() {
         let believed = host(&[("a", "m1"), ("b", "m2")]);
         // Read: b (changed) and the host's links; a was skipped, so its tap's peer is unknown.
@@ -393,7 +454,10 @@ mod tests {
                 peer: Default::default(),
             },
         );
-        let skip = BTreeSet::from(["a".to_string()]);
+        let skip = Unread {
+            namespaces: BTreeSet::from(["a".to_string()]),
+            ..Unread::default()
+        };
         let listed = vec!["a".to_string(), "b".to_string()];
         complete_from(&mut observed, &believed, &listed, &skip);
         assert_eq!(observed.namespaces["a"], believed.namespaces["a"]);

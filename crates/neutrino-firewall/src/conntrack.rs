@@ -198,31 +198,90 @@ fn port_rules(model: &FirewallModel, port: &PortFilter) -> BTreeSet<Effective> {
 }
 
 /// Ids of the ports (present in both models, with port security now) that lost an
-/// allowance: a rule, a group, or an address of a remote group or address group.
+/// allowance: a rule, a group, or an address of a remote group or address group. A port
+/// that only gained (a new rule, a new member of a remote group) lost nothing.
 pub fn affected_ports(old: &FirewallModel, new: &FirewallModel) -> BTreeSet<String> {
-    new.ports
-        .iter()
-        .filter(|p| p.port_security_enabled)
-        .filter_map(|p| {
-            let before = old.ports.iter().find(|o| o.port_id == p.port_id)?;
-            let had = if before.port_security_enabled {
-                port_rules(old, before)
-            } else {
-                // Everything was allowed before.
-                [Effective {
-                    direction: Direction::Ingress,
-                    v6: false,
-                    proto: Err(()),
-                    min: None,
-                    max: None,
-                    remote: Remote::Any,
-                }]
-                .into()
+    let (old_rules, new_rules) = (rules_by_group(old), rules_by_group(new));
+    let old_ports: BTreeMap<&str, &PortFilter> =
+        old.ports.iter().map(|p| (p.port_id.as_str(), p)).collect();
+    // Ports mostly share their groups: decide each (groups before, groups now) once.
+    let mut lost_for: BTreeMap<(&[String], &[String]), bool> = BTreeMap::new();
+    let mut affected = BTreeSet::new();
+    for p in new.ports.iter().filter(|p| p.port_security_enabled) {
+        let Some(before) = old_ports.get(p.port_id.as_str()) else {
+            continue;
+        };
+        let has = || group_rules(&new_rules, &p.security_groups);
+        let lost = if before.port_security_enabled {
+            *lost_for
+                .entry((&before.security_groups, &p.security_groups))
+                .or_insert_with(|| {
+                    let has = has();
+                    group_rules(&old_rules, &before.security_groups)
+                        .iter()
+                        .any(|had| !has.iter().any(|h| h.covers(had)))
+                })
+        } else {
+            // Everything was allowed before.
+            let everything = Effective {
+                direction: Direction::Ingress,
+                v6: false,
+                proto: Err(()),
+                min: None,
+                max: None,
+                remote: Remote::Any,
             };
-            let has = port_rules(new, p);
-            (!had.is_subset(&has)).then(|| p.port_id.clone())
-        })
+            !has().iter().any(|h| h.covers(&everything))
+        };
+        if lost {
+            affected.insert(p.port_id.clone());
+        }
+    }
+    affected
+}
+
+/// Each group's rules as they apply (remote sides resolved), computed once per model.
+fn rules_by_group(model: &FirewallModel) -> BTreeMap<&str, Vec<Effective>> {
+    let mut by_group: BTreeMap<&str, Vec<Effective>> = BTreeMap::new();
+    for r in &model.rules {
+        by_group
+            .entry(r.security_group_id.as_str())
+            .or_default()
+            .push(effective(model, r));
+    }
+    by_group
+}
+
+/// The rules of these groups.
+fn group_rules<'a>(
+    by_group: &'a BTreeMap<&str, Vec<Effective>>,
+    groups: &[String],
+) -> Vec<&'a Effective> {
+    groups
+        .iter()
+        .filter_map(|g| by_group.get(g.as_str()))
+        .flatten()
         .collect()
+}
+
+impl Effective {
+    /// Whether this rule allows at least what `other` allows: the same match, and a
+    /// remote side holding all of `other`'s.
+    fn covers(&self, other: &Effective) -> bool {
+        (self.direction, self.v6, &self.proto, self.min, self.max)
+            == (
+                other.direction,
+                other.v6,
+                &other.proto,
+                other.min,
+                other.max,
+            )
+            && match (&self.remote, &other.remote) {
+                (Remote::Any, _) => true,
+                (Remote::Nets(_), Remote::Any) => false,
+                (Remote::Nets(mine), Remote::Nets(theirs)) => theirs.is_subset(mine),
+            }
+    }
 }
 
 fn allows(rule: &Effective, direction: Direction, e: &Entry, remote: IpAddr) -> bool {
@@ -423,6 +482,18 @@ conntrack v1.4.7 (conntrack-tools): 6 flow entries have been shown.
         let mut old = model(vec![ssh]);
         old.group_members
             .insert("clients".into(), ["10.0.0.3/32".parse().unwrap()].into());
+        // A member more is no loss.
+        let mut more = old.clone();
+        more.group_members.insert(
+            "clients".into(),
+            [
+                "10.0.0.3/32".parse().unwrap(),
+                "10.0.0.9/32".parse().unwrap(),
+            ]
+            .into(),
+        );
+        assert!(affected_ports(&old, &more).is_empty());
+        assert_eq!(affected_ports(&more, &old).len(), 1);
         let mut new = old.clone();
         new.group_members.insert("clients".into(), BTreeSet::new());
         assert_eq!(affected_ports(&old, &new).len(), 1);

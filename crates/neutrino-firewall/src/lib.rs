@@ -79,6 +79,7 @@
 //! recognises unchanged rules without parsing nft's expression JSON and replaces changed
 //! ones by handle.
 
+mod applied;
 mod compile;
 pub mod conntrack;
 mod model;
@@ -88,6 +89,7 @@ mod plan;
 #[doc(hidden)]
 pub mod testing;
 
+pub use applied::{after_apply, AddedRules};
 pub use compile::{LOG_GROUP, LOG_LIMIT};
 pub use compile::{MARK_FROM_PORT, MARK_TO_PORT};
 pub use model::{Direction, EtherType, FirewallModel, PortFilter, PortLog, Rule};

@@ -193,29 +193,7 @@ fn diff_table(want: &TableDef, have: Option<&ObservedTable>, steps: &mut Steps) 
 /// increasing subsequence), delete the others, insert the missing ones next to their kept
 /// predecessor.
 fn diff_rules(t: &str, want: &ChainDef, have: &[ObservedRule], steps: &mut Steps) {
-    let comments: Vec<String> = want.rules.iter().map(RuleDef::comment).collect();
-    let mut position: BTreeMap<&str, usize> = BTreeMap::new();
-    for (i, c) in comments.iter().enumerate() {
-        position.entry(c.as_str()).or_insert(i);
-    }
-    // (observed index, wanted index) of observed rules matching a wanted rule.
-    let mut candidates = Vec::new();
-    let mut claimed = vec![false; want.rules.len()];
-    for (oi, r) in have.iter().enumerate() {
-        if let Some(&wi) = r.comment.as_deref().and_then(|c| position.get(c)) {
-            if !claimed[wi] {
-                claimed[wi] = true;
-                candidates.push((oi, wi));
-            }
-        }
-    }
-    let kept = longest_increasing(&candidates);
-    let mut kept_handle: Vec<Option<u64>> = vec![None; want.rules.len()];
-    let mut keep_observed = vec![false; have.len()];
-    for &(oi, wi) in &kept {
-        kept_handle[wi] = Some(have[oi].handle);
-        keep_observed[oi] = true;
-    }
+    let (kept_handle, keep_observed) = kept_rules(want, have);
     for (r, keep) in have.iter().zip(&keep_observed) {
         if !keep {
             steps
@@ -244,6 +222,35 @@ fn diff_rules(t: &str, want: &ChainDef, have: &[ObservedRule], steps: &mut Steps
         }
     }
     flush(anchor, &mut run, steps);
+}
+
+/// Which observed rules a chain keeps: for each wanted rule the handle of the observed one
+/// kept for it (none: it is added), and for each observed rule whether it is kept.
+pub(crate) fn kept_rules(want: &ChainDef, have: &[ObservedRule]) -> (Vec<Option<u64>>, Vec<bool>) {
+    let comments: Vec<String> = want.rules.iter().map(RuleDef::comment).collect();
+    let mut position: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, c) in comments.iter().enumerate() {
+        position.entry(c.as_str()).or_insert(i);
+    }
+    // (observed index, wanted index) of observed rules matching a wanted rule.
+    let mut candidates = Vec::new();
+    let mut claimed = vec![false; want.rules.len()];
+    for (oi, r) in have.iter().enumerate() {
+        if let Some(&wi) = r.comment.as_deref().and_then(|c| position.get(c)) {
+            if !claimed[wi] {
+                claimed[wi] = true;
+                candidates.push((oi, wi));
+            }
+        }
+    }
+    let kept = longest_increasing(&candidates);
+    let mut kept_handle: Vec<Option<u64>> = vec![None; want.rules.len()];
+    let mut keep_observed = vec![false; have.len()];
+    for &(oi, wi) in &kept {
+        kept_handle[wi] = Some(have[oi].handle);
+        keep_observed[oi] = true;
+    }
+    (kept_handle, keep_observed)
 }
 
 /// Longest subsequence of `pairs` (in order) whose second members increase.

@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use neutrino_firewall::{
-    plan, Direction, EtherType, FirewallModel, ObservedTables, PortFilter, Rule, LIST_COMMANDS,
+    after_apply, plan, AddedRules, Direction, EtherType, FirewallModel, ObservedTables, PortFilter,
+    Rule, LIST_COMMANDS,
 };
 
 const BRIDGE: &str = "brqtest";
@@ -234,20 +235,33 @@ impl Lab {
         observed
     }
 
-    /// Plan against the kernel, apply, and check the kernel then needs nothing more.
+    /// Plan against the kernel, apply, and check the kernel then needs nothing more and
+    /// holds exactly what `after_apply` predicts from nft's echo (what the agent plans its
+    /// next change against without listing).
     fn sync(&self, model: &FirewallModel) -> Vec<String> {
         let host = self.ns("host");
-        let p = plan(model, &self.observe());
+        let before = self.observe();
+        let p = plan(model, &before);
         assert!(p.warnings().is_empty(), "{:?}", p.warnings());
+        let mut echo = String::new();
         if !p.is_empty() {
-            run(
-                &["ip", "netns", "exec", &host, "nft", "-f", "-"],
+            echo = run(
+                &[
+                    "ip", "netns", "exec", &host, "nft", "--echo", "--handle", "-f", "-",
+                ],
                 Some(&p.script()),
             )
             .unwrap_or_else(|e| panic!("{e}\nscript:\n{}", p.script()));
         }
-        let again = plan(model, &self.observe());
+        let observed = self.observe();
+        let again = plan(model, &observed);
         assert!(again.is_empty(), "not idempotent:\n{}", again.script());
+        let predicted = after_apply(model, &before, AddedRules::parse(&echo))
+            .expect("every added rule was echoed with its handle");
+        assert_eq!(
+            predicted, observed,
+            "the tables after the plan differ from the prediction"
+        );
         p.commands().to_vec()
     }
 
