@@ -65,6 +65,8 @@ pub struct AgentConfig {
 #[derive(Default)]
 struct Stats {
     reconciles: u64,
+    /// Reconciles that read the whole host (the others read only what changed).
+    full_reconciles: u64,
     ops_total: u64,
     last_ops: usize,
     errors_total: u64,
@@ -874,6 +876,9 @@ impl Agent {
         let filtered = ok;
         phases.mark("firewall");
         let believed = self.believed.take().filter(|_| targeted && self.healthy);
+        if believed.is_none() {
+            self.stats.full_reconciles += 1;
+        }
         // A gateway host reports the MACs its bridges learned: it reads them every time.
         let gateway = self.cfg.host.l2gw_device.is_some();
         let unread = match &believed {
@@ -1767,12 +1772,16 @@ impl Agent {
         );
         let result = tokio::task::spawn_blocking(move || -> Result<Outcome, AgentError> {
             let mut phases = crate::phases::Phases::start();
-            let observed = match known {
-                Some(tables) => tables,
-                None => kernel.observe_firewall()?,
+            let (mut observed, listed) = match known {
+                Some(tables) => (tables, false),
+                None => (kernel.observe_firewall()?, true),
             };
-            phases.mark("list");
-            let plan = neutrino_firewall::plan(&model, &observed);
+            let mut plan = neutrino_firewall::plan(&model, &observed);
+            // A rule to name whose handle the last plan did not learn: list the tables.
+            if !listed && plan.uses_unknown_handle() {
+                observed = kernel.observe_firewall()?;
+                plan = neutrino_firewall::plan(&model, &observed);
+            }
             phases.mark("plan");
             for w in plan.warnings() {
                 tracing::warn!(warning = %w, "security group rule skipped");
@@ -1780,15 +1789,14 @@ impl Agent {
             if plan.is_empty() {
                 return Ok((0, 0, true, Some(observed)));
             }
-            let (refused, echo) = kernel.apply_firewall(&plan.script())?;
+            let refused = kernel.apply_firewall(&plan.script())?;
             phases.mark("apply");
             for e in &refused {
                 tracing::warn!(error = %e, "firewall update refused");
             }
-            let after = refused.is_empty().then(|| {
-                let added = neutrino_firewall::AddedRules::parse(&echo);
-                neutrino_firewall::after_apply(&model, &observed, added)
-            });
+            let after = refused
+                .is_empty()
+                .then(|| neutrino_firewall::after_apply(&model, &observed, None));
             // Then what the new rules no longer allow, established or not, goes.
             let cut = match &previous {
                 Some(old) => crate::conntrack::cut_lost_connections(
@@ -2006,6 +2014,7 @@ impl Agent {
             // The revision last acknowledged as applied (-1: none yet).
             "applied_revision": self.acked.0,
             "reconciles": self.stats.reconciles,
+            "full_reconciles": self.stats.full_reconciles,
             "ops_total": self.stats.ops_total,
             "last_ops": self.stats.last_ops,
             "errors_total": self.stats.errors_total,

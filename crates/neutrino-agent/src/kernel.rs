@@ -33,9 +33,8 @@ pub trait Kernel: Send + Sync {
     }
     /// Reads the agent's security-group tables.
     fn observe_firewall(&self) -> Result<ObservedTables, AgentError>;
-    /// Runs one security-group transaction (`nft --echo --handle -f`); returns its error
-    /// lines and nft's echo (the added rules with their handles).
-    fn apply_firewall(&self, script: &str) -> Result<(Vec<String>, String), AgentError>;
+    /// Runs one security-group transaction (`nft -f`); returns its error lines.
+    fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError>;
     /// Runs `conntrack ARGS` in the dataplane namespace; returns its output.
     fn conntrack(&self, args: &[String]) -> Result<String, AgentError>;
     /// The dataplane namespace's devices by name: interface index and carrier.
@@ -687,7 +686,7 @@ impl Kernel for IpRoute2 {
         self.run_host_ops(ops)
     }
 
-    fn apply_firewall(&self, script: &str) -> Result<(Vec<String>, String), AgentError> {
+    fn apply_firewall(&self, script: &str) -> Result<Vec<String>, AgentError> {
         // Bridged traffic must reach the inet family for stateful filtering.
         let (program, args) = self.in_dataplane(&[
             "sysctl",
@@ -700,15 +699,12 @@ impl Kernel for IpRoute2 {
         if !ok {
             errors.push(format!("sysctl: {}", err.trim()));
         }
-        let started = std::time::Instant::now();
-        let (program, args) = self.in_dataplane(&["nft", "--echo", "--handle", "-f", "-"]);
-        let (ok, echo, err) = run(program, &args, Some(script))?;
-        tracing::debug!(target: "reconcile_phases", nft_ms = started.elapsed().as_secs_f64() * 1e3, lines = script.lines().count(), "firewall nft");
-        tracing::trace!(target: "reconcile_phases", "firewall script:\n{script}");
+        let (program, args) = self.in_dataplane(&["nft", "-f", "-"]);
+        let (ok, _, err) = run(program, &args, Some(script))?;
         if !ok {
             errors.extend(err.lines().map(|l| format!("nft: {l}")));
         }
-        Ok((errors, echo))
+        Ok(errors)
     }
 }
 

@@ -1,9 +1,11 @@
 //! The tables after a plan took, without listing them again: the kept rules keep their
 //! handles, the added ones get those nft echoed (`nft --echo --handle -f -` prints each
-//! added rule with its handle), sets and maps hold exactly the wanted elements, chains and
-//! sets no longer wanted are gone. The agent plans its next change against this instead of
-//! a listing (which costs `nft` its whole cache on a large host); the periodic full
-//! reconcile lists the kernel again.
+//! added rule with its handle) or, without the echo (which doubles what nft costs on a
+//! large host), the unknown handle 0; sets and maps hold exactly the wanted elements, chains
+//! and sets no longer wanted are gone. The agent plans its next change against this instead
+//! of a listing; a plan that needs an unknown handle ([`crate::Plan::uses_unknown_handle`]:
+//! a rule to delete or to insert after in a chain that keeps others) is made again against a
+//! listing, and the periodic full reconcile lists the kernel anyway.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -60,11 +62,12 @@ fn last_comment(rule: &str) -> Option<&str> {
 }
 
 /// The tables once `plan(model, before)` was applied without an error, given the rules nft
-/// echoed; `None` when an added rule's handle is missing from the echo (list the kernel).
+/// echoed (`None`: not echoed, added rules get handle 0); `None` when an added rule's
+/// handle is missing from an echo (list the kernel).
 pub fn after_apply(
     model: &FirewallModel,
     before: &ObservedTables,
-    mut added: AddedRules,
+    mut added: Option<AddedRules>,
 ) -> Option<ObservedTables> {
     let d = desired(model, before);
     let mut after = ObservedTables::default();
@@ -82,7 +85,10 @@ pub fn after_apply(
                 let comment = rule.comment();
                 let handle = match kept {
                     Some(h) => h,
-                    None => added.claim(want.family, &chain.name, &comment)?,
+                    None => match &mut added {
+                        Some(added) => added.claim(want.family, &chain.name, &comment)?,
+                        None => 0,
+                    },
                 };
                 rules.push(ObservedRule {
                     handle,

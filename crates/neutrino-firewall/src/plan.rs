@@ -44,6 +44,14 @@ impl Plan {
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
+
+    /// Whether a command names a rule by a handle that was not known ([`crate::after_apply`]
+    /// without nft's echo records added rules with handle 0): plan against a listing instead.
+    pub fn uses_unknown_handle(&self) -> bool {
+        self.commands
+            .iter()
+            .any(|c| c.ends_with(" handle 0") || c.contains(" position 0 "))
+    }
 }
 
 /// The full script creating Neutrino's tables for `model` (what [`plan`] returns when the
@@ -117,10 +125,9 @@ fn diff_table(want: &TableDef, have: Option<&ObservedTable>, steps: &mut Steps) 
         want.chains.iter().map(|c| (c.name.as_str(), c)).collect();
     for (name, rules) in &have.chains {
         if !wanted_chains.contains_key(name.as_str()) {
-            for r in rules {
-                steps
-                    .del_rule
-                    .push(format!("delete rule {t} {name} handle {}", r.handle));
+            // Emptied whole: no rule handle is needed.
+            if !rules.is_empty() {
+                steps.del_rule.push(format!("flush chain {t} {name}"));
             }
             steps.del_chain.push(format!("delete chain {t} {name}"));
         }

@@ -133,3 +133,22 @@ fn atom(f: Field, a: &Atom) -> Value {
     }
     json!({"range": [scalar(lo), scalar(hi)]})
 }
+
+/// `tables` with every rule handle that `before` does not hold replaced by the unknown
+/// handle 0: what [`crate::after_apply`] predicts without nft's echo.
+pub fn with_unknown_handles(tables: &ObservedTables, before: &ObservedTables) -> ObservedTables {
+    let known: std::collections::BTreeSet<u64> = before
+        .tables
+        .values()
+        .flat_map(|t| t.chains.values().flatten().map(|r| r.handle))
+        .collect();
+    let mut out = tables.clone();
+    for table in out.tables.values_mut() {
+        for rule in table.chains.values_mut().flatten() {
+            if !known.contains(&rule.handle) {
+                rule.handle = 0;
+            }
+        }
+    }
+    out
+}

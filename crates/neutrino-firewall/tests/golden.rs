@@ -57,7 +57,17 @@ fn removing_every_port_keeps_the_tables_and_base_chains() {
     let p = plan(&FirewallModel::default(), &observed);
     check("h1-teardown.plan", &p.script());
     assert!(!p.script().contains("delete table"));
-    assert!(!p.script().contains("flush"));
+    // Only chains that go are emptied (whole, without rule handles), base chains stay.
+    for line in p.script().lines() {
+        if let Some(chain) = line.strip_prefix("flush chain ") {
+            assert!(
+                p.script().contains(&format!("delete chain {chain}\n")),
+                "{line}"
+            );
+        }
+        assert!(!line.starts_with("flush table") && !line.starts_with("flush ruleset"));
+    }
+    assert!(!p.script().contains("prerouting"), "the base chains stay");
 }
 
 /// Ports on shared devices: a bare-metal server behind a provider uplink (`eth1`, no port of

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
+use neutrino_firewall::testing::with_unknown_handles;
 use neutrino_firewall::{
     after_apply, plan, AddedRules, Direction, EtherType, FirewallModel, ObservedTables, PortFilter,
     Rule, LIST_COMMANDS,
@@ -256,12 +257,15 @@ impl Lab {
         let observed = self.observe();
         let again = plan(model, &observed);
         assert!(again.is_empty(), "not idempotent:\n{}", again.script());
-        let predicted = after_apply(model, &before, AddedRules::parse(&echo))
+        let predicted = after_apply(model, &before, Some(AddedRules::parse(&echo)))
             .expect("every added rule was echoed with its handle");
         assert_eq!(
             predicted, observed,
             "the tables after the plan differ from the prediction"
         );
+        // Without the echo: the same, with the unknown handle 0 for the added rules.
+        let unechoed = after_apply(model, &before, None).expect("nothing to claim");
+        assert_eq!(unechoed, with_unknown_handles(&observed, &before));
         p.commands().to_vec()
     }
 
