@@ -933,16 +933,12 @@ impl Agent {
             let moved = router_addresses(&self.cfg.host.netns_prefix, &want.state, &ops);
             // What the plan touched is read again, unread before or not.
             let touched: String = ops.iter().map(|op| format!("{op}\n")).collect();
-            let unread = Unread {
-                namespaces: unread
-                    .namespaces
-                    .iter()
-                    .filter(|name| !touched.contains(name.as_str()))
-                    .cloned()
-                    .collect(),
-                fdb: unread.fdb && !ops.iter().any(|op| op.target() == Target::Bridge),
-                arp_guard: unread.arp_guard && !ops.iter().any(|op| op.target() == Target::HostNft),
+            let mut unread = match &believed {
+                Some((found, _)) => unread.after_plan(&touched, &want.state, found),
+                None => Unread::default(),
             };
+            unread.fdb &= !ops.iter().any(|op| op.target() == Target::Bridge);
+            unread.arp_guard &= !ops.iter().any(|op| op.target() == Target::HostNft);
             let kernel = self.kernel.clone();
             let applied = tokio::task::spawn_blocking(move || kernel.apply(&ops)).await;
             if !moved.is_empty() {

@@ -237,7 +237,25 @@ fn json_documents(text: &str) -> Vec<Value> {
 impl Kernel for IpRoute2 {
     fn observe(&self, netns_prefix: &str, unread: &Unread) -> Result<RawHost, AgentError> {
         let mut phases = crate::phases::Phases::start();
-        let links = json_of("ip", &self.host_args(&["-d", "-j", "link", "show"]))?;
+        let links = match &unread.links {
+            None => json_of("ip", &self.host_args(&["-d", "-j", "link", "show"]))?,
+            Some(read) if read.is_empty() => Value::Array(Vec::new()),
+            Some(read) => {
+                // One document per device; one that does not exist prints none.
+                let script: String = read
+                    .iter()
+                    .map(|n| format!("link show dev {n}\n"))
+                    .collect();
+                let args = self.host_args(&["-d", "-j", "-force", "-batch", "-"]);
+                let (_, out, _) = run("ip", &args, Some(&script))?;
+                Value::Array(
+                    json_documents(&out)
+                        .into_iter()
+                        .flat_map(|doc| doc.as_array().cloned().unwrap_or_default())
+                        .collect(),
+                )
+            }
+        };
         phases.mark("links");
         let fdb = if unread.fdb {
             Value::Null

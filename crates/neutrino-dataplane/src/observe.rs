@@ -299,6 +299,9 @@ pub struct Unread {
     pub fdb: bool,
     /// The distributed routers' ARP guard table.
     pub arp_guard: bool,
+    /// `Some`: of the host's own devices (bridges, tunnels, taps, uplinks, subport
+    /// devices) read only these; `None`: all.
+    pub links: Option<BTreeSet<String>>,
 }
 
 impl Unread {
@@ -310,8 +313,77 @@ impl Unread {
             namespaces: unchanged_namespaces(before, after, believed),
             fdb: before.fdb == after.fdb,
             arp_guard: before.arp_guard == after.arp_guard,
+            links: Some(changed_links(before, after, believed)),
         }
     }
+
+    /// Reads again, after a plan ran, what its operations (their text, `touched`) name.
+    pub fn after_plan(&self, touched: &str, wanted: &HostState, believed: &HostState) -> Unread {
+        let names = |state: &HostState| link_names(state).map(str::to_string).collect::<Vec<_>>();
+        let links = self.links.as_ref().map(|read| {
+            let mut read = read.clone();
+            read.extend(
+                names(wanted)
+                    .into_iter()
+                    .chain(names(believed))
+                    .filter(|name| touched.contains(name.as_str())),
+            );
+            read
+        });
+        Unread {
+            namespaces: self
+                .namespaces
+                .iter()
+                .filter(|name| !touched.contains(name.as_str()))
+                .cloned()
+                .collect(),
+            fdb: self.fdb,
+            arp_guard: self.arp_guard,
+            links,
+        }
+    }
+}
+
+/// The names of a state's own host devices.
+fn link_names(state: &HostState) -> impl Iterator<Item = &str> {
+    state
+        .bridges
+        .keys()
+        .chain(state.vxlans.keys())
+        .chain(state.taps.keys())
+        .chain(state.uplinks.keys())
+        .chain(state.subports.keys())
+        .map(String::as_str)
+}
+
+/// Host devices to read: those wanted differently in `before` and `after`, and those wanted
+/// now that `believed` does not hold.
+fn changed_links(before: &HostState, after: &HostState, believed: &HostState) -> BTreeSet<String> {
+    fn differ<T: PartialEq>(
+        a: &BTreeMap<String, T>,
+        b: &BTreeMap<String, T>,
+        out: &mut BTreeSet<String>,
+    ) {
+        out.extend(
+            a.iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, _)| k.clone()),
+        );
+        out.extend(b.keys().filter(|k| !a.contains_key(*k)).cloned());
+    }
+    let mut read = BTreeSet::new();
+    differ(&before.bridges, &after.bridges, &mut read);
+    differ(&before.vxlans, &after.vxlans, &mut read);
+    differ(&before.taps, &after.taps, &mut read);
+    differ(&before.uplinks, &after.uplinks, &mut read);
+    differ(&before.subports, &after.subports, &mut read);
+    let known: BTreeSet<&str> = link_names(believed).collect();
+    read.extend(
+        link_names(after)
+            .filter(|name| !known.contains(name))
+            .map(str::to_string),
+    );
+    read
 }
 
 /// Completes an observation that left `unread` unread (a targeted one): each unread
@@ -329,6 +401,22 @@ pub fn complete_from(
     }
     if unread.arp_guard {
         observed.arp_guard = believed.arp_guard.clone();
+    }
+    if let Some(read) = &unread.links {
+        fn keep<T: Clone>(
+            have: &mut BTreeMap<String, T>,
+            believed: &BTreeMap<String, T>,
+            read: &BTreeSet<String>,
+        ) {
+            for (name, value) in believed.iter().filter(|(n, _)| !read.contains(*n)) {
+                have.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        keep(&mut observed.bridges, &believed.bridges, read);
+        keep(&mut observed.vxlans, &believed.vxlans, read);
+        keep(&mut observed.taps, &believed.taps, read);
+        keep(&mut observed.uplinks, &believed.uplinks, read);
+        keep(&mut observed.subports, &believed.subports, read);
     }
     let skipped = &unread.namespaces;
     for name in listed.iter().filter(|n| skipped.contains(*n)) {
@@ -439,6 +527,29 @@ mod tests {
         let mut observed = HostState::default();
         complete_from(&mut observed, &after, &[], &Unread::default());
         assert!(observed.fdb.is_empty());
+    }
+
+    #[test]
+    fn only_devices_wanted_differently_or_unknown_or_touched_are_read() {
+        let before = host(&[("a", "m1"), ("b", "m2")]);
+        let mut after = host(&[("a", "m1"), ("c", "m3")]);
+        after.taps.get_mut("tap-a").unwrap().mtu = 9000;
+        let believed = before.clone();
+        let unread = Unread::unchanged(&before, &after, &believed);
+        let read = unread.links.clone().unwrap();
+        // a's tap changed, b's goes, c's is new.
+        assert_eq!(read, BTreeSet::from(["tap-a".into(), "tap-b".into(), "tap-c".into()]));
+        let again = unread.after_plan("link set tap-zz up\nlink del tap-b\n", &after, &believed);
+        assert_eq!(again.links.unwrap(), read);
+        // Unread devices come from what was believed; read ones as found (gone: gone).
+        let mut observed = HostState::default();
+        let only_a = Unread {
+            links: Some(BTreeSet::from(["tap-a".to_string()])),
+            ..Unread::default()
+        };
+        complete_from(&mut observed, &believed, &[], &only_a);
+        assert!(!observed.taps.contains_key("tap-a"));
+        assert_eq!(observed.taps["tap-b"], believed.taps["tap-b"]);
     }
 
     #[test]
