@@ -191,6 +191,16 @@ impl App {
                     continue;
                 }
             };
+            // Cheap answers first: the port's own host has not applied the revision yet (it
+            // waits whoever else must know), or every live host has (it passes).
+            let behind = |h: &String| hosts.applied.get(h).is_none_or(|a| *a < revision);
+            if behind(&host) {
+                continue;
+            }
+            if !hosts.alive.iter().any(behind) {
+                passed.push((port_id, revision));
+                continue;
+            }
             let net = port["network_id"].as_str().unwrap_or_default().to_string();
             if !by_network.contains_key(&net) {
                 let sel = Selector {
