@@ -538,7 +538,10 @@ mod tests {
         let unread = Unread::unchanged(&before, &after, &believed);
         let read = unread.links.clone().unwrap();
         // a's tap changed, b's goes, c's is new.
-        assert_eq!(read, BTreeSet::from(["tap-a".into(), "tap-b".into(), "tap-c".into()]));
+        assert_eq!(
+            read,
+            BTreeSet::from(["tap-a".into(), "tap-b".into(), "tap-c".into()])
+        );
         let again = unread.after_plan("link set tap-zz up\nlink del tap-b\n", &after, &believed);
         assert_eq!(again.links.unwrap(), read);
         // Unread devices come from what was believed; read ones as found (gone: gone).
