@@ -276,7 +276,8 @@ pub fn observe(raw: &RawHost) -> HostState {
     crate::provider::observe_uplinks(&raw.links, &mut state);
     for e in items(&raw.fdb) {
         let dev = text(e, "ifname");
-        if !state.vxlans.contains_key(dev) {
+        // By name, not by the devices read: a targeted observation may not read the device.
+        if !dev.starts_with("vxlan-") {
             continue;
         }
         if let Ok(dst) = text(e, "dst").parse() {
