@@ -893,6 +893,21 @@ def _steering_state(lab: Lab, host: str) -> str:
     return re.sub(r"packets \d+ bytes \d+", "counter", text)
 
 
+def _steady_steering_state(lab: Lab) -> dict[str, str]:
+    """Every host's steering state once it held still for 1.5 s: a new chain's paths settle
+    through a transition (the old ones go after the agents' grace period)."""
+    last, since = None, time.monotonic()
+    deadline = since + 30
+    while time.monotonic() < deadline:
+        now = {h: _steering_state(lab, h) for h in lab.hosts}
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 1.5:
+            return now
+        time.sleep(0.25)
+    raise AssertionError(f"the steering tables kept changing for 30 s: {last}")
+
+
 def test_agent_killed_and_restarted_during_a_stream(sfc):
     lab = sfc.lab
     net = sfc.network("10.95.0.0/24")
@@ -907,7 +922,7 @@ def test_agent_killed_and_restarted_during_a_stream(sfc):
     fc = sfc.fc(protocol="udp", dport=6100, logical_source_port=src)
     sfc.chain([sfc.group([sfc.pair(fa), sfc.pair(fb)])], [fc])
     sfc.settle()
-    tables = {h: _steering_state(lab, h) for h in lab.hosts}
+    tables = _steady_steering_state(lab)
 
     # Steady state: a change that does not concern chains makes every agent reconcile, and
     # none touches its steering table.
