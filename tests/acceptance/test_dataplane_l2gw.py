@@ -68,7 +68,7 @@ def test_gateway_bridges_bare_metal_to_the_overlay(glab):
     lab, env = glab, glab.server.env
     net, _ = network_with_subnet(env, "10.68.0.0/24")
     a = wait_active(env, bound_port(env, net, "h1", "a", *open_group(env))["id"])
-    bm = bare_metal(lab, "10.68.0.200/24")
+    bm = bare_metal(lab, "10.68.0.50/24")
     assert not lab.pings(bm, ip_of(a)), "reachable before any connection"
 
     # The gateway agent reports its device.
@@ -110,7 +110,7 @@ def test_gateway_vlan_sub_interface(glab):
     a = wait_active(env, bound_port(env, net, "h1", "a", *open_group(env))["id"])
     bm = bare_metal(lab, "198.18.200.1/24")
     sh("ip", "-n", bm, "link", "add", "link", "eth0", "name", "eth0.100", "type", "vlan", "id", "100")
-    sh("ip", "-n", bm, "addr", "add", "10.69.0.200/24", "dev", "eth0.100")
+    sh("ip", "-n", bm, "addr", "add", "10.69.0.50/24", "dev", "eth0.100")
     sh("ip", "-n", bm, "link", "set", "eth0.100", "up")
     gw = osc("l2gw", "create", f"dp-gw-{uuid.uuid4().hex[:6]}",
              "--device", f"name={lab.device},interface_names=bm0", env=env)
@@ -151,11 +151,11 @@ def test_border_gateway_reaches_a_remote_cloud(glab):
     lab, env = glab, glab.server.env
     net, _ = network_with_subnet(env, "10.70.0.0/24")
     a = wait_active(env, bound_port(env, net, "h1", "a", *open_group(env))["id"])
-    bare_metal(lab, "10.70.0.200/24")
+    bare_metal(lab, "10.70.0.50/24")
     gw = osc("l2gw", "create", f"dp-gw-{uuid.uuid4().hex[:6]}",
              "--device", f"name={lab.device},interface_names=bm0|0", env=env)
     osc("l2gw", "connection", "create", gw["id"], net, env=env)
-    remote = remote_cloud(lab, "198.18.0.50", 456, "10.70.0.150/24")
+    remote = remote_cloud(lab, "198.18.0.50", 456, "10.70.0.60/24")
     assert not lab.pings(remote, ip_of(a)), "reachable before the remote connection"
 
     conn = lab.server.connect()

@@ -16,11 +16,15 @@ import pytest
 
 from conftest import NeutrinoServer, _server_binary, osc
 from dataplane_lab import (
-    Lab, bound_port, ip_of, needs_root, sh, tcp_peer, wait_active, wait_for)
+    Lab, bound_port, ip_of, needs_root, sh, tcp_peer, upper_pool, wait_active, wait_for)
 
 pytestmark = needs_root
 
 MAPPING = ["--physical-interface-mappings", "physnet1:eth1"]
+PHYS_CIDR = "203.0.113.0/24"
+# The machine outside on the physical segment: below the pool of ``upper_pool(PHYS_CIDR)``, so
+# no port (address drawn at random from the pool) or router gateway can have it too.
+OUTSIDE_IP = "203.0.113.50"
 
 
 class ProviderLab:
@@ -101,8 +105,8 @@ def test_flat_network_on_the_physical_segment(plab):
     assert conf["interface_mappings"] == {"physnet1": "eth1"}
 
     net = flat_network(env)
-    sub = osc("subnet", "create", "--network", net, "--subnet-range", "203.0.113.0/24",
-              "--no-dhcp", f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
+    sub = osc("subnet", "create", "--network", net, "--subnet-range", PHYS_CIDR,
+              *upper_pool(PHYS_CIDR), "--no-dhcp", f"dp-{uuid.uuid4().hex[:6]}", env=env)["id"]
     sg = open_group(env)
     a = wait_active(env, bound_port(env, net, "h1", "a", *sg)["id"])
     b = wait_active(env, bound_port(env, net, "h2", "b", *sg)["id"])
@@ -119,9 +123,9 @@ def test_flat_network_on_the_physical_segment(plab):
         master = json.loads(sh("ip", "-n", ns, "-j", "link", "show", "eth1").stdout)[0]
         assert master.get("master") == f"brq{net[:11]}"
     # A machine on the segment reaches both instances.
-    out = plab.outside("out", "203.0.113.100/24")
+    out = plab.outside("out", f"{OUTSIDE_IP}/24")
     assert lab.pings(out, ip_of(a)) and lab.pings(out, ip_of(b))
-    assert tcp_peer(lab, ns_b, out, ip_of(b)) == "203.0.113.100"
+    assert tcp_peer(lab, ns_b, out, ip_of(b)) == OUTSIDE_IP
 
     # A host whose agent does not map physnet1 cannot bind a port on it.
     c = bound_port(env, net, "h3", "c", *sg)
@@ -144,8 +148,8 @@ def test_router_gateway_on_a_flat_network_snats(plab):
     lab, env = plab.lab, plab.lab.server.env
     tag = uuid.uuid4().hex[:6]
     ext = flat_network(env, "--external")
-    ext_sub = osc("subnet", "create", "--network", ext, "--subnet-range", "203.0.113.0/24",
-                  "--no-dhcp", f"dp-ext-{tag}", env=env)["id"]
+    ext_sub = osc("subnet", "create", "--network", ext, "--subnet-range", PHYS_CIDR,
+                  *upper_pool(PHYS_CIDR), "--no-dhcp", f"dp-ext-{tag}", env=env)["id"]
     net = osc("network", "create", f"dp-in-{tag}", env=env)["id"]
     sub = osc("subnet", "create", "--network", net, "--subnet-range", "10.67.0.0/24",
               f"dp-in-{tag}", env=env)["id"]
@@ -158,12 +162,12 @@ def test_router_gateway_on_a_flat_network_snats(plab):
         wait_active(env, rp["ID"])
     gateway_ip = next(ip["ip_address"] for rp in router_ports for ip in rp["Fixed IP Addresses"]
                       if ip["subnet_id"] == ext_sub)
-    out = plab.outside("out", "203.0.113.100/24")
+    out = plab.outside("out", f"{OUTSIDE_IP}/24")
     # The instance reaches the outside machine, which sees the router's gateway address.
     # The outside namespace was just plugged into the physical bridge: give its link a
     # moment (a few attempts), then the address it sees must be the router's.
     seen = wait_for("a connection to the outside machine",
-                    lambda: tcp_peer(lab, out, lab.instance("h1", "a"), "203.0.113.100"),
+                    lambda: tcp_peer(lab, out, lab.instance("h1", "a"), OUTSIDE_IP),
                     timeout=30)
     assert seen == gateway_ip
     assert lab.pings(out, gateway_ip)
@@ -191,8 +195,8 @@ def test_vlan_network_on_the_physical_segment(plab):
     net = osc("network", "create", "--provider-network-type", "vlan",
               "--provider-physical-network", "physnet1", "--provider-segment", "100",
               f"dp-vlan-{uuid.uuid4().hex[:6]}", env=env)["id"]
-    osc("subnet", "create", "--network", net, "--subnet-range", "203.0.113.0/24", "--no-dhcp",
-        f"dp-{uuid.uuid4().hex[:6]}", env=env)
+    osc("subnet", "create", "--network", net, "--subnet-range", PHYS_CIDR, *upper_pool(PHYS_CIDR),
+        "--no-dhcp", f"dp-{uuid.uuid4().hex[:6]}", env=env)
     sg = open_group(env)
     a = wait_active(env, bound_port(env, net, "h1", "a", *sg)["id"])
     b = wait_active(env, bound_port(env, net, "h2", "b", *sg)["id"])
@@ -204,7 +208,7 @@ def test_vlan_network_on_the_physical_segment(plab):
     out = plab.outside("out", "198.18.100.1/24")
     sh("ip", "-n", out, "link", "add", "link", "eth0", "name", "eth0.100", "type", "vlan",
        "id", "100")
-    sh("ip", "-n", out, "addr", "add", "203.0.113.100/24", "dev", "eth0.100")
+    sh("ip", "-n", out, "addr", "add", f"{OUTSIDE_IP}/24", "dev", "eth0.100")
     sh("ip", "-n", out, "link", "set", "eth0.100", "up")
     assert lab.pings(out, ip_of(a))
     osc("port", "delete", a["id"], env=env, json_output=False)

@@ -75,9 +75,11 @@ class Churn:
             with self.lock:
                 self.ports.append(doc["port"]["id"])
 
-    def rule_step(self, rng: random.Random) -> None:
+    def rule_step(self, rng: random.Random, client: int) -> None:
         group, remote = rng.sample(self.groups, 2)
-        port = rng.randrange(1024, 60000)
+        # Each client's rules take their own ports: two clients drawing the same group, remote
+        # and port at once would be refused (409 SecurityGroupRuleExists).
+        port = 1024 + (client % CLIENTS) * 14000 + rng.randrange(14000)
         status, doc = self.call("POST", "/v2.0/security-group-rules", {"security_group_rule": {
             "security_group_id": group, "direction": "ingress", "ethertype": "IPv4",
             "protocol": "tcp", "port_range_min": port, "port_range_max": port,
@@ -104,13 +106,14 @@ class Churn:
         self.call("DELETE", f"/v2.0/routers/{rid}")
 
     def run(self, seed: int, until: float) -> None:
+        """Client ``seed``'s churn (seeds are the clients' numbers, 0 to ``CLIENTS`` - 1)."""
         rng = random.Random(seed)
         while time.monotonic() < until:
             r = rng.random()
             if r < 0.6:
                 self.port_step(rng)
             elif r < 0.9:
-                self.rule_step(rng)
+                self.rule_step(rng, seed)
             else:
                 self.router_step(rng)
 

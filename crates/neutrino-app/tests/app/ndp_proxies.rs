@@ -100,9 +100,11 @@ async fn a_proxy_takes_the_port_address_and_holds_gateway_interface_and_port() {
         )
         .await;
     assert_err(again, 409, "NDPProxyInUse");
-    // An address not the port's.
-    let wrong =
-        json!({"router_id": l.router, "port_id": id(&port), "ip_address": "2001:db8::2:99"});
+    // An address not the port's (its own is random: take one no port has).
+    let not_its_ip =
+        l.t.free_address(&["2001:db8::2:99", "2001:db8::2:9a"])
+            .await;
+    let wrong = json!({"router_id": l.router, "port_id": id(&port), "ip_address": not_its_ip});
     assert_err(
         l.t.create(&tenant(), "ndp_proxies", wrong).await,
         400,

@@ -240,9 +240,11 @@ async fn the_floating_ip_and_the_internal_port_must_be_free() {
         409,
         "PortHasBindingFloatingIP",
     );
-    // The address must be the port's; the port must exist.
+    // The address must be the port's (p2's is random: take one no port has); the port must
+    // exist.
+    let not_its_ip = l.t.free_address(&["10.0.0.250", "10.0.0.251"]).await;
     assert_err(
-        l.forward(&tenant(), &fid, tcp(&p2, "10.0.0.250", 1, 2))
+        l.forward(&tenant(), &fid, tcp(&p2, &not_its_ip, 1, 2))
             .await,
         400,
         "BadRequest",
@@ -283,12 +285,14 @@ async fn a_deleted_port_or_a_removed_address_takes_its_forwardings() {
         .unwrap();
     l.t.delete(&tenant(), "ports", &p1).await.unwrap();
     assert_eq!(l.list(&fid).await.len(), 1);
-    // p2 moves to another address: its forwarding goes, and the floating IP is free.
+    // p2 moves to another address (its own is random: take one no port has): its forwarding
+    // goes, and the floating IP is free.
+    let elsewhere = l.t.free_address(&["10.0.0.77", "10.0.0.78"]).await;
     l.t.update(
         &tenant(),
         "ports",
         &p2,
-        json!({"fixed_ips": [{"ip_address": "10.0.0.77"}]}),
+        json!({"fixed_ips": [{"ip_address": elsewhere}]}),
     )
     .await
     .unwrap();

@@ -1146,21 +1146,25 @@ async fn floating_ips() {
         "HTTPBadRequest",
     );
 
-    // Specific addresses (admin).
+    // Specific addresses (admin). The floating IPs above took random addresses of the
+    // external subnet: ask for one none of them has.
+    let wanted = t
+        .free_address(&["172.24.4.50", "172.24.4.51", "172.24.4.52", "172.24.4.53"])
+        .await;
     let fa = t
         .ok(
             &admin(),
             "floatingips",
-            json!({"floating_network_id": ext, "floating_ip_address": "172.24.4.50", "project_id": "project-a"}),
+            json!({"floating_network_id": ext, "floating_ip_address": wanted, "project_id": "project-a"}),
         )
         .await;
-    assert_eq!(fa["floating_ip_address"], "172.24.4.50");
+    assert_eq!(fa["floating_ip_address"], wanted.as_str());
     assert_eq!(fa["project_id"], "project-a");
     assert_err(
         t.create(
             &admin(),
             "floatingips",
-            json!({"floating_network_id": ext, "floating_ip_address": "172.24.4.50"}),
+            json!({"floating_network_id": ext, "floating_ip_address": wanted}),
         )
         .await,
         409,

@@ -240,6 +240,25 @@ impl Env {
         rid
     }
 
+    /// The first of `candidates` that no port holds. Addresses are allocated at random, so a
+    /// literal address a test asks for (or expects to be nobody's) may have been taken by an
+    /// earlier port, router gateway or floating IP; give more candidates than such
+    /// allocations.
+    pub async fn free_address(&self, candidates: &[&str]) -> String {
+        let taken: Vec<String> = self
+            .ports(&[])
+            .await
+            .iter()
+            .flat_map(|p| p["fixed_ips"].as_array().cloned().unwrap_or_default())
+            .filter_map(|ip| ip["ip_address"].as_str().map(str::to_string))
+            .collect();
+        candidates
+            .iter()
+            .find(|c| !taken.iter().any(|t| t == *c))
+            .unwrap_or_else(|| panic!("all of {candidates:?} are taken"))
+            .to_string()
+    }
+
     /// The external network of the tests: 172.24.4.0/24, visible to everyone.
     pub async fn external(&self) -> (String, String) {
         self.net(
