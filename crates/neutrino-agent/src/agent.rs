@@ -655,8 +655,9 @@ impl Agent {
                 })
                 .await
         });
-        // Short: changes arriving while a reconcile runs are batched into the next anyway.
-        let debounce = Duration::from_millis(5);
+        // Batches the pages of one client's burst of calls (a chain's classifier replaced:
+        // detach, delete, create, attach) into one reconcile, so steering does not flap.
+        let debounce = Duration::from_millis(30);
         // Changes wait to be reconciled; `full`: some concern more than steering.
         let (mut dirty, mut full) = (false, false);
         let mut periodic = tokio::time::interval(self.cfg.resync_every);
