@@ -933,9 +933,12 @@ impl Agent {
             }
             let moved = router_addresses(&self.cfg.host.netns_prefix, &want.state, &ops);
             // What the plan touched is read again, unread before or not.
-            let touched: String = ops.iter().map(|op| format!("{op}\n")).collect();
+            // (A full reconcile reads everything again: its plan is not formatted for this.)
             let mut unread = match &believed {
-                Some((found, _)) => unread.after_plan(&touched, &want.state, found),
+                Some((found, _)) => {
+                    let touched: String = ops.iter().map(|op| format!("{op}\n")).collect();
+                    unread.after_plan(&touched, &want.state, found)
+                }
                 None => Unread::default(),
             };
             unread.fdb &= !ops.iter().any(|op| op.target() == Target::Bridge);
