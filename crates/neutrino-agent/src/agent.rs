@@ -1706,11 +1706,12 @@ impl Agent {
     /// associations of the ports plugged here ask; returns whether everything took. Once
     /// nothing is served and that was applied, the kernel is not read again until something is.
     async fn reconcile_local_ips(&mut self, cluster: &Cluster, want: &Desired) -> bool {
-        let model = neutrino_dataplane::local_ip::desired(cluster, &want.ports);
-        if model.served.is_empty() && self.local_ips_idle {
+        let model =
+            neutrino_dataplane::local_ip::desired(cluster, &want.ports, &want.arp_answers);
+        if model.is_empty() && self.local_ips_idle {
             return true;
         }
-        let idle = model.served.is_empty();
+        let idle = model.is_empty();
         let kernel = self.kernel.clone();
         let result =
             tokio::task::spawn_blocking(move || -> Result<(usize, Vec<String>), AgentError> {

@@ -118,13 +118,53 @@ pub fn learned_macs(
     out
 }
 
+/// Whether remote gateway connection `rc` belongs to a gateway with device `device`.
+fn on_device(cluster: &Cluster, rc: &Value, device: &str) -> bool {
+    cluster
+        .get("l2_gateway", text(rc, "gateway"))
+        .and_then(|gw| gw["devices"].as_array())
+        .is_some_and(|ds| ds.iter().any(|d| text(d, "device_name") == device))
+}
+
+/// The remote MACs (lowercase) and their IPv4 addresses (if given) of the remote gateway
+/// connections of gateway device `device` on `network`: what that gateway tunnels to other
+/// clouds, so the network's hosts send those MACs to it.
+pub(crate) fn remote_macs<'a>(
+    cluster: &'a Cluster,
+    device: &'a str,
+    network: &'a str,
+) -> impl Iterator<Item = (String, Option<std::net::Ipv4Addr>)> + 'a {
+    cluster
+        .all("l2_remote_gateway_connection")
+        .filter(move |rc| text(rc, "network") == network && on_device(cluster, rc, device))
+        .flat_map(move |rc| macs_of(cluster, rc))
+}
+
+/// The remote MACs of one remote gateway connection, with their IPv4 addresses.
+fn macs_of<'a>(
+    cluster: &'a Cluster,
+    rc: &'a Value,
+) -> impl Iterator<Item = (String, Option<std::net::Ipv4Addr>)> + 'a {
+    cluster
+        .all("l2_remote_mac")
+        .filter(move |m| text(m, "rgw_connection") == text(rc, "id"))
+        .map(|m| {
+            (
+                text(m, "mac").to_ascii_lowercase(),
+                text(m, "ipaddr").parse().ok(),
+            )
+        })
+}
+
 /// Border gateways (Neutrino's remote-gateway extension) on this gateway host: each remote
 /// gateway connection of a gateway with this host's device, on a network bridged here, sends
 /// the network to the remote gateway's `ipaddr` over VXLAN with the WAN key (`seg_id`, or the
 /// network's own VNI when empty: then the network's VXLAN device carries it). A separate key
 /// gets its own VXLAN device `vxlan-<key>` on the network's bridge, unless that name is taken
 /// by another network here. `flood` adds the remote gateway to the flood list; each remote MAC
-/// is a static FDB entry toward it.
+/// is a static FDB entry toward it, and the bridge answers ARP requests for a remote MAC's
+/// IPv4 address itself ([`crate::desired::Desired::arp_answers`]), so that with `flood` off
+/// address resolution still works without crossing the WAN.
 pub(crate) fn add_remote_gateways(
     cluster: &Cluster,
     cfg: &crate::HostConfig,
@@ -136,10 +176,7 @@ pub(crate) fn add_remote_gateways(
         return;
     };
     for rc in cluster.all("l2_remote_gateway_connection") {
-        let ours = cluster
-            .get("l2_gateway", text(rc, "gateway"))
-            .and_then(|gw| gw["devices"].as_array())
-            .is_some_and(|ds| ds.iter().any(|d| text(d, "device_name") == device));
+        let ours = on_device(cluster, rc, device);
         let network = text(rc, "network");
         let (true, Some(local_dev), Some(net)) = (
             ours,
@@ -190,13 +227,19 @@ pub(crate) fn add_remote_gateways(
                 dst: remote,
             });
         }
-        let macs = cluster
-            .all("l2_remote_mac")
-            .filter(|m| text(m, "rgw_connection") == text(rc, "id"));
-        for m in macs {
+        let bridge = crate::names::bridge(network);
+        for (mac, ip) in macs_of(cluster, rc) {
+            if let Some(ip) = ip {
+                out.arp_answers.insert(crate::local_ip::ArpAnswer {
+                    bridge: bridge.clone(),
+                    port: dev.clone(),
+                    ip,
+                    mac: mac.clone(),
+                });
+            }
             out.state.fdb.insert(FdbEntry {
                 dev: dev.clone(),
-                mac: text(m, "mac").to_ascii_lowercase(),
+                mac,
                 dst: remote,
             });
         }

@@ -247,3 +247,66 @@ fn remote_gateways_get_a_wan_tunnel() {
     let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
     assert!(gw.state.vxlans.is_empty() && gw.state.fdb.is_empty());
 }
+
+#[test]
+fn remote_macs_with_an_address_are_answered_by_the_gateway_and_sent_to_it() {
+    let mut c = with_remote(
+        &cluster(
+            json!([{"name": "veth-bm", "segmentation_id": []}]),
+            json!(""),
+        ),
+        "456",
+        "False",
+    );
+    c.apply_page(&json!({"revision": 7, "changes": [
+        {"kind": "l2_remote_mac", "id": "m2", "body": {"id": "m2", "uuid": "m2",
+         "mac": "02:00:00:00:09:02", "ipaddr": "10.70.0.60", "rgw_connection": "rc1"}},
+    ]}));
+    let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    // The bridge answers for the MAC that has an address, behind the WAN device; not for the
+    // one without.
+    let answers: Vec<_> = gw.arp_answers.iter().collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(
+        (
+            answers[0].bridge.as_str(),
+            answers[0].port.as_str(),
+            answers[0].ip.to_string(),
+            answers[0].mac.as_str()
+        ),
+        (
+            names::bridge(NET).as_str(),
+            "vxlan-456",
+            "10.70.0.60".to_string(),
+            "02:00:00:00:09:02"
+        )
+    );
+    let model = neutrino_dataplane::local_ip::desired(&c, &gw.ports, &gw.arp_answers);
+    let ops: Vec<String> = neutrino_dataplane::local_ip::plan(&model, &Default::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        ops.iter().any(|o| o.contains("fdb replace 02:00:00:00:09:02 dev vxlan-456 master static"))
+            && ops.iter().any(|o| o.contains("dev vxlan-456 neigh_suppress on"))
+            && ops.iter().any(|o| o.contains("neigh replace 10.70.0.60 lladdr 02:00:00:00:09:02")),
+        "{ops:?}"
+    );
+
+    // The network's other hosts send both remote MACs to the gateway host (no flooding for
+    // a known MAC); none gets an ARP answer.
+    let compute = desired(&c, &host("compute", "198.18.0.1", None));
+    let gateway: IpAddr = "198.18.0.2".parse().unwrap();
+    for mac in ["02:00:00:00:09:01", "02:00:00:00:09:02"] {
+        assert!(
+            compute.state.fdb.contains(&FdbEntry {
+                dev: names::vxlan(1001),
+                mac: mac.into(),
+                dst: gateway,
+            }),
+            "{mac}: {:?}",
+            compute.state.fdb
+        );
+    }
+    assert!(compute.arp_answers.is_empty());
+}
