@@ -178,9 +178,12 @@ def test_border_gateway_reaches_a_remote_cloud(glab):
 
 
 @pytest.fixture
-def two_clouds(tmp_path):
+def two_clouds(tmp_path, request):
     """Two deployments on one underlay, each with its own server, a compute host h1 and a
-    software gateway host h2."""
+    software gateway host h2; extra gateway agent arguments from the test's ``gateway_args``
+    mark."""
+    mark = request.node.get_closest_marker("gateway_args")
+    extra = list(mark.args) if mark else []
     labs = []
     try:
         for name in ("a", "b"):
@@ -188,7 +191,8 @@ def two_clouds(tmp_path):
             lab = Lab(server, tmp_path / name, ("h1", "h2"), beside=labs[0] if labs else None)
             labs.append(lab)
             lab.device = f"gw-{lab.tag}"
-            lab.agent_args = {"h2": ["--l2gw-device", lab.device, "--resync-interval", "1"]}
+            lab.agent_args = {"h2": ["--l2gw-device", lab.device, "--resync-interval", "1",
+                                     *extra]}
             lab.setup()
             # The gateway device's interface (nothing behind it: this gateway only borders).
             sh("ip", "-n", lab.host_ns("h2"), "link", "add", "bm0", "type", "veth",
@@ -279,3 +283,40 @@ def test_two_clouds_stretch_a_network(two_clouds):
     # names stays unresolved.
     assert not fdb_toward(a.host_ns("h2"), "00:00:00:00:00:00", b.tunnel_ip("h2"))
     assert not a.pings(vm_a, "10.72.0.30")
+
+
+@pytest.mark.gateway_args("--l2gw-exchange-macs")
+def test_two_clouds_learn_each_others_macs(two_clouds):
+    """With the MAC exchange, no flooding and no remote MAC given: each gateway learns the other
+    cloud's instance (MAC and address) from the other gateway."""
+    a, b = two_clouds
+    port_a, net_a, gw_a = stretched_side(a, "10.72.0.10")
+    port_b, net_b, gw_b = stretched_side(b, "10.72.0.20")
+    vm_a, vm_b = a.instance("h1", "vm"), b.instance("h1", "vm")
+    rc_a = border(a, gw_a, net_a, b, flood=False)
+    border(b, gw_b, net_b, a, flood=False)
+    # A's gateway sends B's instance over the WAN, and A's compute host sends it to the gateway.
+    wait_for("A's gateway forwarding B's instance over the WAN", lambda: fdb_toward(
+        a.host_ns("h2"), port_b["mac_address"], b.tunnel_ip("h2")))
+    wait_for("h1's FDB entry for cloud B's instance toward A's gateway", lambda: fdb_toward(
+        a.host_ns("h1"), port_b["mac_address"], a.tunnel_ip("h2")))
+    wait_for("cloud A reaching cloud B", lambda: a.pings(vm_a, "10.72.0.20"))
+    assert b.pings(vm_b, "10.72.0.10", count=2)
+    assert not fdb_toward(a.host_ns("h2"), "00:00:00:00:00:00", b.tunnel_ip("h2"))
+
+    # A port created later in B is announced too.
+    env_b = b.server.env
+    sub_b = osc("network", "show", net_b, env=env_b)["subnets"][0]
+    later = bound_port(env_b, net_b, "h1", "vm2", *open_group(env_b),
+                       "--fixed-ip", f"subnet={sub_b},ip-address=10.72.0.21")
+    wait_active(env_b, later["id"])
+    wait_for("A's gateway forwarding B's new instance", lambda: fdb_toward(
+        a.host_ns("h2"), later["mac_address"], b.tunnel_ip("h2")))
+    assert a.pings(vm_a, "10.72.0.21", count=2)
+
+    # The border goes on A's side: what A learned from B is dropped with it.
+    unborder(a, rc_a)
+    wait_for("h1's entry for B's instance withdrawn", lambda: not fdb_toward(
+        a.host_ns("h1"), port_b["mac_address"], a.tunnel_ip("h2")))
+    sh("ip", "-n", vm_a, "neigh", "flush", "all")
+    assert not a.pings(vm_a, "10.72.0.20")

@@ -94,6 +94,8 @@ pub struct Desired {
     /// ARP requests the bridges answer themselves (a border gateway's remote MACs with an
     /// address; applied with the Local IPs' answers, see [`crate::local_ip`]).
     pub arp_answers: BTreeSet<crate::local_ip::ArpAnswer>,
+    /// This gateway host's tunnels to other clouds' border gateways ([`crate::l2gw`]).
+    pub borders: Vec<crate::l2gw::Border>,
 }
 
 /// A port filtered at a device it shares with other endpoints: a bare-metal server's port
@@ -576,8 +578,8 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     .filter_map(Value::as_str)
                     .map(str::to_ascii_lowercase);
                 let software = reporter != crate::vtep::report_host(&device);
-                let remote = crate::l2gw::remote_macs(cluster, &device, &a.network)
-                    .filter(|_| software);
+                let remote =
+                    crate::l2gw::remote_macs(cluster, &device, &a.network).filter(|_| software);
                 for mac in learned.chain(remote.map(|(mac, _)| mac)) {
                     out.state.fdb.insert(FdbEntry {
                         dev: vxlan.clone(),

@@ -650,7 +650,9 @@ mod tests {
         // A port plugged elsewhere serves nothing here.
         let mut elsewhere = ports();
         elsewhere.remove("pf");
-        assert!(desired(&cluster("translate"), &elsewhere, &BTreeSet::new()).served.is_empty());
+        assert!(desired(&cluster("translate"), &elsewhere, &BTreeSet::new())
+            .served
+            .is_empty());
     }
 
     #[test]
