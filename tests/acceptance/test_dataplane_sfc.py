@@ -784,6 +784,48 @@ def test_live_changes_under_load(sfc):
         "\n  ".join(timeline) + "\n" + diag
 
 
+def test_classifier_replaced_call_by_call_loses_nothing(sfc):
+    """The UDP classifier of a chain across three hosts is replaced three times, each of the
+    four calls (detach, delete, create, attach) applied by every agent before the next, so the
+    stream goes direct in between. The host of the first function must not drop its
+    re-classification of the stream while the source's host may still send it in (the
+    detach is staged like any other change that spans hosts): 0 UDP packets lost or doubled."""
+    net = sfc.network("10.95.0.0/24")
+    src = sfc.instance(net, "h1", "src")
+    dst = sfc.instance(net, "h3", "dst")
+    f1 = sfc.function(net, "h2", "sf1", "bump")
+    f3 = sfc.function(net, "h3", "sf3", "bump")
+    sfc.activate([src, dst, f1, f3])
+    for fn in (f1, f3):
+        fn.configure()
+    fc_u = sfc.fc(protocol="udp", dport=6000, logical_source_port=src)
+    fc_t = sfc.fc(protocol="tcp", dport=6001, logical_source_port=src)
+    chain = sfc.chain([sfc.group([sfc.pair(f3)]), sfc.group([sfc.pair(f1)])], [fc_u, fc_t])
+    sfc.settle()
+    streams = Streams(sfc.lab, src, dst, 6000, 6001, udp_sport=43000, tcp_sport=43001)
+    try:
+        time.sleep(1.0)
+        for _ in range(3):
+            chain = sfc.net.update_sfc_port_chain(chain, flow_classifiers=[fc_t.id])
+            sfc.settle()
+            sfc.net.delete_sfc_flow_classifier(fc_u.id)
+            sfc.settle()
+            fc_u = sfc.fc(protocol="udp", dport=6000, logical_source_port=src)
+            sfc.settle()
+            chain = sfc.net.update_sfc_port_chain(chain, flow_classifiers=[fc_t.id, fc_u.id])
+            sfc.settle()
+            time.sleep(0.5)
+        before = sfc.views()
+        time.sleep(0.5)
+        d = sfc.deltas(before)
+        assert d["sf3"].fwd_flows("udp").get((src.ip(), 43000), 0) > 0, \
+            f"the stream is not steered again at the end: {d['sf3'].summary()}"
+    except BaseException:
+        streams.kill()
+        raise
+    streams.check()
+
+
 def test_lagging_function_host_never_loops_packets(sfc):
     """A group is inserted while the agent of its function's host is stopped (SIGSTOP), so
     the classifier's host steers into a function whose host has no rules yet. Packets may be

@@ -1360,6 +1360,10 @@ impl Agent {
         // A change applied in three steps when another host takes part (one host alone
         // applies in one): new paths first; then, once the other hosts have theirs, the
         // switch; the old paths go after the grace period (see `neutrino_sfc::transition`).
+        // Staged also when this host adds nothing (its entries still wait for the other
+        // hosts, which may have to add the rest of the new path), and when nothing is new
+        // but something goes only after the grace (a detached classifier's
+        // re-classification at a function here).
         let staged = applied
             .as_ref()
             .filter(|_| compiled.spans_hosts || self.sfc_spanned)
@@ -1369,7 +1373,7 @@ impl Agent {
                     neutrino_sfc::switched(old, &want_table),
                 )
             })
-            .filter(|(first, _)| first != &want_table && Some(first) != applied.as_ref());
+            .filter(|(first, switch)| first != &want_table || switch != &want_table);
         let have = listed.or(applied).unwrap_or_default();
         let result = match staged {
             None => {
