@@ -1,14 +1,15 @@
 //! Hardware VTEPs against a real `ovsdb-server` with the `hardware_vtep` schema (Debian's
 //! `openvswitch-common` and `openvswitch-vtep`): the agent's sync writes logical switches,
-//! VLAN bindings, remote MACs and flooding as ports come and go, reports what the switch
-//! learnt locally, and replays everything into a database that lost it. Skips, saying why,
-//! when the tools or the schema are missing.
+//! VLAN bindings, remote MACs and flooding as ports come and go, its monitor brings what
+//! the switch learns locally without a re-read, a lost connection is noticed, and
+//! everything is replayed into a database that lost it. Skips, saying why, when the tools
+//! or the schema are missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use neutrino_agent::ovsdb::Ovsdb;
-use neutrino_agent::vtep::Vtep;
+use neutrino_agent::vtep::{Change, Vtep};
 use neutrino_dataplane::Cluster;
 use serde_json::{json, Value};
 
@@ -255,6 +256,30 @@ fn ls() -> String {
     NET.to_string()
 }
 
+/// The next change the monitor brings, within a few seconds.
+async fn next_change(vtep: &mut Vtep) -> Change {
+    tokio::time::timeout(std::time::Duration::from_secs(5), vtep.changed())
+        .await
+        .expect("the monitor reports the change")
+}
+
+/// `vtep-ctl` on the database at `remote`.
+fn vtep_ctl(remote: &str, args: &[&str]) {
+    let Some(ctl) = tool("vtep-ctl") else {
+        panic!("vtep-ctl missing (apt-get install openvswitch-vtep)");
+    };
+    let out = Command::new(ctl)
+        .arg(format!("--db={remote}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vtep-ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn vtep_follows_the_cluster_and_replays() {
     let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
@@ -274,7 +299,9 @@ async fn vtep_follows_the_cluster_and_replays() {
     add_switch(&remote).await;
 
     let mut c = cluster();
-    let mut vtep = Vtep::new("sw1", &remote);
+    // No periodic re-read during the test: everything after the first read comes from the
+    // monitor.
+    let mut vtep = Vtep::new("sw1", &remote).resync_every(std::time::Duration::from_secs(3600));
     assert!(vtep.due());
     let first = vtep.sync(&c).await.unwrap();
     assert!(first.written > 0);
@@ -286,8 +313,9 @@ async fn vtep_follows_the_cluster_and_replays() {
         "mcast": [[ls(), "unknown-dst", ["192.0.2.1"]]],
     });
     assert_eq!(tables(&remote).await, connected);
-    // Nothing to do the second time.
+    // Nothing to do the second time: the replica already has what was written.
     assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
+    assert_eq!(vtep.full_reads(), 1);
 
     // A port on another host: its MAC, and flooding to both hosts.
     c.put(
@@ -305,10 +333,13 @@ async fn vtep_follows_the_cluster_and_replays() {
     });
     assert_eq!(tables(&remote).await, two);
 
-    // The switch learns a MAC behind p1: reported for the network.
+    // The switch learns a MAC behind p1: the monitor brings it, reported for the network.
     learn_locally(&remote, "00:00:5e:00:53:01").await;
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
     let synced = vtep.sync(&c).await.unwrap();
     assert_eq!(json!(synced.learned), json!({NET: ["00:00:5e:00:53:01"]}));
+    assert_eq!(synced.written, 0);
+    assert_eq!(vtep.full_reads(), 1);
 
     // The first port goes away.
     c.put("port", "p-a", None);
@@ -321,11 +352,13 @@ async fn vtep_follows_the_cluster_and_replays() {
     });
     assert_eq!(tables(&remote).await, after_delete);
 
-    // The switch's server restarts with an empty database (a replaced switch): the next
-    // sync fails on the dead connection, the one after replays everything.
+    // The switch's server restarts with an empty database (a replaced switch): the monitor
+    // notices the lost connection, a sync meanwhile fails, the one after replays everything.
     srv.stop();
-    assert!(vtep.sync(&c).await.is_err());
+    assert!(matches!(next_change(&mut vtep).await, Change::Lost(_)));
     // The agent leaves a failed switch alone for a while.
+    assert!(!vtep.due());
+    assert!(vtep.sync(&c).await.is_err());
     assert!(!vtep.due());
     let db = srv.dir.join("vtep.db");
     std::fs::remove_file(&db).unwrap();
@@ -339,7 +372,9 @@ async fn vtep_follows_the_cluster_and_replays() {
     assert!(tables(&remote).await["switches"] == json!([]));
     vtep.sync(&c).await.unwrap();
     assert_eq!(tables(&remote).await, after_delete);
+    assert_eq!(vtep.full_reads(), 2);
     learn_locally(&remote, "00:00:5e:00:53:02").await;
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
 
     // The connection is deleted: the logical switch, its binding and MACs go.
     c.put("l2_gateway_connection", CONN, None);
@@ -348,4 +383,103 @@ async fn vtep_follows_the_cluster_and_replays() {
         tables(&remote).await,
         json!({"switches": [], "ports": [["p1", []], ["p2", []]], "ucast": [], "mcast": []})
     );
+}
+
+/// What the switch learns comes through the monitor: a MAC `vtep-ctl` adds to
+/// `Ucast_Macs_Local` (and a burst of them) is seen without a sync or a re-read, with the
+/// periodic re-read an hour away; rows someone else deletes are rewritten from the replica.
+#[tokio::test]
+async fn the_monitor_brings_what_the_switch_learns() {
+    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
+        eprintln!(
+            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
+        );
+        return;
+    };
+    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
+        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-mon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let srv = Server::create(dir, &tool_path, server);
+    let remote = srv.remote();
+    add_switch(&remote).await;
+    let c = cluster();
+    let mut vtep = Vtep::new("sw1", &remote).resync_every(std::time::Duration::from_secs(3600));
+    let first = vtep.sync(&c).await.unwrap();
+    assert!(first.written > 0);
+    assert_eq!(json!(first.learned), json!({NET: []}));
+    assert_eq!(vtep.full_reads(), 1);
+
+    vtep_ctl(
+        &remote,
+        &["add-ucast-local", NET, "00:00:5e:00:53:11", "192.0.2.100"],
+    );
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    let synced = vtep.sync(&c).await.unwrap();
+    assert_eq!(json!(synced.learned), json!({NET: ["00:00:5e:00:53:11"]}));
+    assert_eq!((synced.written, vtep.full_reads()), (0, 1));
+
+    // A burst: one change.
+    for mac in ["00:00:5e:00:53:12", "00:00:5e:00:53:13"] {
+        vtep_ctl(&remote, &["add-ucast-local", NET, mac, "192.0.2.100"]);
+    }
+    vtep_ctl(&remote, &["del-ucast-local", NET, "00:00:5e:00:53:11"]);
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    let synced = vtep.sync(&c).await.unwrap();
+    assert_eq!(
+        json!(synced.learned),
+        json!({NET: ["00:00:5e:00:53:12", "00:00:5e:00:53:13"]})
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(600), vtep.changed())
+            .await
+            .is_err(),
+        "nothing more changed"
+    );
+
+    // Someone deletes a remote MAC the agent wrote: the replica shows it gone, and the
+    // next sync writes it again.
+    vtep_ctl(&remote, &["del-ucast-remote", NET, "fa:16:3e:00:00:01"]);
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    assert!(vtep.sync(&c).await.unwrap().written > 0);
+    assert_eq!(
+        tables(&remote).await["ucast"],
+        json!([[ls(), "fa:16:3e:00:00:01", "10.0.0.11", "192.0.2.1"]])
+    );
+    assert_eq!(vtep.full_reads(), 1);
+}
+
+/// The periodic full read replaces the replica (and the sync still plans nothing to do).
+#[tokio::test]
+async fn the_periodic_resync_reads_the_switch_whole() {
+    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
+        eprintln!(
+            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
+        );
+        return;
+    };
+    if !Path::new(SCHEMA).exists() {
+        eprintln!("SKIP: {SCHEMA} missing (apt-get install openvswitch-vtep)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-resync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let srv = Server::create(dir, &tool_path, server);
+    let remote = srv.remote();
+    add_switch(&remote).await;
+    let c = cluster();
+    let every = std::time::Duration::from_millis(300);
+    let mut vtep = Vtep::new("sw1", &remote).resync_every(every);
+    assert!(vtep.sync(&c).await.unwrap().written > 0);
+    assert_eq!(vtep.full_reads(), 1);
+    // Not yet due: the replica is used as it is.
+    assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
+    assert_eq!(vtep.full_reads(), 1);
+    assert!(vtep.deadline() > std::time::Instant::now());
+    tokio::time::sleep(every).await;
+    assert!(vtep.deadline() <= std::time::Instant::now());
+    assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
+    assert_eq!(vtep.full_reads(), 2);
 }

@@ -216,6 +216,10 @@ struct AgentArgs {
     /// `Physical_Switch` name.
     #[arg(long = "vtep", value_name = "NAME=REMOTE")]
     vteps: Vec<String>,
+    /// Seconds between full reads of each --vtep switch's tables (a repair: between them the
+    /// agent follows the switch through an OVSDB monitor).
+    #[arg(long, default_value_t = 60)]
+    vtep_resync_interval: u64,
     /// The availability zone of this host (`openstack availability zone list --network`):
     /// networks and routers with `availability_zone_hints` are scheduled to hosts of those
     /// zones.
@@ -287,6 +291,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
             .map(|v| neutrino_agent::vtep::parse_spec(v))
             .collect::<Result<_, _>>()
             .context("--vtep")?,
+        vtep_resync_every: std::time::Duration::from_secs(args.vtep_resync_interval.max(1)),
         encrypt_overlay: args.encrypt_overlay,
         overlay_port: args.overlay_port,
         rotate_overlay_key: args.rotate_overlay_key,
