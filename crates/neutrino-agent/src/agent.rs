@@ -55,6 +55,9 @@ pub struct AgentConfig {
     /// How often each hardware VTEP's tables are read whole again (`--vtep-resync-interval`):
     /// between, the agent follows them through its OVSDB `monitor`.
     pub vtep_resync_every: Duration,
+    /// The TLS configuration of the `ssl:` VTEP remotes (`--vtep-ca-cert`, `--vtep-cert`,
+    /// `--vtep-key`; see [`crate::vtep_tls`]).
+    pub vtep_tls: Option<Arc<rustls::ClientConfig>>,
     /// Encrypt host-to-host VXLAN through a userspace WireGuard device (`--encrypt-overlay`,
     /// see [`crate::overlay`]).
     pub encrypt_overlay: bool,
@@ -227,7 +230,9 @@ pub async fn run(
         .vteps
         .iter()
         .map(|(name, remote)| {
-            crate::vtep::Vtep::new(name, remote).resync_every(cfg.vtep_resync_every)
+            crate::vtep::Vtep::new(name, remote)
+                .resync_every(cfg.vtep_resync_every)
+                .tls(cfg.vtep_tls.clone())
         })
         .collect();
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
@@ -2108,6 +2113,7 @@ pub(crate) mod tests {
             dataplane_netns: None,
             vteps: Vec::new(),
             vtep_resync_every: Duration::from_secs(60),
+            vtep_tls: None,
             encrypt_overlay: false,
             overlay_port: 51820,
             rotate_overlay_key: false,

@@ -1,4 +1,5 @@
-//! A minimal OVSDB (RFC 7047) JSON-RPC client over TCP or a unix socket: `transact`,
+//! A minimal OVSDB (RFC 7047) JSON-RPC client over TCP, TLS (`ssl:`, see
+//! [`crate::vtep_tls`]) or a unix socket: `transact`,
 //! `monitor` with its `update` notifications, and a [`Replica`] of the monitored tables.
 //!
 //! Each connection is served by its own task, which owns the socket: it answers the
@@ -9,6 +10,7 @@
 //! ends, closing the socket, when the [`Ovsdb`] is dropped or the server hangs up.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -18,12 +20,16 @@ use tokio::sync::{mpsc, oneshot};
 /// OVSDB client failures.
 #[derive(Debug, thiserror::Error)]
 pub enum OvsdbError {
-    /// The remote is neither `tcp:HOST:PORT` nor `unix:PATH`.
-    #[error("bad OVSDB remote {0:?}: expected tcp:HOST:PORT or unix:PATH")]
+    /// The remote is none of `tcp:HOST:PORT`, `ssl:HOST:PORT` or `unix:PATH`.
+    #[error("bad OVSDB remote {0:?}: expected tcp:HOST:PORT, ssl:HOST:PORT or unix:PATH")]
     Remote(String),
     /// Connecting, reading or writing failed, or the server closed the connection.
     #[error("OVSDB connection: {0}")]
     Io(#[from] std::io::Error),
+    /// An `ssl:` remote without a TLS configuration, or a TLS handshake that failed (the
+    /// server's certificate does not verify, the server refused ours, ...).
+    #[error("OVSDB TLS: {0}")]
+    Tls(String),
     /// The server sent something that is not JSON-RPC.
     #[error("OVSDB protocol: {0}")]
     Protocol(String),
@@ -35,7 +41,7 @@ pub enum OvsdbError {
     Timeout(Duration),
 }
 
-/// A byte stream the connection task can own: TCP or a unix socket.
+/// A byte stream the connection task can own: TCP, TLS over TCP, or a unix socket.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -88,10 +94,43 @@ impl Drop for Ovsdb {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 impl Ovsdb {
-    /// Connects to `tcp:HOST:PORT` or `unix:PATH`.
+    /// Connects to `tcp:HOST:PORT` or `unix:PATH` (an `ssl:` remote needs
+    /// [`Ovsdb::connect_with`]).
     pub async fn connect(remote: &str) -> Result<Ovsdb, OvsdbError> {
+        Ovsdb::connect_with(remote, None).await
+    }
+
+    /// Connects to `tcp:HOST:PORT`, `unix:PATH`, or `ssl:HOST:PORT` with `tls` (see
+    /// [`crate::vtep_tls`]).
+    pub async fn connect_with(
+        remote: &str,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+    ) -> Result<Ovsdb, OvsdbError> {
+        let timeout = CONNECT_TIMEOUT;
         let io: Box<dyn Io> = if let Some(addr) = remote.strip_prefix("tcp:") {
             Box::new(tcp(addr).await?)
+        } else if let Some(addr) = remote.strip_prefix("ssl:") {
+            let Some(config) = tls else {
+                return Err(OvsdbError::Tls(format!(
+                    "{remote}: no TLS configuration (a CA certificate, a certificate and a key)"
+                )));
+            };
+            let host = addr
+                .rsplit_once(':')
+                .map(|(h, _)| h.trim_start_matches('[').trim_end_matches(']'))
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| OvsdbError::Remote(remote.to_string()))?;
+            // Only the certificate's chain is checked, not its names (see `vtep_tls`), but
+            // rustls wants a name for the handshake.
+            let name = rustls_pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| OvsdbError::Tls(format!("{remote}: {e}")))?;
+            let stream = tcp(addr).await?;
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
+                .await
+                .map_err(|_| OvsdbError::Timeout(timeout))?
+                .map_err(|e| OvsdbError::Tls(format!("{remote}: {e}")))?;
+            Box::new(tls)
         } else if let Some(path) = remote.strip_prefix("unix:") {
             Box::new(tokio::net::UnixStream::connect(path).await?)
         } else {
@@ -406,7 +445,7 @@ mod tests {
 
     /// A scripted server on a unix socket: reads one request, sends an `echo` and checks the
     /// answer, sends `notifications`, then sends `replies` (with the request's id) split
-    /// across writes.
+    /// across writes, and last another `echo`, answered while no call waits.
     async fn scripted(
         notifications: Vec<Value>,
         replies: Vec<Value>,
@@ -438,6 +477,12 @@ mod tests {
                 s.write_all(a.as_bytes()).await.unwrap();
                 s.write_all(b.as_bytes()).await.unwrap();
             }
+            // An `echo` while the client waits for nothing: answered all the same.
+            let echo = json!({"method": "echo", "params": ["idle"], "id": "e2"});
+            s.write_all(echo.to_string().as_bytes()).await.unwrap();
+            let answer = next_json(&mut s, &mut buf).await;
+            assert_eq!(answer["id"], "e2");
+            assert_eq!(answer["result"], json!(["idle"]));
             let _ = std::fs::remove_dir_all(&dir);
             req
         });
@@ -483,6 +528,10 @@ mod tests {
             "{err}"
         );
         server.await.unwrap();
+        assert!(matches!(
+            Ovsdb::connect("ssl:127.0.0.1:6640").await,
+            Err(OvsdbError::Tls(_))
+        ));
         assert!(matches!(
             Ovsdb::connect("http:x").await,
             Err(OvsdbError::Remote(_))

@@ -2,7 +2,8 @@
 //! switch keeps a connection to the switch's OVSDB server with one `monitor` on the tables
 //! the planner reads ([`plan::TABLES`]), so it holds a live [`Replica`] of them, and writes
 //! the difference from what the cluster wants ([`neutrino_dataplane::vtep`]), planned
-//! against the replica. After a write it waits for the monitor's update carrying it, so the
+//! against the replica. An `ssl:` remote is reached over TLS ([`crate::vtep_tls`]); a
+//! switch whose certificate does not verify fails like an unreachable one. After a write it waits for the monitor's update carrying it, so the
 //! next plan sees its own rows. [`Vtep::changed`] resolves when the switch's rows changed
 //! (what it learnt, rows someone else touched), briefly debounced, for the agent to report
 //! and repair at once. The replica is read whole again by a `select` every
@@ -23,8 +24,10 @@ use crate::ovsdb::{Ovsdb, OvsdbError, Replica};
 pub struct Vtep {
     /// The gateway device name (`device_name`), also the `Physical_Switch` name.
     pub name: String,
-    /// `tcp:HOST:PORT` or `unix:PATH`.
+    /// `tcp:HOST:PORT`, `ssl:HOST:PORT` or `unix:PATH`.
     pub remote: String,
+    /// The TLS configuration of an `ssl:` remote.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     conn: Option<Ovsdb>,
     /// The monitored tables, while connected.
     replica: Option<Replica>,
@@ -93,11 +96,13 @@ pub fn report_host(name: &str) -> String {
 }
 
 /// Parses `NAME=REMOTE` (`--vtep`): the switch's gateway device name and its OVSDB remote,
-/// `tcp:HOST:PORT` or `unix:PATH`.
+/// `tcp:HOST:PORT`, `ssl:HOST:PORT` or `unix:PATH`.
 pub fn parse_spec(spec: &str) -> Result<(String, String), OvsdbError> {
     let (name, remote) = spec
         .split_once('=')
-        .filter(|(n, r)| !n.is_empty() && (r.starts_with("tcp:") || r.starts_with("unix:")))
+        .filter(|(n, r)| {
+            !n.is_empty() && ["tcp:", "ssl:", "unix:"].iter().any(|p| r.starts_with(p))
+        })
         .ok_or_else(|| OvsdbError::Remote(spec.to_string()))?;
     Ok((name.to_string(), remote.to_string()))
 }
@@ -108,6 +113,7 @@ impl Vtep {
         Vtep {
             name: name.to_string(),
             remote: remote.to_string(),
+            tls: None,
             conn: None,
             replica: None,
             floor: 0,
@@ -119,6 +125,12 @@ impl Vtep {
             retry_at: None,
             missing: Vec::new(),
         }
+    }
+
+    /// Sets the TLS configuration for an `ssl:` remote (see [`crate::vtep_tls`]).
+    pub fn tls(mut self, config: Option<std::sync::Arc<rustls::ClientConfig>>) -> Vtep {
+        self.tls = config;
+        self
     }
 
     /// Sets how often the replica is read whole again while connected.
@@ -236,7 +248,7 @@ impl Vtep {
     }
 
     async fn connect(&mut self) -> Result<(), OvsdbError> {
-        let mut conn = Ovsdb::connect(&self.remote).await?;
+        let mut conn = Ovsdb::connect_with(&self.remote, self.tls.as_ref()).await?;
         let reply = conn
             .monitor(plan::DATABASE, &monitor_id(), &plan::TABLES)
             .await?;

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use neutrino_agent::ovsdb::Ovsdb;
+use neutrino_agent::ovsdb::{Ovsdb, OvsdbError};
 use neutrino_agent::vtep::{Change, Vtep};
 use neutrino_dataplane::Cluster;
 use serde_json::{json, Value};
@@ -29,6 +29,10 @@ struct Server {
     dir: PathBuf,
     server: PathBuf,
     child: Option<Child>,
+    /// TLS as well: the server's key, certificate and CA certificate files (`pssl:` on an
+    /// ephemeral port of 127.0.0.1, read back from the log into `ssl_port`).
+    ssl: Option<[PathBuf; 3]>,
+    ssl_port: Option<u16>,
 }
 
 impl Server {
@@ -42,6 +46,15 @@ impl Server {
 
     /// Creates a fresh database with switch `sw1` (tunnel IP 192.0.2.100, ports p1, p2).
     fn create(dir: PathBuf, tool_path: &Path, server: PathBuf) -> Server {
+        Server::create_with(dir, tool_path, server, None)
+    }
+
+    fn create_with(
+        dir: PathBuf,
+        tool_path: &Path,
+        server: PathBuf,
+        ssl: Option<[PathBuf; 3]>,
+    ) -> Server {
         let db = dir.join("vtep.db");
         let _ = std::fs::remove_file(&db);
         let st = Command::new(tool_path)
@@ -53,6 +66,8 @@ impl Server {
             dir,
             server,
             child: None,
+            ssl,
+            ssl_port: None,
         };
         s.start();
         s
@@ -60,7 +75,17 @@ impl Server {
 
     fn start(&mut self) {
         let _ = std::fs::remove_file(self.socket());
-        let child = Command::new(&self.server)
+        let log = self.dir.join("ovsdb-server.log");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = Command::new(&self.server);
+        if let Some([key, cert, ca]) = &self.ssl {
+            cmd.arg("--remote=pssl:0:127.0.0.1")
+                .arg(format!("--private-key={}", key.display()))
+                .arg(format!("--certificate={}", cert.display()))
+                .arg(format!("--ca-cert={}", ca.display()))
+                .arg(format!("--log-file={}", log.display()));
+        }
+        let child = cmd
             .current_dir(&self.dir)
             .arg(format!("--remote=punix:{}", self.socket().display()))
             .arg(format!("--unixctl={}", self.dir.join("ctl").display()))
@@ -72,12 +97,20 @@ impl Server {
             .expect("ovsdb-server starts");
         self.child = Some(child);
         for _ in 0..100 {
-            if self.socket().exists() {
+            let port = std::fs::read_to_string(&log).ok().and_then(|text| {
+                let (_, rest) = text.split_once("listening on port ")?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            self.ssl_port = port;
+            if self.socket().exists() && (self.ssl.is_none() || port.is_some()) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("ovsdb-server did not create its socket");
+        panic!("ovsdb-server did not create its socket (or did not log its SSL port)");
     }
 
     fn stop(&mut self) {
@@ -482,4 +515,183 @@ async fn the_periodic_resync_reads_the_switch_whole() {
     assert!(vtep.deadline() <= std::time::Instant::now());
     assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
     assert_eq!(vtep.full_reads(), 2);
+}
+
+/// `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `NAME.pem` / `NAME.key` in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+}
+
+/// A certificate `NAME.pem` with key `NAME.key` signed by CA `ca`, for `usage` (serverAuth,
+/// clientAuth). No subject alternative names: as `ovs-pki` certificates, it names the
+/// switch, not its address.
+fn make_cert(dir: &Path, ca: &str, name: &str, usage: &str) {
+    let (key, csr, pem, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        format!("basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// An `ssl:` remote: the sync and the monitor work over TLS with the switch's certificate
+/// verified against the CA and the agent's own presented; with another CA the sync fails
+/// cleanly (a TLS error, the switch backed off), and so does an `ssl:` remote without TLS
+/// settings.
+#[tokio::test]
+async fn vtep_over_ssl() {
+    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
+        eprintln!(
+            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
+        );
+        return;
+    };
+    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
+        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
+        return;
+    }
+    if tool("openssl").is_none() {
+        eprintln!("SKIP: openssl missing (apt-get install openssl)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-ssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_ca(&dir, "ca");
+    make_ca(&dir, "otherca");
+    make_cert(&dir, "ca", "switch", "serverAuth");
+    make_cert(&dir, "ca", "agent", "clientAuth");
+    let files = [
+        dir.join("switch.key"),
+        dir.join("switch.pem"),
+        dir.join("ca.pem"),
+    ];
+    let srv = Server::create_with(dir.clone(), &tool_path, server, Some(files));
+    let local = srv.remote();
+    add_switch(&local).await;
+    let ssl = format!("ssl:127.0.0.1:{}", srv.ssl_port.unwrap());
+
+    let tls = neutrino_agent::vtep_tls::client_config(
+        &dir.join("ca.pem"),
+        &dir.join("agent.pem"),
+        &dir.join("agent.key"),
+    )
+    .unwrap();
+    let c = cluster();
+    let mut vtep = Vtep::new("sw1", &ssl)
+        .tls(Some(tls))
+        .resync_every(std::time::Duration::from_secs(3600));
+    let first = vtep.sync(&c).await.unwrap();
+    assert!(first.written > 0);
+    assert_eq!(first.tunnel_ips, vec!["192.0.2.100".to_string()]);
+    assert_eq!(
+        tables(&local).await,
+        json!({
+            "switches": [[ls(), 5001]],
+            "ports": [["p1", [[100, ls()]]], ["p2", []]],
+            "ucast": [[ls(), "fa:16:3e:00:00:01", "10.0.0.11", "192.0.2.1"]],
+            "mcast": [[ls(), "unknown-dst", ["192.0.2.1"]]],
+        })
+    );
+    // The monitor over TLS.
+    vtep_ctl(
+        &local,
+        &["add-ucast-local", NET, "00:00:5e:00:53:21", "192.0.2.100"],
+    );
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    let synced = vtep.sync(&c).await.unwrap();
+    assert_eq!(json!(synced.learned), json!({NET: ["00:00:5e:00:53:21"]}));
+    assert_eq!(synced.written, 0);
+
+    // A CA that did not sign the switch's certificate: an error, and the backoff.
+    let wrong = neutrino_agent::vtep_tls::client_config(
+        &dir.join("otherca.pem"),
+        &dir.join("agent.pem"),
+        &dir.join("agent.key"),
+    )
+    .unwrap();
+    let mut untrusting = Vtep::new("sw1", &ssl).tls(Some(wrong));
+    let err = untrusting.sync(&c).await.unwrap_err();
+    assert!(matches!(&err, OvsdbError::Tls(_)), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(!untrusting.due());
+
+    // No TLS settings for an ssl: remote.
+    let mut bare = Vtep::new("sw1", &ssl);
+    assert!(matches!(bare.sync(&c).await, Err(OvsdbError::Tls(_))));
+
+    // The switch still has what the first agent wrote, nothing of the others.
+    assert_eq!(tables(&local).await["ucast"].as_array().unwrap().len(), 1);
+    drop(srv);
 }
