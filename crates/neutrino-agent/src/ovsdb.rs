@@ -337,7 +337,7 @@ async fn serve(
 }
 
 /// The rows of some tables of one database as a `monitor` sees them: table name → row uuid
-/// → row (every column, and `_uuid` as `["uuid", ...]`). Pure: fed by the monitor's initial
+/// → row (every column, `_uuid` as `["uuid", ...]`, no `_version`). Pure: fed by the monitor's initial
 /// reply, its [`Update`]s, or a `select` of the same tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replica {
@@ -356,7 +356,7 @@ impl Replica {
     }
 
     /// Applies `<table-updates>` (the monitor's initial reply or an `update`): a row with
-    /// `new` is replaced by it, a row without is deleted. Tables not replicated are ignored.
+    /// `new` is replaced by it (without `_version`), a row without is deleted. Tables not replicated are ignored.
     /// The uuids of the rows it names, by table.
     pub fn apply(&mut self, updates: &Value) -> Vec<String> {
         let mut touched = Vec::new();
@@ -372,6 +372,8 @@ impl Replica {
                 match change.get("new").and_then(Value::as_object) {
                     Some(new) => {
                         let mut row = new.clone();
+                        // ovsdb-server sends `_version` with every column: it is not kept.
+                        row.remove("_version");
                         row.insert("_uuid".into(), json!(["uuid", uuid]));
                         replica.insert(uuid.clone(), Value::Object(row));
                     }
@@ -583,7 +585,9 @@ mod tests {
             "Other": {"o1": {"new": {}}},
         }));
         // A modification: `old` holds the changed columns, `new` the whole row.
-        r.apply(&json!({"A": {"a1": {"old": {"x": 1}, "new": {"x": 10}}}}));
+        r.apply(
+            &json!({"A": {"a1": {"old": {"x": 1}, "new": {"x": 10, "_version": ["uuid", "v2"]}}}}),
+        );
         r.apply(&json!({"A": {"a2": {"old": {"x": 2}}}}));
         assert!(r.has("A", "a1") && !r.has("A", "a2") && r.has("B", "b1"));
         assert!(!r.has("Other", "o1"));

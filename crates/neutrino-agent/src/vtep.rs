@@ -37,6 +37,8 @@ pub struct Vtep {
     read_at: Option<Instant>,
     /// How many times it was.
     full_reads: u64,
+    /// How many re-reads found the replica different from the switch's rows.
+    drifts: u64,
     /// How often the replica is read whole again while connected.
     resync_every: Duration,
     /// When the first change not yet seen by a sync arrived.
@@ -119,6 +121,7 @@ impl Vtep {
             floor: 0,
             read_at: None,
             full_reads: 0,
+            drifts: 0,
             resync_every: RESYNC_EVERY,
             changed_at: None,
             failures: 0,
@@ -161,6 +164,11 @@ impl Vtep {
     /// How many times the switch's tables were read whole (monitor starts and re-reads).
     pub fn full_reads(&self) -> u64 {
         self.full_reads
+    }
+
+    /// How many periodic re-reads found rows the monitor had not brought (each is logged).
+    pub fn drifts(&self) -> u64 {
+        self.drifts
     }
 
     /// Resolves when the switch's rows changed (at most [`DEBOUNCE`] after the first change
@@ -280,6 +288,7 @@ impl Vtep {
         let fresh = Replica::from_select(&plan::TABLES, &results);
         if self.replica.as_ref() != Some(&fresh) {
             tracing::warn!(switch = %self.name, "the VTEP's rows differed from the monitor's");
+            self.drifts += 1;
         }
         (self.replica, self.floor) = (Some(fresh), reply.seq);
         for update in &newer {
@@ -366,6 +375,10 @@ impl Vtep {
             let named = self.take(&update).unwrap_or_default();
             if seq > sent_after && named.iter().any(|u| touched.contains(u)) {
                 return Ok(());
+            }
+            // Someone else's change meanwhile: the next round looks at it.
+            if !named.is_empty() {
+                self.changed_at.get_or_insert_with(Instant::now);
             }
         }
     }
