@@ -610,8 +610,8 @@ fn make_cert(dir: &Path, ca: &str, name: &str, usage: &str) {
 
 /// An `ssl:` remote: the sync and the monitor work over TLS with the switch's certificate
 /// verified against the CA and the agent's own presented; with another CA the sync fails
-/// cleanly (a TLS error, the switch backed off), and so does an `ssl:` remote without TLS
-/// settings.
+/// cleanly (a TLS error, the switch backed off), and so does it with an agent certificate
+/// the switch does not trust, or an `ssl:` remote without TLS settings.
 #[tokio::test]
 async fn vtep_over_ssl() {
     let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
@@ -634,6 +634,7 @@ async fn vtep_over_ssl() {
     make_ca(&dir, "otherca");
     make_cert(&dir, "ca", "switch", "serverAuth");
     make_cert(&dir, "ca", "agent", "clientAuth");
+    make_cert(&dir, "otherca", "stranger", "clientAuth");
     let files = [
         dir.join("switch.key"),
         dir.join("switch.pem"),
@@ -688,6 +689,17 @@ async fn vtep_over_ssl() {
     assert!(matches!(&err, OvsdbError::Tls(_)), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
     assert!(!untrusting.due());
+
+    // An agent certificate the switch's CA did not sign: the switch refuses it.
+    let stranger = neutrino_agent::vtep_tls::client_config(
+        &dir.join("ca.pem"),
+        &dir.join("stranger.pem"),
+        &dir.join("stranger.key"),
+    )
+    .unwrap();
+    let mut refused = Vtep::new("sw1", &ssl).tls(Some(stranger));
+    assert!(refused.sync(&c).await.is_err());
+    assert!(!refused.due());
 
     // No TLS settings for an ssl: remote.
     let mut bare = Vtep::new("sw1", &ssl);
