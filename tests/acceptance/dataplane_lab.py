@@ -50,11 +50,16 @@ def wait_for(what: str, predicate, timeout: float = WAIT, interval: float = 0.2)
 class Lab:
     """An underlay, hosts on it, one agent per host, all against one server."""
 
-    def __init__(self, server: NeutrinoServer, tmp: Path, hosts: tuple[str, ...]):
+    def __init__(self, server: NeutrinoServer, tmp: Path, hosts: tuple[str, ...],
+                 beside: "Lab | None" = None):
+        """``beside``: another lab whose underlay this one joins (another deployment on the
+        same physical network); its hosts' tunnel addresses follow that lab's."""
         self.server = server
         self.tmp = tmp
         self.tag = uuid.uuid4().hex[:5]
-        self.underlay = f"nt{self.tag}-ul"
+        self.shared_underlay = beside is not None
+        self.underlay = beside.underlay if beside else f"nt{self.tag}-ul"
+        self.first = beside.first + len(beside.hosts) if beside else 0
         self.hosts = hosts
         self.agents: dict[str, subprocess.Popen] = {}
         # Extra `neutrino agent` arguments per host (e.g. interface mappings).
@@ -67,16 +72,17 @@ class Lab:
         return f"nt{self.tag}{host}-"
 
     def tunnel_ip(self, host: str) -> str:
-        return f"198.18.0.{self.hosts.index(host) + 1}"
+        return f"198.18.0.{self.first + self.hosts.index(host) + 1}"
 
     def instance(self, host: str, device: str) -> str:
         return f"{self.prefix(host)}vm-{device}"
 
     def setup(self) -> "Lab":
-        sh("ip", "netns", "add", self.underlay)
-        sh("ip", "-n", self.underlay, "link", "add", "br0", "type", "bridge")
-        sh("ip", "-n", self.underlay, "link", "set", "br0", "up")
-        for i, host in enumerate(self.hosts):
+        if not self.shared_underlay:
+            sh("ip", "netns", "add", self.underlay)
+            sh("ip", "-n", self.underlay, "link", "add", "br0", "type", "bridge")
+            sh("ip", "-n", self.underlay, "link", "set", "br0", "up")
+        for i, host in enumerate(self.hosts, start=self.first):
             ns = self.host_ns(host)
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "add", f"ul{i}", "netns", self.underlay, "type", "veth",

@@ -175,3 +175,148 @@ def test_border_gateway_reaches_a_remote_cloud(glab):
     wait_for("the WAN tunnel removed", lambda: sh(
         "ip", "-n", h2, "link", "show", "vxlan-456", check=False).returncode != 0)
     assert not lab.pings(remote, ip_of(a))
+
+
+@pytest.fixture
+def two_clouds(tmp_path, request):
+    """Two deployments on one underlay, each with its own server, a compute host h1 and a
+    software gateway host h2; extra gateway agent arguments from the test's ``gateway_args``
+    mark."""
+    mark = request.node.get_closest_marker("gateway_args")
+    extra = list(mark.args) if mark else []
+    labs = []
+    try:
+        for name in ("a", "b"):
+            server = NeutrinoServer(_server_binary(), tmp_path / name / "server").start()
+            lab = Lab(server, tmp_path / name, ("h1", "h2"), beside=labs[0] if labs else None)
+            labs.append(lab)
+            lab.device = f"gw-{lab.tag}"
+            lab.agent_args = {"h2": ["--l2gw-device", lab.device, "--resync-interval", "1",
+                                     *extra]}
+            lab.setup()
+            # The gateway device's interface (nothing behind it: this gateway only borders).
+            sh("ip", "-n", lab.host_ns("h2"), "link", "add", "bm0", "type", "veth",
+               "peer", "name", "bm1")
+            for dev in ("bm0", "bm1"):
+                sh("ip", "-n", lab.host_ns("h2"), "link", "set", dev, "up")
+        yield labs
+    finally:
+        # The second joined the first's underlay: it goes first.
+        for lab in reversed(labs):
+            lab.teardown()
+            lab.server.stop()
+
+
+def stretched_side(lab: Lab, address: str) -> tuple[dict, str, str]:
+    """One cloud's half: a network on 10.72.0.0/24, an instance on h1 with ``address``, the
+    network connected to the cloud's gateway. Returns the port, the network and the gateway."""
+    env = lab.server.env
+    net, sub = network_with_subnet(env, "10.72.0.0/24")
+    port = bound_port(env, net, "h1", "vm", *open_group(env),
+                      "--fixed-ip", f"subnet={sub},ip-address={address}")
+    port = wait_active(env, port["id"])
+    gw = osc("l2gw", "create", f"dp-gw-{uuid.uuid4().hex[:6]}",
+             "--device", f"name={lab.device},interface_names=bm0", env=env)
+    osc("l2gw", "connection", "create", gw["id"], net, "--default-segmentation-id", "0", env=env)
+    return port, net, gw["id"]
+
+
+def border(lab: Lab, gw: str, net: str, remote: Lab, flood: bool,
+           macs: list[dict] | None = None) -> str:
+    """A remote gateway connection from ``lab``'s gateway to ``remote``'s over WAN key 456, with
+    ``macs`` as remote MACs; returns its id."""
+    conn = lab.server.connect()
+    post = lambda path, key, body: conn.network.post(path, json={key: body}).json()[key]  # noqa: E731
+    rgw = post("/l2-remote-gateways", "l2_remote_gateway",
+               {"name": f"cloud-{remote.tag}", "ipaddr": remote.tunnel_ip("h2")})
+    rc = post("/l2-remote-gateway-connections", "l2_remote_gateway_connection",
+              {"gateway": gw, "network": net, "remote_gateway": rgw["id"], "seg_id": "456",
+               "flood": str(flood)})
+    if macs:
+        r = conn.network.post("/l2-remote-macs", json={"l2_remote_macs": [
+            {**m, "rgw_connection": rc["id"]} for m in macs]})
+        assert r.status_code == 201, r.text
+    return rc["id"]
+
+
+def unborder(lab: Lab, rc: str) -> None:
+    lab.server.connect().network.delete(f"/l2-remote-gateway-connections/{rc}")
+    wait_for("the WAN tunnel removed", lambda: sh(
+        "ip", "-n", lab.host_ns("h2"), "link", "show", "vxlan-456", check=False).returncode != 0)
+
+
+def test_two_clouds_stretch_a_network(two_clouds):
+    a, b = two_clouds
+    port_a, net_a, gw_a = stretched_side(a, "10.72.0.10")
+    port_b, net_b, gw_b = stretched_side(b, "10.72.0.20")
+    vm_a, vm_b = a.instance("h1", "vm"), b.instance("h1", "vm")
+    assert not a.pings(vm_a, "10.72.0.20"), "reachable before the clouds are joined"
+
+    # Flooding both ways: ARP crosses the WAN, the instances reach each other.
+    rc_a = border(a, gw_a, net_a, b, flood=True)
+    rc_b = border(b, gw_b, net_b, a, flood=True)
+    wait_for("cloud A reaching cloud B", lambda: a.pings(vm_a, "10.72.0.20"))
+    assert b.pings(vm_b, "10.72.0.10", count=2)
+
+    # One side's remote connection goes: the clouds are cut apart.
+    unborder(a, rc_a)
+    sh("ip", "-n", vm_a, "neigh", "flush", "all")
+    assert not a.pings(vm_a, "10.72.0.20", count=2)
+
+    # No flooding, the other cloud's instance given as a remote MAC with its address on both
+    # sides: each gateway answers ARP for the other cloud's instance, unicast crosses.
+    unborder(b, rc_b)
+    rc_a = border(a, gw_a, net_a, b, flood=False,
+                  macs=[{"mac": port_b["mac_address"], "ipaddr": "10.72.0.20"}])
+    rc_b = border(b, gw_b, net_b, a, flood=False,
+                  macs=[{"mac": port_a["mac_address"], "ipaddr": "10.72.0.10"}])
+    for lab, vm in ((a, vm_a), (b, vm_b)):
+        sh("ip", "-n", vm, "neigh", "flush", "all")
+    # Cloud A's compute host sends the remote MAC straight to its gateway host.
+    wait_for("h1's FDB entry for cloud B's instance toward A's gateway", lambda: fdb_toward(
+        a.host_ns("h1"), port_b["mac_address"], a.tunnel_ip("h2")))
+    wait_for("cloud A reaching cloud B without flooding", lambda: a.pings(vm_a, "10.72.0.20"))
+    assert b.pings(vm_b, "10.72.0.10", count=2)
+    neigh = sh("ip", "-n", vm_a, "neigh", "show", "10.72.0.20").stdout
+    assert port_b["mac_address"] in neigh, neigh
+    # Nothing floods across: no flood entry on the WAN device, and an address no remote MAC
+    # names stays unresolved.
+    assert not fdb_toward(a.host_ns("h2"), "00:00:00:00:00:00", b.tunnel_ip("h2"))
+    assert not a.pings(vm_a, "10.72.0.30")
+
+
+@pytest.mark.gateway_args("--l2gw-exchange-macs")
+def test_two_clouds_learn_each_others_macs(two_clouds):
+    """With the MAC exchange, no flooding and no remote MAC given: each gateway learns the other
+    cloud's instance (MAC and address) from the other gateway."""
+    a, b = two_clouds
+    port_a, net_a, gw_a = stretched_side(a, "10.72.0.10")
+    port_b, net_b, gw_b = stretched_side(b, "10.72.0.20")
+    vm_a, vm_b = a.instance("h1", "vm"), b.instance("h1", "vm")
+    rc_a = border(a, gw_a, net_a, b, flood=False)
+    border(b, gw_b, net_b, a, flood=False)
+    # A's gateway sends B's instance over the WAN, and A's compute host sends it to the gateway.
+    wait_for("A's gateway forwarding B's instance over the WAN", lambda: fdb_toward(
+        a.host_ns("h2"), port_b["mac_address"], b.tunnel_ip("h2")))
+    wait_for("h1's FDB entry for cloud B's instance toward A's gateway", lambda: fdb_toward(
+        a.host_ns("h1"), port_b["mac_address"], a.tunnel_ip("h2")))
+    wait_for("cloud A reaching cloud B", lambda: a.pings(vm_a, "10.72.0.20"))
+    assert b.pings(vm_b, "10.72.0.10", count=2)
+    assert not fdb_toward(a.host_ns("h2"), "00:00:00:00:00:00", b.tunnel_ip("h2"))
+
+    # A port created later in B is announced too.
+    env_b = b.server.env
+    sub_b = osc("network", "show", net_b, env=env_b)["subnets"][0]
+    later = bound_port(env_b, net_b, "h1", "vm2", *open_group(env_b),
+                       "--fixed-ip", f"subnet={sub_b},ip-address=10.72.0.21")
+    wait_active(env_b, later["id"])
+    wait_for("A's gateway forwarding B's new instance", lambda: fdb_toward(
+        a.host_ns("h2"), later["mac_address"], b.tunnel_ip("h2")))
+    assert a.pings(vm_a, "10.72.0.21", count=2)
+
+    # The border goes on A's side: what A learned from B is dropped with it.
+    unborder(a, rc_a)
+    wait_for("h1's entry for B's instance withdrawn", lambda: not fdb_toward(
+        a.host_ns("h1"), port_b["mac_address"], a.tunnel_ip("h2")))
+    sh("ip", "-n", vm_a, "neigh", "flush", "all")
+    assert not a.pings(vm_a, "10.72.0.20")

@@ -65,6 +65,9 @@ pub struct AgentConfig {
     pub overlay_port: u16,
     /// Make a new overlay key pair at start (`--rotate-overlay-key`).
     pub rotate_overlay_key: bool,
+    /// On a gateway host: exchange MACs with the remote gateways of its borders
+    /// (`--l2gw-exchange-macs`, see [`crate::mac_exchange`]).
+    pub l2gw_exchange_macs: bool,
 }
 
 /// Counters the status file shows.
@@ -147,6 +150,12 @@ struct Agent {
     believed: Option<(HostState, HostState)>,
     /// The learned MACs the server last accepted from this gateway host.
     l2gw_sent: Option<Value>,
+    /// The MAC exchange with other clouds' gateways, when enabled on a gateway host.
+    mac_exchange: Option<crate::mac_exchange::MacExchange>,
+    /// Told when what the exchange learned changes.
+    exchange_rx: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    /// The MACs the exchange taught, per network (reported with the gateway's learned MACs).
+    exchange_learned: BTreeMap<String, BTreeSet<String>>,
     /// Health prober of the functions plugged here.
     prober: crate::prober::Prober,
     /// Its verdicts as they change (taken by the watch loop while it runs).
@@ -245,6 +254,16 @@ pub async fn run(
         cfg.state_dir.join(crate::sg_log::FILE),
         sg_log_covers.clone(),
     );
+    let (mac_exchange, exchange_rx) = match &cfg.host.l2gw_device {
+        Some(_) if cfg.l2gw_exchange_macs => {
+            let (x, rx) = crate::mac_exchange::MacExchange::start(
+                cfg.dataplane_netns.clone(),
+                cfg.host.tunnel_ip,
+            );
+            (Some(x), Some(rx))
+        }
+        _ => (None, None),
+    };
     let mut agent = Agent {
         cfg,
         client,
@@ -264,6 +283,9 @@ pub async fn run(
         fdb: Value::Null,
         believed: None,
         l2gw_sent: None,
+        mac_exchange,
+        exchange_rx,
+        exchange_learned: BTreeMap::new(),
         status_revision: 0,
         port_statuses: BTreeMap::new(),
         containers: Vec::new(),
@@ -390,6 +412,14 @@ fn watched(
 async fn next_verdicts(
     rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<Vec<crate::prober::Health>>>,
 ) -> Option<Vec<crate::prober::Health>> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next change of what the MAC exchange learned (never, without one).
+async fn next_learned(rx: &mut Option<tokio::sync::mpsc::UnboundedReceiver<()>>) -> Option<()> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -669,6 +699,7 @@ impl Agent {
         let mut periodic = tokio::time::interval(self.cfg.resync_every);
         periodic.tick().await;
         let mut health_rx = self.health_rx.take();
+        let mut exchange_rx = self.exchange_rx.take();
         let mut counters = tokio::time::interval(COUNTERS_EVERY);
         counters.tick().await;
         let mut bgp_every = tokio::time::interval(BGP_EVERY);
@@ -689,6 +720,7 @@ impl Agent {
                 Some(changed) = next_verdicts(&mut health_rx) => {
                     self.health_changed(cluster, changed).await
                 }
+                Some(()) = next_learned(&mut exchange_rx) => (dirty, full) = (true, true),
                 ev = rx.recv() => match ev {
                     Some(WatchEvent::Page(page)) => {
                         bgp_dirty |= self.cfg.bgp;
@@ -750,6 +782,7 @@ impl Agent {
             }
         };
         self.health_rx = health_rx;
+        self.exchange_rx = exchange_rx;
         if dirty {
             self.reconcile(cluster).await;
         }
@@ -784,13 +817,34 @@ impl Agent {
         Ok(state)
     }
 
-    /// On a gateway host: sends what the bridges learned behind the gateway interfaces when
-    /// it differs from what the server last accepted.
+    /// With the MAC exchange on: announces this cloud's MACs of each border (from `want`) and
+    /// adds what the other clouds' gateways announced to `want`.
+    fn exchange_macs(&mut self, cluster: &Cluster, want: &mut Desired) {
+        let (Some(exchange), Some(device)) = (&self.mac_exchange, &self.cfg.host.l2gw_device)
+        else {
+            return;
+        };
+        let behind = neutrino_dataplane::l2gw::learned_macs(cluster, device, &self.fdb);
+        exchange.announce(neutrino_dataplane::l2gw::announcements(
+            cluster, want, &behind,
+        ));
+        self.exchange_learned =
+            neutrino_dataplane::l2gw::add_learned_remote(want, &exchange.learned());
+    }
+
+    /// On a gateway host: sends what the bridges learned behind the gateway interfaces (and
+    /// what the MAC exchange taught) when it differs from what the server last accepted.
     async fn report_l2gw_macs(&mut self, cluster: &Cluster) {
         let Some(device) = &self.cfg.host.l2gw_device else {
             return;
         };
-        let learned = neutrino_dataplane::l2gw::learned_macs(cluster, device, &self.fdb);
+        let mut learned = neutrino_dataplane::l2gw::learned_macs(cluster, device, &self.fdb);
+        for (network, macs) in &self.exchange_learned {
+            learned
+                .entry(network.clone())
+                .or_default()
+                .extend(macs.iter().cloned());
+        }
         let doc = json!({"host": self.cfg.host.host, "networks": learned});
         if self.l2gw_sent.as_ref() == Some(&doc) {
             return;
@@ -878,6 +932,7 @@ impl Agent {
     async fn reconcile_kernel(&mut self, cluster: &Cluster, targeted: bool) {
         let mut phases = crate::phases::Phases::start();
         let mut want = desired(cluster, &self.cfg.host);
+        self.exchange_macs(cluster, &mut want);
         self.refused_subports
             .retain(|id, _| want.subports.contains_key(id));
         neutrino_dataplane::trunk::drop_failed_subports(&mut want, &self.refused_subports);
@@ -1719,11 +1774,11 @@ impl Agent {
     /// associations of the ports plugged here ask; returns whether everything took. Once
     /// nothing is served and that was applied, the kernel is not read again until something is.
     async fn reconcile_local_ips(&mut self, cluster: &Cluster, want: &Desired) -> bool {
-        let model = neutrino_dataplane::local_ip::desired(cluster, &want.ports);
-        if model.served.is_empty() && self.local_ips_idle {
+        let model = neutrino_dataplane::local_ip::desired(cluster, &want.ports, &want.arp_answers);
+        if model.is_empty() && self.local_ips_idle {
             return true;
         }
-        let idle = model.served.is_empty();
+        let idle = model.is_empty();
         let kernel = self.kernel.clone();
         let result =
             tokio::task::spawn_blocking(move || -> Result<(usize, Vec<String>), AgentError> {
@@ -2117,6 +2172,7 @@ pub(crate) mod tests {
             encrypt_overlay: false,
             overlay_port: 51820,
             rotate_overlay_key: false,
+            l2gw_exchange_macs: false,
         }
     }
 

@@ -12,6 +12,7 @@ mod conntrack;
 mod daemon;
 mod dnsmasq;
 pub mod kernel;
+mod mac_exchange;
 mod meter_report;
 pub mod metrics;
 mod nft_netlink;

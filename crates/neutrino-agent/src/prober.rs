@@ -167,8 +167,8 @@ fn judge_loop(
     }
 }
 
-/// Moves this thread into the probe namespace (`/run/netns/<name>`).
-fn enter(netns: &str) -> std::io::Result<()> {
+/// Moves this thread into a named network namespace (`/run/netns/<name>`).
+pub(crate) fn enter(netns: &str) -> std::io::Result<()> {
     use std::os::fd::AsFd;
     let file = std::fs::File::open(format!("/run/netns/{netns}"))?;
     rustix::thread::move_into_link_name_space(

@@ -91,6 +91,11 @@ pub struct Desired {
     pub edge_ports: BTreeMap<String, EdgePort>,
     /// Trunk subports bound here, by port id ([`crate::trunk`]).
     pub subports: BTreeMap<String, crate::trunk::SubportOutcome>,
+    /// ARP requests the bridges answer themselves (a border gateway's remote MACs with an
+    /// address; applied with the Local IPs' answers, see [`crate::local_ip`]).
+    pub arp_answers: BTreeSet<crate::local_ip::ArpAnswer>,
+    /// This gateway host's tunnels to other clouds' border gateways ([`crate::l2gw`]).
+    pub borders: Vec<crate::l2gw::Border>,
 }
 
 /// A port filtered at a device it shares with other endpoints: a bare-metal server's port
@@ -564,20 +569,23 @@ pub fn desired(cluster: &Cluster, cfg: &HostConfig) -> Desired {
                     mac: FLOOD_MAC.to_string(),
                     dst,
                 });
-                // The hosts behind its interfaces, as the gateway reported them.
+                // The hosts behind its interfaces, as the gateway reported them, and (a
+                // software gateway) the other clouds' MACs it tunnels to.
                 let learned = cluster
                     .all("l2gw_learned_macs")
-                    .filter(|r| text(r, "host") == reporter && text(r, "network_id") == a.network);
-                for r in learned {
-                    for mac in r["macs"].as_array().into_iter().flatten() {
-                        if let Some(mac) = mac.as_str() {
-                            out.state.fdb.insert(FdbEntry {
-                                dev: vxlan.clone(),
-                                mac: mac.to_ascii_lowercase(),
-                                dst,
-                            });
-                        }
-                    }
+                    .filter(|r| text(r, "host") == reporter && text(r, "network_id") == a.network)
+                    .flat_map(|r| r["macs"].as_array().into_iter().flatten())
+                    .filter_map(Value::as_str)
+                    .map(str::to_ascii_lowercase);
+                let software = reporter != crate::vtep::report_host(&device);
+                let remote =
+                    crate::l2gw::remote_macs(cluster, &device, &a.network).filter(|_| software);
+                for mac in learned.chain(remote.map(|(mac, _)| mac)) {
+                    out.state.fdb.insert(FdbEntry {
+                        dev: vxlan.clone(),
+                        mac,
+                        dst,
+                    });
                 }
             }
         }

@@ -72,6 +72,21 @@ pub struct Served {
     pub translate: bool,
 }
 
+/// An ARP request for `ip` on `bridge` answered by the bridge itself with `mac`, which sits
+/// behind the bridge port `port` (a tap, or a border gateway's WAN VXLAN device): the same
+/// neighbour entry, static FDB entry and `neigh_suppress` as a Local IP's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArpAnswer {
+    /// The network's bridge.
+    pub bridge: String,
+    /// The bridge port the MAC is behind.
+    pub port: String,
+    /// The address asked for.
+    pub ip: Ipv4Addr,
+    /// The MAC answered (lowercase).
+    pub mac: String,
+}
+
 /// What this host should serve.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalIpModel {
@@ -79,6 +94,33 @@ pub struct LocalIpModel {
     pub served: Vec<Served>,
     /// The taps plugged on each bridge that serves a Local IP.
     pub taps: BTreeMap<String, BTreeSet<String>>,
+    /// Other addresses the bridges answer for (remote MACs of border gateways, see
+    /// [`crate::l2gw`]).
+    pub answers: BTreeSet<ArpAnswer>,
+}
+
+impl LocalIpModel {
+    /// Nothing to serve: no association and no other answer.
+    pub fn is_empty(&self) -> bool {
+        self.served.is_empty() && self.answers.is_empty()
+    }
+
+    /// Every ARP answer: the associations' and the others.
+    fn all_answers(&self) -> BTreeSet<ArpAnswer> {
+        let mut out = self.answers.clone();
+        out.extend(self.served.iter().map(|s| ArpAnswer {
+            bridge: s.bridge.clone(),
+            port: s.tap.clone(),
+            ip: s.local_ip,
+            mac: s.mac.clone(),
+        }));
+        out
+    }
+}
+
+/// A bridge port whose ARP state this module may own: a tap or a VXLAN device.
+fn answering_port(dev: &str) -> bool {
+    dev.starts_with("tap") || dev.starts_with("vxlan-")
 }
 
 /// Kernel state this module owns, as observed.
@@ -116,8 +158,13 @@ pub struct RawLocalIp {
 /// One step of a plan.
 pub type LocalIpOp = crate::host_op::HostOp;
 
-/// The Local IPs the ports plugged here (`ports`, as [`crate::desired`] decided) serve.
-pub fn desired(cluster: &Cluster, ports: &BTreeMap<String, PortOutcome>) -> LocalIpModel {
+/// The Local IPs the ports plugged here (`ports`, as [`crate::desired`] decided) serve, and
+/// the other ARP answers `answers` ([`crate::desired::Desired::arp_answers`]).
+pub fn desired(
+    cluster: &Cluster,
+    ports: &BTreeMap<String, PortOutcome>,
+    answers: &BTreeSet<ArpAnswer>,
+) -> LocalIpModel {
     let plugged: BTreeMap<&str, &str> = ports
         .iter()
         .filter_map(|(id, o)| match o {
@@ -183,6 +230,7 @@ pub fn desired(cluster: &Cluster, ports: &BTreeMap<String, PortOutcome>) -> Loca
     LocalIpModel {
         served: served.into_values().collect(),
         taps,
+        answers: answers.clone(),
     }
 }
 
@@ -403,16 +451,15 @@ fn nft_script(model: &LocalIpModel, have: &LocalIpObserved) -> Option<String> {
 /// The steps from `have` to `model`: ARP state first, then the table.
 pub fn plan(model: &LocalIpModel, have: &LocalIpObserved) -> Vec<LocalIpOp> {
     let mut ops = Vec::new();
-    let neighbours: BTreeSet<(String, String, String)> = model
-        .served
+    let answers = model.all_answers();
+    let neighbours: BTreeSet<(String, String, String)> = answers
         .iter()
-        .map(|s| (s.bridge.clone(), s.local_ip.to_string(), s.mac.clone()))
+        .map(|a| (a.bridge.clone(), a.ip.to_string(), a.mac.clone()))
         .collect();
-    let suppressing: BTreeSet<String> = model.served.iter().map(|s| s.tap.clone()).collect();
-    let fdb: BTreeSet<(String, String)> = model
-        .served
+    let suppressing: BTreeSet<String> = answers.iter().map(|a| a.port.clone()).collect();
+    let fdb: BTreeSet<(String, String)> = answers
         .iter()
-        .map(|s| (s.tap.clone(), s.mac.clone()))
+        .map(|a| (a.port.clone(), a.mac.clone()))
         .collect();
     for (tap, mac) in fdb.difference(&have.static_fdb) {
         ops.push(LocalIpOp::cmd(&[
@@ -531,13 +578,13 @@ pub fn observe(raw: &RawLocalIp) -> LocalIpObserved {
         }
     }
     for l in raw.links.as_array().into_iter().flatten() {
-        if l["neigh_suppress"] == true && text(l, "ifname").starts_with("tap") {
+        if l["neigh_suppress"] == true && answering_port(text(l, "ifname")) {
             out.suppressing.insert(text(l, "ifname").to_string());
         }
     }
     for f in raw.fdb.as_array().into_iter().flatten() {
         let dev = text(f, "ifname");
-        if text(f, "state") == "static" && dev.starts_with("tap") && f.get("master").is_some() {
+        if text(f, "state") == "static" && answering_port(dev) && f.get("master").is_some() {
             out.static_fdb
                 .insert((dev.to_string(), text(f, "mac").to_ascii_lowercase()));
         }
@@ -585,7 +632,7 @@ mod tests {
 
     #[test]
     fn the_associated_port_serves_its_network_on_this_host() {
-        let model = desired(&cluster("translate"), &ports());
+        let model = desired(&cluster("translate"), &ports(), &BTreeSet::new());
         assert_eq!(model.served.len(), 1);
         let s = &model.served[0];
         assert_eq!(
@@ -603,12 +650,14 @@ mod tests {
         // A port plugged elsewhere serves nothing here.
         let mut elsewhere = ports();
         elsewhere.remove("pf");
-        assert!(desired(&cluster("translate"), &elsewhere).served.is_empty());
+        assert!(desired(&cluster("translate"), &elsewhere, &BTreeSet::new())
+            .served
+            .is_empty());
     }
 
     #[test]
     fn plans_everything_then_nothing_once_observed() {
-        let model = desired(&cluster("translate"), &ports());
+        let model = desired(&cluster("translate"), &ports(), &BTreeSet::new());
         let ops = plan(&model, &LocalIpObserved::default());
         let text: Vec<String> = ops.iter().map(ToString::to_string).collect();
         assert!(text[0].starts_with("bridge fdb replace fa:16:3e:00:00:30 dev tap"));
@@ -659,14 +708,14 @@ mod tests {
         let second = json!({"id": "l2:pf", "local_ip_id": "l2", "fixed_port_id": "pf",
                             "fixed_ip": "10.0.0.30", "local_ip_address": "10.0.0.201"});
         c.put("local_ip_port_association", "l2:pf", Some(&second));
-        let model = desired(&c, &ports());
+        let model = desired(&c, &ports(), &BTreeSet::new());
         assert_eq!(model.served.len(), 1);
         assert_eq!(model.served[0].local_ip.to_string(), "10.0.0.200");
     }
 
     #[test]
     fn passthrough_needs_arp_only() {
-        let model = desired(&cluster("passthrough"), &ports());
+        let model = desired(&cluster("passthrough"), &ports(), &BTreeSet::new());
         let ops = plan(&model, &LocalIpObserved::default());
         assert_eq!(ops.len(), 3);
         assert!(ops.iter().all(|o| matches!(o, LocalIpOp::Cmd(_))));
@@ -674,7 +723,7 @@ mod tests {
 
     #[test]
     fn a_changed_port_address_swaps_chains_and_keeps_the_sets() {
-        let model = desired(&cluster("translate"), &ports());
+        let model = desired(&cluster("translate"), &ports(), &BTreeSet::new());
         let o = objects(&model);
         let have = LocalIpObserved {
             table: true,

@@ -276,7 +276,7 @@ impl Op {
                 port,
                 mtu,
             } => format!(
-                "link add {name} mtu {mtu} type vxlan id {vni} local {local} dstport {port} nolearning"
+                "link add {name} mtu {mtu} type vxlan id {vni} local {local} dstport {port} nolearning noudpcsum"
             ),
             Op::AddVeth {
                 tap,

@@ -247,3 +247,135 @@ fn remote_gateways_get_a_wan_tunnel() {
     let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
     assert!(gw.state.vxlans.is_empty() && gw.state.fdb.is_empty());
 }
+
+#[test]
+fn remote_macs_with_an_address_are_answered_by_the_gateway_and_sent_to_it() {
+    let mut c = with_remote(
+        &cluster(
+            json!([{"name": "veth-bm", "segmentation_id": []}]),
+            json!(""),
+        ),
+        "456",
+        "False",
+    );
+    c.apply_page(&json!({"revision": 7, "changes": [
+        {"kind": "l2_remote_mac", "id": "m2", "body": {"id": "m2", "uuid": "m2",
+         "mac": "02:00:00:00:09:02", "ipaddr": "10.70.0.60", "rgw_connection": "rc1"}},
+    ]}));
+    let gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    // The bridge answers for the MAC that has an address, behind the WAN device; not for the
+    // one without.
+    let answers: Vec<_> = gw.arp_answers.iter().collect();
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!(
+        (
+            answers[0].bridge.as_str(),
+            answers[0].port.as_str(),
+            answers[0].ip.to_string(),
+            answers[0].mac.as_str()
+        ),
+        (
+            names::bridge(NET).as_str(),
+            "vxlan-456",
+            "10.70.0.60".to_string(),
+            "02:00:00:00:09:02"
+        )
+    );
+    let model = neutrino_dataplane::local_ip::desired(&c, &gw.ports, &gw.arp_answers);
+    let ops: Vec<String> = neutrino_dataplane::local_ip::plan(&model, &Default::default())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        ops.iter()
+            .any(|o| o.contains("fdb replace 02:00:00:00:09:02 dev vxlan-456 master static"))
+            && ops
+                .iter()
+                .any(|o| o.contains("dev vxlan-456 neigh_suppress on"))
+            && ops
+                .iter()
+                .any(|o| o.contains("neigh replace 10.70.0.60 lladdr 02:00:00:00:09:02")),
+        "{ops:?}"
+    );
+
+    // The network's other hosts send both remote MACs to the gateway host (no flooding for
+    // a known MAC); none gets an ARP answer.
+    let compute = desired(&c, &host("compute", "198.18.0.1", None));
+    let gateway: IpAddr = "198.18.0.2".parse().unwrap();
+    for mac in ["02:00:00:00:09:01", "02:00:00:00:09:02"] {
+        assert!(
+            compute.state.fdb.contains(&FdbEntry {
+                dev: names::vxlan(1001),
+                mac: mac.into(),
+                dst: gateway,
+            }),
+            "{mac}: {:?}",
+            compute.state.fdb
+        );
+    }
+    assert!(compute.arp_answers.is_empty());
+}
+
+#[test]
+fn the_mac_exchange_announces_this_cloud_and_learns_only_from_the_border_peer() {
+    use neutrino_dataplane::l2gw::{add_learned_remote, announcements, LearnedRemote};
+    let c = with_remote(
+        &cluster(
+            json!([{"name": "veth-bm", "segmentation_id": []}]),
+            json!(""),
+        ),
+        "456",
+        "False",
+    );
+    let mut gw = desired(&c, &host("gwhost", "198.18.0.2", Some("gw1")));
+    assert_eq!(gw.borders.len(), 1);
+    let remote: IpAddr = "198.18.9.1".parse().unwrap();
+    // This cloud's bound port and what was learned behind the interface are announced; the
+    // API's remote MACs (the other cloud's) are not.
+    let behind = [(NET.to_string(), ["02:00:00:00:00:bb".to_string()].into())].into();
+    let out = announcements(&c, &gw, &behind);
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].remote, out[0].key), (remote, 456));
+    let macs: Vec<&str> = out[0].macs.iter().map(|(m, _)| m.as_str()).collect();
+    assert_eq!(macs, ["02:00:00:00:00:bb", "fa:16:3e:00:00:01"]);
+
+    // Learned from the border's peer on its key: forwarded over the WAN device and answered;
+    // from anyone else, or on another key: ignored.
+    let learned = [
+        LearnedRemote {
+            remote,
+            key: 456,
+            mac: "02:00:00:00:0a:01".into(),
+            ip: Some("10.70.0.61".parse().unwrap()),
+        },
+        LearnedRemote {
+            remote,
+            key: 457,
+            mac: "02:00:00:00:0a:02".into(),
+            ip: None,
+        },
+        LearnedRemote {
+            remote: "198.18.9.2".parse().unwrap(),
+            key: 456,
+            mac: "02:00:00:00:0a:03".into(),
+            ip: None,
+        },
+    ]
+    .into();
+    let added = add_learned_remote(&mut gw, &learned);
+    assert_eq!(added[NET].iter().collect::<Vec<_>>(), ["02:00:00:00:0a:01"]);
+    assert!(gw.state.fdb.contains(&FdbEntry {
+        dev: "vxlan-456".into(),
+        mac: "02:00:00:00:0a:01".into(),
+        dst: remote,
+    }));
+    assert!(!gw
+        .state
+        .fdb
+        .iter()
+        .any(|e| e.mac.starts_with("02:00:00:00:0a:0") && e.mac != "02:00:00:00:0a:01"));
+    assert!(gw
+        .arp_answers
+        .iter()
+        .any(|a| a.mac == "02:00:00:00:0a:01" && a.ip.to_string() == "10.70.0.61"));
+}

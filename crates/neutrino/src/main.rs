@@ -262,6 +262,11 @@ struct AgentArgs {
     /// is kept as `overlay-key.old`); the peers take the new public key from the server.
     #[arg(long)]
     rotate_overlay_key: bool,
+    /// With --l2gw-device: exchange MACs with the remote gateways of this gateway's border
+    /// connections (UDP port 4792 on --tunnel-ip), so neither cloud has to create the other's
+    /// remote MACs and the WAN need not flood. Both gateways of a border should use it.
+    #[arg(long)]
+    l2gw_exchange_macs: bool,
 }
 
 async fn agent(args: AgentArgs) -> anyhow::Result<()> {
@@ -322,6 +327,7 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         encrypt_overlay: args.encrypt_overlay,
         overlay_port: args.overlay_port,
         rotate_overlay_key: args.rotate_overlay_key,
+        l2gw_exchange_macs: args.l2gw_exchange_macs,
     };
     if args.encrypt_overlay && args.overlay_port == args.vxlan_port {
         anyhow::bail!("--overlay-port must differ from --vxlan-port");
