@@ -52,6 +52,12 @@ pub struct AgentConfig {
     /// Hardware VTEPs this agent programs (`--vtep NAME=REMOTE`): gateway device name and
     /// OVSDB remote of each physical switch.
     pub vteps: Vec<(String, String)>,
+    /// How often each hardware VTEP's tables are read whole again (`--vtep-resync-interval`):
+    /// between, the agent follows them through its OVSDB `monitor`.
+    pub vtep_resync_every: Duration,
+    /// The TLS configuration of the `ssl:` VTEP remotes (`--vtep-ca-cert`, `--vtep-cert`,
+    /// `--vtep-key`; see [`crate::vtep_tls`]).
+    pub vtep_tls: Option<Arc<rustls::ClientConfig>>,
     /// Encrypt host-to-host VXLAN through a userspace WireGuard device (`--encrypt-overlay`,
     /// see [`crate::overlay`]).
     pub encrypt_overlay: bool,
@@ -232,7 +238,11 @@ pub async fn run(
     let vteps = cfg
         .vteps
         .iter()
-        .map(|(name, remote)| crate::vtep::Vtep::new(name, remote))
+        .map(|(name, remote)| {
+            crate::vtep::Vtep::new(name, remote)
+                .resync_every(cfg.vtep_resync_every)
+                .tls(cfg.vtep_tls.clone())
+        })
         .collect();
     let (prober, health_rx) = crate::prober::Prober::start(kernel.clone(), probe_netns(&cfg));
     let sg_log_covers = crate::sg_log::Covers::default();
@@ -336,10 +346,6 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often a BGP agent asks for its speakers besides after feed lines (a binding to an
 /// agent is not a resource of the feed).
 const BGP_EVERY: Duration = Duration::from_secs(5);
-
-/// How often the hardware VTEPs are read and programmed besides after each reconcile (what
-/// the switches learn, and a switch back from an outage, need no feed line).
-const VTEP_EVERY: Duration = Duration::from_secs(5);
 
 /// How often the runtimes' namespaces of the containers here are checked (a `stat` each).
 const CONTAINERS_EVERY: Duration = Duration::from_secs(2);
@@ -698,14 +704,14 @@ impl Agent {
         counters.tick().await;
         let mut bgp_every = tokio::time::interval(BGP_EVERY);
         bgp_every.tick().await;
-        let mut vtep_every = tokio::time::interval(VTEP_EVERY);
-        vtep_every.tick().await;
         let mut containers_every = tokio::time::interval(CONTAINERS_EVERY);
         containers_every.tick().await;
         // A feed line came: the speakers, their peers or their routes may have changed.
         let mut bgp_dirty = false;
         let mut retry = RETRY_FIRST;
         let outcome = loop {
+            // A hardware VTEP's backoff ended, or its periodic full read is due.
+            let vtep_wake = self.vteps.iter().map(crate::vtep::Vtep::deadline).min();
             tokio::select! {
                 _ = counters.tick() => {
                     self.report_counters(cluster).await;
@@ -744,9 +750,16 @@ impl Agent {
                     self.reconcile_bgp().await;
                 }
                 _ = bgp_every.tick(), if self.cfg.bgp => self.reconcile_bgp().await,
-                _ = vtep_every.tick(), if !self.vteps.is_empty() => {
-                    self.sync_vteps(cluster).await
-                }
+                _ = tokio::time::sleep_until(
+                        vtep_wake.unwrap_or_else(std::time::Instant::now).into()
+                    ), if vtep_wake.is_some() => self.sync_vteps(cluster).await,
+                // A switch's rows changed (what it learnt): report, and repair, at once.
+                (name, change) = next_vtep_change(&mut self.vteps) => match change {
+                    crate::vtep::Change::Updated => self.sync_vteps(cluster).await,
+                    crate::vtep::Change::Lost(e) => {
+                        tracing::warn!(switch = %name, error = %e, "lost the VTEP's connection");
+                    }
+                },
                 _ = containers_every.tick(), if !self.containers.is_empty() => {
                     let gone = self.containers.iter().any(|(name, path)| {
                         let mounted = std::path::Path::new(&format!("/run/netns/{name}")).exists();
@@ -2097,6 +2110,21 @@ impl Agent {
     }
 }
 
+/// The next change of any of `vteps` (see [`crate::vtep::Vtep::changed`]), with the switch's
+/// name; pending forever without switches.
+async fn next_vtep_change(vteps: &mut [crate::vtep::Vtep]) -> (String, crate::vtep::Change) {
+    if vteps.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = vteps.iter_mut().map(|v| {
+        Box::pin(async move {
+            let change = v.changed().await;
+            (v.name.clone(), change)
+        })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
 /// Whether the runtime's namespace of a container is gone: nothing at its path any more, or
 /// (when the agent has it bind-mounted at `/run/netns/NAME`) another namespace than the
 /// mounted one there (a reused `/proc/PID/ns/net`).
@@ -2143,6 +2171,8 @@ pub(crate) mod tests {
             bgp_router_id: None,
             dataplane_netns: None,
             vteps: Vec::new(),
+            vtep_resync_every: Duration::from_secs(60),
+            vtep_tls: None,
             encrypt_overlay: false,
             overlay_port: 51820,
             rotate_overlay_key: false,

@@ -25,6 +25,7 @@ mod sfc_report;
 mod sg_log;
 mod trunk_report;
 pub mod vtep;
+pub mod vtep_tls;
 
 pub use agent::{run, AgentConfig};
 pub use client::ServerClient;

@@ -1,14 +1,15 @@
 //! Hardware VTEPs against a real `ovsdb-server` with the `hardware_vtep` schema (Debian's
 //! `openvswitch-common` and `openvswitch-vtep`): the agent's sync writes logical switches,
-//! VLAN bindings, remote MACs and flooding as ports come and go, reports what the switch
-//! learnt locally, and replays everything into a database that lost it. Skips, saying why,
-//! when the tools or the schema are missing.
+//! VLAN bindings, remote MACs and flooding as ports come and go, its monitor brings what
+//! the switch learns locally without a re-read, a lost connection is noticed, and
+//! everything is replayed into a database that lost it. Skips, saying why, when the tools
+//! or the schema are missing.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use neutrino_agent::ovsdb::Ovsdb;
-use neutrino_agent::vtep::Vtep;
+use neutrino_agent::ovsdb::{Ovsdb, OvsdbError};
+use neutrino_agent::vtep::{Change, Vtep};
 use neutrino_dataplane::Cluster;
 use serde_json::{json, Value};
 
@@ -28,6 +29,10 @@ struct Server {
     dir: PathBuf,
     server: PathBuf,
     child: Option<Child>,
+    /// TLS as well: the server's key, certificate and CA certificate files (`pssl:` on an
+    /// ephemeral port of 127.0.0.1, read back from the log into `ssl_port`).
+    ssl: Option<[PathBuf; 3]>,
+    ssl_port: Option<u16>,
 }
 
 impl Server {
@@ -41,6 +46,15 @@ impl Server {
 
     /// Creates a fresh database with switch `sw1` (tunnel IP 192.0.2.100, ports p1, p2).
     fn create(dir: PathBuf, tool_path: &Path, server: PathBuf) -> Server {
+        Server::create_with(dir, tool_path, server, None)
+    }
+
+    fn create_with(
+        dir: PathBuf,
+        tool_path: &Path,
+        server: PathBuf,
+        ssl: Option<[PathBuf; 3]>,
+    ) -> Server {
         let db = dir.join("vtep.db");
         let _ = std::fs::remove_file(&db);
         let st = Command::new(tool_path)
@@ -52,6 +66,8 @@ impl Server {
             dir,
             server,
             child: None,
+            ssl,
+            ssl_port: None,
         };
         s.start();
         s
@@ -59,7 +75,17 @@ impl Server {
 
     fn start(&mut self) {
         let _ = std::fs::remove_file(self.socket());
-        let child = Command::new(&self.server)
+        let log = self.dir.join("ovsdb-server.log");
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = Command::new(&self.server);
+        if let Some([key, cert, ca]) = &self.ssl {
+            cmd.arg("--remote=pssl:0:127.0.0.1")
+                .arg(format!("--private-key={}", key.display()))
+                .arg(format!("--certificate={}", cert.display()))
+                .arg(format!("--ca-cert={}", ca.display()))
+                .arg(format!("--log-file={}", log.display()));
+        }
+        let child = cmd
             .current_dir(&self.dir)
             .arg(format!("--remote=punix:{}", self.socket().display()))
             .arg(format!("--unixctl={}", self.dir.join("ctl").display()))
@@ -71,12 +97,20 @@ impl Server {
             .expect("ovsdb-server starts");
         self.child = Some(child);
         for _ in 0..100 {
-            if self.socket().exists() {
+            let port = std::fs::read_to_string(&log).ok().and_then(|text| {
+                let (_, rest) = text.split_once("listening on port ")?;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            self.ssl_port = port;
+            if self.socket().exists() && (self.ssl.is_none() || port.is_some()) {
                 return;
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        panic!("ovsdb-server did not create its socket");
+        panic!("ovsdb-server did not create its socket (or did not log its SSL port)");
     }
 
     fn stop(&mut self) {
@@ -255,6 +289,30 @@ fn ls() -> String {
     NET.to_string()
 }
 
+/// The next change the monitor brings, within a few seconds.
+async fn next_change(vtep: &mut Vtep) -> Change {
+    tokio::time::timeout(std::time::Duration::from_secs(5), vtep.changed())
+        .await
+        .expect("the monitor reports the change")
+}
+
+/// `vtep-ctl` on the database at `remote`.
+fn vtep_ctl(remote: &str, args: &[&str]) {
+    let Some(ctl) = tool("vtep-ctl") else {
+        panic!("vtep-ctl missing (apt-get install openvswitch-vtep)");
+    };
+    let out = Command::new(ctl)
+        .arg(format!("--db={remote}"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "vtep-ctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test]
 async fn vtep_follows_the_cluster_and_replays() {
     let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
@@ -274,7 +332,9 @@ async fn vtep_follows_the_cluster_and_replays() {
     add_switch(&remote).await;
 
     let mut c = cluster();
-    let mut vtep = Vtep::new("sw1", &remote);
+    // No periodic re-read during the test: everything after the first read comes from the
+    // monitor.
+    let mut vtep = Vtep::new("sw1", &remote).resync_every(std::time::Duration::from_secs(3600));
     assert!(vtep.due());
     let first = vtep.sync(&c).await.unwrap();
     assert!(first.written > 0);
@@ -286,8 +346,9 @@ async fn vtep_follows_the_cluster_and_replays() {
         "mcast": [[ls(), "unknown-dst", ["192.0.2.1"]]],
     });
     assert_eq!(tables(&remote).await, connected);
-    // Nothing to do the second time.
+    // Nothing to do the second time: the replica already has what was written.
     assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
+    assert_eq!(vtep.full_reads(), 1);
 
     // A port on another host: its MAC, and flooding to both hosts.
     c.put(
@@ -305,10 +366,13 @@ async fn vtep_follows_the_cluster_and_replays() {
     });
     assert_eq!(tables(&remote).await, two);
 
-    // The switch learns a MAC behind p1: reported for the network.
+    // The switch learns a MAC behind p1: the monitor brings it, reported for the network.
     learn_locally(&remote, "00:00:5e:00:53:01").await;
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
     let synced = vtep.sync(&c).await.unwrap();
     assert_eq!(json!(synced.learned), json!({NET: ["00:00:5e:00:53:01"]}));
+    assert_eq!(synced.written, 0);
+    assert_eq!(vtep.full_reads(), 1);
 
     // The first port goes away.
     c.put("port", "p-a", None);
@@ -321,11 +385,13 @@ async fn vtep_follows_the_cluster_and_replays() {
     });
     assert_eq!(tables(&remote).await, after_delete);
 
-    // The switch's server restarts with an empty database (a replaced switch): the next
-    // sync fails on the dead connection, the one after replays everything.
+    // The switch's server restarts with an empty database (a replaced switch): the monitor
+    // notices the lost connection, a sync meanwhile fails, the one after replays everything.
     srv.stop();
-    assert!(vtep.sync(&c).await.is_err());
+    assert!(matches!(next_change(&mut vtep).await, Change::Lost(_)));
     // The agent leaves a failed switch alone for a while.
+    assert!(!vtep.due());
+    assert!(vtep.sync(&c).await.is_err());
     assert!(!vtep.due());
     let db = srv.dir.join("vtep.db");
     std::fs::remove_file(&db).unwrap();
@@ -339,7 +405,9 @@ async fn vtep_follows_the_cluster_and_replays() {
     assert!(tables(&remote).await["switches"] == json!([]));
     vtep.sync(&c).await.unwrap();
     assert_eq!(tables(&remote).await, after_delete);
+    assert_eq!(vtep.full_reads(), 2);
     learn_locally(&remote, "00:00:5e:00:53:02").await;
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
 
     // The connection is deleted: the logical switch, its binding and MACs go.
     c.put("l2_gateway_connection", CONN, None);
@@ -348,4 +416,296 @@ async fn vtep_follows_the_cluster_and_replays() {
         tables(&remote).await,
         json!({"switches": [], "ports": [["p1", []], ["p2", []]], "ucast": [], "mcast": []})
     );
+}
+
+/// What the switch learns comes through the monitor: a MAC `vtep-ctl` adds to
+/// `Ucast_Macs_Local` (and a burst of them) is seen without a sync or a re-read, with the
+/// periodic re-read an hour away; rows someone else deletes are rewritten from the replica.
+#[tokio::test]
+async fn the_monitor_brings_what_the_switch_learns() {
+    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
+        eprintln!(
+            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
+        );
+        return;
+    };
+    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
+        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-mon-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let srv = Server::create(dir, &tool_path, server);
+    let remote = srv.remote();
+    add_switch(&remote).await;
+    let c = cluster();
+    let mut vtep = Vtep::new("sw1", &remote).resync_every(std::time::Duration::from_secs(3600));
+    let first = vtep.sync(&c).await.unwrap();
+    assert!(first.written > 0);
+    assert_eq!(json!(first.learned), json!({NET: []}));
+    assert_eq!(vtep.full_reads(), 1);
+
+    vtep_ctl(
+        &remote,
+        &["add-ucast-local", NET, "00:00:5e:00:53:11", "192.0.2.100"],
+    );
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    let synced = vtep.sync(&c).await.unwrap();
+    assert_eq!(json!(synced.learned), json!({NET: ["00:00:5e:00:53:11"]}));
+    assert_eq!((synced.written, vtep.full_reads()), (0, 1));
+
+    // A burst: one change.
+    for mac in ["00:00:5e:00:53:12", "00:00:5e:00:53:13"] {
+        vtep_ctl(&remote, &["add-ucast-local", NET, mac, "192.0.2.100"]);
+    }
+    vtep_ctl(&remote, &["del-ucast-local", NET, "00:00:5e:00:53:11"]);
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    let synced = vtep.sync(&c).await.unwrap();
+    assert_eq!(
+        json!(synced.learned),
+        json!({NET: ["00:00:5e:00:53:12", "00:00:5e:00:53:13"]})
+    );
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(600), vtep.changed())
+            .await
+            .is_err(),
+        "nothing more changed"
+    );
+
+    // Someone deletes a remote MAC the agent wrote: the replica shows it gone, and the
+    // next sync writes it again.
+    vtep_ctl(&remote, &["del-ucast-remote", NET, "fa:16:3e:00:00:01"]);
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    assert!(vtep.sync(&c).await.unwrap().written > 0);
+    assert_eq!(
+        tables(&remote).await["ucast"],
+        json!([[ls(), "fa:16:3e:00:00:01", "10.0.0.11", "192.0.2.1"]])
+    );
+    assert_eq!(vtep.full_reads(), 1);
+}
+
+/// The periodic full read replaces the replica (and the sync still plans nothing to do).
+#[tokio::test]
+async fn the_periodic_resync_reads_the_switch_whole() {
+    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
+        eprintln!(
+            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
+        );
+        return;
+    };
+    if !Path::new(SCHEMA).exists() {
+        eprintln!("SKIP: {SCHEMA} missing (apt-get install openvswitch-vtep)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-resync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let srv = Server::create(dir, &tool_path, server);
+    let remote = srv.remote();
+    add_switch(&remote).await;
+    let c = cluster();
+    let every = std::time::Duration::from_millis(300);
+    let mut vtep = Vtep::new("sw1", &remote).resync_every(every);
+    assert!(vtep.sync(&c).await.unwrap().written > 0);
+    assert_eq!(vtep.full_reads(), 1);
+    // Not yet due: the replica is used as it is.
+    assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
+    assert_eq!(vtep.full_reads(), 1);
+    assert!(vtep.deadline() > std::time::Instant::now());
+    tokio::time::sleep(every).await;
+    assert!(vtep.deadline() <= std::time::Instant::now());
+    assert_eq!(vtep.sync(&c).await.unwrap().written, 0);
+    assert_eq!(vtep.full_reads(), 2);
+    // The monitor had brought everything: the re-read found nothing new.
+    assert_eq!(vtep.drifts(), 0);
+}
+
+/// `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `NAME.pem` / `NAME.key` in `dir`.
+fn make_ca(dir: &Path, name: &str) {
+    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+}
+
+/// A certificate `NAME.pem` with key `NAME.key` signed by CA `ca`, for `usage` (serverAuth,
+/// clientAuth). No subject alternative names: as `ovs-pki` certificates, it names the
+/// switch, not its address.
+fn make_cert(dir: &Path, ca: &str, name: &str, usage: &str) {
+    let (key, csr, pem, ext) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+        format!("{name}.ext"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    std::fs::write(
+        dir.join(&ext),
+        format!("basicConstraints=CA:FALSE\nextendedKeyUsage={usage}\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+}
+
+/// An `ssl:` remote: the sync and the monitor work over TLS with the switch's certificate
+/// verified against the CA and the agent's own presented; with another CA the sync fails
+/// cleanly (a TLS error, the switch backed off), and so does it with an agent certificate
+/// the switch does not trust, or an `ssl:` remote without TLS settings.
+#[tokio::test]
+async fn vtep_over_ssl() {
+    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
+        eprintln!(
+            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
+        );
+        return;
+    };
+    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
+        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
+        return;
+    }
+    if tool("openssl").is_none() {
+        eprintln!("SKIP: openssl missing (apt-get install openssl)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-ssl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_ca(&dir, "ca");
+    make_ca(&dir, "otherca");
+    make_cert(&dir, "ca", "switch", "serverAuth");
+    make_cert(&dir, "ca", "agent", "clientAuth");
+    make_cert(&dir, "otherca", "stranger", "clientAuth");
+    let files = [
+        dir.join("switch.key"),
+        dir.join("switch.pem"),
+        dir.join("ca.pem"),
+    ];
+    let srv = Server::create_with(dir.clone(), &tool_path, server, Some(files));
+    let local = srv.remote();
+    add_switch(&local).await;
+    let ssl = format!("ssl:127.0.0.1:{}", srv.ssl_port.unwrap());
+
+    let tls = neutrino_agent::vtep_tls::client_config(
+        &dir.join("ca.pem"),
+        &dir.join("agent.pem"),
+        &dir.join("agent.key"),
+    )
+    .unwrap();
+    let c = cluster();
+    let mut vtep = Vtep::new("sw1", &ssl)
+        .tls(Some(tls))
+        .resync_every(std::time::Duration::from_secs(3600));
+    let first = vtep.sync(&c).await.unwrap();
+    assert!(first.written > 0);
+    assert_eq!(first.tunnel_ips, vec!["192.0.2.100".to_string()]);
+    assert_eq!(
+        tables(&local).await,
+        json!({
+            "switches": [[ls(), 5001]],
+            "ports": [["p1", [[100, ls()]]], ["p2", []]],
+            "ucast": [[ls(), "fa:16:3e:00:00:01", "10.0.0.11", "192.0.2.1"]],
+            "mcast": [[ls(), "unknown-dst", ["192.0.2.1"]]],
+        })
+    );
+    // The monitor over TLS.
+    vtep_ctl(
+        &local,
+        &["add-ucast-local", NET, "00:00:5e:00:53:21", "192.0.2.100"],
+    );
+    assert!(matches!(next_change(&mut vtep).await, Change::Updated));
+    let synced = vtep.sync(&c).await.unwrap();
+    assert_eq!(json!(synced.learned), json!({NET: ["00:00:5e:00:53:21"]}));
+    assert_eq!(synced.written, 0);
+
+    // A CA that did not sign the switch's certificate: an error, and the backoff.
+    let wrong = neutrino_agent::vtep_tls::client_config(
+        &dir.join("otherca.pem"),
+        &dir.join("agent.pem"),
+        &dir.join("agent.key"),
+    )
+    .unwrap();
+    let mut untrusting = Vtep::new("sw1", &ssl).tls(Some(wrong));
+    let err = untrusting.sync(&c).await.unwrap_err();
+    assert!(matches!(&err, OvsdbError::Tls(_)), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert!(!untrusting.due());
+
+    // An agent certificate the switch's CA did not sign: the switch refuses it.
+    let stranger = neutrino_agent::vtep_tls::client_config(
+        &dir.join("ca.pem"),
+        &dir.join("stranger.pem"),
+        &dir.join("stranger.key"),
+    )
+    .unwrap();
+    let mut refused = Vtep::new("sw1", &ssl).tls(Some(stranger));
+    assert!(refused.sync(&c).await.is_err());
+    assert!(!refused.due());
+
+    // No TLS settings for an ssl: remote.
+    let mut bare = Vtep::new("sw1", &ssl);
+    assert!(matches!(bare.sync(&c).await, Err(OvsdbError::Tls(_))));
+
+    // The switch still has what the first agent wrote, nothing of the others.
+    assert_eq!(tables(&local).await["ucast"].as_array().unwrap().len(), 1);
+    drop(srv);
 }

@@ -8,7 +8,8 @@
 //! `vxlan_over_ipv4`) and an `unknown-dst` `Mcast_Macs_Remote`
 //! flooding to those hosts; the network's other gateways (software gateways, other VTEPs)
 //! are flooded to as well, and the MACs they learnt are remote MACs at their tunnel IPs.
-//! [`observe`] reads the switch's rows from the results of [`select_ops`], [`plan`] diffs
+//! [`observe`] reads the switch's rows from the results of [`select_ops`] (or rows of the
+//! [`TABLES`] in that form, e.g. from a replica the agent keeps by `monitor`), [`plan`] diffs
 //! the two into the operations of one `transact`, and [`learned`] gives the switch's own
 //! `Ucast_Macs_Local` per network, to report like a software gateway's learned MACs. No I/O
 //! here: the agent runs the transactions.
@@ -233,7 +234,9 @@ pub struct Observed {
     pub mcast_local: Vec<MacRow>,
 }
 
-const TABLES: [&str; 9] = [
+/// The tables [`observe`] reads, in the order of its results (what the agent's `monitor`
+/// replicates).
+pub const TABLES: [&str; 9] = [
     "Physical_Switch",
     "Physical_Port",
     "Logical_Switch",

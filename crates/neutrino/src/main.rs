@@ -211,11 +211,27 @@ struct AgentArgs {
     #[arg(long)]
     l2gw_device: Option<String>,
     /// Program the hardware VTEP (a physical switch speaking OVSDB with the `hardware_vtep`
-    /// schema) that is the L2 gateway device NAME, at `tcp:HOST:PORT` or `unix:PATH`:
-    /// `--vtep NAME=tcp:192.0.2.50:6640`. Repeatable; NAME is also the switch's
+    /// schema) that is the L2 gateway device NAME, at `tcp:HOST:PORT`, `ssl:HOST:PORT` (TLS:
+    /// see --vtep-ca-cert) or `unix:PATH`: `--vtep NAME=ssl:192.0.2.50:6640`. Repeatable; NAME is also the switch's
     /// `Physical_Switch` name.
     #[arg(long = "vtep", value_name = "NAME=REMOTE")]
     vteps: Vec<String>,
+    /// Seconds between full reads of each --vtep switch's tables (a repair: between them the
+    /// agent follows the switch through an OVSDB monitor).
+    #[arg(long, default_value_t = 60)]
+    vtep_resync_interval: u64,
+    /// For `ssl:` --vtep remotes: PEM file of the CA certificate(s) the switches'
+    /// certificates must chain to (as ovsdb-server's --ca-cert; their names are not checked).
+    #[arg(long, value_name = "FILE", requires_all = ["vtep_cert", "vtep_key"])]
+    vtep_ca_cert: Option<PathBuf>,
+    /// For `ssl:` --vtep remotes: PEM file of the agent's certificate (chain), presented to
+    /// the switches (as ovsdb-server's --certificate).
+    #[arg(long, value_name = "FILE", requires_all = ["vtep_ca_cert", "vtep_key"])]
+    vtep_cert: Option<PathBuf>,
+    /// For `ssl:` --vtep remotes: PEM file of the private key of --vtep-cert (as
+    /// ovsdb-server's --private-key).
+    #[arg(long, value_name = "FILE", requires_all = ["vtep_ca_cert", "vtep_cert"])]
+    vtep_key: Option<PathBuf>,
     /// The availability zone of this host (`openstack availability zone list --network`):
     /// networks and routers with `availability_zone_hints` are scheduled to hosts of those
     /// zones.
@@ -266,6 +282,25 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         neutrino_dataplane::provider::parse_interface_mappings(&args.physical_interface_mappings)
             .map_err(anyhow::Error::msg)
             .context("--physical-interface-mappings")?;
+    let vteps: Vec<(String, String)> = args
+        .vteps
+        .iter()
+        .map(|v| neutrino_agent::vtep::parse_spec(v))
+        .collect::<Result<_, _>>()
+        .context("--vtep")?;
+    let vtep_tls = match (&args.vtep_ca_cert, &args.vtep_cert, &args.vtep_key) {
+        (Some(ca), Some(cert), Some(key)) => {
+            Some(neutrino_agent::vtep_tls::client_config(ca, cert, key)?)
+        }
+        _ => None,
+    };
+    if vtep_tls.is_none() {
+        if let Some((name, _)) = vteps.iter().find(|(_, r)| r.starts_with("ssl:")) {
+            anyhow::bail!(
+                "--vtep {name}=ssl:...: TLS needs --vtep-ca-cert, --vtep-cert and --vtep-key"
+            );
+        }
+    }
     let cfg = neutrino_agent::AgentConfig {
         host: neutrino_dataplane::HostConfig {
             host: args.host,
@@ -286,12 +321,9 @@ async fn agent(args: AgentArgs) -> anyhow::Result<()> {
         bgp: args.bgp,
         bgp_router_id: args.bgp_router_id,
         dataplane_netns: args.dataplane_netns.clone(),
-        vteps: args
-            .vteps
-            .iter()
-            .map(|v| neutrino_agent::vtep::parse_spec(v))
-            .collect::<Result<_, _>>()
-            .context("--vtep")?,
+        vteps,
+        vtep_tls,
+        vtep_resync_every: std::time::Duration::from_secs(args.vtep_resync_interval.max(1)),
         encrypt_overlay: args.encrypt_overlay,
         overlay_port: args.overlay_port,
         rotate_overlay_key: args.rotate_overlay_key,
@@ -876,6 +908,42 @@ fn main() -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vtep_tls_files_come_together() {
+        use clap::Parser as _;
+        let base = [
+            "neutrino",
+            "agent",
+            "--host",
+            "h1",
+            "--tunnel-ip",
+            "192.0.2.1",
+        ];
+        let parse = |extra: &[&str]| {
+            let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+            Cli::try_parse_from(argv).map(|cli| match cli.command {
+                Command::Agent(a) => (a.vtep_ca_cert, a.vtep_cert, a.vtep_key),
+                _ => unreachable!("an agent command"),
+            })
+        };
+        let all = [
+            "--vtep=sw1=ssl:192.0.2.50:6640",
+            "--vtep-ca-cert=ca.pem",
+            "--vtep-cert=agent.pem",
+            "--vtep-key=agent.key",
+        ];
+        let (ca, cert, key) = parse(&all).unwrap();
+        assert_eq!(ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(cert, Some(PathBuf::from("agent.pem")));
+        assert_eq!(key, Some(PathBuf::from("agent.key")));
+        assert!(
+            parse(&all[..2]).is_err(),
+            "a CA without a certificate and key"
+        );
+        assert!(parse(&all[..3]).is_err(), "a certificate without its key");
+        assert_eq!(parse(&[]).unwrap(), (None, None, None));
+    }
 
     #[test]
     fn an_openrc_of_the_other_scheme_is_noticed() {
