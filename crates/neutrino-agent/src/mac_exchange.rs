@@ -175,7 +175,7 @@ fn run(
             return;
         }
     };
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(50)));
+    let _ = socket.set_read_timeout(Some(Duration::from_millis(10)));
     let mut last_sent: Option<Instant> = None;
     let mut buf = vec![0u8; 65_536];
     loop {
