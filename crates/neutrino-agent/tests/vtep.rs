@@ -313,23 +313,39 @@ fn vtep_ctl(remote: &str, args: &[&str]) {
     );
 }
 
-#[tokio::test]
-async fn vtep_follows_the_cluster_and_replays() {
+/// The tools the tests need, or `None` after printing why the test skips: `ovsdb-server`
+/// and `ovsdb-tool`, the vtep schema and `vtep-ctl`.
+fn tools() -> Option<(PathBuf, PathBuf)> {
     let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
         eprintln!(
             "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
         );
-        return;
+        return None;
     };
-    if !Path::new(SCHEMA).exists() {
-        eprintln!("SKIP: {SCHEMA} missing (apt-get install openvswitch-vtep)");
-        return;
+    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
+        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
+        return None;
     }
-    let dir = std::env::temp_dir().join(format!("neutrino-vtep-{}", std::process::id()));
+    Some((server, tool_path))
+}
+
+/// A fresh `ovsdb-server` with the vtep schema and switch `sw1`, in a temp directory named
+/// after `test`, and its remote; `None` when the test skips ([`tools`]).
+async fn switch_server(test: &str) -> Option<(Server, String)> {
+    let (server, tool_path) = tools()?;
+    let dir = std::env::temp_dir().join(format!("neutrino-vtep-{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let mut srv = Server::create(dir, &tool_path, server);
+    let srv = Server::create(dir, &tool_path, server);
     let remote = srv.remote();
     add_switch(&remote).await;
+    Some((srv, remote))
+}
+
+#[tokio::test]
+async fn vtep_follows_the_cluster_and_replays() {
+    let Some((mut srv, remote)) = switch_server("sync").await else {
+        return;
+    };
 
     let mut c = cluster();
     // No periodic re-read during the test: everything after the first read comes from the
@@ -395,7 +411,7 @@ async fn vtep_follows_the_cluster_and_replays() {
     assert!(!vtep.due());
     let db = srv.dir.join("vtep.db");
     std::fs::remove_file(&db).unwrap();
-    let st = Command::new(&tool_path)
+    let st = Command::new(tool("ovsdb-tool").unwrap())
         .args(["create", db.to_str().unwrap(), SCHEMA])
         .status()
         .unwrap();
@@ -423,21 +439,9 @@ async fn vtep_follows_the_cluster_and_replays() {
 /// periodic re-read an hour away; rows someone else deletes are rewritten from the replica.
 #[tokio::test]
 async fn the_monitor_brings_what_the_switch_learns() {
-    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
-        eprintln!(
-            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
-        );
+    let Some((_srv, remote)) = switch_server("mon").await else {
         return;
     };
-    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
-        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("neutrino-vtep-mon-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let srv = Server::create(dir, &tool_path, server);
-    let remote = srv.remote();
-    add_switch(&remote).await;
     let c = cluster();
     let mut vtep = Vtep::new("sw1", &remote).resync_every(std::time::Duration::from_secs(3600));
     let first = vtep.sync(&c).await.unwrap();
@@ -487,21 +491,9 @@ async fn the_monitor_brings_what_the_switch_learns() {
 /// The periodic full read replaces the replica (and the sync still plans nothing to do).
 #[tokio::test]
 async fn the_periodic_resync_reads_the_switch_whole() {
-    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
-        eprintln!(
-            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
-        );
+    let Some((_srv, remote)) = switch_server("resync").await else {
         return;
     };
-    if !Path::new(SCHEMA).exists() {
-        eprintln!("SKIP: {SCHEMA} missing (apt-get install openvswitch-vtep)");
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("neutrino-vtep-resync-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let srv = Server::create(dir, &tool_path, server);
-    let remote = srv.remote();
-    add_switch(&remote).await;
     let c = cluster();
     let every = std::time::Duration::from_millis(300);
     let mut vtep = Vtep::new("sw1", &remote).resync_every(every);
@@ -614,16 +606,9 @@ fn make_cert(dir: &Path, ca: &str, name: &str, usage: &str) {
 /// the switch does not trust, or an `ssl:` remote without TLS settings.
 #[tokio::test]
 async fn vtep_over_ssl() {
-    let (Some(server), Some(tool_path)) = (tool("ovsdb-server"), tool("ovsdb-tool")) else {
-        eprintln!(
-            "SKIP: ovsdb-server/ovsdb-tool not installed (apt-get install openvswitch-common)"
-        );
+    let Some((server, tool_path)) = tools() else {
         return;
     };
-    if !Path::new(SCHEMA).exists() || tool("vtep-ctl").is_none() {
-        eprintln!("SKIP: {SCHEMA} or vtep-ctl missing (apt-get install openvswitch-vtep)");
-        return;
-    }
     if tool("openssl").is_none() {
         eprintln!("SKIP: openssl missing (apt-get install openssl)");
         return;
